@@ -1,0 +1,15 @@
+/* admin: the operator commands besides `run`: migrate and replay. Each
+ * connects, does its work, prints a human-readable result on stdout and
+ * returns an exit code for main (0 ok, 1 runtime failure). */
+#ifndef OUTBOX_ADMIN_H
+#define OUTBOX_ADMIN_H
+
+#include "config.h"
+#include "log.h"
+
+int admin_migrate(const struct config *cfg, struct log *lg);
+/* Resets sent rows matching cfg->replay_* filters to pending (or, with
+ * --dry-run, only counts them) through the outbox.replay() function. */
+int admin_replay(const struct config *cfg, struct log *lg);
+
+#endif

@@ -1,0 +1,72 @@
+/* config: every setting of outbox-relay, read from one table that drives
+ * flag and environment parsing, validation, --help and the README table.
+ * Defaults, then parse (env, then flags override), then validate: nothing is
+ * contacted before config_validate() passes. */
+#ifndef OUTBOX_CONFIG_H
+#define OUTBOX_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_MUSTCHECK __attribute__((warn_unused_result))
+
+/* A "name=value" pair kept in order (routing rules, librdkafka properties). */
+struct config_kv {
+        char *name;
+        char *value;
+};
+
+enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
+
+struct config {
+        char *database_url;     /* libpq conninfo or postgres:// URL; holds secrets */
+        char *kafka_brokers;    /* bootstrap.servers */
+        char *schema;           /* schema holding the outbox tables */
+        char *default_topic;    /* topic for rows with NULL topic and no matching route */
+        char *instance_id;      /* shown in status and logs; default hostname:pid */
+        int batch_size;         /* rows per fetch */
+        int pipeline_depth;     /* batches in flight at once */
+        int poll_interval_ms;   /* safety-net poll when no notification arrives */
+        int retry_base_ms;      /* first retry delay */
+        int retry_max_ms;       /* cap on the retry delay */
+        int max_attempts;       /* failed attempts before a row is dead-lettered */
+        int shutdown_timeout_ms;/* grace for in-flight deliveries on SIGTERM */
+        int reconnect_max_ms;   /* cap on database reconnect backoff */
+        enum config_log_level log_level;
+        struct config_kv *routes;      /* event_type pattern -> topic, in given order */
+        size_t n_routes;
+        struct config_kv *kafka_props; /* passed to rd_kafka_conf_set unchanged */
+        size_t n_kafka_props;
+
+        /* Filters of the `replay` command (0 / NULL when unset). */
+        long long replay_from_id, replay_to_id;
+        char *replay_since, *replay_until; /* timestamps, as PostgreSQL reads them */
+        char *replay_topic, *replay_key;
+        int dry_run;
+        /* Remaining positional arguments after the command, not owned. */
+        int n_args;
+        char **args;
+};
+
+/* What a command needs; config_validate checks the matching required settings. */
+enum config_need { CONFIG_NEED_DB = 1, CONFIG_NEED_KAFKA = 2 };
+
+struct config *config_new(void);
+void config_free(struct config *cfg);
+
+/* Reads OUTBOX_* environment variables, then argv flags (which win).
+ * argv[0] is the first flag (the command has been taken off already).
+ * Returns 0, or -1 with errbuf naming the setting that was wrong. */
+int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
+                 size_t errsz) CONFIG_MUSTCHECK;
+
+/* Checks ranges and cross-field rules, parses the database URL and every
+ * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
+int config_validate(const struct config *cfg, int need, char *errbuf,
+                    size_t errsz) CONFIG_MUSTCHECK;
+
+void config_print_help(FILE *out);
+/* The README's configuration table, generated from the same table. */
+void config_print_markdown(FILE *out);
+
+#endif

@@ -1,0 +1,60 @@
+/* db: the relay's PostgreSQL session. Connects (blocking, bounded by
+ * connect_timeout), checks the schema version, prepares the relay's
+ * statements and LISTENs; then runs queries asynchronously, one at a time
+ * from a FIFO, so the relay's loop never blocks on the database. */
+#ifndef OUTBOX_DB_H
+#define OUTBOX_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "log.h"
+
+struct db;
+
+/* Called once per query. On success res is the result (owned by the
+ * callback, which must PQclear it) and error is NULL; on failure res is
+ * NULL and error says why (the connection may be gone). */
+typedef void (*db_done_cb)(void *arg, PGresult *res, const char *error);
+
+struct db *db_new(const struct config *cfg, struct log *lg);
+void db_free(struct db *db);
+
+#define DB_ERR_SCHEMA (-2)
+
+/* Connects, checks the schema, prepares statements, LISTENs on the outbox
+ * channel. Returns 0; -1 with errbuf (never containing the password) when
+ * the server cannot be reached or failed, worth retrying; DB_ERR_SCHEMA when
+ * the schema is missing or at another version, which retrying won't fix. */
+int db_connect(struct db *db, char *errbuf, size_t errsz) __attribute__((warn_unused_result));
+/* Closes the connection; queued queries fail with "disconnected". */
+void db_disconnect(struct db *db, const char *why);
+int db_connected(const struct db *db);
+
+/* Fetch due pending rows with id > after_id in id order (binary results):
+ * columns id, event_id, topic, key, event_type, payload, payload_bytes,
+ * headers, created_at, attempts. */
+int db_fetch(struct db *db, int64_t after_id, int limit, db_done_cb cb, void *arg);
+/* Mark rows sent with their partition and offset, in one statement. */
+int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
+            const int64_t *offsets, db_done_cb cb, void *arg);
+/* Record a failed attempt through <schema>.record_failure(). */
+int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
+                      int max_attempts, db_done_cb cb, void *arg);
+
+/* For the loop: the socket, and whether output is waiting to be flushed. */
+int db_socket(const struct db *db);
+int db_wants_write(const struct db *db);
+/* No query queued or running. */
+int db_idle(const struct db *db);
+
+/* Does the I/O that is possible now: flushes, reads, completes queries
+ * (calling their callbacks) and sends the next. *notified is set when a
+ * notification arrived. Returns 0, or -1 when the connection broke (it is
+ * then closed and every queued query has failed). */
+int db_service(struct db *db, int *notified);
+
+#endif

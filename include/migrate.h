@@ -1,0 +1,39 @@
+/* migrate: applies the versioned SQL files of sql/ (compiled into the
+ * binary) to a database, and tells the relay whether a database is at the
+ * version it needs. */
+#ifndef OUTBOX_MIGRATE_H
+#define OUTBOX_MIGRATE_H
+
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+
+struct migrate_file {
+        int version;
+        const char *name;
+        const char *sql; /* uses :"schema" and :'schema' as psql would */
+};
+
+/* Generated from the files in sql/ by cmake/embed_sql.cmake, in version order. */
+extern const struct migrate_file migrate_files[];
+extern const int migrate_file_count;
+
+/* The schema version this binary needs. */
+int migrate_latest_version(void);
+
+/* Applies every file newer than the database's version, each in its own
+ * transaction under an advisory lock so concurrent runs wait for each other.
+ * A second run applies nothing. *applied gets the number of files applied.
+ * Returns 0 or -1 with errbuf. */
+int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, char *errbuf,
+                size_t errsz) __attribute__((warn_unused_result));
+
+/* Returns 0 when the schema exists at migrate_latest_version(); otherwise -1
+ * with errbuf telling the user to run `outbox-relay migrate` (missing schema,
+ * older version) or to upgrade the relay (newer version). */
+int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,56 @@
+/* producer: the idempotent librdkafka producer. Owns the rd_kafka_t, turns
+ * its delivery reports into calls of the relay's callback (in the relay's
+ * thread, from producer_poll), and signals readiness through a pipe that
+ * the relay's poll() watches. Rebuilt by the relay after a fatal error. */
+#ifndef OUTBOX_PRODUCER_H
+#define OUTBOX_PRODUCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "log.h"
+#include "message.h"
+
+struct producer;
+
+/* One delivery report: msg_opaque is what producer_send was given. */
+typedef void (*producer_dr_cb)(void *arg, void *msg_opaque, rd_kafka_resp_err_t err,
+                               int32_t partition, int64_t offset);
+
+struct producer *producer_new(const struct config *cfg, struct log *lg, producer_dr_cb cb,
+                              void *arg, char *errbuf, size_t errsz);
+/* Purges what is still queued or in flight (their reports arrive with a
+ * purge error, so every message gets exactly one report) and destroys. */
+void producer_free(struct producer *p);
+
+/* Builds the full librdkafka configuration from cfg, for validation
+ * without connecting as well as for producer_new. */
+rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t errsz);
+
+/* Enqueues one message (key, value and headers borrowed from row, which
+ * must stay valid until its report). Returns RD_KAFKA_RESP_ERR_NO_ERROR or
+ * the error that made librdkafka refuse it (e.g. MSG_SIZE_TOO_LARGE). */
+rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
+                                  const struct message_row *row, rd_kafka_headers_t *hdrs,
+                                  void *msg_opaque);
+
+/* Serves delivery reports, logs and errors without blocking. */
+void producer_poll(struct producer *p);
+/* Readable when producer_poll has something to serve. */
+int producer_fd(const struct producer *p);
+/* Non-zero once the producer hit a fatal error and must be rebuilt;
+ * errbuf gets the reason. */
+int producer_fatal(const struct producer *p, char *errbuf, size_t errsz);
+/* Messages not yet reported. */
+int producer_outstanding(const struct producer *p);
+/* Fails everything queued or in flight now (reports follow on poll). */
+void producer_purge(struct producer *p);
+
+/* Errors that say the message will never be accepted as it is (count an
+ * attempt), as opposed to the producer or cluster being unavailable. */
+int producer_err_is_permanent(rd_kafka_resp_err_t err);
+
+#endif

@@ -1,0 +1,25 @@
+/* relay: the loop that moves rows from the outbox to Kafka. Fetches due
+ * pending rows in id order, publishes them, and marks each batch sent once
+ * every message of it has been acknowledged; failures are retried with
+ * backoff and dead-lettered after the last attempt. */
+#ifndef OUTBOX_RELAY_H
+#define OUTBOX_RELAY_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "log.h"
+
+struct relay;
+
+/* Blocks SIGTERM and SIGINT (they are read from a signalfd in the loop;
+ * call before any other thread starts) and creates the producer. The
+ * database is contacted only by relay_run. Returns NULL with errbuf. */
+struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz);
+void relay_free(struct relay *r);
+
+/* Runs until SIGTERM or SIGINT and returns 0 after a clean stop; returns
+ * -1 with errbuf when it cannot go on (e.g. the schema is missing). */
+int relay_run(struct relay *r, char *errbuf, size_t errsz);
+
+#endif

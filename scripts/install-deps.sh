@@ -1,0 +1,20 @@
+#!/bin/bash
+# Installs what building, running and testing outbox-relay needs on Debian 12
+# (as root). Safe to run again: apt skips what is already there.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(build-essential cmake pkg-config git
+      librdkafka-dev libpq-dev libjansson-dev libmicrohttpd-dev check
+      postgresql-15 kcat python3-kafka)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  # The server package's own cluster is not used (the scripts run throwaway
+  # ones), so keep the package from creating and starting one.
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/outbox-relay.conf
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

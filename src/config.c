@@ -1,0 +1,888 @@
+/* config: one static table of settings (like PgBouncer's bouncer_params[])
+ * drives environment and flag parsing, validation, --help and the README
+ * table, so a setting cannot be documented one way and parsed another. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "route.h"
+
+enum setting_type {
+        T_STR,    /* string; NULL when unset */
+        T_SECRET, /* string that is never echoed */
+        T_INT,    /* int within [min, max] */
+        T_ID,     /* long long within [min, max] */
+        T_LEVEL,  /* enum config_log_level */
+        T_ROUTE,  /* repeatable pattern=topic -> cfg->routes */
+        T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
+        T_BOOL,   /* flag without a value */
+};
+
+/* Which commands read a setting: only for --help and the README. */
+enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_ALL = 15 };
+
+#define KPROP_ENV_PREFIX "OUTBOX_RDKAFKA_"
+#define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
+#define OFF(field) offsetof(struct config, field)
+
+struct setting {
+        const char *flag; /* without the leading "--" */
+        char short_flag;  /* 0 or the letter of "-X" */
+        const char *env;  /* NULL: command line only */
+        enum setting_type type;
+        size_t off;
+        long long min, max;
+        const char *def; /* as it would be typed; NULL: none */
+        int flags;
+        unsigned cmds;
+        int need; /* CONFIG_NEED_* bits that make it required */
+        const char *metavar;
+        const char *help;
+};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static const struct setting settings[] = {
+    {"database-url", 0, "OUTBOX_DATABASE_URL", T_SECRET, OFF(database_url), 0, 0, NULL, 0, C_ALL,
+     CONFIG_NEED_DB, "URL",
+     "PostgreSQL connection: a libpq conninfo string (\"host=db dbname=app\") or a "
+     "postgres:// URL. It may hold a password, so it is never logged or echoed."},
+    {"schema", 0, "OUTBOX_SCHEMA", T_STR, OFF(schema), 0, 0, "outbox", 0, C_ALL, 0, "NAME",
+     "Schema holding the outbox tables: a lowercase SQL identifier."},
+    {"log-level", 0, "OUTBOX_LOG_LEVEL", T_LEVEL, OFF(log_level), 0, 0, "info", 0, C_ALL, 0,
+     "LEVEL", "Lowest level logged as JSON lines on stderr: debug, info, warn or error."},
+    {"kafka-brokers", 0, "OUTBOX_KAFKA_BROKERS", T_STR, OFF(kafka_brokers), 0, 0, NULL, 0, C_RUN,
+     CONFIG_NEED_KAFKA, "HOST:PORT,...", "Kafka bootstrap servers."},
+    {"kafka-property", 'X', KPROP_ENV_PREFIX "<NAME>", T_KPROP, OFF(kafka_props), 0, 0, NULL, 0,
+     C_RUN, 0, "NAME=VALUE",
+     "librdkafka producer property (e.g. security.protocol=SASL_SSL); repeatable, and wins over "
+     "the environment. The relay itself keeps enable.idempotence=true and acks=all and sets "
+     "bootstrap.servers from --kafka-brokers."},
+    {"route", 0, "OUTBOX_ROUTES", T_ROUTE, OFF(routes), 0, 0, NULL, 0, C_RUN, 0, "PATTERN=TOPIC",
+     "Topic for rows whose topic column is NULL, chosen by event_type: an exact type "
+     "(order.created=orders), a prefix (user.*=users) or * for all. An exact rule wins, then "
+     "the longest prefix. Repeatable; the variable takes a comma-separated list."},
+    {"default-topic", 0, "OUTBOX_DEFAULT_TOPIC", T_STR, OFF(default_topic), 0, 0, NULL, 0, C_RUN,
+     0, "TOPIC",
+     "Topic for rows with a NULL topic that no route matches; without it such rows fail "
+     "permanently."},
+    {"batch-size", 0, "OUTBOX_BATCH_SIZE", T_INT, OFF(batch_size), 1, 100000, "1000", 0, C_RUN, 0,
+     "N", "Rows fetched from the outbox per batch."},
+    {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4", 0,
+     C_RUN, 0, "N", "Batches being published to Kafka at once."},
+    {"poll-interval-ms", 0, "OUTBOX_POLL_INTERVAL_MS", T_INT, OFF(poll_interval_ms), 10, 3600000,
+     "1000", 0, C_RUN, 0, "MS",
+     "Look for due rows this often even when no notification arrives."},
+    {"retry-base-ms", 0, "OUTBOX_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), 1, 86400000, "1000", 0,
+     C_RUN, 0, "MS",
+     "Delay before the first retry of a row that failed to publish; it doubles with each "
+     "attempt, with jitter."},
+    {"retry-max-ms", 0, "OUTBOX_RETRY_MAX_MS", T_INT, OFF(retry_max_ms), 1, 86400000, "300000", 0,
+     C_RUN, 0, "MS", "Longest retry delay; at least --retry-base-ms."},
+    {"max-attempts", 0, "OUTBOX_MAX_ATTEMPTS", T_INT, OFF(max_attempts), 1, 1000000, "10", 0,
+     C_RUN, 0, "N", "Failed attempts after which a row is moved to the dead letters."},
+    {"shutdown-timeout-ms", 0, "OUTBOX_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_timeout_ms), 0,
+     3600000, "10000", 0, C_RUN, 0, "MS",
+     "On SIGTERM or SIGINT, how long to wait for deliveries in flight."},
+    {"reconnect-max-ms", 0, "OUTBOX_RECONNECT_MAX_MS", T_INT, OFF(reconnect_max_ms), 100, 3600000,
+     "30000", 0, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
+    {"instance-id", 0, "OUTBOX_INSTANCE_ID", T_STR, OFF(instance_id), 0, 0, "<hostname>:<pid>",
+     F_DYNAMIC_DEFAULT, C_RUN, 0, "ID", "Name of this relay in status output and logs."},
+    {"from-id", 0, NULL, T_ID, OFF(replay_from_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
+     "Replay rows with id >= ID."},
+    {"to-id", 0, NULL, T_ID, OFF(replay_to_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
+     "Replay rows with id <= ID."},
+    {"since", 0, NULL, T_STR, OFF(replay_since), 0, 0, NULL, 0, C_REPLAY, 0, "TIME",
+     "Replay rows created at or after TIME (any timestamp PostgreSQL accepts)."},
+    {"until", 0, NULL, T_STR, OFF(replay_until), 0, 0, NULL, 0, C_REPLAY, 0, "TIME",
+     "Replay rows created before TIME."},
+    {"topic", 0, NULL, T_STR, OFF(replay_topic), 0, 0, NULL, 0, C_REPLAY, 0, "TOPIC",
+     "Replay rows whose topic column is TOPIC."},
+    {"key", 0, NULL, T_STR, OFF(replay_key), 0, 0, NULL, 0, C_REPLAY, 0, "KEY",
+     "Replay rows with this key."},
+    {"dry-run", 0, NULL, T_BOOL, OFF(dry_run), 0, 0, NULL, 0, C_REPLAY, 0, NULL,
+     "Only count the rows that would be replayed."},
+};
+
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* While parsing: how many list entries came from the environment, so a flag
+ * with the same name replaces the environment's entry instead of adding. */
+struct parse_state {
+        size_t env_routes, env_props;
+};
+
+static void *field(const struct config *cfg, const struct setting *s)
+{
+        return (char *)cfg + s->off;
+}
+
+/* Kafka properties whose values may be credentials. */
+static int looks_secret(const char *s)
+{
+        return strstr(s, "password") != NULL || strstr(s, "secret") != NULL ||
+               strstr(s, "jaas") != NULL || strstr(s, "key.pem") != NULL ||
+               strstr(s, "oauthbearer.config") != NULL;
+}
+
+static int set_string(char **dst, const char *value, char *errbuf, size_t errsz)
+{
+        char *copy = strdup(value);
+
+        if (copy == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        free(*dst);
+        *dst = copy;
+        return 0;
+}
+
+static void kv_free(struct config_kv *kv, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(kv[i].name);
+                free(kv[i].value);
+        }
+        free(kv);
+}
+
+/* Appends kv (taking its strings); an entry of the same name among the
+ * first *n_env ones (from the environment) is removed first. */
+static int kv_put(struct config_kv **list, size_t *n, size_t *n_env, struct config_kv kv,
+                  char *errbuf, size_t errsz)
+{
+        struct config_kv *grown;
+
+        for (size_t i = 0; n_env != NULL && i < *n_env; i++) {
+                if (strcmp((*list)[i].name, kv.name) != 0)
+                        continue;
+                free((*list)[i].name);
+                free((*list)[i].value);
+                memmove(&(*list)[i], &(*list)[i + 1], (*n - i - 1) * sizeof(**list));
+                (*n)--;
+                (*n_env)--;
+                break;
+        }
+        grown = realloc(*list, (*n + 1) * sizeof(**list));
+        if (grown == NULL) {
+                free(kv.name);
+                free(kv.value);
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        *list = grown;
+        grown[(*n)++] = kv;
+        return 0;
+}
+
+static int parse_kprop(const char *text, struct config_kv *out, const char *src, char *errbuf,
+                       size_t errsz)
+{
+        const char *eq = strchr(text, '=');
+
+        if (eq == NULL || eq == text) {
+                if (looks_secret(text))
+                        snprintf(errbuf, errsz, "%s needs NAME=VALUE", src);
+                else
+                        snprintf(errbuf, errsz, "%s needs NAME=VALUE, got \"%s\"", src, text);
+                return -1;
+        }
+        out->name = strndup(text, (size_t)(eq - text));
+        out->value = strdup(eq + 1);
+        if (out->name == NULL || out->value == NULL) {
+                free(out->name);
+                free(out->value);
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        return 0;
+}
+
+static void range_text(const struct setting *s, char *buf, size_t sz)
+{
+        if (s->max == LLONG_MAX)
+                snprintf(buf, sz, "an integer >= %lld", s->min);
+        else
+                snprintf(buf, sz, "an integer from %lld to %lld", s->min, s->max);
+}
+
+static int parse_int(const struct setting *s, const char *value, const char *src, long long *out,
+                     char *errbuf, size_t errsz)
+{
+        char *end;
+        long long v;
+        char range[96];
+
+        /* strtoll alone would accept blanks, '+', trailing junk and clamp overflow. */
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        if ((isdigit((unsigned char)value[0]) ||
+             (value[0] == '-' && isdigit((unsigned char)value[1]))) &&
+            *end == '\0' && errno == 0 && v >= s->min && v <= s->max) {
+                *out = v;
+                return 0;
+        }
+        range_text(s, range, sizeof(range));
+        snprintf(errbuf, errsz, "invalid value \"%.64s\" for %s: expected %s", value, src, range);
+        return -1;
+}
+
+/* Sets one setting from text; src names where the text came from. */
+static int set_value(struct config *cfg, struct parse_state *ps, const struct setting *s,
+                     const char *value, const char *src, int from_flag, char *errbuf,
+                     size_t errsz)
+{
+        struct config_kv kv;
+        long long v;
+
+        switch (s->type) {
+        case T_STR:
+        case T_SECRET:
+                return set_string(field(cfg, s), value, errbuf, errsz);
+        case T_INT:
+                if (parse_int(s, value, src, &v, errbuf, errsz) != 0)
+                        return -1;
+                *(int *)field(cfg, s) = (int)v;
+                return 0;
+        case T_ID:
+                return parse_int(s, value, src, field(cfg, s), errbuf, errsz);
+        case T_LEVEL:
+                for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+                        if (strcasecmp(value, level_names[i]) == 0) {
+                                *(enum config_log_level *)field(cfg, s) = (enum config_log_level)i;
+                                return 0;
+                        }
+                }
+                snprintf(errbuf, errsz,
+                         "invalid value \"%.64s\" for %s: expected debug, info, warn or error",
+                         value, src);
+                return -1;
+        case T_ROUTE:
+                if (route_parse_rule(value, &kv, errbuf, errsz) != 0)
+                        return -1;
+                return kv_put(&cfg->routes, &cfg->n_routes, from_flag ? &ps->env_routes : NULL,
+                              kv, errbuf, errsz);
+        case T_KPROP:
+                if (parse_kprop(value, &kv, src, errbuf, errsz) != 0)
+                        return -1;
+                return kv_put(&cfg->kafka_props, &cfg->n_kafka_props,
+                              from_flag ? &ps->env_props : NULL, kv, errbuf, errsz);
+        case T_BOOL:
+                *(int *)field(cfg, s) = 1;
+                return 0;
+        }
+        return -1;
+}
+
+struct config *config_new(void)
+{
+        struct config *cfg = calloc(1, sizeof(*cfg));
+        struct parse_state ps = {0, 0};
+        char host[256], errbuf[128];
+        size_t len;
+
+        if (cfg == NULL)
+                return NULL;
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+
+                if (s->def != NULL && !(s->flags & F_DYNAMIC_DEFAULT) &&
+                    set_value(cfg, &ps, s, s->def, s->flag, 0, errbuf, sizeof(errbuf)) != 0)
+                        goto fail;
+        }
+        if (gethostname(host, sizeof(host)) != 0)
+                snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        len = strlen(host) + 24;
+        cfg->instance_id = malloc(len);
+        if (cfg->instance_id == NULL)
+                goto fail;
+        snprintf(cfg->instance_id, len, "%s:%ld", host, (long)getpid());
+        return cfg;
+fail:
+        config_free(cfg);
+        return NULL;
+}
+
+void config_free(struct config *cfg)
+{
+        if (cfg == NULL)
+                return;
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                if (settings[i].type == T_STR || settings[i].type == T_SECRET)
+                        free(*(char **)field(cfg, &settings[i]));
+        kv_free(cfg->routes, cfg->n_routes);
+        kv_free(cfg->kafka_props, cfg->n_kafka_props);
+        free(cfg->args);
+        free(cfg);
+}
+
+/* OUTBOX_RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL */
+static int parse_kprop_env(struct config *cfg, struct parse_state *ps, char *errbuf, size_t errsz)
+{
+        const size_t plen = strlen(KPROP_ENV_PREFIX);
+
+        for (char **e = environ; *e != NULL; e++) {
+                const char *eq = strchr(*e, '=');
+                struct config_kv kv;
+
+                if (eq == NULL || strncmp(*e, KPROP_ENV_PREFIX, plen) != 0 || eq[1] == '\0')
+                        continue;
+                if ((size_t)(eq - *e) == plen) {
+                        snprintf(errbuf, errsz, "%s needs a property name after the prefix",
+                                 KPROP_ENV_PREFIX);
+                        return -1;
+                }
+                kv.name = strndup(*e + plen, (size_t)(eq - *e) - plen);
+                kv.value = strdup(eq + 1);
+                if (kv.name == NULL || kv.value == NULL) {
+                        free(kv.name);
+                        free(kv.value);
+                        snprintf(errbuf, errsz, "out of memory");
+                        return -1;
+                }
+                for (char *p = kv.name; *p != '\0'; p++)
+                        *p = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+                if (kv_put(&cfg->kafka_props, &cfg->n_kafka_props, NULL, kv, errbuf, errsz) != 0)
+                        return -1;
+        }
+        ps->env_props = cfg->n_kafka_props;
+        return 0;
+}
+
+/* An empty variable counts as unset, as container tooling often leaves them. */
+static int parse_env(struct config *cfg, struct parse_state *ps, char *errbuf, size_t errsz)
+{
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                const char *v;
+
+                if (s->type == T_KPROP) {
+                        if (parse_kprop_env(cfg, ps, errbuf, errsz) != 0)
+                                return -1;
+                        continue;
+                }
+                if (s->env == NULL || (v = getenv(s->env)) == NULL || v[0] == '\0')
+                        continue;
+                if (s->type != T_ROUTE) {
+                        if (set_value(cfg, ps, s, v, s->env, 0, errbuf, errsz) != 0)
+                                return -1;
+                        continue;
+                }
+                /* A comma-separated list of rules; blank items are skipped. */
+                for (const char *p = v; *p != '\0';) {
+                        size_t n = strcspn(p, ",");
+                        char *item = strndup(p, n);
+                        int rc;
+
+                        if (item == NULL) {
+                                snprintf(errbuf, errsz, "out of memory");
+                                return -1;
+                        }
+                        rc = strspn(item, " \t") == n
+                                 ? 0
+                                 : set_value(cfg, ps, s, item, s->env, 0, errbuf, errsz);
+                        free(item);
+                        if (rc != 0)
+                                return -1;
+                        p += n + (p[n] == ',');
+                }
+                ps->env_routes = cfg->n_routes;
+        }
+        return 0;
+}
+
+static const struct setting *find_long(const char *name, size_t len)
+{
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                if (strlen(settings[i].flag) == len && strncmp(settings[i].flag, name, len) == 0)
+                        return &settings[i];
+        return NULL;
+}
+
+static const struct setting *find_short(char c)
+{
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                if (settings[i].short_flag != 0 && settings[i].short_flag == c)
+                        return &settings[i];
+        return NULL;
+}
+
+static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t errsz)
+{
+        if (cfg->args == NULL && (cfg->args = calloc((size_t)argc, sizeof(char *))) == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        cfg->args[cfg->n_args++] = arg;
+        return 0;
+}
+
+/* One argv element (and its value, which may be the next one): returns how
+ * many elements were used, or -1. */
+static int parse_flag(struct config *cfg, struct parse_state *ps, int argc, char **argv, int i,
+                      char *errbuf, size_t errsz)
+{
+        const char *arg = argv[i], *value = NULL, *eq = NULL;
+        const struct setting *s;
+        char src[64];
+        int used = 1;
+
+        if (arg[1] == '-') {
+                eq = strchr(arg + 2, '=');
+                s = find_long(arg + 2, eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2));
+                snprintf(src, sizeof(src), "--%.*s",
+                         (int)(eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
+                if (eq != NULL)
+                        value = eq + 1;
+        } else {
+                s = arg[1] != '\0' ? find_short(arg[1]) : NULL;
+                snprintf(src, sizeof(src), "-%c", arg[1]);
+                if (s != NULL && arg[2] != '\0')
+                        value = arg + 2;
+        }
+        if (s == NULL) {
+                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
+                return -1;
+        }
+        if (s->type == T_BOOL) {
+                if (value != NULL) {
+                        snprintf(errbuf, errsz, "option %s takes no value", src);
+                        return -1;
+                }
+        } else if (value == NULL) {
+                /* "--a --b": a flag is never taken as the value of another. */
+                if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+                        value = argv[i + 1];
+                        used = 2;
+                }
+        }
+        if (s->type != T_BOOL && (value == NULL || value[0] == '\0')) {
+                snprintf(errbuf, errsz, "option %s needs a value (%s %s)", src, src, s->metavar);
+                return -1;
+        }
+        if (set_value(cfg, ps, s, value, src, 1, errbuf, errsz) != 0)
+                return -1;
+        return used;
+}
+
+int config_parse(struct config *cfg, int argc, char **argv, char *errbuf, size_t errsz)
+{
+        struct parse_state ps = {0, 0};
+        int i = 0, only_args = 0;
+
+        if (parse_env(cfg, &ps, errbuf, errsz) != 0)
+                return -1;
+        while (i < argc) {
+                int used = 1;
+
+                if (!only_args && strcmp(argv[i], "--") == 0) {
+                        only_args = 1;
+                } else if (only_args || argv[i][0] != '-') {
+                        if (add_arg(cfg, argc, argv[i], errbuf, errsz) != 0)
+                                return -1;
+                } else {
+                        used = parse_flag(cfg, &ps, argc, argv, i, errbuf, errsz);
+                        if (used < 0)
+                                return -1;
+                }
+                i += used;
+        }
+        return 0;
+}
+
+/* ---- validation ---- */
+
+static int check_schema(const char *schema)
+{
+        size_t len = schema != NULL ? strlen(schema) : 0;
+
+        return len >= 1 && len <= 63 && (islower((unsigned char)schema[0]) || schema[0] == '_') &&
+               strspn(schema, "abcdefghijklmnopqrstuvwxyz0123456789_") == len;
+}
+
+/* libpq only rejects a bad port when connecting; every listed port must be
+ * a number (or empty, for the default). */
+static int ports_ok(const char *ports)
+{
+        while (ports != NULL && *ports != '\0') {
+                size_t n = strcspn(ports, ",");
+                long port = 0;
+
+                for (size_t k = 0; k < n; k++) {
+                        if (!isdigit((unsigned char)ports[k]) || port > 65535)
+                                return 0;
+                        port = port * 10 + (ports[k] - '0');
+                }
+                if (n > 0 && (port < 1 || port > 65535))
+                        return 0;
+                ports += n + (ports[n] == ',');
+        }
+        return 1;
+}
+
+/* Nothing of the URL goes into errbuf: any part of it may be the password,
+ * and libpq's own message quotes the text it could not parse. */
+static int check_database_url(const char *url, char *errbuf, size_t errsz)
+{
+        char *pqerr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(url, &pqerr);
+        int ok = opts != NULL;
+
+        for (PQconninfoOption *o = opts; ok && o->keyword != NULL; o++)
+                if (strcmp(o->keyword, "port") == 0)
+                        ok = ports_ok(o->val);
+        PQconninfoFree(opts);
+        PQfreemem(pqerr);
+        if (ok)
+                return 0;
+        snprintf(errbuf, errsz,
+                 "--database-url (OUTBOX_DATABASE_URL) could not be parsed as a libpq connection "
+                 "string or postgres:// URL (value not shown)");
+        return -1;
+}
+
+static int conf_is(rd_kafka_conf_t *conf, const char *name, const char *want)
+{
+        char buf[64];
+        size_t sz = sizeof(buf);
+
+        return rd_kafka_conf_get(conf, name, buf, &sz) == RD_KAFKA_CONF_OK && strcmp(buf, want) == 0;
+}
+
+static long long conf_num(rd_kafka_conf_t *conf, const char *name)
+{
+        char buf[64];
+        size_t sz = sizeof(buf);
+
+        return rd_kafka_conf_get(conf, name, buf, &sz) == RD_KAFKA_CONF_OK ? atoll(buf) : -1;
+}
+
+/* Properties the relay sets itself or that would break its guarantees. */
+static const char *owned_reason(const char *name)
+{
+        if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
+                return "use --kafka-brokers (OUTBOX_KAFKA_BROKERS) instead";
+        if (strcmp(name, "transactional.id") == 0)
+                return "the relay does not use Kafka transactions";
+        if (strcmp(name, "delivery.report.only.error") == 0)
+                return "the relay needs a delivery report for every message to mark rows sent";
+        return NULL;
+}
+
+static int check_kafka_props(const struct config *cfg, char *errbuf, size_t errsz)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        int set_inflight = 0, set_retries = 0, rc = -1;
+        char kerr[512];
+
+        for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+                const char *name = cfg->kafka_props[i].name, *why = owned_reason(name);
+                rd_kafka_conf_res_t res;
+                size_t len;
+
+                if (why != NULL) {
+                        snprintf(errbuf, errsz, "librdkafka property %s cannot be set: %s", name,
+                                 why);
+                        goto out;
+                }
+                res = rd_kafka_conf_set(conf, name, cfg->kafka_props[i].value, kerr, sizeof(kerr));
+                len = strlen(kerr);
+                while (len > 0 && isspace((unsigned char)kerr[len - 1]))
+                        kerr[--len] = '\0';
+                if (res == RD_KAFKA_CONF_UNKNOWN) {
+                        snprintf(errbuf, errsz, "unknown librdkafka property \"%s\"", name);
+                        goto out;
+                }
+                if (res != RD_KAFKA_CONF_OK) {
+                        /* librdkafka quotes the value, which may be a credential. */
+                        if (looks_secret(name))
+                                snprintf(errbuf, errsz,
+                                         "invalid value for librdkafka property %s (value not "
+                                         "shown)",
+                                         name);
+                        else
+                                snprintf(errbuf, errsz, "librdkafka property %s: %s", name, kerr);
+                        goto out;
+                }
+                if (strcmp(name, "enable.idempotence") == 0 &&
+                    !conf_is(conf, "enable.idempotence", "true")) {
+                        snprintf(errbuf, errsz,
+                                 "librdkafka property enable.idempotence must stay true: retries "
+                                 "must not duplicate or reorder messages");
+                        goto out;
+                }
+                if ((strcmp(name, "acks") == 0 || strcmp(name, "request.required.acks") == 0) &&
+                    !conf_is(conf, "request.required.acks", "-1")) {
+                        snprintf(errbuf, errsz,
+                                 "librdkafka property %s must be all (or -1): a row is marked "
+                                 "sent only when every in-sync replica has it",
+                                 name);
+                        goto out;
+                }
+                set_inflight |= strncmp(name, "max.in.flight", 13) == 0;
+                set_retries |= strcmp(name, "retries") == 0 ||
+                               strcmp(name, "message.send.max.retries") == 0;
+        }
+        /* What librdkafka would refuse later, when creating the idempotent producer. */
+        if (set_inflight && conf_num(conf, "max.in.flight.requests.per.connection") > 5) {
+                snprintf(errbuf, errsz,
+                         "librdkafka property max.in.flight.requests.per.connection must be at "
+                         "most 5 with the relay's idempotent producer");
+                goto out;
+        }
+        if (set_retries && conf_num(conf, "message.send.max.retries") < 1) {
+                snprintf(errbuf, errsz,
+                         "librdkafka property retries must be at least 1 with the relay's "
+                         "idempotent producer");
+                goto out;
+        }
+        rc = 0;
+out:
+        rd_kafka_conf_destroy(conf);
+        return rc;
+}
+
+static int check_ints(const struct config *cfg, char *errbuf, size_t errsz)
+{
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                long long v;
+                char range[96];
+
+                if (s->type == T_INT)
+                        v = *(const int *)field(cfg, s);
+                else if (s->type == T_ID)
+                        v = *(const long long *)field(cfg, s);
+                else
+                        continue;
+                if (s->type == T_ID && v == 0) /* unset */
+                        continue;
+                if (v < s->min || v > s->max) {
+                        range_text(s, range, sizeof(range));
+                        snprintf(errbuf, errsz, "--%s is %lld: expected %s", s->flag, v, range);
+                        return -1;
+                }
+        }
+        if (cfg->retry_max_ms < cfg->retry_base_ms) {
+                snprintf(errbuf, errsz, "--retry-max-ms (%d) must be at least --retry-base-ms (%d)",
+                         cfg->retry_max_ms, cfg->retry_base_ms);
+                return -1;
+        }
+        if (cfg->replay_from_id != 0 && cfg->replay_to_id != 0 &&
+            cfg->replay_from_id > cfg->replay_to_id) {
+                snprintf(errbuf, errsz, "--from-id (%lld) must not be greater than --to-id (%lld)",
+                         cfg->replay_from_id, cfg->replay_to_id);
+                return -1;
+        }
+        return 0;
+}
+
+static int check_topic(const char *topic, const char *what, char *errbuf, size_t errsz)
+{
+        if (topic == NULL || route_topic_name_ok(topic))
+                return 0;
+        snprintf(errbuf, errsz,
+                 "%s \"%.64s\" is not a legal Kafka topic name ([A-Za-z0-9._-], 1 to %d "
+                 "characters, not \".\" or \"..\")",
+                 what, topic, ROUTE_TOPIC_MAX);
+        return -1;
+}
+
+int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
+{
+        struct route *rt;
+
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                const char *v;
+
+                if (s->type != T_STR && s->type != T_SECRET)
+                        continue;
+                v = *(char *const *)field(cfg, s);
+                if ((s->need & need) && v == NULL) {
+                        snprintf(errbuf, errsz, "missing required setting --%s (%s)", s->flag,
+                                 s->env);
+                        return -1;
+                }
+                if (v != NULL && v[0] == '\0') {
+                        snprintf(errbuf, errsz, "--%s must not be empty", s->flag);
+                        return -1;
+                }
+        }
+        if (check_ints(cfg, errbuf, errsz) != 0)
+                return -1;
+        if ((unsigned)cfg->log_level > CONFIG_LOG_ERROR) {
+                snprintf(errbuf, errsz, "--log-level is out of range");
+                return -1;
+        }
+        if (!check_schema(cfg->schema)) {
+                snprintf(errbuf, errsz,
+                         "invalid --schema \"%.64s\": expected a lowercase SQL identifier "
+                         "([a-z_][a-z0-9_]*, at most 63 characters)",
+                         cfg->schema != NULL ? cfg->schema : "");
+                return -1;
+        }
+        if (cfg->instance_id == NULL || strlen(cfg->instance_id) > 255) {
+                snprintf(errbuf, errsz, "--instance-id must be 1 to 255 characters");
+                return -1;
+        }
+        if (check_topic(cfg->default_topic, "--default-topic", errbuf, errsz) != 0 ||
+            check_topic(cfg->replay_topic, "--topic", errbuf, errsz) != 0)
+                return -1;
+        if (cfg->database_url != NULL && check_database_url(cfg->database_url, errbuf, errsz) != 0)
+                return -1;
+        if (check_kafka_props(cfg, errbuf, errsz) != 0)
+                return -1;
+        /* Duplicate patterns are only visible once all rules are compiled. */
+        rt = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
+        if (rt == NULL)
+                return -1;
+        route_free(rt);
+        return 0;
+}
+
+/* ---- documentation ---- */
+
+/* The description of a setting as --help and the README show it. */
+static void describe(const struct setting *s, int with_default, char *buf, size_t sz)
+{
+        size_t n = (size_t)snprintf(buf, sz, "%s", s->help);
+
+        if (n < sz && (s->type == T_INT || s->type == T_ID))
+                n += (size_t)(s->max == LLONG_MAX
+                                  ? snprintf(buf + n, sz - n, " At least %lld.", s->min)
+                                  : snprintf(buf + n, sz - n, " Range %lld to %lld.", s->min,
+                                             s->max));
+        if (n < sz && with_default && s->def != NULL)
+                n += (size_t)snprintf(buf + n, sz - n, " Default: %s.", s->def);
+        if (n < sz && s->need != 0)
+                snprintf(buf + n, sz - n, " Required.");
+}
+
+static const char *commands_text(unsigned cmds)
+{
+        return cmds == C_ALL ? "every command" : cmds == C_RUN ? "run" : "replay";
+}
+
+static void print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+        int col = indent;
+
+        fprintf(out, "%*s", indent, "");
+        while (*text != '\0') {
+                size_t len;
+
+                text += strspn(text, " ");
+                len = strcspn(text, " ");
+                if (len == 0)
+                        break;
+                if (col > indent && col + 1 + (int)len > width) {
+                        fprintf(out, "\n%*s", indent, "");
+                        col = indent;
+                } else if (col > indent) {
+                        fputc(' ', out);
+                        col++;
+                }
+                fwrite(text, 1, len, out);
+                col += (int)len;
+                text += len;
+        }
+        fputc('\n', out);
+}
+
+static void synopsis(const struct setting *s, char *buf, size_t sz)
+{
+        int n = 0;
+
+        if (s->short_flag != 0)
+                n = snprintf(buf, sz, "-%c, ", s->short_flag);
+        snprintf(buf + n, sz - (size_t)n, "--%s%s%s", s->flag, s->metavar != NULL ? " " : "",
+                 s->metavar != NULL ? s->metavar : "");
+}
+
+void config_print_help(FILE *out)
+{
+        unsigned section = 0;
+
+        fputs("Usage: outbox-relay COMMAND [OPTIONS]\n"
+              "\n"
+              "Publishes the rows of a PostgreSQL outbox table to Kafka.\n"
+              "\n"
+              "Commands:\n"
+              "  run        relay pending rows to Kafka until SIGTERM or SIGINT\n"
+              "  migrate    create or upgrade the outbox schema\n"
+              "  replay     make sent rows matching the replay filters pending again\n"
+              "  status     show the backlog, dead letters and relay instances\n"
+              "  --help     show this help\n"
+              "  --version  show the version\n"
+              "\n",
+              out);
+        print_wrapped(out,
+                      "Every option can also be set by the environment variable shown after it; "
+                      "the command line wins, and an empty variable counts as unset. Options "
+                      "take their value as --name VALUE or --name=VALUE.",
+                      0, 78);
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                char syn[64], desc[1024];
+
+                if (s->cmds != section) {
+                        section = s->cmds;
+                        fprintf(out, "\nOptions for %s:\n", commands_text(section));
+                }
+                synopsis(s, syn, sizeof(syn));
+                if (s->env != NULL)
+                        fprintf(out, "  %-34s %s\n", syn, s->env);
+                else
+                        fprintf(out, "  %s\n", syn);
+                describe(s, 1, desc, sizeof(desc));
+                print_wrapped(out, desc, 6, 78);
+        }
+}
+
+/* A table cell: '|' would end the cell early, and outside code '*', '_' and
+ * '<' would start emphasis or HTML ("user.*=users or *" is not a pattern). */
+static void md_cell(FILE *out, const char *text, int code)
+{
+        fputs(code ? " `" : " ", out);
+        for (; *text != '\0'; text++) {
+                if (*text == '|' || (!code && strchr("*_<", *text) != NULL))
+                        fputc('\\', out);
+                fputc(*text, out);
+        }
+        fputs(code ? "` |" : " |", out);
+}
+
+void config_print_markdown(FILE *out)
+{
+        fputs("| Flag | Environment | Default | Description |\n"
+              "|------|-------------|---------|-------------|\n",
+              out);
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                char syn[64], desc[1024];
+                size_t n;
+
+                synopsis(s, syn, sizeof(syn));
+                describe(s, 0, desc, sizeof(desc));
+                n = strlen(desc);
+                snprintf(desc + n, sizeof(desc) - n, " Used by %s.", commands_text(s->cmds));
+                fputc('|', out);
+                md_cell(out, syn, 1);
+                md_cell(out, s->env != NULL ? s->env : "", s->env != NULL);
+                md_cell(out, s->def != NULL ? s->def : "", s->def != NULL);
+                md_cell(out, desc, 0);
+                fputc('\n', out);
+        }
+}

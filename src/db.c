@@ -1,0 +1,420 @@
+/* db: the relay's PostgreSQL session. Setup is blocking and short; after
+ * that every query goes through a FIFO and is sent with the asynchronous
+ * libpq calls, so delivery reports keep being served while a query runs. */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate.h"
+
+#define DB_MAX_PARAMS 5
+
+struct db_op {
+        struct db_op *next;
+        const char *stmt;
+        int nparams;
+        char *params[DB_MAX_PARAMS];
+        int binary_result;
+        db_done_cb cb;
+        void *arg;
+        PGresult *res; /* first result, kept until the query completes */
+};
+
+struct db {
+        const struct config *cfg;
+        struct log *lg;
+        PGconn *conn;
+        struct db_op *head, *tail;
+        int sent; /* head has been sent */
+};
+
+struct db *db_new(const struct config *cfg, struct log *lg)
+{
+        struct db *db = calloc(1, sizeof(*db));
+
+        if (db == NULL)
+                return NULL;
+        db->cfg = cfg;
+        db->lg = lg;
+        return db;
+}
+
+static void op_free(struct db_op *op)
+{
+        for (int i = 0; i < op->nparams; i++)
+                free(op->params[i]);
+        PQclear(op->res);
+        free(op);
+}
+
+/* Fails every queued query; callbacks may queue new ones, which then fail
+ * too because the connection is gone. */
+static void fail_all(struct db *db, const char *why)
+{
+        while (db->head != NULL) {
+                struct db_op *op = db->head;
+
+                db->head = op->next;
+                if (db->head == NULL)
+                        db->tail = NULL;
+                op->cb(op->arg, NULL, why);
+                op_free(op);
+        }
+        db->sent = 0;
+}
+
+void db_disconnect(struct db *db, const char *why)
+{
+        if (db->conn != NULL) {
+                PQfinish(db->conn);
+                db->conn = NULL;
+        }
+        fail_all(db, why);
+}
+
+void db_free(struct db *db)
+{
+        if (db == NULL)
+                return;
+        db_disconnect(db, "shutting down");
+        free(db);
+}
+
+int db_connected(const struct db *db)
+{
+        return db->conn != NULL;
+}
+
+/* libpq error messages end with a newline; logs want one line. */
+static void copy_pq_error(const char *msg, char *errbuf, size_t errsz)
+{
+        size_t n;
+
+        snprintf(errbuf, errsz, "%s", msg != NULL ? msg : "unknown error");
+        n = strlen(errbuf);
+        while (n > 0 && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
+                errbuf[--n] = '\0';
+}
+
+static int exec_ok(PGconn *conn, const char *sql, const char *what, char *errbuf, size_t errsz)
+{
+        PGresult *res = PQexec(conn, sql);
+        ExecStatusType st = PQresultStatus(res);
+        int rc = 0;
+
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                char msg[512];
+
+                copy_pq_error(PQresultErrorMessage(res), msg, sizeof(msg));
+                snprintf(errbuf, errsz, "%s: %s", what, msg);
+                rc = -1;
+        }
+        PQclear(res);
+        return rc;
+}
+
+static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf, size_t errsz)
+{
+        PGresult *res = PQprepare(conn, name, sql, 0, NULL);
+        int rc = 0;
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                char msg[512];
+
+                copy_pq_error(PQresultErrorMessage(res), msg, sizeof(msg));
+                snprintf(errbuf, errsz, "preparing %s: %s", name, msg);
+                rc = -1;
+        }
+        PQclear(res);
+        return rc;
+}
+
+/* The relay's statements. Rows of a key whose earlier row failed and waits
+ * for its retry are held back (the NOT EXISTS), so retries never reorder a
+ * key; the partial index on failing rows keeps that probe cheap. */
+static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
+{
+        char sql[1536];
+
+        snprintf(sql, sizeof(sql),
+                 "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type, e.payload,"
+                 " e.payload_bytes, e.headers, e.created_at, e.attempts"
+                 " FROM %s.events e"
+                 " WHERE e.status = 'pending' AND e.id > $1 AND e.next_attempt_at <= now()"
+                 " AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM %s.events b"
+                 " WHERE b.status = 'pending' AND b.attempts > 0 AND b.key = e.key"
+                 " AND b.id < e.id))"
+                 " ORDER BY e.id LIMIT $2",
+                 s, s);
+        if (prepare(conn, "outbox_fetch", sql, errbuf, errsz) != 0)
+                return -1;
+        snprintf(sql, sizeof(sql),
+                 "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
+                 " kafka_partition = u.p, kafka_offset = u.o"
+                 " FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS u(id, p, o)"
+                 " WHERE e.id = u.id AND e.status = 'pending'",
+                 s);
+        if (prepare(conn, "outbox_mark", sql, errbuf, errsz) != 0)
+                return -1;
+        snprintf(sql, sizeof(sql),
+                 "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, $4::integer,"
+                 " $5::integer)",
+                 s);
+        return prepare(conn, "outbox_fail", sql, errbuf, errsz);
+}
+
+int db_connect(struct db *db, char *errbuf, size_t errsz)
+{
+        /* Our defaults come before dbname so that settings in the user's
+         * URL (expanded in dbname's place) override them. Keepalives make a
+         * dead peer show up as an error instead of a hang. */
+        const char *keys[] = {"application_name", "connect_timeout", "keepalives",
+                              "keepalives_idle", "keepalives_interval", "keepalives_count",
+                              "dbname", NULL};
+        const char *vals[] = {"outbox-relay", "10", "1", "10", "5", "3",
+                              db->cfg->database_url, NULL};
+        char *schema = NULL, *channel = NULL, sql[256];
+        PGconn *conn;
+        int rc = -1;
+
+        db_disconnect(db, "reconnecting");
+        conn = PQconnectdbParams(keys, vals, 1);
+        if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+                char msg[512];
+
+                copy_pq_error(conn != NULL ? PQerrorMessage(conn) : "out of memory", msg,
+                              sizeof(msg));
+                snprintf(errbuf, errsz, "cannot connect to the database: %s", msg);
+                goto out;
+        }
+        if (exec_ok(conn, "SET outbox_relay.role = 'relay'", "setting session role", errbuf,
+                    errsz) != 0)
+                goto out;
+        if (migrate_check(conn, db->cfg->schema, errbuf, errsz) != 0) {
+                rc = DB_ERR_SCHEMA;
+                goto out;
+        }
+        schema = PQescapeIdentifier(conn, db->cfg->schema, strlen(db->cfg->schema));
+        snprintf(sql, sizeof(sql), "%s.events", db->cfg->schema);
+        channel = PQescapeIdentifier(conn, sql, strlen(sql));
+        if (schema == NULL || channel == NULL) {
+                snprintf(errbuf, errsz, "cannot quote the schema name");
+                goto out;
+        }
+        if (prepare_all(conn, schema, errbuf, errsz) != 0)
+                goto out;
+        snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+        if (exec_ok(conn, sql, "LISTEN", errbuf, errsz) != 0)
+                goto out;
+        if (PQsetnonblocking(conn, 1) != 0) {
+                snprintf(errbuf, errsz, "cannot make the connection non-blocking");
+                goto out;
+        }
+        db->conn = conn;
+        conn = NULL;
+        rc = 0;
+out:
+        PQfreemem(schema);
+        PQfreemem(channel);
+        if (conn != NULL)
+                PQfinish(conn);
+        return rc;
+}
+
+static int send_head(struct db *db)
+{
+        struct db_op *op = db->head;
+        const char *values[DB_MAX_PARAMS];
+
+        for (int i = 0; i < op->nparams; i++)
+                values[i] = op->params[i];
+        if (!PQsendQueryPrepared(db->conn, op->stmt, op->nparams, values, NULL, NULL,
+                                 op->binary_result))
+                return -1;
+        db->sent = 1;
+        return PQflush(db->conn) < 0 ? -1 : 0;
+}
+
+/* Queues a query; params are copied. Fails at once when disconnected. */
+static int enqueue(struct db *db, const char *stmt, int nparams, char *const params[],
+                   int binary_result, db_done_cb cb, void *arg)
+{
+        struct db_op *op;
+
+        if (db->conn == NULL) {
+                cb(arg, NULL, "not connected to the database");
+                return -1;
+        }
+        op = calloc(1, sizeof(*op));
+        if (op == NULL) {
+                cb(arg, NULL, "out of memory");
+                return -1;
+        }
+        op->stmt = stmt;
+        op->binary_result = binary_result;
+        op->cb = cb;
+        op->arg = arg;
+        for (int i = 0; i < nparams; i++) {
+                op->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
+                op->nparams++;
+        }
+        if (db->tail != NULL)
+                db->tail->next = op;
+        else
+                db->head = op;
+        db->tail = op;
+        if (!db->sent && send_head(db) != 0) {
+                char msg[512];
+
+                copy_pq_error(PQerrorMessage(db->conn), msg, sizeof(msg));
+                db_disconnect(db, msg);
+                return -1;
+        }
+        return 0;
+}
+
+int db_fetch(struct db *db, int64_t after_id, int limit, db_done_cb cb, void *arg)
+{
+        char a[24], l[16];
+        char *params[2] = {a, l};
+
+        snprintf(a, sizeof(a), "%lld", (long long)after_id);
+        snprintf(l, sizeof(l), "%d", limit);
+        return enqueue(db, "outbox_fetch", 2, params, 1, cb, arg);
+}
+
+/* Writes "{v1,v2,...}" for n values printed by fmt. */
+static char *array_literal(size_t n, const void *values, int is64)
+{
+        size_t cap = 2 + n * 21, len = 0;
+        char *buf = malloc(cap);
+
+        if (buf == NULL)
+                return NULL;
+        buf[len++] = '{';
+        for (size_t i = 0; i < n; i++) {
+                long long v = is64 ? (long long)((const int64_t *)values)[i]
+                                   : (long long)((const int32_t *)values)[i];
+
+                len += (size_t)snprintf(buf + len, cap - len, i ? ",%lld" : "%lld", v);
+        }
+        buf[len++] = '}';
+        buf[len] = '\0';
+        return buf;
+}
+
+int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
+            const int64_t *offsets, db_done_cb cb, void *arg)
+{
+        char *params[3] = {array_literal(n, ids, 1), array_literal(n, partitions, 0),
+                           array_literal(n, offsets, 1)};
+        int rc;
+
+        if (params[0] == NULL || params[1] == NULL || params[2] == NULL) {
+                cb(arg, NULL, "out of memory");
+                rc = -1;
+        } else {
+                rc = enqueue(db, "outbox_mark", 3, params, 0, cb, arg);
+        }
+        for (int i = 0; i < 3; i++)
+                free(params[i]);
+        return rc;
+}
+
+int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
+                      int max_attempts, db_done_cb cb, void *arg)
+{
+        char i[24], a[16], r[16], m[16];
+        char *params[5] = {i, a, (char *)error, r, m};
+
+        snprintf(i, sizeof(i), "%lld", (long long)id);
+        snprintf(a, sizeof(a), "%d", attempts);
+        snprintf(r, sizeof(r), "%d", retry_ms);
+        snprintf(m, sizeof(m), "%d", max_attempts);
+        return enqueue(db, "outbox_fail", 5, params, 0, cb, arg);
+}
+
+int db_socket(const struct db *db)
+{
+        return db->conn != NULL ? PQsocket(db->conn) : -1;
+}
+
+int db_wants_write(const struct db *db)
+{
+        return db->conn != NULL && PQisnonblocking(db->conn) && db->sent &&
+               PQflush(db->conn) == 1;
+}
+
+int db_idle(const struct db *db)
+{
+        return db->head == NULL;
+}
+
+/* The head query has returned all its results: hand them over. */
+static void complete_head(struct db *db)
+{
+        struct db_op *op = db->head;
+        PGresult *res = op->res;
+        ExecStatusType st = PQresultStatus(res);
+
+        db->head = op->next;
+        if (db->head == NULL)
+                db->tail = NULL;
+        db->sent = 0;
+        op->res = NULL;
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+                op->cb(op->arg, res, NULL);
+        } else {
+                char msg[512];
+
+                copy_pq_error(res != NULL ? PQresultErrorMessage(res) : "no result", msg,
+                              sizeof(msg));
+                PQclear(res);
+                op->cb(op->arg, NULL, msg);
+        }
+        op_free(op);
+}
+
+int db_service(struct db *db, int *notified)
+{
+        PGnotify *n;
+
+        if (db->conn == NULL)
+                return -1;
+        if (PQflush(db->conn) < 0 || !PQconsumeInput(db->conn))
+                goto broken;
+        while ((n = PQnotifies(db->conn)) != NULL) {
+                *notified = 1;
+                PQfreemem(n);
+        }
+        while (db->sent && !PQisBusy(db->conn)) {
+                PGresult *res = PQgetResult(db->conn);
+
+                if (res != NULL) {
+                        if (db->head->res == NULL)
+                                db->head->res = res;
+                        else
+                                PQclear(res);
+                        continue;
+                }
+                complete_head(db);
+                if (db->conn == NULL)
+                        return -1; /* a callback disconnected */
+                /* A callback may have queued (and so sent) the next one. */
+                if (db->head != NULL && !db->sent && send_head(db) != 0)
+                        goto broken;
+        }
+        if (PQstatus(db->conn) != CONNECTION_OK)
+                goto broken;
+        return 0;
+broken: {
+        char msg[512];
+
+        copy_pq_error(PQerrorMessage(db->conn), msg, sizeof(msg));
+        log_warn(db->lg, "database connection lost", "{s:s}", "error", msg);
+        db_disconnect(db, msg);
+        return -1;
+}
+}

@@ -1,0 +1,400 @@
+/* migrate: applies the SQL files compiled in from sql/ to a database, one
+ * transaction per file under an advisory lock, after substituting the
+ * schema name the way psql's :"schema" and :'schema' variables would. */
+#include "migrate.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Serialises concurrent `outbox-relay migrate` runs: "outbox" in ASCII. */
+#define MIGRATE_LOCK_KEY "110386039336824" /* 0x6f7574626f78 */
+
+int migrate_latest_version(void)
+{
+        return migrate_file_count > 0 ? migrate_files[migrate_file_count - 1].version : 0;
+}
+
+/* Copies libpq's message without its trailing newline; libpq's messages
+ * name host and port at most, never the conninfo or its password. */
+static void pq_message(PGconn *conn, const PGresult *res, char *out, size_t outsz)
+{
+        const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+        size_t n;
+
+        if (msg == NULL && res != NULL)
+                msg = PQresultErrorMessage(res);
+        if (msg == NULL || *msg == '\0')
+                msg = PQerrorMessage(conn);
+        if (msg == NULL || *msg == '\0')
+                msg = "unknown error (out of memory?)";
+        snprintf(out, outsz, "%s", msg);
+        n = strlen(out);
+        while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+                out[--n] = '\0';
+}
+
+static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbuf, size_t errsz)
+{
+        PGresult *res = PQexec(conn, sql);
+        ExecStatusType st = PQresultStatus(res);
+        int rc = 0;
+
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                char msg[512];
+
+                pq_message(conn, res, msg, sizeof(msg));
+                snprintf(errbuf, errsz, "%s: %s", what, msg);
+                rc = -1;
+        }
+        PQclear(res);
+        return rc;
+}
+
+/* Reads the schema's version: -1 when the schema does not exist, 0 when it
+ * has no schema_migrations table, else the highest version recorded.
+ * Looks in the catalogs first so a missing table is not an error (which
+ * would abort the surrounding transaction). Returns 0 or -1 with errbuf. */
+static int read_version(PGconn *conn, const char *schema, int *version, char *errbuf,
+                        size_t errsz)
+{
+        const char *probe = "SELECT n.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+                            " WHERE c.relnamespace = n.oid AND c.relname = 'schema_migrations')"
+                            " FROM (SELECT 1) AS one"
+                            " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1";
+        const char *params[1] = {schema};
+        PGresult *res = NULL;
+        char *ident = NULL, sql[256], msg[512];
+        int rc = -1;
+
+        res = PQexecParams(conn, probe, 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                pq_message(conn, res, msg, sizeof(msg));
+                snprintf(errbuf, errsz, "cannot read the outbox schema version: %s", msg);
+                goto out;
+        }
+        if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+                *version = -1;
+                rc = 0;
+                goto out;
+        }
+        if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+                *version = 0;
+                rc = 0;
+                goto out;
+        }
+        PQclear(res);
+        res = NULL;
+        ident = PQescapeIdentifier(conn, schema, strlen(schema));
+        if (ident == NULL) {
+                snprintf(errbuf, errsz, "cannot quote the schema name");
+                goto out;
+        }
+        snprintf(sql, sizeof(sql), "SELECT coalesce(max(version), 0) FROM %s.schema_migrations",
+                 ident);
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                pq_message(conn, res, msg, sizeof(msg));
+                snprintf(errbuf, errsz, "cannot read the outbox schema version: %s", msg);
+                goto out;
+        }
+        *version = atoi(PQgetvalue(res, 0, 0));
+        rc = 0;
+out:
+        PQclear(res);
+        PQfreemem(ident);
+        return rc;
+}
+
+/* A growable string for the substituted SQL. */
+struct buf {
+        char *s;
+        size_t len, cap;
+};
+
+static int buf_add(struct buf *b, const char *p, size_t n)
+{
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                char *s;
+
+                while (b->len + n + 1 > cap)
+                        cap *= 2;
+                s = realloc(b->s, cap);
+                if (s == NULL)
+                        return -1;
+                b->s = s;
+                b->cap = cap;
+        }
+        memcpy(b->s + b->len, p, n);
+        b->len += n;
+        b->s[b->len] = '\0';
+        return 0;
+}
+
+static int ident_char(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
+/* Length of the quoted/commented token starting at sql[i], which psql would
+ * pass through untouched, or 0 when sql[i] starts none. Unterminated tokens
+ * run to the end, as in psql. */
+static size_t skip_token(const char *sql, size_t i)
+{
+        const char *p = sql + i, *end;
+        size_t tag_len;
+
+        if (p[0] == '-' && p[1] == '-') {
+                end = strchr(p, '\n');
+                return end != NULL ? (size_t)(end - p) : strlen(p);
+        }
+        if (p[0] == '/' && p[1] == '*') {
+                size_t n = 2;
+                int depth = 1; /* SQL block comments nest */
+
+                while (p[n] != '\0' && depth > 0) {
+                        if (p[n] == '/' && p[n + 1] == '*') {
+                                depth++;
+                                n += 2;
+                        } else if (p[n] == '*' && p[n + 1] == '/') {
+                                depth--;
+                                n += 2;
+                        } else {
+                                n++;
+                        }
+                }
+                return n;
+        }
+        if (p[0] == '\'' || p[0] == '"') {
+                /* E'...' strings take backslash escapes; '' and "" double. */
+                int backslash = p[0] == '\'' && i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
+                                (i < 2 || !ident_char(sql[i - 2]));
+                size_t n = 1;
+
+                while (p[n] != '\0') {
+                        if (backslash && p[n] == '\\' && p[n + 1] != '\0') {
+                                n += 2;
+                        } else if (p[n] == p[0] && p[n + 1] == p[0]) {
+                                n += 2;
+                        } else if (p[n] == p[0]) {
+                                return n + 1;
+                        } else {
+                                n++;
+                        }
+                }
+                return n;
+        }
+        if (p[0] == '$' && (i == 0 || !ident_char(sql[i - 1]))) {
+                /* $tag$ ... $tag$; "$1" is a parameter, not a quote. */
+                tag_len = 1;
+                if (p[1] >= '0' && p[1] <= '9')
+                        return 0;
+                while (p[tag_len] != '\0' && p[tag_len] != '$' && ident_char(p[tag_len]))
+                        tag_len++;
+                if (p[tag_len] != '$')
+                        return 0;
+                tag_len++;
+                for (end = p + tag_len; (end = strchr(end, '$')) != NULL; end++)
+                        if (strncmp(end, p, tag_len) == 0)
+                                return (size_t)(end - p) + tag_len;
+                return strlen(p);
+        }
+        return 0;
+}
+
+/* Replaces :"schema" and :'schema' outside quotes and comments, as psql
+ * does. Any other :"name" / :'name' is an error: psql would have needed a
+ * variable we do not set. Returns a malloc'ed string or NULL with errbuf. */
+static char *substitute(PGconn *conn, const struct migrate_file *f, const char *schema,
+                        char *errbuf, size_t errsz)
+{
+        struct buf b = {NULL, 0, 0};
+        char *ident = PQescapeIdentifier(conn, schema, strlen(schema));
+        char *literal = PQescapeLiteral(conn, schema, strlen(schema));
+        const char *sql = f->sql;
+        size_t i = 0, start = 0;
+        int ok = 0;
+
+        if (ident == NULL || literal == NULL) {
+                snprintf(errbuf, errsz, "cannot quote the schema name");
+                goto out;
+        }
+        while (sql[i] != '\0') {
+                size_t n = skip_token(sql, i);
+                const char *q;
+
+                if (n > 0) {
+                        i += n;
+                        continue;
+                }
+                if (sql[i] == ':' && sql[i + 1] == ':') {
+                        i += 2; /* a cast */
+                        continue;
+                }
+                if (sql[i] != ':' || (sql[i + 1] != '"' && sql[i + 1] != '\'')) {
+                        i++;
+                        continue;
+                }
+                q = strchr(sql + i + 2, sql[i + 1]);
+                if (q == NULL || (size_t)(q - (sql + i + 2)) != strlen("schema") ||
+                    strncmp(sql + i + 2, "schema", strlen("schema")) != 0) {
+                        snprintf(errbuf, errsz, "migration %s uses an unknown variable near \"%.20s\"",
+                                 f->name, sql + i);
+                        goto out;
+                }
+                if (buf_add(&b, sql + start, i - start) != 0 ||
+                    buf_add(&b, sql[i + 1] == '"' ? ident : literal,
+                            strlen(sql[i + 1] == '"' ? ident : literal)) != 0)
+                        goto nomem;
+                i = (size_t)(q - sql) + 1;
+                start = i;
+        }
+        if (buf_add(&b, sql + start, i - start) != 0)
+                goto nomem;
+        ok = 1;
+        goto out;
+nomem:
+        snprintf(errbuf, errsz, "out of memory");
+out:
+        PQfreemem(ident);
+        PQfreemem(literal);
+        if (!ok) {
+                free(b.s);
+                return NULL;
+        }
+        return b.s;
+}
+
+/* Applies one file in its own transaction. The version is read again under
+ * the lock: a concurrent run may have applied the file while we waited.
+ * *did is set when the file was applied here. Returns 0 or -1 with errbuf;
+ * on error the transaction is rolled back. */
+static int apply_file(PGconn *conn, const char *schema, const struct migrate_file *f, int *did,
+                      char *errbuf, size_t errsz)
+{
+        PGresult *res = NULL;
+        char *sql = NULL, msg[512], ignore[256];
+        int version, rc = -1, in_tx = 0;
+
+        *did = 0;
+        if (exec_cmd(conn, "BEGIN", "starting the migration transaction", errbuf, errsz) != 0)
+                goto out;
+        in_tx = 1;
+        /* Keeps NOTICEs such as "schema ... already exists, skipping" off stderr. */
+        if (exec_cmd(conn, "SET LOCAL client_min_messages = warning", "setting up the migration",
+                     errbuf, errsz) != 0 ||
+            exec_cmd(conn, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")",
+                     "taking the migration lock", errbuf, errsz) != 0 ||
+            read_version(conn, schema, &version, errbuf, errsz) != 0)
+                goto out;
+        if (version >= f->version) {
+                rc = 0; /* applied by a concurrent run */
+                goto out;
+        }
+        sql = substitute(conn, f, schema, errbuf, errsz);
+        if (sql == NULL)
+                goto out;
+        /* Simple query protocol: the file's statements run one after another. */
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+                pq_message(conn, res, msg, sizeof(msg));
+                snprintf(errbuf, errsz, "migration %s failed: %s", f->name, msg);
+                goto out;
+        }
+        if (read_version(conn, schema, &version, errbuf, errsz) != 0)
+                goto out;
+        if (version != f->version) {
+                snprintf(errbuf, errsz,
+                         "migration %s left the schema at version %d instead of %d (the file "
+                         "must record itself in schema_migrations)",
+                         f->name, version, f->version);
+                goto out;
+        }
+        if (exec_cmd(conn, "COMMIT", "committing the migration", errbuf, errsz) != 0) {
+                in_tx = 0; /* a failed COMMIT has ended the transaction */
+                goto out;
+        }
+        in_tx = 0;
+        *did = 1;
+        rc = 0;
+out:
+        PQclear(res);
+        free(sql);
+        if (in_tx) /* also ends the transaction when the file was already applied */
+                (void)exec_cmd(conn, "ROLLBACK", "rolling back", ignore, sizeof(ignore));
+        return rc;
+}
+
+int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, char *errbuf,
+                size_t errsz)
+{
+        int version, did;
+
+        *applied = 0;
+        if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+                /* Our BEGIN/COMMIT would nest in, or commit, the caller's work. */
+                snprintf(errbuf, errsz, "cannot migrate: the connection is busy or in a transaction");
+                return -1;
+        }
+        for (int i = 1; i < migrate_file_count; i++) {
+                if (migrate_files[i].version <= migrate_files[i - 1].version) {
+                        snprintf(errbuf, errsz, "migrations %s and %s are out of order",
+                                 migrate_files[i - 1].name, migrate_files[i].name);
+                        return -1;
+                }
+        }
+        if (read_version(conn, schema, &version, errbuf, errsz) != 0)
+                return -1;
+        if (version > migrate_latest_version()) {
+                snprintf(errbuf, errsz,
+                         "outbox schema \"%s\" is at version %d, newer than this relay knows "
+                         "(version %d): upgrade outbox-relay",
+                         schema, version, migrate_latest_version());
+                return -1;
+        }
+        for (int i = 0; i < migrate_file_count; i++) {
+                const struct migrate_file *f = &migrate_files[i];
+
+                if (f->version <= version)
+                        continue;
+                if (apply_file(conn, schema, f, &did, errbuf, errsz) != 0)
+                        return -1;
+                if (did) {
+                        (*applied)++;
+                        if (lg != NULL)
+                                log_info(lg, "migration applied", "{s:i,s:s}", "version",
+                                         f->version, "name", f->name);
+                }
+        }
+        return 0;
+}
+
+int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
+{
+        int version, need = migrate_latest_version();
+
+        if (read_version(conn, schema, &version, errbuf, errsz) != 0)
+                return -1;
+        if (version < 0) {
+                snprintf(errbuf, errsz,
+                         "database has no outbox schema \"%s\": run outbox-relay migrate", schema);
+                return -1;
+        }
+        if (version < need) {
+                snprintf(errbuf, errsz,
+                         "outbox schema \"%s\" is at version %d but this relay needs version %d: "
+                         "run outbox-relay migrate",
+                         schema, version, need);
+                return -1;
+        }
+        if (version > need) {
+                snprintf(errbuf, errsz,
+                         "outbox schema \"%s\" is at version %d but this relay supports only up "
+                         "to version %d: upgrade outbox-relay",
+                         schema, version, need);
+                return -1;
+        }
+        return 0;
+}

@@ -1,0 +1,261 @@
+/* producer: wraps the idempotent librdkafka producer. Success is decided in
+ * the delivery report only; librdkafka's own logs and errors are forwarded
+ * to the main queue so that everything runs in the relay's thread. */
+#include "producer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct producer {
+        rd_kafka_t *rk;
+        struct log *lg;
+        producer_dr_cb cb;
+        void *cb_arg;
+        int pipe_fd[2]; /* librdkafka writes to [1] when its queue fills */
+        int outstanding;
+        int fatal;
+        char fatal_reason[512];
+};
+
+/* Settings the relay chooses unless the user set them with -X. */
+static const char *const defaults[][2] = {
+        {"client.id", "outbox-relay"},
+        /* Never give up on a message by time: while Kafka is down rows wait
+         * in order instead of failing, and a timed-out message can never let
+         * a later message of its key overtake it. */
+        {"message.timeout.ms", "0"},
+        /* Any error that could leave a gap in a partition stops the
+         * producer; the relay rebuilds it and republishes in id order. */
+        {"enable.gapless.guarantee", "true"},
+        {"linger.ms", "1"},
+        {"queue.buffering.max.messages", "1000000"},
+        {"compression.type", "none"},
+};
+
+/* Settings the relay requires; config validation refuses other values. */
+static const char *const required[][2] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"log.queue", "true"},
+};
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
+                    size_t errsz)
+{
+        char err[512];
+
+        if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+                snprintf(errbuf, errsz, "kafka property %s: %s", name, err);
+                return -1;
+        }
+        return 0;
+}
+
+rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t errsz)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        size_t i;
+
+        for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+                if (conf_set(conf, defaults[i][0], defaults[i][1], errbuf, errsz) != 0)
+                        goto fail;
+        if (cfg->kafka_brokers != NULL &&
+            conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errbuf, errsz) != 0)
+                goto fail;
+        for (i = 0; i < cfg->n_kafka_props; i++)
+                if (conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value, errbuf,
+                             errsz) != 0)
+                        goto fail;
+        for (i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+                if (conf_set(conf, required[i][0], required[i][1], errbuf, errsz) != 0)
+                        goto fail;
+        return conf;
+fail:
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+        struct producer *p = opaque;
+
+        (void)rk;
+        p->outstanding--;
+        p->cb(p->cb_arg, m->_private, m->err, m->partition, m->offset);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+        struct producer *p = opaque;
+
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char why[400];
+                rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+
+                p->fatal = 1;
+                snprintf(p->fatal_reason, sizeof(p->fatal_reason), "%s: %s",
+                         rd_kafka_err2name(orig), why);
+                log_error(p->lg, "kafka producer fatal error", "{s:s}", "error", p->fatal_reason);
+                return;
+        }
+        log_warn(p->lg, "kafka error", "{s:s,s:s}", "code",
+                 rd_kafka_err2name((rd_kafka_resp_err_t)err), "error", reason);
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+        struct producer *p = rd_kafka_opaque(rk);
+        enum config_log_level lvl = level <= 3   ? CONFIG_LOG_ERROR
+                                    : level <= 4 ? CONFIG_LOG_WARN
+                                    : level <= 6 ? CONFIG_LOG_INFO
+                                                 : CONFIG_LOG_DEBUG;
+
+        log_write(p->lg, lvl, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
+}
+
+struct producer *producer_new(const struct config *cfg, struct log *lg, producer_dr_cb cb,
+                              void *arg, char *errbuf, size_t errsz)
+{
+        struct producer *p = calloc(1, sizeof(*p));
+        rd_kafka_conf_t *conf = NULL;
+        rd_kafka_queue_t *mainq;
+        char err[512];
+
+        if (p == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return NULL;
+        }
+        p->lg = lg;
+        p->cb = cb;
+        p->cb_arg = arg;
+        p->pipe_fd[0] = p->pipe_fd[1] = -1;
+        if (pipe2(p->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+                snprintf(errbuf, errsz, "pipe: %s", strerror(errno));
+                goto fail;
+        }
+        conf = producer_conf(cfg, errbuf, errsz);
+        if (conf == NULL)
+                goto fail;
+        rd_kafka_conf_set_opaque(conf, p);
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+        rd_kafka_conf_set_error_cb(conf, error_cb);
+        rd_kafka_conf_set_log_cb(conf, log_cb);
+        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (p->rk == NULL) {
+                snprintf(errbuf, errsz, "cannot create the Kafka producer: %s", err);
+                goto fail; /* conf is still ours when rd_kafka_new fails */
+        }
+        conf = NULL;
+        rd_kafka_set_log_queue(p->rk, NULL); /* logs to the main queue, served by poll */
+        mainq = rd_kafka_queue_get_main(p->rk);
+        rd_kafka_queue_io_event_enable(mainq, p->pipe_fd[1], "1", 1);
+        rd_kafka_queue_destroy(mainq);
+        return p;
+fail:
+        if (conf != NULL)
+                rd_kafka_conf_destroy(conf);
+        producer_free(p);
+        return NULL;
+}
+
+void producer_purge(struct producer *p)
+{
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+}
+
+void producer_free(struct producer *p)
+{
+        if (p == NULL)
+                return;
+        if (p->rk != NULL) {
+                producer_purge(p);
+                /* Purged messages are reported at once; flush serves those
+                 * reports so the relay sees every message end. */
+                rd_kafka_flush(p->rk, 5000);
+                rd_kafka_destroy(p->rk);
+        }
+        if (p->pipe_fd[0] >= 0)
+                close(p->pipe_fd[0]);
+        if (p->pipe_fd[1] >= 0)
+                close(p->pipe_fd[1]);
+        free(p);
+}
+
+rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
+                                  const struct message_row *row, rd_kafka_headers_t *hdrs,
+                                  void *msg_opaque)
+{
+        rd_kafka_resp_err_t err;
+
+        for (;;) {
+                err = rd_kafka_producev(
+                    p->rk, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_KEY((void *)row->key, row->key_len),
+                    RD_KAFKA_V_VALUE((void *)row->value, row->value_len),
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(row->created_at_ms),
+                    RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                /* The pipeline bound keeps this rare: let librdkafka drain. */
+                rd_kafka_poll(p->rk, 10);
+        }
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+                return err;
+        }
+        p->outstanding++;
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void producer_poll(struct producer *p)
+{
+        char buf[64];
+
+        while (read(p->pipe_fd[0], buf, sizeof(buf)) > 0)
+                ;
+        while (rd_kafka_poll(p->rk, 0) > 0)
+                ;
+}
+
+int producer_fd(const struct producer *p)
+{
+        return p->pipe_fd[0];
+}
+
+int producer_fatal(const struct producer *p, char *errbuf, size_t errsz)
+{
+        if (p->fatal)
+                snprintf(errbuf, errsz, "%s", p->fatal_reason);
+        return p->fatal;
+}
+
+int producer_outstanding(const struct producer *p)
+{
+        return p->outstanding;
+}
+
+int producer_err_is_permanent(rd_kafka_resp_err_t err)
+{
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_INVALID_MSG:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+        case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        case RD_KAFKA_RESP_ERR__BAD_MSG:
+        case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+                return 1;
+        default:
+                return 0;
+        }
+}

@@ -1,0 +1,665 @@
+/* relay: the event loop. Data flows one way: database (fetch) -> producer
+ * -> delivery reports -> database (mark sent / record failure). Up to
+ * pipeline_depth batches are in flight at once; one poll() waits on the
+ * database socket, the producer's wake-up pipe and a signalfd. */
+#include "relay.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "backoff.h"
+#include "db.h"
+#include "message.h"
+#include "producer.h"
+#include "route.h"
+
+enum row_state {
+        ROW_INFLIGHT, /* handed to the producer, report awaited */
+        ROW_SENT,     /* acknowledged by Kafka: to be marked sent */
+        ROW_FAILED,   /* rejected for a reason of its own: counts an attempt */
+        ROW_UNSENT,   /* not delivered through no fault of its own (producer
+                       * rebuilt, shutdown, held behind its key): stays pending */
+};
+
+struct batch;
+
+struct relay_row {
+        struct message_row m;
+        struct batch *batch;
+        enum row_state state;
+        int32_t partition;
+        int64_t offset;
+        char *error;        /* why it failed (ROW_FAILED) */
+        int retry_ms;       /* delay asked for when recording the failure */
+        int fail_queued;    /* record_failure is queued */
+        int fail_recorded;  /* record_failure completed */
+};
+
+struct batch {
+        struct relay *relay;
+        struct batch *next;
+        PGresult *res; /* owns the memory the rows borrow */
+        struct relay_row *rows;
+        int n;
+        int outstanding; /* delivery reports still awaited */
+        int producing;   /* still inside produce_batch */
+        int mark_queued, marked;
+        int in_submit;
+};
+
+struct relay {
+        const struct config *cfg;
+        struct log *lg;
+        struct route *route;
+        struct producer *producer;
+        struct db *db;
+        struct backoff retry_backoff, reconnect_backoff;
+        int sig_fd;
+
+        struct batch *batches; /* in fetch order */
+        int n_batches;
+        int64_t hi_id;    /* highest id fetched since the pipeline was last empty */
+        json_t *held;     /* keys held back behind a failed row, until the pipeline empties */
+        int fetch_queued; /* a fetch is running */
+        int want_fetch;
+        int rescan;       /* rows were left pending below hi_id: rescan when empty */
+        int barrier;      /* stop fetching until the pipeline empties, then rescan */
+        int64_t busy_since, next_poll_at, retry_at, reconnect_at;
+        int reconnect_attempt;
+        int stopping, purged;
+        int64_t stop_deadline;
+        int fatal_schema;
+        char fatal_msg[512];
+};
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
+                        int64_t offset);
+
+struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
+{
+        struct relay *r = calloc(1, sizeof(*r));
+        sigset_t mask;
+
+        if (r == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return NULL;
+        }
+        r->cfg = cfg;
+        r->lg = lg;
+        r->sig_fd = -1;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        /* Blocked before librdkafka starts its threads, so they inherit it
+         * and the signals reach only the signalfd. */
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
+            (r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+                snprintf(errbuf, errsz, "signalfd: %s", strerror(errno));
+                goto fail;
+        }
+        r->route = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
+        if (r->route == NULL)
+                goto fail;
+        r->held = json_object();
+        r->db = db_new(cfg, lg);
+        r->producer = producer_new(cfg, lg, on_delivery, r, errbuf, errsz);
+        if (r->held == NULL || r->db == NULL || r->producer == NULL)
+                goto fail;
+        backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
+                     (uint64_t)now_ms() ^ (uint64_t)getpid());
+        backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
+        return r;
+fail:
+        relay_free(r);
+        return NULL;
+}
+
+static void batch_free(struct batch *b)
+{
+        for (int i = 0; i < b->n; i++)
+                free(b->rows[i].error);
+        free(b->rows);
+        PQclear(b->res);
+        free(b);
+}
+
+void relay_free(struct relay *r)
+{
+        if (r == NULL)
+                return;
+        /* Reports of purged messages still point into the batches. */
+        producer_free(r->producer);
+        r->producer = NULL;
+        db_free(r->db);
+        while (r->batches != NULL) {
+                struct batch *b = r->batches;
+
+                r->batches = b->next;
+                batch_free(b);
+        }
+        route_free(r->route);
+        json_decref(r->held);
+        if (r->sig_fd >= 0)
+                close(r->sig_fd);
+        free(r);
+}
+
+/* ---- holding keys ---- */
+
+/* The row stays pending below hi_id: later rows of its key must wait,
+ * and the next scan from the start must pick it up again. */
+static void hold_key(struct relay *r, const struct relay_row *row)
+{
+        r->rescan = 1;
+        if (row->m.key != NULL)
+                json_object_set_new_nocheck(r->held, row->m.key, json_true());
+}
+
+static int key_held(const struct relay *r, const struct relay_row *row)
+{
+        return row->m.key != NULL && json_object_get(r->held, row->m.key) != NULL;
+}
+
+/* ---- finishing a batch: mark sent rows, record failures ---- */
+
+static void batch_check_done(struct relay *r, struct batch *b);
+
+static void on_marked(void *arg, PGresult *res, const char *error)
+{
+        struct batch *b = arg;
+        struct relay *r = b->relay;
+
+        b->mark_queued = 0;
+        if (error != NULL) {
+                /* Not marked: the rows stay pending and the mark is sent
+                 * again once reconnected. Nothing unconfirmed is marked. */
+                log_warn(r->lg, "marking a batch failed", "{s:s}", "error", error);
+                if (db_connected(r->db))
+                        db_disconnect(r->db, "unexpected error while marking rows sent");
+        } else {
+                b->marked = 1;
+                log_debug(r->lg, "batch marked sent", "{s:s}", "rows", PQcmdTuples(res));
+        }
+        PQclear(res);
+        batch_check_done(r, b);
+}
+
+static void on_failure_recorded(void *arg, PGresult *res, const char *error)
+{
+        struct relay_row *row = arg;
+        struct batch *b = row->batch;
+        struct relay *r = b->relay;
+
+        row->fail_queued = 0;
+        if (error != NULL) {
+                log_warn(r->lg, "recording a failure failed", "{s:s}", "error", error);
+                if (db_connected(r->db))
+                        db_disconnect(r->db, "unexpected error while recording a failure");
+        } else {
+                const char *outcome = PQgetvalue(res, 0, 0);
+
+                row->fail_recorded = 1;
+                if (strcmp(outcome, "retry") == 0) {
+                        int64_t at = now_ms() + row->retry_ms;
+
+                        if (r->retry_at == 0 || at < r->retry_at)
+                                r->retry_at = at;
+                }
+                if (strcmp(outcome, "dead") == 0)
+                        log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id",
+                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1,
+                                  "reason", row->error);
+                else
+                        log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
+                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1,
+                                 "reason", row->error);
+        }
+        PQclear(res);
+        batch_check_done(r, b);
+}
+
+/* Queues what the batch still needs from the database. Called when its
+ * last report arrives and again after a reconnect. */
+static void batch_submit(struct relay *r, struct batch *b)
+{
+        int64_t *ids;
+        int32_t *parts;
+        int64_t *offs;
+        size_t n = 0;
+
+        if (!db_connected(r->db))
+                return;
+        b->in_submit = 1;
+        if (!b->marked && !b->mark_queued) {
+                ids = malloc(sizeof(*ids) * (size_t)b->n);
+                parts = malloc(sizeof(*parts) * (size_t)b->n);
+                offs = malloc(sizeof(*offs) * (size_t)b->n);
+                if (ids != NULL && parts != NULL && offs != NULL) {
+                        for (int i = 0; i < b->n; i++) {
+                                if (b->rows[i].state != ROW_SENT)
+                                        continue;
+                                ids[n] = b->rows[i].m.id;
+                                parts[n] = b->rows[i].partition;
+                                offs[n] = b->rows[i].offset;
+                                n++;
+                        }
+                        if (n == 0) {
+                                b->marked = 1;
+                        } else {
+                                b->mark_queued = 1;
+                                db_mark(r->db, n, ids, parts, offs, on_marked, b);
+                        }
+                }
+                free(ids);
+                free(parts);
+                free(offs);
+        }
+        for (int i = 0; i < b->n && db_connected(r->db); i++) {
+                struct relay_row *row = &b->rows[i];
+
+                if (row->state != ROW_FAILED || row->fail_recorded || row->fail_queued)
+                        continue;
+                row->fail_queued = 1;
+                row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
+                db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
+                                  r->cfg->max_attempts, on_failure_recorded, row);
+        }
+        b->in_submit = 0;
+        batch_check_done(r, b);
+}
+
+static int batch_done(const struct batch *b)
+{
+        if (b->producing || b->outstanding > 0 || b->in_submit || !b->marked)
+                return 0;
+        for (int i = 0; i < b->n; i++)
+                if (b->rows[i].state == ROW_FAILED && !b->rows[i].fail_recorded)
+                        return 0;
+        return 1;
+}
+
+static void batch_check_done(struct relay *r, struct batch *b)
+{
+        struct batch **pp;
+
+        if (!batch_done(b))
+                return;
+        for (pp = &r->batches; *pp != b; pp = &(*pp)->next)
+                ;
+        *pp = b->next;
+        r->n_batches--;
+        batch_free(b);
+        if (r->n_batches == 0) {
+                /* Pipeline empty: every failure is in the database, where the
+                 * fetch query holds back keys, so rescan from the start. */
+                if (r->barrier || r->rescan)
+                        r->want_fetch = 1;
+                r->hi_id = 0;
+                r->barrier = 0;
+                r->rescan = 0;
+                json_object_clear(r->held);
+        }
+}
+
+static void batch_reported(struct relay *r, struct batch *b)
+{
+        if (b->outstanding == 0 && !b->producing)
+                batch_submit(r, b);
+}
+
+/* ---- delivery reports ---- */
+
+static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
+                        int64_t offset)
+{
+        struct relay *r = arg;
+        struct relay_row *row = msg_opaque;
+
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                row->state = ROW_SENT;
+                row->partition = partition;
+                row->offset = offset;
+        } else if (producer_err_is_permanent(err)) {
+                row->state = ROW_FAILED;
+                row->error = strdup(rd_kafka_err2str(err));
+                hold_key(r, row);
+        } else {
+                /* Kafka or the producer failed, not the row: it stays pending
+                 * without using an attempt, and its key waits behind it. */
+                row->state = ROW_UNSENT;
+                hold_key(r, row);
+                log_debug(r->lg, "delivery not confirmed, row stays pending", "{s:I,s:s}", "id",
+                          (json_int_t)row->m.id, "error", rd_kafka_err2str(err));
+        }
+        row->batch->outstanding--;
+        batch_reported(r, row->batch);
+}
+
+/* ---- fetching and producing ---- */
+
+static int64_t be64(const char *p)
+{
+        uint64_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return (int64_t)be64toh(v);
+}
+
+static int32_t be32(const char *p)
+{
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return (int32_t)be32toh(v);
+}
+
+/* Decodes row i of a binary fetch result (column order of db_fetch). */
+static void decode_row(const PGresult *res, int i, struct message_row *m)
+{
+        /* PostgreSQL timestamps count microseconds from 2000-01-01 UTC. */
+        const int64_t pg_epoch_ms = 946684800000LL;
+        int64_t us;
+
+        memset(m, 0, sizeof(*m));
+        m->id = be64(PQgetvalue(res, i, 0));
+        m->event_id = PQgetvalue(res, i, 1);
+        m->topic = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+        if (!PQgetisnull(res, i, 3)) {
+                m->key = PQgetvalue(res, i, 3);
+                m->key_len = (size_t)PQgetlength(res, i, 3);
+        }
+        m->event_type = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
+        if (!PQgetisnull(res, i, 5)) { /* binary jsonb: a version byte, then the text */
+                m->value = PQgetvalue(res, i, 5) + 1;
+                m->value_len = (size_t)PQgetlength(res, i, 5) - 1;
+        } else if (!PQgetisnull(res, i, 6)) {
+                m->value = PQgetvalue(res, i, 6);
+                m->value_len = (size_t)PQgetlength(res, i, 6);
+        }
+        m->headers = PQgetvalue(res, i, 7) + 1;
+        m->headers_len = (size_t)PQgetlength(res, i, 7) - 1;
+        us = be64(PQgetvalue(res, i, 8));
+        m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
+        m->attempts = be32(PQgetvalue(res, i, 9));
+}
+
+static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
+{
+        row->state = ROW_FAILED;
+        row->error = strdup(reason);
+        hold_key(r, row);
+}
+
+static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
+{
+        char err[512];
+        const char *topic;
+        rd_kafka_headers_t *hdrs;
+        rd_kafka_resp_err_t kerr;
+
+        if (key_held(r, row)) {
+                row->state = ROW_UNSENT; /* an earlier row of its key failed */
+                return;
+        }
+        topic = route_topic(r->route, row->m.topic, row->m.event_type, err, sizeof(err));
+        if (topic == NULL) {
+                fail_row(r, row, err);
+                return;
+        }
+        if (message_headers(&row->m, &hdrs, err, sizeof(err)) != 0) {
+                fail_row(r, row, err);
+                return;
+        }
+        row->state = ROW_INFLIGHT;
+        b->outstanding++;
+        kerr = producer_send(r->producer, topic, &row->m, hdrs, row);
+        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+                return;
+        b->outstanding--;
+        if (producer_err_is_permanent(kerr)) {
+                snprintf(err, sizeof(err), "%s (topic %s)", rd_kafka_err2str(kerr), topic);
+                fail_row(r, row, err);
+        } else {
+                row->state = ROW_UNSENT;
+                hold_key(r, row);
+        }
+}
+
+static void on_fetched(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+        struct batch *b;
+        int n;
+
+        r->fetch_queued = 0;
+        if (error != NULL) {
+                log_warn(r->lg, "fetching rows failed", "{s:s}", "error", error);
+                r->want_fetch = 1;
+                return;
+        }
+        n = PQntuples(res);
+        if (n == 0) {
+                PQclear(res);
+                return;
+        }
+        b = calloc(1, sizeof(*b));
+        if (b != NULL)
+                b->rows = calloc((size_t)n, sizeof(*b->rows));
+        if (b == NULL || b->rows == NULL) {
+                log_error(r->lg, "out of memory for a batch", "{s:i}", "rows", n);
+                free(b);
+                PQclear(res);
+                r->want_fetch = 1;
+                return;
+        }
+        b->relay = r;
+        b->res = res;
+        b->n = n;
+        b->producing = 1;
+        /* Appended before producing: reports may arrive while we produce. */
+        if (r->n_batches++ == 0)
+                r->busy_since = now_ms();
+        struct batch **pp = &r->batches;
+        while (*pp != NULL)
+                pp = &(*pp)->next;
+        *pp = b;
+        for (int i = 0; i < n; i++) {
+                b->rows[i].batch = b;
+                decode_row(res, i, &b->rows[i].m);
+                produce_row(r, b, &b->rows[i]);
+        }
+        r->hi_id = b->rows[n - 1].m.id;
+        if (n == r->cfg->batch_size)
+                r->want_fetch = 1; /* more are likely waiting */
+        log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id",
+                  (json_int_t)r->hi_id);
+        b->producing = 0;
+        batch_reported(r, b);
+}
+
+static void maybe_fetch(struct relay *r)
+{
+        if (!r->want_fetch || r->fetch_queued || r->stopping || r->barrier ||
+            !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
+                return;
+        r->want_fetch = 0;
+        r->fetch_queued = 1;
+        db_fetch(r->db, r->hi_id, r->cfg->batch_size, on_fetched, r);
+}
+
+/* ---- the loop ---- */
+
+static void try_connect(struct relay *r, int64_t now)
+{
+        char err[512];
+        int rc = db_connect(r->db, err, sizeof(err));
+
+        if (rc == 0) {
+                log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
+                r->reconnect_attempt = 0;
+                r->want_fetch = 1;
+                for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                        next = b->next; /* b may be freed by submit */
+                        if (b->outstanding == 0 && !b->producing)
+                                batch_submit(r, b);
+                }
+                return;
+        }
+        if (rc == DB_ERR_SCHEMA) {
+                r->fatal_schema = 1;
+                snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", err);
+                return;
+        }
+        r->reconnect_attempt++;
+        r->reconnect_at = now + backoff_delay_ms(&r->reconnect_backoff, r->reconnect_attempt);
+        log_warn(r->lg, "database unavailable, will retry", "{s:s,s:i,s:I}", "error", err,
+                 "attempt", r->reconnect_attempt, "retry_in_ms",
+                 (json_int_t)(r->reconnect_at - now));
+}
+
+static int rebuild_producer(struct relay *r)
+{
+        char err[512];
+
+        producer_fatal(r->producer, err, sizeof(err));
+        log_warn(r->lg, "rebuilding the Kafka producer", "{s:s}", "reason", err);
+        producer_free(r->producer); /* reports every outstanding message as purged */
+        r->producer = producer_new(r->cfg, r->lg, on_delivery, r, err, sizeof(err));
+        if (r->producer == NULL) {
+                snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", err);
+                return -1;
+        }
+        return 0;
+}
+
+static void handle_signal(struct relay *r, int64_t now)
+{
+        struct signalfd_siginfo si;
+
+        while (read(r->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+                if (!r->stopping) {
+                        r->stopping = 1;
+                        r->stop_deadline = now + r->cfg->shutdown_timeout_ms;
+                        log_info(r->lg, "shutting down: waiting for in-flight deliveries",
+                                 "{s:s,s:i,s:i}", "signal", strsignal((int)si.ssi_signo),
+                                 "in_flight", producer_outstanding(r->producer),
+                                 "timeout_ms", r->cfg->shutdown_timeout_ms);
+                } else {
+                        log_warn(r->lg, "second signal: stopping now", NULL);
+                        r->stop_deadline = now;
+                }
+        }
+}
+
+/* Milliseconds poll() may sleep before a timer is due. */
+static int loop_timeout(const struct relay *r, int64_t now)
+{
+        int64_t next = now + 1000;
+
+        if (!db_connected(r->db) && r->reconnect_at < next)
+                next = r->reconnect_at;
+        if (r->next_poll_at < next)
+                next = r->next_poll_at;
+        if (r->retry_at != 0 && r->retry_at < next)
+                next = r->retry_at;
+        if (r->n_batches > 0 && !r->barrier && r->busy_since + r->cfg->poll_interval_ms < next)
+                next = r->busy_since + r->cfg->poll_interval_ms;
+        if (r->stopping && r->stop_deadline < next)
+                next = r->stop_deadline;
+        return next <= now ? 0 : (int)(next - now);
+}
+
+static void run_timers(struct relay *r, int64_t now)
+{
+        if (now >= r->next_poll_at) {
+                r->want_fetch = 1; /* notifications are lost while disconnected */
+                r->next_poll_at = now + r->cfg->poll_interval_ms;
+        }
+        if (r->retry_at != 0 && now >= r->retry_at) {
+                r->want_fetch = 1;
+                r->retry_at = 0;
+        }
+        /* Rows skipped behind a held key or committed late with a lower id
+         * are only seen by a scan from the start: pause fetching now and
+         * then so the pipeline empties and the next fetch rescans. */
+        if (r->n_batches > 0 && now >= r->busy_since + r->cfg->poll_interval_ms)
+                r->barrier = 1;
+        if (r->stopping && !r->purged && now >= r->stop_deadline) {
+                log_warn(r->lg, "shutdown timeout: abandoning unconfirmed deliveries", "{s:i}",
+                         "in_flight", producer_outstanding(r->producer));
+                producer_purge(r->producer);
+                r->purged = 1;
+        }
+}
+
+int relay_run(struct relay *r, char *errbuf, size_t errsz)
+{
+        int64_t now = now_ms();
+
+        r->next_poll_at = now;
+        try_connect(r, now);
+        for (;;) {
+                struct pollfd fds[3] = {{r->sig_fd, POLLIN, 0},
+                                        {producer_fd(r->producer), POLLIN, 0},
+                                        {db_socket(r->db), POLLIN, 0}};
+                int notified = 0;
+
+                if (r->fatal_schema) {
+                        snprintf(errbuf, errsz, "%s", r->fatal_msg);
+                        return -1;
+                }
+                if (r->stopping && r->n_batches == 0 && db_idle(r->db))
+                        break;
+                if (r->stopping && r->purged && now >= r->stop_deadline + 5000) {
+                        log_warn(r->lg, "database unavailable at shutdown: delivered rows left "
+                                        "pending will be published again",
+                                 "{s:i}", "batches", r->n_batches);
+                        break;
+                }
+                if (db_wants_write(r->db))
+                        fds[2].events |= POLLOUT;
+                if (poll(fds, 3, loop_timeout(r, now)) < 0 && errno != EINTR) {
+                        snprintf(errbuf, errsz, "poll: %s", strerror(errno));
+                        return -1;
+                }
+                now = now_ms();
+                if (fds[0].revents)
+                        handle_signal(r, now);
+                producer_poll(r->producer);
+                if (fds[2].fd >= 0 && fds[2].revents && db_connected(r->db)) {
+                        if (db_service(r->db, &notified) != 0)
+                                r->reconnect_at = now;
+                        if (notified)
+                                r->want_fetch = 1;
+                }
+                if (producer_fatal(r->producer, NULL, 0) && rebuild_producer(r) != 0) {
+                        snprintf(errbuf, errsz, "%s", r->fatal_msg);
+                        return -1;
+                }
+                if (!db_connected(r->db) && now >= r->reconnect_at)
+                        try_connect(r, now);
+                run_timers(r, now);
+                maybe_fetch(r);
+        }
+        log_info(r->lg, "stopped", NULL);
+        return 0;
+}

@@ -1,0 +1,110 @@
+/* fixture: the shared harness of the integration tests. It starts a real
+ * throwaway PostgreSQL (initdb into a temp dir, a free port), the
+ * outbox-dev-kafka process, and the real outbox-relay binary, and gives
+ * helpers to run SQL, consume from Kafka and poll conditions with deadlines.
+ * Every helper fails the current Check test (ck_abort_msg) on error. */
+#ifndef OUTBOX_TEST_FIXTURE_H
+#define OUTBOX_TEST_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+/* ---- PostgreSQL ---- */
+struct fx_pg;
+/* initdb (as the postgres user when run as root) into a fresh temp dir and
+ * start the server on a free 127.0.0.1 port. Aborts the test on failure. */
+struct fx_pg *fx_pg_start(void);
+void fx_pg_stop(struct fx_pg *pg);     /* stops the server, removes the dir */
+int fx_pg_port(const struct fx_pg *pg);
+/* pg_ctl restart -m immediate, or stop / start, for fault tests. */
+void fx_pg_restart(struct fx_pg *pg);
+void fx_pg_stop_server(struct fx_pg *pg);
+void fx_pg_start_server(struct fx_pg *pg);
+/* CREATE DATABASE name; returns a malloc'ed conninfo for it
+ * ("host=127.0.0.1 port=N dbname=name user=postgres"). */
+char *fx_pg_create_db(struct fx_pg *pg, const char *name);
+
+PGconn *fx_db_connect(const char *conninfo);
+/* Runs SQL (printf-style), asserting success; the result is discarded. */
+void fx_sql(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Runs a query returning one row, one column, as a long long (NULL -> -1). */
+long long fx_sql_int(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Polls the scalar query every 20 ms until it equals expected or the deadline
+ * passes; returns the last value seen. */
+long long fx_wait_sql(PGconn *conn, long long expected, int timeout_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- Kafka (the outbox-dev-kafka process) ---- */
+struct fx_kafka;
+/* Spawns outbox-dev-kafka with the given broker count and default
+ * partitions for auto-created topics; waits for its bootstrap line. */
+struct fx_kafka *fx_kafka_start(int brokers, int partitions);
+const char *fx_kafka_bootstraps(const struct fx_kafka *k);
+/* Sends one control line to its stdin (e.g. "down 1", "up 1") and waits for
+ * its "ok" reply; returns 0 or -1. */
+int fx_kafka_command(struct fx_kafka *k, const char *line);
+void fx_kafka_stop(struct fx_kafka *k);
+
+struct fx_header {
+        char *name;
+        char *value; /* NULL for a null header value */
+        size_t value_len;
+};
+
+struct fx_msg {
+        char *topic;
+        int32_t partition;
+        int64_t offset;
+        int64_t timestamp_ms;
+        char *key; /* NULL when the message has no key */
+        size_t key_len;
+        char *value; /* NULL for a tombstone */
+        size_t value_len;
+        struct fx_header *headers;
+        size_t n_headers;
+};
+
+/* Reads every partition of topic from the beginning with a librdkafka
+ * consumer (no group) until `expect` messages arrived or timeout_ms passed
+ * with nothing new. Messages are returned per partition in offset order,
+ * partitions in ascending order. Returns the count; *out is malloc'ed. */
+size_t fx_consume(const char *brokers, const char *topic, size_t expect, int timeout_ms,
+                  struct fx_msg **out);
+void fx_msgs_free(struct fx_msg *msgs, size_t n);
+/* The value of header `name` in m, or NULL. */
+const struct fx_header *fx_msg_header(const struct fx_msg *m, const char *name);
+
+/* ---- Processes ---- */
+/* Runs argv (argv[0] a path) to completion with a deadline, capturing stdout
+ * and stderr together into *output (malloc'ed, may be NULL to discard).
+ * Extra environment entries ("NAME=value", NULL-terminated) may be given.
+ * Returns the exit code, or -1 if it was killed by a signal or timed out. */
+int fx_run(const char *const argv[], const char *const env[], char **output, int timeout_ms);
+
+struct fx_relay;
+/* Starts `outbox-relay run --database-url conninfo --kafka-brokers brokers`
+ * plus extra args (NULL-terminated, may be NULL); its stderr goes to a log
+ * file that fx_relay_log() returns. */
+struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
+                                const char *const extra_args[]);
+pid_t fx_relay_pid(const struct fx_relay *r);
+void fx_relay_kill(struct fx_relay *r, int sig);
+/* Waits up to timeout_ms for exit; returns the exit code, 128+signal when
+ * killed, or -1 on timeout. */
+int fx_relay_wait(struct fx_relay *r, int timeout_ms);
+/* The relay's stderr so far (malloc'ed). */
+char *fx_relay_log(const struct fx_relay *r);
+/* Kills it (SIGKILL) if still running and frees. */
+void fx_relay_free(struct fx_relay *r);
+
+/* Runs `outbox-relay migrate` against conninfo (schema "outbox" unless
+ * schema is given) and asserts exit 0. */
+void fx_migrate(const char *conninfo, const char *schema);
+
+/* Milliseconds on the monotonic clock. */
+int64_t fx_now_ms(void);
+
+#endif

@@ -1,0 +1,224 @@
+/* Integration tests of the outbox-relay command line: exit codes, one-line
+ * configuration errors that contact nothing, migrate and replay. */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+static struct fx_pg *pg;
+
+static void suite_setup(void)
+{
+        pg = fx_pg_start();
+}
+
+static void suite_teardown(void)
+{
+        fx_pg_stop(pg);
+}
+
+/* Runs outbox-relay with up to 12 arguments; returns the exit code. */
+static int relay_cmd(char **out, const char *const env[], const char *const args[])
+{
+        const char *argv[16] = {OUTBOX_RELAY_BIN};
+        int i;
+
+        for (i = 0; args[i] != NULL && i < 14; i++)
+                argv[i + 1] = args[i];
+        argv[i + 1] = NULL;
+        return fx_run(argv, env, out, 30000);
+}
+
+START_TEST(version_and_help)
+{
+        char *out = NULL;
+
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){"--version", NULL}), 0);
+        ck_assert_msg(strncmp(out, "outbox-relay ", 13) == 0, "%s", out);
+        free(out);
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){"--help", NULL}), 0);
+        ck_assert_ptr_nonnull(strstr(out, "OUTBOX_DATABASE_URL"));
+        ck_assert_ptr_nonnull(strstr(out, "OUTBOX_KAFKA_BROKERS"));
+        ck_assert_ptr_nonnull(strstr(out, "--batch-size"));
+        ck_assert_ptr_nonnull(strstr(out, "replay"));
+        free(out);
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){"frobnicate", NULL}), 2);
+        ck_assert_ptr_nonnull(strstr(out, "frobnicate"));
+        free(out);
+}
+END_TEST
+
+/* A listening socket that must see no connection attempt. */
+static int listener(int *port)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        ck_assert_int_eq(listen(fd, 8), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        *port = ntohs(a.sin_port);
+        return fd;
+}
+
+static const struct {
+        const char *flag, *value, *expect;
+} bad_settings[] = {
+    {"--batch-size", "abc", "--batch-size"},
+    {"--batch-size", "-5", "--batch-size"},
+    {"--batch-size", "99999999999999999999", "--batch-size"},
+    {"--pipeline-depth", "0", "--pipeline-depth"},
+    {"--max-attempts", "12x", "--max-attempts"},
+    {"--log-level", "chatty", "--log-level"},
+    {"--schema", "Robert'); DROP", "--schema"},
+    {"--route", "no-equals-sign", "--route"},
+    {"--default-topic", "bad topic!", "--default-topic"},
+    {"-X", "no.such.property=1", "no.such.property"},
+    {"-X", "enable.idempotence=false", "enable.idempotence"},
+    {"--retry-base-ms", "5000000", "--retry"},
+    {"--no-such-flag", "1", "--no-such-flag"},
+};
+
+/* Each bad setting: one line naming it, exit 2, and neither the database
+ * nor Kafka was contacted. */
+START_TEST(bad_setting_exits_2_before_contacting_anything)
+{
+        int db_port, kafka_port;
+        int db_fd = listener(&db_port), kafka_fd = listener(&kafka_port);
+        char url[128], brokers[64], *out = NULL;
+        const char *args[] = {"run",          "--database-url",      url,
+                              "--kafka-brokers", brokers,            bad_settings[_i].flag,
+                              bad_settings[_i].value, NULL};
+
+        snprintf(url, sizeof(url), "postgres://relay:hunter2@127.0.0.1:%d/app", db_port);
+        snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", kafka_port);
+        ck_assert_int_eq(relay_cmd(&out, NULL, args), 2);
+        ck_assert_msg(strstr(out, bad_settings[_i].expect) != NULL, "output: %s", out);
+        ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line: %s", out);
+        ck_assert_ptr_null(strstr(out, "hunter2"));
+        ck_assert_int_lt(accept(db_fd, NULL, NULL), 0);
+        ck_assert_int_eq(errno, EAGAIN);
+        ck_assert_int_lt(accept(kafka_fd, NULL, NULL), 0);
+        ck_assert_int_eq(errno, EAGAIN);
+        free(out);
+        close(db_fd);
+        close(kafka_fd);
+}
+END_TEST
+
+START_TEST(missing_and_malformed_required_settings)
+{
+        char *out = NULL;
+        const char *env[] = {"OUTBOX_KAFKA_BROKERS=127.0.0.1:1", NULL};
+
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){"run", NULL}), 2);
+        ck_assert_ptr_nonnull(strstr(out, "--database-url"));
+        free(out);
+        ck_assert_int_eq(relay_cmd(&out, env,
+                                   (const char *[]){"run", "--database-url",
+                                                    "postgres://u:s3cr3t@host:notaport/db", NULL}),
+                         2);
+        ck_assert_ptr_nonnull(strstr(out, "--database-url"));
+        ck_assert_ptr_null(strstr(out, "s3cr3t"));
+        free(out);
+        /* The environment alone configures it too. */
+        ck_assert_int_eq(relay_cmd(&out,
+                                   (const char *[]){"OUTBOX_DATABASE_URL=host=127.0.0.1",
+                                                    "OUTBOX_BATCH_SIZE=0", NULL},
+                                   (const char *[]){"migrate", NULL}),
+                         2);
+        ck_assert_ptr_nonnull(strstr(out, "OUTBOX_BATCH_SIZE"));
+        free(out);
+}
+END_TEST
+
+START_TEST(run_without_schema_says_migrate)
+{
+        char *ci = fx_pg_create_db(pg, "noschema");
+        char *out = NULL;
+
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"run", "--database-url", ci, "--kafka-brokers",
+                                                    "127.0.0.1:1", NULL}),
+                         1);
+        ck_assert_msg(strstr(out, "outbox-relay migrate") != NULL, "output: %s", out);
+        free(out);
+        free(ci);
+}
+END_TEST
+
+START_TEST(migrate_twice_then_replay)
+{
+        char *ci = fx_pg_create_db(pg, "cli_replay");
+        char *out = NULL;
+        PGconn *c;
+
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"migrate", "--database-url", ci, NULL}), 0);
+        ck_assert_ptr_nonnull(strstr(out, "version 1"));
+        free(out);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"migrate", "--database-url", ci, NULL}), 0);
+        ck_assert_ptr_nonnull(strstr(out, "up to date"));
+        free(out);
+
+        c = fx_db_connect(ci);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "SELECT 't', 'k' || (g %% 3), '{}' FROM generate_series(1, 9) g");
+        fx_sql(c, "UPDATE outbox.events SET status = 'sent', sent_at = now()");
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"replay", "--database-url", ci, "--key", "k1",
+                                                    "--dry-run", NULL}),
+                         0);
+        ck_assert_msg(strstr(out, "would replay 3 row") != NULL, "output: %s", out);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
+                         0);
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"replay", "--database-url", ci, "--from-id", "2",
+                                                    "--to-id", "5", NULL}),
+                         0);
+        ck_assert_msg(strstr(out, "replayed 4 row") != NULL, "output: %s", out);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
+                         4);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"replay", "--database-url", ci, NULL}), 1);
+        ck_assert_msg(strstr(out, "at least one filter") != NULL, "output: %s", out);
+        free(out);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("cli");
+        TCase *offline = tcase_create("offline"), *db = tcase_create("database");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_test(offline, version_and_help);
+        tcase_add_loop_test(offline, bad_setting_exits_2_before_contacting_anything, 0,
+                            (int)(sizeof(bad_settings) / sizeof(bad_settings[0])));
+        tcase_add_test(offline, missing_and_malformed_required_settings);
+        tcase_add_unchecked_fixture(db, suite_setup, suite_teardown);
+        tcase_set_timeout(db, 120);
+        tcase_add_test(db, run_without_schema_says_migrate);
+        tcase_add_test(db, migrate_twice_then_replay);
+        suite_add_tcase(s, offline);
+        suite_add_tcase(s, db);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,502 @@
+/* Integration tests of the relay end to end: a real PostgreSQL, the
+ * outbox-dev-kafka process over TCP and the real outbox-relay binary, with
+ * what reached Kafka read back by an independent consumer. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static struct fx_pg *pg;
+static struct fx_kafka *kafka;
+
+static void suite_setup(void)
+{
+        pg = fx_pg_start();
+        kafka = fx_kafka_start(3, 4);
+}
+
+static void suite_teardown(void)
+{
+        fx_kafka_stop(kafka);
+        fx_pg_stop(pg);
+}
+
+/* A fresh migrated database per test, named after it. */
+static char *fresh_db(const char *name)
+{
+        char *conninfo = fx_pg_create_db(pg, name);
+
+        fx_migrate(conninfo, NULL);
+        return conninfo;
+}
+
+/* The poll safety net is set to an hour in most tests, so that rows
+ * arriving prove the LISTEN/NOTIFY wake-up works. */
+#define NO_POLL "--poll-interval-ms", "3600000"
+
+static long long outbox_id(const struct fx_msg *m)
+{
+        const struct fx_header *h = fx_msg_header(m, "outbox_id");
+
+        ck_assert_ptr_nonnull(h);
+        return atoll(h->value);
+}
+
+struct first_seen {
+        const struct fx_msg *m;
+        size_t pos;
+        long long id;
+};
+
+static int by_key_then_pos(const void *a, const void *b)
+{
+        const struct first_seen *x = a, *y = b;
+        size_t n = x->m->key_len < y->m->key_len ? x->m->key_len : y->m->key_len;
+        int c = n > 0 ? memcmp(x->m->key, y->m->key, n) : 0;
+
+        if (c == 0 && x->m->key_len != y->m->key_len)
+                c = x->m->key_len < y->m->key_len ? -1 : 1;
+        if (c == 0)
+                c = x->pos < y->pos ? -1 : 1;
+        return c;
+}
+
+/* Checks that every event 1..max_id arrived and that per-key order holds
+ * under at-least-once: dropping repeats (keeping each id's first
+ * appearance), each key's ids ascend in log order. Returns the duplicates. */
+static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
+{
+        char *seen = calloc((size_t)max_id + 1, 1);
+        struct first_seen *firsts = calloc(n, sizeof(*firsts));
+        size_t dups = 0, nf = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                long long id = outbox_id(&msgs[i]);
+
+                ck_assert(id >= 1 && id <= max_id);
+                if (seen[id]) {
+                        dups++;
+                        continue;
+                }
+                seen[id] = 1;
+                firsts[nf++] = (struct first_seen){&msgs[i], i, id};
+        }
+        for (long long id = 1; id <= max_id; id++)
+                ck_assert_msg(seen[id], "event %lld lost", id);
+        qsort(firsts, nf, sizeof(*firsts), by_key_then_pos);
+        for (size_t i = 1; i < nf; i++)
+                if (firsts[i].m->key != NULL && firsts[i - 1].m->key != NULL &&
+                    firsts[i].m->key_len == firsts[i - 1].m->key_len &&
+                    memcmp(firsts[i].m->key, firsts[i - 1].m->key, firsts[i].m->key_len) == 0)
+                        ck_assert_msg(firsts[i - 1].id < firsts[i].id,
+                                      "key order broken: %lld published after %lld",
+                                      firsts[i].id, firsts[i - 1].id);
+        free(firsts);
+        free(seen);
+        return dups;
+}
+
+START_TEST(rolled_back_transaction_is_never_published)
+{
+        char *ci = fresh_db("rollback");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n;
+
+        fx_sql(c, "BEGIN");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "VALUES ('rb', 'k', '{\"n\": \"rolled back\"}')");
+        fx_sql(c, "ROLLBACK");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "VALUES ('rb', 'k', '{\"n\": \"committed\"}')");
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         1);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "rb", 2, 3000, &msgs);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(msgs[0].value_len, strlen("{\"n\": \"committed\"}"));
+        ck_assert(memcmp(msgs[0].value, "{\"n\": \"committed\"}", msgs[0].value_len) == 0);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 10,000 events over 100 keys in 10 transactions: all delivered once, per
+ * key in order, and every key, payload and header byte-exact. */
+START_TEST(ten_thousand_events_exact_and_in_order)
+{
+        char *ci = fresh_db("tenk");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--batch-size", "500", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        PGresult *res;
+        size_t n;
+
+        for (int t = 0; t < 10; t++)
+                fx_sql(c,
+                       "INSERT INTO outbox.events (topic, key, event_type, payload, headers) "
+                       "SELECT 'tenk', 'key-' || (g %% 100), 'thing.happened', "
+                       "jsonb_build_object('n', g, 'text', repeat('x', g %% 50), 'u', 'é\"\\'), "
+                       "jsonb_build_object('correlation_id', 'c-' || g, 'tx', '%d') "
+                       "FROM generate_series(%d, %d) g",
+                       t, t * 1000 + 1, t * 1000 + 1000);
+        ck_assert_int_eq(fx_wait_sql(c, 10000, 120000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         10000);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "tenk", 10000, 10000, &msgs);
+        ck_assert_uint_eq(n, 10000);
+        ck_assert_uint_eq(check_order(msgs, n, 10000), 0);
+
+        res = PQexec(c, "SELECT id, key, payload::text, event_id::text, headers->>'correlation_id',"
+                        " headers->>'tx', kafka_partition, kafka_offset"
+                        " FROM outbox.events ORDER BY id");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        ck_assert_int_eq(PQntuples(res), 10000);
+        for (size_t i = 0; i < n; i++) {
+                const struct fx_msg *m = &msgs[i];
+                int row = (int)outbox_id(m) - 1;
+
+                ck_assert_str_eq(PQgetvalue(res, row, 1), m->key ? m->key : "(null)");
+                ck_assert_uint_eq(strlen(PQgetvalue(res, row, 2)), m->value_len);
+                ck_assert(memcmp(PQgetvalue(res, row, 2), m->value, m->value_len) == 0);
+                ck_assert_str_eq(fx_msg_header(m, "event_id")->value, PQgetvalue(res, row, 3));
+                ck_assert_str_eq(fx_msg_header(m, "correlation_id")->value,
+                                 PQgetvalue(res, row, 4));
+                ck_assert_str_eq(fx_msg_header(m, "tx")->value, PQgetvalue(res, row, 5));
+                ck_assert_str_eq(fx_msg_header(m, "event_type")->value, "thing.happened");
+                ck_assert_uint_eq(m->n_headers, 5);
+                ck_assert_int_eq(atoi(PQgetvalue(res, row, 6)), m->partition);
+                ck_assert_int_eq(atoll(PQgetvalue(res, row, 7)), m->offset);
+        }
+        PQclear(res);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+START_TEST(tombstone_binary_payload_and_timestamp)
+{
+        char *ci = fresh_db("shapes");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        static const char bin[] = {'\x00', '\x01', '\xff', '\x00', 'A', '\x80'};
+        struct fx_msg *msgs;
+        size_t n;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, created_at) "
+                  "VALUES ('shapes', 'gone', '2024-02-29 12:34:56.789+00')");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload_bytes) "
+                  "VALUES ('shapes', 'gone', '\\x0001ff004180'::bytea)");
+        fx_sql(c, "INSERT INTO outbox.events (topic, payload_bytes) VALUES ('shapes', '')");
+        ck_assert_int_eq(fx_wait_sql(c, 3, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         3);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", 3, 5000, &msgs);
+        ck_assert_uint_eq(n, 3);
+        for (size_t i = 0; i < n; i++) {
+                long long id = outbox_id(&msgs[i]);
+
+                if (id == 1) { /* tombstone: a key and a null value */
+                        ck_assert_ptr_null(msgs[i].value);
+                        ck_assert_uint_eq(msgs[i].key_len, 4);
+                        ck_assert_int_eq(msgs[i].timestamp_ms, 1709210096789LL);
+                } else if (id == 2) {
+                        ck_assert_uint_eq(msgs[i].value_len, sizeof(bin));
+                        ck_assert(memcmp(msgs[i].value, bin, sizeof(bin)) == 0);
+                } else { /* no key, and an empty (not null) value */
+                        ck_assert_ptr_null(msgs[i].key);
+                        ck_assert_ptr_nonnull(msgs[i].value);
+                        ck_assert_uint_eq(msgs[i].value_len, 0);
+                }
+        }
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+START_TEST(routing_by_event_type)
+{
+        char *ci = fresh_db("routing");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--route", "user.*=rt-users", "--route",
+                              "order.created=rt-orders", "--default-topic", "rt-misc", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n;
+
+        fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
+                  " ('user.created', 'u1', '{}'), ('user.email.changed', 'u1', '{}'),"
+                  " ('order.created', 'o1', '{}'), ('order.shipped', 'o1', '{}'),"
+                  " (NULL, 'x', '{}')");
+        fx_sql(c, "INSERT INTO outbox.events (topic, event_type, key, payload) "
+                  "VALUES ('rt-explicit', 'user.created', 'u2', '{}')");
+        ck_assert_int_eq(fx_wait_sql(c, 6, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         6);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-users", 2, 5000, &msgs);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(outbox_id(&msgs[0]), 1);
+        ck_assert_int_eq(outbox_id(&msgs[1]), 2);
+        fx_msgs_free(msgs, n);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-orders", 1, 5000, &msgs);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(outbox_id(&msgs[0]), 3);
+        fx_msgs_free(msgs, n);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-misc", 2, 5000, &msgs);
+        ck_assert_uint_eq(n, 2);
+        fx_msgs_free(msgs, n);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-explicit", 1, 5000, &msgs);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(outbox_id(&msgs[0]), 6);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+START_TEST(unroutable_row_is_dead_lettered_with_reason)
+{
+        char *ci = fresh_db("noroute");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--route", "user.*=nr-users", "--max-attempts", "1", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        PGresult *res;
+
+        fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
+                  " ('invoice.paid', 'i1', '{}'), ('user.created', 'u1', '{}')");
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"), 1);
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         1);
+        res = PQexec(c, "SELECT id, reason, attempts FROM outbox.dead_letters");
+        ck_assert_int_eq(atoi(PQgetvalue(res, 0, 0)), 1);
+        ck_assert_msg(strstr(PQgetvalue(res, 0, 1), "invoice.paid") != NULL, "reason: %s",
+                      PQgetvalue(res, 0, 1));
+        ck_assert_int_eq(atoi(PQgetvalue(res, 0, 2)), 1);
+        PQclear(res);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* A message larger than Kafka accepts fails every attempt, ends in
+ * dead_letters with its reason; other keys flow meanwhile, and the later
+ * row of its key waits until it is dead-lettered. */
+START_TEST(poison_message_dead_lettered_while_others_flow)
+{
+        char *ci = fresh_db("poison");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {"--max-attempts", "3", "--retry-base-ms", "50", "--retry-max-ms",
+                              "200", "--poll-interval-ms", "100", "-X", "message.max.bytes=100000",
+                              NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        PGresult *res;
+        size_t n;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES"
+                  " ('poison', 'bad', jsonb_build_object('blob', repeat('x', 200000)))");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "SELECT 'poison', CASE WHEN g = 50 THEN 'bad' ELSE 'good-' || g %% 10 END,"
+                  " '{}' FROM generate_series(1, 100) g");
+        ck_assert_int_eq(fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.dead_letters"), 1);
+        ck_assert_int_eq(fx_wait_sql(c, 100, 60000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         100);
+        res = PQexec(c, "SELECT d.id, d.reason, d.attempts, d.first_attempt_at < d.last_attempt_at,"
+                        " e.sent_at >= d.last_attempt_at"
+                        " FROM outbox.dead_letters d, outbox.events e WHERE e.id = 51");
+        ck_assert_int_eq(PQntuples(res), 1);
+        ck_assert_int_eq(atoi(PQgetvalue(res, 0, 0)), 1);
+        ck_assert_msg(strstr(PQgetvalue(res, 0, 1), "too large") != NULL, "reason: %s",
+                      PQgetvalue(res, 0, 1));
+        ck_assert_int_eq(atoi(PQgetvalue(res, 0, 2)), 3);
+        ck_assert_str_eq(PQgetvalue(res, 0, 3), "t");
+        ck_assert_str_eq(PQgetvalue(res, 0, 4), "t"); /* held back until dead-lettered */
+        PQclear(res);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "poison", 100, 5000, &msgs);
+        ck_assert_uint_eq(n, 100);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+START_TEST(replay_through_sql_publishes_again)
+{
+        char *ci = fresh_db("replay");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "SELECT 'replay', 'k' || g, '{}' FROM generate_series(1, 5) g");
+        ck_assert_int_eq(fx_wait_sql(c, 5, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         5);
+        fx_sql(c, "UPDATE outbox.events SET status = 'pending' WHERE id IN (2, 3)");
+        ck_assert_int_eq(fx_wait_sql(c, 5, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         5);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_key => 'k5')"), 1);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "replay", 8, 30000, &msgs);
+        ck_assert_uint_eq(n, 8);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+START_TEST(kill_9_and_restart_lose_nothing)
+{
+        char *ci = fresh_db("kill9");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {"--batch-size", "200", NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        size_t n, dups;
+        const int total = 20000;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "SELECT 'kill9', 'k' || (g %% 50), jsonb_build_object('n', g) "
+                  "FROM generate_series(1, %d) g",
+                  total);
+        for (int round = 0; round < 3; round++) {
+                long long before = fx_sql_int(c, "SELECT count(*) FROM outbox.events"
+                                                 " WHERE status = 'sent'");
+
+                r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+                /* Kill it once it has made progress, mid-stream. */
+                fx_wait_sql(c, 1, 60000,
+                            "SELECT (count(*) > %lld + 1000)::int FROM outbox.events"
+                            " WHERE status = 'sent'",
+                            before);
+                fx_relay_kill(r, SIGKILL);
+                ck_assert_int_eq(fx_relay_wait(r, 10000), 128 + SIGKILL);
+                fx_relay_free(r);
+        }
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         total);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "kill9", (size_t)total * 2, 5000, &msgs);
+        ck_assert_uint_ge(n, (size_t)total);
+        dups = check_order(msgs, n, total);
+        ck_assert_uint_eq(n, total + dups);
+        fprintf(stderr, "kill -9 x3: %d events, %zu duplicates\n", total, dups);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* SIGTERM mid-stream: exit 0, and every row Kafka has is marked sent. */
+START_TEST(sigterm_exits_zero_with_delivered_rows_marked)
+{
+        char *ci = fresh_db("sigterm");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {"--batch-size", "200", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n;
+        long long sent;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "SELECT 'sigterm', 'k' || (g %% 50), jsonb_build_object('n', g) "
+                  "FROM generate_series(1, 50000) g");
+        fx_wait_sql(c, 1, 60000,
+                    "SELECT (count(*) > 2000)::int FROM outbox.events WHERE status = 'sent'");
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
+        sent = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'");
+        ck_assert_int_lt(sent, 50000); /* it did stop mid-stream */
+        n = fx_consume(fx_kafka_bootstraps(kafka), "sigterm", 50000, 5000, &msgs);
+        ck_assert_uint_eq(n, (size_t)sent);
+        for (size_t i = 0; i < n; i++)
+                ck_assert_int_eq(fx_sql_int(c,
+                                            "SELECT count(*) FROM outbox.events WHERE id = %lld"
+                                            " AND status = 'sent' AND kafka_offset = %lld",
+                                            outbox_id(&msgs[i]), (long long)msgs[i].offset),
+                                 1);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* kcat, an independent Kafka client, sees what the relay published. */
+START_TEST(kcat_reads_the_published_events)
+{
+        char *ci = fresh_db("kcat");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        const char *kcat[] = {"/usr/bin/kcat", "-b", fx_kafka_bootstraps(kafka), "-C", "-t",
+                              "kcat-check", "-o", "beginning", "-e", "-q", "-f",
+                              "%k|%s|%h\\n", NULL};
+        char *out = NULL;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload, headers) "
+                  "VALUES ('kcat-check', 'order-42', '{\"status\":\"created\"}',"
+                  " '{\"correlation_id\":\"c-1\"}')");
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         1);
+        ck_assert_int_eq(fx_run(kcat, NULL, &out, 30000), 0);
+        ck_assert_msg(strstr(out, "order-42|{\"status\": \"created\"}|") != NULL, "kcat: %s", out);
+        ck_assert_msg(strstr(out, "correlation_id=c-1") != NULL, "kcat: %s", out);
+        ck_assert_msg(strstr(out, "outbox_id=1") != NULL, "kcat: %s", out);
+        free(out);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("relay");
+        TCase *tc = tcase_create("end_to_end");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_set_timeout(tc, 240);
+        tcase_add_test(tc, rolled_back_transaction_is_never_published);
+        tcase_add_test(tc, ten_thousand_events_exact_and_in_order);
+        tcase_add_test(tc, tombstone_binary_payload_and_timestamp);
+        tcase_add_test(tc, routing_by_event_type);
+        tcase_add_test(tc, unroutable_row_is_dead_lettered_with_reason);
+        tcase_add_test(tc, poison_message_dead_lettered_while_others_flow);
+        tcase_add_test(tc, replay_through_sql_publishes_again);
+        tcase_add_test(tc, kill_9_and_restart_lose_nothing);
+        tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
+        tcase_add_test(tc, kcat_reads_the_published_events);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
