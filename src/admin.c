@@ -12,18 +12,27 @@
 
 #include "migrate.h"
 
-/* libpq's text on one line, without its trailing newline. */
+/* libpq's text (which may span lines: "...failed: ...\n\tIs the server
+ * running...") on one line, each run of white space made one space. */
 static void one_line(const char *msg, char *out, size_t outsz)
 {
-        size_t n;
+        size_t n = 0;
+        int space = 0;
 
-        snprintf(out, outsz, "%s", msg != NULL && *msg != '\0' ? msg : "unknown error");
-        for (char *p = out; *p != '\0'; p++)
-                if (*p == '\n' || *p == '\t' || *p == '\r')
-                        *p = ' ';
-        n = strlen(out);
-        while (n > 0 && out[n - 1] == ' ')
-                out[--n] = '\0';
+        if (msg == NULL || *msg == '\0')
+                msg = "unknown error";
+        for (; *msg != '\0' && n + 1 < outsz; msg++) {
+                if (*msg == ' ' || *msg == '\n' || *msg == '\t' || *msg == '\r') {
+                        space = 1;
+                        continue;
+                }
+                if (space && n > 0 && n + 2 < outsz)
+                        out[n++] = ' ';
+                space = 0;
+                out[n++] = *msg;
+        }
+        if (outsz > 0)
+                out[n] = '\0';
 }
 
 static void fail(const char *cmd, const char *msg)
@@ -150,8 +159,8 @@ int admin_replay(const struct config *cfg, struct log *lg)
         } else {
                 printf("replayed %s row(s)\n", PQgetvalue(res, 0, 0));
                 if (lg != NULL)
-                        log_info(lg, "rows replayed", "{s:s,s:I}", "schema", cfg->schema,
-                                 "rows", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+                        log_info(lg, "rows replayed", "{s:s,s:I}", "schema", cfg->schema, "rows",
+                                 (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10));
         }
         rc = 0;
 out:

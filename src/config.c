@@ -30,9 +30,9 @@ enum setting_type {
 /* Which commands read a setting: only for --help and the README. */
 enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_ALL = 15 };
 
-#define KPROP_ENV_PREFIX "OUTBOX_RDKAFKA_"
+#define KPROP_ENV_PREFIX  "OUTBOX_RDKAFKA_"
 #define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
-#define OFF(field) offsetof(struct config, field)
+#define OFF(field)        offsetof(struct config, field)
 
 struct setting {
         const char *flag; /* without the leading "--" */
@@ -71,32 +71,31 @@ static const struct setting settings[] = {
      "Topic for rows whose topic column is NULL, chosen by event_type: an exact type "
      "(order.created=orders), a prefix (user.*=users) or * for all. An exact rule wins, then "
      "the longest prefix. Repeatable; the variable takes a comma-separated list."},
-    {"default-topic", 0, "OUTBOX_DEFAULT_TOPIC", T_STR, OFF(default_topic), 0, 0, NULL, 0, C_RUN,
-     0, "TOPIC",
+    {"default-topic", 0, "OUTBOX_DEFAULT_TOPIC", T_STR, OFF(default_topic), 0, 0, NULL, 0, C_RUN, 0,
+     "TOPIC",
      "Topic for rows with a NULL topic that no route matches; without it such rows fail "
      "permanently."},
     {"batch-size", 0, "OUTBOX_BATCH_SIZE", T_INT, OFF(batch_size), 1, 100000, "1000", 0, C_RUN, 0,
      "N", "Rows fetched from the outbox per batch."},
-    {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4", 0,
-     C_RUN, 0, "N", "Batches being published to Kafka at once."},
+    {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4", 0, C_RUN,
+     0, "N", "Batches being published to Kafka at once."},
     {"poll-interval-ms", 0, "OUTBOX_POLL_INTERVAL_MS", T_INT, OFF(poll_interval_ms), 10, 3600000,
-     "1000", 0, C_RUN, 0, "MS",
-     "Look for due rows this often even when no notification arrives."},
+     "1000", 0, C_RUN, 0, "MS", "Look for due rows this often even when no notification arrives."},
     {"retry-base-ms", 0, "OUTBOX_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), 1, 86400000, "1000", 0,
      C_RUN, 0, "MS",
      "Delay before the first retry of a row that failed to publish; it doubles with each "
      "attempt, with jitter."},
     {"retry-max-ms", 0, "OUTBOX_RETRY_MAX_MS", T_INT, OFF(retry_max_ms), 1, 86400000, "300000", 0,
      C_RUN, 0, "MS", "Longest retry delay; at least --retry-base-ms."},
-    {"max-attempts", 0, "OUTBOX_MAX_ATTEMPTS", T_INT, OFF(max_attempts), 1, 1000000, "10", 0,
-     C_RUN, 0, "N", "Failed attempts after which a row is moved to the dead letters."},
+    {"max-attempts", 0, "OUTBOX_MAX_ATTEMPTS", T_INT, OFF(max_attempts), 1, 1000000, "10", 0, C_RUN,
+     0, "N", "Failed attempts after which a row is moved to the dead letters."},
     {"shutdown-timeout-ms", 0, "OUTBOX_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_timeout_ms), 0,
      3600000, "10000", 0, C_RUN, 0, "MS",
      "On SIGTERM or SIGINT, how long to wait for deliveries in flight."},
     {"reconnect-max-ms", 0, "OUTBOX_RECONNECT_MAX_MS", T_INT, OFF(reconnect_max_ms), 100, 3600000,
      "30000", 0, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
     {"instance-id", 0, "OUTBOX_INSTANCE_ID", T_STR, OFF(instance_id), 0, 0, "<hostname>:<pid>",
-     F_DYNAMIC_DEFAULT, C_RUN, 0, "ID", "Name of this relay in status output and logs."},
+     F_DYNAMIC_DEFAULT, C_RUN, 0, "ID", "Name of this relay in its logs."},
     {"from-id", 0, NULL, T_ID, OFF(replay_from_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
      "Replay rows with id >= ID."},
     {"to-id", 0, NULL, T_ID, OFF(replay_to_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
@@ -132,19 +131,6 @@ static int looks_secret(const char *s)
         return strstr(s, "password") != NULL || strstr(s, "secret") != NULL ||
                strstr(s, "jaas") != NULL || strstr(s, "key.pem") != NULL ||
                strstr(s, "oauthbearer.config") != NULL;
-}
-
-static int set_string(char **dst, const char *value, char *errbuf, size_t errsz)
-{
-        char *copy = strdup(value);
-
-        if (copy == NULL) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        free(*dst);
-        *dst = copy;
-        return 0;
 }
 
 static void kv_free(struct config_kv *kv, size_t n)
@@ -191,10 +177,11 @@ static int parse_kprop(const char *text, struct config_kv *out, const char *src,
         const char *eq = strchr(text, '=');
 
         if (eq == NULL || eq == text) {
-                if (looks_secret(text))
-                        snprintf(errbuf, errsz, "%s needs NAME=VALUE", src);
+                /* After a '=' may be a value; only a lone name is quoted. */
+                if (eq == NULL && !looks_secret(text))
+                        snprintf(errbuf, errsz, "%s needs NAME=VALUE, got \"%.64s\"", src, text);
                 else
-                        snprintf(errbuf, errsz, "%s needs NAME=VALUE, got \"%s\"", src, text);
+                        snprintf(errbuf, errsz, "%s needs NAME=VALUE", src);
                 return -1;
         }
         out->name = strndup(text, (size_t)(eq - text));
@@ -239,16 +226,23 @@ static int parse_int(const struct setting *s, const char *value, const char *src
 
 /* Sets one setting from text; src names where the text came from. */
 static int set_value(struct config *cfg, struct parse_state *ps, const struct setting *s,
-                     const char *value, const char *src, int from_flag, char *errbuf,
-                     size_t errsz)
+                     const char *value, const char *src, int from_flag, char *errbuf, size_t errsz)
 {
         struct config_kv kv;
+        char msg[256];
+        char *copy;
         long long v;
 
         switch (s->type) {
         case T_STR:
         case T_SECRET:
-                return set_string(field(cfg, s), value, errbuf, errsz);
+                if ((copy = strdup(value)) == NULL) {
+                        snprintf(errbuf, errsz, "out of memory");
+                        return -1;
+                }
+                free(*(char **)field(cfg, s));
+                *(char **)field(cfg, s) = copy;
+                return 0;
         case T_INT:
                 if (parse_int(s, value, src, &v, errbuf, errsz) != 0)
                         return -1;
@@ -268,10 +262,12 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                          value, src);
                 return -1;
         case T_ROUTE:
-                if (route_parse_rule(value, &kv, errbuf, errsz) != 0)
+                if (route_parse_rule(value, &kv, msg, sizeof(msg)) != 0) {
+                        snprintf(errbuf, errsz, "invalid %s: %s", src, msg);
                         return -1;
-                return kv_put(&cfg->routes, &cfg->n_routes, from_flag ? &ps->env_routes : NULL,
-                              kv, errbuf, errsz);
+                }
+                return kv_put(&cfg->routes, &cfg->n_routes, from_flag ? &ps->env_routes : NULL, kv,
+                              errbuf, errsz);
         case T_KPROP:
                 if (parse_kprop(value, &kv, src, errbuf, errsz) != 0)
                         return -1;
@@ -338,19 +334,8 @@ static int parse_kprop_env(struct config *cfg, struct parse_state *ps, char *err
 
                 if (eq == NULL || strncmp(*e, KPROP_ENV_PREFIX, plen) != 0 || eq[1] == '\0')
                         continue;
-                if ((size_t)(eq - *e) == plen) {
-                        snprintf(errbuf, errsz, "%s needs a property name after the prefix",
-                                 KPROP_ENV_PREFIX);
+                if (parse_kprop(*e + plen, &kv, KPROP_ENV_PREFIX "<NAME>", errbuf, errsz) != 0)
                         return -1;
-                }
-                kv.name = strndup(*e + plen, (size_t)(eq - *e) - plen);
-                kv.value = strdup(eq + 1);
-                if (kv.name == NULL || kv.value == NULL) {
-                        free(kv.name);
-                        free(kv.value);
-                        snprintf(errbuf, errsz, "out of memory");
-                        return -1;
-                }
                 for (char *p = kv.name; *p != '\0'; p++)
                         *p = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
                 if (kv_put(&cfg->kafka_props, &cfg->n_kafka_props, NULL, kv, errbuf, errsz) != 0)
@@ -507,7 +492,7 @@ static int check_schema(const char *schema)
 {
         size_t len = schema != NULL ? strlen(schema) : 0;
 
-        return len >= 1 && len <= 63 && (islower((unsigned char)schema[0]) || schema[0] == '_') &&
+        return len >= 1 && len <= 56 && (islower((unsigned char)schema[0]) || schema[0] == '_') &&
                strspn(schema, "abcdefghijklmnopqrstuvwxyz0123456789_") == len;
 }
 
@@ -557,15 +542,8 @@ static int conf_is(rd_kafka_conf_t *conf, const char *name, const char *want)
         char buf[64];
         size_t sz = sizeof(buf);
 
-        return rd_kafka_conf_get(conf, name, buf, &sz) == RD_KAFKA_CONF_OK && strcmp(buf, want) == 0;
-}
-
-static long long conf_num(rd_kafka_conf_t *conf, const char *name)
-{
-        char buf[64];
-        size_t sz = sizeof(buf);
-
-        return rd_kafka_conf_get(conf, name, buf, &sz) == RD_KAFKA_CONF_OK ? atoll(buf) : -1;
+        return rd_kafka_conf_get(conf, name, buf, &sz) == RD_KAFKA_CONF_OK &&
+               strcmp(buf, want) == 0;
 }
 
 /* Properties the relay sets itself or that would break its guarantees. */
@@ -583,7 +561,7 @@ static const char *owned_reason(const char *name)
 static int check_kafka_props(const struct config *cfg, char *errbuf, size_t errsz)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        int set_inflight = 0, set_retries = 0, rc = -1;
+        int rc = -1;
         char kerr[512];
 
         for (size_t i = 0; i < cfg->n_kafka_props; i++) {
@@ -630,22 +608,6 @@ static int check_kafka_props(const struct config *cfg, char *errbuf, size_t errs
                                  name);
                         goto out;
                 }
-                set_inflight |= strncmp(name, "max.in.flight", 13) == 0;
-                set_retries |= strcmp(name, "retries") == 0 ||
-                               strcmp(name, "message.send.max.retries") == 0;
-        }
-        /* What librdkafka would refuse later, when creating the idempotent producer. */
-        if (set_inflight && conf_num(conf, "max.in.flight.requests.per.connection") > 5) {
-                snprintf(errbuf, errsz,
-                         "librdkafka property max.in.flight.requests.per.connection must be at "
-                         "most 5 with the relay's idempotent producer");
-                goto out;
-        }
-        if (set_retries && conf_num(conf, "message.send.max.retries") < 1) {
-                snprintf(errbuf, errsz,
-                         "librdkafka property retries must be at least 1 with the relay's "
-                         "idempotent producer");
-                goto out;
         }
         rc = 0;
 out:
@@ -729,7 +691,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         if (!check_schema(cfg->schema)) {
                 snprintf(errbuf, errsz,
                          "invalid --schema \"%.64s\": expected a lowercase SQL identifier "
-                         "([a-z_][a-z0-9_]*, at most 63 characters)",
+                         "([a-z_][a-z0-9_]*, at most 56 characters so that the "
+                         "notification channel <schema>.events fits PostgreSQL's 63)",
                          cfg->schema != NULL ? cfg->schema : "");
                 return -1;
         }
@@ -815,19 +778,6 @@ void config_print_help(FILE *out)
 {
         unsigned section = 0;
 
-        fputs("Usage: outbox-relay COMMAND [OPTIONS]\n"
-              "\n"
-              "Publishes the rows of a PostgreSQL outbox table to Kafka.\n"
-              "\n"
-              "Commands:\n"
-              "  run        relay pending rows to Kafka until SIGTERM or SIGINT\n"
-              "  migrate    create or upgrade the outbox schema\n"
-              "  replay     make sent rows matching the replay filters pending again\n"
-              "  status     show the backlog, dead letters and relay instances\n"
-              "  --help     show this help\n"
-              "  --version  show the version\n"
-              "\n",
-              out);
         print_wrapped(out,
                       "Every option can also be set by the environment variable shown after it; "
                       "the command line wins, and an empty variable counts as unset. Options "

@@ -115,8 +115,8 @@ static void emit(FILE *out, const json_t *obj)
                 free(buf);
 }
 
-void log_write(struct log *lg, enum config_log_level level, const char *msg,
-               const char *fields_fmt, ...)
+void log_write(struct log *lg, enum config_log_level level, const char *msg, const char *fields_fmt,
+               ...)
 {
         char ts[64];
         json_t *obj;

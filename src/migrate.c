@@ -55,8 +55,7 @@ static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbu
  * has no schema_migrations table, else the highest version recorded.
  * Looks in the catalogs first so a missing table is not an error (which
  * would abort the surrounding transaction). Returns 0 or -1 with errbuf. */
-static int read_version(PGconn *conn, const char *schema, int *version, char *errbuf,
-                        size_t errsz)
+static int read_version(PGconn *conn, const char *schema, int *version, char *errbuf, size_t errsz)
 {
         const char *probe = "SELECT n.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
                             " WHERE c.relnamespace = n.oid AND c.relname = 'schema_migrations')"
@@ -240,8 +239,9 @@ static char *substitute(PGconn *conn, const struct migrate_file *f, const char *
                 q = strchr(sql + i + 2, sql[i + 1]);
                 if (q == NULL || (size_t)(q - (sql + i + 2)) != strlen("schema") ||
                     strncmp(sql + i + 2, "schema", strlen("schema")) != 0) {
-                        snprintf(errbuf, errsz, "migration %s uses an unknown variable near \"%.20s\"",
-                                 f->name, sql + i);
+                        snprintf(errbuf, errsz,
+                                 "migration %s uses an unknown variable near \"%.20s\"", f->name,
+                                 sql + i);
                         goto out;
                 }
                 if (buf_add(&b, sql + start, i - start) != 0 ||
@@ -333,9 +333,14 @@ int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, 
         int version, did;
 
         *applied = 0;
+        if (PQstatus(conn) != CONNECTION_OK) {
+                snprintf(errbuf, errsz, "cannot migrate: not connected to the database");
+                return -1;
+        }
         if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
                 /* Our BEGIN/COMMIT would nest in, or commit, the caller's work. */
-                snprintf(errbuf, errsz, "cannot migrate: the connection is busy or in a transaction");
+                snprintf(errbuf, errsz,
+                         "cannot migrate: the connection is busy or in a transaction");
                 return -1;
         }
         for (int i = 1; i < migrate_file_count; i++) {

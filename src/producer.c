@@ -66,10 +66,18 @@ rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t er
         if (cfg->kafka_brokers != NULL &&
             conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errbuf, errsz) != 0)
                 goto fail;
-        for (i = 0; i < cfg->n_kafka_props; i++)
-                if (conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value, errbuf,
-                             errsz) != 0)
+        for (i = 0; i < cfg->n_kafka_props; i++) {
+                char ignored[512];
+
+                /* librdkafka's message quotes the value, which may be a
+                 * credential; config_validate has explained bad ones already. */
+                if (rd_kafka_conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value,
+                                      ignored, sizeof(ignored)) != RD_KAFKA_CONF_OK) {
+                        snprintf(errbuf, errsz, "kafka property %s was rejected",
+                                 cfg->kafka_props[i].name);
                         goto fail;
+                }
+        }
         for (i = 0; i < sizeof(required) / sizeof(required[0]); i++)
                 if (conf_set(conf, required[i][0], required[i][1], errbuf, errsz) != 0)
                         goto fail;

@@ -281,7 +281,8 @@ const char *route_topic(const struct route *rt, const char *topic, const char *e
         if (event_type == NULL || event_type[0] == '\0') {
                 if (rt->default_topic != NULL)
                         return rt->default_topic;
-                snprintf(errbuf, errsz, "row has neither topic nor event_type and no --default-topic");
+                snprintf(errbuf, errsz,
+                         "row has neither topic nor event_type and no --default-topic");
                 return NULL;
         }
         r = find(rt->exact, rt->n_exact, event_type, strlen(event_type));
@@ -291,6 +292,7 @@ const char *route_topic(const struct route *rt, const char *topic, const char *e
                 return r->topic;
         if (rt->default_topic != NULL)
                 return rt->default_topic;
-        snprintf(errbuf, errsz, "no route for event_type \"%s\" and no --default-topic", event_type);
+        snprintf(errbuf, errsz, "no route for event_type \"%s\" and no --default-topic",
+                 event_type);
         return NULL;
 }

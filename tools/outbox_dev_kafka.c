@@ -55,6 +55,7 @@ static const char usage_text[] =
     "  broker-errors <broker> <ApiKey> <err>[@<ms>][,...]  the same on one broker, each\n"
     "                                answered after ms (0@ms: append, answer late)\n"
     "  clear <ApiKey>                drop the pending cluster-wide errors of ApiKey\n"
+    "  topic-error <topic> <err>     Metadata reports err for the topic (0 clears)\n"
     "  topic <name> <partitions>     create a topic\n"
     "  leader <topic> <partition> <broker>  move a partition's leader (-1 = none)\n"
     "  ping                          no-op, answers ok\n";
@@ -180,7 +181,7 @@ static int set_default_partitions(struct devk *dk, int partitions, char *errbuf,
         int cur[2];
         size_t off;
 
-        if (version < 0x01090000 || version >= 0x02050000)
+        if (version < 0x01090000 || version >= 0x02050000 || sizeof(void *) != 8)
                 goto unsupported;
         if (memcmp(base + 32, &rk, sizeof(rk)))
                 goto unsupported;
@@ -260,6 +261,75 @@ static int mock_result(rd_kafka_resp_err_t err, char *errbuf, size_t errsz)
         return -1;
 }
 
+/* An ApiKey whose handler in the mock consumes injected errors (2.0.2's
+ * rdkafka_mock_handlers.c). Others, notably Metadata (3), ignore them, and
+ * the errors would just pile up; topic-error covers metadata instead. */
+static int parse_api_key(const char *s, int16_t *out, char *errbuf, size_t errsz)
+{
+        static const int16_t keys[] = {0, 1, 2, 8, 9, 10, 11, 12, 13, 14, 18, 22, 24, 25, 26, 28};
+        long v;
+
+        if (parse_long(s, 0, INT16_MAX, &v)) {
+                snprintf(errbuf, errsz, "bad ApiKey");
+                return -1;
+        }
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if (keys[i] == v) {
+                        *out = (int16_t)v;
+                        return 0;
+                }
+        }
+        snprintf(errbuf, errsz, "the mock never injects errors into ApiKey %ld responses", v);
+        return -1;
+}
+
+/* "<err>[@<ms>],..." into errs and (when rtts is given) delays. */
+static int parse_err_list(char *list, rd_kafka_resp_err_t *errs, long *rtts, size_t *n,
+                          char *errbuf, size_t errsz)
+{
+        char *save = NULL;
+
+        *n = 0;
+        for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+                char *at = rtts ? strchr(e, '@') : NULL;
+
+                if (*n == DEVK_MAX_ERRORS) {
+                        snprintf(errbuf, errsz, "more than %d errors", DEVK_MAX_ERRORS);
+                        return -1;
+                }
+                if (at)
+                        *at = '\0';
+                if (rtts)
+                        rtts[*n] = 0;
+                if (parse_err(e, &errs[*n]) || (at && parse_long(at + 1, 0, 3600000, &rtts[*n]))) {
+                        snprintf(errbuf, errsz, "bad error \"%.64s\"", e);
+                        return -1;
+                }
+                (*n)++;
+        }
+        if (*n == 0) {
+                snprintf(errbuf, errsz, "no error codes");
+                return -1;
+        }
+        return 0;
+}
+
+/* `errors <ApiKey> <err>,...`: the next requests of ApiKey, on any broker,
+ * fail with these errors in turn (a failed Produce appends nothing). */
+static int cluster_errors(struct devk *dk, const char *apikey, char *list, char *errbuf,
+                          size_t errsz)
+{
+        rd_kafka_resp_err_t errs[DEVK_MAX_ERRORS];
+        int16_t key;
+        size_t n;
+
+        if (parse_api_key(apikey, &key, errbuf, errsz) ||
+            parse_err_list(list, errs, NULL, &n, errbuf, errsz))
+                return -1;
+        rd_kafka_mock_push_request_errors_array(dk->mc, key, n, errs);
+        return 0;
+}
+
 /* `broker-errors <broker> <ApiKey> <err>[@<ms>],...`: per-broker errors, each
  * answered after ms. Error 0 with a delay appends the records but answers
  * late, which lets a test time out a produce that did land. */
@@ -268,35 +338,21 @@ static int broker_errors(struct devk *dk, const char *broker, const char *apikey
 {
         rd_kafka_resp_err_t errs[DEVK_MAX_ERRORS];
         long rtts[DEVK_MAX_ERRORS];
-        size_t n = 0;
-        char *save = NULL;
-        long id, key;
+        int16_t key;
+        size_t n;
+        long id;
 
-        if (parse_long(broker, 1, INT32_MAX, &id) || parse_long(apikey, 0, INT16_MAX, &key)) {
-                snprintf(errbuf, errsz, "usage: broker-errors <broker> <ApiKey> <err>[@<ms>],...");
+        if (parse_long(broker, 1, INT32_MAX, &id)) {
+                snprintf(errbuf, errsz, "bad broker id");
                 return -1;
         }
-        for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
-                char *at = strchr(e, '@');
-
-                rtts[n] = 0;
-                if (at)
-                        *at = '\0';
-                if (n == DEVK_MAX_ERRORS || parse_err(e, &errs[n]) ||
-                    (at && parse_long(at + 1, 0, 3600000, &rtts[n]))) {
-                        snprintf(errbuf, errsz, "bad error \"%.64s\"", e);
-                        return -1;
-                }
-                n++;
-        }
-        if (n == 0) {
-                snprintf(errbuf, errsz, "no error codes");
+        if (parse_api_key(apikey, &key, errbuf, errsz) ||
+            parse_err_list(list, errs, rtts, &n, errbuf, errsz))
                 return -1;
-        }
         /* Only a variadic form exists; pushing one at a time keeps the order. */
         for (size_t i = 0; i < n; i++) {
                 rd_kafka_resp_err_t err = rd_kafka_mock_broker_push_request_error_rtts(
-                    dk->mc, (int32_t)id, (int16_t)key, 1, errs[i], (int)rtts[i]);
+                    dk->mc, (int32_t)id, key, 1, errs[i], (int)rtts[i]);
                 if (err)
                         return mock_result(err, errbuf, errsz);
         }
@@ -351,37 +407,28 @@ static int run_command(struct devk *dk, char *line, char *errbuf, size_t errsz)
                 return mock_result(rd_kafka_mock_broker_set_rtt(dk->mc, (int32_t)a, (int)b), errbuf,
                                    errsz);
         }
-        if (!strcmp(argv[0], "errors") && argc == 3) {
-                rd_kafka_resp_err_t errs[DEVK_MAX_ERRORS];
-                size_t n = 0;
-                char *esave = NULL;
-
-                if (parse_long(argv[1], 0, INT16_MAX, &a)) {
-                        snprintf(errbuf, errsz, "bad ApiKey");
-                        return -1;
-                }
-                for (char *e = strtok_r(argv[2], ",", &esave); e; e = strtok_r(NULL, ",", &esave)) {
-                        if (n == DEVK_MAX_ERRORS || parse_err(e, &errs[n])) {
-                                snprintf(errbuf, errsz, "bad error code \"%.64s\"", e);
-                                return -1;
-                        }
-                        n++;
-                }
-                if (n == 0) {
-                        snprintf(errbuf, errsz, "no error codes");
-                        return -1;
-                }
-                rd_kafka_mock_push_request_errors_array(dk->mc, (int16_t)a, n, errs);
-                return 0;
-        }
+        if (!strcmp(argv[0], "errors") && argc == 3)
+                return cluster_errors(dk, argv[1], argv[2], errbuf, errsz);
         if (!strcmp(argv[0], "broker-errors") && argc == 4)
                 return broker_errors(dk, argv[1], argv[2], argv[3], errbuf, errsz);
         if (!strcmp(argv[0], "clear") && argc == 2) {
-                if (parse_long(argv[1], 0, INT16_MAX, &a)) {
-                        snprintf(errbuf, errsz, "bad ApiKey");
+                int16_t key;
+
+                if (parse_api_key(argv[1], &key, errbuf, errsz))
+                        return -1;
+                rd_kafka_mock_clear_request_errors(dk->mc, key);
+                return 0;
+        }
+        if (!strcmp(argv[0], "topic-error") && argc == 3) {
+                rd_kafka_resp_err_t err;
+
+                /* Metadata then reports err for the topic (0 clears it);
+                 * the mock creates the topic first if it is missing. */
+                if (!valid_topic(argv[1]) || parse_err(argv[2], &err)) {
+                        snprintf(errbuf, errsz, "usage: topic-error <topic> <err>");
                         return -1;
                 }
-                rd_kafka_mock_clear_request_errors(dk->mc, (int16_t)a);
+                rd_kafka_mock_topic_set_error(dk->mc, argv[1], err);
                 return 0;
         }
         if (!strcmp(argv[0], "topic") && argc == 3) {
@@ -399,8 +446,8 @@ static int run_command(struct devk *dk, char *line, char *errbuf, size_t errsz)
                         snprintf(errbuf, errsz, "usage: leader <topic> <partition> <broker>");
                         return -1;
                 }
-                /* The mock would auto-create a missing topic with partition+1
-                 * partitions here; refuse instead. */
+                /* Beware: the mock creates a missing topic here, with
+                 * partition+1 partitions. */
                 if (!valid_topic(argv[1])) {
                         snprintf(errbuf, errsz, "invalid topic name");
                         return -1;

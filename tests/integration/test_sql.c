@@ -73,8 +73,8 @@ static char *expect_error(PGconn *conn, const char *state, const char *sql)
         msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         ck_assert_ptr_nonnull(got);
         ck_assert_ptr_nonnull(msg);
-        ck_assert_msg(strcmp(got, state) == 0, "SQLSTATE %s, expected %s (%s) from: %s", got,
-                      state, msg, sql);
+        ck_assert_msg(strcmp(got, state) == 0, "SQLSTATE %s, expected %s (%s) from: %s", got, state,
+                      msg, sql);
         copy = strdup(msg);
         PQclear(res);
         return copy;
@@ -85,8 +85,7 @@ static void assert_error_mentions(PGconn *conn, const char *state, const char *n
 {
         char *msg = expect_error(conn, state, sql);
 
-        ck_assert_msg(strstr(msg, needle) != NULL, "error \"%s\" does not mention %s", msg,
-                      needle);
+        ck_assert_msg(strstr(msg, needle) != NULL, "error \"%s\" does not mention %s", msg, needle);
         free(msg);
 }
 
@@ -96,8 +95,8 @@ static char *sql_text(PGconn *conn, const char *sql)
         PGresult *res = PQexec(conn, sql);
         char *v = NULL;
 
-        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1,
-                      "%s: %s", sql, PQresultErrorMessage(res));
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+                      PQresultErrorMessage(res));
         if (!PQgetisnull(res, 0, 0))
                 v = strdup(PQgetvalue(res, 0, 0));
         PQclear(res);
@@ -166,6 +165,7 @@ START_TEST(test_migrate_twice_is_noop)
         char err[512] = "", line[1024];
         int applied = -1, found = 0;
 
+        ck_assert_ptr_nonnull(logf);
         ck_assert_ptr_nonnull(lg);
         ck_assert_int_eq(migrate_run(conn, "outbox", lg, &applied, err, sizeof(err)), 0);
         ck_assert_int_eq(applied, migrate_file_count);
@@ -186,7 +186,8 @@ START_TEST(test_migrate_twice_is_noop)
         rewind(logf);
         while (fgets(line, sizeof(line), logf) != NULL) {
                 ck_assert_ptr_nonnull(strstr(line, "migration applied"));
-                ck_assert_ptr_nonnull(strstr(line, migrate_files[0].name));
+                ck_assert_int_lt(found, migrate_file_count);
+                ck_assert_ptr_nonnull(strstr(line, migrate_files[found].name));
                 found++;
         }
         ck_assert_int_eq(found, migrate_file_count);
@@ -247,6 +248,16 @@ START_TEST(test_migrate_error_has_server_message)
         ck_assert_int_eq(
             fx_sql_int(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'outbox'"), 1);
         ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+
+        /* Inside the caller's transaction our COMMIT would commit its work. */
+        fx_sql(conn, "DROP TABLE outbox.events");
+        fx_sql(conn, "BEGIN");
+        ck_assert_int_eq(migrate_run(conn, "outbox", NULL, &applied, err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, "in a transaction") != NULL, "%s", err);
+        fx_sql(conn, "ROLLBACK");
+        ck_assert_msg(migrate_run(conn, "outbox", NULL, &applied, err, sizeof(err)) == 0, "%s",
+                      err);
+        ck_assert_int_eq(applied, migrate_file_count);
         PQfinish(conn);
 }
 END_TEST
@@ -470,8 +481,8 @@ START_TEST(test_relay_role_does_not_notify)
         fx_sql(conn, "INSERT INTO outbox.events (topic) VALUES ('t'), ('t')");
         fx_sql(conn, "UPDATE outbox.events SET status = 'sent', sent_at = now() WHERE id = 1");
         assert_sql_text(conn, "SELECT outbox.record_failure(2, 0, 'e', 0, 5)", "retry");
-        ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         1);
+        ck_assert_int_eq(
+            fx_sql_int(conn, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"), 1);
         ck_assert_int_eq(count_notifications(l, conn, "outbox"), 0);
 
         fx_sql(conn, "RESET outbox_relay.role");
@@ -493,8 +504,9 @@ START_TEST(test_record_failure_retry_then_dead)
             " d.headers, d.created_at) IS NOT DISTINCT FROM (o.event_id, o.topic, o.key,"
             " o.event_type, o.payload, o.payload_bytes, o.headers, o.created_at)";
 
-        fx_sql(conn, "INSERT INTO outbox.events (topic, key, event_type, payload, headers)"
-                     " VALUES ('orders', 'o-1', 'OrderPlaced', '{\"total\": 5}', '{\"h\": \"v\"}')");
+        fx_sql(conn,
+               "INSERT INTO outbox.events (topic, key, event_type, payload, headers)"
+               " VALUES ('orders', 'o-1', 'OrderPlaced', '{\"total\": 5}', '{\"h\": \"v\"}')");
         fx_sql(conn, "INSERT INTO outbox.events (topic, key, payload_bytes)"
                      " VALUES (NULL, 'o-2', '\\xdeadbeef')");
         fx_sql(conn, "CREATE TEMP TABLE orig AS SELECT * FROM outbox.events");
@@ -535,7 +547,8 @@ START_TEST(test_record_failure_retry_then_dead)
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events"), 0);
 
         /* Sent rows are not the relay's to fail any more. */
-        fx_sql(conn, "INSERT INTO outbox.events (topic, status, sent_at) VALUES ('t', 'sent', now())");
+        fx_sql(conn,
+               "INSERT INTO outbox.events (topic, status, sent_at) VALUES ('t', 'sent', now())");
         assert_sql_text(conn, "SELECT outbox.record_failure(3, 0, 'e', 0, 1)", "stale");
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events WHERE id = 3"), 1);
         PQfinish(conn);
@@ -595,8 +608,8 @@ START_TEST(test_replay_by_time_topic_key)
         ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_since => '2024-01-02 00:00+00',"
                                           " p_until => '2024-01-04 00:00+00', p_dry_run => true)"),
                          2);
-        ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_topic => 'b', p_dry_run => true)"),
-                         3);
+        ck_assert_int_eq(
+            fx_sql_int(conn, "SELECT outbox.replay(p_topic => 'b', p_dry_run => true)"), 3);
         ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_key => 'k1', p_dry_run => true)"),
                          3);
         /* Filters combine with AND: topic b and key k1 is row 5 only. */
@@ -611,7 +624,8 @@ START_TEST(test_replay_by_time_topic_key)
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events WHERE status ="
                                           " 'pending' AND id IN (2, 3)"),
                          2);
-        ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_topic => 'b', p_key => 'k1')"), 1);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_topic => 'b', p_key => 'k1')"),
+                         1);
         ck_assert_int_eq(fx_sql_int(conn, "SELECT status = 'pending' FROM outbox.events"
                                           " WHERE id = 5"),
                          1);

@@ -1,0 +1,683 @@
+/* Unit tests of config: defaults, environment and flag precedence, every
+ * integer bound, repeatable settings, offline validation of the database URL
+ * and librdkafka properties (never echoing secrets), --help and the README. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "config.h"
+
+/* Runs config_parse on a NULL-terminated list; each test runs in its own
+ * process (CK_FORK), so setenv does not leak between tests. */
+#define ARGS(...) ((char *[]){__VA_ARGS__, NULL})
+
+static char errbuf[512];
+
+static int argc_of(char **argv)
+{
+        int n = 0;
+
+        while (argv[n] != NULL)
+                n++;
+        return n;
+}
+
+static struct config *parse_ok(char **argv)
+{
+        struct config *cfg = config_new();
+
+        ck_assert_ptr_nonnull(cfg);
+        errbuf[0] = '\0';
+        ck_assert_msg(config_parse(cfg, argc_of(argv), argv, errbuf, sizeof(errbuf)) == 0,
+                      "unexpected parse error: %s", errbuf);
+        return cfg;
+}
+
+/* Parse must fail; errbuf holds the message. */
+static void parse_fails(char **argv)
+{
+        struct config *cfg = config_new();
+
+        ck_assert_ptr_nonnull(cfg);
+        errbuf[0] = '\0';
+        ck_assert_int_eq(config_parse(cfg, argc_of(argv), argv, errbuf, sizeof(errbuf)), -1);
+        ck_assert_msg(errbuf[0] != '\0', "no error message");
+        ck_assert_msg(strchr(errbuf, '\n') == NULL, "error is not one line: %s", errbuf);
+        config_free(cfg);
+}
+
+/* Parses and validates with both DB and Kafka needed; returns validate's result. */
+static int validate_args(char **argv)
+{
+        struct config *cfg = parse_ok(argv);
+        int rc;
+
+        errbuf[0] = '\0';
+        rc = config_validate(cfg, CONFIG_NEED_DB | CONFIG_NEED_KAFKA, errbuf, sizeof(errbuf));
+        if (rc != 0) {
+                ck_assert_msg(errbuf[0] != '\0', "no error message");
+                ck_assert_msg(strchr(errbuf, '\n') == NULL, "error is not one line: %s", errbuf);
+        }
+        config_free(cfg);
+        return rc;
+}
+
+#define DB    "--database-url", "host=localhost dbname=app"
+#define KAFKA "--kafka-brokers", "localhost:9092"
+
+START_TEST(test_defaults)
+{
+        struct config *cfg = config_new();
+        char want_suffix[32];
+
+        ck_assert_ptr_nonnull(cfg);
+        ck_assert_ptr_null(cfg->database_url);
+        ck_assert_ptr_null(cfg->kafka_brokers);
+        ck_assert_str_eq(cfg->schema, "outbox");
+        ck_assert_ptr_null(cfg->default_topic);
+        ck_assert_int_eq(cfg->batch_size, 1000);
+        ck_assert_int_eq(cfg->pipeline_depth, 4);
+        ck_assert_int_eq(cfg->poll_interval_ms, 1000);
+        ck_assert_int_eq(cfg->retry_base_ms, 1000);
+        ck_assert_int_eq(cfg->retry_max_ms, 300000);
+        ck_assert_int_eq(cfg->max_attempts, 10);
+        ck_assert_int_eq(cfg->shutdown_timeout_ms, 10000);
+        ck_assert_int_eq(cfg->reconnect_max_ms, 30000);
+        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
+        ck_assert_uint_eq(cfg->n_routes, 0);
+        ck_assert_uint_eq(cfg->n_kafka_props, 0);
+        ck_assert(cfg->replay_from_id == 0 && cfg->replay_to_id == 0);
+        ck_assert_ptr_null(cfg->replay_since);
+        ck_assert_int_eq(cfg->dry_run, 0);
+        snprintf(want_suffix, sizeof(want_suffix), ":%ld", (long)getpid());
+        ck_assert_ptr_nonnull(cfg->instance_id);
+        ck_assert_uint_gt(strlen(cfg->instance_id), strlen(want_suffix));
+        ck_assert_str_eq(cfg->instance_id + strlen(cfg->instance_id) - strlen(want_suffix),
+                         want_suffix);
+        /* The defaults themselves pass validation when nothing is required. */
+        ck_assert_int_eq(config_validate(cfg, 0, errbuf, sizeof(errbuf)), 0);
+        config_free(cfg);
+        config_free(NULL);
+}
+END_TEST
+
+START_TEST(test_missing_required)
+{
+        struct config *cfg = parse_ok(ARGS("--kafka-brokers", "b:9092"));
+
+        ck_assert_int_eq(config_validate(cfg, CONFIG_NEED_DB, errbuf, sizeof(errbuf)), -1);
+        ck_assert_str_eq(errbuf, "missing required setting --database-url (OUTBOX_DATABASE_URL)");
+        /* Kafka is not needed by migrate: its absence is no error then. */
+        config_free(cfg);
+        cfg = parse_ok(ARGS(DB));
+        ck_assert_int_eq(config_validate(cfg, CONFIG_NEED_DB, errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(config_validate(cfg, CONFIG_NEED_KAFKA, errbuf, sizeof(errbuf)), -1);
+        ck_assert_str_eq(errbuf, "missing required setting --kafka-brokers (OUTBOX_KAFKA_BROKERS)");
+        config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_env_then_flags)
+{
+        struct config *cfg;
+
+        setenv("OUTBOX_BATCH_SIZE", "50", 1);
+        setenv("OUTBOX_SCHEMA", "from_env", 1);
+        setenv("OUTBOX_DATABASE_URL", "host=envhost", 1);
+        setenv("OUTBOX_LOG_LEVEL", "debug", 1);
+        setenv("OUTBOX_PIPELINE_DEPTH", "", 1); /* empty counts as unset */
+        cfg = parse_ok(ARGS("--dry-run"));
+        ck_assert_int_eq(cfg->batch_size, 50);
+        ck_assert_str_eq(cfg->schema, "from_env");
+        ck_assert_str_eq(cfg->database_url, "host=envhost");
+        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_DEBUG);
+        ck_assert_int_eq(cfg->pipeline_depth, 4);
+        config_free(cfg);
+
+        cfg = parse_ok(ARGS("--batch-size", "60", "--schema=from_flag", "--log-level=ERROR"));
+        ck_assert_int_eq(cfg->batch_size, 60);
+        ck_assert_str_eq(cfg->schema, "from_flag");
+        ck_assert_str_eq(cfg->database_url, "host=envhost");
+        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_ERROR);
+        config_free(cfg);
+
+        /* The last flag wins. */
+        cfg = parse_ok(ARGS("--batch-size=70", "--batch-size", "80"));
+        ck_assert_int_eq(cfg->batch_size, 80);
+        config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_env_error_names_variable)
+{
+        setenv("OUTBOX_MAX_ATTEMPTS", "lots", 1);
+        parse_fails(ARGS("--batch-size", "5"));
+        ck_assert_str_eq(errbuf, "invalid value \"lots\" for OUTBOX_MAX_ATTEMPTS: expected an "
+                                 "integer from 1 to 1000000");
+}
+END_TEST
+
+struct int_setting {
+        const char *flag;
+        size_t offset;
+        long long min, max;
+};
+
+#define INT_SETTING(flag, field, min, max)                                                         \
+        {                                                                                          \
+                flag, offsetof(struct config, field), min, max                                     \
+        }
+
+static const struct int_setting int_settings[] = {
+    INT_SETTING("batch-size", batch_size, 1, 100000),
+    INT_SETTING("pipeline-depth", pipeline_depth, 1, 64),
+    INT_SETTING("poll-interval-ms", poll_interval_ms, 10, 3600000),
+    INT_SETTING("retry-base-ms", retry_base_ms, 1, 86400000),
+    INT_SETTING("retry-max-ms", retry_max_ms, 1, 86400000),
+    INT_SETTING("max-attempts", max_attempts, 1, 1000000),
+    INT_SETTING("shutdown-timeout-ms", shutdown_timeout_ms, 0, 3600000),
+    INT_SETTING("reconnect-max-ms", reconnect_max_ms, 100, 3600000),
+};
+
+static void expect_bad_int(const struct int_setting *is, const char *value)
+{
+        char flag[64], want[256];
+
+        snprintf(flag, sizeof(flag), "--%s", is->flag);
+        parse_fails(ARGS(flag, (char *)value));
+        snprintf(want, sizeof(want),
+                 "invalid value \"%s\" for %s: expected an integer from %lld to %lld", value, flag,
+                 is->min, is->max);
+        ck_assert_str_eq(errbuf, want);
+}
+
+/* Looped over int_settings: both bounds accepted, one past each rejected,
+ * and junk, trailing characters, overflow and negatives rejected. */
+START_TEST(test_int_bounds)
+{
+        const struct int_setting *is = &int_settings[_i];
+        char flag[64], lo[32], hi[32], below[32], above[32];
+        struct config *cfg;
+
+        snprintf(flag, sizeof(flag), "--%s", is->flag);
+        snprintf(lo, sizeof(lo), "%lld", is->min);
+        snprintf(hi, sizeof(hi), "%lld", is->max);
+        snprintf(below, sizeof(below), "%lld", is->min - 1);
+        snprintf(above, sizeof(above), "%lld", is->max + 1);
+
+        cfg = parse_ok(ARGS(flag, lo));
+        ck_assert_int_eq(*(int *)((char *)cfg + is->offset), is->min);
+        config_free(cfg);
+        cfg = parse_ok(ARGS(flag, hi));
+        ck_assert_int_eq(*(int *)((char *)cfg + is->offset), is->max);
+        config_free(cfg);
+
+        expect_bad_int(is, below);
+        expect_bad_int(is, above);
+        expect_bad_int(is, "-1");
+        expect_bad_int(is, "12abc");
+        expect_bad_int(is, "abc");
+        expect_bad_int(is, "99999999999999999999");
+        expect_bad_int(is, "-99999999999999999999");
+        expect_bad_int(is, "4294967396"); /* 2^32 + 100: must not wrap into range */
+        expect_bad_int(is, " 100");
+        expect_bad_int(is, "100 ");
+        expect_bad_int(is, "+100");
+        expect_bad_int(is, "1e3");
+        expect_bad_int(is, "0x10");
+        parse_fails(ARGS(flag, ""));
+        ck_assert_ptr_nonnull(strstr(errbuf, flag));
+        parse_fails(ARGS(flag));
+        ck_assert_ptr_nonnull(strstr(errbuf, flag));
+}
+END_TEST
+
+START_TEST(test_retry_max_below_base)
+{
+        ck_assert_int_eq(
+            validate_args(ARGS(DB, KAFKA, "--retry-base-ms", "5000", "--retry-max-ms", "4999")),
+            -1);
+        ck_assert_str_eq(errbuf, "--retry-max-ms (4999) must be at least --retry-base-ms (5000)");
+        ck_assert_int_eq(
+            validate_args(ARGS(DB, KAFKA, "--retry-base-ms", "5000", "--retry-max-ms", "5000")), 0);
+}
+END_TEST
+
+START_TEST(test_log_level)
+{
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        struct config *cfg;
+
+        for (int i = 0; i < 4; i++) {
+                cfg = parse_ok(ARGS("--log-level", (char *)names[i]));
+                ck_assert_int_eq(cfg->log_level, i);
+                config_free(cfg);
+        }
+        parse_fails(ARGS("--log-level", "verbose"));
+        ck_assert_str_eq(errbuf, "invalid value \"verbose\" for --log-level: expected debug, info, "
+                                 "warn or error");
+}
+END_TEST
+
+START_TEST(test_routes)
+{
+        struct config *cfg = parse_ok(ARGS("--route", "order.created=orders",
+                                           "--route=user.*=users", "--route", " * = everything "));
+
+        ck_assert_uint_eq(cfg->n_routes, 3);
+        ck_assert_str_eq(cfg->routes[0].name, "order.created");
+        ck_assert_str_eq(cfg->routes[0].value, "orders");
+        ck_assert_str_eq(cfg->routes[1].name, "user.*");
+        ck_assert_str_eq(cfg->routes[1].value, "users");
+        ck_assert_str_eq(cfg->routes[2].name, "*");
+        ck_assert_str_eq(cfg->routes[2].value, "everything");
+        config_free(cfg);
+
+        parse_fails(ARGS("--route", "order.created"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "order.created"));
+        parse_fails(ARGS("--route", "order.created=bad topic!"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "bad topic!"));
+        parse_fails(ARGS("--route", "us*er=t"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "us*er"));
+}
+END_TEST
+
+START_TEST(test_routes_env_and_flags)
+{
+        struct config *cfg;
+
+        setenv("OUTBOX_ROUTES", "a.x=ta, b.*=tb,,c=tc", 1);
+        cfg = parse_ok(ARGS("--batch-size", "1"));
+        ck_assert_uint_eq(cfg->n_routes, 3);
+        ck_assert_str_eq(cfg->routes[1].name, "b.*");
+        ck_assert_str_eq(cfg->routes[1].value, "tb");
+        config_free(cfg);
+
+        /* A flag for a pattern the environment set replaces it. */
+        cfg = parse_ok(ARGS("--route", "b.*=flag_tb", "--route", "d=td"));
+        ck_assert_uint_eq(cfg->n_routes, 4);
+        for (size_t i = 0; i < cfg->n_routes; i++)
+                if (strcmp(cfg->routes[i].name, "b.*") == 0)
+                        ck_assert_str_eq(cfg->routes[i].value, "flag_tb");
+        ck_assert_int_eq(config_validate(cfg, 0, errbuf, sizeof(errbuf)), 0);
+        config_free(cfg);
+
+        /* The same pattern twice on the command line is a mistake. */
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--route", "d=t1", "--route", "d=t2")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "duplicate"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "\"d\""));
+}
+END_TEST
+
+START_TEST(test_kafka_properties)
+{
+        struct config *cfg = parse_ok(ARGS("-X", "linger.ms=5", "-Xclient.id=relay",
+                                           "--kafka-property", "compression.type=lz4",
+                                           "--kafka-property=sasl.oauthbearer.config=a=b c=d"));
+
+        ck_assert_uint_eq(cfg->n_kafka_props, 4);
+        ck_assert_str_eq(cfg->kafka_props[0].name, "linger.ms");
+        ck_assert_str_eq(cfg->kafka_props[0].value, "5");
+        ck_assert_str_eq(cfg->kafka_props[1].name, "client.id");
+        ck_assert_str_eq(cfg->kafka_props[1].value, "relay");
+        ck_assert_str_eq(cfg->kafka_props[2].name, "compression.type");
+        ck_assert_str_eq(cfg->kafka_props[3].name, "sasl.oauthbearer.config");
+        ck_assert_str_eq(cfg->kafka_props[3].value, "a=b c=d");
+        config_free(cfg);
+
+        parse_fails(ARGS("-X", "linger.ms"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "-X"));
+        parse_fails(ARGS("-X"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "-X"));
+        /* No '=': the text is not echoed when it looks like a credential. */
+        parse_fails(ARGS("-X", "sasl.password:s3cret"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        parse_fails(ARGS("-X", "=s3cret"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "-X"));
+}
+END_TEST
+
+START_TEST(test_rdkafka_env_mapping)
+{
+        struct config *cfg;
+
+        setenv("OUTBOX_RDKAFKA_SECURITY_PROTOCOL", "SASL_SSL", 1);
+        setenv("OUTBOX_RDKAFKA_SASL_MECHANISM", "PLAIN", 1);
+        setenv("OUTBOX_RDKAFKA_LINGER_MS", "", 1); /* empty: unset */
+        cfg = parse_ok(ARGS("--batch-size", "1"));
+        ck_assert_uint_eq(cfg->n_kafka_props, 2);
+        for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+                if (strcmp(cfg->kafka_props[i].name, "security.protocol") == 0)
+                        ck_assert_str_eq(cfg->kafka_props[i].value, "SASL_SSL");
+                else
+                        ck_assert_str_eq(cfg->kafka_props[i].name, "sasl.mechanism");
+        }
+        config_free(cfg);
+
+        /* A variable named just the prefix has no property name. */
+        setenv("OUTBOX_RDKAFKA_", "s3cret", 1);
+        parse_fails(ARGS("--batch-size", "1"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "OUTBOX_RDKAFKA_"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        unsetenv("OUTBOX_RDKAFKA_");
+
+        /* Flags win over the environment for the same property. */
+        cfg = parse_ok(ARGS("-X", "security.protocol=plaintext"));
+        ck_assert_uint_eq(cfg->n_kafka_props, 2);
+        ck_assert_str_eq(cfg->kafka_props[1].name, "security.protocol");
+        ck_assert_str_eq(cfg->kafka_props[1].value, "plaintext");
+        ck_assert_str_eq(cfg->kafka_props[0].name, "sasl.mechanism");
+        config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_rdkafka_validation)
+{
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "linger.ms=5", "-X", "acks=all", "-X",
+                                            "enable.idempotence=true", "-X", "max.in.flight=5")),
+                         0);
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "no.such.property=1")), -1);
+        ck_assert_str_eq(errbuf, "unknown librdkafka property \"no.such.property\"");
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "linger.ms=-5")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "linger.ms"));
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "enable.idempotence=false")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "enable.idempotence must stay true"));
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "acks=1")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "acks must be all"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "request.required.acks=0")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "request.required.acks must be all"));
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "bootstrap.servers=x:1")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--kafka-brokers"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "metadata.broker.list=x:1")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--kafka-brokers"));
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "dr_msg_cb=x")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "dr_msg_cb"));
+}
+END_TEST
+
+START_TEST(test_rdkafka_secret_not_echoed)
+{
+        /* librdkafka's own message quotes the value; for credential-like
+         * names only the name may appear. */
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "sasl.jaas.config=s3cret")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "sasl.jaas.config"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        /* Control: a non-secret bad value is quoted, so the check above is meaningful. */
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "security.protocol=s3cret")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "s3cret"));
+}
+END_TEST
+
+static const char *const bad_urls[] = {
+    "postgres://u:s3cret@host:notaport/db",
+    "postgres://u:s3cret@host/db?bogus=1",
+    "postgresql://u:s3cret@[::1/db",
+    "postgresql://u:s3cret@h1:5432,h2:99999/db",
+    "host=h password=s3cret port=x",
+    "host=h password='s3cret",
+    "password=s3cret s3cret",
+};
+
+START_TEST(test_bad_url_not_echoed)
+{
+        ck_assert_int_eq(validate_args(ARGS("--database-url", (char *)bad_urls[_i], KAFKA)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--database-url"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        ck_assert_ptr_null(strstr(errbuf, "host"));
+}
+END_TEST
+
+START_TEST(test_good_urls)
+{
+        ck_assert_int_eq(
+            validate_args(ARGS("--database-url", "postgres://u:pw@db:5432/app", KAFKA)), 0);
+        ck_assert_int_eq(
+            validate_args(
+                ARGS("--database-url", "postgresql://u:pw@h1:5432,h2/app?sslmode=require", KAFKA)),
+            0);
+        ck_assert_int_eq(
+            validate_args(ARGS("--database-url", "host=/tmp port=5433 dbname=x", KAFKA)), 0);
+}
+END_TEST
+
+START_TEST(test_schema_and_topics)
+{
+        char name[65];
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", "_relay_2")), 0);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", "Outbox")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--schema"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", "2outbox")), -1);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", "out-box")), -1);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", "a\"; drop table x; --")), -1);
+        /* At most 56 characters: the channel "<schema>.events" must fit
+         * PostgreSQL's 63-byte identifier limit. */
+        memset(name, 'a', 57);
+        name[57] = '\0';
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", name)), -1);
+        name[56] = '\0';
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--schema", name)), 0);
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--default-topic", "orders.v1_x-y")), 0);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--default-topic", "..")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--default-topic"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--default-topic", "a/b")), -1);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--topic", "a b")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--topic"));
+}
+END_TEST
+
+START_TEST(test_flag_errors)
+{
+        parse_fails(ARGS("--foo"));
+        ck_assert_str_eq(errbuf, "unknown option --foo (see --help)");
+        parse_fails(ARGS("--foo=bar"));
+        ck_assert_str_eq(errbuf, "unknown option --foo (see --help)");
+        parse_fails(ARGS("-q"));
+        ck_assert_str_eq(errbuf, "unknown option -q (see --help)");
+        parse_fails(ARGS("--schema"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--schema"));
+        /* A following flag is not taken as the missing value. */
+        parse_fails(ARGS("--database-url", "--kafka-brokers", "b:1"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--database-url"));
+        parse_fails(ARGS("--dry-run=yes"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--dry-run"));
+}
+END_TEST
+
+START_TEST(test_positional_and_replay)
+{
+        char *argv[] = {"first",      "--from-id",    "10",
+                        "--to-id",    "20",           "--since",
+                        "2026-01-01", "--until",      "2026-02-01 00:00+00",
+                        "second",     "--topic",      "orders",
+                        "--key",      "k1",           "--dry-run",
+                        "--",         "--not-a-flag", NULL};
+        struct config *cfg = parse_ok(argv);
+
+        ck_assert_int_eq(cfg->n_args, 3);
+        ck_assert_ptr_eq(cfg->args[0], argv[0]);
+        ck_assert_ptr_eq(cfg->args[1], argv[9]);
+        ck_assert_str_eq(cfg->args[2], "--not-a-flag");
+        ck_assert(cfg->replay_from_id == 10 && cfg->replay_to_id == 20);
+        ck_assert_str_eq(cfg->replay_since, "2026-01-01");
+        ck_assert_str_eq(cfg->replay_until, "2026-02-01 00:00+00");
+        ck_assert_str_eq(cfg->replay_topic, "orders");
+        ck_assert_str_eq(cfg->replay_key, "k1");
+        ck_assert_int_eq(cfg->dry_run, 1);
+        ck_assert_int_eq(config_validate(cfg, CONFIG_NEED_DB, errbuf, sizeof(errbuf)), -1);
+        config_free(cfg);
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--from-id", "9223372036854775807")), 0);
+        parse_fails(ARGS("--from-id", "0"));
+        ck_assert_str_eq(errbuf, "invalid value \"0\" for --from-id: expected an integer >= 1");
+        parse_fails(ARGS("--to-id", "9223372036854775808"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--to-id"));
+        parse_fails(ARGS("--since", ""));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--since"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--from-id", "5", "--to-id", "4")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--from-id"));
+}
+END_TEST
+
+/* Every setting of the brief, flag and environment variable. */
+static const char *const documented[] = {
+    "--database-url",
+    "OUTBOX_DATABASE_URL",
+    "--kafka-brokers",
+    "OUTBOX_KAFKA_BROKERS",
+    "--schema",
+    "OUTBOX_SCHEMA",
+    "--default-topic",
+    "OUTBOX_DEFAULT_TOPIC",
+    "--route",
+    "OUTBOX_ROUTES",
+    "-X",
+    "--kafka-property",
+    "OUTBOX_RDKAFKA_",
+    "--batch-size",
+    "OUTBOX_BATCH_SIZE",
+    "--pipeline-depth",
+    "OUTBOX_PIPELINE_DEPTH",
+    "--poll-interval-ms",
+    "OUTBOX_POLL_INTERVAL_MS",
+    "--retry-base-ms",
+    "OUTBOX_RETRY_BASE_MS",
+    "--retry-max-ms",
+    "OUTBOX_RETRY_MAX_MS",
+    "--max-attempts",
+    "OUTBOX_MAX_ATTEMPTS",
+    "--shutdown-timeout-ms",
+    "OUTBOX_SHUTDOWN_TIMEOUT_MS",
+    "--reconnect-max-ms",
+    "OUTBOX_RECONNECT_MAX_MS",
+    "--log-level",
+    "OUTBOX_LOG_LEVEL",
+    "--instance-id",
+    "OUTBOX_INSTANCE_ID",
+    "--from-id",
+    "--to-id",
+    "--since",
+    "--until",
+    "--topic",
+    "--key",
+    "--dry-run",
+};
+#define N_DOCUMENTED (sizeof(documented) / sizeof(documented[0]))
+
+static char *capture(void (*print)(FILE *))
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+
+        ck_assert_ptr_nonnull(f);
+        print(f);
+        ck_assert_int_eq(fclose(f), 0);
+        return buf;
+}
+
+START_TEST(test_help)
+{
+        char *help = capture(config_print_help);
+        const char *line;
+
+        for (size_t i = 0; i < N_DOCUMENTED; i++)
+                ck_assert_msg(strstr(help, documented[i]) != NULL, "--help lacks %s",
+                              documented[i]);
+        for (line = help; *line != '\0'; line = strchr(line, '\n') + 1)
+                ck_assert_msg(strcspn(line, "\n") <= 80, "help line too long: %.90s", line);
+        /* Ranges and defaults come from the table (wrapping aside). */
+        for (char *r = help, *w = help;; r++) {
+                if (*r == '\n' || *r == ' ') {
+                        if (w == help || w[-1] != ' ')
+                                *w++ = ' ';
+                } else {
+                        *w++ = *r;
+                }
+                if (*r == '\0')
+                        break;
+        }
+        ck_assert_ptr_nonnull(strstr(help, "--batch-size N OUTBOX_BATCH_SIZE Rows fetched from the "
+                                           "outbox per batch. Range 1 to 100000. Default: 1000."));
+        ck_assert_ptr_nonnull(strstr(help, "Range 0 to 3600000. Default: 10000."));
+        free(help);
+}
+END_TEST
+
+START_TEST(test_markdown)
+{
+        char *md = capture(config_print_markdown);
+        size_t rows = 0, flags = 0;
+
+        ck_assert_ptr_eq(strstr(md, "| Flag | Environment | Default | Description |\n|"), md);
+        for (const char *line = md; *line != '\0'; line = strchr(line, '\n') + 1) {
+                if (strncmp(line, "| `-", 4) == 0)
+                        rows++;
+                ck_assert_msg(line[0] == '|', "not a table row: %.60s", line);
+        }
+        for (size_t i = 0; i < N_DOCUMENTED; i++) {
+                if (documented[i][0] != '-' || strcmp(documented[i], "-X") == 0)
+                        continue;
+                flags++;
+                ck_assert_msg(strstr(md, documented[i]) != NULL, "README table lacks %s",
+                              documented[i]);
+        }
+        ck_assert_uint_eq(rows, flags);
+        ck_assert_ptr_nonnull(strstr(md, "| `--batch-size N` | `OUTBOX_BATCH_SIZE` | `1000` |"));
+        free(md);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+        Suite *s = suite_create("config");
+        TCase *tc = tcase_create("core");
+
+        tcase_add_test(tc, test_defaults);
+        tcase_add_test(tc, test_missing_required);
+        tcase_add_test(tc, test_env_then_flags);
+        tcase_add_test(tc, test_env_error_names_variable);
+        tcase_add_loop_test(tc, test_int_bounds, 0,
+                            (int)(sizeof(int_settings) / sizeof(int_settings[0])));
+        tcase_add_test(tc, test_retry_max_below_base);
+        tcase_add_test(tc, test_log_level);
+        tcase_add_test(tc, test_routes);
+        tcase_add_test(tc, test_routes_env_and_flags);
+        tcase_add_test(tc, test_kafka_properties);
+        tcase_add_test(tc, test_rdkafka_env_mapping);
+        tcase_add_test(tc, test_rdkafka_validation);
+        tcase_add_test(tc, test_rdkafka_secret_not_echoed);
+        tcase_add_loop_test(tc, test_bad_url_not_echoed, 0,
+                            (int)(sizeof(bad_urls) / sizeof(bad_urls[0])));
+        tcase_add_test(tc, test_good_urls);
+        tcase_add_test(tc, test_schema_and_topics);
+        tcase_add_test(tc, test_flag_errors);
+        tcase_add_test(tc, test_positional_and_replay);
+        tcase_add_test(tc, test_help);
+        tcase_add_test(tc, test_markdown);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(config_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
