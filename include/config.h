@@ -19,21 +19,21 @@ struct config_kv {
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 
 struct config {
-        char *database_url;     /* libpq conninfo or postgres:// URL; holds secrets */
-        char *kafka_brokers;    /* bootstrap.servers */
-        char *schema;           /* schema holding the outbox tables */
-        char *default_topic;    /* topic for rows with NULL topic and no matching route */
-        char *instance_id;      /* shown in status and logs; default hostname:pid */
-        int batch_size;         /* rows per fetch */
-        int pipeline_depth;     /* batches in flight at once */
-        int poll_interval_ms;   /* safety-net poll when no notification arrives */
-        int retry_base_ms;      /* first retry delay */
-        int retry_max_ms;       /* cap on the retry delay */
-        int max_attempts;       /* failed attempts before a row is dead-lettered */
-        int shutdown_timeout_ms;/* grace for in-flight deliveries on SIGTERM */
-        int reconnect_max_ms;   /* cap on database reconnect backoff */
+        char *database_url;      /* libpq conninfo or postgres:// URL; holds secrets */
+        char *kafka_brokers;     /* bootstrap.servers */
+        char *schema;            /* schema holding the outbox tables */
+        char *default_topic;     /* topic for rows with NULL topic and no matching route */
+        char *instance_id;       /* shown in status and logs; default hostname:pid */
+        int batch_size;          /* rows per fetch */
+        int pipeline_depth;      /* batches in flight at once */
+        int poll_interval_ms;    /* safety-net poll when no notification arrives */
+        int retry_base_ms;       /* first retry delay */
+        int retry_max_ms;        /* cap on the retry delay */
+        int max_attempts;        /* failed attempts before a row is dead-lettered */
+        int shutdown_timeout_ms; /* grace for in-flight deliveries on SIGTERM */
+        int reconnect_max_ms;    /* cap on database reconnect backoff */
         enum config_log_level log_level;
-        struct config_kv *routes;      /* event_type pattern -> topic, in given order */
+        struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;
         struct config_kv *kafka_props; /* passed to rd_kafka_conf_set unchanged */
         size_t n_kafka_props;

@@ -16,8 +16,8 @@ int log_enabled(const struct log *lg, enum config_log_level level);
 
 /* Writes {"ts":..., "level":..., "msg": msg, ...fields}. fields_fmt is a
  * json_pack format for an object ("{s:s, s:i}") or NULL for no fields. */
-void log_write(struct log *lg, enum config_log_level level, const char *msg,
-               const char *fields_fmt, ...);
+void log_write(struct log *lg, enum config_log_level level, const char *msg, const char *fields_fmt,
+               ...);
 
 #define log_debug(lg, ...) log_write((lg), CONFIG_LOG_DEBUG, __VA_ARGS__)
 #define log_info(lg, ...)  log_write((lg), CONFIG_LOG_INFO, __VA_ARGS__)

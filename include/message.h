@@ -19,17 +19,17 @@
  * produced the row and stay valid as long as it does. */
 struct message_row {
         int64_t id;
-        const char *event_id;   /* uuid as text */
-        const char *topic;      /* NULL: route by event_type */
-        const char *key;        /* NULL: no key */
+        const char *event_id; /* uuid as text */
+        const char *topic;    /* NULL: route by event_type */
+        const char *key;      /* NULL: no key */
         size_t key_len;
         const char *event_type; /* NULL when not set */
         const char *value;      /* NULL: tombstone */
         size_t value_len;
-        const char *headers;    /* JSON object text */
+        const char *headers; /* JSON object text */
         size_t headers_len;
-        int64_t created_at_ms;  /* Kafka message timestamp */
-        int attempts;           /* failed attempts so far */
+        int64_t created_at_ms; /* Kafka message timestamp */
+        int attempts;          /* failed attempts so far */
 };
 
 /* Builds the headers of row into a new rd_kafka_headers_t (*out, owned by

@@ -28,7 +28,7 @@ as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w \
 export OUTBOX_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 
 echo "== starting the dev Kafka"
-coproc KAFKA { exec build/outbox-dev-kafka --brokers 1 --partitions 3; }
+coproc KAFKA { exec build/outbox-dev-kafka --brokers 1; }
 kafka_pid=$KAFKA_PID
 read -r OUTBOX_KAFKA_BROKERS <&"${KAFKA[0]}"
 export OUTBOX_KAFKA_BROKERS

@@ -170,10 +170,10 @@ int db_connect(struct db *db, char *errbuf, size_t errsz)
         /* Our defaults come before dbname so that settings in the user's
          * URL (expanded in dbname's place) override them. Keepalives make a
          * dead peer show up as an error instead of a hang. */
-        const char *keys[] = {"application_name", "connect_timeout", "keepalives",
-                              "keepalives_idle", "keepalives_interval", "keepalives_count",
-                              "dbname", NULL};
-        const char *vals[] = {"outbox-relay", "10", "1", "10", "5", "3",
+        const char *keys[] = {
+            "application_name",    "connect_timeout",  "keepalives", "keepalives_idle",
+            "keepalives_interval", "keepalives_count", "dbname",     NULL};
+        const char *vals[] = {"outbox-relay",        "10", "1", "10", "5", "3",
                               db->cfg->database_url, NULL};
         char *schema = NULL, *channel = NULL, sql[256];
         PGconn *conn;
@@ -343,8 +343,7 @@ int db_socket(const struct db *db)
 
 int db_wants_write(const struct db *db)
 {
-        return db->conn != NULL && PQisnonblocking(db->conn) && db->sent &&
-               PQflush(db->conn) == 1;
+        return db->conn != NULL && PQisnonblocking(db->conn) && db->sent && PQflush(db->conn) == 1;
 }
 
 int db_idle(const struct db *db)
@@ -409,7 +408,7 @@ int db_service(struct db *db, int *notified)
         if (PQstatus(db->conn) != CONNECTION_OK)
                 goto broken;
         return 0;
-broken: {
+broken : {
         char msg[512];
 
         copy_pq_error(PQerrorMessage(db->conn), msg, sizeof(msg));

@@ -21,9 +21,9 @@ static const struct command {
         int need;
         const char *help;
 } commands[] = {
-        {"run", CONFIG_NEED_DB | CONFIG_NEED_KAFKA, "publish outbox rows to Kafka until stopped"},
-        {"migrate", CONFIG_NEED_DB, "create or upgrade the outbox schema"},
-        {"replay", CONFIG_NEED_DB, "set sent rows back to pending (needs a filter)"},
+    {"run", CONFIG_NEED_DB | CONFIG_NEED_KAFKA, "publish outbox rows to Kafka until stopped"},
+    {"migrate", CONFIG_NEED_DB, "create or upgrade the outbox schema"},
+    {"replay", CONFIG_NEED_DB, "set sent rows back to pending (needs a filter)"},
 };
 
 static void usage(FILE *out)

@@ -11,7 +11,8 @@
 static int reserved_name(const char *name)
 {
         return strcmp(name, MESSAGE_HDR_EVENT_ID) == 0 ||
-               strcmp(name, MESSAGE_HDR_EVENT_TYPE) == 0 || strcmp(name, MESSAGE_HDR_OUTBOX_ID) == 0;
+               strcmp(name, MESSAGE_HDR_EVENT_TYPE) == 0 ||
+               strcmp(name, MESSAGE_HDR_OUTBOX_ID) == 0;
 }
 
 /* Adds the row's own headers; "{}" (the column default) is skipped without parsing. */

@@ -23,24 +23,24 @@ struct producer {
 
 /* Settings the relay chooses unless the user set them with -X. */
 static const char *const defaults[][2] = {
-        {"client.id", "outbox-relay"},
-        /* Never give up on a message by time: while Kafka is down rows wait
-         * in order instead of failing, and a timed-out message can never let
-         * a later message of its key overtake it. */
-        {"message.timeout.ms", "0"},
-        /* Any error that could leave a gap in a partition stops the
-         * producer; the relay rebuilds it and republishes in id order. */
-        {"enable.gapless.guarantee", "true"},
-        {"linger.ms", "1"},
-        {"queue.buffering.max.messages", "1000000"},
-        {"compression.type", "none"},
+    {"client.id", "outbox-relay"},
+    /* Never give up on a message by time: while Kafka is down rows wait
+     * in order instead of failing, and a timed-out message can never let
+     * a later message of its key overtake it. */
+    {"message.timeout.ms", "0"},
+    /* Any error that could leave a gap in a partition stops the
+     * producer; the relay rebuilds it and republishes in id order. */
+    {"enable.gapless.guarantee", "true"},
+    {"linger.ms", "1"},
+    {"queue.buffering.max.messages", "1000000"},
+    {"compression.type", "none"},
 };
 
 /* Settings the relay requires; config validation refuses other values. */
 static const char *const required[][2] = {
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        {"log.queue", "true"},
+    {"enable.idempotence", "true"},
+    {"acks", "all"},
+    {"log.queue", "true"},
 };
 
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
@@ -201,11 +201,10 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
 
         for (;;) {
                 err = rd_kafka_producev(
-                    p->rk, RD_KAFKA_V_TOPIC(topic),
-                    RD_KAFKA_V_KEY((void *)row->key, row->key_len),
-                    RD_KAFKA_V_VALUE((void *)row->value, row->value_len),
-                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(row->created_at_ms),
-                    RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+                    p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)row->key, row->key_len),
+                    RD_KAFKA_V_VALUE((void *)row->value, row->value_len), RD_KAFKA_V_HEADERS(hdrs),
+                    RD_KAFKA_V_TIMESTAMP(row->created_at_ms), RD_KAFKA_V_OPAQUE(msg_opaque),
+                    RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 /* The pipeline bound keeps this rare: let librdkafka drain. */

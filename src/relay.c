@@ -40,10 +40,10 @@ struct relay_row {
         enum row_state state;
         int32_t partition;
         int64_t offset;
-        char *error;        /* why it failed (ROW_FAILED) */
-        int retry_ms;       /* delay asked for when recording the failure */
-        int fail_queued;    /* record_failure is queued */
-        int fail_recorded;  /* record_failure completed */
+        char *error;       /* why it failed (ROW_FAILED) */
+        int retry_ms;      /* delay asked for when recording the failure */
+        int fail_queued;   /* record_failure is queued */
+        int fail_recorded; /* record_failure completed */
 };
 
 struct batch {
@@ -73,8 +73,8 @@ struct relay {
         json_t *held;     /* keys held back behind a failed row, until the pipeline empties */
         int fetch_queued; /* a fetch is running */
         int want_fetch;
-        int rescan;       /* rows were left pending below hi_id: rescan when empty */
-        int barrier;      /* stop fetching until the pipeline empties, then rescan */
+        int rescan;  /* rows were left pending below hi_id: rescan when empty */
+        int barrier; /* stop fetching until the pipeline empties, then rescan */
         int64_t busy_since, next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
         int stopping, purged;
@@ -226,12 +226,12 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                 }
                 if (strcmp(outcome, "dead") == 0)
                         log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id",
-                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1,
-                                  "reason", row->error);
+                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                                  row->error);
                 else
                         log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
-                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1,
-                                 "reason", row->error);
+                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                                 row->error);
         }
         PQclear(res);
         batch_check_done(r, b);
@@ -490,8 +490,7 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         r->hi_id = b->rows[n - 1].m.id;
         if (n == r->cfg->batch_size)
                 r->want_fetch = 1; /* more are likely waiting */
-        log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id",
-                  (json_int_t)r->hi_id);
+        log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id", (json_int_t)r->hi_id);
         b->producing = 0;
         batch_reported(r, b);
 }
@@ -561,8 +560,8 @@ static void handle_signal(struct relay *r, int64_t now)
                         r->stop_deadline = now + r->cfg->shutdown_timeout_ms;
                         log_info(r->lg, "shutting down: waiting for in-flight deliveries",
                                  "{s:s,s:i,s:i}", "signal", strsignal((int)si.ssi_signo),
-                                 "in_flight", producer_outstanding(r->producer),
-                                 "timeout_ms", r->cfg->shutdown_timeout_ms);
+                                 "in_flight", producer_outstanding(r->producer), "timeout_ms",
+                                 r->cfg->shutdown_timeout_ms);
                 } else {
                         log_warn(r->lg, "second signal: stopping now", NULL);
                         r->stop_deadline = now;
@@ -630,8 +629,9 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (r->stopping && r->n_batches == 0 && db_idle(r->db))
                         break;
                 if (r->stopping && r->purged && now >= r->stop_deadline + 5000) {
-                        log_warn(r->lg, "database unavailable at shutdown: delivered rows left "
-                                        "pending will be published again",
+                        log_warn(r->lg,
+                                 "database unavailable at shutdown: delivered rows left "
+                                 "pending will be published again",
                                  "{s:i}", "batches", r->n_batches);
                         break;
                 }

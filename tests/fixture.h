@@ -17,7 +17,7 @@ struct fx_pg;
 /* initdb (as the postgres user when run as root) into a fresh temp dir and
  * start the server on a free 127.0.0.1 port. Aborts the test on failure. */
 struct fx_pg *fx_pg_start(void);
-void fx_pg_stop(struct fx_pg *pg);     /* stops the server, removes the dir */
+void fx_pg_stop(struct fx_pg *pg); /* stops the server, removes the dir */
 int fx_pg_port(const struct fx_pg *pg);
 /* pg_ctl restart -m immediate, or stop / start, for fault tests. */
 void fx_pg_restart(struct fx_pg *pg);

@@ -43,7 +43,8 @@ static const char usage_text[] =
     "Runs librdkafka's mock Kafka cluster on 127.0.0.1. The first stdout line is the\n"
     "bootstrap list; it then runs until SIGTERM/SIGINT (or stdin EOF with --exit-on-eof).\n"
     "  --brokers N        number of brokers, ids 1..N (default 1)\n"
-    "  --partitions N     partitions of auto-created topics (default 4)\n"
+    "  --partitions N     partitions of topics created by --topic without a count\n"
+    "                     (default 4; auto-created topics always get librdkafka's 4)\n"
     "  --topic NAME[:P]   create a topic up front (P defaults to --partitions); repeatable\n"
     "  --exit-on-eof      exit cleanly when stdin reaches EOF (default: ignore EOF)\n"
     "Control commands on stdin, one per line, each answered `ok` or `error <reason>`:\n"
@@ -164,49 +165,6 @@ static int set_nodelay(const struct devk *dk, char *errbuf, size_t errsz)
         }
         closedir(dir);
         return listening;
-}
-
-/* librdkafka (checked 1.9.2 to 2.4.0) creates auto-created topics with a
- * hard-coded 4 partitions and offers no API or property to change it. The
- * cluster struct is private, so the field is found by layout: `defaults`
- * sits 64 bytes after the `bootstraps` pointer (thread, ops, wakeup_fds[2],
- * run, fd_cnt, fd_size, fds, dummy_rkb in between), `rk` at byte 32. Both
- * anchors and the expected current values are checked before writing. */
-static int set_default_partitions(struct devk *dk, int partitions, char *errbuf, size_t errsz)
-{
-        unsigned char *base = (unsigned char *)dk->mc;
-        const char *bootstraps = rd_kafka_mock_cluster_bootstraps(dk->mc);
-        rd_kafka_t *rk = rd_kafka_mock_cluster_handle(dk->mc);
-        int version = rd_kafka_version();
-        int cur[2];
-        size_t off;
-
-        if (version < 0x01090000 || version >= 0x02050000 || sizeof(void *) != 8)
-                goto unsupported;
-        if (memcmp(base + 32, &rk, sizeof(rk)))
-                goto unsupported;
-        for (off = 40; off < 256; off += sizeof(void *)) {
-                if (!memcmp(base + off, &bootstraps, sizeof(bootstraps)))
-                        break;
-        }
-        if (off >= 256)
-                goto unsupported;
-        off += 64;
-        memcpy(cur, base + off, sizeof(cur));
-        if (cur[0] != DEVK_MOCK_DEFAULT || cur[1] != dk->replication)
-                goto unsupported;
-        memcpy(base + off, &partitions, sizeof(partitions));
-        /* A synchronous no-op through the mock thread's op queue publishes
-         * the write to that thread before any client can connect. */
-        rd_kafka_mock_broker_set_rtt(dk->mc, -1, 0);
-        return 0;
-
-unsupported:
-        snprintf(errbuf, errsz,
-                 "--partitions other than %d is not supported with librdkafka %s "
-                 "(pre-create topics with --topic NAME:P instead)",
-                 DEVK_MOCK_DEFAULT, rd_kafka_version_str());
-        return -1;
 }
 
 /* Fills dk->ports from "127.0.0.1:p1,127.0.0.1:p2,...". */
@@ -653,9 +611,6 @@ int main(int argc, char **argv)
                 goto cleanup;
         }
         if (parse_ports(&dk, rd_kafka_mock_cluster_bootstraps(dk.mc), errbuf, sizeof(errbuf)))
-                goto fail;
-        if (partitions != DEVK_MOCK_DEFAULT &&
-            set_default_partitions(&dk, (int)partitions, errbuf, sizeof(errbuf)))
                 goto fail;
         c = set_nodelay(&dk, errbuf, sizeof(errbuf));
         if (c < 0)

@@ -94,9 +94,14 @@ START_TEST(bad_setting_exits_2_before_contacting_anything)
         int db_port, kafka_port;
         int db_fd = listener(&db_port), kafka_fd = listener(&kafka_port);
         char url[128], brokers[64], *out = NULL;
-        const char *args[] = {"run",          "--database-url",      url,
-                              "--kafka-brokers", brokers,            bad_settings[_i].flag,
-                              bad_settings[_i].value, NULL};
+        const char *args[] = {"run",
+                              "--database-url",
+                              url,
+                              "--kafka-brokers",
+                              brokers,
+                              bad_settings[_i].flag,
+                              bad_settings[_i].value,
+                              NULL};
 
         snprintf(url, sizeof(url), "postgres://relay:hunter2@127.0.0.1:%d/app", db_port);
         snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", kafka_port);
@@ -180,22 +185,48 @@ START_TEST(migrate_twice_then_replay)
                          0);
         ck_assert_msg(strstr(out, "would replay 3 row") != NULL, "output: %s", out);
         free(out);
-        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
-                         0);
+        ck_assert_int_eq(
+            fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"), 0);
         ck_assert_int_eq(relay_cmd(&out, NULL,
-                                   (const char *[]){"replay", "--database-url", ci, "--from-id", "2",
-                                                    "--to-id", "5", NULL}),
+                                   (const char *[]){"replay", "--database-url", ci, "--from-id",
+                                                    "2", "--to-id", "5", NULL}),
                          0);
         ck_assert_msg(strstr(out, "replayed 4 row") != NULL, "output: %s", out);
         free(out);
-        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
-                         4);
+        ck_assert_int_eq(
+            fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"), 4);
         ck_assert_int_eq(
             relay_cmd(&out, NULL, (const char *[]){"replay", "--database-url", ci, NULL}), 1);
         ck_assert_msg(strstr(out, "at least one filter") != NULL, "output: %s", out);
         free(out);
         PQfinish(c);
         free(ci);
+}
+END_TEST
+
+/* The README's configuration table is generated from the same table as
+ * --help; this fails when someone changes one without regenerating. */
+START_TEST(readme_configuration_table_is_current)
+{
+        const char *begin = "<!-- config-table:begin -->\n", *end = "<!-- config-table:end -->";
+        char *out = NULL, *readme = NULL, *a, *b;
+        size_t len = 0;
+        FILE *f = fopen(OUTBOX_SOURCE_DIR "/README.md", "r");
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_ge(getdelim(&readme, &len, '\0', f), 1);
+        fclose(f);
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){"--config-markdown", NULL}), 0);
+        a = strstr(readme, begin);
+        b = strstr(readme, end);
+        ck_assert(a != NULL && b != NULL && b > a);
+        a += strlen(begin);
+        *b = '\0';
+        ck_assert_msg(strcmp(a, out) == 0,
+                      "README.md configuration table is stale: regenerate it from "
+                      "outbox-relay --config-markdown");
+        free(out);
+        free(readme);
 }
 END_TEST
 
@@ -210,6 +241,7 @@ int main(void)
         tcase_add_loop_test(offline, bad_setting_exits_2_before_contacting_anything, 0,
                             (int)(sizeof(bad_settings) / sizeof(bad_settings[0])));
         tcase_add_test(offline, missing_and_malformed_required_settings);
+        tcase_add_test(offline, readme_configuration_table_is_current);
         tcase_add_unchecked_fixture(db, suite_setup, suite_teardown);
         tcase_set_timeout(db, 120);
         tcase_add_test(db, run_without_schema_says_migrate);

@@ -92,8 +92,8 @@ static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
                     firsts[i].m->key_len == firsts[i - 1].m->key_len &&
                     memcmp(firsts[i].m->key, firsts[i - 1].m->key, firsts[i].m->key_len) == 0)
                         ck_assert_msg(firsts[i - 1].id < firsts[i].id,
-                                      "key order broken: %lld published after %lld",
-                                      firsts[i].id, firsts[i - 1].id);
+                                      "key order broken: %lld published after %lld", firsts[i].id,
+                                      firsts[i - 1].id);
         free(firsts);
         free(seen);
         return dups;
@@ -114,9 +114,9 @@ START_TEST(rolled_back_transaction_is_never_published)
         fx_sql(c, "ROLLBACK");
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
                   "VALUES ('rb', 'k', '{\"n\": \"committed\"}')");
-        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         1);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
         n = fx_consume(fx_kafka_bootstraps(kafka), "rb", 2, 3000, &msgs);
         ck_assert_uint_eq(n, 1);
         ck_assert_uint_eq(msgs[0].value_len, strlen("{\"n\": \"committed\"}"));
@@ -199,9 +199,9 @@ START_TEST(tombstone_binary_payload_and_timestamp)
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload_bytes) "
                   "VALUES ('shapes', 'gone', '\\x0001ff004180'::bytea)");
         fx_sql(c, "INSERT INTO outbox.events (topic, payload_bytes) VALUES ('shapes', '')");
-        ck_assert_int_eq(fx_wait_sql(c, 3, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         3);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 3, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            3);
         n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", 3, 5000, &msgs);
         ck_assert_uint_eq(n, 3);
         for (size_t i = 0; i < n; i++) {
@@ -231,8 +231,14 @@ START_TEST(routing_by_event_type)
 {
         char *ci = fresh_db("routing");
         PGconn *c = fx_db_connect(ci);
-        const char *args[] = {NO_POLL, "--route", "user.*=rt-users", "--route",
-                              "order.created=rt-orders", "--default-topic", "rt-misc", NULL};
+        const char *args[] = {NO_POLL,
+                              "--route",
+                              "user.*=rt-users",
+                              "--route",
+                              "order.created=rt-orders",
+                              "--default-topic",
+                              "rt-misc",
+                              NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         struct fx_msg *msgs;
         size_t n;
@@ -243,9 +249,9 @@ START_TEST(routing_by_event_type)
                   " (NULL, 'x', '{}')");
         fx_sql(c, "INSERT INTO outbox.events (topic, event_type, key, payload) "
                   "VALUES ('rt-explicit', 'user.created', 'u2', '{}')");
-        ck_assert_int_eq(fx_wait_sql(c, 6, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         6);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 6, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            6);
         n = fx_consume(fx_kafka_bootstraps(kafka), "rt-users", 2, 5000, &msgs);
         ck_assert_uint_eq(n, 2);
         ck_assert_int_eq(outbox_id(&msgs[0]), 1);
@@ -279,14 +285,52 @@ START_TEST(unroutable_row_is_dead_lettered_with_reason)
         fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
                   " ('invoice.paid', 'i1', '{}'), ('user.created', 'u1', '{}')");
         ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"), 1);
-        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         1);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
         res = PQexec(c, "SELECT id, reason, attempts FROM outbox.dead_letters");
         ck_assert_int_eq(atoi(PQgetvalue(res, 0, 0)), 1);
         ck_assert_msg(strstr(PQgetvalue(res, 0, 1), "invoice.paid") != NULL, "reason: %s",
                       PQgetvalue(res, 0, 1));
         ck_assert_int_eq(atoi(PQgetvalue(res, 0, 2)), 1);
+        PQclear(res);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* A topic the cluster says does not exist: the row fails with that reason
+ * and is dead-lettered, and rows for other topics are not stuck behind it. */
+START_TEST(missing_topic_is_dead_lettered)
+{
+        char *ci = fresh_db("missing");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL,
+                              "--max-attempts",
+                              "2",
+                              "--retry-base-ms",
+                              "10",
+                              "-X",
+                              "topic.metadata.propagation.max.ms=1000",
+                              NULL};
+        struct fx_relay *r;
+        PGresult *res;
+
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic-error no-such-topic UNKNOWN_TOPIC_OR_PART"),
+                         0);
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES"
+                  " ('no-such-topic', 'a', '{}'), ('present-topic', 'b', '{}')");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
+        ck_assert_int_eq(fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.dead_letters"), 1);
+        res = PQexec(c, "SELECT topic, reason, attempts FROM outbox.dead_letters");
+        ck_assert_str_eq(PQgetvalue(res, 0, 0), "no-such-topic");
+        ck_assert_msg(strstr(PQgetvalue(res, 0, 1), "nknown topic") != NULL, "reason: %s",
+                      PQgetvalue(res, 0, 1));
+        ck_assert_int_eq(atoi(PQgetvalue(res, 0, 2)), 2);
         PQclear(res);
         fx_relay_free(r);
         PQfinish(c);
@@ -301,8 +345,16 @@ START_TEST(poison_message_dead_lettered_while_others_flow)
 {
         char *ci = fresh_db("poison");
         PGconn *c = fx_db_connect(ci);
-        const char *args[] = {"--max-attempts", "3", "--retry-base-ms", "50", "--retry-max-ms",
-                              "200", "--poll-interval-ms", "100", "-X", "message.max.bytes=100000",
+        const char *args[] = {"--max-attempts",
+                              "3",
+                              "--retry-base-ms",
+                              "50",
+                              "--retry-max-ms",
+                              "200",
+                              "--poll-interval-ms",
+                              "100",
+                              "-X",
+                              "message.max.bytes=100000",
                               NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         struct fx_msg *msgs;
@@ -315,9 +367,9 @@ START_TEST(poison_message_dead_lettered_while_others_flow)
                   "SELECT 'poison', CASE WHEN g = 50 THEN 'bad' ELSE 'good-' || g %% 10 END,"
                   " '{}' FROM generate_series(1, 100) g");
         ck_assert_int_eq(fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.dead_letters"), 1);
-        ck_assert_int_eq(fx_wait_sql(c, 100, 60000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         100);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 100, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            100);
         res = PQexec(c, "SELECT d.id, d.reason, d.attempts, d.first_attempt_at < d.last_attempt_at,"
                         " e.sent_at >= d.last_attempt_at"
                         " FROM outbox.dead_letters d, outbox.events e WHERE e.id = 51");
@@ -349,13 +401,13 @@ START_TEST(replay_through_sql_publishes_again)
 
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
                   "SELECT 'replay', 'k' || g, '{}' FROM generate_series(1, 5) g");
-        ck_assert_int_eq(fx_wait_sql(c, 5, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         5);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            5);
         fx_sql(c, "UPDATE outbox.events SET status = 'pending' WHERE id IN (2, 3)");
-        ck_assert_int_eq(fx_wait_sql(c, 5, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         5);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            5);
         ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_key => 'k5')"), 1);
         n = fx_consume(fx_kafka_bootstraps(kafka), "replay", 8, 30000, &msgs);
         ck_assert_uint_eq(n, 8);
@@ -376,10 +428,11 @@ START_TEST(kill_9_and_restart_lose_nothing)
         size_t n, dups;
         const int total = 20000;
 
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
-                  "SELECT 'kill9', 'k' || (g %% 50), jsonb_build_object('n', g) "
-                  "FROM generate_series(1, %d) g",
-                  total);
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) "
+               "SELECT 'kill9', 'k' || (g %% 50), jsonb_build_object('n', g) "
+               "FROM generate_series(1, %d) g",
+               total);
         for (int round = 0; round < 3; round++) {
                 long long before = fx_sql_int(c, "SELECT count(*) FROM outbox.events"
                                                  " WHERE status = 'sent'");
@@ -445,6 +498,52 @@ START_TEST(sigterm_exits_zero_with_delivered_rows_marked)
 }
 END_TEST
 
+/* The relay's database session killed mid-stream, twice: it reconnects,
+ * LISTENs again and finishes the stream without loss. */
+START_TEST(database_connection_loss_is_survived)
+{
+        char *ci = fresh_db("dbloss");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--batch-size", "200", "--reconnect-max-ms", "500", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n, dups;
+        const int total = 20000;
+
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) "
+               "SELECT 'dbloss', 'k' || (g %% 20), jsonb_build_object('n', g) "
+               "FROM generate_series(1, %d) g",
+               total);
+        for (int round = 1; round <= 2; round++) {
+                fx_wait_sql(c, 1, 60000,
+                            "SELECT (count(*) > %d)::int FROM outbox.events WHERE status = 'sent'",
+                            round * 5000);
+                ck_assert_int_eq(fx_sql_int(c, "SELECT count(pg_terminate_backend(pid))"
+                                               " FROM pg_stat_activity"
+                                               " WHERE application_name = 'outbox-relay'"),
+                                 1);
+        }
+        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         total);
+        /* LISTEN is back: a new row is picked up without the poll. */
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('dbloss', 'k0', '{}')");
+        ck_assert_int_eq(fx_wait_sql(c, total + 1, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         total + 1);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "dbloss", (size_t)total * 2, 5000, &msgs);
+        dups = check_order(msgs, n, total + 1);
+        ck_assert_uint_eq(n, total + 1 + dups);
+        fx_msgs_free(msgs, n);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* kcat, an independent Kafka client, sees what the relay published. */
 START_TEST(kcat_reads_the_published_events)
 {
@@ -452,17 +551,27 @@ START_TEST(kcat_reads_the_published_events)
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {NO_POLL, NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        const char *kcat[] = {"/usr/bin/kcat", "-b", fx_kafka_bootstraps(kafka), "-C", "-t",
-                              "kcat-check", "-o", "beginning", "-e", "-q", "-f",
-                              "%k|%s|%h\\n", NULL};
+        const char *kcat[] = {"/usr/bin/kcat",
+                              "-b",
+                              fx_kafka_bootstraps(kafka),
+                              "-C",
+                              "-t",
+                              "kcat-check",
+                              "-o",
+                              "beginning",
+                              "-e",
+                              "-q",
+                              "-f",
+                              "%k|%s|%h\\n",
+                              NULL};
         char *out = NULL;
 
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload, headers) "
                   "VALUES ('kcat-check', 'order-42', '{\"status\":\"created\"}',"
                   " '{\"correlation_id\":\"c-1\"}')");
-        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         1);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
         ck_assert_int_eq(fx_run(kcat, NULL, &out, 30000), 0);
         ck_assert_msg(strstr(out, "order-42|{\"status\": \"created\"}|") != NULL, "kcat: %s", out);
         ck_assert_msg(strstr(out, "correlation_id=c-1") != NULL, "kcat: %s", out);
@@ -489,9 +598,11 @@ int main(void)
         tcase_add_test(tc, routing_by_event_type);
         tcase_add_test(tc, unroutable_row_is_dead_lettered_with_reason);
         tcase_add_test(tc, poison_message_dead_lettered_while_others_flow);
+        tcase_add_test(tc, missing_topic_is_dead_lettered);
         tcase_add_test(tc, replay_through_sql_publishes_again);
         tcase_add_test(tc, kill_9_and_restart_lose_nothing);
         tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
+        tcase_add_test(tc, database_connection_loss_is_survived);
         tcase_add_test(tc, kcat_reads_the_published_events);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);

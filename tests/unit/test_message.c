@@ -58,7 +58,8 @@ END_TEST
 
 START_TEST(row_headers_and_event_type)
 {
-        struct message_row m = row_with("{\"correlation_id\": \"c-1\", \"tenant\": \"\\u00e9t\\u00e9\"}");
+        struct message_row m =
+            row_with("{\"correlation_id\": \"c-1\", \"tenant\": \"\\u00e9t\\u00e9\"}");
         rd_kafka_headers_t *h = NULL;
         char err[256];
 
