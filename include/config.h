@@ -32,17 +32,24 @@ struct config {
         int max_attempts;        /* failed attempts before a row is dead-lettered */
         int shutdown_timeout_ms; /* grace for in-flight deliveries on SIGTERM */
         int reconnect_max_ms;    /* cap on database reconnect backoff */
+        char *http_listen;       /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
+        int leader_poll_ms;      /* how often a standby tries to take the leader lock */
+        int retention_s;         /* delete sent rows older than this; 0: keep */
         enum config_log_level log_level;
         struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;
         struct config_kv *kafka_props; /* passed to rd_kafka_conf_set unchanged */
         size_t n_kafka_props;
 
-        /* Filters of the `replay` command (0 / NULL when unset). */
+        /* Filters of the `replay` and `dlq` commands (0 / NULL when unset). */
         long long replay_from_id, replay_to_id;
         char *replay_since, *replay_until; /* timestamps, as PostgreSQL reads them */
-        char *replay_topic, *replay_key;
+        char *replay_topic, *replay_key;   /* --topic also filters dlq */
         int dry_run;
+        long long id; /* dlq requeue --id */
+        int all;      /* dlq requeue --all */
+        int limit;    /* dlq list --limit */
+        int json;     /* status / dlq list --json */
         /* Remaining positional arguments after the command, not owned. */
         int n_args;
         char **args;

@@ -45,6 +45,11 @@ int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitio
 int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
                       int max_attempts, db_done_cb cb, void *arg);
 
+/* pg_try_advisory_lock(DB_LEADER_LOCK_CLASS, hashtext(schema)) on this
+ * session: the result's one value is "t" when this relay is the leader. */
+#define DB_LEADER_LOCK_CLASS 0x6f627278 /* "obrx" */
+int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg);
+
 /* For the loop: the socket, and whether output is waiting to be flushed. */
 int db_socket(const struct db *db);
 int db_wants_write(const struct db *db);

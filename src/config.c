@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
@@ -25,10 +26,11 @@ enum setting_type {
         T_ROUTE,  /* repeatable pattern=topic -> cfg->routes */
         T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
         T_BOOL,   /* flag without a value */
+        T_SECS,   /* int seconds, written with a unit: 90s, 15m, 12h, 7d */
 };
 
 /* Which commands read a setting: only for --help and the README. */
-enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_ALL = 15 };
+enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
 
 #define KPROP_ENV_PREFIX  "OUTBOX_RDKAFKA_"
 #define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
@@ -94,6 +96,18 @@ static const struct setting settings[] = {
      "On SIGTERM or SIGINT, how long to wait for deliveries in flight."},
     {"reconnect-max-ms", 0, "OUTBOX_RECONNECT_MAX_MS", T_INT, OFF(reconnect_max_ms), 100, 3600000,
      "30000", 0, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
+    {"http-listen", 0, "OUTBOX_HTTP_LISTEN", T_STR, OFF(http_listen), 0, 0, NULL, 0, C_RUN, 0,
+     "HOST:PORT",
+     "Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9400); off when "
+     "unset."},
+    {"leader-poll-ms", 0, "OUTBOX_LEADER_POLL_MS", T_INT, OFF(leader_poll_ms), 100, 60000, "1000",
+     0, C_RUN, 0, "MS",
+     "How often a standby tries to take the leader lock; with several replicas only the lock "
+     "holder publishes."},
+    {"retention", 0, "OUTBOX_RETENTION", T_SECS, OFF(retention_s), 0, 315360000, "0", 0, C_RUN, 0,
+     "AGE",
+     "Delete sent rows older than AGE (e.g. 7d, 12h, 30m; 0 keeps them), in small batches that "
+     "never block writers."},
     {"instance-id", 0, "OUTBOX_INSTANCE_ID", T_STR, OFF(instance_id), 0, 0, "<hostname>:<pid>",
      F_DYNAMIC_DEFAULT, C_RUN, 0, "ID", "Name of this relay in its logs."},
     {"from-id", 0, NULL, T_ID, OFF(replay_from_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
@@ -104,12 +118,20 @@ static const struct setting settings[] = {
      "Replay rows created at or after TIME (any timestamp PostgreSQL accepts)."},
     {"until", 0, NULL, T_STR, OFF(replay_until), 0, 0, NULL, 0, C_REPLAY, 0, "TIME",
      "Replay rows created before TIME."},
-    {"topic", 0, NULL, T_STR, OFF(replay_topic), 0, 0, NULL, 0, C_REPLAY, 0, "TOPIC",
-     "Replay rows whose topic column is TOPIC."},
     {"key", 0, NULL, T_STR, OFF(replay_key), 0, 0, NULL, 0, C_REPLAY, 0, "KEY",
      "Replay rows with this key."},
     {"dry-run", 0, NULL, T_BOOL, OFF(dry_run), 0, 0, NULL, 0, C_REPLAY, 0, NULL,
      "Only count the rows that would be replayed."},
+    {"topic", 0, NULL, T_STR, OFF(replay_topic), 0, 0, NULL, 0, C_REPLAY | C_DLQ, 0, "TOPIC",
+     "Replay rows, or list or requeue dead letters, whose topic column is TOPIC."},
+    {"json", 0, NULL, T_BOOL, OFF(json), 0, 0, NULL, 0, C_STATUS | C_DLQ, 0, NULL,
+     "Print JSON instead of text."},
+    {"id", 0, NULL, T_ID, OFF(id), 1, LLONG_MAX, NULL, 0, C_DLQ, 0, "ID",
+     "dlq requeue: the dead letter with this id."},
+    {"all", 0, NULL, T_BOOL, OFF(all), 0, 0, NULL, 0, C_DLQ, 0, NULL,
+     "dlq requeue: every dead letter."},
+    {"limit", 0, NULL, T_INT, OFF(limit), 1, 100000, "50", 0, C_DLQ, 0, "N",
+     "dlq list: show at most N dead letters, newest first."},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -224,6 +246,38 @@ static int parse_int(const struct setting *s, const char *value, const char *src
         return -1;
 }
 
+/* "0", "90s", "15m", "12h" or "7d" into seconds. */
+static int parse_secs(const struct setting *s, const char *value, const char *src, int *out,
+                      char *errbuf, size_t errsz)
+{
+        static const struct {
+                char unit;
+                long long mult;
+        } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        if (isdigit((unsigned char)value[0]) && errno == 0) {
+                if (*end == '\0' && v == 0) {
+                        *out = 0;
+                        return 0;
+                }
+                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+                        if (end[0] != units[i].unit || end[1] != '\0' || v > s->max / units[i].mult)
+                                continue;
+                        *out = (int)(v * units[i].mult);
+                        return 0;
+                }
+        }
+        snprintf(errbuf, errsz,
+                 "invalid value \"%.64s\" for %s: expected 0 or a number with a unit s, m, h or d "
+                 "(e.g. 7d), at most 3650d",
+                 value, src);
+        return -1;
+}
+
 /* Sets one setting from text; src names where the text came from. */
 static int set_value(struct config *cfg, struct parse_state *ps, const struct setting *s,
                      const char *value, const char *src, int from_flag, char *errbuf, size_t errsz)
@@ -276,6 +330,8 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
         case T_BOOL:
                 *(int *)field(cfg, s) = 1;
                 return 0;
+        case T_SECS:
+                return parse_secs(s, value, src, field(cfg, s), errbuf, errsz);
         }
         return -1;
 }
@@ -615,6 +671,30 @@ out:
         return rc;
 }
 
+/* HOST:PORT, with HOST an IPv4 address (0.0.0.0 for every interface). */
+static int check_listen(const char *v, char *errbuf, size_t errsz)
+{
+        const char *colon = strrchr(v, ':');
+        char host[64];
+        struct in_addr addr;
+        char *end;
+        long port = colon != NULL ? strtol(colon + 1, &end, 10) : 0;
+
+        if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof(host) ||
+            colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+                goto bad;
+        memcpy(host, v, (size_t)(colon - v));
+        host[colon - v] = '\0';
+        if (inet_pton(AF_INET, host, &addr) != 1)
+                goto bad;
+        return 0;
+bad:
+        snprintf(errbuf, errsz,
+                 "invalid --http-listen \"%.64s\": expected IPV4-ADDRESS:PORT, e.g. 0.0.0.0:9400",
+                 v);
+        return -1;
+}
+
 static int check_ints(const struct config *cfg, char *errbuf, size_t errsz)
 {
         for (size_t i = 0; i < N_SETTINGS; i++) {
@@ -705,6 +785,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                 return -1;
         if (cfg->database_url != NULL && check_database_url(cfg->database_url, errbuf, errsz) != 0)
                 return -1;
+        if (cfg->http_listen != NULL && check_listen(cfg->http_listen, errbuf, errsz) != 0)
+                return -1;
         if (check_kafka_props(cfg, errbuf, errsz) != 0)
                 return -1;
         /* Duplicate patterns are only visible once all rules are compiled. */
@@ -735,7 +817,20 @@ static void describe(const struct setting *s, int with_default, char *buf, size_
 
 static const char *commands_text(unsigned cmds)
 {
-        return cmds == C_ALL ? "every command" : cmds == C_RUN ? "run" : "replay";
+        switch (cmds) {
+        case C_ALL:
+                return "every command";
+        case C_RUN:
+                return "run";
+        case C_REPLAY:
+                return "replay";
+        case C_DLQ:
+                return "dlq";
+        case C_REPLAY | C_DLQ:
+                return "replay and dlq";
+        default:
+                return "status and dlq";
+        }
 }
 
 static void print_wrapped(FILE *out, const char *text, int indent, int width)

@@ -162,7 +162,13 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, $4::integer,"
                  " $5::integer)",
                  s);
-        return prepare(conn, "outbox_fail", sql, errbuf, errsz);
+        if (prepare(conn, "outbox_fail", sql, errbuf, errsz) != 0)
+                return -1;
+        /* The leader lock of this outbox: one key per schema, held by the
+         * session, so it goes away with the connection or the process. */
+        snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
+                 DB_LEADER_LOCK_CLASS);
+        return prepare(conn, "outbox_lock", sql, errbuf, errsz);
 }
 
 int db_connect(struct db *db, char *errbuf, size_t errsz)
@@ -334,6 +340,13 @@ int db_record_failure(struct db *db, int64_t id, int attempts, const char *error
         snprintf(r, sizeof(r), "%d", retry_ms);
         snprintf(m, sizeof(m), "%d", max_attempts);
         return enqueue(db, "outbox_fail", 5, params, 0, cb, arg);
+}
+
+int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
+{
+        char *params[1] = {db->cfg->schema};
+
+        return enqueue(db, "outbox_lock", 1, params, 0, cb, arg);
 }
 
 int db_socket(const struct db *db)

@@ -77,6 +77,10 @@ struct relay {
         int barrier; /* stop fetching until the pipeline empties, then rescan */
         int64_t busy_since, next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
+        int leader; /* holds the outbox's leader lock: only the leader publishes */
+        int lock_queued;
+        int64_t next_lock_at;
+        int standby_logged;
         int stopping, purged;
         int64_t stop_deadline;
         int fatal_schema;
@@ -497,7 +501,7 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
 
 static void maybe_fetch(struct relay *r)
 {
-        if (!r->want_fetch || r->fetch_queued || r->stopping || r->barrier ||
+        if (!r->want_fetch || r->fetch_queued || r->stopping || r->barrier || !r->leader ||
             !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
                 return;
         r->want_fetch = 0;
@@ -505,17 +509,62 @@ static void maybe_fetch(struct relay *r)
         db_fetch(r->db, r->hi_id, r->cfg->batch_size, on_fetched, r);
 }
 
+/* ---- leadership ---- */
+
+static void on_lock(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        r->lock_queued = 0;
+        if (error != NULL) {
+                log_warn(r->lg, "trying the leader lock failed", "{s:s}", "error", error);
+        } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+                r->leader = 1;
+                r->standby_logged = 0;
+                r->want_fetch = 1;
+                log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
+        } else if (!r->standby_logged) {
+                r->standby_logged = 1;
+                log_info(r->lg, "standby: another relay holds the leader lock", "{s:s,s:i}",
+                         "instance", r->cfg->instance_id, "retry_ms", r->cfg->leader_poll_ms);
+        }
+        r->next_lock_at = now_ms() + r->cfg->leader_poll_ms;
+        PQclear(res);
+}
+
+static void maybe_lock(struct relay *r, int64_t now)
+{
+        if (r->leader || r->lock_queued || r->stopping || !db_connected(r->db) ||
+            now < r->next_lock_at)
+                return;
+        r->lock_queued = 1;
+        db_try_leader_lock(r->db, on_lock, r);
+}
+
+/* The lock belonged to the session that just ended. */
+static void lost_connection(struct relay *r, int64_t now)
+{
+        if (r->leader)
+                log_warn(r->lg, "leader lock lost with the database connection", NULL);
+        r->leader = 0;
+        r->reconnect_at = now;
+}
+
 /* ---- the loop ---- */
 
 static void try_connect(struct relay *r, int64_t now)
 {
         char err[512];
-        int rc = db_connect(r->db, err, sizeof(err));
+        int rc;
+
+        r->leader = 0; /* a new session holds no lock */
+        rc = db_connect(r->db, err, sizeof(err));
 
         if (rc == 0) {
                 log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
                 r->reconnect_attempt = 0;
                 r->want_fetch = 1;
+                r->next_lock_at = now;
                 for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                         next = b->next; /* b may be freed by submit */
                         if (b->outstanding == 0 && !b->producing)
@@ -578,6 +627,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->reconnect_at;
         if (r->next_poll_at < next)
                 next = r->next_poll_at;
+        if (!r->leader && !r->lock_queued && db_connected(r->db) && r->next_lock_at < next)
+                next = r->next_lock_at;
         if (r->retry_at != 0 && r->retry_at < next)
                 next = r->retry_at;
         if (r->n_batches > 0 && !r->barrier && r->busy_since + r->cfg->poll_interval_ms < next)
@@ -647,7 +698,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 producer_poll(r->producer);
                 if (fds[2].fd >= 0 && fds[2].revents && db_connected(r->db)) {
                         if (db_service(r->db, &notified) != 0)
-                                r->reconnect_at = now;
+                                lost_connection(r, now);
                         if (notified)
                                 r->want_fetch = 1;
                 }
@@ -658,6 +709,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (!db_connected(r->db) && now >= r->reconnect_at)
                         try_connect(r, now);
                 run_timers(r, now);
+                maybe_lock(r, now);
                 maybe_fetch(r);
         }
         log_info(r->lg, "stopped", NULL);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fixture.h"
 
@@ -544,6 +545,70 @@ START_TEST(database_connection_loss_is_survived)
 }
 END_TEST
 
+/* Polls the relay's log until it contains text; returns whether it did. */
+static int wait_log(struct fx_relay *r, const char *text, int timeout_ms)
+{
+        int64_t deadline = fx_now_ms() + timeout_ms;
+
+        for (;;) {
+                char *log = fx_relay_log(r);
+                int found = log != NULL && strstr(log, text) != NULL;
+
+                free(log);
+                if (found || fx_now_ms() >= deadline)
+                        return found;
+                usleep(20000);
+        }
+}
+
+/* Two replicas on one outbox: one leads, the other waits; SIGKILL the
+ * leader mid-stream and the standby takes over with nothing lost and
+ * per-key order kept. */
+START_TEST(standby_takes_over_when_the_leader_dies)
+{
+        char *ci = fresh_db("failover");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {"--batch-size", "200", "--leader-poll-ms", "200", NULL};
+        struct fx_relay *a, *b;
+        struct fx_msg *msgs;
+        size_t n, dups;
+        int64_t killed;
+        const int total = 30000;
+
+        a = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        ck_assert(wait_log(a, "leader: publishing", 30000));
+        b = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        ck_assert(wait_log(b, "standby: another relay holds the leader lock", 30000));
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) "
+               "SELECT 'failover', 'k' || (g %% 50), jsonb_build_object('n', g) "
+               "FROM generate_series(1, %d) g",
+               total);
+        fx_wait_sql(c, 1, 60000,
+                    "SELECT (count(*) > 5000)::int FROM outbox.events WHERE status = 'sent'");
+        ck_assert_msg(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'") <
+                          total,
+                      "the stream ended before the leader was killed");
+        fx_relay_kill(a, SIGKILL);
+        killed = fx_now_ms();
+        ck_assert(wait_log(b, "leader: publishing", 30000));
+        fprintf(stderr, "failover: standby took over %lld ms after SIGKILL of the leader\n",
+                (long long)(fx_now_ms() - killed));
+        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         total);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "failover", (size_t)total * 2, 5000, &msgs);
+        dups = check_order(msgs, n, total);
+        ck_assert_uint_eq(n, total + dups);
+        fprintf(stderr, "failover: %d events, %zu duplicates\n", total, dups);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(a);
+        fx_relay_free(b);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* kcat, an independent Kafka client, sees what the relay published. */
 START_TEST(kcat_reads_the_published_events)
 {
@@ -603,6 +668,7 @@ int main(void)
         tcase_add_test(tc, kill_9_and_restart_lose_nothing);
         tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
         tcase_add_test(tc, database_connection_loss_is_survived);
+        tcase_add_test(tc, standby_takes_over_when_the_leader_dies);
         tcase_add_test(tc, kcat_reads_the_published_events);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
