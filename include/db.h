@@ -50,6 +50,9 @@ int db_record_failure(struct db *db, int64_t id, int attempts, const char *error
 #define DB_LEADER_LOCK_CLASS 0x6f627278 /* "obrx" */
 int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg);
 
+/* Pending rows: count and age in seconds of the oldest (one row, two columns). */
+int db_pending_stats(struct db *db, db_done_cb cb, void *arg);
+
 /* For the loop: the socket, and whether output is waiting to be flushed. */
 int db_socket(const struct db *db);
 int db_wants_write(const struct db *db);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
 
 struct producer;
 
@@ -20,8 +21,9 @@ struct producer;
 typedef void (*producer_dr_cb)(void *arg, void *msg_opaque, rd_kafka_resp_err_t err,
                                int32_t partition, int64_t offset);
 
-struct producer *producer_new(const struct config *cfg, struct log *lg, producer_dr_cb cb,
-                              void *arg, char *errbuf, size_t errsz);
+/* metrics receives the queue depth, broker state and round-trip times. */
+struct producer *producer_new(const struct config *cfg, struct log *lg, struct metrics *metrics,
+                              producer_dr_cb cb, void *arg, char *errbuf, size_t errsz);
 /* Purges what is still queued or in flight (their reports arrive with a
  * purge error, so every message gets exactly one report) and destroys. */
 void producer_free(struct producer *p);

@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config git
       librdkafka-dev libpq-dev libjansson-dev libmicrohttpd-dev check
-      postgresql-15 kcat python3-kafka)
+      postgresql-15 kcat python3-kafka curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -164,6 +164,12 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  s);
         if (prepare(conn, "outbox_fail", sql, errbuf, errsz) != 0)
                 return -1;
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                 " FROM %s.events WHERE status = 'pending'",
+                 s);
+        if (prepare(conn, "outbox_stats", sql, errbuf, errsz) != 0)
+                return -1;
         /* The leader lock of this outbox: one key per schema, held by the
          * session, so it goes away with the connection or the process. */
         snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
@@ -347,6 +353,11 @@ int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
         char *params[1] = {db->cfg->schema};
 
         return enqueue(db, "outbox_lock", 1, params, 0, cb, arg);
+}
+
+int db_pending_stats(struct db *db, db_done_cb cb, void *arg)
+{
+        return enqueue(db, "outbox_stats", 0, NULL, 0, cb, arg);
 }
 
 int db_socket(const struct db *db)

@@ -10,9 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 struct producer {
         rd_kafka_t *rk;
         struct log *lg;
+        struct metrics *metrics;
         producer_dr_cb cb;
         void *cb_arg;
         int pipe_fd[2]; /* librdkafka writes to [1] when its queue fills */
@@ -34,6 +37,7 @@ static const char *const defaults[][2] = {
     {"linger.ms", "1"},
     {"queue.buffering.max.messages", "1000000"},
     {"compression.type", "none"},
+    {"statistics.interval.ms", "5000"}, /* queue depth and broker RTT for the metrics */
 };
 
 /* Settings the relay requires; config validation refuses other values. */
@@ -114,6 +118,38 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                  rd_kafka_err2name((rd_kafka_resp_err_t)err), "error", reason);
 }
 
+/* librdkafka's statistics (JSON): the queue depth, and per broker whether
+ * it is up and its average round-trip time. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+        struct producer *p = opaque;
+        json_t *root = json_loadb(json, len, 0, NULL), *brokers, *b;
+        const char *name;
+        int up = 0;
+
+        (void)rk;
+        if (root == NULL)
+                return 0;
+        metrics_set(p->metrics, METRICS_KAFKA_QUEUE,
+                    (double)json_integer_value(json_object_get(root, "msg_cnt")));
+        brokers = json_object_get(root, "brokers");
+        json_object_foreach(brokers, name, b)
+        {
+                const char *state = json_string_value(json_object_get(b, "state"));
+
+                if (json_integer_value(json_object_get(b, "nodeid")) < 0)
+                        continue; /* bootstrap placeholders */
+                up |= state != NULL && strcmp(state, "UP") == 0;
+                metrics_broker_rtt(
+                    p->metrics, name,
+                    (double)json_integer_value(json_object_get(json_object_get(b, "rtt"), "avg")) /
+                        1e6);
+        }
+        metrics_set(p->metrics, METRICS_KAFKA_CONNECTED, up);
+        json_decref(root);
+        return 0; /* librdkafka frees json */
+}
+
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
         struct producer *p = rd_kafka_opaque(rk);
@@ -125,8 +161,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_write(p->lg, lvl, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
 
-struct producer *producer_new(const struct config *cfg, struct log *lg, producer_dr_cb cb,
-                              void *arg, char *errbuf, size_t errsz)
+struct producer *producer_new(const struct config *cfg, struct log *lg, struct metrics *metrics,
+                              producer_dr_cb cb, void *arg, char *errbuf, size_t errsz)
 {
         struct producer *p = calloc(1, sizeof(*p));
         rd_kafka_conf_t *conf = NULL;
@@ -138,6 +174,7 @@ struct producer *producer_new(const struct config *cfg, struct log *lg, producer
                 return NULL;
         }
         p->lg = lg;
+        p->metrics = metrics;
         p->cb = cb;
         p->cb_arg = arg;
         p->pipe_fd[0] = p->pipe_fd[1] = -1;
@@ -152,6 +189,7 @@ struct producer *producer_new(const struct config *cfg, struct log *lg, producer
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
         rd_kafka_conf_set_error_cb(conf, error_cb);
         rd_kafka_conf_set_log_cb(conf, log_cb);
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
         p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
         if (p->rk == NULL) {
                 snprintf(errbuf, errsz, "cannot create the Kafka producer: %s", err);

@@ -20,7 +20,9 @@
 
 #include "backoff.h"
 #include "db.h"
+#include "http.h"
 #include "message.h"
+#include "metrics.h"
 #include "producer.h"
 #include "route.h"
 
@@ -40,6 +42,8 @@ struct relay_row {
         enum row_state state;
         int32_t partition;
         int64_t offset;
+        const char *topic; /* where it was produced to (borrowed from route or result) */
+        int64_t produced_us;
         char *error;       /* why it failed (ROW_FAILED) */
         int retry_ms;      /* delay asked for when recording the failure */
         int fail_queued;   /* record_failure is queued */
@@ -64,6 +68,10 @@ struct relay {
         struct route *route;
         struct producer *producer;
         struct db *db;
+        struct metrics *metrics;
+        struct http *http; /* NULL unless --http-listen */
+        int64_t next_stats_at;
+        int stats_queued, connected_once;
         struct backoff retry_backoff, reconnect_backoff;
         int sig_fd;
 
@@ -87,13 +95,23 @@ struct relay {
         char fatal_msg[512];
 };
 
-static int64_t now_ms(void)
+static int64_t now_us(void)
 {
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+static int64_t now_ms(void)
+{
+        return now_us() / 1000;
+}
+
+/* How often pending-row figures are refreshed for the metrics. */
+#define STATS_INTERVAL_MS 10000
+
+static int is_ready(void *arg, char *why, size_t whysz);
 
 static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                         int64_t offset);
@@ -125,9 +143,19 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
                 goto fail;
         r->held = json_object();
         r->db = db_new(cfg, lg);
-        r->producer = producer_new(cfg, lg, on_delivery, r, errbuf, errsz);
-        if (r->held == NULL || r->db == NULL || r->producer == NULL)
+        r->metrics = metrics_new();
+        if (r->held == NULL || r->db == NULL || r->metrics == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
                 goto fail;
+        }
+        r->producer = producer_new(cfg, lg, r->metrics, on_delivery, r, errbuf, errsz);
+        if (r->producer == NULL)
+                goto fail;
+        if (cfg->http_listen != NULL) {
+                r->http = http_new(cfg->http_listen, r->metrics, is_ready, r, errbuf, errsz);
+                if (r->http == NULL)
+                        goto fail;
+        }
         backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
                      (uint64_t)now_ms() ^ (uint64_t)getpid());
         backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
@@ -160,6 +188,8 @@ void relay_free(struct relay *r)
                 r->batches = b->next;
                 batch_free(b);
         }
+        http_free(r->http);
+        metrics_free(r->metrics);
         route_free(r->route);
         json_decref(r->held);
         if (r->sig_fd >= 0)
@@ -222,6 +252,10 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                 const char *outcome = PQgetvalue(res, 0, 0);
 
                 row->fail_recorded = 1;
+                metrics_topic_add(r->metrics,
+                                  strcmp(outcome, "dead") == 0 ? METRICS_DEAD_LETTERED
+                                                               : METRICS_RETRIED,
+                                  row->topic, 1);
                 if (strcmp(outcome, "retry") == 0) {
                         int64_t at = now_ms() + row->retry_ms;
 
@@ -332,6 +366,14 @@ static void batch_reported(struct relay *r, struct batch *b)
 
 /* ---- delivery reports ---- */
 
+static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
+{
+        row->state = ROW_FAILED;
+        row->error = strdup(reason);
+        metrics_topic_add(r->metrics, METRICS_FAILED, row->topic, 1);
+        hold_key(r, row);
+}
+
 static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                         int64_t offset)
 {
@@ -342,10 +384,11 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
                 row->state = ROW_SENT;
                 row->partition = partition;
                 row->offset = offset;
+                metrics_topic_add(r->metrics, METRICS_PUBLISHED, row->topic, 1);
+                metrics_observe(r->metrics, METRICS_ACK_SECONDS,
+                                (double)(now_us() - row->produced_us) / 1e6);
         } else if (producer_err_is_permanent(err)) {
-                row->state = ROW_FAILED;
-                row->error = strdup(rd_kafka_err2str(err));
-                hold_key(r, row);
+                fail_row(r, row, rd_kafka_err2str(err));
         } else {
                 /* Kafka or the producer failed, not the row: it stays pending
                  * without using an attempt, and its key waits behind it. */
@@ -406,13 +449,6 @@ static void decode_row(const PGresult *res, int i, struct message_row *m)
         m->attempts = be32(PQgetvalue(res, i, 9));
 }
 
-static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
-{
-        row->state = ROW_FAILED;
-        row->error = strdup(reason);
-        hold_key(r, row);
-}
-
 static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
 {
         char err[512];
@@ -425,6 +461,7 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 return;
         }
         topic = route_topic(r->route, row->m.topic, row->m.event_type, err, sizeof(err));
+        row->topic = topic != NULL ? topic : "(unrouted)";
         if (topic == NULL) {
                 fail_row(r, row, err);
                 return;
@@ -434,6 +471,7 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 return;
         }
         row->state = ROW_INFLIGHT;
+        row->produced_us = now_us();
         b->outstanding++;
         kerr = producer_send(r->producer, topic, &row->m, hdrs, row);
         if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -492,6 +530,7 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
                 produce_row(r, b, &b->rows[i]);
         }
         r->hi_id = b->rows[n - 1].m.id;
+        metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
         if (n == r->cfg->batch_size)
                 r->want_fetch = 1; /* more are likely waiting */
         log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id", (json_int_t)r->hi_id);
@@ -550,6 +589,49 @@ static void lost_connection(struct relay *r, int64_t now)
         r->reconnect_at = now;
 }
 
+/* ---- metrics and readiness ---- */
+
+static void on_stats(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        r->stats_queued = 0;
+        if (error == NULL) {
+                metrics_set(r->metrics, METRICS_PENDING_ROWS, atof(PQgetvalue(res, 0, 0)));
+                metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, atof(PQgetvalue(res, 0, 1)));
+        }
+        PQclear(res);
+}
+
+static void maybe_stats(struct relay *r, int64_t now)
+{
+        metrics_set(r->metrics, METRICS_DB_CONNECTED, db_connected(r->db));
+        metrics_set(r->metrics, METRICS_LEADER, r->leader);
+        metrics_set(r->metrics, METRICS_IN_FLIGHT, r->n_batches);
+        if (r->stats_queued || !db_connected(r->db) || now < r->next_stats_at)
+                return;
+        r->stats_queued = 1;
+        r->next_stats_at = now + STATS_INTERVAL_MS;
+        db_pending_stats(r->db, on_stats, r);
+}
+
+/* Ready: connected to the database with a usable producer; a connected
+ * standby is ready too (it can take over at once). */
+static int is_ready(void *arg, char *why, size_t whysz)
+{
+        struct relay *r = arg;
+
+        if (!db_connected(r->db)) {
+                snprintf(why, whysz, "not connected to the database");
+                return 0;
+        }
+        if (producer_fatal(r->producer, NULL, 0)) {
+                snprintf(why, whysz, "the Kafka producer is being rebuilt");
+                return 0;
+        }
+        return 1;
+}
+
 /* ---- the loop ---- */
 
 static void try_connect(struct relay *r, int64_t now)
@@ -562,6 +644,9 @@ static void try_connect(struct relay *r, int64_t now)
 
         if (rc == 0) {
                 log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
+                if (r->connected_once++)
+                        metrics_add(r->metrics, METRICS_DB_RECONNECTS, 1);
+                r->next_stats_at = now;
                 r->reconnect_attempt = 0;
                 r->want_fetch = 1;
                 r->next_lock_at = now;
@@ -591,7 +676,8 @@ static int rebuild_producer(struct relay *r)
         producer_fatal(r->producer, err, sizeof(err));
         log_warn(r->lg, "rebuilding the Kafka producer", "{s:s}", "reason", err);
         producer_free(r->producer); /* reports every outstanding message as purged */
-        r->producer = producer_new(r->cfg, r->lg, on_delivery, r, err, sizeof(err));
+        metrics_add(r->metrics, METRICS_PRODUCER_REBUILDS, 1);
+        r->producer = producer_new(r->cfg, r->lg, r->metrics, on_delivery, r, err, sizeof(err));
         if (r->producer == NULL) {
                 snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", err);
                 return -1;
@@ -668,9 +754,11 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
         r->next_poll_at = now;
         try_connect(r, now);
         for (;;) {
-                struct pollfd fds[3] = {{r->sig_fd, POLLIN, 0},
+                struct pollfd fds[4] = {{r->sig_fd, POLLIN, 0},
                                         {producer_fd(r->producer), POLLIN, 0},
-                                        {db_socket(r->db), POLLIN, 0}};
+                                        {db_socket(r->db), POLLIN, 0},
+                                        {r->http != NULL ? http_fd(r->http) : -1, POLLIN, 0}};
+                int timeout;
                 int notified = 0;
 
                 if (r->fatal_schema) {
@@ -688,7 +776,11 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 }
                 if (db_wants_write(r->db))
                         fds[2].events |= POLLOUT;
-                if (poll(fds, 3, loop_timeout(r, now)) < 0 && errno != EINTR) {
+                timeout = loop_timeout(r, now);
+                if (r->http != NULL && http_timeout_ms(r->http) >= 0 &&
+                    http_timeout_ms(r->http) < timeout)
+                        timeout = http_timeout_ms(r->http);
+                if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
                         snprintf(errbuf, errsz, "poll: %s", strerror(errno));
                         return -1;
                 }
@@ -711,6 +803,9 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 run_timers(r, now);
                 maybe_lock(r, now);
                 maybe_fetch(r);
+                maybe_stats(r, now);
+                if (r->http != NULL)
+                        http_serve(r->http);
         }
         log_info(r->lg, "stopped", NULL);
         return 0;

@@ -1,0 +1,56 @@
+/* metrics: the relay's counters, gauges and histograms, rendered in the
+ * Prometheus text format. Updated and read in the relay's thread only (the
+ * HTTP endpoint is served from the same loop), so nothing here locks. */
+#ifndef OUTBOX_METRICS_H
+#define OUTBOX_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-topic message counters. */
+enum metrics_topic_counter {
+        METRICS_PUBLISHED,     /* acknowledged by Kafka */
+        METRICS_FAILED,        /* failed attempts (rejected by Kafka or the relay) */
+        METRICS_RETRIED,       /* failures scheduled for another attempt */
+        METRICS_DEAD_LETTERED, /* moved to the dead letters */
+        METRICS_TOPIC_COUNTERS
+};
+
+enum metrics_counter { METRICS_PRODUCER_REBUILDS, METRICS_DB_RECONNECTS, METRICS_COUNTERS };
+
+enum metrics_gauge {
+        METRICS_PENDING_ROWS,
+        METRICS_OLDEST_PENDING_AGE,
+        METRICS_DB_CONNECTED,
+        METRICS_KAFKA_CONNECTED,
+        METRICS_LEADER,
+        METRICS_KAFKA_QUEUE,
+        METRICS_IN_FLIGHT,
+        METRICS_GAUGES
+};
+
+enum metrics_histogram {
+        METRICS_BATCH_ROWS,  /* rows per fetched batch */
+        METRICS_ACK_SECONDS, /* produce to delivery report */
+        METRICS_HISTOGRAMS
+};
+
+struct metrics;
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+/* topic is copied the first time it is seen. */
+void metrics_topic_add(struct metrics *m, enum metrics_topic_counter c, const char *topic,
+                       uint64_t n);
+void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n);
+void metrics_set(struct metrics *m, enum metrics_gauge g, double v);
+double metrics_get(const struct metrics *m, enum metrics_gauge g);
+void metrics_observe(struct metrics *m, enum metrics_histogram h, double v);
+/* Round-trip time of a broker, from librdkafka's statistics. */
+void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds);
+
+/* The exposition text (malloc'ed, NUL-terminated), or NULL when out of memory. */
+char *metrics_render(const struct metrics *m, size_t *len);
+
+#endif

@@ -1,0 +1,263 @@
+/* metrics: keeps the numbers operators alert on and writes them in the
+ * Prometheus text exposition format (version 0.0.4). Names follow the
+ * Prometheus conventions: outbox_relay_..._total for counters, base units
+ * (seconds) in the name. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREFIX "outbox_relay_"
+
+struct topic_counts {
+        char *topic;
+        uint64_t n[METRICS_TOPIC_COUNTERS];
+};
+
+struct broker_rtt {
+        char *broker;
+        double seconds;
+};
+
+static const double batch_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                    0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
+#define MAX_BOUNDS 16
+
+struct histogram {
+        const double *bounds;
+        size_t n_bounds;
+        uint64_t buckets[MAX_BOUNDS]; /* not cumulative: rendered cumulatively */
+        uint64_t count;
+        double sum;
+};
+
+struct metrics {
+        struct topic_counts *topics;
+        size_t n_topics;
+        size_t last_topic; /* the hot path usually repeats a topic */
+        uint64_t counters[METRICS_COUNTERS];
+        double gauges[METRICS_GAUGES];
+        struct histogram hists[METRICS_HISTOGRAMS];
+        struct broker_rtt *brokers;
+        size_t n_brokers;
+};
+
+static const struct {
+        const char *name, *help;
+} topic_info[METRICS_TOPIC_COUNTERS] = {
+    {"messages_published_total", "Messages acknowledged by Kafka and marked sent."},
+    {"messages_failed_total", "Publish attempts that failed for a reason of the message."},
+    {"messages_retried_total", "Failed messages scheduled for another attempt."},
+    {"messages_dead_lettered_total", "Messages moved to the dead-letter table."},
+};
+
+static const struct {
+        const char *name, *help;
+} counter_info[METRICS_COUNTERS] = {
+    {"producer_rebuilds_total", "Kafka producers rebuilt after a fatal error."},
+    {"database_reconnects_total", "Successful database connections after the first."},
+};
+
+static const struct {
+        const char *name, *help;
+} gauge_info[METRICS_GAUGES] = {
+    {"pending_rows", "Rows waiting to be published."},
+    {"oldest_pending_age_seconds", "Age of the oldest pending row: the outbox lag."},
+    {"database_connected", "1 when connected to the database."},
+    {"kafka_connected", "1 when at least one Kafka broker is up."},
+    {"leader", "1 when this relay holds the leader lock and publishes; 0 on a standby."},
+    {"kafka_queue_messages", "Messages in librdkafka's queues, waiting or in flight."},
+    {"in_flight_batches", "Batches fetched and not yet marked."},
+};
+
+static const struct {
+        const char *name, *help;
+} hist_info[METRICS_HISTOGRAMS] = {
+    {"batch_rows", "Rows per batch fetched from the outbox."},
+    {"publish_ack_seconds", "Time from handing a message to the producer to Kafka's ack."},
+};
+
+struct metrics *metrics_new(void)
+{
+        struct metrics *m = calloc(1, sizeof(*m));
+
+        if (m == NULL)
+                return NULL;
+        m->hists[METRICS_BATCH_ROWS].bounds = batch_bounds;
+        m->hists[METRICS_BATCH_ROWS].n_bounds = sizeof(batch_bounds) / sizeof(batch_bounds[0]);
+        m->hists[METRICS_ACK_SECONDS].bounds = ack_bounds;
+        m->hists[METRICS_ACK_SECONDS].n_bounds = sizeof(ack_bounds) / sizeof(ack_bounds[0]);
+        return m;
+}
+
+void metrics_free(struct metrics *m)
+{
+        if (m == NULL)
+                return;
+        for (size_t i = 0; i < m->n_topics; i++)
+                free(m->topics[i].topic);
+        for (size_t i = 0; i < m->n_brokers; i++)
+                free(m->brokers[i].broker);
+        free(m->topics);
+        free(m->brokers);
+        free(m);
+}
+
+void metrics_topic_add(struct metrics *m, enum metrics_topic_counter c, const char *topic,
+                       uint64_t n)
+{
+        struct topic_counts *grown;
+        size_t i;
+
+        if (m->n_topics > 0 && strcmp(m->topics[m->last_topic].topic, topic) == 0) {
+                m->topics[m->last_topic].n[c] += n;
+                return;
+        }
+        for (i = 0; i < m->n_topics; i++)
+                if (strcmp(m->topics[i].topic, topic) == 0)
+                        break;
+        if (i == m->n_topics) {
+                char *copy = strdup(topic);
+
+                grown = realloc(m->topics, (m->n_topics + 1) * sizeof(*grown));
+                if (copy == NULL || grown == NULL) {
+                        free(copy);
+                        if (grown != NULL)
+                                m->topics = grown;
+                        return; /* a lost sample beats a crash */
+                }
+                m->topics = grown;
+                memset(&m->topics[i], 0, sizeof(m->topics[i]));
+                m->topics[i].topic = copy;
+                m->n_topics++;
+        }
+        m->last_topic = i;
+        m->topics[i].n[c] += n;
+}
+
+void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n)
+{
+        m->counters[c] += n;
+}
+
+void metrics_set(struct metrics *m, enum metrics_gauge g, double v)
+{
+        m->gauges[g] = v;
+}
+
+double metrics_get(const struct metrics *m, enum metrics_gauge g)
+{
+        return m->gauges[g];
+}
+
+void metrics_observe(struct metrics *m, enum metrics_histogram h, double v)
+{
+        struct histogram *hg = &m->hists[h];
+        size_t i;
+
+        for (i = 0; i < hg->n_bounds && v > hg->bounds[i]; i++)
+                ;
+        if (i < hg->n_bounds)
+                hg->buckets[i]++;
+        hg->count++;
+        hg->sum += v;
+}
+
+void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds)
+{
+        struct broker_rtt *grown;
+        char *copy;
+
+        for (size_t i = 0; i < m->n_brokers; i++) {
+                if (strcmp(m->brokers[i].broker, broker) == 0) {
+                        m->brokers[i].seconds = seconds;
+                        return;
+                }
+        }
+        copy = strdup(broker);
+        grown = realloc(m->brokers, (m->n_brokers + 1) * sizeof(*grown));
+        if (grown != NULL)
+                m->brokers = grown;
+        if (copy == NULL || grown == NULL) {
+                free(copy);
+                return;
+        }
+        m->brokers[m->n_brokers].broker = copy;
+        m->brokers[m->n_brokers].seconds = seconds;
+        m->n_brokers++;
+}
+
+/* Label values may hold any text: escape as the format requires. */
+static void put_label(FILE *f, const char *v)
+{
+        for (; *v != '\0'; v++) {
+                if (*v == '\\' || *v == '"')
+                        fputc('\\', f);
+                if (*v == '\n')
+                        fputs("\\n", f);
+                else
+                        fputc(*v, f);
+        }
+}
+
+static void header(FILE *f, const char *name, const char *help, const char *type)
+{
+        fprintf(f, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s %s\n", name, help, name, type);
+}
+
+static void render_histogram(FILE *f, const struct histogram *hg, const char *name,
+                             const char *help)
+{
+        uint64_t cumulative = 0;
+
+        header(f, name, help, "histogram");
+        for (size_t i = 0; i < hg->n_bounds; i++) {
+                cumulative += hg->buckets[i];
+                fprintf(f, PREFIX "%s_bucket{le=\"%g\"} %llu\n", name, hg->bounds[i],
+                        (unsigned long long)cumulative);
+        }
+        fprintf(f, PREFIX "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)hg->count);
+        fprintf(f, PREFIX "%s_sum %.6f\n" PREFIX "%s_count %llu\n", name, hg->sum, name,
+                (unsigned long long)hg->count);
+}
+
+char *metrics_render(const struct metrics *m, size_t *len)
+{
+        char *buf = NULL;
+        FILE *f = open_memstream(&buf, len);
+
+        if (f == NULL)
+                return NULL;
+        for (int c = 0; c < METRICS_TOPIC_COUNTERS; c++) {
+                header(f, topic_info[c].name, topic_info[c].help, "counter");
+                for (size_t i = 0; i < m->n_topics; i++) {
+                        fprintf(f, PREFIX "%s{topic=\"", topic_info[c].name);
+                        put_label(f, m->topics[i].topic);
+                        fprintf(f, "\"} %llu\n", (unsigned long long)m->topics[i].n[c]);
+                }
+        }
+        for (int c = 0; c < METRICS_COUNTERS; c++) {
+                header(f, counter_info[c].name, counter_info[c].help, "counter");
+                fprintf(f, PREFIX "%s %llu\n", counter_info[c].name,
+                        (unsigned long long)m->counters[c]);
+        }
+        for (int g = 0; g < METRICS_GAUGES; g++) {
+                header(f, gauge_info[g].name, gauge_info[g].help, "gauge");
+                fprintf(f, PREFIX "%s %.17g\n", gauge_info[g].name, m->gauges[g]);
+        }
+        header(f, "kafka_broker_rtt_seconds", "Average round-trip time to each broker.", "gauge");
+        for (size_t i = 0; i < m->n_brokers; i++) {
+                fputs(PREFIX "kafka_broker_rtt_seconds{broker=\"", f);
+                put_label(f, m->brokers[i].broker);
+                fprintf(f, "\"} %.6f\n", m->brokers[i].seconds);
+        }
+        for (int h = 0; h < METRICS_HISTOGRAMS; h++)
+                render_histogram(f, &m->hists[h], hist_info[h].name, hist_info[h].help);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
