@@ -1,4 +1,4 @@
-/* admin: the operator commands besides `run`: migrate and replay. Each
+/* admin: the operator commands besides `run`: migrate, replay, status and dlq. Each
  * connects, does its work, prints a human-readable result on stdout and
  * returns an exit code for main (0 ok, 1 runtime failure). */
 #ifndef OUTBOX_ADMIN_H
@@ -11,5 +11,10 @@ int admin_migrate(const struct config *cfg, struct log *lg);
 /* Resets sent rows matching cfg->replay_* filters to pending (or, with
  * --dry-run, only counts them) through the outbox.replay() function. */
 int admin_replay(const struct config *cfg, struct log *lg);
+/* Backlog, lag, dead letters, recent throughput and the connected relays
+ * (which one leads); --json for scripts. */
+int admin_status(const struct config *cfg, struct log *lg);
+/* `dlq list` and `dlq requeue` (cfg->args[0]); 2 on a usage error. */
+int admin_dlq(const struct config *cfg, struct log *lg);
 
 #endif

@@ -53,6 +53,10 @@ int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg);
 /* Pending rows: count and age in seconds of the oldest (one row, two columns). */
 int db_pending_stats(struct db *db, db_done_cb cb, void *arg);
 
+/* Deletes up to limit sent rows whose sent_at is older than older_than_s
+ * (retention); PQcmdTuples of the result says how many. */
+int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg);
+
 /* For the loop: the socket, and whether output is waiting to be flushed. */
 int db_socket(const struct db *db);
 int db_wants_write(const struct db *db);

@@ -16,7 +16,12 @@ enum metrics_topic_counter {
         METRICS_TOPIC_COUNTERS
 };
 
-enum metrics_counter { METRICS_PRODUCER_REBUILDS, METRICS_DB_RECONNECTS, METRICS_COUNTERS };
+enum metrics_counter {
+        METRICS_PRODUCER_REBUILDS,
+        METRICS_DB_RECONNECTS,
+        METRICS_RETENTION_DELETED,
+        METRICS_COUNTERS
+};
 
 enum metrics_gauge {
         METRICS_PENDING_ROWS,

@@ -75,6 +75,11 @@ CREATE INDEX events_pending_idx ON :"schema".events (id) WHERE status = 'pending
 CREATE INDEX events_failing_key_idx ON :"schema".events (key, id)
     WHERE status = 'pending' AND attempts > 0;
 
+-- Retention and `outbox-relay status` look up sent rows by time; a BRIN
+-- index is tiny and nearly free to maintain, since sent_at grows with the
+-- table.
+CREATE INDEX events_sent_at_brin ON :"schema".events USING brin (sent_at);
+
 CREATE TABLE :"schema".dead_letters (
     id               bigint PRIMARY KEY, -- the id the row had in events
     event_id         uuid NOT NULL,

@@ -1,4 +1,4 @@
-/* admin: the `migrate` and `replay` commands. Each opens its own blocking
+/* admin: the operator commands: migrate, replay, status and dlq. Each opens its own blocking
  * connection, does one thing, prints one line for the operator on stdout
  * (errors on stderr) and returns main's exit code. */
 #include "admin.h"
@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "db.h"
 #include "migrate.h"
 
 /* libpq's text (which may span lines: "...failed: ...\n\tIs the server
@@ -165,6 +166,236 @@ int admin_replay(const struct config *cfg, struct log *lg)
         rc = 0;
 out:
         PQclear(res);
+        PQfreemem(ident);
+        PQfinish(conn);
+        return rc;
+}
+
+/* Connects and checks the schema; *ident gets the quoted schema name. */
+static PGconn *connect_checked(const struct config *cfg, const char *cmd, char **ident)
+{
+        char errbuf[1024];
+        PGconn *conn = connect_db(cfg, cmd);
+
+        if (conn == NULL)
+                return NULL;
+        if (migrate_check(conn, cfg->schema, errbuf, sizeof(errbuf)) != 0) {
+                fail(cmd, errbuf);
+                goto fail;
+        }
+        *ident = PQescapeIdentifier(conn, cfg->schema, strlen(cfg->schema));
+        if (*ident == NULL) {
+                fail(cmd, "cannot quote the schema name");
+                goto fail;
+        }
+        return conn;
+fail:
+        PQfinish(conn);
+        return NULL;
+}
+
+/* Runs a query that returns rows; on error prints it and returns NULL. */
+static PGresult *query(PGconn *conn, const char *cmd, const char *sql, int n,
+                       const char *const *params)
+{
+        PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+        char msg[1024];
+
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+                return res;
+        one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) != NULL
+                     ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                     : PQerrorMessage(conn),
+                 msg, sizeof(msg));
+        fail(cmd, msg);
+        PQclear(res);
+        return NULL;
+}
+
+/* Prints a JSON value on stdout, or says why it could not. */
+static int print_json(json_t *v, const char *cmd)
+{
+        char *text = v != NULL ? json_dumps(v, JSON_INDENT(2)) : NULL;
+
+        json_decref(v);
+        if (text == NULL) {
+                fail(cmd, "out of memory");
+                return 1;
+        }
+        puts(text);
+        free(text);
+        return 0;
+}
+
+int admin_status(const struct config *cfg, struct log *lg)
+{
+        char sql[1024], lock_class[16];
+        const char *params[2] = {lock_class, cfg->schema};
+        PGresult *res = NULL, *who = NULL;
+        char *ident = NULL;
+        int rc = 1;
+        PGconn *conn = connect_checked(cfg, "status", &ident);
+
+        (void)lg;
+        if (conn == NULL)
+                return 1;
+        snprintf(sql, sizeof(sql),
+                 "SELECT (SELECT count(*) FROM %s.events WHERE status = 'pending'),"
+                 " (SELECT coalesce(round(extract(epoch FROM now() - min(created_at)), 3), 0)"
+                 "  FROM %s.events WHERE status = 'pending'),"
+                 " (SELECT count(*) FROM %s.dead_letters),"
+                 " (SELECT count(*) FROM %s.events"
+                 "  WHERE status = 'sent' AND sent_at > now() - interval '1 minute')",
+                 ident, ident, ident, ident);
+        res = query(conn, "status", sql, 0, NULL);
+        if (res == NULL)
+                goto out;
+        /* Relay sessions are named outbox-relay/<instance>; the leader is
+         * the one holding this schema's advisory lock. */
+        snprintf(lock_class, sizeof(lock_class), "%d", DB_LEADER_LOCK_CLASS);
+        who = query(
+            conn, "status",
+            "SELECT substr(a.application_name, 14), a.pid, host(a.client_addr),"
+            " a.backend_start, l.pid IS NOT NULL"
+            " FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid"
+            " AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            " AND l.classid = $1::bigint::oid"
+            " AND l.objid = (hashtext($2)::bigint & 4294967295)::oid"
+            " WHERE a.application_name LIKE 'outbox-relay/%' AND a.datname = current_database()"
+            " ORDER BY 5 DESC, 1",
+            2, params);
+        if (who == NULL)
+                goto out;
+        if (cfg->json) {
+                json_t *instances = json_array();
+
+                for (int i = 0; i < PQntuples(who); i++)
+                        json_array_append_new(
+                            instances,
+                            json_pack("{s:s,s:i,s:s?,s:s,s:s}", "instance", PQgetvalue(who, i, 0),
+                                      "pid", atoi(PQgetvalue(who, i, 1)), "client",
+                                      PQgetisnull(who, i, 2) ? NULL : PQgetvalue(who, i, 2),
+                                      "connected_since", PQgetvalue(who, i, 3), "role",
+                                      strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader"
+                                                                              : "standby"));
+                rc = print_json(json_pack("{s:s,s:I,s:f,s:I,s:I,s:o}", "schema", cfg->schema,
+                                          "pending", (json_int_t)atoll(PQgetvalue(res, 0, 0)),
+                                          "oldest_pending_age_seconds", atof(PQgetvalue(res, 0, 1)),
+                                          "dead_letters", (json_int_t)atoll(PQgetvalue(res, 0, 2)),
+                                          "sent_last_minute",
+                                          (json_int_t)atoll(PQgetvalue(res, 0, 3)), "instances",
+                                          instances),
+                                "status");
+                goto out;
+        }
+        printf("schema:             %s\n"
+               "pending:            %s\n"
+               "oldest pending age: %s s\n"
+               "dead letters:       %s\n"
+               "sent last minute:   %s\n",
+               cfg->schema, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+               PQgetvalue(res, 0, 3));
+        if (PQntuples(who) == 0)
+                printf("relays:             none connected\n");
+        for (int i = 0; i < PQntuples(who); i++)
+                printf("%-20s%s (%s, pid %s, client %s, since %s)\n", i == 0 ? "relays:" : "",
+                       PQgetvalue(who, i, 0),
+                       strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader" : "standby",
+                       PQgetvalue(who, i, 1),
+                       PQgetisnull(who, i, 2) ? "local" : PQgetvalue(who, i, 2),
+                       PQgetvalue(who, i, 3));
+        rc = 0;
+out:
+        PQclear(res);
+        PQclear(who);
+        PQfreemem(ident);
+        PQfinish(conn);
+        return rc;
+}
+
+static int dlq_list(const struct config *cfg, PGconn *conn, const char *ident)
+{
+        char sql[512], limit[16];
+        const char *params[2] = {cfg->replay_topic, limit};
+        PGresult *res;
+        json_t *rows;
+
+        snprintf(limit, sizeof(limit), "%d", cfg->limit);
+        snprintf(sql, sizeof(sql),
+                 "SELECT id, event_id, coalesce(topic, ''), coalesce(key, ''),"
+                 " coalesce(event_type, ''), attempts, reason, dead_at"
+                 " FROM %s.dead_letters WHERE $1::text IS NULL OR topic = $1"
+                 " ORDER BY dead_at DESC, id DESC LIMIT $2::int",
+                 ident);
+        res = query(conn, "dlq list", sql, 2, params);
+        if (res == NULL)
+                return 1;
+        if (!cfg->json) {
+                printf("%-10s %-20s %-20s %-8s %-26s %s\n", "ID", "TOPIC", "KEY", "ATTEMPTS",
+                       "DEAD AT", "REASON");
+                for (int i = 0; i < PQntuples(res); i++)
+                        printf("%-10s %-20s %-20s %-8s %-26.26s %s\n", PQgetvalue(res, i, 0),
+                               PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 5),
+                               PQgetvalue(res, i, 7), PQgetvalue(res, i, 6));
+                PQclear(res);
+                return 0;
+        }
+        rows = json_array();
+        for (int i = 0; i < PQntuples(res); i++)
+                json_array_append_new(
+                    rows, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "id",
+                                    (json_int_t)atoll(PQgetvalue(res, i, 0)), "event_id",
+                                    PQgetvalue(res, i, 1), "topic", PQgetvalue(res, i, 2), "key",
+                                    PQgetvalue(res, i, 3), "event_type", PQgetvalue(res, i, 4),
+                                    "attempts", atoi(PQgetvalue(res, i, 5)), "reason",
+                                    PQgetvalue(res, i, 6), "dead_at", PQgetvalue(res, i, 7)));
+        PQclear(res);
+        return print_json(rows, "dlq list");
+}
+
+static int dlq_requeue(const struct config *cfg, PGconn *conn, const char *ident, struct log *lg)
+{
+        char sql[256], id[32];
+        const char *params[3] = {id, cfg->replay_topic, cfg->all ? "true" : "false"};
+        PGresult *res;
+
+        snprintf(id, sizeof(id), "%lld", cfg->id);
+        if (cfg->id == 0)
+                params[0] = NULL;
+        snprintf(sql, sizeof(sql), "SELECT %s.requeue_dead($1::bigint, $2::text, $3::boolean)",
+                 ident);
+        res = query(conn, "dlq requeue", sql, 3, params);
+        if (res == NULL)
+                return 1;
+        printf("requeued %s dead letter(s)\n", PQgetvalue(res, 0, 0));
+        if (lg != NULL)
+                log_info(lg, "dead letters requeued", "{s:s,s:I}", "schema", cfg->schema, "rows",
+                         (json_int_t)atoll(PQgetvalue(res, 0, 0)));
+        PQclear(res);
+        return 0;
+}
+
+int admin_dlq(const struct config *cfg, struct log *lg)
+{
+        const char *sub = cfg->n_args > 0 ? cfg->args[0] : "";
+        char *ident = NULL;
+        PGconn *conn;
+        int rc;
+
+        if (strcmp(sub, "list") != 0 && strcmp(sub, "requeue") != 0) {
+                fail("dlq", "expected a subcommand: dlq list [--topic T] [--limit N] [--json] | "
+                            "dlq requeue --id N | --topic T | --all");
+                return 2;
+        }
+        if (strcmp(sub, "requeue") == 0 && cfg->id == 0 && cfg->replay_topic == NULL && !cfg->all) {
+                fail("dlq requeue", "say which dead letters: --id N, --topic T or --all");
+                return 2;
+        }
+        conn = connect_checked(cfg, "dlq", &ident);
+        if (conn == NULL)
+                return 1;
+        rc = strcmp(sub, "list") == 0 ? dlq_list(cfg, conn, ident)
+                                      : dlq_requeue(cfg, conn, ident, lg);
         PQfreemem(ident);
         PQfinish(conn);
         return rc;

@@ -170,6 +170,13 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  s);
         if (prepare(conn, "outbox_stats", sql, errbuf, errsz) != 0)
                 return -1;
+        snprintf(sql, sizeof(sql),
+                 "DELETE FROM %s.events WHERE id IN (SELECT id FROM %s.events"
+                 " WHERE status = 'sent' AND sent_at < now() - $1 * interval '1 second'"
+                 " LIMIT $2) AND status = 'sent' AND sent_at < now() - $1 * interval '1 second'",
+                 s, s);
+        if (prepare(conn, "outbox_retention", sql, errbuf, errsz) != 0)
+                return -1;
         /* The leader lock of this outbox: one key per schema, held by the
          * session, so it goes away with the connection or the process. */
         snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
@@ -185,12 +192,15 @@ int db_connect(struct db *db, char *errbuf, size_t errsz)
         const char *keys[] = {
             "application_name",    "connect_timeout",  "keepalives", "keepalives_idle",
             "keepalives_interval", "keepalives_count", "dbname",     NULL};
-        const char *vals[] = {"outbox-relay",        "10", "1", "10", "5", "3",
-                              db->cfg->database_url, NULL};
+        char appname[64];
+        const char *vals[] = {appname, "5", "1", "10", "5", "3", db->cfg->database_url, NULL};
         char *schema = NULL, *channel = NULL, sql[256];
         PGconn *conn;
         int rc = -1;
 
+        /* Sessions show up as outbox-relay/<instance> in pg_stat_activity,
+         * which is how `outbox-relay status` names the leader. */
+        snprintf(appname, sizeof(appname), "outbox-relay/%s", db->cfg->instance_id);
         db_disconnect(db, "reconnecting");
         conn = PQconnectdbParams(keys, vals, 1);
         if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
@@ -358,6 +368,16 @@ int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
 int db_pending_stats(struct db *db, db_done_cb cb, void *arg)
 {
         return enqueue(db, "outbox_stats", 0, NULL, 0, cb, arg);
+}
+
+int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg)
+{
+        char a[16], l[16];
+        char *params[2] = {a, l};
+
+        snprintf(a, sizeof(a), "%d", older_than_s);
+        snprintf(l, sizeof(l), "%d", limit);
+        return enqueue(db, "outbox_retention", 2, params, 0, cb, arg);
 }
 
 int db_socket(const struct db *db)

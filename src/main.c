@@ -24,6 +24,8 @@ static const struct command {
     {"run", CONFIG_NEED_DB | CONFIG_NEED_KAFKA, "publish outbox rows to Kafka until stopped"},
     {"migrate", CONFIG_NEED_DB, "create or upgrade the outbox schema"},
     {"replay", CONFIG_NEED_DB, "set sent rows back to pending (needs a filter)"},
+    {"status", CONFIG_NEED_DB, "backlog, lag, dead letters and which relay leads"},
+    {"dlq", CONFIG_NEED_DB, "dlq list | dlq requeue: inspect or requeue dead letters"},
 };
 
 static void usage(FILE *out)
@@ -110,8 +112,12 @@ int main(int argc, char **argv)
                 rc = run(cfg, lg);
         else if (strcmp(cmd->name, "migrate") == 0)
                 rc = admin_migrate(cfg, lg);
-        else
+        else if (strcmp(cmd->name, "replay") == 0)
                 rc = admin_replay(cfg, lg);
+        else if (strcmp(cmd->name, "status") == 0)
+                rc = admin_status(cfg, lg);
+        else
+                rc = admin_dlq(cfg, lg);
 out:
         log_free(lg);
         config_free(cfg);

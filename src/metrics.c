@@ -58,6 +58,7 @@ static const struct {
 } counter_info[METRICS_COUNTERS] = {
     {"producer_rebuilds_total", "Kafka producers rebuilt after a fatal error."},
     {"database_reconnects_total", "Successful database connections after the first."},
+    {"retention_deleted_rows_total", "Sent rows deleted by retention."},
 };
 
 static const struct {

@@ -72,6 +72,8 @@ struct relay {
         struct http *http; /* NULL unless --http-listen */
         int64_t next_stats_at;
         int stats_queued, connected_once;
+        int retention_queued;
+        int64_t next_retention_at;
         struct backoff retry_backoff, reconnect_backoff;
         int sig_fd;
 
@@ -110,6 +112,10 @@ static int64_t now_ms(void)
 
 /* How often pending-row figures are refreshed for the metrics. */
 #define STATS_INTERVAL_MS 10000
+/* Retention deletes this many rows per statement, so locks stay short,
+ * and looks again this often once nothing is left to delete. */
+#define RETENTION_BATCH       1000
+#define RETENTION_INTERVAL_MS 10000
 
 static int is_ready(void *arg, char *why, size_t whysz);
 
@@ -615,6 +621,33 @@ static void maybe_stats(struct relay *r, int64_t now)
         db_pending_stats(r->db, on_stats, r);
 }
 
+static void on_retention(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+        long deleted = 0;
+
+        r->retention_queued = 0;
+        if (error != NULL)
+                log_warn(r->lg, "deleting old sent rows failed", "{s:s}", "error", error);
+        else
+                deleted = atol(PQcmdTuples(res));
+        PQclear(res);
+        metrics_add(r->metrics, METRICS_RETENTION_DELETED, (uint64_t)deleted);
+        /* A full batch: more are due, go on as soon as the relay is idle. */
+        r->next_retention_at = now_ms() + (deleted == RETENTION_BATCH ? 0 : RETENTION_INTERVAL_MS);
+}
+
+/* Retention runs on the leader only, and only while nothing else waits
+ * for the database, so it never delays publishing. */
+static void maybe_retention(struct relay *r, int64_t now)
+{
+        if (r->cfg->retention_s == 0 || !r->leader || r->retention_queued || !db_connected(r->db) ||
+            !db_idle(r->db) || now < r->next_retention_at)
+                return;
+        r->retention_queued = 1;
+        db_delete_sent(r->db, r->cfg->retention_s, RETENTION_BATCH, on_retention, r);
+}
+
 /* Ready: connected to the database with a usable producer; a connected
  * standby is ready too (it can take over at once). */
 static int is_ready(void *arg, char *why, size_t whysz)
@@ -804,6 +837,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 maybe_lock(r, now);
                 maybe_fetch(r);
                 maybe_stats(r, now);
+                maybe_retention(r, now);
                 if (r->http != NULL)
                         http_serve(r->http);
         }

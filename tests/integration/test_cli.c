@@ -230,6 +230,82 @@ START_TEST(readme_configuration_table_is_current)
 }
 END_TEST
 
+START_TEST(status_and_dead_letters)
+{
+        char *ci = fx_pg_create_db(pg, "cli_status");
+        char *out = NULL, conninfo[512];
+        PGconn *c, *fake;
+
+        fx_migrate(ci, NULL);
+        c = fx_db_connect(ci);
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload, created_at) "
+               "SELECT 't', 'k', '{}', now() - interval '90 seconds' FROM generate_series(1, 3)");
+        fx_sql(
+            c,
+            "INSERT INTO outbox.dead_letters (id, event_id, topic, key, headers, created_at,"
+            " attempts, reason) VALUES"
+            " (100, gen_random_uuid(), 'orders', 'o1', '{}', now(), 10, 'Broker: Message size too "
+            "large'),"
+            " (101, gen_random_uuid(), 'users', 'u1', '{}', now(), 10, 'no route for event_type "
+            "\"x\"'),"
+            " (102, gen_random_uuid(), 'orders', 'o2', '{}', now(), 10, 'Local: Unknown topic')");
+
+        /* A session that looks like a leading relay: named like one and
+         * holding this schema's leader lock. */
+        snprintf(conninfo, sizeof(conninfo), "%s application_name=outbox-relay/pod-a", ci);
+        fake = fx_db_connect(conninfo);
+        fx_sql(fake, "SELECT pg_advisory_lock(%d, hashtext('outbox'))", 0x6f627278);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"status", "--database-url", ci, NULL}), 0);
+        ck_assert_msg(strstr(out, "pending:            3") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "dead letters:       3") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "pod-a (leader") != NULL, "%s", out);
+        free(out);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"status", "--database-url", ci, "--json", NULL}),
+            0);
+        ck_assert_msg(strstr(out, "\"role\": \"leader\"") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "\"pending\": 3") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "\"oldest_pending_age_seconds\": 9") != NULL, "%s", out);
+        free(out);
+        PQfinish(fake);
+
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"dlq", "list", "--database-url", ci, "--topic",
+                                                    "orders", "--json", NULL}),
+                         0);
+        ck_assert_msg(strstr(out, "\"id\": 100") != NULL && strstr(out, "\"id\": 102") != NULL &&
+                          strstr(out, "\"id\": 101") == NULL,
+                      "%s", out);
+        ck_assert_ptr_nonnull(strstr(out, "Message size too large"));
+        free(out);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"dlq", "requeue", "--database-url", ci, NULL}),
+            2);
+        ck_assert_ptr_nonnull(strstr(out, "--all"));
+        free(out);
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"dlq", "requeue", "--database-url", ci, "--id",
+                                                    "101", NULL}),
+                         0);
+        ck_assert_msg(strstr(out, "requeued 1 dead letter") != NULL, "%s", out);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE id = 101 AND"
+                                       " status = 'pending'"),
+                         1);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL,
+                      (const char *[]){"dlq", "requeue", "--database-url", ci, "--all", NULL}),
+            0);
+        ck_assert_msg(strstr(out, "requeued 2 dead letter") != NULL, "%s", out);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.dead_letters"), 0);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("cli");
@@ -246,6 +322,7 @@ int main(void)
         tcase_set_timeout(db, 120);
         tcase_add_test(db, run_without_schema_says_migrate);
         tcase_add_test(db, migrate_twice_then_replay);
+        tcase_add_test(db, status_and_dead_letters);
         suite_add_tcase(s, offline);
         suite_add_tcase(s, db);
         sr = srunner_create(s);
