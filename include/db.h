@@ -36,8 +36,11 @@ int db_connected(const struct db *db);
 
 /* Fetch due pending rows with id > after_id in id order (binary results):
  * columns id, event_id, topic, key, event_type, payload, payload_bytes,
- * headers, created_at, attempts. */
-int db_fetch(struct db *db, int64_t after_id, int limit, db_done_cb cb, void *arg);
+ * headers, created_at, attempts. With hold_keys, rows whose key has an
+ * earlier failed row still pending are left out. */
+int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_cb cb, void *arg);
+/* Whether any pending row has failed before (one boolean "t"/"f"). */
+int db_any_failing(struct db *db, db_done_cb cb, void *arg);
 /* Mark rows sent with their partition and offset, in one statement. */
 int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
             const int64_t *offsets, db_done_cb cb, void *arg);
@@ -58,8 +61,10 @@ int db_pending_stats(struct db *db, db_done_cb cb, void *arg);
 int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg);
 
 /* For the loop: the socket, and whether output is waiting to be flushed. */
-int db_socket(const struct db *db);
-int db_wants_write(const struct db *db);
+/* Sessions: one reader (fetch, LISTEN, the leader lock) and two writers. */
+#define DB_LANES 3
+int db_socket(const struct db *db, int lane);
+int db_wants_write(const struct db *db, int lane);
 /* No query queued or running. */
 int db_idle(const struct db *db);
 

@@ -1,6 +1,9 @@
-/* db: the relay's PostgreSQL session. Setup is blocking and short; after
+/* db: the relay's PostgreSQL sessions. Setup is blocking and short; after
  * that every query goes through a FIFO and is sent with the asynchronous
- * libpq calls, so delivery reports keep being served while a query runs. */
+ * libpq calls, so delivery reports keep being served while a query runs.
+ * Two sessions ("lanes") work in parallel: one reads (fetch, LISTEN, the
+ * leader lock), one writes (marks, failures, retention), so marking a
+ * batch never waits behind fetching the next one. */
 #include "db.h"
 
 #include <stdio.h>
@@ -22,13 +25,20 @@ struct db_op {
         PGresult *res; /* first result, kept until the query completes */
 };
 
+struct lane {
+        PGconn *conn;
+        struct db_op *head, *tail;
+        int sent;   /* head has been sent */
+        int queued; /* ops in the FIFO, to spread writes over the writers */
+};
+
 struct db {
         const struct config *cfg;
         struct log *lg;
-        PGconn *conn;
-        struct db_op *head, *tail;
-        int sent; /* head has been sent */
+        struct lane lanes[DB_LANES];
 };
+
+enum { READER = 0 }; /* lanes 1 .. DB_LANES-1 write */
 
 struct db *db_new(const struct config *cfg, struct log *lg)
 {
@@ -50,28 +60,34 @@ static void op_free(struct db_op *op)
 }
 
 /* Fails every queued query; callbacks may queue new ones, which then fail
- * too because the connection is gone. */
-static void fail_all(struct db *db, const char *why)
+ * too because the connections are gone. */
+static void fail_all(struct lane *l, const char *why)
 {
-        while (db->head != NULL) {
-                struct db_op *op = db->head;
+        while (l->head != NULL) {
+                struct db_op *op = l->head;
 
-                db->head = op->next;
-                if (db->head == NULL)
-                        db->tail = NULL;
+                l->head = op->next;
+                if (l->head == NULL)
+                        l->tail = NULL;
+                l->queued--;
                 op->cb(op->arg, NULL, why);
                 op_free(op);
         }
-        db->sent = 0;
+        l->sent = 0;
 }
 
+/* Both lanes go together: the leader lock lives on the reader, and a
+ * writer without it must not go on marking for a relay that lost it. */
 void db_disconnect(struct db *db, const char *why)
 {
-        if (db->conn != NULL) {
-                PQfinish(db->conn);
-                db->conn = NULL;
+        for (int i = 0; i < DB_LANES; i++) {
+                if (db->lanes[i].conn != NULL) {
+                        PQfinish(db->lanes[i].conn);
+                        db->lanes[i].conn = NULL;
+                }
         }
-        fail_all(db, why);
+        for (int i = 0; i < DB_LANES; i++)
+                fail_all(&db->lanes[i], why);
 }
 
 void db_free(struct db *db)
@@ -84,7 +100,7 @@ void db_free(struct db *db)
 
 int db_connected(const struct db *db)
 {
-        return db->conn != NULL;
+        return db->lanes[READER].conn != NULL;
 }
 
 /* libpq error messages end with a newline; logs want one line. */
@@ -131,24 +147,38 @@ static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf
         return rc;
 }
 
-/* The relay's statements. Rows of a key whose earlier row failed and waits
- * for its retry are held back (the NOT EXISTS), so retries never reorder a
- * key; the partial index on failing rows keeps that probe cheap. */
+/* The relay's statements. outbox_fetch_held holds back rows of a key whose
+ * earlier row failed and waits for its retry (the NOT EXISTS), so retries
+ * never reorder a key; the partial index on failing rows keeps that probe
+ * cheap, and outbox_fetch skips it while no row is failing. */
 static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
 {
+        static const char cols[] = "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
+                                   " e.payload, e.payload_bytes, e.headers, e.created_at,"
+                                   " e.attempts";
         char sql[1536];
 
         snprintf(sql, sizeof(sql),
-                 "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type, e.payload,"
-                 " e.payload_bytes, e.headers, e.created_at, e.attempts"
-                 " FROM %s.events e"
+                 "%s FROM %s.events e"
+                 " WHERE e.status = 'pending' AND e.id > $1 AND e.next_attempt_at <= now()"
+                 " ORDER BY e.id LIMIT $2",
+                 cols, s);
+        if (prepare(conn, "outbox_fetch", sql, errbuf, errsz) != 0)
+                return -1;
+        snprintf(sql, sizeof(sql),
+                 "%s FROM %s.events e"
                  " WHERE e.status = 'pending' AND e.id > $1 AND e.next_attempt_at <= now()"
                  " AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM %s.events b"
                  " WHERE b.status = 'pending' AND b.attempts > 0 AND b.key = e.key"
                  " AND b.id < e.id))"
                  " ORDER BY e.id LIMIT $2",
-                 s, s);
-        if (prepare(conn, "outbox_fetch", sql, errbuf, errsz) != 0)
+                 cols, s, s);
+        if (prepare(conn, "outbox_fetch_held", sql, errbuf, errsz) != 0)
+                return -1;
+        snprintf(
+            sql, sizeof(sql),
+            "SELECT EXISTS (SELECT 1 FROM %s.events WHERE status = 'pending' AND attempts > 0)", s);
+        if (prepare(conn, "outbox_failing", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
@@ -184,24 +214,22 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
         return prepare(conn, "outbox_lock", sql, errbuf, errsz);
 }
 
-int db_connect(struct db *db, char *errbuf, size_t errsz)
+/* Opens one session: our defaults come before dbname so that settings in
+ * the user's URL (expanded in dbname's place) override them. Keepalives
+ * make a dead peer show up as an error instead of a hang. */
+static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_t errsz)
 {
-        /* Our defaults come before dbname so that settings in the user's
-         * URL (expanded in dbname's place) override them. Keepalives make a
-         * dead peer show up as an error instead of a hang. */
         const char *keys[] = {
             "application_name",    "connect_timeout",  "keepalives", "keepalives_idle",
             "keepalives_interval", "keepalives_count", "dbname",     NULL};
         char appname[64];
         const char *vals[] = {appname, "5", "1", "10", "5", "3", db->cfg->database_url, NULL};
-        char *schema = NULL, *channel = NULL, sql[256];
         PGconn *conn;
-        int rc = -1;
 
-        /* Sessions show up as outbox-relay/<instance> in pg_stat_activity,
-         * which is how `outbox-relay status` names the leader. */
-        snprintf(appname, sizeof(appname), "outbox-relay/%s", db->cfg->instance_id);
-        db_disconnect(db, "reconnecting");
+        /* Sessions show up as outbox-relay/<instance> (the reader, which
+         * holds the leader lock) in pg_stat_activity: `outbox-relay status`
+         * names the leader by it. */
+        snprintf(appname, sizeof(appname), "outbox-relay%s/%s", role, db->cfg->instance_id);
         conn = PQconnectdbParams(keys, vals, 1);
         if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
                 char msg[512];
@@ -209,63 +237,99 @@ int db_connect(struct db *db, char *errbuf, size_t errsz)
                 copy_pq_error(conn != NULL ? PQerrorMessage(conn) : "out of memory", msg,
                               sizeof(msg));
                 snprintf(errbuf, errsz, "cannot connect to the database: %s", msg);
-                goto out;
+                PQfinish(conn);
+                return NULL;
         }
         if (exec_ok(conn, "SET outbox_relay.role = 'relay'", "setting session role", errbuf,
-                    errsz) != 0)
+                    errsz) != 0) {
+                PQfinish(conn);
+                return NULL;
+        }
+        return conn;
+}
+
+int db_connect(struct db *db, char *errbuf, size_t errsz)
+{
+        char *schema = NULL, *channel = NULL, sql[256];
+        PGconn *conns[DB_LANES] = {NULL};
+        int rc = -1;
+
+        db_disconnect(db, "reconnecting");
+        conns[READER] = open_session(db, "", errbuf, errsz);
+        if (conns[READER] == NULL)
                 goto out;
-        if (migrate_check(conn, db->cfg->schema, errbuf, errsz) != 0) {
+        if (migrate_check(conns[READER], db->cfg->schema, errbuf, errsz) != 0) {
                 rc = DB_ERR_SCHEMA;
                 goto out;
         }
-        schema = PQescapeIdentifier(conn, db->cfg->schema, strlen(db->cfg->schema));
+        schema = PQescapeIdentifier(conns[READER], db->cfg->schema, strlen(db->cfg->schema));
         snprintf(sql, sizeof(sql), "%s.events", db->cfg->schema);
-        channel = PQescapeIdentifier(conn, sql, strlen(sql));
+        channel = PQescapeIdentifier(conns[READER], sql, strlen(sql));
         if (schema == NULL || channel == NULL) {
                 snprintf(errbuf, errsz, "cannot quote the schema name");
                 goto out;
         }
-        if (prepare_all(conn, schema, errbuf, errsz) != 0)
-                goto out;
-        snprintf(sql, sizeof(sql), "LISTEN %s", channel);
-        if (exec_ok(conn, sql, "LISTEN", errbuf, errsz) != 0)
-                goto out;
-        if (PQsetnonblocking(conn, 1) != 0) {
-                snprintf(errbuf, errsz, "cannot make the connection non-blocking");
-                goto out;
+        for (int i = 0; i < DB_LANES; i++) {
+                if (i != READER && (conns[i] = open_session(db, "-writer", errbuf, errsz)) == NULL)
+                        goto out;
+                if (prepare_all(conns[i], schema, errbuf, errsz) != 0)
+                        goto out;
+                if (PQsetnonblocking(conns[i], 1) != 0) {
+                        snprintf(errbuf, errsz, "cannot make the connections non-blocking");
+                        goto out;
+                }
         }
-        db->conn = conn;
-        conn = NULL;
+        snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+        if (exec_ok(conns[READER], sql, "LISTEN", errbuf, errsz) != 0)
+                goto out;
+        for (int i = 0; i < DB_LANES; i++) {
+                db->lanes[i].conn = conns[i];
+                conns[i] = NULL;
+        }
         rc = 0;
 out:
         PQfreemem(schema);
         PQfreemem(channel);
-        if (conn != NULL)
-                PQfinish(conn);
+        for (int i = 0; i < DB_LANES; i++)
+                PQfinish(conns[i]);
         return rc;
 }
 
-static int send_head(struct db *db)
+/* The writer with the shortest queue: marks of different batches touch
+ * different rows, so they run in parallel on as many server cores. */
+static int writer(const struct db *db)
 {
-        struct db_op *op = db->head;
+        int best = 1;
+
+        for (int i = 2; i < DB_LANES; i++)
+                if (db->lanes[i].queued < db->lanes[best].queued)
+                        best = i;
+        return best;
+}
+
+static int send_head(struct lane *l)
+{
+        struct db_op *op = l->head;
         const char *values[DB_MAX_PARAMS];
 
         for (int i = 0; i < op->nparams; i++)
                 values[i] = op->params[i];
-        if (!PQsendQueryPrepared(db->conn, op->stmt, op->nparams, values, NULL, NULL,
+        if (!PQsendQueryPrepared(l->conn, op->stmt, op->nparams, values, NULL, NULL,
                                  op->binary_result))
                 return -1;
-        db->sent = 1;
-        return PQflush(db->conn) < 0 ? -1 : 0;
+        l->sent = 1;
+        return PQflush(l->conn) < 0 ? -1 : 0;
 }
 
-/* Queues a query; params are copied. Fails at once when disconnected. */
-static int enqueue(struct db *db, const char *stmt, int nparams, char *const params[],
+/* Queues a query on a lane; params are copied. Fails at once when
+ * disconnected. */
+static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char *const params[],
                    int binary_result, db_done_cb cb, void *arg)
 {
+        struct lane *l = &db->lanes[lane];
         struct db_op *op;
 
-        if (db->conn == NULL) {
+        if (l->conn == NULL) {
                 cb(arg, NULL, "not connected to the database");
                 return -1;
         }
@@ -282,29 +346,36 @@ static int enqueue(struct db *db, const char *stmt, int nparams, char *const par
                 op->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
                 op->nparams++;
         }
-        if (db->tail != NULL)
-                db->tail->next = op;
+        if (l->tail != NULL)
+                l->tail->next = op;
         else
-                db->head = op;
-        db->tail = op;
-        if (!db->sent && send_head(db) != 0) {
+                l->head = op;
+        l->tail = op;
+        l->queued++;
+        if (!l->sent && send_head(l) != 0) {
                 char msg[512];
 
-                copy_pq_error(PQerrorMessage(db->conn), msg, sizeof(msg));
+                copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
                 db_disconnect(db, msg);
                 return -1;
         }
         return 0;
 }
 
-int db_fetch(struct db *db, int64_t after_id, int limit, db_done_cb cb, void *arg)
+int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_cb cb, void *arg)
 {
         char a[24], l[16];
         char *params[2] = {a, l};
 
         snprintf(a, sizeof(a), "%lld", (long long)after_id);
         snprintf(l, sizeof(l), "%d", limit);
-        return enqueue(db, "outbox_fetch", 2, params, 1, cb, arg);
+        return enqueue(db, READER, hold_keys ? "outbox_fetch_held" : "outbox_fetch", 2, params, 1,
+                       cb, arg);
+}
+
+int db_any_failing(struct db *db, db_done_cb cb, void *arg)
+{
+        return enqueue(db, READER, "outbox_failing", 0, NULL, 0, cb, arg);
 }
 
 /* Writes "{v1,v2,...}" for n values printed by fmt. */
@@ -338,7 +409,7 @@ int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitio
                 cb(arg, NULL, "out of memory");
                 rc = -1;
         } else {
-                rc = enqueue(db, "outbox_mark", 3, params, 0, cb, arg);
+                rc = enqueue(db, writer(db), "outbox_mark", 3, params, 0, cb, arg);
         }
         for (int i = 0; i < 3; i++)
                 free(params[i]);
@@ -355,19 +426,19 @@ int db_record_failure(struct db *db, int64_t id, int attempts, const char *error
         snprintf(a, sizeof(a), "%d", attempts);
         snprintf(r, sizeof(r), "%d", retry_ms);
         snprintf(m, sizeof(m), "%d", max_attempts);
-        return enqueue(db, "outbox_fail", 5, params, 0, cb, arg);
+        return enqueue(db, writer(db), "outbox_fail", 5, params, 0, cb, arg);
 }
 
 int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
 {
         char *params[1] = {db->cfg->schema};
 
-        return enqueue(db, "outbox_lock", 1, params, 0, cb, arg);
+        return enqueue(db, READER, "outbox_lock", 1, params, 0, cb, arg);
 }
 
 int db_pending_stats(struct db *db, db_done_cb cb, void *arg)
 {
-        return enqueue(db, "outbox_stats", 0, NULL, 0, cb, arg);
+        return enqueue(db, writer(db), "outbox_stats", 0, NULL, 0, cb, arg);
 }
 
 int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg)
@@ -377,35 +448,41 @@ int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, vo
 
         snprintf(a, sizeof(a), "%d", older_than_s);
         snprintf(l, sizeof(l), "%d", limit);
-        return enqueue(db, "outbox_retention", 2, params, 0, cb, arg);
+        return enqueue(db, writer(db), "outbox_retention", 2, params, 0, cb, arg);
 }
 
-int db_socket(const struct db *db)
+int db_socket(const struct db *db, int lane)
 {
-        return db->conn != NULL ? PQsocket(db->conn) : -1;
+        return db->lanes[lane].conn != NULL ? PQsocket(db->lanes[lane].conn) : -1;
 }
 
-int db_wants_write(const struct db *db)
+int db_wants_write(const struct db *db, int lane)
 {
-        return db->conn != NULL && PQisnonblocking(db->conn) && db->sent && PQflush(db->conn) == 1;
+        const struct lane *l = &db->lanes[lane];
+
+        return l->conn != NULL && l->sent && PQflush(l->conn) == 1;
 }
 
 int db_idle(const struct db *db)
 {
-        return db->head == NULL;
+        for (int i = 0; i < DB_LANES; i++)
+                if (db->lanes[i].head != NULL)
+                        return 0;
+        return 1;
 }
 
 /* The head query has returned all its results: hand them over. */
-static void complete_head(struct db *db)
+static void complete_head(struct lane *l)
 {
-        struct db_op *op = db->head;
+        struct db_op *op = l->head;
         PGresult *res = op->res;
         ExecStatusType st = PQresultStatus(res);
 
-        db->head = op->next;
-        if (db->head == NULL)
-                db->tail = NULL;
-        db->sent = 0;
+        l->head = op->next;
+        if (l->head == NULL)
+                l->tail = NULL;
+        l->queued--;
+        l->sent = 0;
         op->res = NULL;
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
                 op->cb(op->arg, res, NULL);
@@ -420,44 +497,54 @@ static void complete_head(struct db *db)
         op_free(op);
 }
 
-int db_service(struct db *db, int *notified)
+/* Does what is possible on one lane; -1 when its connection broke (or a
+ * callback closed it). */
+static int service_lane(struct db *db, struct lane *l, int *notified)
 {
         PGnotify *n;
 
-        if (db->conn == NULL)
+        if (PQflush(l->conn) < 0 || !PQconsumeInput(l->conn))
                 return -1;
-        if (PQflush(db->conn) < 0 || !PQconsumeInput(db->conn))
-                goto broken;
-        while ((n = PQnotifies(db->conn)) != NULL) {
+        while ((n = PQnotifies(l->conn)) != NULL) {
                 *notified = 1;
                 PQfreemem(n);
         }
-        while (db->sent && !PQisBusy(db->conn)) {
-                PGresult *res = PQgetResult(db->conn);
+        while (l->sent && !PQisBusy(l->conn)) {
+                PGresult *res = PQgetResult(l->conn);
 
                 if (res != NULL) {
-                        if (db->head->res == NULL)
-                                db->head->res = res;
+                        if (l->head->res == NULL)
+                                l->head->res = res;
                         else
                                 PQclear(res);
                         continue;
                 }
-                complete_head(db);
-                if (db->conn == NULL)
+                complete_head(l);
+                if (!db_connected(db) || l->conn == NULL)
                         return -1; /* a callback disconnected */
                 /* A callback may have queued (and so sent) the next one. */
-                if (db->head != NULL && !db->sent && send_head(db) != 0)
-                        goto broken;
+                if (l->head != NULL && !l->sent && send_head(l) != 0)
+                        return -1;
         }
-        if (PQstatus(db->conn) != CONNECTION_OK)
-                goto broken;
-        return 0;
-broken : {
-        char msg[512];
-
-        copy_pq_error(PQerrorMessage(db->conn), msg, sizeof(msg));
-        log_warn(db->lg, "database connection lost", "{s:s}", "error", msg);
-        db_disconnect(db, msg);
-        return -1;
+        return PQstatus(l->conn) == CONNECTION_OK ? 0 : -1;
 }
+
+int db_service(struct db *db, int *notified)
+{
+        for (int i = 0; i < DB_LANES; i++) {
+                struct lane *l = &db->lanes[i];
+                char msg[512];
+
+                if (l->conn == NULL)
+                        return -1;
+                if (service_lane(db, l, notified) == 0)
+                        continue;
+                copy_pq_error(l->conn != NULL ? PQerrorMessage(l->conn) : "connection closed", msg,
+                              sizeof(msg));
+                log_warn(db->lg, "database connection lost", "{s:s,s:s}", "session",
+                         i == READER ? "reader" : "writer", "error", msg);
+                db_disconnect(db, msg);
+                return -1;
+        }
+        return 0;
 }

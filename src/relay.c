@@ -83,8 +83,10 @@ struct relay {
         json_t *held;     /* keys held back behind a failed row, until the pipeline empties */
         int fetch_queued; /* a fetch is running */
         int want_fetch;
-        int rescan;  /* rows were left pending below hi_id: rescan when empty */
-        int barrier; /* stop fetching until the pipeline empties, then rescan */
+        int rescan;           /* rows were left pending below hi_id: rescan when empty */
+        int failing;          /* some pending row failed before: fetch holds keys back */
+        unsigned failing_gen; /* counts recorded failures, to order them with checks */
+        int barrier;          /* stop fetching until the pipeline empties, then rescan */
         int64_t busy_since, next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
         int leader; /* holds the outbox's leader lock: only the leader publishes */
@@ -222,6 +224,7 @@ static int key_held(const struct relay *r, const struct relay_row *row)
 /* ---- finishing a batch: mark sent rows, record failures ---- */
 
 static void batch_check_done(struct relay *r, struct batch *b);
+static void check_failing(struct relay *r);
 
 static void on_marked(void *arg, PGresult *res, const char *error)
 {
@@ -263,6 +266,8 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                                                                : METRICS_RETRIED,
                                   row->topic, 1);
                 if (strcmp(outcome, "retry") == 0) {
+                        r->failing = 1;
+                        r->failing_gen++;
                         int64_t at = now_ms() + row->retry_ms;
 
                         if (r->retry_at == 0 || at < r->retry_at)
@@ -357,6 +362,8 @@ static void batch_check_done(struct relay *r, struct batch *b)
                  * fetch query holds back keys, so rescan from the start. */
                 if (r->barrier || r->rescan)
                         r->want_fetch = 1;
+                if (r->failing && r->leader && db_connected(r->db))
+                        check_failing(r);
                 r->hi_id = 0;
                 r->barrier = 0;
                 r->rescan = 0;
@@ -551,11 +558,42 @@ static void maybe_fetch(struct relay *r)
                 return;
         r->want_fetch = 0;
         r->fetch_queued = 1;
-        db_fetch(r->db, r->hi_id, r->cfg->batch_size, on_fetched, r);
+        db_fetch(r->db, r->hi_id, r->cfg->batch_size, r->failing, on_fetched, r);
+}
+
+/* ---- is any row failing? ---- */
+
+struct failing_check {
+        struct relay *relay;
+        unsigned gen;
+};
+
+static void on_failing(void *arg, PGresult *res, const char *error)
+{
+        struct failing_check *fc = arg;
+
+        /* A failure recorded since the check was sent may be newer than
+         * its snapshot: then keep holding keys back. */
+        if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
+            fc->gen == fc->relay->failing_gen)
+                fc->relay->failing = 0;
+        PQclear(res);
+        free(fc);
+}
+
+/* Asks whether the cheaper fetch, without holding keys back, is safe. */
+static void check_failing(struct relay *r)
+{
+        struct failing_check *fc = malloc(sizeof(*fc));
+
+        if (fc == NULL)
+                return; /* stays holding keys back: slower, still correct */
+        fc->relay = r;
+        fc->gen = r->failing_gen;
+        db_any_failing(r->db, on_failing, fc);
 }
 
 /* ---- leadership ---- */
-
 static void on_lock(void *arg, PGresult *res, const char *error)
 {
         struct relay *r = arg;
@@ -567,6 +605,8 @@ static void on_lock(void *arg, PGresult *res, const char *error)
                 r->leader = 1;
                 r->standby_logged = 0;
                 r->want_fetch = 1;
+                r->failing = 1; /* until checked: a former leader may have left failures */
+                check_failing(r);
                 log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
         } else if (!r->standby_logged) {
                 r->standby_logged = 1;
@@ -786,12 +826,12 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
 
         r->next_poll_at = now;
         try_connect(r, now);
-        for (;;) {
-                struct pollfd fds[4] = {{r->sig_fd, POLLIN, 0},
-                                        {producer_fd(r->producer), POLLIN, 0},
-                                        {db_socket(r->db), POLLIN, 0},
-                                        {r->http != NULL ? http_fd(r->http) : -1, POLLIN, 0}};
-                int timeout;
+        for (;;) { /* signals, producer, http, then the database sessions */
+                struct pollfd fds[3 + DB_LANES] = {
+                    {r->sig_fd, POLLIN, 0},
+                    {producer_fd(r->producer), POLLIN, 0},
+                    {r->http != NULL ? http_fd(r->http) : -1, POLLIN, 0}};
+                int timeout, db_ready = 0;
                 int notified = 0;
 
                 if (r->fatal_schema) {
@@ -807,13 +847,15 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                                  "{s:i}", "batches", r->n_batches);
                         break;
                 }
-                if (db_wants_write(r->db))
-                        fds[2].events |= POLLOUT;
+                for (int lane = 0; lane < DB_LANES; lane++) {
+                        fds[3 + lane].fd = db_socket(r->db, lane);
+                        fds[3 + lane].events = POLLIN | (db_wants_write(r->db, lane) ? POLLOUT : 0);
+                }
                 timeout = loop_timeout(r, now);
                 if (r->http != NULL && http_timeout_ms(r->http) >= 0 &&
                     http_timeout_ms(r->http) < timeout)
                         timeout = http_timeout_ms(r->http);
-                if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
+                if (poll(fds, 3 + DB_LANES, timeout) < 0 && errno != EINTR) {
                         snprintf(errbuf, errsz, "poll: %s", strerror(errno));
                         return -1;
                 }
@@ -821,7 +863,9 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (fds[0].revents)
                         handle_signal(r, now);
                 producer_poll(r->producer);
-                if (fds[2].fd >= 0 && fds[2].revents && db_connected(r->db)) {
+                for (int lane = 0; lane < DB_LANES; lane++)
+                        db_ready |= fds[3 + lane].revents != 0;
+                if (db_ready && db_connected(r->db)) {
                         if (db_service(r->db, &notified) != 0)
                                 lost_connection(r, now);
                         if (notified)
