@@ -33,6 +33,8 @@ struct config {
         int shutdown_timeout_ms; /* grace for in-flight deliveries on SIGTERM */
         int reconnect_max_ms;    /* cap on database reconnect backoff */
         char *http_listen;       /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
+        int busy_poll_ms;        /* fetch interval while events keep coming */
+        int idle_after_ms;       /* quiet time before waiting for notifications again */
         int leader_poll_ms;      /* how often a standby tries to take the leader lock */
         int retention_s;         /* delete sent rows older than this; 0: keep */
         enum config_log_level log_level;

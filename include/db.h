@@ -63,6 +63,10 @@ int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, vo
 /* For the loop: the socket, and whether output is waiting to be flushed. */
 /* Sessions: one reader (fetch, LISTEN, the leader lock) and two writers. */
 #define DB_LANES 3
+
+/* Tells writers whether to notify: true while the relay waits for a
+ * notification, false while it polls on its own. */
+int db_set_waiting(struct db *db, int waiting, db_done_cb cb, void *arg);
 int db_socket(const struct db *db, int lane);
 int db_wants_write(const struct db *db, int lane);
 /* No query queued or running. */

@@ -99,14 +99,26 @@ CREATE TABLE :"schema".dead_letters (
 
 CREATE INDEX dead_letters_topic_idx ON :"schema".dead_letters (topic);
 
+-- Whether the relay is waiting for a notification. A transaction that
+-- issued NOTIFY takes a global lock while it commits, which serialises every
+-- notifying commit (and its WAL flush) in the instance. So writers notify
+-- only while the relay waits; while it is busy it polls on its own and sets
+-- waiting to false. Only the leading relay writes this row.
+CREATE TABLE :"schema".relay_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    waiting   boolean NOT NULL DEFAULT true
+);
+INSERT INTO :"schema".relay_state DEFAULT VALUES;
+
 -- Wake the relay at commit. Statement-level, so a 10,000-row insert sends
 -- one notification; identical notifications in a transaction fold into one.
 -- The relay's own updates (marking rows sent, recording failures) set
 -- outbox_relay.role so they do not wake it again.
 CREATE FUNCTION :"schema".notify_relay() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = :"schema", pg_catalog AS $$
 BEGIN
-    IF current_setting('outbox_relay.role', true) IS DISTINCT FROM 'relay' THEN
+    IF current_setting('outbox_relay.role', true) IS DISTINCT FROM 'relay'
+       AND (SELECT waiting FROM relay_state) THEN
         PERFORM pg_notify(TG_TABLE_SCHEMA || '.events', '');
     END IF;
     RETURN NULL;

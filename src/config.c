@@ -100,6 +100,14 @@ static const struct setting settings[] = {
      "HOST:PORT",
      "Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9400); off when "
      "unset."},
+    {"busy-poll-ms", 0, "OUTBOX_BUSY_POLL_MS", T_INT, OFF(busy_poll_ms), 1, 1000, "2", 0, C_RUN, 0,
+     "MS",
+     "While events keep coming, look for new rows this often instead of asking writers to "
+     "notify (a notifying commit takes a global lock in PostgreSQL)."},
+    {"idle-after-ms", 0, "OUTBOX_IDLE_AFTER_MS", T_INT, OFF(idle_after_ms), 0, 3600000, "1000", 0,
+     C_RUN, 0, "MS",
+     "After this long without new rows, stop polling and wait for notifications again; 0 always "
+     "waits for notifications."},
     {"leader-poll-ms", 0, "OUTBOX_LEADER_POLL_MS", T_INT, OFF(leader_poll_ms), 100, 60000, "1000",
      0, C_RUN, 0, "MS",
      "How often a standby tries to take the leader lock; with several replicas only the lock "

@@ -207,6 +207,9 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  s, s);
         if (prepare(conn, "outbox_retention", sql, errbuf, errsz) != 0)
                 return -1;
+        snprintf(sql, sizeof(sql), "UPDATE %s.relay_state SET waiting = $1::boolean", s);
+        if (prepare(conn, "outbox_waiting", sql, errbuf, errsz) != 0)
+                return -1;
         /* The leader lock of this outbox: one key per schema, held by the
          * session, so it goes away with the connection or the process. */
         snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
@@ -449,6 +452,13 @@ int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, vo
         snprintf(a, sizeof(a), "%d", older_than_s);
         snprintf(l, sizeof(l), "%d", limit);
         return enqueue(db, writer(db), "outbox_retention", 2, params, 0, cb, arg);
+}
+
+int db_set_waiting(struct db *db, int waiting, db_done_cb cb, void *arg)
+{
+        char *params[1] = {waiting ? "true" : "false"};
+
+        return enqueue(db, writer(db), "outbox_waiting", 1, params, 0, cb, arg);
 }
 
 int db_socket(const struct db *db, int lane)

@@ -90,6 +90,8 @@ struct relay {
         int64_t busy_since, next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
         int leader; /* holds the outbox's leader lock: only the leader publishes */
+        int busy;   /* polling on its own; writers were told not to notify */
+        int64_t last_rows_at, next_busy_poll_at;
         int lock_queued;
         int64_t next_lock_at;
         int standby_logged;
@@ -225,6 +227,8 @@ static int key_held(const struct relay *r, const struct relay_row *row)
 
 static void batch_check_done(struct relay *r, struct batch *b);
 static void check_failing(struct relay *r);
+static void go_busy(struct relay *r, int64_t now);
+static void go_waiting(struct relay *r);
 
 static void on_marked(void *arg, PGresult *res, const char *error)
 {
@@ -516,6 +520,7 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
                 PQclear(res);
                 return;
         }
+        go_busy(r, now_ms());
         b = calloc(1, sizeof(*b));
         if (b != NULL)
                 b->rows = calloc((size_t)n, sizeof(*b->rows));
@@ -559,6 +564,39 @@ static void maybe_fetch(struct relay *r)
         r->want_fetch = 0;
         r->fetch_queued = 1;
         db_fetch(r->db, r->hi_id, r->cfg->batch_size, r->failing, on_fetched, r);
+}
+
+/* ---- busy polling or waiting for notifications ---- */
+
+static void on_waiting_set(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        if (error != NULL)
+                log_warn(r->lg, "updating relay_state failed", "{s:s}", "error", error);
+        /* Rows committed by writers that still saw the old flag: look once
+         * more now that every new commit notifies. */
+        else if (!r->busy)
+                r->want_fetch = 1;
+        PQclear(res);
+}
+
+/* Rows keep coming: poll every --busy-poll-ms and let writers commit
+ * without NOTIFY and its global commit lock. */
+static void go_busy(struct relay *r, int64_t now)
+{
+        r->last_rows_at = now;
+        if (r->busy || r->cfg->idle_after_ms == 0)
+                return;
+        r->busy = 1;
+        r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
+        db_set_waiting(r->db, 0, on_waiting_set, r);
+}
+
+static void go_waiting(struct relay *r)
+{
+        r->busy = 0;
+        db_set_waiting(r->db, 1, on_waiting_set, r);
 }
 
 /* ---- is any row failing? ---- */
@@ -607,6 +645,12 @@ static void on_lock(void *arg, PGresult *res, const char *error)
                 r->want_fetch = 1;
                 r->failing = 1; /* until checked: a former leader may have left failures */
                 check_failing(r);
+                /* A former leader may have left relay_state either way. */
+                r->busy = 0;
+                if (r->cfg->idle_after_ms == 0)
+                        go_waiting(r);
+                else
+                        go_busy(r, now_ms());
                 log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
         } else if (!r->standby_logged) {
                 r->standby_logged = 1;
@@ -632,6 +676,7 @@ static void lost_connection(struct relay *r, int64_t now)
         if (r->leader)
                 log_warn(r->lg, "leader lock lost with the database connection", NULL);
         r->leader = 0;
+        r->busy = 0;
         r->reconnect_at = now;
 }
 
@@ -790,6 +835,10 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->next_lock_at;
         if (r->retry_at != 0 && r->retry_at < next)
                 next = r->retry_at;
+        if (r->busy && r->next_busy_poll_at < next)
+                next = r->next_busy_poll_at;
+        if (r->busy && r->last_rows_at + r->cfg->idle_after_ms < next)
+                next = r->last_rows_at + r->cfg->idle_after_ms;
         if (r->n_batches > 0 && !r->barrier && r->busy_since + r->cfg->poll_interval_ms < next)
                 next = r->busy_since + r->cfg->poll_interval_ms;
         if (r->stopping && r->stop_deadline < next)
@@ -803,6 +852,12 @@ static void run_timers(struct relay *r, int64_t now)
                 r->want_fetch = 1; /* notifications are lost while disconnected */
                 r->next_poll_at = now + r->cfg->poll_interval_ms;
         }
+        if (r->busy && now >= r->next_busy_poll_at) {
+                r->want_fetch = 1;
+                r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
+        }
+        if (r->busy && r->leader && now >= r->last_rows_at + r->cfg->idle_after_ms)
+                go_waiting(r);
         if (r->retry_at != 0 && now >= r->retry_at) {
                 r->want_fetch = 1;
                 r->retry_at = 0;

@@ -747,6 +747,69 @@ START_TEST(retention_deletes_old_sent_rows_only)
 }
 END_TEST
 
+/* Counts notifications on conn until the payload "marker" arrives. */
+static int notifications_before_marker(PGconn *conn, int timeout_ms)
+{
+        int64_t deadline = fx_now_ms() + timeout_ms;
+        int count = 0;
+
+        while (fx_now_ms() < deadline) {
+                PGnotify *n;
+
+                ck_assert(PQconsumeInput(conn));
+                while ((n = PQnotifies(conn)) != NULL) {
+                        int marker = strcmp(n->extra, "marker") == 0;
+
+                        PQfreemem(n);
+                        if (marker)
+                                return count;
+                        count++;
+                }
+                usleep(5000);
+        }
+        ck_abort_msg("the marker notification never arrived");
+        return -1;
+}
+
+/* Writers notify only while the relay waits: while it is busy (polling on
+ * its own) their commits skip NOTIFY and its global commit lock. */
+START_TEST(writers_notify_only_while_the_relay_waits)
+{
+        char *ci = fresh_db("notify");
+        PGconn *c = fx_db_connect(ci), *listener = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--idle-after-ms", "200", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+
+        fx_sql(listener, "LISTEN \"outbox.events\"");
+        /* Idle: waiting for notifications, so a commit notifies. */
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'a', '{}')");
+        fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
+        ck_assert_int_eq(notifications_before_marker(listener, 10000), 1);
+        /* Rows arrived: the relay polls on its own and tells writers so. */
+        ck_assert_int_eq(fx_wait_sql(c, 0, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         0);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'b', '{}')");
+        fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
+        ck_assert_int_eq(notifications_before_marker(listener, 10000), 0);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 2, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            2);
+        /* Quiet again: back to waiting, and a new row is woken for. */
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'c', '{}')");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 3, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            3);
+        fx_relay_free(r);
+        PQfinish(listener);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* kcat, an independent Kafka client, sees what the relay published. */
 START_TEST(kcat_reads_the_published_events)
 {
@@ -809,6 +872,7 @@ int main(void)
         tcase_add_test(tc, standby_takes_over_when_the_leader_dies);
         tcase_add_test(tc, metrics_and_probes);
         tcase_add_test(tc, retention_deletes_old_sent_rows_only);
+        tcase_add_test(tc, writers_notify_only_while_the_relay_waits);
         tcase_add_test(tc, kcat_reads_the_published_events);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
