@@ -5,7 +5,10 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config git
       librdkafka-dev libpq-dev libjansson-dev libmicrohttpd-dev check
-      postgresql-15 kcat python3-kafka curl)
+      postgresql-15 kcat python3-kafka curl
+      # tests/packaging: the Helm chart renderer and `docker-compose config`
+      golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
+      docker-compose python3-yaml)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

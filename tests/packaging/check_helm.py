@@ -1,0 +1,476 @@
+#!/usr/bin/python3
+"""Checks the Helm chart helm/outbox-relay without Helm: builds helmrender
+(Go text/template + sprig + Helm's functions, tests/packaging/helmrender) in
+the build directory, renders the chart with the defaults and with overrides,
+and checks what a cluster would get: the manifests parse, the probes hit the
+relay's real paths and port, the database URL reaches the container only
+through a Secret, every OUTBOX_* variable is one the relay reads, and the
+settings that cannot work are refused with a message.
+
+usage: check_helm.py --chart DIR --relay BIN --work DIR
+"""
+
+import argparse
+import base64
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pkgcheck import Checker, RelayProcess, free_port, http_get, relay_env_names, unknown_env  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DB_URL = "postgres://relay:s3cr3t-pw@db.example:5432/app?sslmode=require"
+SASL_PASSWORD = "kafka-s3cr3t"
+METRICS = {
+    "outbox_relay_oldest_pending_age_seconds", "outbox_relay_pending_rows",
+    "outbox_relay_messages_published_total", "outbox_relay_messages_failed_total",
+    "outbox_relay_messages_dead_lettered_total", "outbox_relay_leader",
+    "outbox_relay_database_connected", "outbox_relay_kafka_connected",
+}
+NUMERIC = {"OUTBOX_BATCH_SIZE", "OUTBOX_PIPELINE_DEPTH", "OUTBOX_POLL_INTERVAL_MS",
+           "OUTBOX_RETRY_BASE_MS", "OUTBOX_RETRY_MAX_MS", "OUTBOX_MAX_ATTEMPTS",
+           "OUTBOX_SHUTDOWN_TIMEOUT_MS", "OUTBOX_RECONNECT_MAX_MS", "OUTBOX_LEADER_POLL_MS"}
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def build_renderer(work):
+    go = shutil.which("go")
+    if not go:
+        raise SystemExit("go not found: install golang-go and golang-github-masterminds-sprig-dev "
+                         "(scripts/install-deps.sh)")
+    os.makedirs(work, exist_ok=True)
+    out = os.path.join(work, "helmrender")
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", CGO_ENABLED="0",
+               GOCACHE=os.path.join(work, "gocache"), GOFLAGS="", GOENV="off")
+    subprocess.run([go, "build", "-o", out, "."], cwd=os.path.join(HERE, "helmrender"), env=env,
+                   check=True, timeout=600)
+    return out
+
+
+class Render:
+    def __init__(self, renderer, chart, args):
+        p = subprocess.run([renderer, *args, chart], capture_output=True, text=True, timeout=60)
+        self.rc, self.text, self.err = p.returncode, p.stdout, p.stderr
+        self.docs = [d for d in yaml.safe_load_all(p.stdout) if d] if p.returncode == 0 else []
+
+    def all(self, kind):
+        return [d for d in self.docs if d.get("kind") == kind]
+
+    def get(self, kind, name=None):
+        found = [d for d in self.all(kind) if name is None or d["metadata"]["name"] == name]
+        return found[0] if len(found) == 1 else None
+
+
+def hooks(doc):
+    return set(filter(None, (doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")))
+
+
+def matches(selector, labels):
+    return bool(selector) and all((labels or {}).get(k) == v for k, v in selector.items())
+
+
+def port_of(container, port):
+    """A probe's or Service's port as a number: by name from the container's ports."""
+    if isinstance(port, int):
+        return port
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return p.get("containerPort")
+    return None
+
+
+def env_entry(container, name):
+    found = [e for e in container.get("env") or [] if e.get("name") == name]
+    return found[-1] if found else None
+
+
+def secret_value(secret, key):
+    data = (secret or {}).get("data") or {}
+    if key in data:
+        try:
+            return base64.b64decode(str(data[key]), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return f"<not base64: {data[key]!r}>"
+    return ((secret or {}).get("stringData") or {}).get(key)
+
+
+def check_security(c, pod, container, what):
+    psc, csc = pod.get("securityContext") or {}, container.get("securityContext") or {}
+    non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+    uid = csc.get("runAsUser", psc.get("runAsUser"))
+    c.check(non_root is True, f"{what}: runAsNonRoot true")
+    c.check(uid is None or uid != 0, f"{what}: runAsUser is not 0 (got {uid})")
+    c.check(csc.get("readOnlyRootFilesystem") is True, f"{what}: readOnlyRootFilesystem true")
+    c.check(csc.get("allowPrivilegeEscalation") is False, f"{what}: allowPrivilegeEscalation false")
+    c.check("ALL" in ((csc.get("capabilities") or {}).get("drop") or []), f"{what}: capabilities drop ALL")
+    c.check(csc.get("privileged") in (None, False), f"{what}: not privileged")
+
+
+def check_release(c, r, exp, known, prefixes):
+    """Invariants of every successful render, then the scenario's expectations (exp)."""
+    c.check(r.rc == 0, f"renders (exit {r.rc}): {r.err.strip()[-500:]}")
+    if r.rc != 0:
+        return
+    for d in r.docs:
+        meta = d.get("metadata") or {}
+        c.check(d.get("apiVersion") and d.get("kind") and meta.get("name"),
+                f"document has apiVersion, kind and metadata.name: {str(d)[:80]}")
+        c.check(DNS1123.match(meta.get("name", "")) and len(meta.get("name", "")) <= 63,
+                f"{d.get('kind')} name {meta.get('name')!r} is a DNS-1123 label")
+        for k, v in (meta.get("labels") or {}).items():
+            c.check(isinstance(v, str) and len(v) <= 63, f"{d.get('kind')} label {k}={v!r} is a short string")
+
+    deps = r.all("Deployment")
+    if not c.eq(len(deps), 1, "Deployments"):
+        return
+    dep = deps[0]
+    pod = dep["spec"]["template"]["spec"]
+    pod_labels = dep["spec"]["template"]["metadata"].get("labels") or {}
+    containers = pod.get("containers") or []
+    if not c.eq(len(containers), 1, "containers in the relay pod"):
+        return
+    ctr = containers[0]
+    c.eq(dep["spec"].get("replicas"), exp["replicas"], "Deployment replicas")
+    c.check(matches(dep["spec"]["selector"]["matchLabels"], pod_labels), "Deployment selector matches its pods")
+    c.eq(ctr.get("args"), ["run"], "relay container args")
+    if "image" in exp:
+        c.eq(ctr.get("image"), exp["image"], "relay image")
+
+    # Settings: the ConfigMap behind envFrom, all strings, all known to the relay.
+    cm_refs = [e["configMapRef"]["name"] for e in ctr.get("envFrom") or [] if "configMapRef" in e]
+    c.eq(len(cm_refs), 1, "envFrom ConfigMaps")
+    cm = r.get("ConfigMap", cm_refs[0]) if cm_refs else None
+    if not c.check(cm is not None, f"ConfigMap {cm_refs} of envFrom is rendered"):
+        return
+    data = cm.get("data") or {}
+    for k, v in data.items():
+        c.check(isinstance(v, str), f"ConfigMap {k} is a string (got {v!r})")
+    for k in NUMERIC & data.keys():
+        c.check(re.fullmatch(r"[0-9]+", str(data[k])), f"ConfigMap {k}={data[k]!r} is a plain integer")
+    for k, v in exp.get("config", {}).items():
+        c.eq(data.get(k), v, f"ConfigMap {k}")
+    for k in exp.get("config_absent", []):
+        c.check(k not in data, f"ConfigMap has no {k}")
+    listen = data.get("OUTBOX_HTTP_LISTEN", "")
+    c.eq(listen, f"0.0.0.0:{exp['port']}", "OUTBOX_HTTP_LISTEN")
+    listen_port = int(listen.rsplit(":", 1)[1]) if ":" in listen else None
+
+    env_names = set(data) | {e["name"] for e in ctr.get("env") or []}
+    chart_secrets = [s for s in r.all("Secret") if not hooks(s)]
+    for s in chart_secrets:
+        env_names |= set((s.get("data") or {}).keys())
+    c.eq(unknown_env(env_names, known, prefixes), [], "OUTBOX_* variables the relay does not read")
+
+    # HTTP: container port "http", probes and Service all on the listen port.
+    http = [p for p in ctr.get("ports") or [] if p.get("name") == "http"]
+    c.check(len(http) == 1 and http[0].get("containerPort") == listen_port,
+            f"container port named http is the listen port {listen_port}: {ctr.get('ports')}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (ctr.get(probe) or {}).get("httpGet") or {}
+        c.eq(get.get("path"), path, f"{probe} path")
+        c.eq(port_of(ctr, get.get("port")), listen_port, f"{probe} port")
+        c.check(get.get("scheme", "HTTP") == "HTTP", f"{probe} scheme HTTP")
+    svcs = r.all("Service")
+    if c.eq(len(svcs), 1, "Services"):
+        svc = svcs[0]
+        c.check(matches(svc["spec"]["selector"], pod_labels), "Service selector matches the relay pods")
+        ports = svc["spec"]["ports"]
+        c.check(len(ports) == 1 and ports[0].get("name") == "http"
+                and port_of(ctr, ports[0].get("targetPort")) == listen_port,
+                f"Service port http targets the listen port: {ports}")
+        c.eq(ports[0].get("port"), exp.get("service_port", exp["port"]), "Service port")
+
+    # Only the relay pods are selected (not the migration Job's pod).
+    for job in r.all("Job"):
+        jl = job["spec"]["template"]["metadata"].get("labels") or {}
+        c.check(not matches(dep["spec"]["selector"]["matchLabels"], jl),
+                "Deployment selector leaves the Job's pod out")
+        for s in svcs:
+            c.check(not matches(s["spec"]["selector"], jl), "Service selector leaves the Job's pod out")
+
+    # Pod identity, security, resources, shutdown.
+    inst = env_entry(ctr, "OUTBOX_INSTANCE_ID") or {}
+    c.eq(((inst.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath"), "metadata.name",
+         "OUTBOX_INSTANCE_ID from the pod name")
+    check_security(c, pod, ctr, "relay")
+    res = ctr.get("resources") or {}
+    c.check((res.get("requests") or {}).get("memory") and (res.get("limits") or {}).get("memory"),
+            f"relay has memory requests and limits: {res}")
+    c.check(pod.get("automountServiceAccountToken") is False, "no service account token mounted")
+    shutdown_ms = int(data.get("OUTBOX_SHUTDOWN_TIMEOUT_MS", "10000"))
+    grace = pod.get("terminationGracePeriodSeconds")
+    c.check(isinstance(grace, int) and grace > math.ceil(shutdown_ms / 1000),
+            f"terminationGracePeriodSeconds {grace} exceeds the shutdown timeout {shutdown_ms} ms")
+    if "grace" in exp:
+        c.eq(grace, exp["grace"], "terminationGracePeriodSeconds")
+    ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
+    c.check(re.fullmatch(r"[0-9a-f]{64}", ann.get("checksum/config", "")), "pod has checksum/config")
+
+    # The database URL: from a Secret only, never in plain text.
+    db = env_entry(ctr, "OUTBOX_DATABASE_URL") or {}
+    ref = (db.get("valueFrom") or {}).get("secretKeyRef") or {}
+    c.eq((ref.get("name"), ref.get("key")), exp["db_ref"], "OUTBOX_DATABASE_URL secretKeyRef (name, key)")
+    if exp.get("db_url"):
+        sec = r.get("Secret", ref.get("name"))
+        c.check(sec is not None and not hooks(sec), f"Secret {ref.get('name')} is rendered by the chart")
+        c.eq(secret_value(sec, ref.get("key")), exp["db_url"], "database URL in the Secret")
+    else:
+        c.check(r.get("Secret", ref.get("name")) is None, f"existing Secret {ref.get('name')} is not rendered")
+        c.eq(chart_secrets, [], "chart Secrets with an existing Secret")
+    plain = "\n".join(yaml.safe_dump(d) for d in r.docs if d.get("kind") != "Secret")
+    for secret in (DB_URL, "s3cr3t-pw", SASL_PASSWORD):
+        c.check(secret not in plain, f"{secret!r} appears only in Secrets")
+    secret_refs = [e["secretRef"]["name"] for e in ctr.get("envFrom") or [] if "secretRef" in e]
+    c.eq(secret_refs, exp.get("env_from_secrets", []), "envFrom Secrets")
+    for name, (sname, key, value) in exp.get("secret_env", {}).items():
+        e = env_entry(ctr, name) or {}
+        sref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+        c.eq((sref.get("name"), sref.get("key")), (sname, key), f"{name} secretKeyRef")
+        c.eq(secret_value(r.get("Secret", sname), key), value, f"{name} value in the Secret")
+
+    # Disruption budget: present with 2+ replicas, lets one pod go, never all.
+    pdbs = r.all("PodDisruptionBudget")
+    if exp["pdb"]:
+        if c.eq(len(pdbs), 1, "PodDisruptionBudgets"):
+            spec = pdbs[0]["spec"]
+            c.check(matches(spec["selector"]["matchLabels"], pod_labels), "PDB selector matches the relay pods")
+            c.check(spec.get("minAvailable") == 1 or spec.get("maxUnavailable") == 1,
+                    f"PDB minAvailable 1 or maxUnavailable 1: {spec}")
+            c.check(("minAvailable" in spec) != ("maxUnavailable" in spec), "PDB sets exactly one bound")
+    else:
+        c.eq(pdbs, [], "PodDisruptionBudgets with one replica")
+
+    # Migration: a pre-install/pre-upgrade hook with the same database and schema.
+    jobs = r.all("Job")
+    if exp["migration"]:
+        if c.eq(len(jobs), 1, "migration Jobs"):
+            job = jobs[0]
+            c.check({"pre-install", "pre-upgrade"} <= hooks(job), f"Job hooks {hooks(job)}")
+            jpod = job["spec"]["template"]["spec"]
+            jc = jpod["containers"][0]
+            c.eq(jc.get("args"), ["migrate"], "Job args")
+            c.eq(jc.get("image"), ctr.get("image"), "Job image")
+            c.check(jpod.get("restartPolicy") in ("Never", "OnFailure"), "Job restartPolicy")
+            check_security(c, jpod, jc, "migration")
+            schema = (env_entry(jc, "OUTBOX_SCHEMA") or {}).get("value")
+            c.eq(schema, data.get("OUTBOX_SCHEMA"), "Job OUTBOX_SCHEMA")
+            c.eq(unknown_env({e["name"] for e in jc.get("env") or []}, known, prefixes), [],
+                 "Job variables the relay does not read")
+            jref = ((env_entry(jc, "OUTBOX_DATABASE_URL") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+            if exp.get("db_url"):
+                # Hooks run before the release's own Secret exists: the Job's must be a hook too, made first.
+                hs = r.get("Secret", jref.get("name"))
+                c.check(hs is not None and "pre-install" in hooks(hs) and "pre-upgrade" in hooks(hs),
+                        f"Job's Secret {jref.get('name')} is a pre-install/pre-upgrade hook")
+                if hs is not None:
+                    weight = lambda d: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0"))
+                    c.check(weight(hs) < weight(job), "Job's Secret is created before the Job")
+                    c.eq(secret_value(hs, jref.get("key")), exp["db_url"], "database URL in the Job's Secret")
+            else:
+                c.eq((jref.get("name"), jref.get("key")), exp["db_ref"], "Job OUTBOX_DATABASE_URL secretKeyRef")
+    else:
+        c.eq(jobs, [], "migration Jobs when disabled")
+
+    # Monitoring.
+    sms = r.all("ServiceMonitor")
+    if exp.get("monitoring"):
+        if c.eq(len(sms), 1, "ServiceMonitors") and svcs:
+            sm = sms[0]["spec"]
+            c.check(matches(sm["selector"]["matchLabels"], svcs[0]["metadata"]["labels"]),
+                    "ServiceMonitor selects the Service")
+            ep = sm["endpoints"][0]
+            c.eq((ep.get("port"), ep.get("path")), ("http", "/metrics"), "ServiceMonitor endpoint")
+        rules = r.all("PrometheusRule")
+        if c.eq(len(rules), 1, "PrometheusRules"):
+            exprs = [x["expr"] for g in rules[0]["spec"]["groups"] for x in g["rules"]]
+            used = {m for e in exprs for m in re.findall(r"\boutbox_relay_[a-z_]+", e)}
+            c.eq(sorted(used - METRICS), [], "alert metrics the relay does not export")
+            c.check("outbox_relay_oldest_pending_age_seconds" in used, "an alert on outbox lag")
+    else:
+        c.eq(sms + r.all("PrometheusRule"), [], "monitoring objects when disabled")
+
+
+def check_against_relay(c, r, relay, existing_secret):
+    """Starts the real relay with the environment the chart gives its
+    container (ConfigMap, Secret, env; the database and Kafka replaced by
+    closed local ports, the HTTP port by a free one) and checks that it
+    accepts the configuration and answers the probes' paths: liveness 200,
+    readiness 503 while the database is unreachable, /metrics. Then SIGTERM
+    must end it with status 0."""
+    dep = r.get("Deployment")
+    if not c.check(dep, "a Deployment to run"):
+        return
+    ctr = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {}
+    for src in ctr.get("envFrom") or []:
+        if "configMapRef" in src:
+            env.update((r.get("ConfigMap", src["configMapRef"]["name"]) or {}).get("data") or {})
+        elif "secretRef" in src:
+            env.update(existing_secret)
+    for e in ctr.get("env") or []:
+        vf = e.get("valueFrom") or {}
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        elif "fieldRef" in vf:
+            env[e["name"]] = "outbox-relay-7d4b9c-x2x9q"
+        elif "secretKeyRef" in vf:
+            ref = vf["secretKeyRef"]
+            sec = r.get("Secret", ref["name"])
+            value = secret_value(sec, ref["key"]) if sec else existing_secret.get(ref["key"])
+            if c.check(value is not None, f"{e['name']}: Secret {ref['name']} has key {ref['key']}"):
+                env[e["name"]] = value
+    c.check(env.get("OUTBOX_DATABASE_URL"), "the container gets OUTBOX_DATABASE_URL")
+    env["OUTBOX_DATABASE_URL"] = "postgresql://relay:pw@127.0.0.1:1/app?connect_timeout=2"
+    env["OUTBOX_KAFKA_BROKERS"] = "127.0.0.1:1"
+    host = env.get("OUTBOX_HTTP_LISTEN", "").rsplit(":", 1)[0]
+    port = free_port()
+    env["OUTBOX_HTTP_LISTEN"] = f"{host}:{port}"
+    live = ctr["livenessProbe"]["httpGet"]["path"]
+    ready = ctr["readinessProbe"]["httpGet"]["path"]
+    with RelayProcess(relay, ctr.get("args", []), env) as proc:
+        if not proc.wait_live(c, port, live):
+            return
+        status, body = http_get(port, ready)
+        c.eq(status, 503, f"readiness {ready} while the database is unreachable ({body.strip()})")
+        status, body = http_get(port, "/metrics")
+        c.eq(status, 200, "/metrics")
+        c.check("outbox_relay_leader" in body, "/metrics has outbox_relay_leader")
+        c.eq(proc.stop(), 0, "relay exit status after SIGTERM")
+
+
+def check_values_documented(c, chart):
+    """Every leaf key of values.yaml has a comment right above it (or on its
+    line), and every value is read by some template."""
+    lines = open(os.path.join(chart, "values.yaml")).read().splitlines()
+    key_re = re.compile(r"^(\s*)([A-Za-z0-9_.-]+):(.*)$")
+    stack, leaves = [], []
+    for i, line in enumerate(lines):
+        m = key_re.match(line)
+        if not m:
+            continue
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = [k for _, k in stack] + [key]
+        nxt = next((ln for ln in lines[i + 1:] if ln.strip() and not ln.strip().startswith("#")), "")
+        is_section = rest.strip() == "" and len(nxt) - len(nxt.lstrip()) > indent
+        stack.append((indent, key))
+        if is_section:
+            continue
+        leaves.append(".".join(path))
+        above = lines[i - 1].strip() if i else ""
+        c.check(above.startswith("#") or "#" in rest, f"values.yaml {'.'.join(path)} has a comment")
+    c.check(len(leaves) > 30, f"values.yaml parsed ({len(leaves)} values)")
+    tdir = os.path.join(chart, "templates")
+    text = "".join(open(os.path.join(tdir, f)).read() for f in os.listdir(tdir))
+    for leaf in leaves:
+        parts = leaf.split(".")
+        used = any(re.search(re.escape(".Values." + ".".join(parts[:k])) + r"(?![A-Za-z0-9_.])", text)
+                   for k in range(len(parts), 0, -1))
+        c.check(used, f"values.yaml {leaf} is used by a template")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chart", required=True)
+    ap.add_argument("--relay", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    renderer = build_renderer(a.work)
+    known, prefixes = relay_env_names(a.relay)
+    c = Checker("helm")
+    render = lambda *args: Render(renderer, a.chart, list(args))
+    required = ["--set", f"database.url={DB_URL}", "--set", "kafka.brokers=kafka:9092"]
+
+    c.section("values.yaml")
+    check_values_documented(c, a.chart)
+
+    c.section("defaults")
+    base = render(*required)
+    check_release(c, base, {
+        "replicas": 2, "port": 9400, "image": "outbox-relay:0.1.0", "grace": 30,
+        "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"), "db_url": DB_URL,
+        "pdb": True, "migration": True, "monitoring": False,
+        "config": {"OUTBOX_KAFKA_BROKERS": "kafka:9092", "OUTBOX_SCHEMA": "outbox",
+                   "OUTBOX_SHUTDOWN_TIMEOUT_MS": "10000", "OUTBOX_RETRY_MAX_MS": "300000"},
+        "config_absent": ["OUTBOX_DEFAULT_TOPIC", "OUTBOX_ROUTES", "OUTBOX_RETENTION",
+                          "OUTBOX_DATABASE_URL"],
+    }, known, prefixes)
+    check_against_relay(c, base, a.relay, {})
+    upgrade = render("--upgrade", *required)
+    c.eq(upgrade.text, base.text, "an upgrade renders as an install")
+    changed = render(*required, "--set", "config.batchSize=500")
+    csum = lambda r: (r.get("Deployment") or {}).get("spec", {}).get("template", {}) \
+        .get("metadata", {}).get("annotations", {}).get("checksum/config")
+    c.check(csum(changed) and csum(changed) != csum(base), "a config change changes checksum/config (pods roll)")
+
+    c.section("overrides (values file)")
+    over = render("-f", os.path.join(HERE, "values-override.yaml"))
+    check_release(c, over, {
+        "replicas": 3, "port": 9500, "service_port": 9600, "grace": 80,
+        "image": "registry.example.com/outbox-relay@sha256:" + "0123456789abcdef" * 4,
+        "db_ref": ("orders-db-app", "uri"), "db_url": None, "env_from_secrets": ["orders-db-app"],
+        "pdb": True, "migration": True, "monitoring": True,
+        "config": {"OUTBOX_KAFKA_BROKERS": "kafka-0.kafka:9093,kafka-1.kafka:9093",
+                   "OUTBOX_SCHEMA": "orders_outbox", "OUTBOX_RETRY_MAX_MS": "3600000",
+                   "OUTBOX_SHUTDOWN_TIMEOUT_MS": "60000", "OUTBOX_ROUTES": "order.*=orders,user.created=users",
+                   "OUTBOX_DEFAULT_TOPIC": "events", "OUTBOX_RETENTION": "7d", "OUTBOX_LEADER_POLL_MS": "500",
+                   "OUTBOX_LOG_LEVEL": "debug", "OUTBOX_RDKAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                   "OUTBOX_RDKAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                   "OUTBOX_RDKAFKA_COMPRESSION_TYPE": "zstd"},
+    }, known, prefixes)
+    check_against_relay(c, over, a.relay, {"uri": DB_URL, "OUTBOX_RDKAFKA_SASL_USERNAME": "relay",
+                                           "OUTBOX_RDKAFKA_SASL_PASSWORD": SASL_PASSWORD})
+    pdb = over.get("PodDisruptionBudget")
+    c.check(pdb and pdb["spec"].get("maxUnavailable") == 1 and "minAvailable" not in pdb["spec"],
+            "podDisruptionBudget.maxUnavailable replaces minAvailable")
+    dep = over.get("Deployment") or {}
+    aff = dep.get("spec", {}).get("template", {}).get("spec", {}).get("affinity", {})
+    c.check("requiredDuringSchedulingIgnoredDuringExecution" in aff.get("podAntiAffinity", {}),
+            "podAntiAffinityPreset hard")
+    ctr = (dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[0]
+    c.eq((env_entry(ctr, "OUTBOX_RDKAFKA_CLIENT_ID") or {}).get("value"), "orders-outbox", "extraEnv")
+    sm = over.get("ServiceMonitor") or {}
+    c.eq(sm.get("metadata", {}).get("labels", {}).get("release"), "prometheus", "serviceMonitor.labels")
+
+    c.section("overrides (--set): SASL secret, one replica, no migration")
+    sasl = render(*required, "--set", f"kafka.secretProperties.sasl\\.password={SASL_PASSWORD}",
+                  "--set-string", "kafka.properties.sasl\\.username=relay",
+                  "--set", "replicaCount=1,migration.enabled=false",
+                  "--set", "http.port=9401", "--set", "config.batchSize=null")
+    check_release(c, sasl, {
+        "replicas": 1, "port": 9401, "service_port": 9400, "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"),
+        "db_url": DB_URL, "pdb": False, "migration": False, "monitoring": False,
+        "config": {"OUTBOX_RDKAFKA_SASL_USERNAME": "relay"},
+        "config_absent": ["OUTBOX_RDKAFKA_SASL_PASSWORD", "OUTBOX_BATCH_SIZE"],
+        "secret_env": {"OUTBOX_RDKAFKA_SASL_PASSWORD":
+                       ("test-outbox-relay", "OUTBOX_RDKAFKA_SASL_PASSWORD", SASL_PASSWORD)},
+    }, known, prefixes)
+
+    check_against_relay(c, sasl, a.relay, {})
+
+    c.section("refused settings")
+    for args, needle in (
+        ([], "database.url is required"),
+        (["--set", f"database.url={DB_URL}"], "kafka.brokers is required"),
+        (required + ["--set", "terminationGracePeriodSeconds=10"], "must exceed"),
+        (required + ["--set", "secret.existingSecret=db"], "not both"),
+        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db",
+          "--set", "kafka.secretProperties.sasl\\.password=x"], "existingSecret"),
+        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,secret.databaseUrlKey="],
+         "databaseUrlKey"),
+    ):
+        r = render(*args)
+        c.check(r.rc != 0 and needle in r.err, f"{args} is refused naming {needle!r}: exit {r.rc}, {r.err[-300:]}")
+    c.finish()
+
+
+if __name__ == "__main__":
+    main()
