@@ -36,8 +36,10 @@ int db_connected(const struct db *db);
 
 /* Fetch due pending rows with id > after_id in id order (binary results):
  * columns id, event_id, topic, key, event_type, payload, payload_bytes,
- * headers, created_at, attempts. With hold_keys, rows whose key has an
- * earlier failed row still pending are left out. */
+ * headers, created_at, attempts, and prev_pending: when after_id > 0, the
+ * id of the row's key's latest earlier pending row (NULL if none). With
+ * hold_keys, rows whose key has an earlier failed row still pending are
+ * left out. */
 int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_cb cb, void *arg);
 /* Whether any pending row has failed before (one boolean "t"/"f"). */
 int db_any_failing(struct db *db, db_done_cb cb, void *arg);

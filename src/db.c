@@ -147,33 +147,54 @@ static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf
         return rc;
 }
 
-/* The relay's statements. outbox_fetch_held holds back rows of a key whose
- * earlier row failed and waits for its retry (the NOT EXISTS), so retries
- * never reorder a key; the partial index on failing rows keeps that probe
- * cheap, and outbox_fetch skips it while no row is failing. */
+/* The four fetch statements, outbox_fetch_<held><cursor>:
+ * - held: leave out rows of a key whose earlier row failed and waits for its
+ *   retry (the NOT EXISTS over the small index of failing rows), so retries
+ *   never reorder a key; skipped while no row is failing.
+ * - cursor: a fetch past rows already in flight (id > $1 > 0) also returns
+ *   each row's pending predecessor of the same key. A transaction that
+ *   commits late can hold a lower id than rows already fetched; the relay
+ *   must not publish a later row of that key before it (see relay.c).
+ *   A fetch from the start needs no such column: every committed pending
+ *   row of lower id is then in the same scan, earlier. */
+static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t errsz)
+{
+        char sql[1536], name[32];
+
+        for (int held = 0; held <= 1; held++) {
+                for (int cursor = 0; cursor <= 1; cursor++) {
+                        snprintf(sql, sizeof(sql),
+                                 "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
+                                 " e.payload, e.payload_bytes, e.headers, e.created_at,"
+                                 " e.attempts, %s%s%s"
+                                 " FROM %s.events e"
+                                 " WHERE e.status = 'pending' AND e.id > $1"
+                                 " AND e.next_attempt_at <= now() %s%s%s"
+                                 " ORDER BY e.id LIMIT $2",
+                                 cursor ? "(SELECT max(p.id) FROM " : "NULL::bigint",
+                                 cursor ? s : "",
+                                 cursor ? ".events p WHERE p.status = 'pending'"
+                                          " AND p.key = e.key AND p.id < e.id)"
+                                        : "",
+                                 s, held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
+                                 held ? s : "",
+                                 held ? ".events b WHERE b.status = 'pending'"
+                                        " AND b.attempts > 0 AND b.key = e.key AND b.id < e.id))"
+                                      : "");
+                        snprintf(name, sizeof(name), "outbox_fetch_%d%d", held, cursor);
+                        if (prepare(conn, name, sql, errbuf, errsz) != 0)
+                                return -1;
+                }
+        }
+        return 0;
+}
+
+/* The relay's other statements. */
 static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
 {
-        static const char cols[] = "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
-                                   " e.payload, e.payload_bytes, e.headers, e.created_at,"
-                                   " e.attempts";
         char sql[1536];
 
-        snprintf(sql, sizeof(sql),
-                 "%s FROM %s.events e"
-                 " WHERE e.status = 'pending' AND e.id > $1 AND e.next_attempt_at <= now()"
-                 " ORDER BY e.id LIMIT $2",
-                 cols, s);
-        if (prepare(conn, "outbox_fetch", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "%s FROM %s.events e"
-                 " WHERE e.status = 'pending' AND e.id > $1 AND e.next_attempt_at <= now()"
-                 " AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM %s.events b"
-                 " WHERE b.status = 'pending' AND b.attempts > 0 AND b.key = e.key"
-                 " AND b.id < e.id))"
-                 " ORDER BY e.id LIMIT $2",
-                 cols, s, s);
-        if (prepare(conn, "outbox_fetch_held", sql, errbuf, errsz) != 0)
+        if (prepare_fetches(conn, s, errbuf, errsz) != 0)
                 return -1;
         snprintf(
             sql, sizeof(sql),
@@ -372,8 +393,10 @@ int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_
 
         snprintf(a, sizeof(a), "%lld", (long long)after_id);
         snprintf(l, sizeof(l), "%d", limit);
-        return enqueue(db, READER, hold_keys ? "outbox_fetch_held" : "outbox_fetch", 2, params, 1,
-                       cb, arg);
+        static const char *const names[2][2] = {{"outbox_fetch_00", "outbox_fetch_01"},
+                                                {"outbox_fetch_10", "outbox_fetch_11"}};
+
+        return enqueue(db, READER, names[hold_keys != 0][after_id > 0], 2, params, 1, cb, arg);
 }
 
 int db_any_failing(struct db *db, db_done_cb cb, void *arg)

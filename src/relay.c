@@ -44,10 +44,11 @@ struct relay_row {
         int64_t offset;
         const char *topic; /* where it was produced to (borrowed from route or result) */
         int64_t produced_us;
-        char *error;       /* why it failed (ROW_FAILED) */
-        int retry_ms;      /* delay asked for when recording the failure */
-        int fail_queued;   /* record_failure is queued */
-        int fail_recorded; /* record_failure completed */
+        char *error;          /* why it failed (ROW_FAILED) */
+        int retry_ms;         /* delay asked for when recording the failure */
+        int fail_queued;      /* record_failure is queued */
+        int fail_recorded;    /* record_failure completed */
+        int64_t prev_pending; /* latest earlier pending row of its key (cursor fetch), or 0 */
 };
 
 struct batch {
@@ -79,9 +80,12 @@ struct relay {
 
         struct batch *batches; /* in fetch order */
         int n_batches;
-        int64_t hi_id;    /* highest id fetched since the pipeline was last empty */
-        json_t *held;     /* keys held back behind a failed row, until the pipeline empties */
-        int fetch_queued; /* a fetch is running */
+        int64_t hi_id;        /* highest id fetched since the pipeline was last empty */
+        json_t *held;         /* keys held back behind a failed row, until the pipeline empties */
+        json_t *last_id;      /* key -> highest id produced since the pipeline was last empty */
+        unsigned epoch;       /* counts the times the pipeline emptied (hi_id went back to 0) */
+        unsigned fetch_epoch; /* the epoch the running fetch was sent in */
+        int fetch_queued;     /* a fetch is running */
         int want_fetch;
         int rescan;           /* rows were left pending below hi_id: rescan when empty */
         int failing;          /* some pending row failed before: fetch holds keys back */
@@ -152,9 +156,10 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         if (r->route == NULL)
                 goto fail;
         r->held = json_object();
+        r->last_id = json_object();
         r->db = db_new(cfg, lg);
         r->metrics = metrics_new();
-        if (r->held == NULL || r->db == NULL || r->metrics == NULL) {
+        if (r->held == NULL || r->last_id == NULL || r->db == NULL || r->metrics == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
                 goto fail;
         }
@@ -202,6 +207,7 @@ void relay_free(struct relay *r)
         metrics_free(r->metrics);
         route_free(r->route);
         json_decref(r->held);
+        json_decref(r->last_id);
         if (r->sig_fd >= 0)
                 close(r->sig_fd);
         free(r);
@@ -372,6 +378,8 @@ static void batch_check_done(struct relay *r, struct batch *b)
                 r->barrier = 0;
                 r->rescan = 0;
                 json_object_clear(r->held);
+                json_object_clear(r->last_id);
+                r->epoch++;
         }
 }
 
@@ -472,10 +480,28 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         const char *topic;
         rd_kafka_headers_t *hdrs;
         rd_kafka_resp_err_t kerr;
-
         if (key_held(r, row)) {
                 row->state = ROW_UNSENT; /* an earlier row of its key failed */
                 return;
+        }
+        if (row->m.key != NULL) {
+                json_t *last = json_object_get(r->last_id, row->m.key);
+
+                /* Its key has an earlier pending row this pipeline has not
+                 * published: a transaction that committed after the relay
+                 * had fetched past its id. Publishing this row now would put
+                 * it ahead; wait for the rescan, which finds that row first. */
+                if (row->prev_pending > 0 &&
+                    (last == NULL || json_integer_value(last) < row->prev_pending)) {
+                        log_debug(r->lg, "row waits for a late predecessor", "{s:I,s:I,s:I}", "id",
+                                  (json_int_t)row->m.id, "predecessor",
+                                  (json_int_t)row->prev_pending, "last",
+                                  (json_int_t)(last != NULL ? json_integer_value(last) : -1));
+                        row->state = ROW_UNSENT;
+                        hold_key(r, row);
+                        return;
+                }
+                json_object_set_new_nocheck(r->last_id, row->m.key, json_integer(row->m.id));
         }
         topic = route_topic(r->route, row->m.topic, row->m.event_type, err, sizeof(err));
         row->topic = topic != NULL ? topic : "(unrouted)";
@@ -508,10 +534,16 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         struct relay *r = arg;
         struct batch *b;
         int n;
-
         r->fetch_queued = 0;
         if (error != NULL) {
                 log_warn(r->lg, "fetching rows failed", "{s:s}", "error", error);
+                r->want_fetch = 1;
+                return;
+        }
+        if (r->fetch_epoch != r->epoch) {
+                /* Sent past rows that have since been marked: its snapshot
+                 * and cursor belong to the old epoch. Fetch again from 0. */
+                PQclear(res);
                 r->want_fetch = 1;
                 return;
         }
@@ -545,6 +577,8 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
                 decode_row(res, i, &b->rows[i].m);
+                b->rows[i].prev_pending =
+                    PQgetisnull(res, i, 10) ? 0 : be64(PQgetvalue(res, i, 10));
                 produce_row(r, b, &b->rows[i]);
         }
         r->hi_id = b->rows[n - 1].m.id;
@@ -563,6 +597,7 @@ static void maybe_fetch(struct relay *r)
                 return;
         r->want_fetch = 0;
         r->fetch_queued = 1;
+        r->fetch_epoch = r->epoch;
         db_fetch(r->db, r->hi_id, r->cfg->batch_size, r->failing, on_fetched, r);
 }
 
