@@ -348,7 +348,7 @@ struct config *config_new(void)
 {
         struct config *cfg = calloc(1, sizeof(*cfg));
         struct parse_state ps = {0, 0};
-        char host[256], errbuf[128];
+        char host[256], errbuf[512];
         size_t len;
 
         if (cfg == NULL)

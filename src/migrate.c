@@ -275,7 +275,7 @@ static int apply_file(PGconn *conn, const char *schema, const struct migrate_fil
                       char *errbuf, size_t errsz)
 {
         PGresult *res = NULL;
-        char *sql = NULL, msg[512], ignore[256];
+        char *sql = NULL, msg[512], ignore[1024];
         int version, rc = -1, in_tx = 0;
 
         *did = 0;
