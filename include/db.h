@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "message.h"
 
 struct db;
 
@@ -41,6 +42,9 @@ int db_connected(const struct db *db);
  * hold_keys, rows whose key has an earlier failed row still pending are
  * left out. */
 int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_cb cb, void *arg);
+/* Decodes row i of a fetch result into m (borrowing the result's memory)
+ * and *prev_pending (0 when NULL). */
+void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *prev_pending);
 /* Whether any pending row has failed before (one boolean "t"/"f"). */
 int db_any_failing(struct db *db, db_done_cb cb, void *arg);
 /* Mark rows sent with their partition and offset, in one statement. */

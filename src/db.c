@@ -6,6 +6,7 @@
  * batch never waits behind fetching the next one. */
 #include "db.h"
 
+#include <endian.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,53 @@ int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_
                                                 {"outbox_fetch_10", "outbox_fetch_11"}};
 
         return enqueue(db, READER, names[hold_keys != 0][after_id > 0], 2, params, 1, cb, arg);
+}
+
+static int64_t be64(const char *p)
+{
+        uint64_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return (int64_t)be64toh(v);
+}
+
+static int32_t be32(const char *p)
+{
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return (int32_t)be32toh(v);
+}
+
+/* Decodes row i of a binary fetch result (column order of db_fetch). */
+void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *prev_pending)
+{
+        /* PostgreSQL timestamps count microseconds from 2000-01-01 UTC. */
+        const int64_t pg_epoch_ms = 946684800000LL;
+        int64_t us;
+
+        memset(m, 0, sizeof(*m));
+        m->id = be64(PQgetvalue(res, i, 0));
+        m->event_id = PQgetvalue(res, i, 1);
+        m->topic = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+        if (!PQgetisnull(res, i, 3)) {
+                m->key = PQgetvalue(res, i, 3);
+                m->key_len = (size_t)PQgetlength(res, i, 3);
+        }
+        m->event_type = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
+        if (!PQgetisnull(res, i, 5)) { /* binary jsonb: a version byte, then the text */
+                m->value = PQgetvalue(res, i, 5) + 1;
+                m->value_len = (size_t)PQgetlength(res, i, 5) - 1;
+        } else if (!PQgetisnull(res, i, 6)) {
+                m->value = PQgetvalue(res, i, 6);
+                m->value_len = (size_t)PQgetlength(res, i, 6);
+        }
+        m->headers = PQgetvalue(res, i, 7) + 1;
+        m->headers_len = (size_t)PQgetlength(res, i, 7) - 1;
+        us = be64(PQgetvalue(res, i, 8));
+        m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
+        m->attempts = be32(PQgetvalue(res, i, 9));
+        *prev_pending = PQgetisnull(res, i, 10) ? 0 : be64(PQgetvalue(res, i, 10));
 }
 
 int db_any_failing(struct db *db, db_done_cb cb, void *arg)

@@ -4,7 +4,6 @@
  * database socket, the producer's wake-up pipe and a signalfd. */
 #include "relay.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -428,52 +427,6 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
 
 /* ---- fetching and producing ---- */
 
-static int64_t be64(const char *p)
-{
-        uint64_t v;
-
-        memcpy(&v, p, sizeof(v));
-        return (int64_t)be64toh(v);
-}
-
-static int32_t be32(const char *p)
-{
-        uint32_t v;
-
-        memcpy(&v, p, sizeof(v));
-        return (int32_t)be32toh(v);
-}
-
-/* Decodes row i of a binary fetch result (column order of db_fetch). */
-static void decode_row(const PGresult *res, int i, struct message_row *m)
-{
-        /* PostgreSQL timestamps count microseconds from 2000-01-01 UTC. */
-        const int64_t pg_epoch_ms = 946684800000LL;
-        int64_t us;
-
-        memset(m, 0, sizeof(*m));
-        m->id = be64(PQgetvalue(res, i, 0));
-        m->event_id = PQgetvalue(res, i, 1);
-        m->topic = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
-        if (!PQgetisnull(res, i, 3)) {
-                m->key = PQgetvalue(res, i, 3);
-                m->key_len = (size_t)PQgetlength(res, i, 3);
-        }
-        m->event_type = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
-        if (!PQgetisnull(res, i, 5)) { /* binary jsonb: a version byte, then the text */
-                m->value = PQgetvalue(res, i, 5) + 1;
-                m->value_len = (size_t)PQgetlength(res, i, 5) - 1;
-        } else if (!PQgetisnull(res, i, 6)) {
-                m->value = PQgetvalue(res, i, 6);
-                m->value_len = (size_t)PQgetlength(res, i, 6);
-        }
-        m->headers = PQgetvalue(res, i, 7) + 1;
-        m->headers_len = (size_t)PQgetlength(res, i, 7) - 1;
-        us = be64(PQgetvalue(res, i, 8));
-        m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
-        m->attempts = be32(PQgetvalue(res, i, 9));
-}
-
 static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
 {
         char err[512];
@@ -576,9 +529,7 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         *pp = b;
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
-                decode_row(res, i, &b->rows[i].m);
-                b->rows[i].prev_pending =
-                    PQgetisnull(res, i, 10) ? 0 : be64(PQgetvalue(res, i, 10));
+                db_decode_row(res, i, &b->rows[i].m, &b->rows[i].prev_pending);
                 produce_row(r, b, &b->rows[i]);
         }
         r->hi_id = b->rows[n - 1].m.id;
