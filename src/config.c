@@ -17,43 +17,11 @@
 
 #include "route.h"
 
-enum setting_type {
-        T_STR,    /* string; NULL when unset */
-        T_SECRET, /* string that is never echoed */
-        T_INT,    /* int within [min, max] */
-        T_ID,     /* long long within [min, max] */
-        T_LEVEL,  /* enum config_log_level */
-        T_ROUTE,  /* repeatable pattern=topic -> cfg->routes */
-        T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
-        T_BOOL,   /* flag without a value */
-        T_SECS,   /* int seconds, written with a unit: 90s, 15m, 12h, 7d */
-};
-
-/* Which commands read a setting: only for --help and the README. */
-enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
-
-#define KPROP_ENV_PREFIX  "OUTBOX_RDKAFKA_"
-#define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
-#define OFF(field)        offsetof(struct config, field)
-
-struct setting {
-        const char *flag; /* without the leading "--" */
-        char short_flag;  /* 0 or the letter of "-X" */
-        const char *env;  /* NULL: command line only */
-        enum setting_type type;
-        size_t off;
-        long long min, max;
-        const char *def; /* as it would be typed; NULL: none */
-        int flags;
-        unsigned cmds;
-        int need; /* CONFIG_NEED_* bits that make it required */
-        const char *metavar;
-        const char *help;
-};
+#include "config_table.h"
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-static const struct setting settings[] = {
+const struct setting config_settings[] = {
     {"database-url", 0, "OUTBOX_DATABASE_URL", T_SECRET, OFF(database_url), 0, 0, NULL, 0, C_ALL,
      CONFIG_NEED_DB, "URL",
      "PostgreSQL connection: a libpq conninfo string (\"host=db dbname=app\") or a "
@@ -142,7 +110,7 @@ static const struct setting settings[] = {
      "dlq list: show at most N dead letters, newest first."},
 };
 
-#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+const size_t config_n_settings = sizeof(config_settings) / sizeof(config_settings[0]);
 
 /* While parsing: how many list entries came from the environment, so a flag
  * with the same name replaces the environment's entry instead of adding. */
@@ -353,8 +321,8 @@ struct config *config_new(void)
 
         if (cfg == NULL)
                 return NULL;
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting *s = &settings[i];
+        for (size_t i = 0; i < config_n_settings; i++) {
+                const struct setting *s = &config_settings[i];
 
                 if (s->def != NULL && !(s->flags & F_DYNAMIC_DEFAULT) &&
                     set_value(cfg, &ps, s, s->def, s->flag, 0, errbuf, sizeof(errbuf)) != 0)
@@ -378,9 +346,9 @@ void config_free(struct config *cfg)
 {
         if (cfg == NULL)
                 return;
-        for (size_t i = 0; i < N_SETTINGS; i++)
-                if (settings[i].type == T_STR || settings[i].type == T_SECRET)
-                        free(*(char **)field(cfg, &settings[i]));
+        for (size_t i = 0; i < config_n_settings; i++)
+                if (config_settings[i].type == T_STR || config_settings[i].type == T_SECRET)
+                        free(*(char **)field(cfg, &config_settings[i]));
         kv_free(cfg->routes, cfg->n_routes);
         kv_free(cfg->kafka_props, cfg->n_kafka_props);
         free(cfg->args);
@@ -412,8 +380,8 @@ static int parse_kprop_env(struct config *cfg, struct parse_state *ps, char *err
 /* An empty variable counts as unset, as container tooling often leaves them. */
 static int parse_env(struct config *cfg, struct parse_state *ps, char *errbuf, size_t errsz)
 {
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting *s = &settings[i];
+        for (size_t i = 0; i < config_n_settings; i++) {
+                const struct setting *s = &config_settings[i];
                 const char *v;
 
                 if (s->type == T_KPROP) {
@@ -453,17 +421,18 @@ static int parse_env(struct config *cfg, struct parse_state *ps, char *errbuf, s
 
 static const struct setting *find_long(const char *name, size_t len)
 {
-        for (size_t i = 0; i < N_SETTINGS; i++)
-                if (strlen(settings[i].flag) == len && strncmp(settings[i].flag, name, len) == 0)
-                        return &settings[i];
+        for (size_t i = 0; i < config_n_settings; i++)
+                if (strlen(config_settings[i].flag) == len &&
+                    strncmp(config_settings[i].flag, name, len) == 0)
+                        return &config_settings[i];
         return NULL;
 }
 
 static const struct setting *find_short(char c)
 {
-        for (size_t i = 0; i < N_SETTINGS; i++)
-                if (settings[i].short_flag != 0 && settings[i].short_flag == c)
-                        return &settings[i];
+        for (size_t i = 0; i < config_n_settings; i++)
+                if (config_settings[i].short_flag != 0 && config_settings[i].short_flag == c)
+                        return &config_settings[i];
         return NULL;
 }
 
@@ -705,8 +674,8 @@ bad:
 
 static int check_ints(const struct config *cfg, char *errbuf, size_t errsz)
 {
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting *s = &settings[i];
+        for (size_t i = 0; i < config_n_settings; i++) {
+                const struct setting *s = &config_settings[i];
                 long long v;
                 char range[96];
 
@@ -753,8 +722,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
 {
         struct route *rt;
 
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting *s = &settings[i];
+        for (size_t i = 0; i < config_n_settings; i++) {
+                const struct setting *s = &config_settings[i];
                 const char *v;
 
                 if (s->type != T_STR && s->type != T_SECRET)
@@ -803,139 +772,4 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                 return -1;
         route_free(rt);
         return 0;
-}
-
-/* ---- documentation ---- */
-
-/* The description of a setting as --help and the README show it. */
-static void describe(const struct setting *s, int with_default, char *buf, size_t sz)
-{
-        size_t n = (size_t)snprintf(buf, sz, "%s", s->help);
-
-        if (n < sz && (s->type == T_INT || s->type == T_ID))
-                n += (size_t)(s->max == LLONG_MAX
-                                  ? snprintf(buf + n, sz - n, " At least %lld.", s->min)
-                                  : snprintf(buf + n, sz - n, " Range %lld to %lld.", s->min,
-                                             s->max));
-        if (n < sz && with_default && s->def != NULL)
-                n += (size_t)snprintf(buf + n, sz - n, " Default: %s.", s->def);
-        if (n < sz && s->need != 0)
-                snprintf(buf + n, sz - n, " Required.");
-}
-
-static const char *commands_text(unsigned cmds)
-{
-        switch (cmds) {
-        case C_ALL:
-                return "every command";
-        case C_RUN:
-                return "run";
-        case C_REPLAY:
-                return "replay";
-        case C_DLQ:
-                return "dlq";
-        case C_REPLAY | C_DLQ:
-                return "replay and dlq";
-        default:
-                return "status and dlq";
-        }
-}
-
-static void print_wrapped(FILE *out, const char *text, int indent, int width)
-{
-        int col = indent;
-
-        fprintf(out, "%*s", indent, "");
-        while (*text != '\0') {
-                size_t len;
-
-                text += strspn(text, " ");
-                len = strcspn(text, " ");
-                if (len == 0)
-                        break;
-                if (col > indent && col + 1 + (int)len > width) {
-                        fprintf(out, "\n%*s", indent, "");
-                        col = indent;
-                } else if (col > indent) {
-                        fputc(' ', out);
-                        col++;
-                }
-                fwrite(text, 1, len, out);
-                col += (int)len;
-                text += len;
-        }
-        fputc('\n', out);
-}
-
-static void synopsis(const struct setting *s, char *buf, size_t sz)
-{
-        int n = 0;
-
-        if (s->short_flag != 0)
-                n = snprintf(buf, sz, "-%c, ", s->short_flag);
-        snprintf(buf + n, sz - (size_t)n, "--%s%s%s", s->flag, s->metavar != NULL ? " " : "",
-                 s->metavar != NULL ? s->metavar : "");
-}
-
-void config_print_help(FILE *out)
-{
-        unsigned section = 0;
-
-        print_wrapped(out,
-                      "Every option can also be set by the environment variable shown after it; "
-                      "the command line wins, and an empty variable counts as unset. Options "
-                      "take their value as --name VALUE or --name=VALUE.",
-                      0, 78);
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting *s = &settings[i];
-                char syn[64], desc[1024];
-
-                if (s->cmds != section) {
-                        section = s->cmds;
-                        fprintf(out, "\nOptions for %s:\n", commands_text(section));
-                }
-                synopsis(s, syn, sizeof(syn));
-                if (s->env != NULL)
-                        fprintf(out, "  %-34s %s\n", syn, s->env);
-                else
-                        fprintf(out, "  %s\n", syn);
-                describe(s, 1, desc, sizeof(desc));
-                print_wrapped(out, desc, 6, 78);
-        }
-}
-
-/* A table cell: '|' would end the cell early, and outside code '*', '_' and
- * '<' would start emphasis or HTML ("user.*=users or *" is not a pattern). */
-static void md_cell(FILE *out, const char *text, int code)
-{
-        fputs(code ? " `" : " ", out);
-        for (; *text != '\0'; text++) {
-                if (*text == '|' || (!code && strchr("*_<", *text) != NULL))
-                        fputc('\\', out);
-                fputc(*text, out);
-        }
-        fputs(code ? "` |" : " |", out);
-}
-
-void config_print_markdown(FILE *out)
-{
-        fputs("| Flag | Environment | Default | Description |\n"
-              "|------|-------------|---------|-------------|\n",
-              out);
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting *s = &settings[i];
-                char syn[64], desc[1024];
-                size_t n;
-
-                synopsis(s, syn, sizeof(syn));
-                describe(s, 0, desc, sizeof(desc));
-                n = strlen(desc);
-                snprintf(desc + n, sizeof(desc) - n, " Used by %s.", commands_text(s->cmds));
-                fputc('|', out);
-                md_cell(out, syn, 1);
-                md_cell(out, s->env != NULL ? s->env : "", s->env != NULL);
-                md_cell(out, s->def != NULL ? s->def : "", s->def != NULL);
-                md_cell(out, desc, 0);
-                fputc('\n', out);
-        }
 }

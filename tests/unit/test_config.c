@@ -533,6 +533,20 @@ END_TEST
 
 /* Every setting of the brief, flag and environment variable. */
 static const char *const documented[] = {
+    "--http-listen",
+    "OUTBOX_HTTP_LISTEN",
+    "--leader-poll-ms",
+    "OUTBOX_LEADER_POLL_MS",
+    "--retention",
+    "OUTBOX_RETENTION",
+    "--busy-poll-ms",
+    "OUTBOX_BUSY_POLL_MS",
+    "--idle-after-ms",
+    "OUTBOX_IDLE_AFTER_MS",
+    "--json",
+    "--id",
+    "--all",
+    "--limit",
     "--database-url",
     "OUTBOX_DATABASE_URL",
     "--kafka-brokers",

@@ -1,0 +1,48 @@
+/* config_table: the settings table shared by config.c (parsing and
+ * validation) and config_doc.c (--help and the README table). Internal to
+ * the config module; not installed under include/. */
+#ifndef OUTBOX_CONFIG_TABLE_H
+#define OUTBOX_CONFIG_TABLE_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+enum setting_type {
+        T_STR,    /* string; NULL when unset */
+        T_SECRET, /* string that is never echoed */
+        T_INT,    /* int within [min, max] */
+        T_ID,     /* long long within [min, max] */
+        T_LEVEL,  /* enum config_log_level */
+        T_ROUTE,  /* repeatable pattern=topic -> cfg->routes */
+        T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
+        T_BOOL,   /* flag without a value */
+        T_SECS,   /* int seconds, written with a unit: 90s, 15m, 12h, 7d */
+};
+
+/* Which commands read a setting: only for --help and the README. */
+enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
+
+#define KPROP_ENV_PREFIX  "OUTBOX_RDKAFKA_"
+#define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
+#define OFF(field)        offsetof(struct config, field)
+
+struct setting {
+        const char *flag; /* without the leading "--" */
+        char short_flag;  /* 0 or the letter of "-X" */
+        const char *env;  /* NULL: command line only */
+        enum setting_type type;
+        size_t off;
+        long long min, max;
+        const char *def; /* as it would be typed; NULL: none */
+        int flags;
+        unsigned cmds;
+        int need; /* CONFIG_NEED_* bits that make it required */
+        const char *metavar;
+        const char *help;
+};
+
+extern const struct setting config_settings[];
+extern const size_t config_n_settings;
+
+#endif
