@@ -30,9 +30,13 @@ int migrate_latest_version(void);
 int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, char *errbuf,
                 size_t errsz) __attribute__((warn_unused_result));
 
-/* Returns 0 when the schema exists at migrate_latest_version(); otherwise -1
- * with errbuf telling the user to run `outbox-relay migrate` (missing schema,
- * older version) or to upgrade the relay (newer version). */
+#define MIGRATE_ERR_SCHEMA (-2)
+
+/* Returns 0 when the schema exists at migrate_latest_version();
+ * MIGRATE_ERR_SCHEMA with errbuf telling the user to run `outbox-relay
+ * migrate` (missing schema, older version) or to upgrade the relay (newer
+ * version); -1 when the version could not be read (e.g. the connection
+ * dropped), which is worth retrying. */
 int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
     __attribute__((warn_unused_result));
 

@@ -86,7 +86,7 @@ CREATE INDEX events_sent_at_brin ON :"schema".events USING brin (sent_at);
 
 CREATE TABLE :"schema".dead_letters (
     id               bigint PRIMARY KEY, -- the id the row had in events
-    event_id         uuid NOT NULL,
+    event_id         uuid,               -- NULL only if the NOT NULL was dropped from events
     topic            text,
     key              text,
     event_type       text,
@@ -164,7 +164,8 @@ BEGIN
     INSERT INTO dead_letters (id, event_id, topic, key, event_type, payload, payload_bytes,
                               headers, created_at, attempts, first_attempt_at,
                               last_attempt_at, reason)
-    SELECT id, event_id, topic, key, event_type, payload, payload_bytes, headers, created_at,
+    SELECT id, event_id, topic, key, event_type, payload, payload_bytes,
+           coalesce(headers, '{}'), coalesce(created_at, now()),
            attempts, first_attempt_at, last_attempt_at,
            coalesce(last_error, 'no error message given') -- reason is NOT NULL
       FROM moved;
@@ -232,7 +233,7 @@ BEGIN
     INSERT INTO events (id, event_id, topic, key, event_type, payload, payload_bytes, headers,
                         created_at)
     OVERRIDING SYSTEM VALUE
-    SELECT id, event_id, topic, key, event_type, payload, payload_bytes, headers, created_at
+    SELECT id, coalesce(event_id, gen_random_uuid()), topic, key, event_type, payload, payload_bytes, headers, created_at
       FROM moved;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -166,8 +166,9 @@ static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t err
                 for (int cursor = 0; cursor <= 1; cursor++) {
                         snprintf(sql, sizeof(sql),
                                  "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
-                                 " e.payload, e.payload_bytes, e.headers, e.created_at,"
-                                 " e.attempts, %s%s%s"
+                                 " e.payload, e.payload_bytes, coalesce(e.headers, '{}'),"
+                                 " coalesce(e.created_at, now()), coalesce(e.attempts, 0),"
+                                 " %s%s%s"
                                  " FROM %s.events e"
                                  " WHERE e.status = 'pending' AND e.id > $1"
                                  " AND e.next_attempt_at <= now() %s%s%s"
@@ -239,6 +240,17 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
         return prepare(conn, "outbox_lock", sql, errbuf, errsz);
 }
 
+/* PostgreSQL notices (e.g. "terminating connection due to administrator
+ * command") go to the JSON log instead of raw onto stderr. */
+static void on_notice(void *arg, const char *message)
+{
+        struct db *db = arg;
+        char msg[512];
+
+        copy_pq_error(message, msg, sizeof(msg));
+        log_warn(db->lg, "postgresql notice", "{s:s}", "notice", msg);
+}
+
 /* Opens one session: our defaults come before dbname so that settings in
  * the user's URL (expanded in dbname's place) override them. Keepalives
  * make a dead peer show up as an error instead of a hang. */
@@ -256,6 +268,8 @@ static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_
          * names the leader by it. */
         snprintf(appname, sizeof(appname), "outbox-relay%s/%s", role, db->cfg->instance_id);
         conn = PQconnectdbParams(keys, vals, 1);
+        if (conn != NULL)
+                PQsetNoticeProcessor(conn, on_notice, db);
         if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
                 char msg[512];
 
@@ -283,10 +297,12 @@ int db_connect(struct db *db, char *errbuf, size_t errsz)
         conns[READER] = open_session(db, "", errbuf, errsz);
         if (conns[READER] == NULL)
                 goto out;
-        if (migrate_check(conns[READER], db->cfg->schema, errbuf, errsz) != 0) {
-                rc = DB_ERR_SCHEMA;
+        rc = migrate_check(conns[READER], db->cfg->schema, errbuf, errsz);
+        if (rc != 0) {
+                rc = rc == MIGRATE_ERR_SCHEMA ? DB_ERR_SCHEMA : -1;
                 goto out;
         }
+        rc = -1;
         schema = PQescapeIdentifier(conns[READER], db->cfg->schema, strlen(db->cfg->schema));
         snprintf(sql, sizeof(sql), "%s.events", db->cfg->schema);
         channel = PQescapeIdentifier(conns[READER], sql, strlen(sql));
@@ -425,7 +441,9 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *p
 
         memset(m, 0, sizeof(*m));
         m->id = be64(PQgetvalue(res, i, 0));
-        m->event_id = PQgetvalue(res, i, 1);
+        /* NOT NULL in the schema, but a user may have dropped that: the
+         * relay refuses the row rather than publish it without its id. */
+        m->event_id = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
         m->topic = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
         if (!PQgetisnull(res, i, 3)) {
                 m->key = PQgetvalue(res, i, 3);

@@ -64,6 +64,15 @@ int main(int argc, char **argv)
         struct log *lg = NULL;
         char err[512];
         int rc = EXIT_USAGE;
+        sigset_t stop;
+
+        /* `run` reads SIGTERM and SIGINT from a signalfd; block them before
+         * anything else so one sent during startup (a quick rollout) is
+         * handled as a clean stop instead of killing the process. */
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
 
         if (argc < 2) {
                 usage(stderr);
@@ -108,6 +117,8 @@ int main(int argc, char **argv)
         }
         /* A closed socket must be an error return, not a dead process. */
         signal(SIGPIPE, SIG_IGN);
+        if (strcmp(cmd->name, "run") != 0)
+                sigprocmask(SIG_UNBLOCK, &stop, NULL); /* one-shot commands stop at once */
         if (strcmp(cmd->name, "run") == 0)
                 rc = run(cfg, lg);
         else if (strcmp(cmd->name, "migrate") == 0)

@@ -385,21 +385,21 @@ int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
         if (version < 0) {
                 snprintf(errbuf, errsz,
                          "database has no outbox schema \"%s\": run outbox-relay migrate", schema);
-                return -1;
+                return MIGRATE_ERR_SCHEMA;
         }
         if (version < need) {
                 snprintf(errbuf, errsz,
                          "outbox schema \"%s\" is at version %d but this relay needs version %d: "
                          "run outbox-relay migrate",
                          schema, version, need);
-                return -1;
+                return MIGRATE_ERR_SCHEMA;
         }
         if (version > need) {
                 snprintf(errbuf, errsz,
                          "outbox schema \"%s\" is at version %d but this relay supports only up "
                          "to version %d: upgrade outbox-relay",
                          schema, version, need);
-                return -1;
+                return MIGRATE_ERR_SCHEMA;
         }
         return 0;
 }

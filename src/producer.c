@@ -38,6 +38,9 @@ static const char *const defaults[][2] = {
     {"queue.buffering.max.messages", "1000000"},
     {"compression.type", "none"},
     {"statistics.interval.ms", "5000"}, /* queue depth and broker RTT for the metrics */
+    /* After an outage, try the brokers again within a second: with the
+     * default (10 s) a recovered cluster may sit unused for 10 s. */
+    {"reconnect.backoff.max.ms", "1000"},
 };
 
 /* Settings the relay requires; config validation refuses other values. */

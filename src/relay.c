@@ -92,6 +92,8 @@ struct relay {
         int barrier;          /* stop fetching until the pipeline empties, then rescan */
         int64_t busy_since, next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
+        int64_t rebuild_at; /* rebuild the failed producer then (0: not pending) */
+        int rebuild_attempt;
         int leader; /* holds the outbox's leader lock: only the leader publishes */
         int busy;   /* polling on its own; writers were told not to notify */
         int64_t last_rows_at, next_busy_poll_at;
@@ -262,10 +264,17 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
         struct relay *r = b->relay;
 
         row->fail_queued = 0;
-        if (error != NULL) {
+        if (error != NULL && db_connected(r->db)) {
+                /* The connection is fine: the statement itself failed (a row
+                 * the schema's functions cannot handle). Retrying would fail
+                 * forever and stall every key behind this batch: the row
+                 * stays pending, its key held until the pipeline empties. */
+                log_error(r->lg, "recording a failure failed; the row stays pending",
+                          "{s:I,s:s,s:s}", "id", (json_int_t)row->m.id, "reason", row->error,
+                          "error", error);
+                row->fail_recorded = 1;
+        } else if (error != NULL) {
                 log_warn(r->lg, "recording a failure failed", "{s:s}", "error", error);
-                if (db_connected(r->db))
-                        db_disconnect(r->db, "unexpected error while recording a failure");
         } else {
                 const char *outcome = PQgetvalue(res, 0, 0);
 
@@ -369,7 +378,9 @@ static void batch_check_done(struct relay *r, struct batch *b)
         if (r->n_batches == 0) {
                 /* Pipeline empty: every failure is in the database, where the
                  * fetch query holds back keys, so rescan from the start. */
-                if (r->barrier || r->rescan)
+                /* Also after failures: the next row of a failing key may be
+                 * due as soon as the row before it was published. */
+                if (r->barrier || r->rescan || r->failing)
                         r->want_fetch = 1;
                 if (r->failing && r->leader && db_connected(r->db))
                         check_failing(r);
@@ -408,6 +419,7 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
                 row->state = ROW_SENT;
                 row->partition = partition;
                 row->offset = offset;
+                r->rebuild_attempt = 0;
                 metrics_topic_add(r->metrics, METRICS_PUBLISHED, row->topic, 1);
                 metrics_observe(r->metrics, METRICS_ACK_SECONDS,
                                 (double)(now_us() - row->produced_us) / 1e6);
@@ -460,6 +472,21 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         row->topic = topic != NULL ? topic : "(unrouted)";
         if (topic == NULL) {
                 fail_row(r, row, err);
+                return;
+        }
+        /* Routes and --default-topic were checked at startup; a row's own
+         * topic only by the table's CHECK, which a user may have dropped. */
+        if (!route_topic_name_ok(topic)) {
+                snprintf(err, sizeof(err),
+                         "topic \"%.64s\" is not a legal Kafka topic name ([A-Za-z0-9._-], 1 to "
+                         "%d characters, not \".\" or \"..\")",
+                         topic, ROUTE_TOPIC_MAX);
+                row->topic = "(illegal)";
+                fail_row(r, row, err);
+                return;
+        }
+        if (row->m.event_id == NULL) {
+                fail_row(r, row, "column event_id is NULL (was its NOT NULL constraint dropped?)");
                 return;
         }
         if (message_headers(&row->m, &hdrs, err, sizeof(err)) != 0) {
@@ -544,7 +571,8 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
 static void maybe_fetch(struct relay *r)
 {
         if (!r->want_fetch || r->fetch_queued || r->stopping || r->barrier || !r->leader ||
-            !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
+            producer_fatal(r->producer, NULL, 0) || !db_connected(r->db) ||
+            r->n_batches >= r->cfg->pipeline_depth)
                 return;
         r->want_fetch = 0;
         r->fetch_queued = 1;
@@ -829,6 +857,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->busy_since + r->cfg->poll_interval_ms;
         if (r->stopping && r->stop_deadline < next)
                 next = r->stop_deadline;
+        if (r->rebuild_at != 0 && r->rebuild_at < next)
+                next = r->rebuild_at;
         return next <= now ? 0 : (int)(next - now);
 }
 
@@ -912,9 +942,20 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                         if (notified)
                                 r->want_fetch = 1;
                 }
-                if (producer_fatal(r->producer, NULL, 0) && rebuild_producer(r) != 0) {
-                        snprintf(errbuf, errsz, "%s", r->fatal_msg);
-                        return -1;
+                /* The first rebuild is immediate; a fatal condition that
+                 * persists (e.g. an ACL refusing the producer id) is retried
+                 * with the reconnect backoff instead of in a tight loop. */
+                if (producer_fatal(r->producer, NULL, 0) && r->rebuild_at == 0)
+                        r->rebuild_at = now + (r->rebuild_attempt++ == 0
+                                                   ? 0
+                                                   : backoff_delay_ms(&r->reconnect_backoff,
+                                                                      r->rebuild_attempt));
+                if (r->rebuild_at != 0 && now >= r->rebuild_at) {
+                        r->rebuild_at = 0;
+                        if (rebuild_producer(r) != 0) {
+                                snprintf(errbuf, errsz, "%s", r->fatal_msg);
+                                return -1;
+                        }
                 }
                 if (!db_connected(r->db) && now >= r->reconnect_at)
                         try_connect(r, now);
