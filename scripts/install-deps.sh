@@ -8,7 +8,9 @@ pkgs=(build-essential cmake pkg-config git
       postgresql-15 kcat python3-kafka curl
       # tests/packaging: the Helm chart renderer and `docker-compose config`
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
-      docker-compose python3-yaml)
+      docker-compose python3-yaml
+      # fault tests: libFuzzer (clang's runtime) and valgrind
+      clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

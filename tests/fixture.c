@@ -678,20 +678,49 @@ struct fx_relay {
         char logfile[96];
 };
 
+/* OUTBOX_TEST_RELAY_WRAPPER, e.g. "/usr/bin/valgrind --leak-check=full",
+ * runs the relay under that command: its words (split on spaces, the first
+ * an absolute path) go before the relay's argv. Returns the word count;
+ * *copy (malloc'ed, NULL when unset) holds the words until freed. */
+static size_t relay_wrapper(const char **argv, size_t max, char **copy)
+{
+        const char *env = getenv("OUTBOX_TEST_RELAY_WRAPPER");
+        char *save = NULL;
+        size_t n = 0;
+
+        *copy = NULL;
+        if (!env || !*env)
+                return 0;
+        *copy = strdup(env);
+        ck_assert_msg(*copy != NULL, "out of memory");
+        for (char *w = strtok_r(*copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+                ck_assert_msg(n < max, "OUTBOX_TEST_RELAY_WRAPPER has too many words");
+                argv[n++] = w;
+        }
+        ck_assert_msg(n == 0 || argv[0][0] == '/',
+                      "OUTBOX_TEST_RELAY_WRAPPER must start with an absolute path");
+        return n;
+}
+
 struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
                                 const char *const extra_args[])
 {
         struct fx_relay *r = calloc(1, sizeof(*r));
         struct fx_spawn_opts o = {.in = -1, .pdeathsig = SIGKILL};
-        const char *argv[64] = {OUTBOX_RELAY_BIN,  "run",  "--database-url", conninfo,
-                                "--kafka-brokers", brokers};
-        char errbuf[256];
-        size_t n = 6;
+        const char *argv[80];
+        char errbuf[256], *wrapper;
+        size_t n = relay_wrapper(argv, 16, &wrapper);
         int fd;
 
         ck_assert_msg(r != NULL, "out of memory");
+        argv[n++] = OUTBOX_RELAY_BIN;
+        argv[n++] = "run";
+        argv[n++] = "--database-url";
+        argv[n++] = conninfo;
+        argv[n++] = "--kafka-brokers";
+        argv[n++] = brokers;
         for (size_t i = 0; extra_args && extra_args[i]; i++) {
-                ck_assert_msg(n < 63, "too many relay arguments");
+                ck_assert_msg(n < 79, "too many relay arguments");
                 argv[n++] = extra_args[i];
         }
         argv[n] = NULL;
@@ -703,6 +732,7 @@ struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
         o.out = o.err = fd;
         r->pid = fx_spawn(argv, &o, errbuf, sizeof(errbuf));
         close(fd);
+        free(wrapper);
         ck_assert_msg(r->pid > 0, "%s", errbuf);
         return r;
 }

@@ -87,7 +87,8 @@ int fx_run(const char *const argv[], const char *const env[], char **output, int
 struct fx_relay;
 /* Starts `outbox-relay run --database-url conninfo --kafka-brokers brokers`
  * plus extra args (NULL-terminated, may be NULL); its stderr goes to a log
- * file that fx_relay_log() returns. */
+ * file that fx_relay_log() returns. OUTBOX_TEST_RELAY_WRAPPER (e.g.
+ * "/usr/bin/valgrind --leak-check=full") runs it under that command. */
 struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
                                 const char *const extra_args[]);
 pid_t fx_relay_pid(const struct fx_relay *r);

@@ -1,0 +1,689 @@
+/* fault_harness: writer threads, the end-of-run checker and the report
+ * lines of the fault-injection tests (see fault_harness.h). The database is
+ * the ledger: what committed is what outbox.events and outbox.dead_letters
+ * hold at the end; rolled-back rows carry "rb": true in their payload. */
+#include "fault_harness.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+#ifndef OUTBOX_FAULT_REPORT_DEFAULT
+#define OUTBOX_FAULT_REPORT_DEFAULT "fault-report.tsv"
+#endif
+
+#define FH_POLL_MS      20
+#define FH_RETRY_MS     50 /* between a writer's connection attempts */
+#define FH_RB_MARKER    "\"rb\": true"
+#define FH_CONSUME_IDLE 1500
+
+/* ---- small helpers ---- */
+
+uint64_t fh_seed(void)
+{
+        struct timespec ts;
+        uint64_t s;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec * 6364136223846793005ULL ^ (uint64_t)ts.tv_sec ^
+            ((uint64_t)getpid() << 32);
+        return s ? s : 1;
+}
+
+int fh_rand(uint64_t *seed, int lo, int hi)
+{
+        uint64_t x = *seed;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *seed = x;
+        return lo + (int)(x % (uint64_t)(hi - lo + 1));
+}
+
+int fh_count_fds(int pid)
+{
+        char path[64];
+        DIR *d;
+        struct dirent *de;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+        d = opendir(path);
+        if (!d)
+                return -1;
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* ---- writers ---- */
+
+struct writer {
+        struct fh_writers *w;
+        int idx;
+        long long target;
+        uint64_t seed;
+        atomic_llong committed;
+        long long rolled_back, uncertain, transactions, conn_errs;
+        char error[256];
+        pthread_t th;
+        int started;
+};
+
+struct fh_writers {
+        struct fh_writers_opts o;
+        char *conninfo, *topic;
+        atomic_int stop;
+        int64_t start_ms;
+        struct writer *ws;
+};
+
+/* Whether a failed command failed because the server or the connection
+ * went away (expected while faults are injected) rather than by a bug. */
+static int connection_error(PGconn *conn, const PGresult *res)
+{
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+        if (!res || PQstatus(conn) != CONNECTION_OK || !state)
+                return 1;
+        /* 08: connection exception; 57P0x: admin/crash shutdown, cannot
+         * connect now; 57P05: idle session timeout. */
+        return !strncmp(state, "08", 2) || !strncmp(state, "57P", 3);
+}
+
+/* Runs one command; 0, 1 for a connection loss, -1 (error filled) for
+ * anything else. */
+static int writer_exec(struct writer *wr, PGconn *conn, const char *sql)
+{
+        PGresult *res = PQexec(conn, sql);
+        ExecStatusType st = PQresultStatus(res);
+        int rc = 0;
+
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                if (connection_error(conn, res)) {
+                        rc = 1;
+                } else {
+                        snprintf(wr->error, sizeof(wr->error), "writer %d: %s: %s", wr->idx,
+                                 sql[0] == 'I' ? "INSERT" : sql, PQerrorMessage(conn));
+                        rc = -1;
+                }
+        }
+        PQclear(res);
+        return rc;
+}
+
+/* Sleeps (in short steps, watching the stop flag) until this writer is
+ * no longer ahead of its share of the rate. */
+static void writer_pace(struct writer *wr)
+{
+        const struct fh_writers_opts *o = &wr->w->o;
+        double share = (double)o->rate / o->writers;
+
+        if (o->rate <= 0)
+                return;
+        for (;;) {
+                int64_t due = wr->w->start_ms +
+                              (int64_t)((double)atomic_load(&wr->committed) * 1000.0 / share);
+                int64_t left = due - fx_now_ms();
+
+                if (left <= 0 || atomic_load(&wr->w->stop))
+                        return;
+                poll(NULL, 0, left > FH_POLL_MS ? FH_POLL_MS : (int)left);
+        }
+}
+
+static void *writer_main(void *arg)
+{
+        struct writer *wr = arg;
+        const struct fh_writers_opts *o = &wr->w->o;
+        PGconn *conn = NULL;
+        long long seq = (long long)wr->idx * 100000000LL;
+        char sql[768];
+
+        while (atomic_load(&wr->committed) < wr->target && !atomic_load(&wr->w->stop)) {
+                long long rows = fh_rand(&wr->seed, 1, o->max_tx_rows);
+                int rb = fh_rand(&wr->seed, 1, 100) <= o->rollback_pct, rc;
+
+                if (!conn) {
+                        conn = PQconnectdb(wr->w->conninfo);
+                        if (PQstatus(conn) != CONNECTION_OK) {
+                                PQfinish(conn);
+                                conn = NULL;
+                                poll(NULL, 0, FH_RETRY_MS);
+                                continue;
+                        }
+                }
+                if (!rb && rows > wr->target - atomic_load(&wr->committed))
+                        rows = wr->target - atomic_load(&wr->committed);
+                snprintf(sql, sizeof(sql),
+                         "INSERT INTO outbox.events (topic, key, event_type, payload, headers)"
+                         " SELECT '%s', 'w%d-' || (g %% %d), 'fault.test',"
+                         " jsonb_build_object('w', %d, 'n', g%s), '{\"src\": \"fault-harness\"}'"
+                         " FROM generate_series(%lld, %lld) g",
+                         wr->w->topic, wr->idx, o->keys, wr->idx, rb ? ", 'rb', true" : "", seq + 1,
+                         seq + rows);
+                seq += rows;
+                wr->transactions++;
+                rc = writer_exec(wr, conn, "BEGIN");
+                if (rc == 0)
+                        rc = writer_exec(wr, conn, sql);
+                if (rc == 0) {
+                        rc = writer_exec(wr, conn, rb ? "ROLLBACK" : "COMMIT");
+                        if (rb)
+                                wr->rolled_back += rows; /* even if ROLLBACK was cut */
+                        else if (rc == 0)
+                                atomic_fetch_add(&wr->committed, rows);
+                        else if (rc == 1)
+                                wr->uncertain += rows;
+                }
+                if (rc < 0)
+                        break;
+                if (rc == 1) {
+                        wr->conn_errs++;
+                        PQfinish(conn);
+                        conn = NULL;
+                        continue;
+                }
+                writer_pace(wr);
+        }
+        PQfinish(conn);
+        return NULL;
+}
+
+struct fh_writers *fh_writers_start(const struct fh_writers_opts *o)
+{
+        struct fh_writers *w = calloc(1, sizeof(*w));
+        uint64_t seed = fh_seed();
+
+        ck_assert_msg(w != NULL, "out of memory");
+        ck_assert(o->writers > 0 && o->keys > 0 && o->max_tx_rows > 0 && o->events > 0);
+        w->o = *o;
+        /* For diagnosis: OUTBOX_FAULT_WRITERS=1 takes concurrent commits
+         * out of the picture. */
+        if (getenv("OUTBOX_FAULT_WRITERS") && atoi(getenv("OUTBOX_FAULT_WRITERS")) > 0)
+                w->o.writers = atoi(getenv("OUTBOX_FAULT_WRITERS"));
+        w->conninfo = strdup(o->conninfo);
+        w->topic = strdup(o->topic);
+        w->ws = calloc((size_t)w->o.writers, sizeof(*w->ws));
+        ck_assert_msg(w->conninfo && w->topic && w->ws, "out of memory");
+        w->o.conninfo = w->conninfo;
+        w->o.topic = w->topic;
+        atomic_init(&w->stop, 0);
+        w->start_ms = fx_now_ms();
+        for (int i = 0; i < w->o.writers; i++) {
+                struct writer *wr = &w->ws[i];
+
+                wr->w = w;
+                wr->idx = i + 1;
+                wr->target = o->events / w->o.writers + (i < o->events % w->o.writers);
+                wr->seed = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
+                if (!wr->seed)
+                        wr->seed = 1;
+                atomic_init(&wr->committed, 0);
+                ck_assert_msg(pthread_create(&wr->th, NULL, writer_main, wr) == 0,
+                              "pthread_create failed");
+                wr->started = 1;
+        }
+        return w;
+}
+
+long long fh_writers_committed(struct fh_writers *w)
+{
+        long long n = 0;
+
+        for (int i = 0; i < w->o.writers; i++)
+                n += atomic_load(&w->ws[i].committed);
+        return n;
+}
+
+static int writers_running(struct fh_writers *w)
+{
+        for (int i = 0; i < w->o.writers; i++) {
+                if (w->ws[i].error[0])
+                        return 0; /* one failed: no point waiting */
+                if (atomic_load(&w->ws[i].committed) < w->ws[i].target)
+                        return 1;
+        }
+        return 0;
+}
+
+void fh_writers_finish(struct fh_writers *w, int timeout_ms, struct fh_writer_stats *st)
+{
+        int64_t deadline = fx_now_ms() + timeout_ms;
+        int timed_out;
+
+        while ((timed_out = writers_running(w)) && fx_now_ms() < deadline)
+                poll(NULL, 0, FH_POLL_MS);
+        atomic_store(&w->stop, 1);
+        memset(st, 0, sizeof(*st));
+        for (int i = 0; i < w->o.writers; i++) {
+                struct writer *wr = &w->ws[i];
+
+                if (wr->started)
+                        pthread_join(wr->th, NULL);
+                st->committed += atomic_load(&wr->committed);
+                st->rolled_back += wr->rolled_back;
+                st->uncertain += wr->uncertain;
+                st->transactions += wr->transactions;
+                st->connection_errs += wr->conn_errs;
+                if (!st->error[0] && wr->error[0])
+                        snprintf(st->error, sizeof(st->error), "%s", wr->error);
+        }
+        free(w->ws);
+        free(w->conninfo);
+        free(w->topic);
+        free(w);
+        ck_assert_msg(!st->error[0], "%s", st->error);
+        ck_assert_msg(!timed_out, "writers did not finish within %d ms (%lld rows committed)",
+                      timeout_ms, st->committed);
+}
+
+/* ---- waiting for the relay ---- */
+
+long long fh_sent(PGconn *c)
+{
+        return fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'");
+}
+
+long long fh_wait_delivery(PGconn *c, int timeout_ms)
+{
+        int64_t start = fx_now_ms();
+        long long before = fh_sent(c);
+
+        for (;;) {
+                if (fh_sent(c) > before)
+                        return fx_now_ms() - start;
+                if (fx_now_ms() - start >= timeout_ms)
+                        return -1;
+                poll(NULL, 0, FH_POLL_MS);
+        }
+}
+
+long long fh_wait_drained(PGconn *c, int timeout_ms)
+{
+        int64_t start = fx_now_ms();
+
+        /* The partial index of pending rows makes this probe cheap. */
+        if (fx_wait_sql(c, 0, timeout_ms,
+                        "SELECT count(*) FROM outbox.events WHERE status = 'pending'") != 0)
+                return -1;
+        return fx_now_ms() - start;
+}
+
+long long fh_relay_sessions(PGconn *c)
+{
+        return fx_sql_int(c, "SELECT count(*) FROM pg_stat_activity"
+                             " WHERE application_name LIKE 'outbox-relay%%'");
+}
+
+int fh_wait_no_relay_session(PGconn *c, int timeout_ms)
+{
+        return fx_wait_sql(c, 0, timeout_ms,
+                           "SELECT count(*) FROM pg_stat_activity"
+                           " WHERE application_name LIKE 'outbox-relay%%'") == 0
+                   ? 0
+                   : -1;
+}
+
+int fh_wait_relay_connected(PGconn *c, int timeout_ms)
+{
+        return fx_wait_sql(c, 1, timeout_ms,
+                           "SELECT (count(*) > 0)::int FROM pg_stat_activity"
+                           " WHERE application_name LIKE 'outbox-relay/%%'") == 1
+                   ? 0
+                   : -1;
+}
+
+/* ---- the relay process ---- */
+
+/* Frees the relay; OUTBOX_FAULT_KEEP_LOGS=<dir> first keeps its log there
+ * as <case>-<pid>.log, for diagnosis. */
+void fh_relay_free(struct fx_relay *r, const char *name)
+{
+        const char *dir = getenv("OUTBOX_FAULT_KEEP_LOGS");
+
+        if (dir && *dir) {
+                char path[512], *log = fx_relay_log(r);
+                FILE *f;
+
+                snprintf(path, sizeof(path), "%s/%s-%d.log", dir, name, (int)fx_relay_pid(r));
+                f = fopen(path, "w");
+                if (f) {
+                        fputs(log, f);
+                        fclose(f);
+                }
+                free(log);
+        }
+        fx_relay_free(r);
+}
+
+/* The relay log's last 1500 bytes, for an abort message (malloc'ed). */
+char *fh_relay_log_tail(const struct fx_relay *r)
+{
+        char *log = fx_relay_log(r), *tail;
+        size_t n = strlen(log);
+
+        tail = strdup(n > 1500 ? log + n - 1500 : log);
+        free(log);
+        return tail;
+}
+
+/* How many log lines of the relay contain `what`. */
+int fh_relay_log_count(const struct fx_relay *r, const char *what)
+{
+        char *log = fx_relay_log(r);
+        int n = 0;
+
+        for (const char *p = log; (p = strstr(p, what)); p += strlen(what))
+                n++;
+        free(log);
+        return n;
+}
+
+void fh_wait_relay_log(const struct fx_relay *r, const char *what, int n, int timeout_ms)
+{
+        int64_t deadline = fx_now_ms() + timeout_ms;
+
+        while (fh_relay_log_count(r, what) < n && fx_now_ms() < deadline)
+                poll(NULL, 0, 20);
+}
+
+/* SIGTERM; it must exit 0 within timeout_ms. Returns how long it took. */
+long long fh_relay_stop(struct fx_relay *r, int timeout_ms)
+{
+        int64_t t0 = fx_now_ms();
+        int rc;
+
+        fx_relay_kill(r, SIGTERM);
+        rc = fx_relay_wait(r, timeout_ms);
+        if (rc != 0) {
+                char *tail = fh_relay_log_tail(r);
+
+                ck_abort_msg("relay exited %d after SIGTERM (-1: still running); log:\n%s", rc,
+                             tail);
+        }
+        return fx_now_ms() - t0;
+}
+
+/* VmRSS or VmHWM of a process in kB, from /proc/<pid>/status; -1 if gone. */
+long fh_proc_kb(int pid, const char *field)
+{
+        char path[64], line[256];
+        size_t n = strlen(field);
+        long kb = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", pid);
+        f = fopen(path, "r");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (!strncmp(line, field, n) && line[n] == ':')
+                        kb = atol(line + n + 1);
+        fclose(f);
+        return kb;
+}
+
+/* ---- checking ---- */
+
+void fh_result_init(struct fh_result *r, const char *name, const char *fault)
+{
+        memset(r, 0, sizeof(*r));
+        snprintf(r->name, sizeof(r->name), "%s", name);
+        snprintf(r->fault, sizeof(r->fault), "%s", fault);
+        r->drain_ms = -1;
+}
+
+void fh_result_recovery(struct fh_result *r, long long ms)
+{
+        if (r->n_recover < FH_MAX_SAMPLES)
+                r->recover_ms[r->n_recover++] = ms;
+}
+
+struct first_seen {
+        const struct fx_msg *m;
+        size_t pos;
+        long long id;
+};
+
+static int by_key_then_pos(const void *a, const void *b)
+{
+        const struct first_seen *x = a, *y = b;
+        size_t n = x->m->key_len < y->m->key_len ? x->m->key_len : y->m->key_len;
+        int c = n > 0 ? memcmp(x->m->key, y->m->key, n) : 0;
+
+        if (c == 0 && x->m->key_len != y->m->key_len)
+                c = x->m->key_len < y->m->key_len ? -1 : 1;
+        if (c == 0)
+                c = x->pos < y->pos ? -1 : 1;
+        return c;
+}
+
+static int same_key(const struct fx_msg *a, const struct fx_msg *b)
+{
+        return a->key && b->key && a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len);
+}
+
+/* The committed rows: id -> key (NULL for a keyless row), and which ids
+ * exist at all. */
+struct ledger {
+        long long max_id;
+        char *exists; /* 1: events, 2: dead_letters */
+        char **key;
+};
+
+static void ledger_load(PGconn *c, struct ledger *l)
+{
+        PGresult *res = PQexec(c, "SELECT id, key, 1 FROM outbox.events UNION ALL"
+                                  " SELECT id, key, 2 FROM outbox.dead_letters");
+
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+        l->max_id = 0;
+        for (int i = 0; i < PQntuples(res); i++) {
+                long long id = atoll(PQgetvalue(res, i, 0));
+
+                if (id > l->max_id)
+                        l->max_id = id;
+        }
+        l->exists = calloc((size_t)l->max_id + 1, 1);
+        l->key = calloc((size_t)l->max_id + 1, sizeof(*l->key));
+        ck_assert_msg(l->exists && l->key, "out of memory");
+        for (int i = 0; i < PQntuples(res); i++) {
+                long long id = atoll(PQgetvalue(res, i, 0));
+
+                l->exists[id] = (char)atoi(PQgetvalue(res, i, 2));
+                if (!PQgetisnull(res, i, 1))
+                        l->key[id] = strdup(PQgetvalue(res, i, 1));
+        }
+        PQclear(res);
+}
+
+static void ledger_free(struct ledger *l)
+{
+        for (long long i = 0; i <= l->max_id; i++)
+                free(l->key[i]);
+        free(l->key);
+        free(l->exists);
+}
+
+static long long msg_outbox_id(const struct fx_msg *m)
+{
+        const struct fx_header *h = fx_msg_header(m, "outbox_id");
+        char *end;
+        long long id;
+
+        if (!h || !h->value)
+                return -1;
+        errno = 0;
+        id = strtoll(h->value, &end, 10);
+        return errno || *end || end == h->value ? -1 : id;
+}
+
+void fh_check(PGconn *c, const char *brokers, const char *topic, struct fh_result *r)
+{
+        struct ledger l;
+        struct fx_msg *msgs = NULL;
+        struct first_seen *firsts;
+        unsigned char *seen;
+        size_t n, nf = 0;
+        long long rb_seen = 0;
+
+        ledger_load(c, &l);
+        n = fx_consume(brokers, topic, (size_t)-1, FH_CONSUME_IDLE, &msgs);
+        seen = calloc((size_t)l.max_id + 1, 1);
+        firsts = calloc(n ? n : 1, sizeof(*firsts));
+        ck_assert_msg(seen && firsts, "out of memory");
+        r->messages = (long long)n;
+        r->committed = 0;
+        for (long long id = 1; id <= l.max_id; id++) {
+                r->committed += l.exists[id] != 0;
+                r->dead_letters += l.exists[id] == 2;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct fx_msg *m = &msgs[i];
+                long long id = msg_outbox_id(m);
+                int rb = m->value &&
+                         memmem(m->value, m->value_len, FH_RB_MARKER, strlen(FH_RB_MARKER)) != NULL;
+
+                rb_seen += rb;
+                if (id < 1 || id > l.max_id || !l.exists[id] || rb) {
+                        r->phantoms++;
+                        continue;
+                }
+                if (seen[id]) {
+                        r->duplicates++;
+                        continue;
+                }
+                seen[id] = 1;
+                if ((l.key[id] == NULL) != (m->key == NULL) ||
+                    (m->key && (strlen(l.key[id]) != m->key_len ||
+                                memcmp(l.key[id], m->key, m->key_len) != 0)))
+                        r->key_mismatch++;
+                firsts[nf++] = (struct first_seen){m, i, id};
+        }
+        /* Dead letters are counted apart: a fault must make none, a bad
+         * row is expected to become one. */
+        for (long long id = 1; id <= l.max_id; id++)
+                r->lost += l.exists[id] == 1 && !seen[id];
+        qsort(firsts, nf, sizeof(*firsts), by_key_then_pos);
+        for (size_t i = 1; i < nf; i++) {
+                const struct first_seen *a = &firsts[i - 1], *b = &firsts[i];
+                size_t len = strlen(r->notes);
+
+                if (!same_key(a->m, b->m) || a->id < b->id)
+                        continue;
+                if (r->order_violations++ == 0)
+                        snprintf(r->notes + len, sizeof(r->notes) - len,
+                                 "%sorder: key %.*s has %lld (partition %d offset %lld) before "
+                                 "%lld (offset %lld)",
+                                 len ? "; " : "", (int)(a->m->key_len > 40 ? 40 : a->m->key_len),
+                                 a->m->key, a->id, (int)a->m->partition, (long long)a->m->offset,
+                                 b->id, (long long)b->m->offset);
+        }
+        if (rb_seen) {
+                size_t len = strlen(r->notes);
+
+                snprintf(r->notes + len, sizeof(r->notes) - len,
+                         "%s%lld rolled-back rows published", len ? "; " : "", rb_seen);
+        }
+        free(firsts);
+        free(seen);
+        fx_msgs_free(msgs, n);
+        ledger_free(&l);
+}
+
+/* ---- the report ---- */
+
+static int cmp_ll(const void *a, const void *b)
+{
+        long long x = *(const long long *)a, y = *(const long long *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Tabs and newlines would break the line format. */
+static void clean(char *s)
+{
+        for (; *s; s++)
+                if (*s == '\t' || *s == '\n' || *s == '\r')
+                        *s = ' ';
+}
+
+void fh_report(const struct fh_result *r, int ok)
+{
+        const char *path = getenv("OUTBOX_FAULT_REPORT");
+        long long sorted[FH_MAX_SAMPLES], median = -1, max = -1;
+        char name[64], fault[256], notes[512], *line = NULL;
+        int fd, len;
+
+        if (!path || !*path)
+                path = OUTBOX_FAULT_REPORT_DEFAULT;
+        memcpy(sorted, r->recover_ms, sizeof(long long) * (size_t)r->n_recover);
+        qsort(sorted, (size_t)r->n_recover, sizeof(long long), cmp_ll);
+        if (r->n_recover > 0) {
+                median = sorted[r->n_recover / 2];
+                max = sorted[r->n_recover - 1];
+                if (sorted[0] < 0)
+                        max = -2; /* one never recovered */
+        }
+        snprintf(name, sizeof(name), "%s", r->name);
+        snprintf(fault, sizeof(fault), "%s", r->fault);
+        snprintf(notes, sizeof(notes), "%s", r->notes);
+        clean(name);
+        clean(fault);
+        clean(notes);
+        /* One write() of the whole line: O_APPEND keeps lines whole. */
+        len =
+            asprintf(&line,
+                     "%s\t%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%d\t%lld\t%lld\t%lld"
+                     "\t%s\t%s\n",
+                     name, fault, r->committed, r->rolled_back, r->messages, r->lost, r->duplicates,
+                     r->phantoms, r->order_violations, r->dead_letters, r->faults, median, max,
+                     r->drain_ms, ok ? "pass" : "FAIL", notes);
+        ck_assert_msg(len > 0, "out of memory");
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, line, (size_t)len) != len)
+                fprintf(stderr, "fault report %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+                close(fd);
+        fprintf(stderr, "fault case %s", line);
+        free(line);
+}
+
+void fh_report_and_assert(const struct fh_result *r)
+{
+        int ok = r->lost == 0 && r->phantoms == 0 && r->order_violations == 0 &&
+                 r->key_mismatch == 0 && r->dead_letters == 0 && r->committed > 0;
+
+        for (int i = 0; i < r->n_recover; i++)
+                ok &= r->recover_ms[i] >= 0;
+        fh_report(r, ok);
+        ck_assert_msg(r->committed > 0, "%s: nothing committed", r->name);
+        ck_assert_msg(r->lost == 0, "%s: %lld of %lld committed events lost", r->name, r->lost,
+                      r->committed);
+        ck_assert_msg(r->phantoms == 0, "%s: %lld messages of no committed row (%s)", r->name,
+                      r->phantoms, r->notes);
+        ck_assert_msg(r->order_violations == 0, "%s: per-key order broken %lld times", r->name,
+                      r->order_violations);
+        ck_assert_msg(r->key_mismatch == 0, "%s: %lld messages with another key than their row",
+                      r->name, r->key_mismatch);
+        ck_assert_msg(r->dead_letters == 0, "%s: %lld rows dead-lettered by a transient fault",
+                      r->name, r->dead_letters);
+        for (int i = 0; i < r->n_recover; i++)
+                ck_assert_msg(r->recover_ms[i] >= 0, "%s: no delivery after fault %d", r->name,
+                              i + 1);
+}

@@ -1,0 +1,769 @@
+/* Fault injection end to end: writers keep committing (and rolling back)
+ * outbox rows while the relay is killed, PostgreSQL restarts or stops, the
+ * Kafka brokers go down or answer produce requests with errors; then an
+ * independent consumer reads the topic and fault_harness checks that
+ * nothing committed was lost, nothing rolled back was published and every
+ * key kept its order. Each case adds a line to the fault report. */
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault_harness.h"
+#include "fixture.h"
+
+static struct fx_pg *pg;
+static struct fx_kafka *kafka;
+
+static void suite_setup(void)
+{
+        pg = fx_pg_start();
+        kafka = fx_kafka_start(3, 4);
+}
+
+static void suite_teardown(void)
+{
+        fx_kafka_stop(kafka);
+        fx_pg_stop(pg);
+}
+
+#define BROKERS fx_kafka_bootstraps(kafka)
+
+/* Short timers so that each recovery is quick to observe: rescan every
+ * 200 ms, reconnect to the database within 1 s, retry failed rows soon. */
+#define FAST_RECOVERY                                                                              \
+        "--poll-interval-ms", "200", "--reconnect-max-ms", "1000", "--retry-base-ms", "100",       \
+            "--retry-max-ms", "1000"
+
+/* For the injected produce errors: the dev Kafka (librdkafka's mock) checks
+ * the sequence numbers of transactional producers only
+ * (rd_kafka_mock_validate_records), so a request in flight behind a failed
+ * one is appended where a real broker answers OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * and the mock itself reorders. With one request in flight per connection
+ * it answers as a broker would. */
+#define ONE_IN_FLIGHT "-X", "max.in.flight.requests.per.connection=1"
+
+/* A migrated database and a topic with `partitions` partitions (the dev
+ * Kafka keeps ~5 MiB per partition: enough for these streams). */
+static char *fresh(const char *db, const char *topic, int partitions)
+{
+        char *ci = fx_pg_create_db(pg, db), cmd[128];
+
+        fx_migrate(ci, NULL);
+        snprintf(cmd, sizeof(cmd), "topic %s %d", topic, partitions);
+        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+        return ci;
+}
+
+/* Waits until at least n rows are marked sent. */
+static void wait_sent(PGconn *c, long long n, int timeout_ms)
+{
+        ck_assert_int_eq(fx_wait_sql(c, 1, timeout_ms,
+                                     "SELECT (count(*) >= %lld)::int FROM outbox.events"
+                                     " WHERE status = 'sent'",
+                                     n),
+                         1);
+}
+
+/* Recovery is measured as the time to the next delivery, which needs a
+ * pending row: when the writers have finished and the relay caught up,
+ * the test commits a few rows of its own key. */
+static void ensure_pending(PGconn *c, const char *topic)
+{
+        if (fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'") > 0)
+                return;
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload)"
+               " SELECT '%s', 'test-0', jsonb_build_object('n', g) FROM generate_series(1, 200) g",
+               topic);
+}
+
+/* Measures one recovery: the next delivery after the end of a fault. */
+static void measure_recovery(PGconn *c, const char *topic, struct fh_result *res,
+                             const struct fx_relay *r)
+{
+        long long ms;
+
+        ensure_pending(c, topic);
+        ms = fh_wait_delivery(c, 60000);
+        fh_result_recovery(res, ms);
+        if (ms < 0) {
+                char *tail = fh_relay_log_tail(r);
+
+                fh_report(res, 0);
+                ck_abort_msg("%s: nothing delivered within 60 s of the fault's end; log:\n%s",
+                             res->name, tail);
+        }
+}
+
+static void finish(PGconn *c, const char *topic, struct fh_writers *w, struct fh_result *res)
+{
+        struct fh_writer_stats ws;
+
+        fh_writers_finish(w, 180000, &ws);
+        res->rolled_back = ws.rolled_back;
+        res->drain_ms = fh_wait_drained(c, 120000);
+        ck_assert_msg(res->drain_ms >= 0, "%s: backlog not drained", res->name);
+        (void)topic;
+}
+
+/* 1. SIGKILL at random moments, 20 times, during a 50,000-event stream. */
+START_TEST(kill_9_twenty_times_during_stream)
+{
+        const char *topic = "f-kill9";
+        char *ci = fresh("fkill9", topic, 16);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 50000, 5000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        uint64_t seed = fh_seed();
+        struct fh_result res;
+        struct fh_writers *w;
+        struct fx_relay *r;
+
+        fh_result_init(&res, "kill9",
+                       "relay SIGKILLed 20 times at random moments (100-400 ms after its first "
+                       "delivery), restarted each time");
+        snprintf(res.notes, sizeof(res.notes), "seed %llu", (unsigned long long)seed);
+        w = fh_writers_start(&wo);
+        for (res.faults = 0; res.faults < 20; res.faults++) {
+                r = fx_relay_start(ci, BROKERS, args);
+                measure_recovery(c, topic, &res, r);
+                poll(NULL, 0, fh_rand(&seed, 100, 400));
+                fx_relay_kill(r, SIGKILL);
+                ck_assert_int_eq(fx_relay_wait(r, 10000), 128 + SIGKILL);
+                fh_relay_free(r, res.name);
+                /* Its last mark may still be running in its backend. */
+                ck_assert_int_eq(fh_wait_no_relay_session(c, 10000), 0);
+        }
+        r = fx_relay_start(ci, BROKERS, args);
+        /* A SIGTERM before it has set up its signal handling would kill
+         * it: stop it only once it is connected. */
+        ck_assert_int_eq(fh_wait_relay_connected(c, 30000), 0);
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        ck_assert_int_ge(res.committed, 50000);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 2a. PostgreSQL crash-restarted (pg_ctl restart -m immediate) mid-stream. */
+START_TEST(postgres_immediate_restart_mid_stream)
+{
+        const char *topic = "f-pgrestart";
+        char *ci = fresh("fpgrestart", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 12000, 4000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+
+        fh_result_init(&res, "pg-restart",
+                       "PostgreSQL restarted twice mid-stream with pg_ctl restart -m immediate "
+                       "(a crash: every session cut, WAL recovery)");
+        for (res.faults = 0; res.faults < 2; res.faults++) {
+                wait_sent(c, 3000 + 4000LL * res.faults, 60000);
+                fx_pg_restart(pg);
+                PQfinish(c);
+                c = fx_db_connect(ci);
+                measure_recovery(c, topic, &res, r);
+        }
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 2b. PostgreSQL stopped for 10 s, then started again. */
+START_TEST(postgres_down_10_seconds)
+{
+        const char *topic = "f-pgstop";
+        char *ci = fresh("fpgstop", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 15000, 3000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+
+        fh_result_init(&res, "pg-down-10s",
+                       "PostgreSQL stopped (pg_ctl stop -m fast) for 10 s mid-stream, then "
+                       "started");
+        wait_sent(c, 3000, 60000);
+        PQfinish(c);
+        fx_pg_stop_server(pg);
+        poll(NULL, 0, 10000); /* the outage itself */
+        fx_pg_start_server(pg);
+        res.faults = 1;
+        c = fx_db_connect(ci);
+        measure_recovery(c, topic, &res, r);
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 3. Every Kafka broker down for 10 s: rows wait, none is dead-lettered. */
+START_TEST(kafka_down_10_seconds)
+{
+        const char *topic = "f-kafkadown";
+        char *ci = fresh("fkafkadown", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 30000, 2500, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        long long pending;
+
+        fh_result_init(&res, "kafka-down-10s",
+                       "all 3 Kafka brokers down (listeners and connections closed) for 10 s "
+                       "mid-stream, then up");
+        wait_sent(c, 3000, 60000);
+        ck_assert_int_eq(fx_kafka_command(kafka, "down -1"), 0);
+        poll(NULL, 0, 10000); /* the outage itself; the writers go on */
+        pending = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'");
+        ck_assert_int_eq(fx_kafka_command(kafka, "up -1"), 0);
+        res.faults = 1;
+        measure_recovery(c, topic, &res, r);
+        snprintf(res.notes, sizeof(res.notes), "backlog of %lld rows when the brokers came back",
+                 pending);
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 4a. Retriable produce errors: librdkafka retries them itself. */
+START_TEST(retriable_produce_errors)
+{
+        static const char *const errs[] = {
+            "NOT_LEADER_FOR_PARTITION,NOT_LEADER_FOR_PARTITION,NOT_LEADER_FOR_PARTITION",
+            "LEADER_NOT_AVAILABLE,LEADER_NOT_AVAILABLE",
+            "REQUEST_TIMED_OUT,REQUEST_TIMED_OUT",
+            "NOT_ENOUGH_REPLICAS,NOT_ENOUGH_REPLICAS,NOT_ENOUGH_REPLICAS",
+            "NOT_ENOUGH_REPLICAS_AFTER_APPEND,NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            "KAFKA_STORAGE_ERROR,KAFKA_STORAGE_ERROR",
+            "NETWORK_EXCEPTION,NETWORK_EXCEPTION",
+            "UNKNOWN_TOPIC_OR_PART,UNKNOWN_TOPIC_OR_PART",
+            "_TRANSPORT,_TRANSPORT",
+        };
+        const char *topic = "f-retriable";
+        char *ci = fresh("fretriable", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 12000, 3000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, ONE_IN_FLIGHT, NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        char cmd[256];
+        size_t len = 0;
+
+        fh_result_init(&res, "produce-retriable",
+                       "Produce answered with retriable errors: NOT_LEADER_FOR_PARTITION, "
+                       "LEADER_NOT_AVAILABLE, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS(_AFTER_"
+                       "APPEND), KAFKA_STORAGE_ERROR, NETWORK_EXCEPTION, UNKNOWN_TOPIC_OR_PART, "
+                       "connection closed");
+        wait_sent(c, 2000, 60000);
+        for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+                int before = fh_relay_log_count(r, "rebuilding the Kafka producer");
+
+                snprintf(cmd, sizeof(cmd), "errors 0 %s", errs[i]);
+                ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+                res.faults++;
+                measure_recovery(c, topic, &res, r);
+                if (fh_relay_log_count(r, "rebuilding the Kafka producer") > before)
+                        len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len,
+                                                "%sproducer rebuilt after %.32s", len ? ", " : "",
+                                                errs[i]);
+                if (len >= sizeof(res.notes))
+                        len = sizeof(res.notes) - 1;
+        }
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 4b. Produce errors that make librdkafka 2.0.2's idempotent producer
+ * raise a fatal error (with enable.gapless.guarantee every permanent
+ * produce error does): the relay must rebuild its producer and republish
+ * from the first unacknowledged row, losing and reordering nothing. */
+START_TEST(fatal_idempotent_producer_errors)
+{
+        static const char *const errs[] = {
+            "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            "UNKNOWN_PRODUCER_ID,UNKNOWN_PRODUCER_ID",
+            "INVALID_PRODUCER_EPOCH",
+            "INVALID_RECORD",
+            "INVALID_MSG",
+            "TOPIC_AUTHORIZATION_FAILED",
+            "CLUSTER_AUTHORIZATION_FAILED",
+        };
+        const char *topic = "f-fatal";
+        char *ci = fresh("ffatal", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 12000, 3000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, ONE_IN_FLIGHT, NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        char cmd[256];
+        size_t len = 0;
+        int fds_before, fds_after;
+
+        fh_result_init(&res, "produce-fatal",
+                       "Produce answered with errors fatal to the idempotent producer: "
+                       "OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID twice, "
+                       "INVALID_PRODUCER_EPOCH, INVALID_RECORD, INVALID_MSG (CORRUPT_MESSAGE), "
+                       "TOPIC_/CLUSTER_AUTHORIZATION_FAILED");
+        wait_sent(c, 2000, 60000);
+        fds_before = fh_count_fds(fx_relay_pid(r));
+        for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+                int before = fh_relay_log_count(r, "rebuilding the Kafka producer"), rebuilt;
+
+                snprintf(cmd, sizeof(cmd), "errors 0 %s", errs[i]);
+                ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+                res.faults++;
+                measure_recovery(c, topic, &res, r);
+                /* Whether it was fatal shows in the log; wait a little for
+                 * the rebuild if the delivery came from another partition. */
+                fh_wait_relay_log(r, "rebuilding the Kafka producer", before + 1, 2000);
+                rebuilt = fh_relay_log_count(r, "rebuilding the Kafka producer") - before;
+                len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, "%s%.24s: %d",
+                                        i ? ", " : "rebuilds per error: ", errs[i], rebuilt);
+                if (len >= sizeof(res.notes))
+                        len = sizeof(res.notes) - 1;
+        }
+        finish(c, topic, w, &res);
+        fds_after = fh_count_fds(fx_relay_pid(r));
+        snprintf(res.notes + len, sizeof(res.notes) - len, "; fds %d -> %d", fds_before, fds_after);
+        ck_assert_int_ge(fh_relay_log_count(r, "rebuilding the Kafka producer"), 3);
+        ck_assert_int_lt(fds_after, fds_before + 10);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 4c. A fatal condition that persists: every new producer's
+ * InitProducerId is refused (CLUSTER_AUTHORIZATION_FAILED, fatal). The
+ * relay rebuilds the producer each time; the report shows how fast. Once
+ * the condition ends, it must deliver everything. */
+START_TEST(persistent_fatal_error_rebuild_rate)
+{
+        const char *topic = "f-spin";
+        char *ci = fresh("fspin", topic, 4);
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        struct fh_result res;
+        char cmd[2048];
+        size_t len;
+        int64_t t0, t1;
+        int n = 10, fds_before, fds_after, rebuilds;
+
+        fh_result_init(&res, "fatal-persisting",
+                       "InitProducerId refused 10 times in a row (CLUSTER_AUTHORIZATION_FAILED, "
+                       "fatal) after a fatal produce error: how fast the relay rebuilds");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'f-spin', 'k' || (g %% 4), jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 500) g");
+        ck_assert_int_eq(fh_wait_drained(c, 60000) >= 0, 1);
+        fds_before = fh_count_fds(fx_relay_pid(r));
+        len = (size_t)snprintf(cmd, sizeof(cmd), "errors 22 CLUSTER_AUTHORIZATION_FAILED");
+        for (int i = 1; i < n; i++)
+                len +=
+                    (size_t)snprintf(cmd + len, sizeof(cmd) - len, ",CLUSTER_AUTHORIZATION_FAILED");
+        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+        ck_assert_int_eq(fx_kafka_command(kafka, "errors 0 INVALID_PRODUCER_EPOCH"), 0);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'f-spin', 'k' || (g %% 4), jsonb_build_object('n', g)"
+                  " FROM generate_series(501, 1000) g");
+        fh_wait_relay_log(r, "rebuilding the Kafka producer", 1, 30000);
+        t0 = fx_now_ms();
+        fh_wait_relay_log(r, "rebuilding the Kafka producer", n + 1, 60000);
+        t1 = fx_now_ms();
+        rebuilds = fh_relay_log_count(r, "rebuilding the Kafka producer");
+        res.faults = 1;
+        res.drain_ms = fh_wait_drained(c, 60000);
+        fh_result_recovery(&res, res.drain_ms);
+        fds_after = fh_count_fds(fx_relay_pid(r));
+        snprintf(res.notes, sizeof(res.notes),
+                 "%d producer rebuilds, the last %d in %lld ms (%.1f per second); fds %d -> %d",
+                 rebuilds, rebuilds - 1, (long long)(t1 - t0),
+                 t1 > t0 ? (rebuilds - 1) * 1000.0 / (double)(t1 - t0) : 0.0, fds_before,
+                 fds_after);
+        ck_assert_int_ge(rebuilds, n + 1);
+        ck_assert_int_lt(fds_after, fds_before + 10);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 6a. SIGTERM during a heavy stream: exit 0 within the grace period, and
+ * after a restart nothing is missing. */
+START_TEST(sigterm_during_heavy_stream)
+{
+        const char *topic = "f-sigterm";
+        char *ci = fresh("fsigterm", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 20000, 0, 10, 100};
+        const char *args[] = {FAST_RECOVERY, "--shutdown-timeout-ms", "5000", NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        long long took, sent_at_stop, in_kafka;
+        struct fx_msg *msgs;
+        size_t n;
+        int timed_out;
+
+        fh_result_init(&res, "sigterm",
+                       "SIGTERM while writers insert as fast as they can (grace "
+                       "--shutdown-timeout-ms 5000); exit code checked, then restarted");
+        wait_sent(c, 5000, 60000);
+        took = fh_relay_stop(r, 5000 + 5000);
+        timed_out = fh_relay_log_count(r, "shutdown timeout");
+        fh_relay_free(r, res.name);
+        /* A clean stop marks everything Kafka acknowledged. */
+        sent_at_stop = fh_sent(c);
+        n = fx_consume(BROKERS, topic, (size_t)-1, 1500, &msgs);
+        in_kafka = (long long)n;
+        fx_msgs_free(msgs, n);
+        res.faults = 1;
+        r = fx_relay_start(ci, BROKERS, args);
+        measure_recovery(c, topic, &res, r);
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        snprintf(res.notes, sizeof(res.notes),
+                 "exit 0 %lld ms after SIGTERM%s; at the stop %lld rows marked sent, %lld "
+                 "messages in Kafka",
+                 took, timed_out ? " (grace expired)" : "", sent_at_stop, in_kafka);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        if (!timed_out)
+                ck_assert_int_eq(in_kafka, sent_at_stop);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 6b. SIGTERM while Kafka is down: the grace period runs out, the relay
+ * abandons what is unconfirmed and still exits 0; those rows stay pending
+ * and are delivered after a restart. */
+START_TEST(sigterm_while_kafka_down)
+{
+        const char *topic = "f-sigtermdown";
+        char *ci = fresh("fsigtermdown", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 2, 8, 6000, 3000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, "--shutdown-timeout-ms", "2000", NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        long long took;
+
+        fh_result_init(&res, "sigterm-kafka-down",
+                       "SIGTERM while all Kafka brokers are down (grace --shutdown-timeout-ms "
+                       "2000 runs out), brokers back, relay restarted");
+        wait_sent(c, 1000, 60000);
+        ck_assert_int_eq(fx_kafka_command(kafka, "down -1"), 0);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'f-sigtermdown', 'test-0', jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 500) g");
+        poll(NULL, 0, 500); /* let it fetch and produce into the void */
+        took = fh_relay_stop(r, 2000 + 10000);
+        ck_assert_int_eq(fh_relay_log_count(r, "shutdown timeout"), 1);
+        fh_relay_free(r, res.name);
+        ck_assert_int_eq(fx_kafka_command(kafka, "up -1"), 0);
+        res.faults = 1;
+        r = fx_relay_start(ci, BROKERS, args);
+        measure_recovery(c, topic, &res, r);
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        snprintf(res.notes, sizeof(res.notes), "exit 0 %lld ms after SIGTERM (grace 2000 ms)",
+                 took);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* The backend pid of the relay's reader session (fetches, LISTEN). */
+static long long relay_backend(PGconn *c)
+{
+        return fx_sql_int(c, "SELECT max(pid) FROM pg_stat_activity"
+                             " WHERE application_name LIKE 'outbox-relay/%%'");
+}
+
+/* 100 database reconnects and 100 Kafka disconnects leave no file
+ * descriptor and no database connection behind. */
+START_TEST(reconnects_leak_nothing)
+{
+        const char *topic = "f-leak";
+        char *ci = fresh("fleak", topic, 4);
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {
+            FAST_RECOVERY, "-X", "reconnect.backoff.ms=10", "-X", "reconnect.backoff.max.ms=100",
+            NULL};
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        struct fh_result res;
+        int fds_before, fds_mid, fds_after, sessions;
+        long long sessions_before;
+
+        fh_result_init(&res, "reconnect-leak",
+                       "all the relay's PostgreSQL sessions terminated 100 times, then its "
+                       "Kafka connection cut 100 times (produce answered by closing the socket)");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('f-leak', 'k', '{}')");
+        ck_assert_int_eq(fh_wait_drained(c, 60000) >= 0, 1);
+        ck_assert_int_eq(fh_wait_relay_connected(c, 10000), 0);
+        sessions_before = fh_relay_sessions(c);
+        fds_before = fh_count_fds(fx_relay_pid(r));
+        for (int i = 0; i < 100; i++) {
+                long long old = relay_backend(c);
+                int64_t t0 = fx_now_ms();
+
+                /* Every session of the relay, the reader and the writers. */
+                ck_assert_int_ge(fx_sql_int(c, "SELECT count(pg_terminate_backend(pid))"
+                                               " FROM pg_stat_activity"
+                                               " WHERE application_name LIKE 'outbox-relay%%'"),
+                                 1);
+                if (fx_wait_sql(c, 1, 30000,
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE application_name LIKE 'outbox-relay/%%' AND pid <> %lld",
+                                old) != 1) {
+                        char *tail = fh_relay_log_tail(r);
+
+                        ck_abort_msg("no new reader session after reconnect %d; log:\n%s", i + 1,
+                                     tail);
+                }
+                /* Fully back (reader and writers) once a new row is sent;
+                 * cutting a session during its setup is another case. */
+                fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                          " VALUES ('f-leak', 'k', '{}')");
+                ck_assert_int_eq(fh_wait_drained(c, 30000) >= 0, 1);
+                fh_result_recovery(&res, fx_now_ms() - t0);
+        }
+        fds_mid = fh_count_fds(fx_relay_pid(r));
+        for (int i = 0; i < 100; i++) {
+                int64_t t0 = fx_now_ms();
+
+                ck_assert_int_eq(fx_kafka_command(kafka, "errors 0 _TRANSPORT"), 0);
+                fx_sql(
+                    c,
+                    "INSERT INTO outbox.events (topic, key, payload) VALUES ('f-leak', 'k', '{}')");
+                ck_assert_int_eq(fh_wait_drained(c, 30000) >= 0, 1);
+                fh_result_recovery(&res, fx_now_ms() - t0);
+        }
+        fds_after = fh_count_fds(fx_relay_pid(r));
+        /* Any session a reconnect replaced is gone by now. */
+        fx_wait_sql(c, sessions_before, 10000,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                    "'outbox-relay%%'");
+        sessions = (int)fh_relay_sessions(c);
+        res.faults = 200;
+        res.drain_ms = 0;
+        snprintf(res.notes, sizeof(res.notes),
+                 "open fds %d before, %d after 100 PostgreSQL reconnects, %d after 100 Kafka "
+                 "disconnects; PostgreSQL sessions %lld before, %d after",
+                 fds_before, fds_mid, fds_after, sessions_before, sessions);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        /* A leak per reconnect would add 100; librdkafka's own broker
+         * connections may come and go by a few. */
+        ck_assert_int_lt(fds_mid, fds_before + 10);
+        ck_assert_int_lt(fds_after, fds_before + 10);
+        ck_assert_int_eq(sessions, sessions_before);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* The relay's sessions cut again and again while it sets them up (a
+ * database that restarts while the relay reconnects): it must keep
+ * retrying, not give up, and deliver once left alone. */
+START_TEST(connection_lost_during_setup)
+{
+        const char *topic = "f-setup";
+        char *ci = fresh("fsetup", topic, 4);
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        struct fh_result res;
+        int rc;
+
+        fh_result_init(&res, "pg-cut-in-setup",
+                       "every relay session terminated as soon as it appears, 30 times in a row "
+                       "(connection lost while connecting, checking the schema, preparing)");
+        ck_assert_int_eq(fh_wait_relay_connected(c, 30000), 0);
+        for (res.faults = 0; res.faults < 30; res.faults++) {
+                fx_wait_sql(c, 1, 10000,
+                            "SELECT (count(*) > 0)::int FROM pg_stat_activity"
+                            " WHERE application_name LIKE 'outbox-relay%%'");
+                fx_sql_int(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                              " WHERE application_name LIKE 'outbox-relay%%'");
+                if (fx_relay_wait(r, 0) >= 0)
+                        break; /* it gave up */
+        }
+        rc = fx_relay_wait(r, 0);
+        if (rc < 0) {
+                fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                          " VALUES ('f-setup', 'k', '{}')");
+                fh_result_recovery(&res, fh_wait_delivery(c, 30000));
+                res.drain_ms = fh_wait_drained(c, 30000);
+        }
+        {
+                char *log = fx_relay_log(r), *e = strstr(log, "relay stopped on an error");
+
+                snprintf(res.notes, sizeof(res.notes), "%s%.200s",
+                         rc < 0 ? "kept retrying" : "the relay exited: ",
+                         rc < 0 ? ""
+                         : e    ? e
+                                : "");
+                free(log);
+        }
+        fh_check(c, BROKERS, topic, &res);
+        if (rc >= 0) {
+                fh_report(&res, 0);
+                ck_abort_msg("the relay exited %d after %d cut sessions: %s", rc, res.faults,
+                             res.notes);
+        }
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* The end-to-end case that also runs under valgrind (ctest -L valgrind sets
+ * OUTBOX_TEST_RELAY_WRAPPER): a stream with writers, one lost database
+ * session, then a graceful SIGTERM that must exit 0 (valgrind exits 99 on
+ * a definite leak). */
+START_TEST(end_to_end_graceful)
+{
+        const char *topic = "f-e2e";
+        const char *wrapped = getenv("OUTBOX_TEST_RELAY_WRAPPER");
+        int slow = wrapped && *wrapped ? 20 : 1; /* valgrind runs it ~20x slower */
+        char *ci = fresh("fe2e", topic, 4);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 2, 4, 3000, 1000, 10, 20};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w;
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+
+        fh_result_init(&res, slow > 1 ? "e2e-valgrind" : "e2e",
+                       slow > 1 ? "end-to-end stream under valgrind --leak-check=full: one "
+                                  "database session lost, then SIGTERM"
+                                : "end-to-end stream: one database session lost, then SIGTERM");
+        w = fh_writers_start(&wo);
+        wait_sent(c, 500, 60000 * slow);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(pg_terminate_backend(pid))"
+                                       " FROM pg_stat_activity"
+                                       " WHERE application_name LIKE 'outbox-relay/%%'"),
+                         1);
+        res.faults = 1;
+        ensure_pending(c, topic);
+        fh_result_recovery(&res, fh_wait_delivery(c, 60000 * slow));
+        {
+                struct fh_writer_stats ws;
+
+                fh_writers_finish(w, 120000 * slow, &ws);
+                res.rolled_back = ws.rolled_back;
+        }
+        res.drain_ms = fh_wait_drained(c, 120000 * slow);
+        fh_relay_stop(r, 60000 * slow);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* OUTBOX_FAULT_CASES="name,name" runs only those tests (by function name). */
+static int selected(const char *name)
+{
+        const char *only = getenv("OUTBOX_FAULT_CASES");
+        size_t n = strlen(name);
+
+        if (!only || !*only)
+                return 1;
+        for (const char *p = only; (p = strstr(p, name)); p += n)
+                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+                        return 1;
+        return 0;
+}
+
+#define ADD_TEST(tc, fn)                                                                           \
+        do {                                                                                       \
+                if (selected(#fn))                                                                 \
+                        tcase_add_test(tc, fn);                                                    \
+        } while (0)
+
+int main(void)
+{
+        Suite *s = suite_create("faults");
+        TCase *tc = tcase_create("faults"), *e2e = tcase_create("e2e");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_set_timeout(tc, 300);
+        ADD_TEST(tc, kill_9_twenty_times_during_stream);
+        ADD_TEST(tc, postgres_immediate_restart_mid_stream);
+        ADD_TEST(tc, postgres_down_10_seconds);
+        ADD_TEST(tc, kafka_down_10_seconds);
+        ADD_TEST(tc, retriable_produce_errors);
+        ADD_TEST(tc, fatal_idempotent_producer_errors);
+        ADD_TEST(tc, persistent_fatal_error_rebuild_rate);
+        ADD_TEST(tc, sigterm_during_heavy_stream);
+        ADD_TEST(tc, sigterm_while_kafka_down);
+        ADD_TEST(tc, reconnects_leak_nothing);
+        ADD_TEST(tc, connection_lost_during_setup);
+        suite_add_tcase(s, tc);
+        tcase_add_unchecked_fixture(e2e, suite_setup, suite_teardown);
+        tcase_set_timeout(e2e, 900);
+        ADD_TEST(e2e, end_to_end_graceful);
+        suite_add_tcase(s, e2e);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
