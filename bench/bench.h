@@ -1,0 +1,59 @@
+/* outbox-bench: the benchmark's measuring tools (bench/run.sh drives them).
+ * Shared helpers: clocks, /proc readers, percentiles, option parsing, and
+ * the entry point of each subcommand. Results go to stdout as "name value" lines. */
+#ifndef OUTBOX_BENCH_H
+#define OUTBOX_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+/* Nanoseconds on the given clock. */
+int64_t bench_now_ns(clockid_t clock);
+/* Sleeps until the CLOCK_MONOTONIC time t_ns (returns at once if it passed). */
+void bench_sleep_until(int64_t t_ns);
+
+/* CPU seconds (user + system, all threads) of a process or one of its
+ * threads (tid 0: the whole process); children reaped by it when
+ * with_children. 0 or -1 if it is gone. */
+int bench_proc_cpu(pid_t pid, pid_t tid, int with_children, double *sec);
+/* A "Name:  N kB" field of /proc/<pid>/status (VmRSS, VmHWM); 0 or -1. */
+int bench_proc_status_kb(pid_t pid, const char *field, long *kb);
+/* Seconds since boot at which the process started (resolution: clock ticks). */
+int bench_proc_start_s(pid_t pid, double *sec);
+
+/* Machine-wide jiffies from /proc/stat: busy (everything but idle and
+ * iowait), iowait, softirq (charged to no process: loopback networking
+ * is much of it), and total. */
+struct bench_cpustat {
+        unsigned long long busy, iowait, softirq, total;
+};
+int bench_cpustat_read(struct bench_cpustat *s);
+
+/* Sorts v (n values, nanoseconds) and returns its p-quantile (nearest rank)
+ * in milliseconds; 0 when n is 0. */
+void bench_sort_ns(int64_t *v, size_t n);
+double bench_quantile_ms(const int64_t *sorted, size_t n, double p);
+
+/* Strict number parsing for options: 0 or -1. */
+int bench_parse_long(const char *s, long min, long max, long *out);
+int bench_parse_double(const char *s, double min, double max, double *out);
+
+/* Connects with libpq and checks the status; 0 or -1 with errbuf filled. */
+int bench_pg_connect(const char *conninfo, PGconn **out, char *errbuf, size_t errsz);
+/* Runs a command or query and checks it succeeded; the result is cleared. */
+int bench_pg_exec(PGconn *conn, const char *sql, char *errbuf, size_t errsz);
+
+/* Subcommands: each parses its own options (argv[0] is the subcommand) and
+ * returns a process exit status. */
+int bench_cmd_pg_ceiling(int argc, char **argv);
+int bench_cmd_kafka_ceiling(int argc, char **argv);
+int bench_cmd_hwm(int argc, char **argv);
+int bench_cmd_load(int argc, char **argv);
+int bench_cmd_monitor(int argc, char **argv);
+int bench_cmd_waits(int argc, char **argv);
+
+#endif

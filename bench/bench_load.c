@@ -1,0 +1,525 @@
+/* outbox-bench load: end-to-end latency at a fixed offered event rate.
+ * Writer threads (one connection each) run the service's transaction
+ * (update a business row, insert an outbox row, COMMIT) on an open-loop
+ * schedule and note when COMMIT returned, by outbox id; a consumer thread in
+ * the same process reads the topic and notes when each message arrived, by
+ * its outbox_id header. Latency = arrival - COMMIT return, one clock. */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "bench.h"
+
+#define LOAD_MAX_WRITERS 256
+
+struct load_cfg {
+        const char *conninfo, *brokers, *topic;
+        double rate, seconds, warmup, grace;
+        long writers, accounts, keys, fetch_wait_ms;
+        int no_consumer; /* writers only: no latency, no fetch load on the dev Kafka */
+};
+
+struct load {
+        const struct load_cfg *cfg;
+        long long base_id; /* this run's rows have ids above it */
+        size_t cap;        /* slots in the arrays below, by id - base_id - 1 */
+        int64_t *commit_ns, *commit_dur_ns, *arrive_ns;
+        int64_t t0, t_end; /* schedule start and end, CLOCK_MONOTONIC */
+        atomic_long committed, out_of_range;
+        atomic_int writers_left, failed;
+        long received, unmatched, duplicates, consumer_errors;
+        pthread_mutex_t err_mu;
+        char err[1024];
+};
+
+struct writer_arg {
+        struct load *L;
+        long index;
+};
+
+static void set_error(struct load *L, const char *fmt, const char *detail)
+{
+        pthread_mutex_lock(&L->err_mu);
+        if (L->err[0] == '\0')
+                snprintf(L->err, sizeof(L->err), fmt, detail);
+        pthread_mutex_unlock(&L->err_mu);
+        atomic_store(&L->failed, 1);
+}
+
+static int writer_prepare(PGconn *conn, char *errbuf, size_t errsz)
+{
+        static const char *const stmts[][2] = {
+            {"upd", "UPDATE bench.accounts SET balance = balance + 1, updated_at = now()"
+                    " WHERE id = $1::int"},
+            {"ins", "INSERT INTO outbox.events (topic, key, event_type, payload)"
+                    " VALUES ($1, $2, 'order.updated', bench.payload($3::bigint)) RETURNING id"},
+        };
+
+        for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+                PGresult *res = PQprepare(conn, stmts[i][0], stmts[i][1], 0, NULL);
+                int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+                if (!ok)
+                        snprintf(errbuf, errsz, "preparing %s: %s", stmts[i][0],
+                                 PQresultErrorMessage(res));
+                PQclear(res);
+                if (!ok)
+                        return -1;
+        }
+        return 0;
+}
+
+/* One service transaction; fills the row's id and the COMMIT times. */
+static int writer_tx(PGconn *conn, const struct load_cfg *cfg, unsigned long long r, long long *id,
+                     int64_t *c0, int64_t *c1, char *errbuf, size_t errsz)
+{
+        char aid[24], key[32], n[24];
+        const char *p_upd[1] = {aid}, *p_ins[3] = {cfg->topic, key, n};
+        PGresult *res;
+
+        snprintf(aid, sizeof(aid), "%llu", 1 + r % (unsigned long long)cfg->accounts);
+        snprintf(key, sizeof(key), "customer-%llu", (r >> 20) % (unsigned long long)cfg->keys);
+        snprintf(n, sizeof(n), "%llu", r >> 24);
+        if (bench_pg_exec(conn, "BEGIN", errbuf, errsz) != 0)
+                return -1;
+        res = PQexecPrepared(conn, "upd", 1, p_upd, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                snprintf(errbuf, errsz, "update: %s", PQresultErrorMessage(res));
+                PQclear(res);
+                return -1;
+        }
+        PQclear(res);
+        res = PQexecPrepared(conn, "ins", 3, p_ins, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                snprintf(errbuf, errsz, "insert: %s", PQresultErrorMessage(res));
+                PQclear(res);
+                return -1;
+        }
+        *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        *c0 = bench_now_ns(CLOCK_MONOTONIC);
+        if (bench_pg_exec(conn, "COMMIT", errbuf, errsz) != 0)
+                return -1;
+        *c1 = bench_now_ns(CLOCK_MONOTONIC);
+        return 0;
+}
+
+/* Open loop: transaction k of writer i is due at t0 + (k * writers + i) /
+ * rate. A writer that falls behind sends at once; none sends after t_end. */
+static void *writer_main(void *arg)
+{
+        struct writer_arg *wa = arg;
+        struct load *L = wa->L;
+        const struct load_cfg *cfg = L->cfg;
+        unsigned long long rng = 0x9E3779B97F4A7C15ULL * (unsigned long long)(wa->index + 1);
+        char errbuf[512];
+        PGconn *conn = NULL;
+
+        if (bench_pg_connect(cfg->conninfo, &conn, errbuf, sizeof(errbuf)) != 0 ||
+            writer_prepare(conn, errbuf, sizeof(errbuf)) != 0) {
+                set_error(L, "writer: %s", errbuf);
+                goto out;
+        }
+        for (long k = 0; !atomic_load(&L->failed); k++) {
+                double slot = (double)(k * cfg->writers + wa->index) / cfg->rate;
+                int64_t due = L->t0 + (int64_t)(slot * 1e9), c0, c1;
+                long long id;
+
+                if (due >= L->t_end || bench_now_ns(CLOCK_MONOTONIC) >= L->t_end)
+                        break;
+                bench_sleep_until(due);
+                rng ^= rng << 13; /* xorshift64 */
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (writer_tx(conn, cfg, rng, &id, &c0, &c1, errbuf, sizeof(errbuf)) != 0) {
+                        set_error(L, "writer: %s", errbuf);
+                        break;
+                }
+                if (id > L->base_id && (size_t)(id - L->base_id - 1) < L->cap) {
+                        L->commit_ns[id - L->base_id - 1] = c1;
+                        L->commit_dur_ns[id - L->base_id - 1] = c1 - c0;
+                } else {
+                        atomic_fetch_add(&L->out_of_range, 1);
+                }
+                atomic_fetch_add(&L->committed, 1);
+        }
+out:
+        PQfinish(conn);
+        atomic_fetch_sub(&L->writers_left, 1);
+        return NULL;
+}
+
+static void consume_one(struct load *L, rd_kafka_message_t *m)
+{
+        int64_t now = bench_now_ns(CLOCK_MONOTONIC);
+        rd_kafka_headers_t *hdrs = NULL;
+        const void *val;
+        size_t len;
+        char buf[24];
+        long long id;
+
+        if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        L->consumer_errors++;
+                return;
+        }
+        if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            rd_kafka_header_get_last(hdrs, "outbox_id", &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            val == NULL || len == 0 || len >= sizeof(buf)) {
+                L->unmatched++;
+                return;
+        }
+        memcpy(buf, val, len);
+        buf[len] = '\0';
+        id = strtoll(buf, NULL, 10);
+        if (id <= L->base_id || (size_t)(id - L->base_id - 1) >= L->cap) {
+                L->unmatched++;
+        } else if (L->arrive_ns[id - L->base_id - 1] != 0) {
+                L->duplicates++;
+        } else {
+                L->arrive_ns[id - L->base_id - 1] = now;
+                L->received++;
+        }
+}
+
+struct consumer_arg {
+        struct load *L;
+        rd_kafka_t *rk;
+};
+
+/* Reads until every committed row has arrived, or grace seconds after the
+ * last writer stopped. */
+static void *consumer_main(void *arg)
+{
+        struct consumer_arg *ca = arg;
+        struct load *L = ca->L;
+        int64_t done_at = 0;
+
+        for (;;) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(ca->rk, 20);
+
+                if (m != NULL) {
+                        consume_one(L, m);
+                        rd_kafka_message_destroy(m);
+                }
+                if (atomic_load(&L->writers_left) == 0) {
+                        int64_t now = bench_now_ns(CLOCK_MONOTONIC);
+
+                        if (done_at == 0)
+                                done_at = now;
+                        if (L->received >= atomic_load(&L->committed) ||
+                            now - done_at > (int64_t)(L->cfg->grace * 1e9))
+                                break;
+                }
+        }
+        return NULL;
+}
+
+/* A consumer assigned to every partition of the topic at its current
+ * high-water offset, so it reads exactly what is written from now on. */
+static rd_kafka_t *consumer_new(const struct load_cfg *cfg, char *errbuf, size_t errsz)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        rd_kafka_topic_t *rkt = NULL;
+        rd_kafka_resp_err_t err;
+        rd_kafka_t *rk = NULL;
+        char wait[24];
+
+        snprintf(wait, sizeof(wait), "%ld", cfg->fetch_wait_ms);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errsz) ||
+            rd_kafka_conf_set(conf, "group.id", "outbox-bench-load", errbuf, errsz) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, errsz) ||
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", wait, errbuf, errsz) ||
+            rd_kafka_conf_set(conf, "fetch.min.bytes", "1", errbuf, errsz)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsz);
+        if (rk == NULL) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_poll_set_consumer(rk);
+        rkt = rd_kafka_topic_new(rk, cfg->topic, NULL);
+        err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+                snprintf(errbuf, errsz, "metadata of %s: %s", cfg->topic,
+                         rd_kafka_err2str(err ? err : md->topics[0].err));
+                goto fail;
+        }
+        parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+                int32_t id = md->topics[0].partitions[p].id;
+                int64_t lo, hi;
+
+                err = rd_kafka_query_watermark_offsets(rk, cfg->topic, id, &lo, &hi, 10000);
+                if (err) {
+                        snprintf(errbuf, errsz, "watermarks: %s", rd_kafka_err2str(err));
+                        goto fail;
+                }
+                rd_kafka_topic_partition_list_add(parts, cfg->topic, id)->offset = hi;
+        }
+        err = rd_kafka_assign(rk, parts);
+        if (err) {
+                snprintf(errbuf, errsz, "assign: %s", rd_kafka_err2str(err));
+                goto fail;
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        return rk;
+fail:
+        if (parts != NULL)
+                rd_kafka_topic_partition_list_destroy(parts);
+        if (md != NULL)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
+        return NULL;
+}
+
+/* Latency and COMMIT-duration percentiles over the rows committed after
+ * the warm-up. */
+static int report(struct load *L)
+{
+        const struct load_cfg *cfg = L->cfg;
+        int64_t from = L->t0 + (int64_t)(cfg->warmup * 1e9);
+        int64_t *lat = malloc(L->cap * sizeof(*lat)), *dur = malloc(L->cap * sizeof(*dur));
+        size_t n = 0, nd = 0, missing = 0, negative = 0;
+        double sum = 0;
+        struct rusage ru;
+
+        if (lat == NULL || dur == NULL) {
+                free(lat);
+                free(dur);
+                fprintf(stderr, "load: out of memory\n");
+                return -1;
+        }
+        for (size_t i = 0; i < L->cap; i++) {
+                if (L->commit_ns[i] == 0 || L->commit_ns[i] < from)
+                        continue;
+                dur[nd++] = L->commit_dur_ns[i];
+                if (L->arrive_ns[i] == 0) {
+                        missing++;
+                        continue;
+                }
+                /* The relay can publish a row before its writer's COMMIT
+                 * call has returned: count that as zero. */
+                lat[n] = L->arrive_ns[i] - L->commit_ns[i];
+                if (lat[n] < 0) {
+                        negative++;
+                        lat[n] = 0;
+                }
+                sum += (double)lat[n++];
+        }
+        bench_sort_ns(lat, n);
+        bench_sort_ns(dur, nd);
+        getrusage(RUSAGE_SELF, &ru);
+        printf("load.cpu_s %.2f\n", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                                        (double)ru.ru_stime.tv_sec +
+                                        (double)ru.ru_stime.tv_usec / 1e6);
+        printf("load.offered_rate %.0f\nload.achieved_rate %.0f\nload.writers %ld\n"
+               "load.committed %ld\nload.samples %zu\nload.missing %zu\nload.negative %zu\n"
+               "load.unmatched %ld\nload.duplicates %ld\nload.out_of_range %ld\n",
+               cfg->rate, (double)nd / (cfg->seconds - cfg->warmup), cfg->writers,
+               atomic_load(&L->committed), n, missing, negative, L->unmatched, L->duplicates,
+               atomic_load(&L->out_of_range));
+        if (!cfg->no_consumer)
+                printf("lat.p50_ms %.3f\nlat.p99_ms %.3f\nlat.p999_ms %.3f\nlat.max_ms %.3f\n"
+                       "lat.mean_ms %.3f\n",
+                       bench_quantile_ms(lat, n, 0.5), bench_quantile_ms(lat, n, 0.99),
+                       bench_quantile_ms(lat, n, 0.999), bench_quantile_ms(lat, n, 1.0),
+                       n ? sum / (double)n / 1e6 : 0.0);
+        printf("commit.p50_ms %.3f\ncommit.p99_ms %.3f\n", bench_quantile_ms(dur, nd, 0.5),
+               bench_quantile_ms(dur, nd, 0.99));
+        free(lat);
+        free(dur);
+        return 0;
+}
+
+static int parse_args(int argc, char **argv, struct load_cfg *cfg)
+{
+        static const struct option opts[] = {{"conninfo", required_argument, NULL, 'c'},
+                                             {"brokers", required_argument, NULL, 'b'},
+                                             {"topic", required_argument, NULL, 't'},
+                                             {"rate", required_argument, NULL, 'r'},
+                                             {"seconds", required_argument, NULL, 's'},
+                                             {"warmup", required_argument, NULL, 'w'},
+                                             {"grace", required_argument, NULL, 'g'},
+                                             {"writers", required_argument, NULL, 'W'},
+                                             {"accounts", required_argument, NULL, 'a'},
+                                             {"keys", required_argument, NULL, 'k'},
+                                             {"fetch-wait-ms", required_argument, NULL, 'f'},
+                                             {"no-consumer", no_argument, NULL, 'n'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+        int opt, bad = 0;
+
+        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (opt) {
+                case 'c':
+                        cfg->conninfo = optarg;
+                        break;
+                case 'b':
+                        cfg->brokers = optarg;
+                        break;
+                case 't':
+                        cfg->topic = optarg;
+                        break;
+                case 'r':
+                        bad |= bench_parse_double(optarg, 0.1, 1e7, &cfg->rate);
+                        break;
+                case 's':
+                        bad |= bench_parse_double(optarg, 0.1, 86400, &cfg->seconds);
+                        break;
+                case 'w':
+                        bad |= bench_parse_double(optarg, 0, 86400, &cfg->warmup);
+                        break;
+                case 'g':
+                        bad |= bench_parse_double(optarg, 0, 3600, &cfg->grace);
+                        break;
+                case 'W':
+                        bad |= bench_parse_long(optarg, 1, LOAD_MAX_WRITERS, &cfg->writers);
+                        break;
+                case 'a':
+                        bad |= bench_parse_long(optarg, 1, 1000000000L, &cfg->accounts);
+                        break;
+                case 'k':
+                        bad |= bench_parse_long(optarg, 1, 1000000000L, &cfg->keys);
+                        break;
+                case 'f':
+                        bad |= bench_parse_long(optarg, 0, 10000, &cfg->fetch_wait_ms);
+                        break;
+                case 'n':
+                        cfg->no_consumer = 1;
+                        break;
+                case 'h':
+                        printf("usage: outbox-bench load --conninfo C --brokers B --topic T"
+                               " --rate EV_PER_S --seconds S\n"
+                               "  [--warmup S] [--grace S] [--writers N] [--accounts N]"
+                               " [--keys N] [--fetch-wait-ms MS]\n"
+                               "  [--no-consumer]\n"
+                               "Needs bench.accounts and bench.payload() (bench/sql/setup.sql)."
+                               "\n");
+                        return 1;
+                default:
+                        return -1;
+                }
+        }
+        if (bad || cfg->conninfo == NULL || cfg->brokers == NULL || cfg->topic == NULL ||
+            cfg->warmup >= cfg->seconds) {
+                fprintf(stderr, "load: needs --conninfo, --brokers, --topic, valid numbers and "
+                                "--warmup < --seconds\n");
+                return -1;
+        }
+        return 0;
+}
+
+int bench_cmd_load(int argc, char **argv)
+{
+        struct load_cfg cfg = {.conninfo = getenv("OUTBOX_DATABASE_URL"),
+                               .brokers = getenv("OUTBOX_KAFKA_BROKERS"),
+                               .rate = 1000,
+                               .seconds = 30,
+                               .warmup = 2,
+                               .grace = 10,
+                               .writers = 8,
+                               .accounts = 100000,
+                               .keys = 1000,
+                               .fetch_wait_ms = 1};
+        struct load L = {.cfg = &cfg, .err_mu = PTHREAD_MUTEX_INITIALIZER};
+        struct writer_arg wa[LOAD_MAX_WRITERS];
+        pthread_t wt[LOAD_MAX_WRITERS], ct;
+        struct consumer_arg ca = {.L = &L};
+        char errbuf[512] = "";
+        PGconn *conn = NULL;
+        PGresult *res = NULL;
+        long started = 0;
+        int consumer_started = 0, rc = 1;
+
+        rc = parse_args(argc, argv, &cfg);
+        if (rc != 0)
+                return rc > 0 ? 0 : 2;
+        rc = 1;
+        /* Every id allocated from here on is above base_id. */
+        if (bench_pg_connect(cfg.conninfo, &conn, errbuf, sizeof(errbuf)) != 0)
+                goto out;
+        res = PQexec(conn, "SELECT nextval(pg_get_serial_sequence('outbox.events', 'id'))");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                snprintf(errbuf, sizeof(errbuf), "%s", PQresultErrorMessage(res));
+                goto out;
+        }
+        L.base_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        L.cap = (size_t)(cfg.rate * cfg.seconds * 1.05) + (size_t)cfg.writers * 4 + 1024;
+        L.commit_ns = calloc(L.cap, sizeof(int64_t));
+        L.commit_dur_ns = calloc(L.cap, sizeof(int64_t));
+        L.arrive_ns = calloc(L.cap, sizeof(int64_t));
+        if (L.commit_ns == NULL || L.commit_dur_ns == NULL || L.arrive_ns == NULL) {
+                snprintf(errbuf, sizeof(errbuf), "out of memory");
+                goto out;
+        }
+        if (!cfg.no_consumer) {
+                ca.rk = consumer_new(&cfg, errbuf, sizeof(errbuf));
+                if (ca.rk == NULL)
+                        goto out;
+        }
+        atomic_store(&L.writers_left, (int)cfg.writers);
+        /* Connecting the writers takes a moment; the schedule starts after. */
+        L.t0 = bench_now_ns(CLOCK_MONOTONIC) + 300 * 1000000LL;
+        L.t_end = L.t0 + (int64_t)(cfg.seconds * 1e9);
+        if (!cfg.no_consumer) {
+                if (pthread_create(&ct, NULL, consumer_main, &ca) != 0) {
+                        snprintf(errbuf, sizeof(errbuf), "cannot start the consumer thread");
+                        goto out;
+                }
+                consumer_started = 1;
+        }
+        for (; started < cfg.writers; started++) {
+                wa[started] = (struct writer_arg){.L = &L, .index = started};
+                if (pthread_create(&wt[started], NULL, writer_main, &wa[started]) != 0) {
+                        set_error(&L, "%s", "cannot start a writer thread");
+                        atomic_fetch_sub(&L.writers_left, (int)(cfg.writers - started));
+                        break;
+                }
+        }
+        for (long i = 0; i < started; i++)
+                pthread_join(wt[i], NULL);
+        if (consumer_started)
+                pthread_join(ct, NULL);
+        consumer_started = 0;
+        if (atomic_load(&L.failed)) {
+                fprintf(stderr, "load: %s\n", L.err);
+                errbuf[0] = '\0';
+                goto out;
+        }
+        if (report(&L) != 0)
+                goto out;
+        if (L.consumer_errors > 0)
+                fprintf(stderr, "load: %ld consumer errors\n", L.consumer_errors);
+        rc = 0;
+out:
+        if (consumer_started) {
+                atomic_store(&L.writers_left, 0);
+                pthread_join(ct, NULL);
+        }
+        if (rc != 0 && errbuf[0] != '\0')
+                fprintf(stderr, "load: %s\n", errbuf);
+        if (ca.rk != NULL) {
+                rd_kafka_consumer_close(ca.rk);
+                rd_kafka_destroy(ca.rk);
+        }
+        PQclear(res);
+        PQfinish(conn);
+        free(L.commit_ns);
+        free(L.commit_dur_ns);
+        free(L.arrive_ns);
+        return rc;
+}

@@ -1,0 +1,160 @@
+# outbox-relay benchmark: formats the results of bench/run.sh (which sources this file with
+# its results in R) as Markdown: machine, settings, the figures with the command behind each,
+# a CPU breakdown per step and how each figure was measured. Written to stdout and to $out.
+
+n0() { awk -v x="$1" 'BEGIN { x = sprintf("%.0f", x); s = ""; neg = x < 0; if (neg) x = -x;
+  while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
+  printf "%s%s%s", neg ? "-" : "", x, s }'; }
+f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
+f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
+mb() { awk -v x="$1" 'BEGIN { printf "%.1f MB", x / 1024 }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else printf "n/a" }'; }
+us_per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f µs", 1e6 * c / n; else printf "n/a" }'; }
+
+# "12,34,56" kB samples -> "12.1 → 34.0 → ... MB"
+series_mb() { echo "$1" | awk -F, '{ for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " → " : ""), $i / 1024; printf " MB" }'; }
+
+cpu_row() { # prefix events label
+  local p=$1 other load
+  load=$(get "$p.load.cpu_s")
+  other=$(awk -v m="$(get "$p.mon.machine_busy_cpu_s")" -v r="$(get "$p.mon.relay_cpu_s")" \
+    -v g="$(get "$p.mon.pg_cpu_s")" -v k="$(get "$p.mon.kafka_cpu_s")" -v l="${load:-0}" \
+    'BEGIN { o = m - r - g - k - l; printf "%.1f", (o < 0 ? 0 : o) }')
+  printf '| %s | %s | %s (%s) | %s | %s | %s | %s | %s%s | %s of %s CPUs | %s |\n' "$3" \
+    "$(f1 "$(get "$p.mon.elapsed_s")")" \
+    "$(f1 "$(get "$p.mon.relay_cpu_s")")" "$(f1 "$(get "$p.mon.relay_main_cpu_s")")" \
+    "$(f1 "$(get "$p.mon.backend_cpu_s")")" "$(f1 "$(get "$p.mon.pg_cpu_s")")" \
+    "$(f1 "$(get "$p.mon.kafka_cpu_s")")" "$([ -n "$load" ] && f1 "$load" || echo —)" "$other" \
+    "$(t=$(get "$p.mon.other_top"); [ -n "$t" ] && echo " (${t//,/, })")" \
+    "$(pct "$(get "$p.mon.machine_busy")" 1)" \
+    "$(get "$p.mon.cpus")" "$(us_per "$(get "$p.mon.relay_cpu_s")" "$2")"
+}
+
+report() {
+  local cpu_model mem_gb pg_version rdk_version relay_version mode lower lower_name
+  cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  mem_gb=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+  pg_version=$(sql -c "SHOW server_version")
+  rdk_version=$("$OB" version | awk '/^librdkafka/ { print $2 }')
+  relay_version=$("$RELAY" --version 2>&1 | head -1)
+  mode="full"; [ $smoke = 1 ] && mode="smoke (--smoke: small sizes, figures not meaningful)"
+  lower=$(get pg.pgceil.events_per_s) lower_name="PostgreSQL"
+  if awk -v k="$(get k.kceil.events_per_s)" -v p="$lower" 'BEGIN { exit !(k < p) }'; then
+    lower=$(get k.kceil.events_per_s) lower_name="librdkafka"
+  fi
+  local drows=$BENCH_DRAIN_ROWS clean_eps
+  clean_eps=$(get clean.events_per_s)
+
+  cat <<EOF
+# outbox-relay benchmark
+
+- Run: $(date -u '+%Y-%m-%d %H:%M UTC'), $mode, commit $commit, \`bench/run.sh\`$([ $smoke = 1 ] && echo ' --smoke').
+- Machine: $(nproc) CPUs ($cpu_model), ${mem_gb} GB RAM, Linux $(uname -r). **Everything shares these
+  $(nproc) CPUs**: PostgreSQL, the dev Kafka (librdkafka's mock cluster, $BENCH_KAFKA_BROKERS brokers in one process),
+  the relay, the writers and the consumer.
+- Other work: the machine was ${busy_before}% busy in the 2 s before the run started$([ "$busy_before" -le 10 ] || echo ' — **other processes were running: the figures are disturbed**').
+- Software: PostgreSQL $pg_version, librdkafka $rdk_version, $relay_version (CMake ${BENCH_BUILD_TYPE:-unknown} build).
+- PostgreSQL: durable defaults (fsync, synchronous_commit on), shared_buffers=${shared_mb}MB, max_wal_size=32GB,
+  autovacuum on, a CHECKPOINT before each step${BENCH_PG_SETTINGS:+, plus \`$BENCH_PG_SETTINGS\`}. Over TCP on 127.0.0.1.
+- Data: JSON payloads of $payload_bytes bytes on average (\`bench.payload()\` in bench/sql/setup.sql),
+  $(n0 "$BENCH_KEYS") keys, $BENCH_PARTITIONS partitions per topic. Relay options: \`${BENCH_RELAY_ARGS:-(defaults)}\` (batch size $batch).
+- In commands: \`\$B\` = $b_label, \`\$DB\` = the throwaway database (also OUTBOX_DATABASE_URL),
+  \`\$K\` = the dev Kafka (also OUTBOX_KAFKA_BROKERS); every \`outbox-bench\` is \`\$B/bench/outbox-bench\`.
+
+| # | figure | value | command |
+|---|---|---|---|
+| 1 | Drain, $(n0 "$drows") pending rows, published and marked | **$(n0 "$clean_eps") events/s** ($(f1 "$(get clean.mon.elapsed_s)") s); relay CPU $(f1 "$(get clean.mon.relay_cpu_s)") s ($(us_per "$(get clean.mon.relay_cpu_s)" "$drows")/event) | \`$relay_cmd\`, timed from its start until no row is pending by \`outbox-bench monitor --drain\`; count checked with \`outbox-bench hwm --topic drain-clean\` |
+| 2a | Ceiling: bare PostgreSQL claim-and-mark, same rows | $(n0 "$(get pg.pgceil.events_per_s)") events/s (PostgreSQL backend CPU $(f1 "$(get pg.pgceil.backend_cpu_s)") s, client $(f1 "$(get pg.pgceil.client_cpu_s)") s) | \`outbox-bench pg-ceiling --batch-size $batch\` |
+| 2b | Ceiling: bare librdkafka production, same sizes | $(n0 "$(get k.kceil.events_per_s)") events/s (CPU $(f1 "$(get k.kceil.cpu_s)") s) | \`outbox-bench kafka-ceiling --topic kafka-ceiling --count $drows --keys $BENCH_KEYS --value-bytes $payload_bytes\` |
+| 2c | Drain ÷ lower ceiling ($lower_name) | **$(pct "$clean_eps" "$lower")** | 1 ÷ $([ "$lower_name" = PostgreSQL ] && echo 2a || echo 2b) |
+EOF
+  local r
+  for r in $BENCH_LAT_RATES; do
+    printf '| 3 | Latency, COMMIT → readable by a consumer, at %s events/s | **p50 %s ms, p99 %s ms, p99.9 %s ms** (max %s; %s samples; achieved %s events/s; writer COMMIT p50 %s ms, p99 %s ms) | `outbox-bench load --topic lat-%s --rate %s --seconds %s --writers %s` with `%s` running |\n' \
+      "$(n0 "$r")" "$(f2 "$(get "lat$r.lat.p50_ms")")" "$(f2 "$(get "lat$r.lat.p99_ms")")" \
+      "$(f2 "$(get "lat$r.lat.p999_ms")")" "$(f2 "$(get "lat$r.lat.max_ms")")" \
+      "$(n0 "$(get "lat$r.load.samples")")" "$(n0 "$(get "lat$r.load.achieved_rate")")" \
+      "$(f2 "$(get "lat$r.commit.p50_ms")")" "$(f2 "$(get "lat$r.commit.p99_ms")")" \
+      "$r" "$r" "$BENCH_LAT_SECONDS" "$BENCH_LAT_WRITERS" "$relay_cmd"
+  done
+  local c
+  for c in $BENCH_PGBENCH_CLIENTS; do
+    printf '| 4 | Writer transactions/s, %s client%s: plain table · outbox, every commit NOTIFYs · outbox, trigger without NOTIFY · outbox with the relay running | %s · %s (%s) · %s (%s) · **%s (%s of plain)** | `pgbench -n -M prepared -c %s -j %s -T %s -f bench/pgbench/writer_{plain,outbox}.sql`; without NOTIFY: `PGOPTIONS="-c outbox_relay.role=relay"` |\n' \
+      "$c" "$([ "$c" = 1 ] || echo s)" "$(n0 "$(get "pgb.plain.$c")")" \
+      "$(n0 "$(get "pgb.outbox.$c")")" "$(pct "$(get "pgb.outbox.$c")" "$(get "pgb.plain.$c")")" \
+      "$(n0 "$(get "pgb.nonotify.$c")")" "$(pct "$(get "pgb.nonotify.$c")" "$(get "pgb.plain.$c")")" \
+      "$(n0 "$(get "pgb.relay.$c")")" "$(pct "$(get "pgb.relay.$c")" "$(get "pgb.plain.$c")")" \
+      "$c" "$(( c < 2 ? c : 2 ))" "$BENCH_PGBENCH_SECONDS"
+  done
+  c=$(echo "$BENCH_PGBENCH_CLIENTS" | awk '{ print $NF }')
+  printf '| 4 | What %s writers wait on (top 3, share of active backends) | plain: %s · every commit NOTIFYs: %s · without NOTIFY: %s · with the relay running: %s | `outbox-bench waits` (samples pg_stat_activity every 10 ms) |\n' \
+    "$c" "$(get "pgbwait.plain.$c")" "$(get "pgbwait.outbox.$c")" "$(get "pgbwait.nonotify.$c")" \
+    "$(get "pgbwait.relay.$c")"
+  cat <<EOF
+| 5 | Relay peak RSS (VmHWM) during drains, by backlog | $(n0 "$BENCH_SMALL_ROWS") rows: $(mb "$(get small.mon.relay_hwm_kb)") · $(n0 "$drows") rows: **$(mb "$(get clean.mon.relay_hwm_kb)")** · $(n0 "$drows") rows after $(n0 "$BENCH_SENT_ROWS") sent: $(mb "$(get sent.mon.relay_hwm_kb)") · under a long transaction: $(mb "$(get longtx.mon.relay_hwm_kb)") | \`outbox-bench monitor\` (/proc/PID/status) |
+| 5 | Relay RSS under a steady $(n0 "$BENCH_STEADY_RATE") events/s for $BENCH_STEADY_SECONDS s | peak **$(mb "$(get steady.mon.relay_hwm_kb)")**; RSS over the run: $(series_mb "$(get steady.mon.rss_series_kb)") (achieved $(n0 "$(get steady.load.achieved_rate)") events/s) | \`outbox-bench load --topic steady --rate $BENCH_STEADY_RATE --seconds $BENCH_STEADY_SECONDS --no-consumer\` + \`outbox-bench monitor --seconds $BENCH_STEADY_SECONDS\` |
+| 6 | Drain with $(n0 "$BENCH_SENT_ROWS") sent rows in the table ($table_size) | $(n0 "$(get sent.events_per_s)") events/s = **$(pct "$(get sent.events_per_s)" "$clean_eps") of clean** | as 1, after \`INSERT ... 'sent' ... FROM generate_series(1, $BENCH_SENT_ROWS)\` |
+| 6 | Drain with a long transaction open in another session | $(n0 "$(get longtx.events_per_s)") events/s = **$(pct "$(get longtx.events_per_s)" "$clean_eps") of clean** | as 1, while \`BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT pg_sleep(86400)\` runs |
+
+Where the CPU went: CPU seconds over each step. "All PostgreSQL" includes the relay's backend and
+the writers' backends; "load generator" is \`outbox-bench load\` (writers and consumer); "other" is
+the rest of the machine's busy time (monitoring, kernel work not charged to these processes, and
+any other process; the biggest of those by name, CPU seconds, in brackets); "machine busy" is the
+share of all $(nproc) CPUs in use.
+
+| step | wall s | relay (its main thread) | relay's PostgreSQL backend | all PostgreSQL | dev Kafka | load generator | other | machine busy | relay CPU per event |
+|---|---|---|---|---|---|---|---|---|---|
+EOF
+  cpu_row small "$BENCH_SMALL_ROWS" "drain $(n0 "$BENCH_SMALL_ROWS")"
+  cpu_row clean "$drows" "drain $(n0 "$drows") (1)"
+  cpu_row sent "$drows" "drain after $(n0 "$BENCH_SENT_ROWS") sent (6)"
+  cpu_row longtx "$drows" "drain, long transaction (6)"
+  for r in $BENCH_LAT_RATES; do
+    cpu_row "lat$r" "$(get "lat$r.load.committed")" "$(n0 "$r") events/s (3)"
+  done
+  cpu_row steady "$(get steady.load.committed)" "steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
+  cat <<EOF
+
+How each figure is measured:
+
+- **Drain** (1, 6): the rows are inserted pending (\`generate_series\`, the same rows each time), then
+  VACUUM ANALYZE and CHECKPOINT; the relay starts, and the time runs from its process start (from
+  /proc) until a poll every 20 ms finds no pending row. CPU is utime+stime of all the relay's threads
+  (/proc/PID/stat); RSS from /proc/PID/status. The topic's high-water offsets (summed over
+  partitions; the dev Kafka keeps only the tail of each) must add up to the row count.
+- **Ceilings** (2): \`pg-ceiling\` runs \`BEGIN; SELECT <the relay's columns> ... WHERE status = 'pending'
+  ORDER BY id LIMIT $batch FOR UPDATE SKIP LOCKED; UPDATE ... SET status = 'sent', sent_at = now(), ...
+  WHERE id = ANY(\$1); COMMIT\` in a loop on one connection (prepared, binary results, with the relay's
+  session setting so its marks do not NOTIFY), with Kafka idle. \`kafka-ceiling\` produces the same
+  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=1, no
+  compression), the same key format, value size and headers, with PostgreSQL idle. Neither has
+  the other's work competing for the CPUs, which the relay has.
+- **Latency** (3): writer threads (one connection each) run \`BEGIN; UPDATE bench.accounts ...;
+  INSERT INTO outbox.events ... RETURNING id; COMMIT\` on an open-loop schedule spread over the
+  writers, and note the time COMMIT returned, by outbox id. A consumer in the same process
+  (assigned to every partition at its end offset, fetch.wait.max.ms=1) notes when each message
+  arrives, by its \`outbox_id\` header. Latency = arrival − COMMIT return on one monotonic clock; the
+  first 2 s are warm-up. The dev Kafka answers an empty fetch only after fetch.wait.max.ms, so up to
+  ~1 ms of each figure is the consumer's polling. A row the relay published before its writer
+  saw COMMIT return counts as 0. "Achieved" below the offered rate means the writers could not
+  commit faster (COMMIT times show why).
+- **Writer cost** (4): the same transaction through pgbench; the plain table is outbox.events'
+  definition (\`LIKE ... INCLUDING ALL\`: columns, defaults, identity, CHECKs, indexes) without the
+  trigger. "Every commit NOTIFYs": no relay runs and outbox.relay_state says the relay waits, so
+  the trigger calls pg_notify in every transaction, whose commit then takes a database-wide lock
+  held through the WAL flush (waits show as Lock:object). "Without NOTIFY": the trigger runs with
+  the relay's session setting and skips pg_notify. "With the relay running": the real case, the
+  relay draining the rows on the same CPUs and deciding when writers notify.
+- **Memory** (5): VmHWM of the relay process over each drain and over the steady load, and VmRSS
+  sampled every second during the steady load (12 points shown). The steady load has no
+  consumer: librdkafka's mock cluster finds a fetch offset by walking its partition log from the
+  start ("FIXME: Maintain an index" in rdkafka_mock.c), so a consumer's cost grows with the
+  retained log (up to 5 MiB a partition) and would starve the relay of CPU over 10 minutes. The
+  60-second latency runs stay well short of that, but part of their dev Kafka CPU is this walk.
+EOF
+}
+
+mkdir -p "$(dirname "$out")"
+report | tee "$out.tmp"
+mv "$out.tmp" "$out"
+log "table written to $out"

@@ -1,0 +1,304 @@
+#!/bin/bash
+# outbox-relay benchmark, the one command: builds an optimised relay (build-bench/), starts a
+# throwaway PostgreSQL and the dev Kafka, measures drain, ceilings, latency, writer cost, memory
+# and table growth in one run, and prints a Markdown table (also written to bench/results/latest.md).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+usage() {
+  cat <<'EOF'
+usage: bench/run.sh [--smoke] [--bin-dir DIR] [--out FILE] [--keep]
+  --smoke        small sizes, about a minute (CI): checks that every step runs
+  --bin-dir DIR  measure the binaries of an existing build dir instead of building build-bench/
+  --out FILE     where to write the table (default bench/results/latest.md, smoke: bench/out/smoke.md)
+  --keep         keep the temporary directory (PostgreSQL log, relay logs, raw results)
+Sizes and settings (environment; full-run defaults, smoke in brackets):
+  BENCH_DRAIN_ROWS=1000000 [50000]   BENCH_SMALL_ROWS=100000 [10000]   BENCH_SENT_ROWS=10000000 [10000]
+  BENCH_LAT_RATES="100 1000 10000" [1000]   BENCH_LAT_SECONDS=60 [5]   BENCH_LAT_WRITERS=8
+  BENCH_STEADY_RATE=1000   BENCH_STEADY_SECONDS=600 [10]
+  BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=20 [3]
+  BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
+  BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
+  BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
+  BENCH_BUILD_DIR=build-bench   BENCH_BUILD_TYPE=Release (CMake build type of that dir)
+EOF
+}
+
+smoke=0 bin_dir="" out="" keep=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --smoke) smoke=1 ;;
+    --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift ;;
+    --out) out=${2:?--out needs a file}; shift ;;
+    --keep) keep=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench/run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ $smoke = 1 ]; then
+  : "${BENCH_DRAIN_ROWS:=50000}" "${BENCH_SMALL_ROWS:=10000}" "${BENCH_SENT_ROWS:=10000}"
+  : "${BENCH_LAT_RATES:=1000}" "${BENCH_LAT_SECONDS:=5}" "${BENCH_STEADY_SECONDS:=10}"
+  : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}"
+  : "${out:=$repo/bench/out/smoke.md}"
+fi
+: "${BENCH_DRAIN_ROWS:=1000000}" "${BENCH_SMALL_ROWS:=100000}" "${BENCH_SENT_ROWS:=10000000}"
+: "${BENCH_LAT_RATES:=100 1000 10000}" "${BENCH_LAT_SECONDS:=60}" "${BENCH_LAT_WRITERS:=8}"
+: "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}"
+: "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=20}"
+: "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
+: "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
+: "${BENCH_BUILD_TYPE:=Release}"
+: "${out:=$repo/bench/results/latest.md}"
+read -r -a relay_args <<<"$BENCH_RELAY_ARGS"
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# ---- build ----
+if [ -n "$bin_dir" ]; then
+  B=$(cd "$bin_dir" && pwd)
+  b_label=$bin_dir
+  BENCH_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$B/CMakeCache.txt" 2>/dev/null || true)
+else
+  B=$repo/$BENCH_BUILD_DIR
+  b_label=$BENCH_BUILD_DIR
+  log "building ($BENCH_BUILD_TYPE) in $B"
+  cmake -S "$repo" -B "$B" -DCMAKE_BUILD_TYPE="$BENCH_BUILD_TYPE" -DOUTBOX_TESTS=OFF -DOUTBOX_BENCH=ON >/dev/null
+  cmake --build "$B" -j "$(nproc)" --target outbox-relay outbox-dev-kafka outbox-bench >/dev/null
+fi
+RELAY=$B/outbox-relay DEVK=$B/outbox-dev-kafka OB=$B/bench/outbox-bench
+for f in "$RELAY" "$DEVK" "$OB"; do [ -x "$f" ] || die "$f is missing"; done
+# What is measured: the source as built (the tree may change while the benchmark runs).
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$repo" diff --quiet HEAD -- src include sql 2>/dev/null || commit+=" + uncommitted changes in src/include/sql"
+
+# ---- throwaway PostgreSQL and dev Kafka ----
+# How busy the machine is before we start anything: other work disturbs every figure.
+cpu_busy() { awk '/^cpu / { printf "%.0f %.0f\n", $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit }' /proc/stat; }
+read -r b0 t0 <<<"$(cpu_busy)"; sleep 2; read -r b1 t1 <<<"$(cpu_busy)"
+busy_before=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", (t > 0 ? 100 * b / t : 0) }')
+[ "$busy_before" -le 10 ] || log "WARNING: the machine is already ${busy_before}% busy; figures will be disturbed"
+pgbin=${OUTBOX_TEST_PG_BIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
+work=$(mktemp -d /tmp/outbox-bench.XXXXXX)
+chmod 755 "$work"
+relay_pid="" kafka_pid="" longtx_pid="" pg_started=0 bg_pids=()
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  set +e
+  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
+  [ -n "$relay_pid" ] && kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
+  [ -n "$longtx_pid" ] && kill "$longtx_pid" 2>/dev/null && wait "$longtx_pid" 2>/dev/null
+  [ -n "$kafka_pid" ] && kill -TERM "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
+  [ $pg_started = 1 ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  if [ $keep = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir "$work/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+as_pg "$pgbin/initdb" -D "$work/pg" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+# Durable defaults (fsync, synchronous_commit on); memory sized for the machine; no
+# checkpoint inside a measurement (each step starts with an explicit CHECKPOINT).
+shared_mb=$(awk '/^MemTotal/ { m = int($2 / 4096); print (m < 2048 ? m : 2048); exit }' /proc/meminfo)
+pg_settings="-c shared_buffers=${shared_mb}MB -c max_wal_size=32GB -c checkpoint_timeout=1h -c max_connections=200"
+for attempt in 1 2 3 4 5; do # a random port may be taken
+  port=$(( 20000 + RANDOM % 30000 ))
+  # shellcheck disable=SC2086
+  as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w -t 60 \
+    -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 $pg_settings $BENCH_PG_SETTINGS" start >/dev/null && break
+  [ $attempt = 5 ] && die "PostgreSQL did not start: $(tail -3 "$work/pg/server.log")"
+done
+log "PostgreSQL on 127.0.0.1:$port ($work)"
+pg_started=1
+pg_pid=$(head -1 "$work/pg/postmaster.pid")
+DB="host=127.0.0.1 port=$port dbname=postgres user=postgres"
+export OUTBOX_DATABASE_URL=$DB
+sql() { "$pgbin/psql" -qAtX -v ON_ERROR_STOP=1 "$DB" "$@"; }
+
+lat_topics=""
+for r in $BENCH_LAT_RATES; do lat_topics+=" --topic lat-$r:$BENCH_PARTITIONS"; done
+topics="drain-small drain-clean kafka-ceiling drain-longtx writer steady drain-sent"
+topic_args=""
+for t in $topics; do topic_args+=" --topic $t:$BENCH_PARTITIONS"; done
+# shellcheck disable=SC2086
+"$DEVK" --brokers "$BENCH_KAFKA_BROKERS" $topic_args $lat_topics </dev/null >"$work/kafka.out" 2>"$work/kafka.log" &
+kafka_pid=$!
+for _ in $(seq 100); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
+K=$(head -1 "$work/kafka.out")
+[ -n "$K" ] || die "the dev Kafka printed no bootstrap list: $(tail -3 "$work/kafka.log")"
+export OUTBOX_KAFKA_BROKERS=$K
+log "dev Kafka at $K ($BENCH_KAFKA_BROKERS brokers, $BENCH_PARTITIONS partitions per topic)"
+
+"$RELAY" migrate >"$work/migrate.log" 2>&1 || die "outbox-relay migrate: $(tail -3 "$work/migrate.log")"
+sql -f "$repo/bench/sql/setup.sql" >/dev/null
+
+# ---- helpers ----
+declare -A R   # results: R[step.name] = value
+declare -a CMD # the command behind each step
+get() { echo "${R[$1]:-}"; }
+# Reads "name value" lines into R under the prefix.
+ingest() { local p=$1 f=$2 k v; while read -r k v; do R[$p.$k]=$v; done <"$f"; }
+step_cmd() { CMD+=("$1"); }
+
+relay_start() { # name
+  "$RELAY" run "${relay_args[@]}" 2>"$work/relay-$1.log" &
+  relay_pid=$!
+}
+relay_stop() {
+  local rc=0
+  kill -TERM "$relay_pid"
+  wait "$relay_pid" || rc=$?
+  relay_pid=""
+  [ $rc = 0 ] || die "the relay exited with $rc: $(tail -3 "$work/relay-$1.log")"
+}
+
+# The drain data set: rows ~500-byte JSON payloads, BENCH_KEYS keys, in one topic; optionally
+# preceded by already-sent rows. The same rows every time (generate_series).
+load_rows() { # topic rows sent_rows
+  sql -c "TRUNCATE outbox.events"
+  if [ "$3" -gt 0 ]; then
+    sql -c "INSERT INTO outbox.events (topic, key, event_type, payload, status, sent_at,
+              kafka_partition, kafka_offset)
+            SELECT '$1', 'customer-' || (g % $BENCH_KEYS), 'order.updated', bench.payload(g),
+                   'sent', now(), g % $BENCH_PARTITIONS, g / $BENCH_PARTITIONS
+            FROM generate_series(1, $3) g"
+  fi
+  sql -c "INSERT INTO outbox.events (topic, key, event_type, payload)
+          SELECT '$1', 'customer-' || (g % $BENCH_KEYS), 'order.updated', bench.payload(g)
+          FROM generate_series(1, $2) g"
+  sql -c "VACUUM (ANALYZE) outbox.events" -c "CHECKPOINT"
+}
+
+drain() { # name topic rows
+  relay_start "$1"
+  "$OB" monitor --drain --relay-pid "$relay_pid" --pg-pid "$pg_pid" --kafka-pid "$kafka_pid" \
+    --conninfo "$DB" >"$work/$1.mon" || die "drain $1"
+  relay_stop "$1"
+  ingest "$1" "$work/$1.mon"
+  "$OB" hwm --topic "$2" >"$work/$1.hwm" || die "hwm $2"
+  ingest "$1" "$work/$1.hwm"
+  [ "$(get "$1.hwm.sum")" -ge "$3" ] || die "drain $1: only $(get "$1.hwm.sum") of $3 messages in $2"
+  R[$1.events_per_s]=$(awk -v n="$3" -v t="$(get "$1.mon.elapsed_s")" 'BEGIN{printf "%.0f", n/t}')
+  log "drain $1: $3 rows in $(get "$1.mon.elapsed_s") s = $(get "$1.events_per_s") events/s"
+}
+
+relay_cmd="\$B/outbox-relay run${BENCH_RELAY_ARGS:+ $BENCH_RELAY_ARGS}"
+batch=$(printf '%s\n' "${relay_args[@]}" | awk 'p{print; exit} /^--batch-size$/{p=1} /^--batch-size=/{sub(/.*=/,""); print; exit}')
+batch=${batch:-${OUTBOX_BATCH_SIZE:-1000}}
+
+# ---- 5 (part) / warm-up: a small drain, for peak RSS against backlog size ----
+log "small drain ($BENCH_SMALL_ROWS rows)"
+load_rows drain-small "$BENCH_SMALL_ROWS" 0
+drain small drain-small "$BENCH_SMALL_ROWS"
+
+# ---- 1: the drain ----
+log "drain ($BENCH_DRAIN_ROWS rows)"
+load_rows drain-clean "$BENCH_DRAIN_ROWS" 0
+payload_bytes=$(sql -c "SELECT round(avg(octet_length(payload::text))) FROM outbox.events")
+drain clean drain-clean "$BENCH_DRAIN_ROWS"
+
+# ---- 2: ceilings on the same data ----
+log "PostgreSQL ceiling"
+load_rows drain-clean "$BENCH_DRAIN_ROWS" 0
+"$OB" pg-ceiling --batch-size "$batch" >"$work/pgceil.out" || die "pg-ceiling"
+ingest pg "$work/pgceil.out"
+log "librdkafka ceiling"
+"$OB" kafka-ceiling --topic kafka-ceiling --count "$BENCH_DRAIN_ROWS" --keys "$BENCH_KEYS" \
+  --value-bytes "$payload_bytes" >"$work/kceil.out" || die "kafka-ceiling"
+ingest k "$work/kceil.out"
+
+# ---- 6b: a long-running transaction held open while the relay drains ----
+log "drain under a long-running transaction"
+load_rows drain-longtx "$BENCH_DRAIN_ROWS" 0
+PGAPPNAME=bench-longtx "$pgbin/psql" -qAtX "$DB" \
+  -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT pg_sleep(86400)" \
+  >/dev/null 2>&1 &
+longtx_pid=$!
+for _ in $(seq 100); do
+  [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bench-longtx'
+               AND backend_xid IS NOT NULL")" = 1 ] && break
+  sleep 0.1
+done
+drain longtx drain-longtx "$BENCH_DRAIN_ROWS"
+sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench-longtx'" >/dev/null
+wait "$longtx_pid" 2>/dev/null || true
+longtx_pid=""
+
+# ---- 4: writer cost (pgbench) ----
+pgb_variants="plain outbox nonotify relay"
+for c in $BENCH_PGBENCH_CLIENTS; do
+  for v in $pgb_variants; do
+    log "pgbench $v, $c clients"
+    sql -c "TRUNCATE outbox.events, bench.plain_events" -c "VACUUM ANALYZE bench.accounts, outbox.events, bench.plain_events" -c "CHECKPOINT"
+    script=$repo/bench/pgbench/writer_outbox.sql
+    [ $v = plain ] && script=$repo/bench/pgbench/writer_plain.sql
+    opts=""
+    [ $v = nonotify ] && opts="-c outbox_relay.role=relay"
+    # "outbox": every commit NOTIFYs, as when the relay waits for work (a relay that is busy
+    # may turn the notifications off through outbox.relay_state, where the schema has it).
+    [ $v = outbox ] && sql -c "DO \$\$ BEGIN IF to_regclass('outbox.relay_state') IS NOT NULL THEN
+                                 UPDATE outbox.relay_state SET waiting = true; END IF; END \$\$"
+    [ $v = relay ] && relay_start pgbench
+    j=$(( c < 2 ? c : 2 ))
+    "$OB" waits --conninfo "$DB" --seconds "$(awk -v s="$BENCH_PGBENCH_SECONDS" 'BEGIN{print s*0.8}')" \
+      >"$work/waits-$v-$c.out" &
+    waits_pid=$!
+    bg_pids+=("$waits_pid")
+    PGOPTIONS=$opts "$pgbin/pgbench" -n -M prepared -c "$c" -j "$j" -T "$BENCH_PGBENCH_SECONDS" \
+      -f "$script" -h 127.0.0.1 -p "$port" -U postgres postgres >"$work/pgbench-$v-$c.out" 2>&1 \
+      || die "pgbench $v $c: $(tail -3 "$work/pgbench-$v-$c.out")"
+    wait "$waits_pid" || die "waits sampler"
+    bg_pids=()
+    [ $v = relay ] && relay_stop pgbench
+    R[pgb.$v.$c]=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench-$v-$c.out")
+    R[pgblat.$v.$c]=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench-$v-$c.out")
+    R[pgbwait.$v.$c]=$(awk '$1 ~ /^wait\./ {sub(/^wait\./, "", $1); printf "%s%s %.0f%%", sep, $1, $2*100; sep=", "; if (++n == 3) exit}' "$work/waits-$v-$c.out")
+    [ -n "$(get "pgb.$v.$c")" ] || die "pgbench $v $c printed no tps"
+  done
+done
+
+# ---- 3: latency at each offered load ----
+sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+relay_start latency
+for r in $BENCH_LAT_RATES; do
+  log "latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers)"
+  "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_LAT_SECONDS" --pg-pid "$pg_pid" \
+    --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/lat-$r.mon" &
+  mon_pid=$!
+  bg_pids+=("$mon_pid")
+  "$OB" load --topic "lat-$r" --rate "$r" --seconds "$BENCH_LAT_SECONDS" \
+    --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" >"$work/lat-$r.out" || die "load at $r/s"
+  wait "$mon_pid" || die "monitor at $r/s"
+  bg_pids=()
+  ingest "lat$r" "$work/lat-$r.out"
+  ingest "lat$r" "$work/lat-$r.mon"
+done
+relay_stop latency
+
+# ---- 5: memory under a steady load ----
+log "steady load: $BENCH_STEADY_RATE events/s for $BENCH_STEADY_SECONDS s"
+sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+relay_start steady
+"$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_STEADY_SECONDS" --pg-pid "$pg_pid" \
+  --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/steady.mon" &
+mon_pid=$!
+bg_pids+=("$mon_pid")
+# Writers only: a consumer would make the dev Kafka's CPU grow with its retained log (see 3).
+"$OB" load --topic steady --rate "$BENCH_STEADY_RATE" --seconds "$BENCH_STEADY_SECONDS" \
+  --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" --no-consumer >"$work/steady.out" || die "steady load"
+wait "$mon_pid" || die "steady monitor"
+bg_pids=()
+relay_stop steady
+ingest steady "$work/steady.out"
+ingest steady "$work/steady.mon"
+
+# ---- 6a: drain with many already-sent rows in the table ----
+log "drain with $BENCH_SENT_ROWS sent rows in the table (loading them takes a while)"
+load_rows drain-sent "$BENCH_DRAIN_ROWS" "$BENCH_SENT_ROWS"
+table_size=$(sql -c "SELECT pg_size_pretty(pg_total_relation_size('outbox.events'))")
+drain sent drain-sent "$BENCH_DRAIN_ROWS"
+
+. "$repo/bench/report.sh"
