@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "relay_int.h"
 #include "backoff.h"
 #include "db.h"
 #include "http.h"
@@ -24,109 +25,6 @@
 #include "metrics.h"
 #include "producer.h"
 #include "route.h"
-
-enum row_state {
-        ROW_INFLIGHT, /* handed to the producer, report awaited */
-        ROW_SENT,     /* acknowledged by Kafka: to be marked sent */
-        ROW_FAILED,   /* rejected for a reason of its own: counts an attempt */
-        ROW_UNSENT,   /* not delivered through no fault of its own (producer
-                       * rebuilt, shutdown, held behind its key): stays pending */
-};
-
-struct batch;
-
-struct relay_row {
-        struct message_row m;
-        struct batch *batch;
-        enum row_state state;
-        int32_t partition;
-        int64_t offset;
-        const char *topic; /* where it was produced to (borrowed from route or result) */
-        int64_t produced_us;
-        char *error;          /* why it failed (ROW_FAILED) */
-        int retry_ms;         /* delay asked for when recording the failure */
-        int fail_queued;      /* record_failure is queued */
-        int fail_recorded;    /* record_failure completed */
-        int64_t prev_pending; /* latest earlier pending row of its key (cursor fetch), or 0 */
-};
-
-struct batch {
-        struct relay *relay;
-        struct batch *next;
-        PGresult *res; /* owns the memory the rows borrow */
-        struct relay_row *rows;
-        int n;
-        int outstanding; /* delivery reports still awaited */
-        int producing;   /* still inside produce_batch */
-        int mark_queued, marked;
-        int in_submit;
-};
-
-struct relay {
-        const struct config *cfg;
-        struct log *lg;
-        struct route *route;
-        struct producer *producer;
-        struct db *db;
-        struct metrics *metrics;
-        struct http *http; /* NULL unless --http-listen */
-        int64_t next_stats_at;
-        int stats_queued, connected_once;
-        int retention_queued;
-        int64_t next_retention_at;
-        struct backoff retry_backoff, reconnect_backoff;
-        int sig_fd;
-
-        struct batch *batches; /* in fetch order */
-        int n_batches;
-        int64_t hi_id;        /* highest id fetched since the pipeline was last empty */
-        json_t *held;         /* keys held back behind a failed row, until the pipeline empties */
-        json_t *last_id;      /* key -> highest id produced since the pipeline was last empty */
-        unsigned epoch;       /* counts the times the pipeline emptied (hi_id went back to 0) */
-        unsigned fetch_epoch; /* the epoch the running fetch was sent in */
-        int fetch_queued;     /* a fetch is running */
-        int want_fetch;
-        int rescan;           /* rows were left pending below hi_id: rescan when empty */
-        int failing;          /* some pending row failed before: fetch holds keys back */
-        unsigned failing_gen; /* counts recorded failures, to order them with checks */
-        int barrier;          /* stop fetching until the pipeline empties, then rescan */
-        int64_t busy_since, next_poll_at, retry_at, reconnect_at;
-        int reconnect_attempt;
-        int64_t rebuild_at; /* rebuild the failed producer then (0: not pending) */
-        int rebuild_attempt;
-        int leader; /* holds the outbox's leader lock: only the leader publishes */
-        int busy;   /* polling on its own; writers were told not to notify */
-        int64_t last_rows_at, next_busy_poll_at;
-        int lock_queued;
-        int64_t next_lock_at;
-        int standby_logged;
-        int stopping, purged;
-        int64_t stop_deadline;
-        int fatal_schema;
-        char fatal_msg[512];
-};
-
-static int64_t now_us(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t now_ms(void)
-{
-        return now_us() / 1000;
-}
-
-/* How often pending-row figures are refreshed for the metrics. */
-#define STATS_INTERVAL_MS 10000
-/* Retention deletes this many rows per statement, so locks stay short,
- * and looks again this often once nothing is left to delete. */
-#define RETENTION_BATCH       1000
-#define RETENTION_INTERVAL_MS 10000
-
-static int is_ready(void *arg, char *why, size_t whysz);
 
 static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                         int64_t offset);
@@ -168,7 +66,7 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         if (r->producer == NULL)
                 goto fail;
         if (cfg->http_listen != NULL) {
-                r->http = http_new(cfg->http_listen, r->metrics, is_ready, r, errbuf, errsz);
+                r->http = http_new(cfg->http_listen, r->metrics, relay_is_ready, r, errbuf, errsz);
                 if (r->http == NULL)
                         goto fail;
         }
@@ -233,9 +131,6 @@ static int key_held(const struct relay *r, const struct relay_row *row)
 /* ---- finishing a batch: mark sent rows, record failures ---- */
 
 static void batch_check_done(struct relay *r, struct batch *b);
-static void check_failing(struct relay *r);
-static void go_busy(struct relay *r, int64_t now);
-static void go_waiting(struct relay *r);
 
 static void on_marked(void *arg, PGresult *res, const char *error)
 {
@@ -383,7 +278,7 @@ static void batch_check_done(struct relay *r, struct batch *b)
                 if (r->barrier || r->rescan || r->failing)
                         r->want_fetch = 1;
                 if (r->failing && r->leader && db_connected(r->db))
-                        check_failing(r);
+                        relay_check_failing(r);
                 r->hi_id = 0;
                 r->barrier = 0;
                 r->rescan = 0;
@@ -532,7 +427,7 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
                 PQclear(res);
                 return;
         }
-        go_busy(r, now_ms());
+        relay_go_busy(r, now_ms());
         b = calloc(1, sizeof(*b));
         if (b != NULL)
                 b->rows = calloc((size_t)n, sizeof(*b->rows));
@@ -578,190 +473,6 @@ static void maybe_fetch(struct relay *r)
         r->fetch_queued = 1;
         r->fetch_epoch = r->epoch;
         db_fetch(r->db, r->hi_id, r->cfg->batch_size, r->failing, on_fetched, r);
-}
-
-/* ---- busy polling or waiting for notifications ---- */
-
-static void on_waiting_set(void *arg, PGresult *res, const char *error)
-{
-        struct relay *r = arg;
-
-        if (error != NULL)
-                log_warn(r->lg, "updating relay_state failed", "{s:s}", "error", error);
-        /* Rows committed by writers that still saw the old flag: look once
-         * more now that every new commit notifies. */
-        else if (!r->busy)
-                r->want_fetch = 1;
-        PQclear(res);
-}
-
-/* Rows keep coming: poll every --busy-poll-ms and let writers commit
- * without NOTIFY and its global commit lock. */
-static void go_busy(struct relay *r, int64_t now)
-{
-        r->last_rows_at = now;
-        if (r->busy || r->cfg->idle_after_ms == 0)
-                return;
-        r->busy = 1;
-        r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
-        db_set_waiting(r->db, 0, on_waiting_set, r);
-}
-
-static void go_waiting(struct relay *r)
-{
-        r->busy = 0;
-        db_set_waiting(r->db, 1, on_waiting_set, r);
-}
-
-/* ---- is any row failing? ---- */
-
-struct failing_check {
-        struct relay *relay;
-        unsigned gen;
-};
-
-static void on_failing(void *arg, PGresult *res, const char *error)
-{
-        struct failing_check *fc = arg;
-
-        /* A failure recorded since the check was sent may be newer than
-         * its snapshot: then keep holding keys back. */
-        if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
-            fc->gen == fc->relay->failing_gen)
-                fc->relay->failing = 0;
-        PQclear(res);
-        free(fc);
-}
-
-/* Asks whether the cheaper fetch, without holding keys back, is safe. */
-static void check_failing(struct relay *r)
-{
-        struct failing_check *fc = malloc(sizeof(*fc));
-
-        if (fc == NULL)
-                return; /* stays holding keys back: slower, still correct */
-        fc->relay = r;
-        fc->gen = r->failing_gen;
-        db_any_failing(r->db, on_failing, fc);
-}
-
-/* ---- leadership ---- */
-static void on_lock(void *arg, PGresult *res, const char *error)
-{
-        struct relay *r = arg;
-
-        r->lock_queued = 0;
-        if (error != NULL) {
-                log_warn(r->lg, "trying the leader lock failed", "{s:s}", "error", error);
-        } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-                r->leader = 1;
-                r->standby_logged = 0;
-                r->want_fetch = 1;
-                r->failing = 1; /* until checked: a former leader may have left failures */
-                check_failing(r);
-                /* A former leader may have left relay_state either way. */
-                r->busy = 0;
-                if (r->cfg->idle_after_ms == 0)
-                        go_waiting(r);
-                else
-                        go_busy(r, now_ms());
-                log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
-        } else if (!r->standby_logged) {
-                r->standby_logged = 1;
-                log_info(r->lg, "standby: another relay holds the leader lock", "{s:s,s:i}",
-                         "instance", r->cfg->instance_id, "retry_ms", r->cfg->leader_poll_ms);
-        }
-        r->next_lock_at = now_ms() + r->cfg->leader_poll_ms;
-        PQclear(res);
-}
-
-static void maybe_lock(struct relay *r, int64_t now)
-{
-        if (r->leader || r->lock_queued || r->stopping || !db_connected(r->db) ||
-            now < r->next_lock_at)
-                return;
-        r->lock_queued = 1;
-        db_try_leader_lock(r->db, on_lock, r);
-}
-
-/* The lock belonged to the session that just ended. */
-static void lost_connection(struct relay *r, int64_t now)
-{
-        if (r->leader)
-                log_warn(r->lg, "leader lock lost with the database connection", NULL);
-        r->leader = 0;
-        r->busy = 0;
-        r->reconnect_at = now;
-}
-
-/* ---- metrics and readiness ---- */
-
-static void on_stats(void *arg, PGresult *res, const char *error)
-{
-        struct relay *r = arg;
-
-        r->stats_queued = 0;
-        if (error == NULL) {
-                metrics_set(r->metrics, METRICS_PENDING_ROWS, atof(PQgetvalue(res, 0, 0)));
-                metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, atof(PQgetvalue(res, 0, 1)));
-        }
-        PQclear(res);
-}
-
-static void maybe_stats(struct relay *r, int64_t now)
-{
-        metrics_set(r->metrics, METRICS_DB_CONNECTED, db_connected(r->db));
-        metrics_set(r->metrics, METRICS_LEADER, r->leader);
-        metrics_set(r->metrics, METRICS_IN_FLIGHT, r->n_batches);
-        if (r->stats_queued || !db_connected(r->db) || now < r->next_stats_at)
-                return;
-        r->stats_queued = 1;
-        r->next_stats_at = now + STATS_INTERVAL_MS;
-        db_pending_stats(r->db, on_stats, r);
-}
-
-static void on_retention(void *arg, PGresult *res, const char *error)
-{
-        struct relay *r = arg;
-        long deleted = 0;
-
-        r->retention_queued = 0;
-        if (error != NULL)
-                log_warn(r->lg, "deleting old sent rows failed", "{s:s}", "error", error);
-        else
-                deleted = atol(PQcmdTuples(res));
-        PQclear(res);
-        metrics_add(r->metrics, METRICS_RETENTION_DELETED, (uint64_t)deleted);
-        /* A full batch: more are due, go on as soon as the relay is idle. */
-        r->next_retention_at = now_ms() + (deleted == RETENTION_BATCH ? 0 : RETENTION_INTERVAL_MS);
-}
-
-/* Retention runs on the leader only, and only while nothing else waits
- * for the database, so it never delays publishing. */
-static void maybe_retention(struct relay *r, int64_t now)
-{
-        if (r->cfg->retention_s == 0 || !r->leader || r->retention_queued || !db_connected(r->db) ||
-            !db_idle(r->db) || now < r->next_retention_at)
-                return;
-        r->retention_queued = 1;
-        db_delete_sent(r->db, r->cfg->retention_s, RETENTION_BATCH, on_retention, r);
-}
-
-/* Ready: connected to the database with a usable producer; a connected
- * standby is ready too (it can take over at once). */
-static int is_ready(void *arg, char *why, size_t whysz)
-{
-        struct relay *r = arg;
-
-        if (!db_connected(r->db)) {
-                snprintf(why, whysz, "not connected to the database");
-                return 0;
-        }
-        if (producer_fatal(r->producer, NULL, 0)) {
-                snprintf(why, whysz, "the Kafka producer is being rebuilt");
-                return 0;
-        }
-        return 1;
 }
 
 /* ---- the loop ---- */
@@ -873,7 +584,7 @@ static void run_timers(struct relay *r, int64_t now)
                 r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
         }
         if (r->busy && r->leader && now >= r->last_rows_at + r->cfg->idle_after_ms)
-                go_waiting(r);
+                relay_go_waiting(r);
         if (r->retry_at != 0 && now >= r->retry_at) {
                 r->want_fetch = 1;
                 r->retry_at = 0;
@@ -938,7 +649,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                         db_ready |= fds[3 + lane].revents != 0;
                 if (db_ready && db_connected(r->db)) {
                         if (db_service(r->db, &notified) != 0)
-                                lost_connection(r, now);
+                                relay_lost_connection(r, now);
                         if (notified)
                                 r->want_fetch = 1;
                 }
@@ -960,10 +671,10 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (!db_connected(r->db) && now >= r->reconnect_at)
                         try_connect(r, now);
                 run_timers(r, now);
-                maybe_lock(r, now);
+                relay_maybe_lock(r, now);
                 maybe_fetch(r);
-                maybe_stats(r, now);
-                maybe_retention(r, now);
+                relay_maybe_stats(r, now);
+                relay_maybe_retention(r, now);
                 if (r->http != NULL)
                         http_serve(r->http);
         }

@@ -1,0 +1,193 @@
+/* relay_duties: what the relay does besides moving batches: taking and
+ * keeping the leader lock, switching between busy polling and waiting for
+ * notifications, checking for failing rows, refreshing the metrics and
+ * deleting old sent rows. All of it runs in the relay's loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay_int.h"
+
+/* ---- busy polling or waiting for notifications ---- */
+
+static void on_waiting_set(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        if (error != NULL)
+                log_warn(r->lg, "updating relay_state failed", "{s:s}", "error", error);
+        /* Rows committed by writers that still saw the old flag: look once
+         * more now that every new commit notifies. */
+        else if (!r->busy)
+                r->want_fetch = 1;
+        PQclear(res);
+}
+
+/* Rows keep coming: poll every --busy-poll-ms and let writers commit
+ * without NOTIFY and its global commit lock. */
+void relay_go_busy(struct relay *r, int64_t now)
+{
+        r->last_rows_at = now;
+        if (r->busy || r->cfg->idle_after_ms == 0)
+                return;
+        r->busy = 1;
+        r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
+        db_set_waiting(r->db, 0, on_waiting_set, r);
+}
+
+void relay_go_waiting(struct relay *r)
+{
+        r->busy = 0;
+        db_set_waiting(r->db, 1, on_waiting_set, r);
+}
+
+/* ---- is any row failing? ---- */
+
+struct failing_check {
+        struct relay *relay;
+        unsigned gen;
+};
+
+static void on_failing(void *arg, PGresult *res, const char *error)
+{
+        struct failing_check *fc = arg;
+
+        /* A failure recorded since the check was sent may be newer than
+         * its snapshot: then keep holding keys back. */
+        if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
+            fc->gen == fc->relay->failing_gen)
+                fc->relay->failing = 0;
+        PQclear(res);
+        free(fc);
+}
+
+/* Asks whether the cheaper fetch, without holding keys back, is safe. */
+void relay_check_failing(struct relay *r)
+{
+        struct failing_check *fc = malloc(sizeof(*fc));
+
+        if (fc == NULL)
+                return; /* stays holding keys back: slower, still correct */
+        fc->relay = r;
+        fc->gen = r->failing_gen;
+        db_any_failing(r->db, on_failing, fc);
+}
+
+/* ---- leadership ---- */
+static void on_lock(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        r->lock_queued = 0;
+        if (error != NULL) {
+                log_warn(r->lg, "trying the leader lock failed", "{s:s}", "error", error);
+        } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+                r->leader = 1;
+                r->standby_logged = 0;
+                r->want_fetch = 1;
+                r->failing = 1; /* until checked: a former leader may have left failures */
+                relay_check_failing(r);
+                /* A former leader may have left relay_state either way. */
+                r->busy = 0;
+                if (r->cfg->idle_after_ms == 0)
+                        relay_go_waiting(r);
+                else
+                        relay_go_busy(r, now_ms());
+                log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
+        } else if (!r->standby_logged) {
+                r->standby_logged = 1;
+                log_info(r->lg, "standby: another relay holds the leader lock", "{s:s,s:i}",
+                         "instance", r->cfg->instance_id, "retry_ms", r->cfg->leader_poll_ms);
+        }
+        r->next_lock_at = now_ms() + r->cfg->leader_poll_ms;
+        PQclear(res);
+}
+
+void relay_maybe_lock(struct relay *r, int64_t now)
+{
+        if (r->leader || r->lock_queued || r->stopping || !db_connected(r->db) ||
+            now < r->next_lock_at)
+                return;
+        r->lock_queued = 1;
+        db_try_leader_lock(r->db, on_lock, r);
+}
+
+/* The lock belonged to the session that just ended. */
+void relay_lost_connection(struct relay *r, int64_t now)
+{
+        if (r->leader)
+                log_warn(r->lg, "leader lock lost with the database connection", NULL);
+        r->leader = 0;
+        r->busy = 0;
+        r->reconnect_at = now;
+}
+
+/* ---- metrics and readiness ---- */
+
+static void on_stats(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        r->stats_queued = 0;
+        if (error == NULL) {
+                metrics_set(r->metrics, METRICS_PENDING_ROWS, atof(PQgetvalue(res, 0, 0)));
+                metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, atof(PQgetvalue(res, 0, 1)));
+        }
+        PQclear(res);
+}
+
+void relay_maybe_stats(struct relay *r, int64_t now)
+{
+        metrics_set(r->metrics, METRICS_DB_CONNECTED, db_connected(r->db));
+        metrics_set(r->metrics, METRICS_LEADER, r->leader);
+        metrics_set(r->metrics, METRICS_IN_FLIGHT, r->n_batches);
+        if (r->stats_queued || !db_connected(r->db) || now < r->next_stats_at)
+                return;
+        r->stats_queued = 1;
+        r->next_stats_at = now + STATS_INTERVAL_MS;
+        db_pending_stats(r->db, on_stats, r);
+}
+
+static void on_retention(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+        long deleted = 0;
+
+        r->retention_queued = 0;
+        if (error != NULL)
+                log_warn(r->lg, "deleting old sent rows failed", "{s:s}", "error", error);
+        else
+                deleted = atol(PQcmdTuples(res));
+        PQclear(res);
+        metrics_add(r->metrics, METRICS_RETENTION_DELETED, (uint64_t)deleted);
+        /* A full batch: more are due, go on as soon as the relay is idle. */
+        r->next_retention_at = now_ms() + (deleted == RETENTION_BATCH ? 0 : RETENTION_INTERVAL_MS);
+}
+
+/* Retention runs on the leader only, and only while nothing else waits
+ * for the database, so it never delays publishing. */
+void relay_maybe_retention(struct relay *r, int64_t now)
+{
+        if (r->cfg->retention_s == 0 || !r->leader || r->retention_queued || !db_connected(r->db) ||
+            !db_idle(r->db) || now < r->next_retention_at)
+                return;
+        r->retention_queued = 1;
+        db_delete_sent(r->db, r->cfg->retention_s, RETENTION_BATCH, on_retention, r);
+}
+
+/* Ready: connected to the database with a usable producer; a connected
+ * standby is ready too (it can take over at once). */
+int relay_is_ready(void *arg, char *why, size_t whysz)
+{
+        struct relay *r = arg;
+
+        if (!db_connected(r->db)) {
+                snprintf(why, whysz, "not connected to the database");
+                return 0;
+        }
+        if (producer_fatal(r->producer, NULL, 0)) {
+                snprintf(why, whysz, "the Kafka producer is being rebuilt");
+                return 0;
+        }
+        return 1;
+}

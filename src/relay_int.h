@@ -1,0 +1,134 @@
+/* relay_int: the relay's state, shared by relay.c (the loop and the
+ * pipeline of batches) and relay_duties.c (leadership, busy polling,
+ * metrics and retention). Internal to the relay module. */
+#ifndef OUTBOX_RELAY_INT_H
+#define OUTBOX_RELAY_INT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "log.h"
+#include "message.h"
+#include "metrics.h"
+#include "producer.h"
+#include "route.h"
+
+enum row_state {
+        ROW_INFLIGHT, /* handed to the producer, report awaited */
+        ROW_SENT,     /* acknowledged by Kafka: to be marked sent */
+        ROW_FAILED,   /* rejected for a reason of its own: counts an attempt */
+        ROW_UNSENT,   /* not delivered through no fault of its own (producer
+                       * rebuilt, shutdown, held behind its key): stays pending */
+};
+
+struct batch;
+
+struct relay_row {
+        struct message_row m;
+        struct batch *batch;
+        enum row_state state;
+        int32_t partition;
+        int64_t offset;
+        const char *topic; /* where it was produced to (borrowed from route or result) */
+        int64_t produced_us;
+        char *error;          /* why it failed (ROW_FAILED) */
+        int retry_ms;         /* delay asked for when recording the failure */
+        int fail_queued;      /* record_failure is queued */
+        int fail_recorded;    /* record_failure completed */
+        int64_t prev_pending; /* latest earlier pending row of its key (cursor fetch), or 0 */
+};
+
+struct batch {
+        struct relay *relay;
+        struct batch *next;
+        PGresult *res; /* owns the memory the rows borrow */
+        struct relay_row *rows;
+        int n;
+        int outstanding; /* delivery reports still awaited */
+        int producing;   /* still inside produce_batch */
+        int mark_queued, marked;
+        int in_submit;
+};
+
+struct relay {
+        const struct config *cfg;
+        struct log *lg;
+        struct route *route;
+        struct producer *producer;
+        struct db *db;
+        struct metrics *metrics;
+        struct http *http; /* NULL unless --http-listen */
+        int64_t next_stats_at;
+        int stats_queued, connected_once;
+        int retention_queued;
+        int64_t next_retention_at;
+        struct backoff retry_backoff, reconnect_backoff;
+        int sig_fd;
+
+        struct batch *batches; /* in fetch order */
+        int n_batches;
+        int64_t hi_id;        /* highest id fetched since the pipeline was last empty */
+        json_t *held;         /* keys held back behind a failed row, until the pipeline empties */
+        json_t *last_id;      /* key -> highest id produced since the pipeline was last empty */
+        unsigned epoch;       /* counts the times the pipeline emptied (hi_id went back to 0) */
+        unsigned fetch_epoch; /* the epoch the running fetch was sent in */
+        int fetch_queued;     /* a fetch is running */
+        int want_fetch;
+        int rescan;           /* rows were left pending below hi_id: rescan when empty */
+        int failing;          /* some pending row failed before: fetch holds keys back */
+        unsigned failing_gen; /* counts recorded failures, to order them with checks */
+        int barrier;          /* stop fetching until the pipeline empties, then rescan */
+        int64_t busy_since, next_poll_at, retry_at, reconnect_at;
+        int reconnect_attempt;
+        int64_t rebuild_at; /* rebuild the failed producer then (0: not pending) */
+        int rebuild_attempt;
+        int leader; /* holds the outbox's leader lock: only the leader publishes */
+        int busy;   /* polling on its own; writers were told not to notify */
+        int64_t last_rows_at, next_busy_poll_at;
+        int lock_queued;
+        int64_t next_lock_at;
+        int standby_logged;
+        int stopping, purged;
+        int64_t stop_deadline;
+        int fatal_schema;
+        char fatal_msg[512];
+};
+
+static inline int64_t now_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t now_ms(void)
+{
+        return now_us() / 1000;
+}
+
+/* How often pending-row figures are refreshed for the metrics. */
+#define STATS_INTERVAL_MS 10000
+/* Retention deletes this many rows per statement, so locks stay short,
+ * and looks again this often once nothing is left to delete. */
+#define RETENTION_BATCH       1000
+#define RETENTION_INTERVAL_MS 10000
+
+/* relay_duties.c */
+void relay_go_busy(struct relay *r, int64_t now);
+void relay_go_waiting(struct relay *r);
+void relay_check_failing(struct relay *r);
+void relay_maybe_lock(struct relay *r, int64_t now);
+void relay_lost_connection(struct relay *r, int64_t now);
+void relay_maybe_stats(struct relay *r, int64_t now);
+void relay_maybe_retention(struct relay *r, int64_t now);
+int relay_is_ready(void *arg, char *why, size_t whysz);
+
+#endif
