@@ -30,6 +30,26 @@ cpu_row() { # prefix events label
     "$(get "$p.mon.cpus")" "$(us_per "$(get "$p.mon.relay_cpu_s")" "$2")"
 }
 
+# The targets of the performance issue, each against this run (for reading, never asserted).
+targets() {
+  local c_last hwm_max r1000=""
+  c_last=$(echo "$BENCH_PGBENCH_CLIENTS" | awk '{ print $NF }')
+  hwm_max=$(printf '%s\n' "$(get small.mon.relay_hwm_kb)" "$(get clean.mon.relay_hwm_kb)" \
+    "$(get sent.mon.relay_hwm_kb)" "$(get longtx.mon.relay_hwm_kb)" "$(get steady.mon.relay_hwm_kb)" |
+    sort -n | tail -1)
+  for r in $BENCH_LAT_RATES; do [ "$r" = 1000 ] && r1000=1; done
+  echo
+  echo "Targets of the performance issue (not asserted), against this run:"
+  echo
+  verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? v >= t : v <= t; printf "%s", ok ? "met" : "**not met**" }'; }
+  echo "- drain ≥ 80% of the lower ceiling: $(pct "$clean_eps" "$lower") — $(verdict "$(awk -v a="$clean_eps" -v b="$lower" 'BEGIN { print (b > 0 ? a / b : 0) }')" 0.8 ge)"
+  if [ -n "$r1000" ]; then
+    echo "- latency at 1,000 events/s, p99 ≤ 5 ms: $(f2 "$(get lat1000.lat.p99_ms)") ms — $(verdict "$(get lat1000.lat.p99_ms)" 5 le); p50 ≤ 2 ms: $(f2 "$(get lat1000.lat.p50_ms)") ms — $(verdict "$(get lat1000.lat.p50_ms)" 2 le)"
+  fi
+  echo "- writers with the outbox ≥ 90% of plain at $c_last clients: $(pct "$(get "pgb.relay.$c_last")" "$(get "pgb.plain.$c_last")") with the relay running — $(verdict "$(awk -v a="$(get "pgb.relay.$c_last")" -v b="$(get "pgb.plain.$c_last")" 'BEGIN { print (b > 0 ? a / b : 0) }')" 0.9 ge) (every commit notifying: $(pct "$(get "pgb.outbox.$c_last")" "$(get "pgb.plain.$c_last")"))"
+  echo "- relay peak RSS ≤ 32 MB, flat: at most $(mb "$hwm_max") over all drains and the steady load — $(verdict "$hwm_max" 32768 le)"
+}
+
 report() {
   local cpu_model mem_gb pg_version rdk_version relay_version mode lower lower_name
   cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -113,6 +133,7 @@ EOF
     cpu_row "lat$r" "$(get "lat$r.load.committed")" "$(n0 "$r") events/s (3)"
   done
   cpu_row steady "$(get steady.load.committed)" "steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
+  targets
   cat <<EOF
 
 How each figure is measured:
