@@ -72,7 +72,8 @@ RELAY=$B/outbox-relay DEVK=$B/outbox-dev-kafka OB=$B/bench/outbox-bench
 for f in "$RELAY" "$DEVK" "$OB"; do [ -x "$f" ] || die "$f is missing"; done
 # What is measured: the source as built (the tree may change while the benchmark runs).
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$repo" diff --quiet HEAD -- src include sql 2>/dev/null || commit+=" + uncommitted changes in src/include/sql"
+[ -z "$(git -C "$repo" status --porcelain -- src include sql 2>/dev/null)" ] ||
+  commit+=" + uncommitted changes in src/include/sql"
 
 # ---- throwaway PostgreSQL and dev Kafka ----
 # How busy the machine is before we start anything: other work disturbs every figure.
