@@ -37,6 +37,10 @@ struct config {
         int idle_after_ms;       /* quiet time before waiting for notifications again */
         int leader_poll_ms;      /* how often a standby tries to take the leader lock */
         int retention_s;         /* delete sent rows older than this; 0: keep */
+        int exactly_once;           /* publish in Kafka transactions with progress records */
+        char *transactional_id;     /* NULL: outbox-relay.<schema> (config_transactional_id) */
+        char *progress_topic;       /* compacted topic of progress records */
+        int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
         enum config_log_level log_level;
         struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;
@@ -73,6 +77,10 @@ int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
  * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
 int config_validate(const struct config *cfg, int need, char *errbuf,
                     size_t errsz) CONFIG_MUSTCHECK;
+
+/* The transactional.id of --exactly-once: --transactional-id, or
+ * outbox-relay.<schema>. Writes it to buf. */
+const char *config_transactional_id(const struct config *cfg, char *buf, size_t bufsz);
 
 void config_print_help(FILE *out);
 /* The README's configuration table, generated from the same table. */

@@ -86,6 +86,25 @@ const struct setting config_settings[] = {
      "never block writers."},
     {"instance-id", 0, "OUTBOX_INSTANCE_ID", T_STR, OFF(instance_id), 0, 0, "<hostname>:<pid>",
      F_DYNAMIC_DEFAULT, C_RUN, 0, "ID", "Name of this relay in its logs."},
+    {"exactly-once", 0, "OUTBOX_EXACTLY_ONCE", T_BOOL, OFF(exactly_once), 0, 0, NULL, 0, C_RUN, 0,
+     NULL,
+     "Publish each batch in a Kafka transaction together with a progress record, so that "
+     "consumers reading with isolation.level=read_committed see every row exactly once, even "
+     "when the relay dies between Kafka's ack and marking the rows sent. Needs "
+     "--progress-topic to exist. The variable takes true or false."},
+    {"transactional-id", 0, "OUTBOX_TRANSACTIONAL_ID", T_STR, OFF(transactional_id), 0, 0,
+     "outbox-relay.<schema>", F_DYNAMIC_DEFAULT, C_RUN, 0, "ID",
+     "Kafka transactional.id with --exactly-once: the same for every replica of one outbox, so "
+     "a new leader fences the old one, and different for each outbox."},
+    {"progress-topic", 0, "OUTBOX_PROGRESS_TOPIC", T_STR, OFF(progress_topic), 0, 0,
+     "outbox-relay-progress", 0, C_RUN, 0, "TOPIC",
+     "With --exactly-once, the topic for progress records (which rows each transaction "
+     "carried): create it with one partition and cleanup.policy=compact; outboxes may share "
+     "it."},
+    {"transaction-timeout-ms", 0, "OUTBOX_TRANSACTION_TIMEOUT_MS", T_INT,
+     OFF(transaction_timeout_ms), 1000, 900000, "10000", 0, C_RUN, 0, "MS",
+     "With --exactly-once, Kafka's transaction.timeout.ms: an open transaction is aborted after "
+     "this long, and a commit blocks the relay at most this long while Kafka is failing."},
     {"from-id", 0, NULL, T_ID, OFF(replay_from_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
      "Replay rows with id >= ID."},
     {"to-id", 0, NULL, T_ID, OFF(replay_to_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
@@ -304,7 +323,16 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                 return kv_put(&cfg->kafka_props, &cfg->n_kafka_props,
                               from_flag ? &ps->env_props : NULL, kv, errbuf, errsz);
         case T_BOOL:
-                *(int *)field(cfg, s) = 1;
+                /* A flag on the command line has no value; a variable says which. */
+                if (value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
+                        *(int *)field(cfg, s) = 1;
+                } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+                        *(int *)field(cfg, s) = 0;
+                } else {
+                        snprintf(errbuf, errsz, "%s must be true or false, not \"%.32s\"", src,
+                                 value);
+                        return -1;
+                }
                 return 0;
         case T_SECS:
                 return parse_secs(s, value, src, field(cfg, s), errbuf, errsz);
@@ -353,6 +381,15 @@ void config_free(struct config *cfg)
         kv_free(cfg->kafka_props, cfg->n_kafka_props);
         free(cfg->args);
         free(cfg);
+}
+
+const char *config_transactional_id(const struct config *cfg, char *buf, size_t bufsz)
+{
+        if (cfg->transactional_id != NULL)
+                snprintf(buf, bufsz, "%s", cfg->transactional_id);
+        else
+                snprintf(buf, bufsz, "outbox-relay.%s", cfg->schema);
+        return buf;
 }
 
 /* OUTBOX_RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL */
@@ -585,7 +622,7 @@ static const char *owned_reason(const char *name)
         if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
                 return "use --kafka-brokers (OUTBOX_KAFKA_BROKERS) instead";
         if (strcmp(name, "transactional.id") == 0)
-                return "the relay does not use Kafka transactions";
+                return "use --transactional-id with --exactly-once instead";
         if (strcmp(name, "delivery.report.only.error") == 0)
                 return "the relay needs a delivery report for every message to mark rows sent";
         return NULL;
@@ -757,7 +794,12 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                 snprintf(errbuf, errsz, "--instance-id must be 1 to 255 characters");
                 return -1;
         }
-        if (check_topic(cfg->default_topic, "--default-topic", errbuf, errsz) != 0 ||
+        if (cfg->transactional_id != NULL && strlen(cfg->transactional_id) > 255) {
+                snprintf(errbuf, errsz, "--transactional-id must be 1 to 255 characters");
+                return -1;
+        }
+        if (check_topic(cfg->progress_topic, "--progress-topic", errbuf, errsz) != 0 ||
+            check_topic(cfg->default_topic, "--default-topic", errbuf, errsz) != 0 ||
             check_topic(cfg->replay_topic, "--topic", errbuf, errsz) != 0)
                 return -1;
         if (cfg->database_url != NULL && check_database_url(cfg->database_url, errbuf, errsz) != 0)

@@ -1,0 +1,47 @@
+/* progress: the progress records of --exactly-once. Each Kafka transaction
+ * carries one, on partition 0 of the progress topic and keyed by the
+ * transactional.id: the rows it published, and the rows of earlier committed
+ * transactions not yet marked sent. A new leader reads the last committed
+ * record and marks those rows sent before it publishes anything. */
+#ifndef OUTBOX_PROGRESS_H
+#define OUTBOX_PROGRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "log.h"
+
+/* A set of outbox rows: id and the row's replays column when published (a
+ * replayed row must not be taken for the copy published before). */
+struct progress_rows {
+        int64_t *ids;
+        int32_t *replays;
+        size_t n, cap;
+};
+
+int progress_rows_add(struct progress_rows *s, int64_t id, int32_t replays);
+void progress_rows_clear(struct progress_rows *s);
+void progress_rows_free(struct progress_rows *s);
+
+/* The record's value, as JSON (malloc'd; NULL when out of memory):
+ * {"version":1,"transactional_id":...,"schema":...,
+ *  "rows":[[first,last],...],      ids this transaction published, as ranges
+ *  "unmarked":[[first,last],...],  ids of earlier committed transactions
+ *                                  whose mark is not yet confirmed
+ *  "replays":[[id,n],...]}         rows above whose replays column is not 0 */
+char *progress_encode(const char *transactional_id, const char *schema,
+                      const struct progress_rows *rows, const struct progress_rows *unmarked);
+
+/* Appends every row a record lists (rows and unmarked) to out. */
+int progress_decode(const char *json, size_t len, struct progress_rows *out, char *errbuf,
+                    size_t errsz);
+
+/* Reads the last committed record keyed transactional_id on partition 0 of
+ * cfg->progress_topic (a read_committed consumer) and appends its rows to
+ * out; *found is 0 when there is none. Blocks up to timeout_ms. */
+int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
+                       int timeout_ms, struct progress_rows *out, int *found, char *errbuf,
+                       size_t errsz);
+
+#endif
