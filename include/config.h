@@ -19,24 +19,24 @@ struct config_kv {
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 
 struct config {
-        char *database_url;      /* libpq conninfo or postgres:// URL; holds secrets */
-        char *kafka_brokers;     /* bootstrap.servers */
-        char *schema;            /* schema holding the outbox tables */
-        char *default_topic;     /* topic for rows with NULL topic and no matching route */
-        char *instance_id;       /* shown in status and logs; default hostname:pid */
-        int batch_size;          /* rows per fetch */
-        int pipeline_depth;      /* batches in flight at once */
-        int poll_interval_ms;    /* safety-net poll when no notification arrives */
-        int retry_base_ms;       /* first retry delay */
-        int retry_max_ms;        /* cap on the retry delay */
-        int max_attempts;        /* failed attempts before a row is dead-lettered */
-        int shutdown_timeout_ms; /* grace for in-flight deliveries on SIGTERM */
-        int reconnect_max_ms;    /* cap on database reconnect backoff */
-        char *http_listen;       /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
-        int busy_poll_ms;        /* fetch interval while events keep coming */
-        int idle_after_ms;       /* quiet time before waiting for notifications again */
-        int leader_poll_ms;      /* how often a standby tries to take the leader lock */
-        int retention_s;         /* delete sent rows older than this; 0: keep */
+        char *database_url;         /* libpq conninfo or postgres:// URL; holds secrets */
+        char *kafka_brokers;        /* bootstrap.servers */
+        char *schema;               /* schema holding the outbox tables */
+        char *default_topic;        /* topic for rows with NULL topic and no matching route */
+        char *instance_id;          /* shown in status and logs; default hostname:pid */
+        int batch_size;             /* rows per fetch */
+        int pipeline_depth;         /* batches in flight at once */
+        int poll_interval_ms;       /* safety-net poll when no notification arrives */
+        int retry_base_ms;          /* first retry delay */
+        int retry_max_ms;           /* cap on the retry delay */
+        int max_attempts;           /* failed attempts before a row is dead-lettered */
+        int shutdown_timeout_ms;    /* grace for in-flight deliveries on SIGTERM */
+        int reconnect_max_ms;       /* cap on database reconnect backoff */
+        char *http_listen;          /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
+        int busy_poll_ms;           /* fetch interval while events keep coming */
+        int idle_after_ms;          /* quiet time before waiting for notifications again */
+        int leader_poll_ms;         /* how often a standby tries to take the leader lock */
+        int retention_s;            /* delete sent rows older than this; 0: keep */
         int exactly_once;           /* publish in Kafka transactions with progress records */
         char *transactional_id;     /* NULL: outbox-relay.<schema> (config_transactional_id) */
         char *progress_topic;       /* compacted topic of progress records */

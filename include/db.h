@@ -37,7 +37,7 @@ int db_connected(const struct db *db);
 
 /* Fetch due pending rows with id > after_id in id order (binary results):
  * columns id, event_id, topic, key, event_type, payload, payload_bytes,
- * headers, created_at, attempts, and prev_pending: when after_id > 0, the
+ * headers, created_at, attempts, prev_pending and replays. prev_pending: when after_id > 0, the
  * id of the row's key's latest earlier pending row (NULL if none). With
  * hold_keys, rows whose key has an earlier failed row still pending are
  * left out. */
@@ -50,6 +50,11 @@ int db_any_failing(struct db *db, db_done_cb cb, void *arg);
 /* Mark rows sent with their partition and offset, in one statement. */
 int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
             const int64_t *offsets, db_done_cb cb, void *arg);
+/* --exactly-once: mark sent the pending rows of a progress record whose
+ * replays column still has the value recorded; a partition of -1 leaves
+ * partition and offset NULL (not known). */
+int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const int32_t *replays,
+                      const int32_t *partitions, const int64_t *offsets, db_done_cb cb, void *arg);
 /* Record a failed attempt through <schema>.record_failure(). */
 int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
                       int max_attempts, db_done_cb cb, void *arg);

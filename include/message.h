@@ -30,6 +30,7 @@ struct message_row {
         size_t headers_len;
         int64_t created_at_ms; /* Kafka message timestamp */
         int attempts;          /* failed attempts so far */
+        int replays;           /* times the row was replayed */
 };
 
 /* Builds the headers of row into a new rd_kafka_headers_t (*out, owned by

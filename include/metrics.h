@@ -20,6 +20,9 @@ enum metrics_counter {
         METRICS_PRODUCER_REBUILDS,
         METRICS_DB_RECONNECTS,
         METRICS_RETENTION_DELETED,
+        METRICS_TXN_COMMITTED, /* --exactly-once */
+        METRICS_TXN_ABORTED,
+        METRICS_RECOVERED_ROWS, /* marked sent from a progress record */
         METRICS_COUNTERS
 };
 

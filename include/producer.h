@@ -39,6 +39,26 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
                                   const struct message_row *row, rd_kafka_headers_t *hdrs,
                                   void *msg_opaque);
 
+/* ---- --exactly-once (a transactional producer) ----
+ * Each call blocks until Kafka answered or the transaction timeout passed;
+ * a fatal error also sets producer_fatal (the producer must be rebuilt). */
+#define PRODUCER_TXN_RETRY   (-2) /* init: Kafka not reachable yet, call again */
+#define PRODUCER_TXN_ABORTED (-3) /* commit failed and the transaction was aborted */
+/* Once per producer, by the leader: fences older producers of the same
+ * transactional.id and aborts their open transaction. */
+int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
+int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz);
+/* The transaction's progress record (copied), on partition 0 of topic. */
+rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic, const char *key,
+                                           const char *value);
+/* 0 when committed: its messages are visible to read_committed consumers;
+ * PRODUCER_TXN_ABORTED, or -1 when the outcome is left to the next producer
+ * (fatal). */
+int producer_txn_commit(struct producer *p, char *errbuf, size_t errsz);
+int producer_txn_abort(struct producer *p, char *errbuf, size_t errsz);
+/* The fatal error is that a newer producer of the transactional.id exists. */
+int producer_fenced(const struct producer *p);
+
 /* Serves delivery reports, logs and errors without blocking. */
 void producer_poll(struct producer *p);
 /* Readable when producer_poll has something to serve. */

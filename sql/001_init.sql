@@ -48,6 +48,7 @@ CREATE TABLE :"schema".events (
     -- Managed by the relay:
     status           text NOT NULL DEFAULT 'pending',
     attempts         integer NOT NULL DEFAULT 0,   -- failed publish attempts
+    replays          integer NOT NULL DEFAULT 0,   -- times replay() reset it to pending
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     first_attempt_at timestamptz,        -- time of the first failed attempt
     last_attempt_at  timestamptz,        -- time of the latest failed attempt
@@ -200,7 +201,8 @@ BEGIN
         RETURN n;
     END IF;
     UPDATE events
-       SET status = 'pending', attempts = 0, next_attempt_at = now(), first_attempt_at = NULL,
+       SET status = 'pending', attempts = 0, replays = replays + 1, next_attempt_at = now(),
+           first_attempt_at = NULL,
            last_attempt_at = NULL, last_error = NULL, sent_at = NULL, kafka_partition = NULL,
            kafka_offset = NULL
      WHERE status = 'sent'

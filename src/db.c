@@ -168,7 +168,7 @@ static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t err
                                  "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
                                  " e.payload, e.payload_bytes, coalesce(e.headers, '{}'),"
                                  " coalesce(e.created_at, now()), coalesce(e.attempts, 0),"
-                                 " %s%s%s"
+                                 " %s%s%s, coalesce(e.replays, 0)"
                                  " FROM %s.events e"
                                  " WHERE e.status = 'pending' AND e.id > $1"
                                  " AND e.next_attempt_at <= now() %s%s%s"
@@ -210,6 +210,17 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  " WHERE e.id = u.id AND e.status = 'pending'",
                  s);
         if (prepare(conn, "outbox_mark", sql, errbuf, errsz) != 0)
+                return -1;
+        /* --exactly-once: rows a committed transaction carried, as its
+         * progress record lists them; a row replayed since is left alone. */
+        snprintf(sql, sizeof(sql),
+                 "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
+                 " kafka_partition = nullif(u.p, -1), kafka_offset = nullif(u.o, -1)"
+                 " FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::bigint[])"
+                 " AS u(id, r, p, o)"
+                 " WHERE e.id = u.id AND e.replays = u.r AND e.status = 'pending'",
+                 s);
+        if (prepare(conn, "outbox_mark_committed", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, $4::integer,"
@@ -463,6 +474,7 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *p
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
         m->attempts = be32(PQgetvalue(res, i, 9));
         *prev_pending = PQgetisnull(res, i, 10) ? 0 : be64(PQgetvalue(res, i, 10));
+        m->replays = be32(PQgetvalue(res, i, 11));
 }
 
 int db_any_failing(struct db *db, db_done_cb cb, void *arg)
@@ -504,6 +516,24 @@ int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitio
                 rc = enqueue(db, writer(db), "outbox_mark", 3, params, 0, cb, arg);
         }
         for (int i = 0; i < 3; i++)
+                free(params[i]);
+        return rc;
+}
+
+int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const int32_t *replays,
+                      const int32_t *partitions, const int64_t *offsets, db_done_cb cb, void *arg)
+{
+        char *params[4] = {array_literal(n, ids, 1), array_literal(n, replays, 0),
+                           array_literal(n, partitions, 0), array_literal(n, offsets, 1)};
+        int rc;
+
+        if (params[0] == NULL || params[1] == NULL || params[2] == NULL || params[3] == NULL) {
+                cb(arg, NULL, "out of memory");
+                rc = -1;
+        } else {
+                rc = enqueue(db, writer(db), "outbox_mark_committed", 4, params, 0, cb, arg);
+        }
+        for (int i = 0; i < 4; i++)
                 free(params[i]);
         return rc;
 }

@@ -59,6 +59,12 @@ static const struct {
     {"producer_rebuilds_total", "Kafka producers rebuilt after a fatal error."},
     {"database_reconnects_total", "Successful database connections after the first."},
     {"retention_deleted_rows_total", "Sent rows deleted by retention."},
+    {"transactions_committed_total", "Kafka transactions committed (--exactly-once)."},
+    {"transactions_aborted_total",
+     "Kafka transactions aborted (--exactly-once); their rows are published again."},
+    {"recovered_rows_total",
+     "Rows marked sent at takeover from the last progress record (--exactly-once): Kafka had "
+     "them, the database did not know yet."},
 };
 
 static const struct {

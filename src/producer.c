@@ -62,14 +62,35 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
         return 0;
 }
 
+/* --exactly-once: a transactional producer. A message may not outlive its
+ * transaction (librdkafka's default for message.timeout.ms then), and an
+ * error that could leave a gap aborts the transaction (everything in it is
+ * sent again) instead of needing enable.gapless.guarantee. */
+static int transactional_conf(const struct config *cfg, rd_kafka_conf_t *conf, char *errbuf,
+                              size_t errsz)
+{
+        char tid[300], ms[16];
+
+        snprintf(ms, sizeof(ms), "%d", cfg->transaction_timeout_ms);
+        if (conf_set(conf, "transactional.id", config_transactional_id(cfg, tid, sizeof(tid)),
+                     errbuf, errsz) != 0 ||
+            conf_set(conf, "transaction.timeout.ms", ms, errbuf, errsz) != 0)
+                return -1;
+        return 0;
+}
+
 rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t errsz)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         size_t i;
 
-        for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+                if (cfg->exactly_once && (strcmp(defaults[i][0], "message.timeout.ms") == 0 ||
+                                          strcmp(defaults[i][0], "enable.gapless.guarantee") == 0))
+                        continue; /* see transactional_conf */
                 if (conf_set(conf, defaults[i][0], defaults[i][1], errbuf, errsz) != 0)
                         goto fail;
+        }
         if (cfg->kafka_brokers != NULL &&
             conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errbuf, errsz) != 0)
                 goto fail;
@@ -88,6 +109,8 @@ rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t er
         for (i = 0; i < sizeof(required) / sizeof(required[0]); i++)
                 if (conf_set(conf, required[i][0], required[i][1], errbuf, errsz) != 0)
                         goto fail;
+        if (cfg->exactly_once && transactional_conf(cfg, conf, errbuf, errsz) != 0)
+                goto fail;
         return conf;
 fail:
         rd_kafka_conf_destroy(conf);
@@ -100,7 +123,9 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
         (void)rk;
         p->outstanding--;
-        p->cb(p->cb_arg, m->_private, m->err, m->partition, m->offset);
+        /* A progress record's failure shows in the commit, not per row. */
+        if (m->_private != p)
+                p->cb(p->cb_arg, m->_private, m->err, m->partition, m->offset);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -257,6 +282,124 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
         }
         p->outstanding++;
         return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* ---- --exactly-once: transactions ---- */
+
+/* Turns a transactional call's error into errbuf, and a fatal one into the
+ * producer's fatal state (the relay rebuilds it). */
+static int txn_error(struct producer *p, const char *what, rd_kafka_error_t *error, char *errbuf,
+                     size_t errsz)
+{
+        snprintf(errbuf, errsz, "%s: %s: %s", what, rd_kafka_error_name(error),
+                 rd_kafka_error_string(error));
+        if (rd_kafka_error_is_fatal(error) && !p->fatal) {
+                p->fatal = 1;
+                snprintf(p->fatal_reason, sizeof(p->fatal_reason), "%s", errbuf);
+        }
+        rd_kafka_error_destroy(error);
+        return -1;
+}
+
+int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
+{
+        rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, timeout_ms);
+
+        if (error == NULL)
+                return 0;
+        if (rd_kafka_error_is_retriable(error)) {
+                snprintf(errbuf, errsz, "initialising transactions: %s",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return PRODUCER_TXN_RETRY;
+        }
+        return txn_error(p, "initialising transactions", error, errbuf, errsz);
+}
+
+int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz)
+{
+        rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
+
+        return error == NULL ? 0 : txn_error(p, "beginning a transaction", error, errbuf, errsz);
+}
+
+rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic, const char *key,
+                                           const char *value)
+{
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+            RD_KAFKA_V_KEY((void *)key, strlen(key)),
+            RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                p->outstanding++;
+        return err;
+}
+
+/* Aborting waits for the coordinator; a retriable failure (it is moving or
+ * unreachable) is worth a few more tries before the producer is given up. */
+static int txn_abort(struct producer *p, char *errbuf, size_t errsz)
+{
+        for (int tries = 0;; tries++) {
+                rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, -1);
+
+                if (error == NULL)
+                        return 0;
+                if (!rd_kafka_error_is_retriable(error) || tries == 2) {
+                        if (!rd_kafka_error_is_fatal(error) && !p->fatal) {
+                                /* Still unresolved: only a new producer
+                                 * (whose init aborts it) gets past this. */
+                                p->fatal = 1;
+                                snprintf(p->fatal_reason, sizeof(p->fatal_reason),
+                                         "aborting a transaction: %s",
+                                         rd_kafka_error_string(error));
+                        }
+                        return txn_error(p, "aborting a transaction", error, errbuf, errsz);
+                }
+                rd_kafka_error_destroy(error);
+        }
+}
+
+int producer_txn_commit(struct producer *p, char *errbuf, size_t errsz)
+{
+        for (int tries = 0;; tries++) {
+                rd_kafka_error_t *error = rd_kafka_commit_transaction(p->rk, -1);
+
+                if (error == NULL)
+                        return 0;
+                if (rd_kafka_error_txn_requires_abort(error) ||
+                    (rd_kafka_error_is_retriable(error) && tries == 2)) {
+                        char aerr[256];
+
+                        snprintf(errbuf, errsz, "committing a transaction: %s",
+                                 rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        if (txn_abort(p, aerr, sizeof(aerr)) == 0)
+                                return PRODUCER_TXN_ABORTED;
+                        snprintf(errbuf + strlen(errbuf), errsz - strlen(errbuf), "; %s", aerr);
+                        return -1;
+                }
+                if (!rd_kafka_error_is_retriable(error))
+                        return txn_error(p, "committing a transaction", error, errbuf, errsz);
+                rd_kafka_error_destroy(error); /* resumable: try again */
+        }
+}
+
+int producer_txn_abort(struct producer *p, char *errbuf, size_t errsz)
+{
+        return txn_abort(p, errbuf, errsz);
+}
+
+int producer_fenced(const struct producer *p)
+{
+        rd_kafka_resp_err_t err;
+
+        if (!p->fatal)
+                return 0;
+        err = rd_kafka_fatal_error(p->rk, NULL, 0);
+        return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+               err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
 }
 
 void producer_poll(struct producer *p)

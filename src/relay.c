@@ -73,6 +73,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
                      (uint64_t)now_ms() ^ (uint64_t)getpid());
         backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
+        if (cfg->exactly_once)
+                relay_txn_init(r);
         return r;
 fail:
         relay_free(r);
@@ -116,7 +118,7 @@ void relay_free(struct relay *r)
 
 /* The row stays pending below hi_id: later rows of its key must wait,
  * and the next scan from the start must pick it up again. */
-static void hold_key(struct relay *r, const struct relay_row *row)
+void relay_hold_key(struct relay *r, const struct relay_row *row)
 {
         r->rescan = 1;
         if (row->m.key != NULL)
@@ -251,7 +253,8 @@ static void batch_submit(struct relay *r, struct batch *b)
 
 static int batch_done(const struct batch *b)
 {
-        if (b->producing || b->outstanding > 0 || b->in_submit || !b->marked)
+        if (b->producing || b->outstanding > 0 || b->in_submit || !b->marked || b->deferred ||
+            b->in_txn)
                 return 0;
         for (int i = 0; i < b->n; i++)
                 if (b->rows[i].state == ROW_FAILED && !b->rows[i].fail_recorded)
@@ -288,9 +291,15 @@ static void batch_check_done(struct relay *r, struct batch *b)
         }
 }
 
-static void batch_reported(struct relay *r, struct batch *b)
+/* Every row of b has its outcome from the producer: finish it, or with
+ * --exactly-once let the loop finish its transaction first. */
+void relay_batch_reported(struct relay *r, struct batch *b)
 {
-        if (b->outstanding == 0 && !b->producing)
+        if (b->outstanding > 0 || b->producing || b->deferred)
+                return;
+        if (b->in_txn)
+                r->txn_due = 1; /* not from here: this may run inside a librdkafka callback */
+        else
                 batch_submit(r, b);
 }
 
@@ -301,7 +310,7 @@ static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
         row->state = ROW_FAILED;
         row->error = strdup(reason);
         metrics_topic_add(r->metrics, METRICS_FAILED, row->topic, 1);
-        hold_key(r, row);
+        relay_hold_key(r, row);
 }
 
 static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
@@ -324,12 +333,12 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
                 /* Kafka or the producer failed, not the row: it stays pending
                  * without using an attempt, and its key waits behind it. */
                 row->state = ROW_UNSENT;
-                hold_key(r, row);
+                relay_hold_key(r, row);
                 log_debug(r->lg, "delivery not confirmed, row stays pending", "{s:I,s:s}", "id",
                           (json_int_t)row->m.id, "error", rd_kafka_err2str(err));
         }
         row->batch->outstanding--;
-        batch_reported(r, row->batch);
+        relay_batch_reported(r, row->batch);
 }
 
 /* ---- fetching and producing ---- */
@@ -358,7 +367,7 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                                   (json_int_t)row->prev_pending, "last",
                                   (json_int_t)(last != NULL ? json_integer_value(last) : -1));
                         row->state = ROW_UNSENT;
-                        hold_key(r, row);
+                        relay_hold_key(r, row);
                         return;
                 }
                 json_object_set_new_nocheck(r->last_id, row->m.key, json_integer(row->m.id));
@@ -392,15 +401,17 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         row->produced_us = now_us();
         b->outstanding++;
         kerr = producer_send(r->producer, topic, &row->m, hdrs, row);
-        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                row->produced = 1;
                 return;
+        }
         b->outstanding--;
         if (producer_err_is_permanent(kerr)) {
                 snprintf(err, sizeof(err), "%s (topic %s)", rd_kafka_err2str(kerr), topic);
                 fail_row(r, row, err);
         } else {
                 row->state = ROW_UNSENT;
-                hold_key(r, row);
+                relay_hold_key(r, row);
         }
 }
 
@@ -441,7 +452,6 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         b->relay = r;
         b->res = res;
         b->n = n;
-        b->producing = 1;
         /* Appended before producing: reports may arrive while we produce. */
         if (r->n_batches++ == 0)
                 r->busy_since = now_ms();
@@ -452,22 +462,33 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
                 db_decode_row(res, i, &b->rows[i].m, &b->rows[i].prev_pending);
-                produce_row(r, b, &b->rows[i]);
         }
         r->hi_id = b->rows[n - 1].m.id;
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
         if (n == r->cfg->batch_size)
                 r->want_fetch = 1; /* more are likely waiting */
         log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id", (json_int_t)r->hi_id);
+        if (r->cfg->exactly_once)
+                relay_txn_add(r, b);
+        else
+                relay_produce_batch(r, b);
+}
+
+/* Hands every row of b to the producer, in id order. */
+void relay_produce_batch(struct relay *r, struct batch *b)
+{
+        b->producing = 1;
+        for (int i = 0; i < b->n; i++)
+                produce_row(r, b, &b->rows[i]);
         b->producing = 0;
-        batch_reported(r, b);
+        relay_batch_reported(r, b);
 }
 
 static void maybe_fetch(struct relay *r)
 {
         if (!r->want_fetch || r->fetch_queued || r->stopping || r->barrier || !r->leader ||
-            producer_fatal(r->producer, NULL, 0) || !db_connected(r->db) ||
-            r->n_batches >= r->cfg->pipeline_depth)
+            (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
+            !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
                 return;
         r->want_fetch = 0;
         r->fetch_queued = 1;
@@ -495,8 +516,7 @@ static void try_connect(struct relay *r, int64_t now)
                 r->next_lock_at = now;
                 for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                         next = b->next; /* b may be freed by submit */
-                        if (b->outstanding == 0 && !b->producing)
-                                batch_submit(r, b);
+                        relay_batch_reported(r, b);
                 }
                 return;
         }
@@ -518,7 +538,20 @@ static int rebuild_producer(struct relay *r)
 
         producer_fatal(r->producer, err, sizeof(err));
         log_warn(r->lg, "rebuilding the Kafka producer", "{s:s}", "reason", err);
+        if (r->cfg->exactly_once && producer_fenced(r->producer)) {
+                /* A newer producer of this transactional.id exists, so another
+                 * relay took over: this one's lock must be gone or about to
+                 * go. Drop the session (and the lock, if it was still held)
+                 * rather than fence the new leader in turn. */
+                log_error(r->lg, "fenced by another relay with the same transactional.id", "{s:s}",
+                          "transactional_id", r->tid);
+                if (db_connected(r->db))
+                        db_disconnect(r->db, "fenced by another relay");
+                relay_lost_connection(r, now_ms());
+        }
         producer_free(r->producer); /* reports every outstanding message as purged */
+        if (r->cfg->exactly_once)
+                relay_txn_abandon(r);
         metrics_add(r->metrics, METRICS_PRODUCER_REBUILDS, 1);
         r->producer = producer_new(r->cfg, r->lg, r->metrics, on_delivery, r, err, sizeof(err));
         if (r->producer == NULL) {
@@ -645,6 +678,8 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (fds[0].revents)
                         handle_signal(r, now);
                 producer_poll(r->producer);
+                if (r->txn_due)
+                        relay_txn_finish(r);
                 for (int lane = 0; lane < DB_LANES; lane++)
                         db_ready |= fds[3 + lane].revents != 0;
                 if (db_ready && db_connected(r->db)) {
@@ -672,6 +707,8 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                         try_connect(r, now);
                 run_timers(r, now);
                 relay_maybe_lock(r, now);
+                if (r->cfg->exactly_once)
+                        relay_txn_recover(r, now);
                 maybe_fetch(r);
                 relay_maybe_stats(r, now);
                 relay_maybe_retention(r, now);

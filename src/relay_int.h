@@ -43,6 +43,7 @@ struct relay_row {
         int fail_queued;      /* record_failure is queued */
         int fail_recorded;    /* record_failure completed */
         int64_t prev_pending; /* latest earlier pending row of its key (cursor fetch), or 0 */
+        int produced;         /* handed to the producer (it is part of the transaction) */
 };
 
 struct batch {
@@ -55,6 +56,18 @@ struct batch {
         int producing;   /* still inside produce_batch */
         int mark_queued, marked;
         int in_submit;
+        /* --exactly-once: */
+        int deferred;  /* fetched while a transaction was open: waits for the next */
+        int in_txn;    /* produced in the open transaction, outcome not known yet */
+        int committed; /* its transaction committed: its sent rows may be marked */
+};
+
+/* --exactly-once: where the leader is before it may publish. */
+enum relay_eos_state {
+        EOS_INIT,    /* the producer needs init_transactions (fences older ones) */
+        EOS_READ,    /* read the last committed progress record */
+        EOS_MARKING, /* marking that record's rows sent */
+        EOS_READY,   /* publishing */
 };
 
 struct relay {
@@ -95,6 +108,14 @@ struct relay {
         int lock_queued;
         int64_t next_lock_at;
         int standby_logged;
+        enum relay_eos_state eos;
+        int txn_open; /* a transaction has begun and is not finished */
+        int txn_due;  /* its batches have all been reported: commit or abort */
+        int64_t eos_retry_at;
+        int eos_attempt;
+        char tid[300];           /* transactional.id */
+        long kill_after_commits; /* test hook: OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS */
+        long commits;
         int stopping, purged;
         int64_t stop_deadline;
         int fatal_schema;
@@ -120,6 +141,18 @@ static inline int64_t now_ms(void)
  * and looks again this often once nothing is left to delete. */
 #define RETENTION_BATCH       1000
 #define RETENTION_INTERVAL_MS 10000
+
+/* relay.c, for relay_txn.c */
+void relay_hold_key(struct relay *r, const struct relay_row *row);
+void relay_produce_batch(struct relay *r, struct batch *b);
+void relay_batch_reported(struct relay *r, struct batch *b);
+
+/* relay_txn.c: --exactly-once */
+void relay_txn_init(struct relay *r);
+void relay_txn_add(struct relay *r, struct batch *b);
+void relay_txn_finish(struct relay *r);
+void relay_txn_abandon(struct relay *r);
+void relay_txn_recover(struct relay *r, int64_t now);
 
 /* relay_duties.c */
 void relay_go_busy(struct relay *r, int64_t now);

@@ -111,6 +111,9 @@ struct fh_result {
         char notes[512];
 };
 
+/* In an exactly-once run (OUTBOX_FAULT_EOS=1) names get "-eos", and
+ * fh_check sees the topic as a read_committed consumer would. */
+int fh_eos(void);
 void fh_result_init(struct fh_result *r, const char *name, const char *fault);
 void fh_result_recovery(struct fh_result *r, long long ms);
 /* Reads `topic` from the beginning (all partitions) and compares with the

@@ -21,6 +21,10 @@ static void suite_setup(void)
 {
         pg = fx_pg_start();
         kafka = fx_kafka_start(3, 4);
+        /* Exactly-once runs: the relays find their settings in the
+         * environment they inherit (see main). */
+        if (fh_eos())
+                ck_assert_int_eq(fx_kafka_command(kafka, "topic outbox-relay-progress 1"), 0);
 }
 
 static void suite_teardown(void)
@@ -54,6 +58,8 @@ static char *fresh(const char *db, const char *topic, int partitions)
         fx_migrate(ci, NULL);
         snprintf(cmd, sizeof(cmd), "topic %s %d", topic, partitions);
         ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+        /* One transactional.id per outbox: each case has its own database. */
+        setenv("OUTBOX_TRANSACTIONAL_ID", db, 1);
         return ci;
 }
 
@@ -360,7 +366,9 @@ START_TEST(fatal_idempotent_producer_errors)
         finish(c, topic, w, &res);
         fds_after = fh_count_fds(fx_relay_pid(r));
         snprintf(res.notes + len, sizeof(res.notes) - len, "; fds %d -> %d", fds_before, fds_after);
-        ck_assert_int_ge(fh_relay_log_count(r, "rebuilding the Kafka producer"), 3);
+        /* With transactions most of these abort the transaction instead. */
+        if (!fh_eos())
+                ck_assert_int_ge(fh_relay_log_count(r, "rebuilding the Kafka producer"), 3);
         ck_assert_int_lt(fds_after, fds_before + 10);
         fh_relay_stop(r, 30000);
         fh_relay_free(r, res.name);
@@ -716,6 +724,127 @@ START_TEST(end_to_end_graceful)
 }
 END_TEST
 
+/* ---- exactly-once only ---- */
+
+/* The rows the relay marked sent from the last progress record at its
+ * start (its "exactly-once: ready" log line), or -1. */
+static long long recovered_rows(const struct fx_relay *r)
+{
+        char *log = fx_relay_log(r), *p = strstr(log, "\"recovered_rows\":");
+        long long n = p != NULL ? atoll(p + strlen("\"recovered_rows\":")) : -1;
+
+        free(log);
+        return n;
+}
+
+/* 7a. SIGKILL right after a transaction's commit, before its rows are
+ * marked sent (the relay's test hook OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS),
+ * 5 times during a stream: each next relay must mark those rows from the
+ * progress record instead of publishing them again. */
+START_TEST(eos_kill_between_commit_and_mark)
+{
+        const char *topic = "f-eoskill";
+        char *ci = fresh("feoskill", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 40000, 4000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w;
+        struct fx_relay *r;
+        size_t len = 0;
+
+        fh_result_init(&res, "kill-after-commit",
+                       "relay SIGKILLed right after its 1st, 2nd or 3rd transaction commit, "
+                       "before the mark (test hook), 5 times mid-stream");
+        w = fh_writers_start(&wo);
+        for (res.faults = 0; res.faults < 5; res.faults++) {
+                char hook[16];
+
+                snprintf(hook, sizeof(hook), "%d", 1 + res.faults % 3);
+                setenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS", hook, 1);
+                r = fx_relay_start(ci, BROKERS, args);
+                ck_assert_int_eq(fx_relay_wait(r, 60000), 128 + SIGKILL);
+                ck_assert_int_eq(fh_relay_log_count(r, "test hook: killed after a commit"), 1);
+                /* The relay before it was killed the same way: this one
+                 * must have found that transaction's rows pending. */
+                if (res.faults > 0) {
+                        long long n = recovered_rows(r);
+
+                        len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, "%s%lld",
+                                                len ? ", " : "recovered rows: ", n);
+                        ck_assert_int_gt(n, 0);
+                }
+                fh_relay_free(r, res.name);
+                ck_assert_int_eq(fh_wait_no_relay_session(c, 10000), 0);
+        }
+        unsetenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
+        r = fx_relay_start(ci, BROKERS, args);
+        measure_recovery(c, topic, &res, r);
+        len +=
+            (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, ", %lld", recovered_rows(r));
+        ck_assert_int_gt(recovered_rows(r), 0);
+        finish(c, topic, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* 7b. Two relays, one publishing and one standing by; the leader is
+ * SIGKILLed at a random moment, the standby takes over (fencing the dead
+ * leader's transactional producer) and a new standby is started, 4 times. */
+START_TEST(eos_standby_takeover)
+{
+        const char *topic = "f-eostakeover";
+        char *ci = fresh("feostakeover", topic, 8);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 20000, 3000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, "--leader-poll-ms", "100", NULL};
+        uint64_t seed = fh_seed();
+        struct fh_result res;
+        struct fh_writers *w;
+        struct fx_relay *rel[2];
+        int leader;
+
+        fh_result_init(&res, "standby-takeover",
+                       "leader SIGKILLed at a random moment mid-stream with a standby running, "
+                       "4 times; the standby takes over and a new standby starts");
+        snprintf(res.notes, sizeof(res.notes), "seed %llu", (unsigned long long)seed);
+        w = fh_writers_start(&wo);
+        rel[0] = fx_relay_start(ci, BROKERS, args);
+        fh_wait_relay_log(rel[0], "leader: publishing", 1, 30000);
+        ck_assert_int_eq(fh_relay_log_count(rel[0], "leader: publishing"), 1);
+        rel[1] = fx_relay_start(ci, BROKERS, args);
+        fh_wait_relay_log(rel[1], "standby", 1, 30000);
+        ck_assert_int_eq(fh_relay_log_count(rel[1], "standby"), 1);
+        leader = 0;
+        for (res.faults = 0; res.faults < 4; res.faults++) {
+                measure_recovery(c, topic, &res, rel[leader]);
+                poll(NULL, 0, fh_rand(&seed, 100, 600));
+                fx_relay_kill(rel[leader], SIGKILL);
+                ck_assert_int_eq(fx_relay_wait(rel[leader], 10000), 128 + SIGKILL);
+                fh_relay_free(rel[leader], res.name);
+                rel[leader] = fx_relay_start(ci, BROKERS, args);
+                leader = !leader;
+                fh_wait_relay_log(rel[leader], "leader: publishing", 1, 30000);
+                ck_assert_int_ge(fh_relay_log_count(rel[leader], "leader: publishing"), 1);
+        }
+        measure_recovery(c, topic, &res, rel[leader]);
+        finish(c, topic, w, &res);
+        for (int i = 0; i < 2; i++) {
+                fh_relay_stop(rel[i], 30000);
+                fh_relay_free(rel[i], res.name);
+        }
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* OUTBOX_FAULT_CASES="name,name" runs only those tests (by function name). */
 static int selected(const char *name)
 {
@@ -756,6 +885,17 @@ int main(void)
         ADD_TEST(tc, sigterm_while_kafka_down);
         ADD_TEST(tc, reconnects_leak_nothing);
         ADD_TEST(tc, connection_lost_during_setup);
+        if (fh_eos()) {
+                /* The relays started by the cases inherit these. */
+                setenv("OUTBOX_EXACTLY_ONCE", "true", 1);
+                setenv("OUTBOX_PROGRESS_TOPIC", "outbox-relay-progress", 1);
+                /* Longer than any outage injected, so that no transaction
+                 * is aborted by its timeout after its progress record was
+                 * written (see fault_harness.c on the mock and aborts). */
+                setenv("OUTBOX_TRANSACTION_TIMEOUT_MS", "60000", 1);
+                ADD_TEST(tc, eos_kill_between_commit_and_mark);
+                ADD_TEST(tc, eos_standby_takeover);
+        }
         suite_add_tcase(s, tc);
         tcase_add_unchecked_fixture(e2e, suite_setup, suite_teardown);
         tcase_set_timeout(e2e, 900);

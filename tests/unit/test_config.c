@@ -533,6 +533,14 @@ END_TEST
 
 /* Every setting of the brief, flag and environment variable. */
 static const char *const documented[] = {
+    "--exactly-once",
+    "OUTBOX_EXACTLY_ONCE",
+    "--transactional-id",
+    "OUTBOX_TRANSACTIONAL_ID",
+    "--progress-topic",
+    "OUTBOX_PROGRESS_TOPIC",
+    "--transaction-timeout-ms",
+    "OUTBOX_TRANSACTION_TIMEOUT_MS",
     "--http-listen",
     "OUTBOX_HTTP_LISTEN",
     "--leader-poll-ms",
@@ -601,6 +609,50 @@ static char *capture(void (*print)(FILE *))
         ck_assert_int_eq(fclose(f), 0);
         return buf;
 }
+
+/* --exactly-once and its settings: the variable says true or false, the
+ * transactional id defaults per schema, and the producer's own
+ * transactional.id cannot be set around it. */
+START_TEST(test_exactly_once)
+{
+        struct config *cfg;
+        char tid[300];
+
+        cfg = parse_ok(ARGS("--schema", "orders"));
+        ck_assert_int_eq(cfg->exactly_once, 0);
+        ck_assert_str_eq(cfg->progress_topic, "outbox-relay-progress");
+        ck_assert_int_eq(cfg->transaction_timeout_ms, 10000);
+        ck_assert_str_eq(config_transactional_id(cfg, tid, sizeof(tid)), "outbox-relay.orders");
+        config_free(cfg);
+
+        setenv("OUTBOX_EXACTLY_ONCE", "true", 1);
+        cfg = parse_ok(ARGS("--transactional-id", "orders-outbox"));
+        ck_assert_int_eq(cfg->exactly_once, 1);
+        ck_assert_str_eq(config_transactional_id(cfg, tid, sizeof(tid)), "orders-outbox");
+        config_free(cfg);
+        setenv("OUTBOX_EXACTLY_ONCE", "false", 1);
+        cfg = parse_ok(ARGS("--batch-size", "5"));
+        ck_assert_int_eq(cfg->exactly_once, 0);
+        config_free(cfg);
+        cfg = parse_ok(ARGS("--exactly-once"));
+        ck_assert_int_eq(cfg->exactly_once, 1);
+        config_free(cfg);
+        setenv("OUTBOX_EXACTLY_ONCE", "yes please", 1);
+        parse_fails(ARGS("--batch-size", "5"));
+        ck_assert_str_eq(errbuf, "OUTBOX_EXACTLY_ONCE must be true or false, not \"yes please\"");
+        unsetenv("OUTBOX_EXACTLY_ONCE");
+        parse_fails(ARGS("--exactly-once=1"));
+        ck_assert_str_eq(errbuf, "option --exactly-once takes no value");
+
+        ck_assert_int_eq(
+            validate_args(ARGS(DB, KAFKA, "--exactly-once", "--progress-topic", "a b")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--progress-topic"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "transactional.id=x")), -1);
+        ck_assert_str_eq(errbuf, "librdkafka property transactional.id cannot be set: use "
+                                 "--transactional-id with --exactly-once instead");
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--exactly-once")), 0);
+}
+END_TEST
 
 START_TEST(test_help)
 {
@@ -679,6 +731,7 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_schema_and_topics);
         tcase_add_test(tc, test_flag_errors);
         tcase_add_test(tc, test_positional_and_replay);
+        tcase_add_test(tc, test_exactly_once);
         tcase_add_test(tc, test_help);
         tcase_add_test(tc, test_markdown);
         suite_add_tcase(s, tc);

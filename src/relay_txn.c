@@ -1,0 +1,265 @@
+/* relay_txn: --exactly-once. Batches are published in Kafka transactions,
+ * each carrying a progress record of its rows; rows are marked sent only
+ * after the commit, and a new leader first marks the rows of the last
+ * committed record sent, so a batch Kafka has is never published again. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay_int.h"
+#include "progress.h"
+
+void relay_txn_init(struct relay *r)
+{
+        const char *kill_after = getenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
+
+        config_transactional_id(r->cfg, r->tid, sizeof(r->tid));
+        r->eos = EOS_INIT;
+        /* Test hook for the fault suite: SIGKILL right after the Nth commit,
+         * before its rows can be marked, the window exactly-once is for. */
+        r->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
+}
+
+static void txn_begin(struct relay *r)
+{
+        char err[512];
+
+        if (producer_txn_begin(r->producer, err, sizeof(err)) != 0) {
+                log_error(r->lg, "cannot begin a Kafka transaction", "{s:s}", "error", err);
+                return;
+        }
+        r->txn_open = 1;
+}
+
+/* Produces b in the open transaction, or in a new one; while a transaction
+ * is open b waits, and every batch fetched meanwhile goes into the next. */
+void relay_txn_add(struct relay *r, struct batch *b)
+{
+        b->deferred = 1;
+        if (r->txn_open || producer_fatal(r->producer, NULL, 0))
+                return;
+        txn_begin(r);
+        if (!r->txn_open)
+                return; /* the producer is broken: the rebuild takes the batch back */
+        b->deferred = 0;
+        b->in_txn = 1;
+        relay_produce_batch(r, b);
+}
+
+/* The transaction's rows went nowhere (aborted) or nowhere certain (its
+ * producer died): they stay pending, and their keys wait for the rescan. */
+static void txn_rows_unsent(struct relay *r, struct batch *b)
+{
+        for (int i = 0; i < b->n; i++) {
+                struct relay_row *row = &b->rows[i];
+
+                if (row->state == ROW_SENT || row->state == ROW_INFLIGHT) {
+                        row->state = ROW_UNSENT;
+                        relay_hold_key(r, row);
+                }
+        }
+}
+
+/* Collects the rows for the progress record: those of the open transaction,
+ * and those of committed transactions whose mark is not confirmed yet (a
+ * crash now must not lose them, as only the last record is read). */
+static int txn_progress(struct relay *r, struct progress_rows *rows, struct progress_rows *unmarked,
+                        int *clean)
+{
+        for (struct batch *b = r->batches; b != NULL; b = b->next) {
+                struct progress_rows *to = b->in_txn ? rows : unmarked;
+
+                if (!b->in_txn && !(b->committed && !b->marked))
+                        continue;
+                for (int i = 0; i < b->n; i++) {
+                        const struct relay_row *row = &b->rows[i];
+
+                        if (b->in_txn && row->produced && row->state != ROW_SENT)
+                                *clean = 0; /* the transaction is in error: abort */
+                        if (row->state == ROW_SENT &&
+                            progress_rows_add(to, row->m.id, row->m.replays, row->partition,
+                                              row->offset) != 0)
+                                return -1;
+                }
+        }
+        return 0;
+}
+
+/* Commits (or aborts) the open transaction once all its batches are
+ * reported, then hands them on to be marked, and starts the next one with
+ * the batches that waited. Runs in the loop, never in a producer callback. */
+void relay_txn_finish(struct relay *r)
+{
+        struct progress_rows rows = {0}, unmarked = {0};
+        char err[512] = "";
+        int clean = 1, empty, rc, n_rows;
+        char *record = NULL;
+
+        r->txn_due = 0;
+        if (!r->txn_open)
+                return;
+        for (struct batch *b = r->batches; b != NULL; b = b->next)
+                if (b->in_txn && (b->outstanding > 0 || b->producing))
+                        return;
+        if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
+                snprintf(err, sizeof(err), "out of memory for the progress record");
+                clean = 0;
+        }
+        n_rows = (int)rows.n;
+        if (clean && rows.n > 0) {
+                record = progress_encode(r->tid, r->cfg->schema, &rows, &unmarked);
+                if (record == NULL) {
+                        snprintf(err, sizeof(err), "out of memory for the progress record");
+                        clean = 0;
+                } else {
+                        rd_kafka_resp_err_t kerr = producer_send_progress(
+                            r->producer, r->cfg->progress_topic, r->tid, record);
+
+                        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                                snprintf(err, sizeof(err), "progress record refused: %s",
+                                         rd_kafka_err2str(kerr));
+                                clean = 0;
+                        }
+                }
+        }
+        empty = clean && rows.n == 0; /* every row was held back or refused locally */
+        if (clean && rows.n > 0)
+                rc = producer_txn_commit(r->producer, err, sizeof(err));
+        else
+                rc = producer_txn_abort(r->producer, err, sizeof(err)) == 0 ? PRODUCER_TXN_ABORTED
+                                                                            : -1;
+        free(record);
+        progress_rows_free(&rows);
+        progress_rows_free(&unmarked);
+        r->txn_open = 0;
+        if (rc == 0) {
+                metrics_add(r->metrics, METRICS_TXN_COMMITTED, 1);
+                log_debug(r->lg, "transaction committed", "{s:i}", "rows", n_rows);
+                if (r->kill_after_commits > 0 && ++r->commits == r->kill_after_commits) {
+                        log_warn(r->lg, "test hook: killed after a commit, before the mark", NULL);
+                        raise(SIGKILL);
+                }
+        } else if (!empty) {
+                metrics_add(r->metrics, METRICS_TXN_ABORTED, 1);
+                log_warn(r->lg, "transaction aborted; its rows will be published again",
+                         "{s:i,s:s}", "rows", n_rows, "error", err);
+        }
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next; /* b may be freed once reported */
+                if (!b->in_txn)
+                        continue;
+                b->in_txn = 0;
+                if (rc == 0)
+                        b->committed = 1;
+                else
+                        txn_rows_unsent(r, b);
+                relay_batch_reported(r, b);
+        }
+        /* The batches that waited go together into the next transaction. */
+        if (r->stopping || producer_fatal(r->producer, NULL, 0))
+                return; /* the rebuild, or the shutdown, takes them back */
+        for (struct batch *b = r->batches; b != NULL; b = b->next) {
+                if (!b->deferred)
+                        continue;
+                if (!r->txn_open)
+                        txn_begin(r);
+                if (!r->txn_open)
+                        return;
+                b->deferred = 0;
+                b->in_txn = 1;
+                relay_produce_batch(r, b);
+        }
+}
+
+/* The producer is gone with its transaction: the next producer's
+ * init_transactions aborts it, unless its commit had already reached Kafka,
+ * which the recovery finds in the progress record. Either way no row of it
+ * is marked now. Batches that waited are given back too (rescan). */
+void relay_txn_abandon(struct relay *r)
+{
+        r->txn_open = 0;
+        r->txn_due = 0;
+        r->eos = EOS_INIT;
+        r->eos_attempt = 0;
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next;
+                if (!b->in_txn && !b->deferred)
+                        continue;
+                b->in_txn = 0;
+                b->deferred = 0;
+                txn_rows_unsent(r, b);
+                r->rescan = 1;
+                relay_batch_reported(r, b);
+        }
+}
+
+static void on_recovered(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+
+        if (error != NULL) {
+                log_warn(r->lg, "marking the rows of the last transaction failed", "{s:s}", "error",
+                         error);
+                r->eos = EOS_READ; /* read and mark again once leader again */
+        } else {
+                long n = atol(PQcmdTuples(res));
+
+                metrics_add(r->metrics, METRICS_RECOVERED_ROWS, (uint64_t)n);
+                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,
+                         "recovered_rows", (int)n);
+                r->eos = EOS_READY;
+                r->want_fetch = 1;
+        }
+        PQclear(res);
+}
+
+static void retry_later(struct relay *r, int64_t now)
+{
+        r->eos_attempt++;
+        r->eos_retry_at = now + backoff_delay_ms(&r->reconnect_backoff, r->eos_attempt);
+}
+
+/* A new leader (or a rebuilt producer) fences older producers, then marks
+ * the rows of the last committed progress record sent before it fetches:
+ * Kafka has them, and read_committed consumers have seen them. */
+void relay_txn_recover(struct relay *r, int64_t now)
+{
+        struct progress_rows rows = {0};
+        char err[512];
+        int rc, found = 0;
+
+        if (r->eos == EOS_READY || r->eos == EOS_MARKING || !r->leader || r->stopping ||
+            !db_connected(r->db) || producer_fatal(r->producer, NULL, 0) || now < r->eos_retry_at)
+                return;
+        if (r->eos == EOS_INIT) {
+                rc = producer_txn_init(r->producer, r->cfg->transaction_timeout_ms, err,
+                                       sizeof(err));
+                if (rc != 0) {
+                        log_warn(r->lg, "cannot initialise Kafka transactions, will retry",
+                                 "{s:s,s:s}", "transactional_id", r->tid, "error", err);
+                        retry_later(r, now_ms());
+                        return;
+                }
+                r->eos = EOS_READ;
+        }
+        rc = progress_read_last(r->cfg, r->lg, r->tid, r->cfg->transaction_timeout_ms, &rows,
+                                &found, err, sizeof(err));
+        if (rc != 0) {
+                log_error(r->lg, "cannot read the last progress record, will retry", "{s:s}",
+                          "error", err);
+                retry_later(r, now_ms());
+        } else if (!found || rows.n == 0) {
+                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,
+                         "recovered_rows", 0);
+                r->eos_attempt = 0;
+                r->eos = EOS_READY;
+                r->want_fetch = 1;
+        } else {
+                r->eos_attempt = 0;
+                r->eos = EOS_MARKING;
+                db_mark_committed(r->db, rows.n, rows.ids, rows.replays, rows.partitions,
+                                  rows.offsets, on_recovered, r);
+        }
+        progress_rows_free(&rows);
+}

@@ -1,0 +1,384 @@
+/* Integration tests of progress_read_last against outbox-dev-kafka: records
+ * written by a plain transactional librdkafka producer, as the relay writes
+ * them, and read back for one key behind other keys' records, past the
+ * first window, for unknown keys and for a missing topic.
+ * librdkafka 2.0.2's mock cluster does not implement read_committed: its
+ * Fetch reports no aborted transactions and the last stable offset is the
+ * high watermark, so aborted records stay visible there and no test here
+ * expects them to be hidden. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "fixture.h"
+#include "progress.h"
+
+#define TIMEOUT_MS 20000
+
+static struct fx_kafka *kafka;
+static char errbuf[512];
+
+static void suite_setup(void)
+{
+        kafka = fx_kafka_start(1, 1);
+}
+
+static void suite_teardown(void)
+{
+        fx_kafka_stop(kafka);
+}
+
+/* A configuration as the relay has it, with producer -X properties the
+ * reader must take or ignore without failing (one the consumer refuses). */
+static struct config *make_config(const char *brokers, const char *topic)
+{
+        char *argv[] = {"--kafka-brokers",
+                        (char *)brokers,
+                        "--progress-topic",
+                        (char *)topic,
+                        "-X",
+                        "acks=all",
+                        "-X",
+                        "linger.ms=5",
+                        "-X",
+                        "enable.idempotence=true"};
+        struct config *cfg = config_new();
+
+        ck_assert_ptr_nonnull(cfg);
+        ck_assert_msg(config_parse(cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv, errbuf,
+                                   sizeof(errbuf)) == 0,
+                      "config: %s", errbuf);
+        return cfg;
+}
+
+static FILE *devnull;
+
+/* Debug level, to run the reader's log callback; the lines go nowhere. */
+static struct log *make_log(void)
+{
+        struct log *lg;
+
+        devnull = fopen("/dev/null", "w");
+        ck_assert_ptr_nonnull(devnull);
+        lg = log_new(devnull, CONFIG_LOG_DEBUG);
+        ck_assert_ptr_nonnull(lg);
+        return lg;
+}
+
+static void free_log(struct log *lg)
+{
+        log_free(lg);
+        fclose(devnull);
+}
+
+static rd_kafka_t *txn_producer(const char *tid)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_error_t *error;
+        char err[256];
+        rd_kafka_t *rk;
+
+        ck_assert_int_eq(rd_kafka_conf_set(conf, "bootstrap.servers", fx_kafka_bootstraps(kafka),
+                                           err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        ck_assert_int_eq(rd_kafka_conf_set(conf, "transactional.id", tid, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        ck_assert_int_eq(rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        ck_assert_msg(rk != NULL, "producer: %s", err);
+        error = rd_kafka_init_transactions(rk, TIMEOUT_MS);
+        ck_assert_msg(error == NULL, "init_transactions: %s", rd_kafka_error_string(error));
+        return rk;
+}
+
+struct rec {
+        const char *key;
+        char *value; /* NULL: a tombstone */
+};
+
+/* One committed transaction of records on partition 0 of topic. */
+static void commit_records(rd_kafka_t *rk, const char *topic, const struct rec *recs, size_t n)
+{
+        rd_kafka_error_t *error = rd_kafka_begin_transaction(rk);
+
+        ck_assert_msg(error == NULL, "begin: %s", rd_kafka_error_string(error));
+        for (size_t i = 0; i < n; i++) {
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                    RD_KAFKA_V_KEY(recs[i].key, strlen(recs[i].key)),
+                    RD_KAFKA_V_VALUE(recs[i].value, recs[i].value ? strlen(recs[i].value) : 0),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+
+                ck_assert_msg(err == RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s",
+                              rd_kafka_err2str(err));
+        }
+        error = rd_kafka_commit_transaction(rk, TIMEOUT_MS);
+        ck_assert_msg(error == NULL, "commit: %s", rd_kafka_error_string(error));
+}
+
+/* Where the records below say Kafka put row id. */
+static int32_t partition_of(int64_t id)
+{
+        return (int32_t)(id % 3);
+}
+
+static int64_t offset_of(int64_t id)
+{
+        return id * 10 + 1;
+}
+
+/* A record listing rows first..last (the last replayed twice), and unmarked
+ * ids u[0..nu). */
+static char *record(int64_t first, int64_t last, const int64_t *u, size_t nu)
+{
+        struct progress_rows rows = {0}, unmarked = {0};
+        char *json;
+
+        for (int64_t id = first; id <= last; id++)
+                ck_assert_int_eq(progress_rows_add(&rows, id, id == last ? 2 : 0, partition_of(id),
+                                                   offset_of(id)),
+                                 0);
+        for (size_t i = 0; i < nu; i++)
+                ck_assert_int_eq(progress_rows_add(&unmarked, u[i], 0, -1, -1), 0);
+        json = progress_encode("t", "outbox", &rows, &unmarked);
+        ck_assert_ptr_nonnull(json);
+        progress_rows_free(&rows);
+        progress_rows_free(&unmarked);
+        return json;
+}
+
+/* progress_read_last, asserting success; returns *found. */
+static int read_last(const struct config *cfg, struct log *lg, const char *key,
+                     struct progress_rows *out)
+{
+        int found = -1;
+
+        errbuf[0] = '\0';
+        ck_assert_msg(
+            progress_read_last(cfg, lg, key, TIMEOUT_MS, out, &found, errbuf, sizeof(errbuf)) == 0,
+            "read %s: %s", key, errbuf);
+        ck_assert_int_ge(found, 0);
+        return found;
+}
+
+/* s holds want[0..n): the first n_rows a record's rows, with where Kafka
+ * put them, and the rest unmarked rows, whose place is not known (-1). */
+static void assert_ids(const struct progress_rows *s, const int64_t *want, size_t n, size_t n_rows)
+{
+        ck_assert_uint_eq(s->n, n);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_int_eq(s->ids[i], want[i]);
+                ck_assert_int_eq(s->partitions[i], i < n_rows ? partition_of(want[i]) : -1);
+                ck_assert_int_eq(s->offsets[i], i < n_rows ? offset_of(want[i]) : -1);
+        }
+}
+
+START_TEST(last_record_of_key_behind_other_keys)
+{
+        const char *topic = "progress-keys";
+        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), topic);
+        static const int64_t unmarked[] = {1, 2, 3};
+        struct log *lg = make_log();
+        struct progress_rows out = {0};
+        rd_kafka_t *rk;
+
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic progress-keys 1"), 0);
+        /* An empty topic: nothing to find. */
+        ck_assert_int_eq(read_last(cfg, lg, "a", &out), 0);
+        rk = txn_producer("progress-keys-writer");
+        {
+                struct rec t1[] = {{"a", record(1, 3, NULL, 0)}};
+                struct rec t2[] = {{"a", record(4, 5, unmarked, 3)},
+                                   {"b", record(100, 100, NULL, 0)},
+                                   {"c", record(7, 7, NULL, 0)}};
+                struct rec t3[] = {{"b", record(101, 102, NULL, 0)}, {"c", NULL}};
+
+                commit_records(rk, topic, t1, 1);
+                commit_records(rk, topic, t2, 3);
+                commit_records(rk, topic, t3, 2);
+                free(t1[0].value);
+                for (int i = 0; i < 3; i++)
+                        free(t2[i].value);
+                free(t3[0].value);
+        }
+        rd_kafka_destroy(rk);
+
+        ck_assert_int_eq(read_last(cfg, lg, "a", &out), 1);
+        {
+                static const int64_t want[] = {4, 5, 1, 2, 3};
+
+                assert_ids(&out, want, 5, 2);
+                ck_assert_int_eq(out.replays[1], 2); /* the record's replays came along */
+                ck_assert_int_eq(out.replays[0], 0);
+        }
+        progress_rows_clear(&out);
+        ck_assert_int_eq(read_last(cfg, lg, "b", &out), 1);
+        {
+                static const int64_t want[] = {101, 102};
+
+                assert_ids(&out, want, 2, 2);
+        }
+        progress_rows_clear(&out);
+        /* A key whose last record is a tombstone has no progress. */
+        ck_assert_int_eq(read_last(cfg, lg, "c", &out), 0);
+        ck_assert_int_eq(read_last(cfg, lg, "unknown", &out), 0);
+        ck_assert_int_eq(read_last(cfg, lg, "", &out), 0);
+        ck_assert_uint_eq(out.n, 0);
+        progress_rows_free(&out);
+        free_log(lg);
+        config_free(cfg);
+}
+END_TEST
+
+/* 2500 records of another key after "a"'s: the first window (1000
+ * offsets) and the second (2000) miss it, the third reaches the start. */
+START_TEST(window_doubles_back_to_the_start)
+{
+        const char *topic = "progress-window";
+        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), topic);
+        struct log *lg = make_log();
+        struct progress_rows out = {0};
+        struct rec *others = calloc(500, sizeof(*others));
+        struct rec a = {"a", record(10, 19, NULL, 0)};
+        rd_kafka_t *rk;
+        int64_t t0;
+
+        ck_assert_ptr_nonnull(others);
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic progress-window 1"), 0);
+        rk = txn_producer("progress-window-writer");
+        commit_records(rk, topic, &a, 1);
+        for (int i = 0; i < 500; i++)
+                others[i] = (struct rec){"b", record(1000 + i, 1000 + i, NULL, 0)};
+        for (int t = 0; t < 5; t++)
+                commit_records(rk, topic, others, 500);
+        for (int i = 0; i < 500; i++)
+                free(others[i].value);
+        free(others);
+        free(a.value);
+        rd_kafka_destroy(rk);
+
+        t0 = fx_now_ms();
+        ck_assert_int_eq(read_last(cfg, lg, "a", &out), 1);
+        {
+                static const int64_t want[] = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
+
+                assert_ids(&out, want, 10, 10);
+                ck_assert_int_eq(out.replays[9], 2);
+        }
+        fprintf(stderr, "test_progress: found behind 2500 records in %lld ms\n",
+                (long long)(fx_now_ms() - t0));
+        progress_rows_clear(&out);
+        /* The newest record of "b" is in the first window. */
+        ck_assert_int_eq(read_last(cfg, lg, "b", &out), 1);
+        {
+                static const int64_t want[] = {1499};
+
+                assert_ids(&out, want, 1, 1);
+        }
+        progress_rows_clear(&out);
+        ck_assert_int_eq(read_last(cfg, lg, "nobody", &out), 0);
+        progress_rows_free(&out);
+        free_log(lg);
+        config_free(cfg);
+}
+END_TEST
+
+START_TEST(missing_topic_is_a_clear_error)
+{
+        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), "progress-missing");
+        struct progress_rows out = {0};
+        int found = -1;
+
+        /* Twice: asking for its metadata must not have created it. */
+        for (int i = 0; i < 2; i++) {
+                ck_assert_int_eq(progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found,
+                                                    errbuf, sizeof(errbuf)),
+                                 -1);
+                ck_assert_str_eq(errbuf, "progress topic \"progress-missing\" does not exist: "
+                                         "create it with one partition and cleanup.policy=compact");
+                ck_assert_int_eq(found, 0);
+        }
+        ck_assert_uint_eq(out.n, 0);
+        progress_rows_free(&out);
+        config_free(cfg);
+}
+END_TEST
+
+START_TEST(malformed_record_is_an_error)
+{
+        const char *topic = "progress-bad";
+        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), topic);
+        /* "b": a record of the earlier format, rows as [first,last] ranges. */
+        struct rec bad[] = {{"a", "not json"},
+                            {"b", "{\"version\":1,\"transactional_id\":\"b\",\"schema\":"
+                                  "\"outbox\",\"rows\":[[1,3]],\"unmarked\":[],\"replays\":[]}"}};
+        struct progress_rows out = {0};
+        rd_kafka_t *rk;
+        int found = -1;
+
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic progress-bad 1"), 0);
+        rk = txn_producer("progress-bad-writer");
+        commit_records(rk, topic, bad, 2);
+        rd_kafka_destroy(rk);
+        ck_assert_int_eq(
+            progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found, errbuf, sizeof(errbuf)),
+            -1);
+        ck_assert_msg(strstr(errbuf, "progress record: not JSON") != NULL, "%s", errbuf);
+        ck_assert_int_eq(found, 0);
+        ck_assert_uint_eq(out.n, 0);
+        found = -1;
+        ck_assert_int_eq(
+            progress_read_last(cfg, NULL, "b", TIMEOUT_MS, &out, &found, errbuf, sizeof(errbuf)),
+            -1);
+        ck_assert_str_eq(errbuf, "progress record: \"rows\" item 0 is not an "
+                                 "[id,partition,offset] triple of non-negative integers");
+        ck_assert_int_eq(found, 0);
+        ck_assert_uint_eq(out.n, 0);
+        progress_rows_free(&out);
+        config_free(cfg);
+}
+END_TEST
+
+START_TEST(unreachable_kafka_times_out)
+{
+        struct config *cfg = make_config("127.0.0.1:1", "progress-keys");
+        struct progress_rows out = {0};
+        int64_t t0 = fx_now_ms(), took;
+        int found = -1;
+
+        ck_assert_int_eq(
+            progress_read_last(cfg, NULL, "a", 1500, &out, &found, errbuf, sizeof(errbuf)), -1);
+        took = fx_now_ms() - t0;
+        ck_assert_str_eq(errbuf,
+                         "reading progress topic \"progress-keys\" timed out after 1500 ms");
+        ck_assert_msg(took >= 1300 && took < 5000, "took %lld ms", (long long)took);
+        progress_rows_free(&out);
+        config_free(cfg);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("progress");
+        TCase *tc = tcase_create("dev_kafka");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, last_record_of_key_behind_other_keys);
+        tcase_add_test(tc, window_doubles_back_to_the_start);
+        tcase_add_test(tc, missing_topic_is_a_clear_error);
+        tcase_add_test(tc, malformed_record_is_an_error);
+        tcase_add_test(tc, unreachable_kafka_times_out);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,433 @@
+/* Unit tests of progress: the exact JSON of a record, encode/decode round
+ * trips (unsorted, non-contiguous and repeated ids, replays, partitions and
+ * offsets, edge values) and the message of every kind of malformed record. */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+
+static char errbuf[512];
+
+/* A row of the transaction's own, and where Kafka put it. */
+static void add(struct progress_rows *s, int64_t id, int32_t replays, int32_t partition,
+                int64_t offset)
+{
+        ck_assert_int_eq(progress_rows_add(s, id, replays, partition, offset), 0);
+}
+
+/* An unmarked row: where it went is not recorded. */
+static void add_unmarked(struct progress_rows *s, int64_t id, int32_t replays)
+{
+        add(s, id, replays, -1, -1);
+}
+
+static void assert_row(const struct progress_rows *s, size_t i, int64_t id, int32_t replays,
+                       int32_t partition, int64_t offset)
+{
+        ck_assert_uint_lt(i, s->n);
+        ck_assert_int_eq(s->ids[i], id);
+        ck_assert_int_eq(s->replays[i], replays);
+        ck_assert_int_eq(s->partitions[i], partition);
+        ck_assert_int_eq(s->offsets[i], offset);
+}
+
+static void expect_json(const struct progress_rows *rows, const struct progress_rows *unmarked,
+                        const char *want)
+{
+        char *got = progress_encode("outbox-relay.outbox", "outbox", rows, unmarked);
+
+        ck_assert_ptr_nonnull(got);
+        ck_assert_str_eq(got, want);
+        free(got);
+}
+
+static void decode_ok(const char *json, struct progress_rows *out)
+{
+        errbuf[0] = '\0';
+        ck_assert_msg(progress_decode(json, strlen(json), out, errbuf, sizeof(errbuf)) == 0,
+                      "decode %s: %s", json, errbuf);
+}
+
+START_TEST(test_exact_json)
+{
+        struct progress_rows rows = {0}, unmarked = {0};
+
+        add(&rows, 9, 0, 2, 100);
+        add(&rows, 3, 0, 0, 7);
+        add(&rows, 1, 0, 1, 0);
+        add(&rows, 2, 2, 0, 8);
+        add(&rows, 5, 0, 2, 101);
+        add(&unmarked, 8, 1, 3, 55); /* where an unmarked row went is not written */
+        add_unmarked(&unmarked, 7, 0);
+        /* One [id,partition,offset] per row, sorted by id, never a range;
+         * unmarked ids as [first,last] ranges. */
+        expect_json(&rows, &unmarked,
+                    "{\"version\":1,\"transactional_id\":\"outbox-relay.outbox\","
+                    "\"schema\":\"outbox\",\"rows\":[[1,1,0],[2,0,8],[3,0,7],[5,2,101],[9,2,100]],"
+                    "\"unmarked\":[[7,8]],\"replays\":[[2,2],[8,1]]}");
+        /* The caller's rows are left in their order. */
+        assert_row(&rows, 0, 9, 0, 2, 100);
+        assert_row(&rows, 3, 2, 2, 0, 8);
+        assert_row(&unmarked, 0, 8, 1, 3, 55);
+        progress_rows_free(&rows);
+        progress_rows_free(&unmarked);
+        ck_assert_ptr_null(rows.ids);
+        ck_assert_uint_eq(rows.n, 0);
+}
+END_TEST
+
+START_TEST(test_empty_sets)
+{
+        struct progress_rows none = {0}, out = {0};
+        char *json;
+
+        expect_json(&none, &none,
+                    "{\"version\":1,\"transactional_id\":\"outbox-relay.outbox\","
+                    "\"schema\":\"outbox\",\"rows\":[],\"unmarked\":[],\"replays\":[]}");
+        json = progress_encode("t", "s", &none, &none);
+        ck_assert_ptr_nonnull(json);
+        decode_ok(json, &out);
+        ck_assert_uint_eq(out.n, 0);
+        free(json);
+        progress_rows_free(&out);
+}
+END_TEST
+
+START_TEST(test_repeated_ids_and_edges)
+{
+        struct progress_rows rows = {0}, unmarked = {0}, out = {0};
+        char *json;
+
+        /* A repeated unmarked id is one id; an id in both lists gets the
+         * largest replays (a row's replays column only grows). Rows take
+         * any id, partitions up to INT32_MAX and offsets up to INT64_MAX. */
+        add(&rows, INT64_MAX, 0, INT32_MAX, INT64_MAX);
+        add(&rows, 5, 3, 0, 0);
+        add(&rows, INT64_MIN, 0, 1, 2);
+        add(&rows, 4, 0, 7, 9);
+        add_unmarked(&unmarked, 5, 1);
+        add_unmarked(&unmarked, INT64_MAX, 0);
+        add_unmarked(&unmarked, INT64_MIN, 0);
+        add_unmarked(&unmarked, 6, 0);
+        add_unmarked(&unmarked, 6, 0);
+        add_unmarked(&unmarked, INT64_MAX - 1, 0);
+        expect_json(&rows, &unmarked,
+                    "{\"version\":1,\"transactional_id\":\"outbox-relay.outbox\","
+                    "\"schema\":\"outbox\",\"rows\":[[-9223372036854775808,1,2],[4,7,9],[5,0,0],"
+                    "[9223372036854775807,2147483647,9223372036854775807]],"
+                    "\"unmarked\":[[-9223372036854775808,-9223372036854775808],[5,6],"
+                    "[9223372036854775806,9223372036854775807]],\"replays\":[[5,3]]}");
+        json = progress_encode("t", "s", &rows, &unmarked);
+        ck_assert_ptr_nonnull(json);
+        decode_ok(json, &out);
+        ck_assert_uint_eq(out.n, 9);
+        assert_row(&out, 0, INT64_MIN, 0, 1, 2);
+        assert_row(&out, 1, 4, 0, 7, 9);
+        assert_row(&out, 2, 5, 3, 0, 0);
+        assert_row(&out, 3, INT64_MAX, 0, INT32_MAX, INT64_MAX);
+        assert_row(&out, 4, INT64_MIN, 0, -1, -1);
+        assert_row(&out, 5, 5, 3, -1, -1);
+        assert_row(&out, 6, 6, 0, -1, -1);
+        assert_row(&out, 7, INT64_MAX - 1, 0, -1, -1);
+        assert_row(&out, 8, INT64_MAX, 0, -1, -1);
+        free(json);
+        progress_rows_free(&rows);
+        progress_rows_free(&unmarked);
+        progress_rows_free(&out);
+}
+END_TEST
+
+static int cmp_i64(const void *a, const void *b)
+{
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+        return (x > y) - (x < y);
+}
+
+/* Where a row of the transaction went, as the round trip sets it. */
+static int32_t partition_of(int64_t id)
+{
+        return (int32_t)(id * 7 % 12);
+}
+
+static int64_t offset_of(int64_t id)
+{
+        return id * 1000003 % 4099 + (id % 3 == 0 ? INT64_C(1) << 40 : 0);
+}
+
+/* Distinct ids in shuffled order (runs of consecutive ids and gaps), every
+ * seventh replayed; decode gives each list back sorted with its replays, the
+ * rows with their partitions and offsets, the unmarked ones with -1. */
+START_TEST(test_round_trip)
+{
+        struct progress_rows rows = {0}, unmarked = {0}, out = {0};
+        int64_t want[2][3000];
+        size_t n[2] = {0, 0};
+        uint32_t rnd = 12345u + (uint32_t)_i;
+        int64_t id = 1000;
+        char *json;
+
+        for (int i = 0; i < 3000; i++) {
+                int list;
+
+                rnd = rnd * 1103515245u + 12345u;
+                id += (rnd >> 16) % 4 == 0 ? 1 + (rnd >> 8) % 50 : 1; /* gaps now and then */
+                list = (rnd >> 4) % 5 == 0;
+                want[list][n[list]++] = id;
+        }
+        for (int l = 0; l < 2; l++) {
+                struct progress_rows *s = l ? &unmarked : &rows;
+
+                for (size_t i = n[l]; i > 1; i--) { /* shuffle before adding */
+                        size_t j;
+                        int64_t t;
+
+                        rnd = rnd * 1103515245u + 12345u;
+                        j = (rnd >> 8) % i;
+                        t = want[l][i - 1];
+                        want[l][i - 1] = want[l][j];
+                        want[l][j] = t;
+                }
+                for (size_t i = 0; i < n[l]; i++) {
+                        int64_t w = want[l][i];
+                        int32_t rep = w % 7 == 0 ? (int32_t)(w % 5) + 1 : 0;
+
+                        if (l == 0)
+                                add(s, w, rep, partition_of(w), offset_of(w));
+                        else
+                                add_unmarked(s, w, rep);
+                }
+                qsort(want[l], n[l], sizeof(int64_t), cmp_i64);
+        }
+        json = progress_encode("t", "s", &rows, &unmarked);
+        ck_assert_ptr_nonnull(json);
+        add(&out, -1, 9, 4, 77); /* decode appends */
+        decode_ok(json, &out);
+        ck_assert_uint_eq(out.n, 1 + n[0] + n[1]);
+        assert_row(&out, 0, -1, 9, 4, 77);
+        for (size_t k = 0; k < n[0] + n[1]; k++) {
+                int64_t w = k < n[0] ? want[0][k] : want[1][k - n[0]];
+                int32_t rep = w % 7 == 0 ? (int32_t)(w % 5) + 1 : 0;
+
+                if (k < n[0])
+                        assert_row(&out, 1 + k, w, rep, partition_of(w), offset_of(w));
+                else
+                        assert_row(&out, 1 + k, w, rep, -1, -1);
+        }
+        free(json);
+        progress_rows_free(&rows);
+        progress_rows_free(&unmarked);
+        progress_rows_free(&out);
+}
+END_TEST
+
+START_TEST(test_large_range)
+{
+        const char *json = "{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\","
+                           "\"rows\":[[0,3,5]],\"unmarked\":[[1,100000]],"
+                           "\"replays\":[[100000,1]]}";
+        struct progress_rows out = {0};
+
+        decode_ok(json, &out);
+        ck_assert_uint_eq(out.n, 100001);
+        assert_row(&out, 0, 0, 0, 3, 5);
+        assert_row(&out, 1, 1, 0, -1, -1);
+        assert_row(&out, 100000, 100000, 1, -1, -1);
+        assert_row(&out, 99999, 99999, 0, -1, -1);
+        progress_rows_free(&out);
+}
+END_TEST
+
+#define REC(rows, unmarked, replays)                                                               \
+        "{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":" rows                \
+        ",\"unmarked\":" unmarked ",\"replays\":" replays "}"
+
+static const struct {
+        const char *json, *want;
+} bad[] = {
+    {"", "progress record: not JSON: '[' or '{' expected near end of file"},
+    {"{\"version\":1,", "progress record: not JSON"},
+    {"[1,2]", "progress record: Expected object, got array"},
+    {"{\"version\":1,\"version\":1}", "progress record: not JSON: duplicate object key"},
+    {"{\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],\"replays\":[]}",
+     "progress record: Object item not found: version"},
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[]}",
+     "progress record: version 2 is not supported (this relay reads 1)"},
+    {"{\"version\":\"1\",\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[]}",
+     "progress record: \"version\" is not an integer"},
+    {"{\"version\":1,\"transactional_id\":7,\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[]}",
+     "\"transactional_id\" and \"schema\" must be strings"},
+    {"{\"version\":1,\"transactional_id\":\"t\",\"rows\":[],\"unmarked\":[],\"replays\":[]}",
+     "progress record: Object item not found: schema"},
+    {"{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[],\"row\":[]}",
+     "progress record: 1 object item(s) left unpacked: row"},
+    {"{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"unmarked\":[],\"replays\":[]}",
+     "progress record: Object item not found: rows"},
+    /* "rows": [id,partition,offset] triples, ids ascending. */
+    {REC("{}", "[]", "[]"), "progress record: \"rows\" is not an array of [id,partition,offset]"},
+    {REC("null", "[]", "[]"), "progress record: \"rows\" is not an array of [id,partition,offset]"},
+    {REC("[[1]]", "[]", "[]"),
+     "progress record: \"rows\" item 0 is not an [id,partition,offset] triple of non-negative "
+     "integers"},
+    {REC("[[1,2]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[1,0,0],[4,5,6,7]]", "[]", "[]"),
+     "\"rows\" item 1 is not an [id,partition,offset] triple"},
+    {REC("[[]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[1,0,\"2\"]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[\"1\",0,2]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[1.0,0,2]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[1,0.5,2]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[1,0,null]]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[7]", "[]", "[]"), "\"rows\" item 0 is not an [id,partition,offset] triple"},
+    {REC("[[1,0,0],{\"id\":2}]", "[]", "[]"),
+     "\"rows\" item 1 is not an [id,partition,offset] triple"},
+    {REC("[[1,-1,0]]", "[]", "[]"),
+     "\"rows\" item 0 is not an [id,partition,offset] triple of non-negative integers"},
+    {REC("[[1,0,0],[2,0,-1]]", "[]", "[]"),
+     "\"rows\" item 1 is not an [id,partition,offset] triple of non-negative integers"},
+    {REC("[[1,-2147483648,0]]", "[]", "[]"),
+     "\"rows\" item 0 is not an [id,partition,offset] triple of non-negative integers"},
+    {REC("[[1,0,-9223372036854775808]]", "[]", "[]"),
+     "\"rows\" item 0 is not an [id,partition,offset] triple of non-negative integers"},
+    {REC("[[1,2147483648,0]]", "[]", "[]"), /* not an int32 */
+     "\"rows\" item 0 is not an [id,partition,offset] triple of non-negative integers"},
+    {REC("[[5,0,0],[1,0,0]]", "[]", "[]"), "progress record: \"rows\" ids do not ascend at item 1"},
+    {REC("[[1,0,0],[2,0,1],[2,1,0]]", "[]", "[]"), "\"rows\" ids do not ascend at item 2"},
+    {REC("[[1,0,0],[3,0,1],[2,0,2]]", "[]", "[]"), "\"rows\" ids do not ascend at item 2"},
+    /* "unmarked": [first,last] ranges, ascending without overlap. */
+    {REC("[]", "{}", "[]"), "progress record: \"unmarked\" is not an array of [first,last] pairs"},
+    {REC("[]", "[[1]]", "[]"),
+     "progress record: \"unmarked\" item 0 is not a [first,last] pair of integers"},
+    {REC("[]", "[[1,2],[4,5,6]]", "[]"),
+     "\"unmarked\" item 1 is not a [first,last] pair of integers"},
+    {REC("[]", "[[1,\"2\"]]", "[]"), "\"unmarked\" item 0 is not a [first,last] pair of integers"},
+    {REC("[]", "[[1.0,2]]", "[]"), "\"unmarked\" item 0 is not a [first,last] pair of integers"},
+    {REC("[]", "[7]", "[]"), "\"unmarked\" item 0 is not a [first,last] pair of integers"},
+    {REC("[]", "[[3,1]]", "[]"), "progress record: \"unmarked\" range [3,1] has first > last"},
+    {REC("[]", "[[1,10000001]]", "[]"),
+     "progress record: \"unmarked\" range [1,10000001] is larger than 10000000 ids"},
+    {REC("[]", "[[-9223372036854775808,9223372036854775807]]", "[]"),
+     "\"unmarked\" range [-9223372036854775808,9223372036854775807] is larger than 10000000 ids"},
+    {REC("[]", "[[5,6],[1,2]]", "[]"),
+     "progress record: \"unmarked\" ranges do not ascend without overlap at item 1"},
+    {REC("[]", "[[1,5],[5,6]]", "[]"),
+     "\"unmarked\" ranges do not ascend without overlap at item 1"},
+    {REC("[[1,0,0]]", "[[2,1]]", "[]"), "\"unmarked\" range [2,1] has first > last"},
+    {REC("[[1,0,0]]", "null", "[]"), "\"unmarked\" is not an array of [first,last] pairs"},
+    /* "replays": [id,n] pairs, ids ascending, each in "rows" or "unmarked". */
+    {REC("[[1,0,0],[2,0,1]]", "[]", "{}"),
+     "progress record: \"replays\" is not an array of [id,n] pairs"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[1,0]]"),
+     "progress record: \"replays\" item 0 is not an [id,n] pair of integers, n a non-zero "
+     "int32"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[1,2147483648]]"),
+     "\"replays\" item 0 is not an [id,n] pair"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[1,-2147483649]]"),
+     "\"replays\" item 0 is not an [id,n] pair"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[1]]"), "\"replays\" item 0 is not an [id,n] pair"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[1,\"1\"]]"), "\"replays\" item 0 is not an [id,n] pair"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[2,1],[1,1]]"),
+     "progress record: \"replays\" ids do not ascend at item 1"},
+    {REC("[[1,0,0],[2,0,1]]", "[]", "[[1,1],[1,2]]"), "\"replays\" ids do not ascend at item 1"},
+    {REC("[[1,0,0],[2,0,1]]", "[[5,5]]", "[[3,1]]"),
+     "progress record: \"replays\" names id 3, which is in neither \"rows\" nor "
+     "\"unmarked\""},
+    /* Rows' partition and offset are not ids: they name no row to replay. */
+    {REC("[[1,7,9]]", "[]", "[[7,1]]"),
+     "\"replays\" names id 7, which is in neither \"rows\" nor \"unmarked\""},
+};
+
+START_TEST(test_decode_errors)
+{
+        struct progress_rows out = {0};
+
+        add(&out, 42, 1, 3, 4);
+        errbuf[0] = '\0';
+        ck_assert_msg(
+            progress_decode(bad[_i].json, strlen(bad[_i].json), &out, errbuf, sizeof(errbuf)) == -1,
+            "accepted %s", bad[_i].json);
+        ck_assert_msg(strstr(errbuf, bad[_i].want) != NULL, "%s: got \"%s\", want \"%s\"",
+                      bad[_i].json, errbuf, bad[_i].want);
+        /* out is left as it was, even after a partial expansion. */
+        ck_assert_uint_eq(out.n, 1);
+        assert_row(&out, 0, 42, 1, 3, 4);
+        progress_rows_free(&out);
+}
+END_TEST
+
+/* The limit holds for the record as a whole, not only per range: rows
+ * count, and so do earlier unmarked ranges. */
+START_TEST(test_too_many_ids)
+{
+        static const char *const json[] = {
+            REC("[[0,0,0]]", "[[1,10000000]]", "[]"),
+            REC("[]", "[[1,5000000],[10000000,15000000]]", "[]"),
+        };
+        struct progress_rows out = {0};
+
+        add(&out, 42, 1, 3, 4); /* what out held before does not count */
+        for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
+                ck_assert_int_eq(
+                    progress_decode(json[i], strlen(json[i]), &out, errbuf, sizeof(errbuf)), -1);
+                ck_assert_str_eq(errbuf, "progress record: more than 10000000 ids in all");
+                ck_assert_uint_eq(out.n, 1);
+                assert_row(&out, 0, 42, 1, 3, 4);
+        }
+        progress_rows_free(&out);
+}
+END_TEST
+
+START_TEST(test_rows_grow_and_clear)
+{
+        struct progress_rows s = {0};
+
+        for (int i = 0; i < 1000; i++)
+                add(&s, i, i % 3, i % 10, (int64_t)i * 100);
+        ck_assert_uint_eq(s.n, 1000);
+        ck_assert_uint_ge(s.cap, 1000);
+        for (int i = 0; i < 1000; i++)
+                assert_row(&s, (size_t)i, i, i % 3, i % 10, (int64_t)i * 100);
+        progress_rows_clear(&s);
+        ck_assert_uint_eq(s.n, 0);
+        add(&s, 7, 0, -1, -1);
+        assert_row(&s, 0, 7, 0, -1, -1);
+        progress_rows_free(&s);
+        progress_rows_free(&s); /* twice is harmless */
+}
+END_TEST
+
+static Suite *progress_suite(void)
+{
+        Suite *s = suite_create("progress");
+        TCase *tc = tcase_create("core");
+
+        tcase_add_test(tc, test_exact_json);
+        tcase_add_test(tc, test_empty_sets);
+        tcase_add_test(tc, test_repeated_ids_and_edges);
+        tcase_add_loop_test(tc, test_round_trip, 0, 4);
+        tcase_add_test(tc, test_large_range);
+        tcase_add_loop_test(tc, test_decode_errors, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+        tcase_add_test(tc, test_too_many_ids);
+        tcase_add_test(tc, test_rows_grow_and_clear);
+        tcase_set_timeout(tc, 60);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(progress_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
