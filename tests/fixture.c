@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
@@ -793,4 +794,54 @@ void fx_migrate(const char *conninfo, const char *schema)
 
         ck_assert_msg(rc == 0, "outbox-relay migrate exited %d: %.*s", rc, FX_TAIL_BYTES, out);
         free(out);
+}
+
+/* ---- HTTP ---- */
+
+/* A port that was free a moment ago. */
+int fx_free_port(void)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        port = ntohs(a.sin_port);
+        close(fd);
+        return port;
+}
+
+/* GETs http://127.0.0.1:port/path with curl; returns the HTTP status and
+ * the body in *body, or -1 (and *body NULL) when nothing answered. */
+int fx_http_get(int port, const char *path, char **body)
+{
+        char url[128], *out = NULL;
+        const char *argv[] = {"/usr/bin/curl", "-s", "-w", "\n%{http_code}", url, NULL};
+        char *nl;
+        int status;
+
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+        if (fx_run(argv, NULL, &out, 10000) != 0) {
+                free(out);
+                *body = NULL;
+                return -1;
+        }
+        nl = strrchr(out, '\n');
+        ck_assert_ptr_nonnull(nl);
+        status = atoi(nl + 1);
+        *nl = '\0';
+        *body = out;
+        return status;
+}
+
+/* The value of one sample line ("name{labels} value") in a scrape, or -1. */
+double fx_metric(const char *scrape, const char *series)
+{
+        size_t n = strlen(series);
+
+        for (const char *p = scrape; (p = strstr(p, series)) != NULL; p += n)
+                if ((p == scrape || p[-1] == '\n') && p[n] == ' ')
+                        return atof(p + n + 1);
+        return -1;
 }

@@ -105,6 +105,17 @@ void fx_relay_free(struct fx_relay *r);
  * schema is given) and asserts exit 0. */
 void fx_migrate(const char *conninfo, const char *schema);
 
+/* ---- HTTP (the relay's endpoints) ---- */
+/* A 127.0.0.1 port that was free a moment ago. */
+int fx_free_port(void);
+/* GETs http://127.0.0.1:port/path with curl; returns the HTTP status and
+ * the body in *body (malloc'ed), or -1 (and *body NULL) when nothing
+ * answered. */
+int fx_http_get(int port, const char *path, char **body);
+/* The value of one sample line ("name{labels} value") of a /metrics
+ * scrape, or -1 when it is absent. */
+double fx_metric(const char *scrape, const char *series);
+
 /* Milliseconds on the monotonic clock. */
 int64_t fx_now_ms(void);
 

@@ -827,10 +827,13 @@ START_TEST(eos_standby_takeover)
                 fx_relay_kill(rel[leader], SIGKILL);
                 ck_assert_int_eq(fx_relay_wait(rel[leader], 10000), 128 + SIGKILL);
                 fh_relay_free(rel[leader], res.name);
+                fh_wait_relay_log(rel[!leader], "leader: publishing", 1, 30000);
+                ck_assert_int_ge(fh_relay_log_count(rel[!leader], "leader: publishing"), 1);
+                /* The new standby only once the takeover happened, or it
+                 * might take the lock first. */
                 rel[leader] = fx_relay_start(ci, BROKERS, args);
+                fh_wait_relay_log(rel[leader], "standby", 1, 30000);
                 leader = !leader;
-                fh_wait_relay_log(rel[leader], "leader: publishing", 1, 30000);
-                ck_assert_int_ge(fh_relay_log_count(rel[leader], "leader: publishing"), 1);
         }
         measure_recovery(c, topic, &res, rel[leader]);
         finish(c, topic, w, &res);

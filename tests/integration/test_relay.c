@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "fixture.h"
 
@@ -612,61 +609,13 @@ START_TEST(standby_takes_over_when_the_leader_dies)
 }
 END_TEST
 
-/* A port that was free a moment ago. */
-static int free_port(void)
-{
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-        ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
-
-/* GETs http://127.0.0.1:port/path with curl; returns the HTTP status and
- * the body in *body, or -1 (and *body NULL) when nothing answered. */
-static int http_get(int port, const char *path, char **body)
-{
-        char url[128], *out = NULL;
-        const char *argv[] = {"/usr/bin/curl", "-s", "-w", "\n%{http_code}", url, NULL};
-        char *nl;
-        int status;
-
-        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-        if (fx_run(argv, NULL, &out, 10000) != 0) {
-                free(out);
-                *body = NULL;
-                return -1;
-        }
-        nl = strrchr(out, '\n');
-        ck_assert_ptr_nonnull(nl);
-        status = atoi(nl + 1);
-        *nl = '\0';
-        *body = out;
-        return status;
-}
-
-/* The value of one sample line ("name{labels} value") in a scrape, or -1. */
-static double sample(const char *scrape, const char *series)
-{
-        size_t n = strlen(series);
-
-        for (const char *p = scrape; (p = strstr(p, series)) != NULL; p += n)
-                if ((p == scrape || p[-1] == '\n') && p[n] == ' ')
-                        return atof(p + n + 1);
-        return -1;
-}
-
 /* Scrapes /metrics while a standby waits and then publishes; the figures
  * move as they should, and the probes answer. */
 START_TEST(metrics_and_probes)
 {
         char *ci = fresh_db("metrics");
         PGconn *c = fx_db_connect(ci), *locker = fx_db_connect(ci);
-        int port = free_port();
+        int port = fx_free_port();
         char listen[64], *body;
         const char *args[] = {"--http-listen", listen, "--leader-poll-ms", "100", NULL};
         struct fx_relay *r;
@@ -681,37 +630,38 @@ START_TEST(metrics_and_probes)
         r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         deadline = fx_now_ms() + 30000;
         for (;;) { /* until it has connected and counted the backlog */
-                int status = http_get(port, "/metrics", &body);
+                int status = fx_http_get(port, "/metrics", &body);
 
-                if (status == 200 && sample(body, "outbox_relay_pending_rows") == 300)
+                if (status == 200 && fx_metric(body, "outbox_relay_pending_rows") == 300)
                         break;
                 free(body);
                 ck_assert_msg(fx_now_ms() < deadline, "pending rows never reached 300");
                 usleep(50000);
         }
-        ck_assert(sample(body, "outbox_relay_oldest_pending_age_seconds") >= 60);
-        ck_assert(sample(body, "outbox_relay_leader") == 0);
-        ck_assert(sample(body, "outbox_relay_database_connected") == 1);
-        ck_assert(sample(body, "outbox_relay_messages_published_total{topic=\"metrics-t\"}") < 0);
+        ck_assert(fx_metric(body, "outbox_relay_oldest_pending_age_seconds") >= 60);
+        ck_assert(fx_metric(body, "outbox_relay_leader") == 0);
+        ck_assert(fx_metric(body, "outbox_relay_database_connected") == 1);
+        ck_assert(fx_metric(body, "outbox_relay_messages_published_total{topic=\"metrics-t\"}") <
+                  0);
         free(body);
-        ck_assert_int_eq(http_get(port, "/readyz", &body), 200); /* a standby is ready */
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 200); /* a standby is ready */
         free(body);
-        ck_assert_int_eq(http_get(port, "/healthz", &body), 200);
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 200);
         free(body);
-        ck_assert_int_eq(http_get(port, "/nope", &body), 404);
+        ck_assert_int_eq(fx_http_get(port, "/nope", &body), 404);
         free(body);
 
         fx_sql(locker, "SELECT pg_advisory_unlock(%d, hashtext('outbox'))", 0x6f627278);
         ck_assert_int_eq(
             fx_wait_sql(c, 300, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
             300);
-        ck_assert_int_eq(http_get(port, "/metrics", &body), 200);
-        ck_assert(sample(body, "outbox_relay_leader") == 1);
-        ck_assert(sample(body, "outbox_relay_messages_published_total{topic=\"metrics-t\"}") ==
+        ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
+        ck_assert(fx_metric(body, "outbox_relay_leader") == 1);
+        ck_assert(fx_metric(body, "outbox_relay_messages_published_total{topic=\"metrics-t\"}") ==
                   300);
-        ck_assert(sample(body, "outbox_relay_publish_ack_seconds_count") >= 300);
-        ck_assert(sample(body, "outbox_relay_batch_rows_count") >= 1);
-        ck_assert(sample(body, "outbox_relay_batch_rows_sum") == 300);
+        ck_assert(fx_metric(body, "outbox_relay_publish_ack_seconds_count") >= 300);
+        ck_assert(fx_metric(body, "outbox_relay_batch_rows_count") >= 1);
+        ck_assert(fx_metric(body, "outbox_relay_batch_rows_sum") == 300);
         free(body);
         fx_relay_kill(r, SIGTERM);
         ck_assert_int_eq(fx_relay_wait(r, 30000), 0);

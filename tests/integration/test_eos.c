@@ -1,0 +1,245 @@
+/* Integration tests of --exactly-once: a real PostgreSQL, the dev Kafka and
+ * the real relay binary. The fault suite proves "no duplicates whatever is
+ * killed" (integration_faults_eos); these check the mode's own behaviour:
+ * metrics, replay, the replays column guarding recovery, and a missing
+ * progress topic. */
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static struct fx_pg *pg;
+static struct fx_kafka *kafka;
+
+static void suite_setup(void)
+{
+        pg = fx_pg_start();
+        kafka = fx_kafka_start(3, 4);
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic outbox-relay-progress 1"), 0);
+}
+
+static void suite_teardown(void)
+{
+        fx_kafka_stop(kafka);
+        fx_pg_stop(pg);
+}
+
+#define BROKERS fx_kafka_bootstraps(kafka)
+
+/* A fresh migrated database per test; its name is also the relay's
+ * transactional id, so that no test reads another's progress records. */
+static char *fresh_db(const char *name, const char *topic)
+{
+        char *conninfo = fx_pg_create_db(pg, name), cmd[128];
+
+        fx_migrate(conninfo, NULL);
+        snprintf(cmd, sizeof(cmd), "topic %s 4", topic);
+        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+        return conninfo;
+}
+
+static long long outbox_id(const struct fx_msg *m)
+{
+        const struct fx_header *h = fx_msg_header(m, "outbox_id");
+
+        ck_assert_ptr_nonnull(h);
+        return atoll(h->value);
+}
+
+/* How many messages of topic carry each outbox id (counts[1..max_id]).
+ * With ordered set, also checks that each key's ids ascend in the log (keys
+ * are "k<n>", n < 100, and one key lives in one partition). */
+static int *copies(const char *topic, size_t expect, long long max_id, int ordered, size_t *n_msgs)
+{
+        struct fx_msg *msgs;
+        size_t n = fx_consume(BROKERS, topic, expect, 3000, &msgs);
+        int *count = calloc((size_t)max_id + 1, sizeof(*count));
+        long long last[100] = {0};
+
+        ck_assert_ptr_nonnull(count);
+        for (size_t i = 0; i < n; i++) {
+                long long id = outbox_id(&msgs[i]);
+                int key;
+
+                ck_assert(id >= 1 && id <= max_id);
+                count[id]++;
+                ck_assert(msgs[i].key_len >= 2 && msgs[i].key[0] == 'k');
+                key = atoi(msgs[i].key + 1) % 100;
+                if (ordered)
+                        ck_assert_msg(last[key] < id, "key k%d: %lld after %lld", key, id,
+                                      last[key]);
+                last[key] = id;
+        }
+        fx_msgs_free(msgs, n);
+        *n_msgs = n;
+        return count;
+}
+
+/* The "recovered_rows" of the relay's "exactly-once: ready" line, or -1. */
+static long long recovered_rows(const struct fx_relay *r)
+{
+        char *log = fx_relay_log(r), *p = strstr(log, "\"recovered_rows\":");
+        long long n = p != NULL ? atoll(p + strlen("\"recovered_rows\":")) : -1;
+
+        free(log);
+        return n;
+}
+
+static void wait_log(const struct fx_relay *r, const char *what)
+{
+        int64_t deadline = fx_now_ms() + 30000;
+        char *log = fx_relay_log(r);
+
+        while (strstr(log, what) == NULL && fx_now_ms() < deadline) {
+                free(log);
+                poll(NULL, 0, 50);
+                log = fx_relay_log(r);
+        }
+        ck_assert_msg(strstr(log, what) != NULL, "relay never logged \"%s\"; log:\n%s", what, log);
+        free(log);
+}
+
+/* Every row once, in key order, marked with its partition and offset; the
+ * transaction counters move; a replayed row is published once more. */
+START_TEST(publishes_once_counts_transactions_and_replays)
+{
+        char *ci = fresh_db("eos_basic", "eos-basic");
+        PGconn *c = fx_db_connect(ci);
+        char listen[32], *body = NULL;
+        int port = fx_free_port();
+        const char *args[] = {
+            "--exactly-once", "--transactional-id", "eos_basic", "--http-listen", listen, NULL};
+        struct fx_relay *r;
+        size_t n;
+        int *count;
+
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        r = fx_relay_start(ci, BROKERS, args);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'eos-basic', 'k' || (g %% 20), jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 2000) g");
+        ck_assert_int_eq(fx_wait_sql(c, 2000, 60000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"
+                                     " AND kafka_offset IS NOT NULL"),
+                         2000);
+        count = copies("eos-basic", 2000, 2000, 1, &n);
+        ck_assert_uint_eq(n, 2000);
+        for (int id = 1; id <= 2000; id++)
+                ck_assert_int_eq(count[id], 1);
+        free(count);
+        ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
+        ck_assert(fx_metric(body, "outbox_relay_transactions_committed_total") >= 1);
+        ck_assert(fx_metric(body, "outbox_relay_transactions_aborted_total") == 0);
+        ck_assert(fx_metric(body, "outbox_relay_recovered_rows_total") == 0);
+        free(body);
+
+        /* A replay is a new publication on purpose, and counted as one. */
+        ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_from_id => 1, p_to_id => 10)"), 10);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 2000, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            2000);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT sum(replays) FROM outbox.events"), 10);
+        count = copies("eos-basic", 2010, 2000, 0, &n);
+        ck_assert_uint_eq(n, 2010);
+        for (int id = 1; id <= 2000; id++)
+                ck_assert_int_eq(count[id], id <= 10 ? 2 : 1);
+        free(count);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* The relay is killed right after its first commit (test hook), before the
+ * mark. Its rows are then marked by hand and replayed, as if the mark had
+ * gone through and an operator replayed them before the restart: the next
+ * relay must not take them for the copies its progress record lists (their
+ * replays column moved on), and publishes them again. */
+START_TEST(replayed_rows_are_not_recovered)
+{
+        char *ci = fresh_db("eos_replayed", "eos-replayed");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {"--exactly-once", "--transactional-id", "eos_replayed", NULL};
+        struct fx_relay *r;
+        long long pending;
+        size_t n;
+        int *count;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'eos-replayed', 'k' || (g %% 5), jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 500) g");
+        setenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS", "1", 1); /* this test's process only */
+        r = fx_relay_start(ci, BROKERS, args);
+        unsetenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
+        ck_assert_int_eq(fx_relay_wait(r, 60000), 128 + SIGKILL);
+        fx_relay_free(r);
+        pending = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'");
+        ck_assert_int_eq(pending, 500); /* committed in Kafka, not marked */
+        fx_sql(c, "UPDATE outbox.events SET status = 'sent', sent_at = now()");
+        ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_from_id => 1)"), 500);
+
+        r = fx_relay_start(ci, BROKERS, args);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 500, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            500);
+        ck_assert_int_eq(recovered_rows(r), 0);
+        count = copies("eos-replayed", 1000, 500, 0, &n);
+        ck_assert_uint_eq(n, 1000);
+        for (int id = 1; id <= 500; id++)
+                ck_assert_int_eq(count[id], 2);
+        free(count);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* Without its progress topic the relay says how to create it, publishes
+ * nothing, and goes on by itself once the topic exists. */
+START_TEST(missing_progress_topic_is_explained)
+{
+        char *ci = fresh_db("eos_notopic", "eos-notopic");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {"--exactly-once",   "--transactional-id", "eos_notopic",
+                              "--progress-topic", "eos-progress-late",  NULL};
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-notopic', 'k', '{}')");
+        wait_log(r, "progress topic \\\"eos-progress-late\\\" does not exist: create it with one "
+                    "partition and cleanup.policy=compact");
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         0);
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic eos-progress-late 1"), 0);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("eos");
+        TCase *tc = tcase_create("eos");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_set_timeout(tc, 180);
+        tcase_add_test(tc, publishes_once_counts_transactions_and_replays);
+        tcase_add_test(tc, replayed_rows_are_not_recovered);
+        tcase_add_test(tc, missing_progress_topic_is_explained);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
