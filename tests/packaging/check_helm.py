@@ -401,7 +401,8 @@ def main():
         "config": {"OUTBOX_KAFKA_BROKERS": "kafka:9092", "OUTBOX_SCHEMA": "outbox",
                    "OUTBOX_SHUTDOWN_TIMEOUT_MS": "10000", "OUTBOX_RETRY_MAX_MS": "300000"},
         "config_absent": ["OUTBOX_DEFAULT_TOPIC", "OUTBOX_ROUTES", "OUTBOX_RETENTION",
-                          "OUTBOX_DATABASE_URL"],
+                          "OUTBOX_DATABASE_URL", "OUTBOX_TRANSACTIONAL_ID",
+                          "OUTBOX_PROGRESS_TOPIC"],
     }, known, prefixes)
     check_against_relay(c, base, a.relay, {})
     upgrade = render("--upgrade", *required)
@@ -424,7 +425,9 @@ def main():
                    "OUTBOX_DEFAULT_TOPIC": "events", "OUTBOX_RETENTION": "7d", "OUTBOX_LEADER_POLL_MS": "500",
                    "OUTBOX_LOG_LEVEL": "debug", "OUTBOX_RDKAFKA_SECURITY_PROTOCOL": "SASL_SSL",
                    "OUTBOX_RDKAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-                   "OUTBOX_RDKAFKA_COMPRESSION_TYPE": "zstd"},
+                   "OUTBOX_RDKAFKA_COMPRESSION_TYPE": "zstd", "OUTBOX_EXACTLY_ONCE": "true",
+                   "OUTBOX_TRANSACTIONAL_ID": "orders-outbox",
+                   "OUTBOX_PROGRESS_TOPIC": "relay-progress"},
     }, known, prefixes)
     check_against_relay(c, over, a.relay, {"uri": DB_URL, "OUTBOX_RDKAFKA_SASL_USERNAME": "relay",
                                            "OUTBOX_RDKAFKA_SASL_PASSWORD": SASL_PASSWORD})
