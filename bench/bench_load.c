@@ -3,7 +3,11 @@
  * (update a business row, insert an outbox row, COMMIT) on an open-loop
  * schedule and note when COMMIT returned, by outbox id; a consumer thread in
  * the same process reads the topic and notes when each message arrived, by
- * its outbox_id header. Latency = arrival - COMMIT return, one clock. */
+ * its outbox_id header. Latency = arrival - COMMIT return, one clock.
+ * With --progress-topic (a relay in --exactly-once mode) a row arrives
+ * instead when the progress record listing it does: the dev Kafka does not
+ * implement read_committed, so its data messages are readable before their
+ * transaction commits, and the record is the last message of it. */
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "bench.h"
@@ -20,6 +25,7 @@
 
 struct load_cfg {
         const char *conninfo, *brokers, *topic;
+        const char *progress_topic; /* arrival by progress record (--exactly-once) */
         double rate, seconds, warmup, grace;
         long writers, accounts, keys, fetch_wait_ms;
         int no_consumer; /* writers only: no latency, no fetch load on the dev Kafka */
@@ -30,10 +36,16 @@ struct load {
         long long base_id; /* this run's rows have ids above it */
         size_t cap;        /* slots in the arrays below, by id - base_id - 1 */
         int64_t *commit_ns, *commit_dur_ns, *arrive_ns;
+        int64_t *data_ns;  /* with a progress topic: when the data message arrived */
         int64_t t0, t_end; /* schedule start and end, CLOCK_MONOTONIC */
         atomic_long committed, out_of_range;
         atomic_int writers_left, failed;
+        /* What counts as arrival (data messages, or rows of progress records):
+         * rows this run committed, ids outside this run, rows seen again. */
         long received, unmatched, duplicates, consumer_errors;
+        /* With a progress topic: the records read, those that are not a
+         * progress record, and the data messages, counted as above. */
+        long records, bad_records, data_received, data_unmatched, data_duplicates;
         pthread_mutex_t err_mu;
         char err[1024];
 };
@@ -155,13 +167,69 @@ out:
         return NULL;
 }
 
-static void consume_one(struct load *L, rd_kafka_message_t *m)
+/* Notes that row id arrived at now in arr (by id - base_id - 1), once. */
+static void arrived(const struct load *L, int64_t *arr, long long id, int64_t now, long *received,
+                    long *unmatched, long *duplicates)
 {
-        int64_t now = bench_now_ns(CLOCK_MONOTONIC);
+        if (id <= L->base_id || (size_t)(id - L->base_id - 1) >= L->cap) {
+                (*unmatched)++;
+        } else if (arr[id - L->base_id - 1] != 0) {
+                (*duplicates)++;
+        } else {
+                arr[id - L->base_id - 1] = now;
+                (*received)++;
+        }
+}
+
+/* The outbox id of a data message (its outbox_id header), or -1. */
+static long long header_id(rd_kafka_message_t *m)
+{
         rd_kafka_headers_t *hdrs = NULL;
         const void *val;
         size_t len;
         char buf[24];
+
+        if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            rd_kafka_header_get_last(hdrs, "outbox_id", &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            val == NULL || len == 0 || len >= sizeof(buf))
+                return -1;
+        memcpy(buf, val, len);
+        buf[len] = '\0';
+        return strtoll(buf, NULL, 10);
+}
+
+/* A progress record: every id of its "rows" ([[id,partition,offset],...],
+ * the rows its transaction published) arrives now. "unmarked" lists rows of
+ * earlier transactions, which arrived with their own record. */
+static void consume_record(struct load *L, rd_kafka_message_t *m, int64_t now)
+{
+        json_t *root = json_loadb(m->payload, m->len, 0, NULL);
+        json_t *rows = json_object_get(root, "rows"), *row;
+        size_t i;
+
+        if (!json_is_array(rows)) {
+                L->bad_records++;
+                json_decref(root);
+                return;
+        }
+        L->records++;
+        json_array_foreach(rows, i, row)
+        {
+                json_t *id = json_array_get(row, 0);
+
+                if (json_is_integer(id))
+                        arrived(L, L->arrive_ns, (long long)json_integer_value(id), now,
+                                &L->received, &L->unmatched, &L->duplicates);
+                else
+                        L->unmatched++;
+        }
+        json_decref(root);
+}
+
+static void consume_one(struct load *L, rd_kafka_message_t *m)
+{
+        int64_t now = bench_now_ns(CLOCK_MONOTONIC);
+        const char *progress = L->cfg->progress_topic;
         long long id;
 
         if (m->err) {
@@ -169,22 +237,23 @@ static void consume_one(struct load *L, rd_kafka_message_t *m)
                         L->consumer_errors++;
                 return;
         }
-        if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-            rd_kafka_header_get_last(hdrs, "outbox_id", &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-            val == NULL || len == 0 || len >= sizeof(buf)) {
-                L->unmatched++;
+        if (progress != NULL && strcmp(rd_kafka_topic_name(m->rkt), progress) == 0) {
+                consume_record(L, m, now);
                 return;
         }
-        memcpy(buf, val, len);
-        buf[len] = '\0';
-        id = strtoll(buf, NULL, 10);
-        if (id <= L->base_id || (size_t)(id - L->base_id - 1) >= L->cap) {
-                L->unmatched++;
-        } else if (L->arrive_ns[id - L->base_id - 1] != 0) {
-                L->duplicates++;
+        id = header_id(m);
+        if (progress == NULL) {
+                if (id < 0)
+                        L->unmatched++;
+                else
+                        arrived(L, L->arrive_ns, id, now, &L->received, &L->unmatched,
+                                &L->duplicates);
         } else {
-                L->arrive_ns[id - L->base_id - 1] = now;
-                L->received++;
+                if (id < 0)
+                        L->data_unmatched++;
+                else
+                        arrived(L, L->data_ns, id, now, &L->data_received, &L->data_unmatched,
+                                &L->data_duplicates);
         }
 }
 
@@ -193,8 +262,8 @@ struct consumer_arg {
         rd_kafka_t *rk;
 };
 
-/* Reads until every committed row has arrived, or grace seconds after the
- * last writer stopped. */
+/* Reads until every committed row has arrived (and, with a progress topic,
+ * its data message too), or grace seconds after the last writer stopped. */
 static void *consumer_main(void *arg)
 {
         struct consumer_arg *ca = arg;
@@ -210,10 +279,12 @@ static void *consumer_main(void *arg)
                 }
                 if (atomic_load(&L->writers_left) == 0) {
                         int64_t now = bench_now_ns(CLOCK_MONOTONIC);
+                        long committed = atomic_load(&L->committed);
 
                         if (done_at == 0)
                                 done_at = now;
-                        if (L->received >= atomic_load(&L->committed) ||
+                        if ((L->received >= committed &&
+                             (L->data_ns == NULL || L->data_received >= committed)) ||
                             now - done_at > (int64_t)(L->cfg->grace * 1e9))
                                 break;
                 }
@@ -221,14 +292,55 @@ static void *consumer_main(void *arg)
         return NULL;
 }
 
-/* A consumer assigned to every partition of the topic at its current
- * high-water offset, so it reads exactly what is written from now on. */
+/* Adds every partition of topic (only partition 0 when first_only) to
+ * parts at its current high-water offset; 0 or -1 with errbuf filled. */
+static int add_at_end(rd_kafka_t *rk, const char *topic, int first_only,
+                      rd_kafka_topic_partition_list_t *parts, char *errbuf, size_t errsz)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t err;
+        int rc = -1, added = 0;
+
+        err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+                snprintf(errbuf, errsz, "metadata of %s: %s", topic,
+                         rd_kafka_err2str(err ? err : md->topics[0].err));
+                goto out;
+        }
+        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+                int32_t id = md->topics[0].partitions[p].id;
+                int64_t lo, hi;
+
+                if (first_only && id != 0)
+                        continue;
+                err = rd_kafka_query_watermark_offsets(rk, topic, id, &lo, &hi, 10000);
+                if (err) {
+                        snprintf(errbuf, errsz, "watermarks of %s: %s", topic,
+                                 rd_kafka_err2str(err));
+                        goto out;
+                }
+                rd_kafka_topic_partition_list_add(parts, topic, id)->offset = hi;
+                added++;
+        }
+        if (added == 0)
+                snprintf(errbuf, errsz, "%s has no partition%s", topic, first_only ? " 0" : "s");
+        else
+                rc = 0;
+out:
+        if (md != NULL)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        return rc;
+}
+
+/* A consumer assigned to every partition of the topic (and partition 0 of
+ * the progress topic) at its current high-water offset, so it reads exactly
+ * what is written from now on. */
 static rd_kafka_t *consumer_new(const struct load_cfg *cfg, char *errbuf, size_t errsz)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_partition_list_t *parts = NULL;
-        rd_kafka_topic_t *rkt = NULL;
         rd_kafka_resp_err_t err;
         rd_kafka_t *rk = NULL;
         char wait[24];
@@ -248,40 +360,20 @@ static rd_kafka_t *consumer_new(const struct load_cfg *cfg, char *errbuf, size_t
                 return NULL;
         }
         rd_kafka_poll_set_consumer(rk);
-        rkt = rd_kafka_topic_new(rk, cfg->topic, NULL);
-        err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-        if (err || md->topic_cnt != 1 || md->topics[0].err) {
-                snprintf(errbuf, errsz, "metadata of %s: %s", cfg->topic,
-                         rd_kafka_err2str(err ? err : md->topics[0].err));
+        parts = rd_kafka_topic_partition_list_new(64);
+        if (add_at_end(rk, cfg->topic, 0, parts, errbuf, errsz) != 0 ||
+            (cfg->progress_topic != NULL &&
+             add_at_end(rk, cfg->progress_topic, 1, parts, errbuf, errsz) != 0))
                 goto fail;
-        }
-        parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
-                int32_t id = md->topics[0].partitions[p].id;
-                int64_t lo, hi;
-
-                err = rd_kafka_query_watermark_offsets(rk, cfg->topic, id, &lo, &hi, 10000);
-                if (err) {
-                        snprintf(errbuf, errsz, "watermarks: %s", rd_kafka_err2str(err));
-                        goto fail;
-                }
-                rd_kafka_topic_partition_list_add(parts, cfg->topic, id)->offset = hi;
-        }
         err = rd_kafka_assign(rk, parts);
         if (err) {
                 snprintf(errbuf, errsz, "assign: %s", rd_kafka_err2str(err));
                 goto fail;
         }
         rd_kafka_topic_partition_list_destroy(parts);
-        rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(rkt);
         return rk;
 fail:
-        if (parts != NULL)
-                rd_kafka_topic_partition_list_destroy(parts);
-        if (md != NULL)
-                rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(rkt);
+        rd_kafka_topic_partition_list_destroy(parts);
         rd_kafka_destroy(rk);
         return NULL;
 }
@@ -293,7 +385,7 @@ static int report(struct load *L)
         const struct load_cfg *cfg = L->cfg;
         int64_t from = L->t0 + (int64_t)(cfg->warmup * 1e9);
         int64_t *lat = malloc(L->cap * sizeof(*lat)), *dur = malloc(L->cap * sizeof(*dur));
-        size_t n = 0, nd = 0, missing = 0, negative = 0;
+        size_t n = 0, nd = 0, missing = 0, negative = 0, data_missing = 0, data_later = 0;
         double sum = 0;
         struct rusage ru;
 
@@ -307,6 +399,12 @@ static int report(struct load *L)
                 if (L->commit_ns[i] == 0 || L->commit_ns[i] < from)
                         continue;
                 dur[nd++] = L->commit_dur_ns[i];
+                if (L->data_ns != NULL) {
+                        if (L->data_ns[i] == 0)
+                                data_missing++;
+                        else if (L->arrive_ns[i] != 0 && L->data_ns[i] > L->arrive_ns[i])
+                                data_later++;
+                }
                 if (L->arrive_ns[i] == 0) {
                         missing++;
                         continue;
@@ -332,6 +430,14 @@ static int report(struct load *L)
                cfg->rate, (double)nd / (cfg->seconds - cfg->warmup), cfg->writers,
                atomic_load(&L->committed), n, missing, negative, L->unmatched, L->duplicates,
                atomic_load(&L->out_of_range));
+        /* Arrival by progress record: the data messages only as a check
+         * (missing: never read; after_record: read after their record). */
+        if (L->data_ns != NULL)
+                printf("progress.records %ld\nprogress.bad_records %ld\ndata.received %ld\n"
+                       "data.unmatched %ld\ndata.duplicates %ld\ndata.missing %zu\n"
+                       "data.after_record %zu\n",
+                       L->records, L->bad_records, L->data_received, L->data_unmatched,
+                       L->data_duplicates, data_missing, data_later);
         if (!cfg->no_consumer)
                 printf("lat.p50_ms %.3f\nlat.p99_ms %.3f\nlat.p999_ms %.3f\nlat.max_ms %.3f\n"
                        "lat.mean_ms %.3f\n",
@@ -359,6 +465,7 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                              {"keys", required_argument, NULL, 'k'},
                                              {"fetch-wait-ms", required_argument, NULL, 'f'},
                                              {"no-consumer", no_argument, NULL, 'n'},
+                                             {"progress-topic", required_argument, NULL, 'p'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
         int opt, bad = 0;
@@ -401,23 +508,30 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                 case 'n':
                         cfg->no_consumer = 1;
                         break;
+                case 'p':
+                        cfg->progress_topic = optarg;
+                        break;
                 case 'h':
                         printf("usage: outbox-bench load --conninfo C --brokers B --topic T"
                                " --rate EV_PER_S --seconds S\n"
                                "  [--warmup S] [--grace S] [--writers N] [--accounts N]"
                                " [--keys N] [--fetch-wait-ms MS]\n"
-                               "  [--no-consumer]\n"
-                               "Needs bench.accounts and bench.payload() (bench/sql/setup.sql)."
-                               "\n");
+                               "  [--no-consumer | --progress-topic P]\n"
+                               "Needs bench.accounts and bench.payload() (bench/sql/setup.sql).\n"
+                               "--progress-topic: the relay runs --exactly-once with progress"
+                               " topic P; a row arrives\n"
+                               "when the progress record listing it does (partition 0 of P,"
+                               " read from its end).\n");
                         return 1;
                 default:
                         return -1;
                 }
         }
         if (bad || cfg->conninfo == NULL || cfg->brokers == NULL || cfg->topic == NULL ||
-            cfg->warmup >= cfg->seconds) {
-                fprintf(stderr, "load: needs --conninfo, --brokers, --topic, valid numbers and "
-                                "--warmup < --seconds\n");
+            cfg->warmup >= cfg->seconds || (cfg->no_consumer && cfg->progress_topic != NULL)) {
+                fprintf(stderr, "load: needs --conninfo, --brokers, --topic, valid numbers,"
+                                " --warmup < --seconds and not both --no-consumer and"
+                                " --progress-topic\n");
                 return -1;
         }
         return 0;
@@ -462,7 +576,10 @@ int bench_cmd_load(int argc, char **argv)
         L.commit_ns = calloc(L.cap, sizeof(int64_t));
         L.commit_dur_ns = calloc(L.cap, sizeof(int64_t));
         L.arrive_ns = calloc(L.cap, sizeof(int64_t));
-        if (L.commit_ns == NULL || L.commit_dur_ns == NULL || L.arrive_ns == NULL) {
+        if (cfg.progress_topic != NULL)
+                L.data_ns = calloc(L.cap, sizeof(int64_t));
+        if (L.commit_ns == NULL || L.commit_dur_ns == NULL || L.arrive_ns == NULL ||
+            (cfg.progress_topic != NULL && L.data_ns == NULL)) {
                 snprintf(errbuf, sizeof(errbuf), "out of memory");
                 goto out;
         }
@@ -521,5 +638,6 @@ out:
         free(L.commit_ns);
         free(L.commit_dur_ns);
         free(L.arrive_ns);
+        free(L.data_ns);
         return rc;
 }

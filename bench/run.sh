@@ -15,6 +15,7 @@ usage: bench/run.sh [--smoke] [--bin-dir DIR] [--out FILE] [--keep]
 Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_DRAIN_ROWS=1000000 [50000]   BENCH_SMALL_ROWS=100000 [10000]   BENCH_SENT_ROWS=10000000 [10000]
   BENCH_LAT_RATES="100 1000 10000" [1000]   BENCH_LAT_SECONDS=60 [5]   BENCH_LAT_WRITERS=8
+  BENCH_EOS_LAT_RATES="100 1000" [1000]   latency rates with the relay in --exactly-once mode
   BENCH_STEADY_RATE=1000   BENCH_STEADY_SECONDS=600 [10]
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=20 [3]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
@@ -40,11 +41,13 @@ done
 if [ $smoke = 1 ]; then
   : "${BENCH_DRAIN_ROWS:=50000}" "${BENCH_SMALL_ROWS:=10000}" "${BENCH_SENT_ROWS:=10000}"
   : "${BENCH_LAT_RATES:=1000}" "${BENCH_LAT_SECONDS:=5}" "${BENCH_STEADY_SECONDS:=10}"
+  : "${BENCH_EOS_LAT_RATES:=1000}"
   : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}"
   : "${out:=$repo/bench/out/smoke.md}"
 fi
 : "${BENCH_DRAIN_ROWS:=1000000}" "${BENCH_SMALL_ROWS:=100000}" "${BENCH_SENT_ROWS:=10000000}"
 : "${BENCH_LAT_RATES:=100 1000 10000}" "${BENCH_LAT_SECONDS:=60}" "${BENCH_LAT_WRITERS:=8}"
+: "${BENCH_EOS_LAT_RATES:=100 1000}"
 : "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}"
 : "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=20}"
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
@@ -121,7 +124,14 @@ sql() { "$pgbin/psql" -qAtX -v ON_ERROR_STOP=1 "$DB" "$@"; }
 
 lat_topics=""
 for r in $BENCH_LAT_RATES; do lat_topics+=" --topic lat-$r:$BENCH_PARTITIONS"; done
-topics="drain-small drain-clean kafka-ceiling drain-longtx writer steady drain-sent"
+# --exactly-once steps: each has its own data topic, transactional id and progress topic (one
+# partition, as the relay needs), so that neither a relay's recovery read nor the consumer's
+# fetches walk an earlier step's records in the dev Kafka's partition log.
+for r in $BENCH_EOS_LAT_RATES; do
+  lat_topics+=" --topic eos-lat-$r:$BENCH_PARTITIONS --topic eos-progress-lat-$r:1"
+done
+lat_topics+=" --topic eos-progress-drain:1"
+topics="drain-small drain-clean kafka-ceiling drain-longtx writer steady drain-sent drain-eos"
 topic_args=""
 for t in $topics; do topic_args+=" --topic $t:$BENCH_PARTITIONS"; done
 # shellcheck disable=SC2086
@@ -144,8 +154,10 @@ get() { echo "${R[$1]:-}"; }
 ingest() { local p=$1 f=$2 k v; while read -r k v; do R[$p.$k]=$v; done <"$f"; }
 step_cmd() { CMD+=("$1"); }
 
-relay_start() { # name
-  "$RELAY" run "${relay_args[@]}" 2>"$work/relay-$1.log" &
+relay_start() { # name [extra relay options]
+  local name=$1
+  shift
+  "$RELAY" run "${relay_args[@]}" "$@" 2>"$work/relay-$name.log" &
   relay_pid=$!
 }
 relay_stop() {
@@ -173,8 +185,8 @@ load_rows() { # topic rows sent_rows
   sql -c "VACUUM (ANALYZE) outbox.events" -c "CHECKPOINT"
 }
 
-drain() { # name topic rows
-  relay_start "$1"
+drain() { # name topic rows [extra relay options]
+  relay_start "$1" "${@:4}"
   "$OB" monitor --drain --relay-pid "$relay_pid" --pg-pid "$pg_pid" --kafka-pid "$kafka_pid" \
     --conninfo "$DB" >"$work/$1.mon" || die "drain $1"
   relay_stop "$1"
@@ -187,6 +199,9 @@ drain() { # name topic rows
 }
 
 relay_cmd="\$B/outbox-relay run${BENCH_RELAY_ARGS:+ $BENCH_RELAY_ARGS}"
+eos_args() { # step: the relay's --exactly-once options for a step (its own id and progress topic)
+  printf '%s\n' --exactly-once --transactional-id "bench-eos-$1" --progress-topic "eos-progress-$1"
+}
 batch=$(printf '%s\n' "${relay_args[@]}" | awk 'p{print; exit} /^--batch-size$/{p=1} /^--batch-size=/{sub(/.*=/,""); print; exit}')
 batch=${batch:-${OUTBOX_BATCH_SIZE:-1000}}
 
@@ -278,6 +293,36 @@ for r in $BENCH_LAT_RATES; do
   ingest "lat$r" "$work/lat-$r.mon"
 done
 relay_stop latency
+
+# ---- 7: exactly-once (--exactly-once): the drain, and latency ----
+log "exactly-once drain ($BENCH_DRAIN_ROWS rows)"
+load_rows drain-eos "$BENCH_DRAIN_ROWS" 0
+mapfile -t eos_opts < <(eos_args drain)
+drain eos drain-eos "$BENCH_DRAIN_ROWS" "${eos_opts[@]}"
+# One progress record per transaction (committed or aborted).
+"$OB" hwm --topic eos-progress-drain >"$work/eos.phwm" || die "hwm eos-progress-drain"
+R[eos.transactions]=$(awk '$1 == "hwm.sum" { print $2 }' "$work/eos.phwm")
+# A consumer of the data topic would see the rows before their transaction commits (the dev
+# Kafka has no read_committed), so a row arrives when the progress record listing it does.
+sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+for r in $BENCH_EOS_LAT_RATES; do
+  log "exactly-once latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers)"
+  mapfile -t eos_opts < <(eos_args "lat-$r")
+  relay_start "eos-lat-$r" "${eos_opts[@]}"
+  "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_LAT_SECONDS" --pg-pid "$pg_pid" \
+    --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/eos-lat-$r.mon" &
+  mon_pid=$!
+  bg_pids+=("$mon_pid")
+  "$OB" load --topic "eos-lat-$r" --progress-topic "eos-progress-lat-$r" --rate "$r" \
+    --seconds "$BENCH_LAT_SECONDS" --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" \
+    >"$work/eos-lat-$r.out" || die "exactly-once load at $r/s"
+  wait "$mon_pid" || die "monitor at $r/s (exactly-once)"
+  bg_pids=()
+  relay_stop "eos-lat-$r"
+  ingest "eoslat$r" "$work/eos-lat-$r.out"
+  ingest "eoslat$r" "$work/eos-lat-$r.mon"
+  log "exactly-once latency at $r events/s: p50 $(get "eoslat$r.lat.p50_ms") ms, p99 $(get "eoslat$r.lat.p99_ms") ms ($(get "eoslat$r.progress.records") transactions, $(get "eoslat$r.load.duplicates") rows listed twice, $(get "eoslat$r.data.after_record") data messages read after their record)"
+done
 
 # ---- 5: memory under a steady load ----
 log "steady load: $BENCH_STEADY_RATE events/s for $BENCH_STEADY_SECONDS s"

@@ -536,7 +536,8 @@ static int rebuild_producer(struct relay *r)
 {
         char err[512];
 
-        producer_fatal(r->producer, err, sizeof(err));
+        if (!producer_fatal(r->producer, err, sizeof(err)))
+                snprintf(err, sizeof(err), "a new leader term needs a new transactional producer");
         log_warn(r->lg, "rebuilding the Kafka producer", "{s:s}", "reason", err);
         if (r->cfg->exactly_once && producer_fenced(r->producer)) {
                 /* A newer producer of this transactional.id exists, so another
@@ -595,6 +596,9 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->retry_at;
         if (r->busy && r->next_busy_poll_at < next)
                 next = r->next_busy_poll_at;
+        if (r->cfg->exactly_once && r->leader && r->eos != EOS_READY && r->eos != EOS_MARKING &&
+            r->eos_retry_at < next)
+                next = r->eos_retry_at;
         if (r->busy && r->last_rows_at + r->cfg->idle_after_ms < next)
                 next = r->last_rows_at + r->cfg->idle_after_ms;
         if (r->n_batches > 0 && !r->barrier && r->busy_since + r->cfg->poll_interval_ms < next)

@@ -120,6 +120,10 @@ void relay_lost_connection(struct relay *r, int64_t now)
         r->leader = 0;
         r->busy = 0;
         r->reconnect_at = now;
+        /* Another relay may lead meanwhile and fence this producer; the
+         * next term starts with a new one (init, then recovery). */
+        if (r->cfg->exactly_once && r->eos != EOS_INIT)
+                r->eos = EOS_STALE;
 }
 
 /* ---- metrics and readiness ---- */

@@ -68,6 +68,7 @@ enum relay_eos_state {
         EOS_READ,    /* read the last committed progress record */
         EOS_MARKING, /* marking that record's rows sent */
         EOS_READY,   /* publishing */
+        EOS_STALE,   /* leadership was lost: a new term needs a new producer */
 };
 
 struct relay {

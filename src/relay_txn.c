@@ -10,6 +10,9 @@
 #include "relay_int.h"
 #include "progress.h"
 
+#define INIT_STEP_MS    200  /* init_transactions blocks at most this long per call */
+#define READ_TIMEOUT_MS 5000 /* reading the last progress record */
+
 void relay_txn_init(struct relay *r)
 {
         const char *kill_after = getenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
@@ -20,6 +23,8 @@ void relay_txn_init(struct relay *r)
          * before its rows can be marked, the window exactly-once is for. */
         r->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
 }
+
+static void relay_txn_give_back(struct relay *r);
 
 static void txn_begin(struct relay *r)
 {
@@ -157,8 +162,12 @@ void relay_txn_finish(struct relay *r)
                 relay_batch_reported(r, b);
         }
         /* The batches that waited go together into the next transaction. */
-        if (r->stopping || producer_fatal(r->producer, NULL, 0))
-                return; /* the rebuild, or the shutdown, takes them back */
+        if (producer_fatal(r->producer, NULL, 0))
+                return; /* the rebuild takes them back */
+        if (r->stopping) {
+                relay_txn_give_back(r);
+                return;
+        }
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 if (!b->deferred)
                         continue;
@@ -182,6 +191,12 @@ void relay_txn_abandon(struct relay *r)
         r->txn_due = 0;
         r->eos = EOS_INIT;
         r->eos_attempt = 0;
+        relay_txn_give_back(r);
+}
+
+/* Batches not (or no longer) in a live transaction stay pending. */
+static void relay_txn_give_back(struct relay *r)
+{
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next;
                 if (!b->in_txn && !b->deferred)
@@ -201,7 +216,8 @@ static void on_recovered(void *arg, PGresult *res, const char *error)
         if (error != NULL) {
                 log_warn(r->lg, "marking the rows of the last transaction failed", "{s:s}", "error",
                          error);
-                r->eos = EOS_READ; /* read and mark again once leader again */
+                if (r->eos == EOS_MARKING)
+                        r->eos = EOS_READ; /* read and mark again once leader again */
         } else {
                 long n = atol(PQcmdTuples(res));
 
@@ -232,19 +248,32 @@ void relay_txn_recover(struct relay *r, int64_t now)
         if (r->eos == EOS_READY || r->eos == EOS_MARKING || !r->leader || r->stopping ||
             !db_connected(r->db) || producer_fatal(r->producer, NULL, 0) || now < r->eos_retry_at)
                 return;
+        if (r->eos == EOS_STALE) {
+                if (r->rebuild_at == 0)
+                        r->rebuild_at = now; /* the loop rebuilds; abandon sets EOS_INIT */
+                return;
+        }
         if (r->eos == EOS_INIT) {
-                rc = producer_txn_init(r->producer, r->cfg->transaction_timeout_ms, err,
-                                       sizeof(err));
-                if (rc != 0) {
-                        log_warn(r->lg, "cannot initialise Kafka transactions, will retry",
-                                 "{s:s,s:s}", "transactional_id", r->tid, "error", err);
-                        retry_later(r, now_ms());
+                /* In short steps (the call resumes where it was), so that the
+                 * loop keeps serving signals and probes while Kafka is away. */
+                rc = producer_txn_init(r->producer, INIT_STEP_MS, err, sizeof(err));
+                if (rc == PRODUCER_TXN_RETRY) {
+                        if (r->eos_attempt++ == 0 || r->eos_attempt % 100 == 0)
+                                log_warn(r->lg, "waiting for Kafka to initialise transactions",
+                                         "{s:s,s:s}", "transactional_id", r->tid, "error", err);
+                        r->eos_retry_at = now_ms() + 10;
                         return;
                 }
+                if (rc != 0) {
+                        log_error(r->lg, "cannot initialise Kafka transactions", "{s:s,s:s}",
+                                  "transactional_id", r->tid, "error", err);
+                        return; /* fatal: the producer is rebuilt */
+                }
+                r->eos_attempt = 0;
                 r->eos = EOS_READ;
         }
-        rc = progress_read_last(r->cfg, r->lg, r->tid, r->cfg->transaction_timeout_ms, &rows,
-                                &found, err, sizeof(err));
+        rc = progress_read_last(r->cfg, r->lg, r->tid, READ_TIMEOUT_MS, &rows, &found, err,
+                                sizeof(err));
         if (rc != 0) {
                 log_error(r->lg, "cannot read the last progress record, will retry", "{s:s}",
                           "error", err);
