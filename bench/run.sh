@@ -1,7 +1,8 @@
 #!/bin/bash
 # outbox-relay benchmark, the one command: builds an optimised relay (build-bench/), starts a
-# throwaway PostgreSQL and the dev Kafka, measures drain, ceilings, latency, writer cost, memory
-# and table growth in one run, and prints a Markdown table (also written to bench/results/latest.md).
+# throwaway PostgreSQL and the dev Kafka, measures drain, ceilings, latency, writer cost, memory,
+# table growth and the exactly-once mode in one run, and prints a Markdown table (also written to
+# bench/results/latest.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
