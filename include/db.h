@@ -35,16 +35,15 @@ int db_connect(struct db *db, char *errbuf, size_t errsz) __attribute__((warn_un
 void db_disconnect(struct db *db, const char *why);
 int db_connected(const struct db *db);
 
-/* Fetch due pending rows with id > after_id in id order (binary results):
- * columns id, event_id, topic, key, event_type, payload, payload_bytes,
- * headers, created_at, attempts, prev_pending and replays. prev_pending: when after_id > 0, the
- * id of the row's key's latest earlier pending row (NULL if none). With
- * hold_keys, rows whose key has an earlier failed row still pending are
- * left out. */
-int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_cb cb, void *arg);
-/* Decodes row i of a fetch result into m (borrowing the result's memory)
- * and *prev_pending (0 when NULL). */
-void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *prev_pending);
+/* Fetch due pending rows in id order from the lowest, leaving out the n_skip
+ * ids in skip (the rows in flight); binary results, columns id, event_id,
+ * topic, key, event_type, payload, payload_bytes, headers, created_at,
+ * attempts and replays. With hold_keys, rows whose key has an earlier failed
+ * row still pending are left out. */
+int db_fetch(struct db *db, size_t n_skip, const int64_t *skip, int limit, int hold_keys,
+             db_done_cb cb, void *arg);
+/* Decodes row i of a fetch result into m (borrowing the result's memory). */
+void db_decode_row(const PGresult *res, int i, struct message_row *m);
 /* Whether any pending row has failed before (one boolean "t"/"f"). */
 int db_any_failing(struct db *db, db_done_cb cb, void *arg);
 /* Mark rows sent with their partition and offset, in one statement. */

@@ -71,10 +71,6 @@ COMMENT ON TABLE :"schema".events IS
 
 -- The relay reads only pending rows in id order: this index holds nothing else.
 CREATE INDEX events_pending_idx ON :"schema".events (id) WHERE status = 'pending';
--- A fetch past rows in flight checks each row's pending predecessor of the
--- same key (a late-committing transaction may hold a lower id): one probe.
-CREATE INDEX events_pending_key_idx ON :"schema".events (key, id)
-    WHERE status = 'pending' AND key IS NOT NULL;
 -- Rows that failed and wait for a retry hold back later rows of their key;
 -- this index makes that check one probe into a (usually empty) index.
 CREATE INDEX events_failing_key_idx ON :"schema".events (key, id)

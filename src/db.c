@@ -148,45 +148,36 @@ static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf
         return rc;
 }
 
-/* The four fetch statements, outbox_fetch_<held><cursor>:
+/* The two fetch statements, outbox_fetch_<held>: due pending rows from the
+ * lowest id, leaving out the rows in flight ($1, a hashed NOT IN in any
+ * plan). Always from the start, so a row whose transaction committed late
+ * with a lower id than rows already published is found by the next fetch,
+ * before any later row of its key (whose writer committed after it).
  * - held: leave out rows of a key whose earlier row failed and waits for its
  *   retry (the NOT EXISTS over the small index of failing rows), so retries
- *   never reorder a key; skipped while no row is failing.
- * - cursor: a fetch past rows already in flight (id > $1 > 0) also returns
- *   each row's pending predecessor of the same key. A transaction that
- *   commits late can hold a lower id than rows already fetched; the relay
- *   must not publish a later row of that key before it (see relay.c).
- *   A fetch from the start needs no such column: every committed pending
- *   row of lower id is then in the same scan, earlier. */
+ *   never reorder a key; skipped while no row is failing. */
 static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t errsz)
 {
         char sql[1536], name[32];
 
         for (int held = 0; held <= 1; held++) {
-                for (int cursor = 0; cursor <= 1; cursor++) {
-                        snprintf(sql, sizeof(sql),
-                                 "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
-                                 " e.payload, e.payload_bytes, coalesce(e.headers, '{}'),"
-                                 " coalesce(e.created_at, now()), coalesce(e.attempts, 0),"
-                                 " %s%s%s, coalesce(e.replays, 0)"
-                                 " FROM %s.events e"
-                                 " WHERE e.status = 'pending' AND e.id > $1"
-                                 " AND e.next_attempt_at <= now() %s%s%s"
-                                 " ORDER BY e.id LIMIT $2",
-                                 cursor ? "(SELECT max(p.id) FROM " : "NULL::bigint",
-                                 cursor ? s : "",
-                                 cursor ? ".events p WHERE p.status = 'pending'"
-                                          " AND p.key = e.key AND p.id < e.id)"
-                                        : "",
-                                 s, held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
-                                 held ? s : "",
-                                 held ? ".events b WHERE b.status = 'pending'"
-                                        " AND b.attempts > 0 AND b.key = e.key AND b.id < e.id))"
-                                      : "");
-                        snprintf(name, sizeof(name), "outbox_fetch_%d%d", held, cursor);
-                        if (prepare(conn, name, sql, errbuf, errsz) != 0)
-                                return -1;
-                }
+                snprintf(sql, sizeof(sql),
+                         "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
+                         " e.payload, e.payload_bytes, coalesce(e.headers, '{}'),"
+                         " coalesce(e.created_at, now()), coalesce(e.attempts, 0),"
+                         " coalesce(e.replays, 0)"
+                         " FROM %s.events e"
+                         " WHERE e.status = 'pending' AND e.next_attempt_at <= now()"
+                         " AND e.id NOT IN (SELECT unnest($1::bigint[])) %s%s%s"
+                         " ORDER BY e.id LIMIT $2",
+                         s, held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
+                         held ? s : "",
+                         held ? ".events b WHERE b.status = 'pending'"
+                                " AND b.attempts > 0 AND b.key = e.key AND b.id < e.id))"
+                              : "");
+                snprintf(name, sizeof(name), "outbox_fetch_%d", held);
+                if (prepare(conn, name, sql, errbuf, errsz) != 0)
+                        return -1;
         }
         return 0;
 }
@@ -414,17 +405,41 @@ static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char 
         return 0;
 }
 
-int db_fetch(struct db *db, int64_t after_id, int limit, int hold_keys, db_done_cb cb, void *arg)
+/* Writes "{v1,v2,...}" for n values printed by fmt. */
+static char *array_literal(size_t n, const void *values, int is64)
 {
-        char a[24], l[16];
-        char *params[2] = {a, l};
+        size_t cap = 2 + n * 21, len = 0;
+        char *buf = malloc(cap);
 
-        snprintf(a, sizeof(a), "%lld", (long long)after_id);
+        if (buf == NULL)
+                return NULL;
+        buf[len++] = '{';
+        for (size_t i = 0; i < n; i++) {
+                long long v = is64 ? (long long)((const int64_t *)values)[i]
+                                   : (long long)((const int32_t *)values)[i];
+
+                len += (size_t)snprintf(buf + len, cap - len, i ? ",%lld" : "%lld", v);
+        }
+        buf[len++] = '}';
+        buf[len] = '\0';
+        return buf;
+}
+
+int db_fetch(struct db *db, size_t n_skip, const int64_t *skip, int limit, int hold_keys,
+             db_done_cb cb, void *arg)
+{
+        char l[16], *params[2] = {array_literal(n_skip, skip, 1), l};
+        int rc;
+
         snprintf(l, sizeof(l), "%d", limit);
-        static const char *const names[2][2] = {{"outbox_fetch_00", "outbox_fetch_01"},
-                                                {"outbox_fetch_10", "outbox_fetch_11"}};
-
-        return enqueue(db, READER, names[hold_keys != 0][after_id > 0], 2, params, 1, cb, arg);
+        if (params[0] == NULL) {
+                cb(arg, NULL, "out of memory");
+                return -1;
+        }
+        rc = enqueue(db, READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 2, params, 1, cb,
+                     arg);
+        free(params[0]);
+        return rc;
 }
 
 static int64_t be64(const char *p)
@@ -444,7 +459,7 @@ static int32_t be32(const char *p)
 }
 
 /* Decodes row i of a binary fetch result (column order of db_fetch). */
-void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *prev_pending)
+void db_decode_row(const PGresult *res, int i, struct message_row *m)
 {
         /* PostgreSQL timestamps count microseconds from 2000-01-01 UTC. */
         const int64_t pg_epoch_ms = 946684800000LL;
@@ -473,33 +488,12 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m, int64_t *p
         us = be64(PQgetvalue(res, i, 8));
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
         m->attempts = be32(PQgetvalue(res, i, 9));
-        *prev_pending = PQgetisnull(res, i, 10) ? 0 : be64(PQgetvalue(res, i, 10));
-        m->replays = be32(PQgetvalue(res, i, 11));
+        m->replays = be32(PQgetvalue(res, i, 10));
 }
 
 int db_any_failing(struct db *db, db_done_cb cb, void *arg)
 {
         return enqueue(db, READER, "outbox_failing", 0, NULL, 0, cb, arg);
-}
-
-/* Writes "{v1,v2,...}" for n values printed by fmt. */
-static char *array_literal(size_t n, const void *values, int is64)
-{
-        size_t cap = 2 + n * 21, len = 0;
-        char *buf = malloc(cap);
-
-        if (buf == NULL)
-                return NULL;
-        buf[len++] = '{';
-        for (size_t i = 0; i < n; i++) {
-                long long v = is64 ? (long long)((const int64_t *)values)[i]
-                                   : (long long)((const int32_t *)values)[i];
-
-                len += (size_t)snprintf(buf + len, cap - len, i ? ",%lld" : "%lld", v);
-        }
-        buf[len++] = '}';
-        buf[len] = '\0';
-        return buf;
 }
 
 int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,

@@ -5,6 +5,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -55,10 +56,9 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         if (r->route == NULL)
                 goto fail;
         r->held = json_object();
-        r->last_id = json_object();
         r->db = db_new(cfg, lg);
         r->metrics = metrics_new();
-        if (r->held == NULL || r->last_id == NULL || r->db == NULL || r->metrics == NULL) {
+        if (r->held == NULL || r->db == NULL || r->metrics == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
                 goto fail;
         }
@@ -108,7 +108,6 @@ void relay_free(struct relay *r)
         metrics_free(r->metrics);
         route_free(r->route);
         json_decref(r->held);
-        json_decref(r->last_id);
         if (r->sig_fd >= 0)
                 close(r->sig_fd);
         free(r);
@@ -116,13 +115,17 @@ void relay_free(struct relay *r)
 
 /* ---- holding keys ---- */
 
-/* The row stays pending below hi_id: later rows of its key must wait,
- * and the next scan from the start must pick it up again. */
+/* The row stays pending (unsent, or failed and waiting for its retry):
+ * later rows of its key must not be produced until its batch is done, by
+ * when the database knows the failure (the fetch then holds the key back)
+ * or the row is fetchable again, ahead of the rest of its key. */
 void relay_hold_key(struct relay *r, const struct relay_row *row)
 {
-        r->rescan = 1;
+        row->batch->left_pending = 1;
+        /* The newest batch: every row produced so far is in it or before. */
         if (row->m.key != NULL)
-                json_object_set_new_nocheck(r->held, row->m.key, json_true());
+                json_object_set_new_nocheck(r->held, row->m.key,
+                                            json_integer((json_int_t)r->batch_seq));
 }
 
 static int key_held(const struct relay *r, const struct relay_row *row)
@@ -165,7 +168,7 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                 /* The connection is fine: the statement itself failed (a row
                  * the schema's functions cannot handle). Retrying would fail
                  * forever and stall every key behind this batch: the row
-                 * stays pending, its key held until the pipeline empties. */
+                 * stays pending, and is fetched again once its batch is done. */
                 log_error(r->lg, "recording a failure failed; the row stays pending",
                           "{s:I,s:s,s:s}", "id", (json_int_t)row->m.id, "reason", row->error,
                           "error", error);
@@ -262,6 +265,28 @@ static int batch_done(const struct batch *b)
         return 1;
 }
 
+/* A held key is free once every batch that may have produced a later row
+ * of it is done: by then the failure is in the database (where the fetch
+ * holds the key back) or the row is pending and not in flight (and the
+ * next fetch returns it first). Not while a fetch runs or batches wait for
+ * a transaction: their rows were fetched while the held row was in flight,
+ * so they may contain later rows of its key without it. */
+void relay_release_keys(struct relay *r)
+{
+        unsigned long oldest = r->batches != NULL ? r->batches->seq : ULONG_MAX;
+        const char *key;
+        json_t *v;
+        void *tmp;
+
+        if (r->fetch_queued || r->n_deferred > 0)
+                return;
+        json_object_foreach_safe(r->held, tmp, key, v)
+        {
+                if ((unsigned long)json_integer_value(v) < oldest)
+                        json_object_del(r->held, key);
+        }
+}
+
 static void batch_check_done(struct relay *r, struct batch *b)
 {
         struct batch **pp;
@@ -272,23 +297,15 @@ static void batch_check_done(struct relay *r, struct batch *b)
                 ;
         *pp = b->next;
         r->n_batches--;
+        relay_release_keys(r);
+        /* Rows it left pending are fetchable again now; and after failures
+         * the next row of a failing key may be due as soon as the row
+         * before it was published. */
+        if (b->left_pending || r->failing)
+                r->want_fetch = 1;
         batch_free(b);
-        if (r->n_batches == 0) {
-                /* Pipeline empty: every failure is in the database, where the
-                 * fetch query holds back keys, so rescan from the start. */
-                /* Also after failures: the next row of a failing key may be
-                 * due as soon as the row before it was published. */
-                if (r->barrier || r->rescan || r->failing)
-                        r->want_fetch = 1;
-                if (r->failing && r->leader && db_connected(r->db))
-                        relay_check_failing(r);
-                r->hi_id = 0;
-                r->barrier = 0;
-                r->rescan = 0;
-                json_object_clear(r->held);
-                json_object_clear(r->last_id);
-                r->epoch++;
-        }
+        if (r->n_batches == 0 && r->failing && r->leader && db_connected(r->db))
+                relay_check_failing(r);
 }
 
 /* Every row of b has its outcome from the producer: finish it, or with
@@ -350,27 +367,13 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         rd_kafka_headers_t *hdrs;
         rd_kafka_resp_err_t kerr;
         if (key_held(r, row)) {
-                row->state = ROW_UNSENT; /* an earlier row of its key failed */
+                /* An earlier row of its key is not published. This one stays
+                 * pending too, and the key stays held until its batch is done
+                 * (else a fetch that left it out as in flight could hand a
+                 * later row of the key over first). */
+                row->state = ROW_UNSENT;
+                relay_hold_key(r, row);
                 return;
-        }
-        if (row->m.key != NULL) {
-                json_t *last = json_object_get(r->last_id, row->m.key);
-
-                /* Its key has an earlier pending row this pipeline has not
-                 * published: a transaction that committed after the relay
-                 * had fetched past its id. Publishing this row now would put
-                 * it ahead; wait for the rescan, which finds that row first. */
-                if (row->prev_pending > 0 &&
-                    (last == NULL || json_integer_value(last) < row->prev_pending)) {
-                        log_debug(r->lg, "row waits for a late predecessor", "{s:I,s:I,s:I}", "id",
-                                  (json_int_t)row->m.id, "predecessor",
-                                  (json_int_t)row->prev_pending, "last",
-                                  (json_int_t)(last != NULL ? json_integer_value(last) : -1));
-                        row->state = ROW_UNSENT;
-                        relay_hold_key(r, row);
-                        return;
-                }
-                json_object_set_new_nocheck(r->last_id, row->m.key, json_integer(row->m.id));
         }
         topic = route_topic(r->route, row->m.topic, row->m.event_type, err, sizeof(err));
         row->topic = topic != NULL ? topic : "(unrouted)";
@@ -415,21 +418,24 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         }
 }
 
+static void fetched(struct relay *r, PGresult *res, const char *error);
+
 static void on_fetched(void *arg, PGresult *res, const char *error)
 {
         struct relay *r = arg;
+
+        r->fetch_queued = 0;
+        fetched(r, res, error);
+        relay_release_keys(r);
+}
+
+static void fetched(struct relay *r, PGresult *res, const char *error)
+{
         struct batch *b;
         int n;
-        r->fetch_queued = 0;
+
         if (error != NULL) {
                 log_warn(r->lg, "fetching rows failed", "{s:s}", "error", error);
-                r->want_fetch = 1;
-                return;
-        }
-        if (r->fetch_epoch != r->epoch) {
-                /* Sent past rows that have since been marked: its snapshot
-                 * and cursor belong to the old epoch. Fetch again from 0. */
-                PQclear(res);
                 r->want_fetch = 1;
                 return;
         }
@@ -452,22 +458,22 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         b->relay = r;
         b->res = res;
         b->n = n;
+        b->seq = ++r->batch_seq;
         /* Appended before producing: reports may arrive while we produce. */
-        if (r->n_batches++ == 0)
-                r->busy_since = now_ms();
+        r->n_batches++;
         struct batch **pp = &r->batches;
         while (*pp != NULL)
                 pp = &(*pp)->next;
         *pp = b;
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
-                db_decode_row(res, i, &b->rows[i].m, &b->rows[i].prev_pending);
+                db_decode_row(res, i, &b->rows[i].m);
         }
-        r->hi_id = b->rows[n - 1].m.id;
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
         if (n == r->cfg->batch_size)
                 r->want_fetch = 1; /* more are likely waiting */
-        log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id", (json_int_t)r->hi_id);
+        log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id",
+                  (json_int_t)b->rows[n - 1].m.id);
         if (r->cfg->exactly_once)
                 relay_txn_add(r, b);
         else
@@ -486,14 +492,28 @@ void relay_produce_batch(struct relay *r, struct batch *b)
 
 static void maybe_fetch(struct relay *r)
 {
-        if (!r->want_fetch || r->fetch_queued || r->stopping || r->barrier || !r->leader ||
+        int64_t *skip;
+        size_t n = 0;
+
+        if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
             (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
             !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
                 return;
+        /* Every row of the pipeline is left out, whatever its state: until
+         * its batch is done it is either on its way or held back. */
+        for (const struct batch *b = r->batches; b != NULL; b = b->next)
+                n += (size_t)b->n;
+        skip = malloc(sizeof(*skip) * (n > 0 ? n : 1));
+        if (skip == NULL)
+                return; /* want_fetch stays: tried again on the next turn */
+        n = 0;
+        for (const struct batch *b = r->batches; b != NULL; b = b->next)
+                for (int i = 0; i < b->n; i++)
+                        skip[n++] = b->rows[i].m.id;
         r->want_fetch = 0;
         r->fetch_queued = 1;
-        r->fetch_epoch = r->epoch;
-        db_fetch(r->db, r->hi_id, r->cfg->batch_size, r->failing, on_fetched, r);
+        db_fetch(r->db, n, skip, r->cfg->batch_size, r->failing, on_fetched, r);
+        free(skip);
 }
 
 /* ---- the loop ---- */
@@ -601,8 +621,6 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->eos_retry_at;
         if (r->busy && r->last_rows_at + r->cfg->idle_after_ms < next)
                 next = r->last_rows_at + r->cfg->idle_after_ms;
-        if (r->n_batches > 0 && !r->barrier && r->busy_since + r->cfg->poll_interval_ms < next)
-                next = r->busy_since + r->cfg->poll_interval_ms;
         if (r->stopping && r->stop_deadline < next)
                 next = r->stop_deadline;
         if (r->rebuild_at != 0 && r->rebuild_at < next)
@@ -626,11 +644,6 @@ static void run_timers(struct relay *r, int64_t now)
                 r->want_fetch = 1;
                 r->retry_at = 0;
         }
-        /* Rows skipped behind a held key or committed late with a lower id
-         * are only seen by a scan from the start: pause fetching now and
-         * then so the pipeline empties and the next fetch rescans. */
-        if (r->n_batches > 0 && now >= r->busy_since + r->cfg->poll_interval_ms)
-                r->barrier = 1;
         if (r->stopping && !r->purged && now >= r->stop_deadline) {
                 log_warn(r->lg, "shutdown timeout: abandoning unconfirmed deliveries", "{s:i}",
                          "in_flight", producer_outstanding(r->producer));

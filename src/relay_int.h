@@ -38,12 +38,11 @@ struct relay_row {
         int64_t offset;
         const char *topic; /* where it was produced to (borrowed from route or result) */
         int64_t produced_us;
-        char *error;          /* why it failed (ROW_FAILED) */
-        int retry_ms;         /* delay asked for when recording the failure */
-        int fail_queued;      /* record_failure is queued */
-        int fail_recorded;    /* record_failure completed */
-        int64_t prev_pending; /* latest earlier pending row of its key (cursor fetch), or 0 */
-        int produced;         /* handed to the producer (it is part of the transaction) */
+        char *error;       /* why it failed (ROW_FAILED) */
+        int retry_ms;      /* delay asked for when recording the failure */
+        int fail_queued;   /* record_failure is queued */
+        int fail_recorded; /* record_failure completed */
+        int produced;      /* handed to the producer (it is part of the transaction) */
 };
 
 struct batch {
@@ -56,6 +55,8 @@ struct batch {
         int producing;   /* still inside produce_batch */
         int mark_queued, marked;
         int in_submit;
+        unsigned long seq; /* fetch order: names the batch holding a key */
+        int left_pending;  /* some row stays pending (unsent): fetch again when done */
         /* --exactly-once: */
         int deferred;  /* fetched while a transaction was open: waits for the next */
         int in_txn;    /* produced in the open transaction, outcome not known yet */
@@ -88,18 +89,14 @@ struct relay {
 
         struct batch *batches; /* in fetch order */
         int n_batches;
-        int64_t hi_id;        /* highest id fetched since the pipeline was last empty */
-        json_t *held;         /* keys held back behind a failed row, until the pipeline empties */
-        json_t *last_id;      /* key -> highest id produced since the pipeline was last empty */
-        unsigned epoch;       /* counts the times the pipeline emptied (hi_id went back to 0) */
-        unsigned fetch_epoch; /* the epoch the running fetch was sent in */
-        int fetch_queued;     /* a fetch is running */
+        unsigned long batch_seq;
+        int n_deferred;   /* --exactly-once: batches waiting for the next transaction */
+        json_t *held;     /* key -> newest batch seq when a row of it was held */
+        int fetch_queued; /* a fetch is running */
         int want_fetch;
-        int rescan;           /* rows were left pending below hi_id: rescan when empty */
         int failing;          /* some pending row failed before: fetch holds keys back */
         unsigned failing_gen; /* counts recorded failures, to order them with checks */
-        int barrier;          /* stop fetching until the pipeline empties, then rescan */
-        int64_t busy_since, next_poll_at, retry_at, reconnect_at;
+        int64_t next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
         int64_t rebuild_at; /* rebuild the failed producer then (0: not pending) */
         int rebuild_attempt;
@@ -147,6 +144,8 @@ static inline int64_t now_ms(void)
 void relay_hold_key(struct relay *r, const struct relay_row *row);
 void relay_produce_batch(struct relay *r, struct batch *b);
 void relay_batch_reported(struct relay *r, struct batch *b);
+/* Frees the held keys whose batches are all done, once no fetched row waits. */
+void relay_release_keys(struct relay *r);
 
 /* relay_txn.c: --exactly-once */
 void relay_txn_init(struct relay *r);

@@ -42,18 +42,21 @@ static void txn_begin(struct relay *r)
 void relay_txn_add(struct relay *r, struct batch *b)
 {
         b->deferred = 1;
+        r->n_deferred++;
         if (r->txn_open || producer_fatal(r->producer, NULL, 0))
                 return;
         txn_begin(r);
         if (!r->txn_open)
                 return; /* the producer is broken: the rebuild takes the batch back */
         b->deferred = 0;
+        r->n_deferred--;
         b->in_txn = 1;
         relay_produce_batch(r, b);
 }
 
 /* The transaction's rows went nowhere (aborted) or nowhere certain (its
- * producer died): they stay pending, and their keys wait for the rescan. */
+ * producer died): they stay pending, and their keys wait until they are
+ * fetched again. */
 static void txn_rows_unsent(struct relay *r, struct batch *b)
 {
         for (int i = 0; i < b->n; i++) {
@@ -176,15 +179,17 @@ void relay_txn_finish(struct relay *r)
                 if (!r->txn_open)
                         return;
                 b->deferred = 0;
+                r->n_deferred--;
                 b->in_txn = 1;
                 relay_produce_batch(r, b);
         }
+        relay_release_keys(r);
 }
 
 /* The producer is gone with its transaction: the next producer's
  * init_transactions aborts it, unless its commit had already reached Kafka,
  * which the recovery finds in the progress record. Either way no row of it
- * is marked now. Batches that waited are given back too (rescan). */
+ * is marked now. Batches that waited are given back too. */
 void relay_txn_abandon(struct relay *r)
 {
         r->txn_open = 0;
@@ -201,12 +206,14 @@ static void relay_txn_give_back(struct relay *r)
                 next = b->next;
                 if (!b->in_txn && !b->deferred)
                         continue;
+                r->n_deferred -= b->deferred;
                 b->in_txn = 0;
                 b->deferred = 0;
                 txn_rows_unsent(r, b);
-                r->rescan = 1;
+                r->want_fetch = 1;
                 relay_batch_reported(r, b);
         }
+        relay_release_keys(r);
 }
 
 static void on_recovered(void *arg, PGresult *res, const char *error)
