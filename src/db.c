@@ -150,9 +150,9 @@ static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf
 
 /* The two fetch statements, outbox_fetch_<held>: due pending rows from the
  * lowest id, leaving out the rows in flight ($1, a hashed NOT IN in any
- * plan). Always from the start, so a row whose transaction committed late
- * with a lower id than rows already published is found by the next fetch,
- * before any later row of its key (whose writer committed after it).
+ * plan) and the keys the relay holds back in memory ($3, usually empty). Always from the start, so
+ * a row whose transaction committed late with a lower id than rows already published is found by
+ * the next fetch, before any later row of its key (whose writer committed after it).
  * - held: leave out rows of a key whose earlier row failed and waits for its
  *   retry (the NOT EXISTS over the small index of failing rows), so retries
  *   never reorder a key; skipped while no row is failing. */
@@ -168,7 +168,8 @@ static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t err
                          " coalesce(e.replays, 0)"
                          " FROM %s.events e"
                          " WHERE e.status = 'pending' AND e.next_attempt_at <= now()"
-                         " AND e.id NOT IN (SELECT unnest($1::bigint[])) %s%s%s"
+                         " AND e.id NOT IN (SELECT unnest($1::bigint[]))"
+                         " AND (e.key IS NULL OR e.key NOT IN (SELECT unnest($3::text[]))) %s%s%s"
                          " ORDER BY e.id LIMIT $2",
                          s, held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
                          held ? s : "",
@@ -425,20 +426,48 @@ static char *array_literal(size_t n, const void *values, int is64)
         return buf;
 }
 
-int db_fetch(struct db *db, size_t n_skip, const int64_t *skip, int limit, int hold_keys,
-             db_done_cb cb, void *arg)
+/* Writes a text[] literal: every element quoted, '"' and '\\' escaped. */
+static char *text_array_literal(size_t n, const char *const *values)
 {
-        char l[16], *params[2] = {array_literal(n_skip, skip, 1), l};
-        int rc;
+        size_t cap = 3, len = 0;
+        char *buf;
+
+        for (size_t i = 0; i < n; i++)
+                cap += 3 + 2 * strlen(values[i]);
+        if ((buf = malloc(cap)) == NULL)
+                return NULL;
+        buf[len++] = '{';
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        buf[len++] = ',';
+                buf[len++] = '"';
+                for (const char *p = values[i]; *p != '\0'; p++) {
+                        if (*p == '"' || *p == '\\')
+                                buf[len++] = '\\';
+                        buf[len++] = *p;
+                }
+                buf[len++] = '"';
+        }
+        buf[len++] = '}';
+        buf[len] = '\0';
+        return buf;
+}
+
+int db_fetch(struct db *db, size_t n_skip, const int64_t *skip, size_t n_keys,
+             const char *const *keys, int limit, int hold_keys, db_done_cb cb, void *arg)
+{
+        char l[16],
+            *params[3] = {array_literal(n_skip, skip, 1), l, text_array_literal(n_keys, keys)};
+        int rc = -1;
 
         snprintf(l, sizeof(l), "%d", limit);
-        if (params[0] == NULL) {
+        if (params[0] == NULL || params[2] == NULL)
                 cb(arg, NULL, "out of memory");
-                return -1;
-        }
-        rc = enqueue(db, READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 2, params, 1, cb,
-                     arg);
+        else
+                rc = enqueue(db, READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 3, params,
+                             1, cb, arg);
         free(params[0]);
+        free(params[2]);
         return rc;
 }
 

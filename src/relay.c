@@ -265,12 +265,12 @@ static int batch_done(const struct batch *b)
         return 1;
 }
 
-/* A held key is free once every batch that may have produced a later row
- * of it is done: by then the failure is in the database (where the fetch
- * holds the key back) or the row is pending and not in flight (and the
- * next fetch returns it first). Not while a fetch runs or batches wait for
- * a transaction: their rows were fetched while the held row was in flight,
- * so they may contain later rows of its key without it. */
+/* A held key is left out of every fetch, and freed once every batch that
+ * holds a row of it is done: by then the failure is in the database (where
+ * the fetch holds the key back) or the rows are pending and not in flight
+ * (and the next fetch returns them first, in order). Not while a fetch runs
+ * or batches wait for a transaction: they may come from a fetch sent before
+ * the key was held, without its rows then in flight but with later ones. */
 void relay_release_keys(struct relay *r)
 {
         unsigned long oldest = r->batches != NULL ? r->batches->seq : ULONG_MAX;
@@ -493,27 +493,39 @@ void relay_produce_batch(struct relay *r, struct batch *b)
 static void maybe_fetch(struct relay *r)
 {
         int64_t *skip;
-        size_t n = 0;
+        const char **keys, *key;
+        size_t n = 0, n_keys;
+        json_t *v;
 
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
             (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
             !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
                 return;
         /* Every row of the pipeline is left out, whatever its state: until
-         * its batch is done it is either on its way or held back. */
+         * its batch is done it is either on its way or held back. So are
+         * the rows of held keys: a row behind the one that holds its key
+         * must not be fetched ahead of it (and fetched again and again). */
         for (const struct batch *b = r->batches; b != NULL; b = b->next)
                 n += (size_t)b->n;
+        n_keys = json_object_size(r->held);
         skip = malloc(sizeof(*skip) * (n > 0 ? n : 1));
-        if (skip == NULL)
+        keys = malloc(sizeof(*keys) * (n_keys > 0 ? n_keys : 1));
+        if (skip == NULL || keys == NULL) {
+                free(skip);
+                free(keys);
                 return; /* want_fetch stays: tried again on the next turn */
+        }
         n = 0;
         for (const struct batch *b = r->batches; b != NULL; b = b->next)
                 for (int i = 0; i < b->n; i++)
                         skip[n++] = b->rows[i].m.id;
+        n_keys = 0;
+        json_object_foreach(r->held, key, v) keys[n_keys++] = key;
         r->want_fetch = 0;
         r->fetch_queued = 1;
-        db_fetch(r->db, n, skip, r->cfg->batch_size, r->failing, on_fetched, r);
+        db_fetch(r->db, n, skip, n_keys, keys, r->cfg->batch_size, r->failing, on_fetched, r);
         free(skip);
+        free(keys);
 }
 
 /* ---- the loop ---- */
