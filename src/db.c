@@ -406,10 +406,10 @@ static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char 
         return 0;
 }
 
-/* Writes "{v1,v2,...}" for n values printed by fmt. */
+/* Writes "{v1,v2,...}" for n values (int64_t when is64, else int32_t). */
 static char *array_literal(size_t n, const void *values, int is64)
 {
-        size_t cap = 2 + n * 21, len = 0;
+        size_t cap = 3 + n * 21, len = 0; /* braces, NUL; sign, 19 digits, comma */
         char *buf = malloc(cap);
 
         if (buf == NULL)
