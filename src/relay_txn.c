@@ -24,7 +24,7 @@ void relay_txn_init(struct relay *r)
         r->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
 }
 
-static void relay_txn_give_back(struct relay *r);
+static void give_back(struct relay *r);
 
 static void txn_begin(struct relay *r)
 {
@@ -168,7 +168,7 @@ void relay_txn_finish(struct relay *r)
         if (producer_fatal(r->producer, NULL, 0))
                 return; /* the rebuild takes them back */
         if (r->stopping) {
-                relay_txn_give_back(r);
+                give_back(r);
                 return;
         }
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
@@ -196,11 +196,11 @@ void relay_txn_abandon(struct relay *r)
         r->txn_due = 0;
         r->eos = EOS_INIT;
         r->eos_attempt = 0;
-        relay_txn_give_back(r);
+        give_back(r);
 }
 
 /* Batches not (or no longer) in a live transaction stay pending. */
-static void relay_txn_give_back(struct relay *r)
+static void give_back(struct relay *r)
 {
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next;

@@ -385,6 +385,18 @@ char *fh_relay_log_tail(const struct fx_relay *r)
 }
 
 /* How many log lines of the relay contain `what`. */
+long long fh_relay_log_number(const struct fx_relay *r, const char *field)
+{
+        char *log = fx_relay_log(r), pat[128], *p;
+        long long n;
+
+        snprintf(pat, sizeof(pat), "\"%s\":", field);
+        p = strstr(log, pat);
+        n = p != NULL ? atoll(p + strlen(pat)) : -1;
+        free(log);
+        return n;
+}
+
 int fh_relay_log_count(const struct fx_relay *r, const char *what)
 {
         char *log = fx_relay_log(r);

@@ -79,6 +79,8 @@ struct fx_relay;
 void fh_relay_free(struct fx_relay *r, const char *name);
 /* The last 1500 bytes of the relay's log, for an abort message (malloc'ed). */
 char *fh_relay_log_tail(const struct fx_relay *r);
+/* The number in the first `"field":N` of the relay's log, or -1. */
+long long fh_relay_log_number(const struct fx_relay *r, const char *field);
 /* How many times `what` occurs in the relay's log. */
 int fh_relay_log_count(const struct fx_relay *r, const char *what);
 /* Polls until `what` occurs n times in the log or timeout_ms passed. */

@@ -4,12 +4,12 @@
  * metrics, replay, the replays column guarding recovery, and a missing
  * progress topic. */
 #include <check.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault_harness.h"
 #include "fixture.h"
 
 static struct fx_pg *pg;
@@ -77,30 +77,6 @@ static int *copies(const char *topic, size_t expect, long long max_id, int order
         fx_msgs_free(msgs, n);
         *n_msgs = n;
         return count;
-}
-
-/* The "recovered_rows" of the relay's "exactly-once: ready" line, or -1. */
-static long long recovered_rows(const struct fx_relay *r)
-{
-        char *log = fx_relay_log(r), *p = strstr(log, "\"recovered_rows\":");
-        long long n = p != NULL ? atoll(p + strlen("\"recovered_rows\":")) : -1;
-
-        free(log);
-        return n;
-}
-
-static void wait_log(const struct fx_relay *r, const char *what)
-{
-        int64_t deadline = fx_now_ms() + 30000;
-        char *log = fx_relay_log(r);
-
-        while (strstr(log, what) == NULL && fx_now_ms() < deadline) {
-                free(log);
-                poll(NULL, 0, 50);
-                log = fx_relay_log(r);
-        }
-        ck_assert_msg(strstr(log, what) != NULL, "relay never logged \"%s\"; log:\n%s", what, log);
-        free(log);
 }
 
 /* Every row once, in key order, marked with its partition and offset; the
@@ -186,7 +162,7 @@ START_TEST(replayed_rows_are_not_recovered)
         ck_assert_int_eq(
             fx_wait_sql(c, 500, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
             500);
-        ck_assert_int_eq(recovered_rows(r), 0);
+        ck_assert_int_eq(fh_relay_log_number(r, "recovered_rows"), 0);
         count = copies("eos-replayed", 1000, 500, 0, &n);
         ck_assert_uint_eq(n, 1000);
         for (int id = 1; id <= 500; id++)
@@ -206,12 +182,14 @@ START_TEST(missing_progress_topic_is_explained)
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--exactly-once",   "--transactional-id", "eos_notopic",
                               "--progress-topic", "eos-progress-late",  NULL};
+        const char *missing = "progress topic \\\"eos-progress-late\\\" does not exist: create it "
+                              "with one partition and cleanup.policy=compact";
         struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
 
         fx_sql(c,
                "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-notopic', 'k', '{}')");
-        wait_log(r, "progress topic \\\"eos-progress-late\\\" does not exist: create it with one "
-                    "partition and cleanup.policy=compact");
+        fh_wait_relay_log(r, missing, 1, 30000);
+        ck_assert_int_ge(fh_relay_log_count(r, missing), 1);
         ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
                          0);
         ck_assert_int_eq(fx_kafka_command(kafka, "topic eos-progress-late 1"), 0);

@@ -726,17 +726,6 @@ END_TEST
 
 /* ---- exactly-once only ---- */
 
-/* The rows the relay marked sent from the last progress record at its
- * start (its "exactly-once: ready" log line), or -1. */
-static long long recovered_rows(const struct fx_relay *r)
-{
-        char *log = fx_relay_log(r), *p = strstr(log, "\"recovered_rows\":");
-        long long n = p != NULL ? atoll(p + strlen("\"recovered_rows\":")) : -1;
-
-        free(log);
-        return n;
-}
-
 /* 7a. SIGKILL right after a transaction's commit, before its rows are
  * marked sent (the relay's test hook OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS),
  * 5 times during a stream: each next relay must mark those rows from the
@@ -768,7 +757,7 @@ START_TEST(eos_kill_between_commit_and_mark)
                 /* The relay before it was killed the same way: this one
                  * must have found that transaction's rows pending. */
                 if (res.faults > 0) {
-                        long long n = recovered_rows(r);
+                        long long n = fh_relay_log_number(r, "recovered_rows");
 
                         len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, "%s%lld",
                                                 len ? ", " : "recovered rows: ", n);
@@ -780,9 +769,9 @@ START_TEST(eos_kill_between_commit_and_mark)
         unsetenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
         r = fx_relay_start(ci, BROKERS, args);
         measure_recovery(c, topic, &res, r);
-        len +=
-            (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, ", %lld", recovered_rows(r));
-        ck_assert_int_gt(recovered_rows(r), 0);
+        len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, ", %lld",
+                                fh_relay_log_number(r, "recovered_rows"));
+        ck_assert_int_gt(fh_relay_log_number(r, "recovered_rows"), 0);
         finish(c, topic, w, &res);
         fh_relay_stop(r, 30000);
         fh_relay_free(r, res.name);
