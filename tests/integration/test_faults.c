@@ -883,8 +883,11 @@ int main(void)
                 setenv("OUTBOX_PROGRESS_TOPIC", "outbox-relay-progress", 1);
                 /* Longer than any outage injected, so that no transaction
                  * is aborted by its timeout after its progress record was
-                 * written (see fault_harness.c on the mock and aborts). */
-                setenv("OUTBOX_TRANSACTION_TIMEOUT_MS", "60000", 1);
+                 * written (see fault_harness.c on the mock and aborts), and
+                 * shorter than the cases' 60 s wait for a delivery: a
+                 * transaction in abortable error is only aborted once its
+                 * last message times out (a known stall, bounded by this). */
+                setenv("OUTBOX_TRANSACTION_TIMEOUT_MS", "30000", 1);
                 ADD_TEST(tc, eos_kill_between_commit_and_mark);
                 ADD_TEST(tc, eos_standby_takeover);
         }
