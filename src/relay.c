@@ -336,7 +336,18 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
         struct relay *r = arg;
         struct relay_row *row = msg_opaque;
 
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (row->batch->in_txn && err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                /* The transaction can only be aborted now. Abort at once:
+                 * the messages queued behind this one would otherwise be
+                 * reported only when they time out. */
+                r->txn_failed = 1;
+                r->txn_due = 1;
+        }
+        if (row->batch->uncommitted) {
+                /* Its transaction was aborted: whatever the report says,
+                 * the row was not published. It stays as it was made
+                 * (unsent) at the abort. */
+        } else if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 row->state = ROW_SENT;
                 row->partition = partition;
                 row->offset = offset;

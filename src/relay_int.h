@@ -58,9 +58,11 @@ struct batch {
         unsigned long seq; /* fetch order: names the batch holding a key */
         int left_pending;  /* some row stays pending (unsent): fetch again when done */
         /* --exactly-once: */
-        int deferred;  /* fetched while a transaction was open: waits for the next */
-        int in_txn;    /* produced in the open transaction, outcome not known yet */
-        int committed; /* its transaction committed: its sent rows may be marked */
+        int deferred;    /* fetched while a transaction was open: waits for the next */
+        int in_txn;      /* produced in the open transaction, outcome not known yet */
+        int committed;   /* its transaction committed: its sent rows may be marked */
+        int uncommitted; /* its transaction aborted, or its outcome is unknown: a
+                          * report arriving now must not make a row sent */
 };
 
 /* --exactly-once: where the leader is before it may publish. */
@@ -107,8 +109,9 @@ struct relay {
         int64_t next_lock_at;
         int standby_logged;
         enum relay_eos_state eos;
-        int txn_open; /* a transaction has begun and is not finished */
-        int txn_due;  /* its batches have all been reported: commit or abort */
+        int txn_open;   /* a transaction has begun and is not finished */
+        int txn_due;    /* its batches have all been reported: commit or abort */
+        int txn_failed; /* a message of it failed: abort now, without waiting */
         int64_t eos_retry_at;
         int eos_attempt;
         char tid[300];           /* transactional.id */

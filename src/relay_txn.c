@@ -94,9 +94,10 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
         return 0;
 }
 
-/* Commits (or aborts) the open transaction once all its batches are
- * reported, then hands them on to be marked, and starts the next one with
- * the batches that waited. Runs in the loop, never in a producer callback. */
+/* Commits the open transaction once all its batches are reported, or
+ * aborts it as soon as one of its messages failed (abort purges the rest),
+ * then hands its batches on to be marked, and starts the next one with the
+ * batches that waited. Runs in the loop, never in a producer callback. */
 void relay_txn_finish(struct relay *r)
 {
         struct progress_rows rows = {0}, unmarked = {0};
@@ -108,8 +109,10 @@ void relay_txn_finish(struct relay *r)
         if (!r->txn_open)
                 return;
         for (struct batch *b = r->batches; b != NULL; b = b->next)
-                if (b->in_txn && (b->outstanding > 0 || b->producing))
+                if (b->in_txn && (b->producing || (b->outstanding > 0 && !r->txn_failed)))
                         return;
+        if (r->txn_failed)
+                clean = 0;
         if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
                 snprintf(err, sizeof(err), "out of memory for the progress record");
                 clean = 0;
@@ -141,6 +144,7 @@ void relay_txn_finish(struct relay *r)
         progress_rows_free(&rows);
         progress_rows_free(&unmarked);
         r->txn_open = 0;
+        r->txn_failed = 0; /* after the abort: it reports the purged messages */
         if (rc == 0) {
                 metrics_add(r->metrics, METRICS_TXN_COMMITTED, 1);
                 log_debug(r->lg, "transaction committed", "{s:i}", "rows", n_rows);
@@ -158,10 +162,12 @@ void relay_txn_finish(struct relay *r)
                 if (!b->in_txn)
                         continue;
                 b->in_txn = 0;
-                if (rc == 0)
+                if (rc == 0) {
                         b->committed = 1;
-                else
+                } else {
+                        b->uncommitted = 1;
                         txn_rows_unsent(r, b);
+                }
                 relay_batch_reported(r, b);
         }
         /* The batches that waited go together into the next transaction. */
@@ -194,6 +200,7 @@ void relay_txn_abandon(struct relay *r)
 {
         r->txn_open = 0;
         r->txn_due = 0;
+        r->txn_failed = 0;
         r->eos = EOS_INIT;
         r->eos_attempt = 0;
         give_back(r);
@@ -207,6 +214,7 @@ static void give_back(struct relay *r)
                 if (!b->in_txn && !b->deferred)
                         continue;
                 r->n_deferred -= b->deferred;
+                b->uncommitted = b->in_txn;
                 b->in_txn = 0;
                 b->deferred = 0;
                 txn_rows_unsent(r, b);

@@ -202,35 +202,45 @@ static int run_capture(const char *const argv[], const struct fx_spawn_opts *bas
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* This process's environment with env ("NAME=value", NULL-terminated)
+ * added or overriding, for a child: NULL when env is NULL. The strings are
+ * borrowed; free the array. Never setenv() for a child instead: the fault
+ * cases' writer threads read the environment (libpq) while they run. */
+static char **env_merge(const char *const env[])
+{
+        char **envp;
+        size_t n = 0, k = 0, extra = 0;
+
+        if (!env)
+                return NULL;
+        while (environ[n])
+                n++;
+        while (env[extra])
+                extra++;
+        envp = calloc(n + extra + 1, sizeof(*envp));
+        ck_assert_msg(envp != NULL, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                int overridden = 0;
+
+                for (size_t j = 0; j < extra && !overridden; j++) {
+                        size_t nl = strcspn(env[j], "=");
+                        overridden = !strncmp(environ[i], env[j], nl) && environ[i][nl] == '=';
+                }
+                if (!overridden)
+                        envp[k++] = environ[i];
+        }
+        for (size_t j = 0; j < extra; j++)
+                envp[k++] = (char *)env[j];
+        return envp;
+}
+
 int fx_run(const char *const argv[], const char *const env[], char **output, int timeout_ms)
 {
         struct fx_spawn_opts o = {.in = -1, .out = -1, .err = -1};
-        char **envp = NULL;
-        size_t n = 0, k = 0, extra = 0;
+        char **envp = env_merge(env);
         int rc;
 
-        if (env) {
-                while (environ[n])
-                        n++;
-                while (env[extra])
-                        extra++;
-                envp = calloc(n + extra + 1, sizeof(*envp));
-                ck_assert_msg(envp != NULL, "out of memory");
-                for (size_t i = 0; i < n; i++) {
-                        int overridden = 0;
-
-                        for (size_t j = 0; j < extra && !overridden; j++) {
-                                size_t nl = strcspn(env[j], "=");
-                                overridden =
-                                    !strncmp(environ[i], env[j], nl) && environ[i][nl] == '=';
-                        }
-                        if (!overridden)
-                                envp[k++] = environ[i];
-                }
-                for (size_t j = 0; j < extra; j++)
-                        envp[k++] = (char *)env[j];
-                o.envp = envp;
-        }
+        o.envp = envp;
         rc = run_capture(argv, &o, output, timeout_ms);
         free(envp);
         return rc;
@@ -706,10 +716,16 @@ static size_t relay_wrapper(const char **argv, size_t max, char **copy)
 struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
                                 const char *const extra_args[])
 {
+        return fx_relay_start_env(conninfo, brokers, extra_args, NULL);
+}
+
+struct fx_relay *fx_relay_start_env(const char *conninfo, const char *brokers,
+                                    const char *const extra_args[], const char *const env[])
+{
         struct fx_relay *r = calloc(1, sizeof(*r));
         struct fx_spawn_opts o = {.in = -1, .pdeathsig = SIGKILL};
         const char *argv[80];
-        char errbuf[256], *wrapper;
+        char errbuf[256], *wrapper, **envp;
         size_t n = relay_wrapper(argv, 16, &wrapper);
         int fd;
 
@@ -731,7 +747,10 @@ struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
         fd = open(r->logfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         ck_assert_msg(fd >= 0, "%s: %s", r->logfile, strerror(errno));
         o.out = o.err = fd;
+        envp = env_merge(env);
+        o.envp = envp;
         r->pid = fx_spawn(argv, &o, errbuf, sizeof(errbuf));
+        free(envp);
         close(fd);
         free(wrapper);
         ck_assert_msg(r->pid > 0, "%s", errbuf);

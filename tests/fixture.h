@@ -91,6 +91,9 @@ struct fx_relay;
  * "/usr/bin/valgrind --leak-check=full") runs it under that command. */
 struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,
                                 const char *const extra_args[]);
+/* The same with env ("NAME=value", NULL-terminated) added to its environment. */
+struct fx_relay *fx_relay_start_env(const char *conninfo, const char *brokers,
+                                    const char *const extra_args[], const char *const env[]);
 pid_t fx_relay_pid(const struct fx_relay *r);
 void fx_relay_kill(struct fx_relay *r, int sig);
 /* Waits up to timeout_ms for exit; returns the exit code, 128+signal when

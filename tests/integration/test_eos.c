@@ -140,6 +140,7 @@ START_TEST(replayed_rows_are_not_recovered)
         char *ci = fresh_db("eos_replayed", "eos-replayed");
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--exactly-once", "--transactional-id", "eos_replayed", NULL};
+        const char *kill_env[] = {"OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS=1", NULL};
         struct fx_relay *r;
         long long pending;
         size_t n;
@@ -148,9 +149,7 @@ START_TEST(replayed_rows_are_not_recovered)
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
                   " SELECT 'eos-replayed', 'k' || (g %% 5), jsonb_build_object('n', g)"
                   " FROM generate_series(1, 500) g");
-        setenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS", "1", 1); /* this test's process only */
-        r = fx_relay_start(ci, BROKERS, args);
-        unsetenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
+        r = fx_relay_start_env(ci, BROKERS, args, kill_env);
         ck_assert_int_eq(fx_relay_wait(r, 60000), 128 + SIGKILL);
         fx_relay_free(r);
         pending = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'");

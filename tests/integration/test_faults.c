@@ -747,11 +747,12 @@ START_TEST(eos_kill_between_commit_and_mark)
                        "before the mark (test hook), 5 times mid-stream");
         w = fh_writers_start(&wo);
         for (res.faults = 0; res.faults < 5; res.faults++) {
-                char hook[16];
+                char hook[64];
+                const char *env[] = {hook, NULL};
 
-                snprintf(hook, sizeof(hook), "%d", 1 + res.faults % 3);
-                setenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS", hook, 1);
-                r = fx_relay_start(ci, BROKERS, args);
+                snprintf(hook, sizeof(hook), "OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS=%d",
+                         1 + res.faults % 3);
+                r = fx_relay_start_env(ci, BROKERS, args, env);
                 ck_assert_int_eq(fx_relay_wait(r, 60000), 128 + SIGKILL);
                 ck_assert_int_eq(fh_relay_log_count(r, "test hook: killed after a commit"), 1);
                 /* The relay before it was killed the same way: this one
@@ -766,7 +767,6 @@ START_TEST(eos_kill_between_commit_and_mark)
                 fh_relay_free(r, res.name);
                 ck_assert_int_eq(fh_wait_no_relay_session(c, 10000), 0);
         }
-        unsetenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
         r = fx_relay_start(ci, BROKERS, args);
         measure_recovery(c, topic, &res, r);
         len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len, ", %lld",
@@ -884,10 +884,10 @@ int main(void)
                 /* Longer than any outage injected, so that no transaction
                  * is aborted by its timeout after its progress record was
                  * written (see fault_harness.c on the mock and aborts), and
-                 * shorter than the cases' 60 s wait for a delivery: a
-                 * transaction in abortable error is only aborted once its
-                 * last message times out (a known stall, bounded by this). */
-                setenv("OUTBOX_TRANSACTION_TIMEOUT_MS", "30000", 1);
+                 * longer than the cases' 60 s wait for a delivery: a relay
+                 * that waited for the messages of a failed transaction to
+                 * time out, instead of aborting it at once, fails them. */
+                setenv("OUTBOX_TRANSACTION_TIMEOUT_MS", "120000", 1);
                 ADD_TEST(tc, eos_kill_between_commit_and_mark);
                 ADD_TEST(tc, eos_standby_takeover);
         }
