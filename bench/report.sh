@@ -5,6 +5,8 @@
 n0() { awk -v x="$1" 'BEGIN { x = sprintf("%.0f", x); s = ""; neg = x < 0; if (neg) x = -x;
   while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
   printf "%s%s%s", neg ? "-" : "", x, s }'; }
+# The figures of R[$1] (space-separated), each as n0, joined by " · ".
+rounds() { local x out=""; for x in $(get "$1"); do out+="${out:+ · }$(n0 "$x")"; done; echo "$out"; }
 f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 mb() { awk -v x="$1" 'BEGIN { printf "%.1f MB", x / 1024 }'; }
@@ -115,8 +117,8 @@ EOF
   done
   local c
   for c in $BENCH_PGBENCH_CLIENTS; do
-    printf '| 4 | Writer transactions/s, %s client%s: plain table · outbox, every commit NOTIFYs · outbox, trigger without NOTIFY · outbox with the relay running | %s · %s (%s) · %s (%s) · **%s (%s of plain)** | `pgbench -n -M prepared -c %s -j %s -T %s -f bench/pgbench/writer_{plain,outbox}.sql`; without NOTIFY: `PGOPTIONS="-c outbox_relay.role=relay"` |\n' \
-      "$c" "$([ "$c" = 1 ] || echo s)" "$(n0 "$(get "pgb.plain.$c")")" \
+    printf '| 4 | Writer transactions/s, %s client%s (median of %s rounds): plain table · outbox, every commit NOTIFYs · outbox, trigger without NOTIFY · outbox with the relay running | %s · %s (%s) · %s (%s) · **%s (%s of plain)** | `pgbench -n -M prepared -c %s -j %s -T %s -f bench/pgbench/writer_{plain,outbox}.sql`; without NOTIFY: `PGOPTIONS="-c outbox_relay.role=relay"` |\n' \
+      "$c" "$([ "$c" = 1 ] || echo s)" "$BENCH_PGBENCH_ROUNDS" "$(n0 "$(get "pgb.plain.$c")")" \
       "$(n0 "$(get "pgb.outbox.$c")")" "$(pct "$(get "pgb.outbox.$c")" "$(get "pgb.plain.$c")")" \
       "$(n0 "$(get "pgb.nonotify.$c")")" "$(pct "$(get "pgb.nonotify.$c")" "$(get "pgb.plain.$c")")" \
       "$(n0 "$(get "pgb.relay.$c")")" "$(pct "$(get "pgb.relay.$c")" "$(get "pgb.plain.$c")")" \
@@ -182,7 +184,7 @@ How each figure is measured:
   ORDER BY id LIMIT $batch FOR UPDATE SKIP LOCKED; UPDATE ... SET status = 'sent', sent_at = now(), ...
   WHERE id = ANY(\$1); COMMIT\` in a loop on one connection (prepared, binary results, with the relay's
   session setting so its marks do not NOTIFY), with Kafka idle. \`kafka-ceiling\` produces the same
-  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=1, no
+  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=0, no
   compression), the same key format, value size and headers, with PostgreSQL idle. Neither has
   the other's work competing for the CPUs, which the relay has.
 - **Latency** (3): writer threads (one connection each) run \`BEGIN; UPDATE bench.accounts ...;
@@ -200,7 +202,9 @@ How each figure is measured:
   the trigger calls pg_notify in every transaction, whose commit then takes a database-wide lock
   held through the WAL flush (waits show as Lock:object). "Without NOTIFY": the trigger runs with
   the relay's session setting and skips pg_notify. "With the relay running": the real case, the
-  relay draining the rows on the same CPUs and deciding when writers notify.
+  relay draining the rows on the same CPUs and deciding when writers notify. The four variants
+  take turns, $BENCH_PGBENCH_ROUNDS rounds of $BENCH_PGBENCH_SECONDS s each (one run varies by about ±15% here); each
+  figure is the median of its rounds (each round, transactions/s: $(for c in $BENCH_PGBENCH_CLIENTS; do printf '%s clients: plain %s, with the relay %s; ' "$c" "$(rounds "pgbrounds.plain.$c")" "$(rounds "pgbrounds.relay.$c")"; done | sed 's/; $//')).
 - **Memory** (5): VmHWM of the relay process over each drain and over the steady load, and VmRSS
   sampled every second during the steady load (12 points shown). The steady load has no
   consumer: librdkafka's mock cluster finds a fetch offset by walking its partition log from the

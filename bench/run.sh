@@ -18,7 +18,7 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_LAT_RATES="100 1000 10000" [1000]   BENCH_LAT_SECONDS=60 [5]   BENCH_LAT_WRITERS=8
   BENCH_EOS_LAT_RATES="100 1000" [1000]   latency rates with the relay in --exactly-once mode
   BENCH_STEADY_RATE=1000   BENCH_STEADY_SECONDS=600 [10]
-  BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=20 [3]
+  BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
   BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
@@ -43,14 +43,14 @@ if [ $smoke = 1 ]; then
   : "${BENCH_DRAIN_ROWS:=50000}" "${BENCH_SMALL_ROWS:=10000}" "${BENCH_SENT_ROWS:=10000}"
   : "${BENCH_LAT_RATES:=1000}" "${BENCH_LAT_SECONDS:=5}" "${BENCH_STEADY_SECONDS:=10}"
   : "${BENCH_EOS_LAT_RATES:=1000}"
-  : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}"
+  : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}" "${BENCH_PGBENCH_ROUNDS:=1}"
   : "${out:=$repo/bench/out/smoke.md}"
 fi
 : "${BENCH_DRAIN_ROWS:=1000000}" "${BENCH_SMALL_ROWS:=100000}" "${BENCH_SENT_ROWS:=10000000}"
 : "${BENCH_LAT_RATES:=100 1000 10000}" "${BENCH_LAT_SECONDS:=60}" "${BENCH_LAT_WRITERS:=8}"
 : "${BENCH_EOS_LAT_RATES:=100 1000}"
 : "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}"
-: "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=20}"
+: "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=15}" "${BENCH_PGBENCH_ROUNDS:=3}"
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
 : "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
 : "${BENCH_BUILD_TYPE:=Release}"
@@ -245,35 +245,44 @@ wait "$longtx_pid" 2>/dev/null || true
 longtx_pid=""
 
 # ---- 4: writer cost (pgbench) ----
+# One pgbench run of a few seconds on this kind of machine varies by ±15% (WAL flushes), so the
+# variants take turns, BENCH_PGBENCH_ROUNDS times, and each figure is the median of its rounds.
 pgb_variants="plain outbox nonotify relay"
 for c in $BENCH_PGBENCH_CLIENTS; do
+  for round in $(seq "$BENCH_PGBENCH_ROUNDS"); do
+    for v in $pgb_variants; do
+      log "pgbench $v, $c clients, round $round"
+      sql -c "TRUNCATE outbox.events, bench.plain_events" -c "VACUUM ANALYZE bench.accounts, outbox.events, bench.plain_events" -c "CHECKPOINT"
+      script=$repo/bench/pgbench/writer_outbox.sql
+      [ $v = plain ] && script=$repo/bench/pgbench/writer_plain.sql
+      opts=""
+      [ $v = nonotify ] && opts="-c outbox_relay.role=relay"
+      # "outbox": every commit NOTIFYs, as when the relay waits for work (a relay that is busy
+      # may turn the notifications off through outbox.relay_state, where the schema has it).
+      [ $v = outbox ] && sql -c "DO \$\$ BEGIN IF to_regclass('outbox.relay_state') IS NOT NULL THEN
+                                   UPDATE outbox.relay_state SET waiting = true; END IF; END \$\$"
+      [ $v = relay ] && relay_start pgbench
+      j=$(( c < 2 ? c : 2 ))
+      "$OB" waits --conninfo "$DB" --seconds "$(awk -v s="$BENCH_PGBENCH_SECONDS" 'BEGIN{print s*0.8}')" \
+        >"$work/waits-$v-$c.out" &
+      waits_pid=$!
+      bg_pids+=("$waits_pid")
+      PGOPTIONS=$opts "$pgbin/pgbench" -n -M prepared -c "$c" -j "$j" -T "$BENCH_PGBENCH_SECONDS" \
+        -f "$script" -h 127.0.0.1 -p "$port" -U postgres postgres >"$work/pgbench-$v-$c.out" 2>&1 \
+        || die "pgbench $v $c: $(tail -3 "$work/pgbench-$v-$c.out")"
+      wait "$waits_pid" || die "waits sampler"
+      bg_pids=()
+      [ $v = relay ] && relay_stop pgbench
+      tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench-$v-$c.out")
+      [ -n "$tps" ] || die "pgbench $v $c printed no tps"
+      R[pgbrounds.$v.$c]+="${R[pgbrounds.$v.$c]:+ }$tps"
+      if [ "$round" = 1 ]; then
+        R[pgbwait.$v.$c]=$(awk '$1 ~ /^wait\./ {sub(/^wait\./, "", $1); printf "%s%s %.0f%%", sep, $1, $2*100; sep=", "; if (++n == 3) exit}' "$work/waits-$v-$c.out")
+      fi
+    done
+  done
   for v in $pgb_variants; do
-    log "pgbench $v, $c clients"
-    sql -c "TRUNCATE outbox.events, bench.plain_events" -c "VACUUM ANALYZE bench.accounts, outbox.events, bench.plain_events" -c "CHECKPOINT"
-    script=$repo/bench/pgbench/writer_outbox.sql
-    [ $v = plain ] && script=$repo/bench/pgbench/writer_plain.sql
-    opts=""
-    [ $v = nonotify ] && opts="-c outbox_relay.role=relay"
-    # "outbox": every commit NOTIFYs, as when the relay waits for work (a relay that is busy
-    # may turn the notifications off through outbox.relay_state, where the schema has it).
-    [ $v = outbox ] && sql -c "DO \$\$ BEGIN IF to_regclass('outbox.relay_state') IS NOT NULL THEN
-                                 UPDATE outbox.relay_state SET waiting = true; END IF; END \$\$"
-    [ $v = relay ] && relay_start pgbench
-    j=$(( c < 2 ? c : 2 ))
-    "$OB" waits --conninfo "$DB" --seconds "$(awk -v s="$BENCH_PGBENCH_SECONDS" 'BEGIN{print s*0.8}')" \
-      >"$work/waits-$v-$c.out" &
-    waits_pid=$!
-    bg_pids+=("$waits_pid")
-    PGOPTIONS=$opts "$pgbin/pgbench" -n -M prepared -c "$c" -j "$j" -T "$BENCH_PGBENCH_SECONDS" \
-      -f "$script" -h 127.0.0.1 -p "$port" -U postgres postgres >"$work/pgbench-$v-$c.out" 2>&1 \
-      || die "pgbench $v $c: $(tail -3 "$work/pgbench-$v-$c.out")"
-    wait "$waits_pid" || die "waits sampler"
-    bg_pids=()
-    [ $v = relay ] && relay_stop pgbench
-    R[pgb.$v.$c]=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench-$v-$c.out")
-    R[pgblat.$v.$c]=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench-$v-$c.out")
-    R[pgbwait.$v.$c]=$(awk '$1 ~ /^wait\./ {sub(/^wait\./, "", $1); printf "%s%s %.0f%%", sep, $1, $2*100; sep=", "; if (++n == 3) exit}' "$work/waits-$v-$c.out")
-    [ -n "$(get "pgb.$v.$c")" ] || die "pgbench $v $c printed no tps"
+    R[pgb.$v.$c]=$(tr ' ' '\n' <<<"$(get "pgbrounds.$v.$c")" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')
   done
 done
 
