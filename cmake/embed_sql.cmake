@@ -1,5 +1,6 @@
 # Writes a C file with each SQL migration as a string, in version order.
-# Inputs: OUT (the .c file), FILES (the .sql files, ordered).
+# Inputs: OUT (the .c file), FILES (the .sql files, ordered, separated by '|').
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* Generated from sql/ by cmake/embed_sql.cmake: do not edit. */\n#include \"migrate.h\"\n\nconst struct migrate_file migrate_files[] = {\n")
 set(count 0)
 foreach(f IN LISTS FILES)

@@ -34,6 +34,8 @@ int db_connect(struct db *db, char *errbuf, size_t errsz) __attribute__((warn_un
 /* Closes the connection; queued queries fail with "disconnected". */
 void db_disconnect(struct db *db, const char *why);
 int db_connected(const struct db *db);
+/* The outbox's identity (relay_state.outbox_id, a uuid), read at connect. */
+const char *db_outbox_id(const struct db *db);
 
 /* Fetch due pending rows in id order from the lowest, leaving out the n_skip
  * ids in skip (the rows in flight) and the rows of the n_keys keys (held

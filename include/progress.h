@@ -27,8 +27,13 @@ int progress_rows_add(struct progress_rows *s, int64_t id, int32_t replays, int3
 void progress_rows_clear(struct progress_rows *s);
 void progress_rows_free(struct progress_rows *s);
 
+/* An outbox's identity (relay_state.outbox_id) as text, with its NUL. */
+#define PROGRESS_OUTBOX_ID_SIZE 37
+
 /* The record's value, as JSON (malloc'd; NULL when out of memory):
- * {"version":1,"transactional_id":...,"schema":...,
+ * {"version":2,"transactional_id":...,"schema":...,
+ *  "outbox_id":...,                the outbox whose rows these are (a relay
+ *                                  refuses another outbox's record)
  *  "rows":[[id,partition,offset],...]  rows this transaction published and
  *                                  where Kafka put them (its only record of
  *                                  them: a consumer can tell the committed
@@ -37,21 +42,22 @@ void progress_rows_free(struct progress_rows *s);
  *                                  whose mark is not yet confirmed
  *  "replays":[[id,n],...]}         rows above whose replays column is not 0,
  *                                  once per id (the largest n) */
-char *progress_encode(const char *transactional_id, const char *schema,
+char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
                       const struct progress_rows *rows, const struct progress_rows *unmarked);
 
-/* Appends every row a record lists (rows, then unmarked) to out. Strict:
- * anything but what progress_encode writes is an error naming what was
- * wrong, and leaves out as it was. */
-int progress_decode(const char *json, size_t len, struct progress_rows *out, char *errbuf,
-                    size_t errsz);
+/* Appends every row a record lists (rows, then unmarked) to out, and copies
+ * its outbox_id. Strict: anything but what progress_encode writes is an
+ * error naming what was wrong, and leaves out as it was. */
+int progress_decode(const char *json, size_t len, struct progress_rows *out,
+                    char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
 
 /* Reads the last committed record keyed transactional_id on partition 0 of
  * cfg->progress_topic (a read_committed consumer) and appends its rows to
- * out; *found is 0 when there is none (or it is a tombstone). Blocks up to
- * timeout_ms. A missing topic is an error saying how to create it. */
+ * out, and its outbox_id; *found is 0 when there is none (or it is a
+ * tombstone). Blocks up to timeout_ms. A missing topic is an error saying
+ * how to create it. */
 int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
-                       int timeout_ms, struct progress_rows *out, int *found, char *errbuf,
-                       size_t errsz);
+                       int timeout_ms, struct progress_rows *out, int *found,
+                       char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
 
 #endif

@@ -37,6 +37,7 @@ struct db {
         const struct config *cfg;
         struct log *lg;
         struct lane lanes[DB_LANES];
+        char outbox_id[40]; /* relay_state.outbox_id, read at connect */
 };
 
 enum { READER = 0 }; /* lanes 1 .. DB_LANES-1 write */
@@ -290,6 +291,38 @@ static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_
         return conn;
 }
 
+/* The outbox's identity (migration 002): --exactly-once writes it into its
+ * progress records and refuses the records of another outbox. */
+static int read_outbox_id(struct db *db, PGconn *conn, const char *schema, char *errbuf,
+                          size_t errsz)
+{
+        char sql[160], msg[256];
+        PGresult *res;
+        int rc = -1;
+
+        snprintf(sql, sizeof(sql), "SELECT outbox_id::text FROM %s.relay_state", schema);
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                copy_pq_error(PQresultErrorMessage(res), msg, sizeof(msg));
+                snprintf(errbuf, errsz, "reading the outbox identity (relay_state): %s", msg);
+        } else if (PQntuples(res) != 1) {
+                snprintf(errbuf, errsz,
+                         "relay_state has %d rows instead of 1: run outbox-relay migrate on a "
+                         "fresh schema",
+                         PQntuples(res));
+        } else {
+                snprintf(db->outbox_id, sizeof(db->outbox_id), "%s", PQgetvalue(res, 0, 0));
+                rc = 0;
+        }
+        PQclear(res);
+        return rc;
+}
+
+const char *db_outbox_id(const struct db *db)
+{
+        return db->outbox_id;
+}
+
 int db_connect(struct db *db, char *errbuf, size_t errsz)
 {
         char *schema = NULL, *channel = NULL, sql[256];
@@ -324,7 +357,8 @@ int db_connect(struct db *db, char *errbuf, size_t errsz)
                 }
         }
         snprintf(sql, sizeof(sql), "LISTEN %s", channel);
-        if (exec_ok(conns[READER], sql, "LISTEN", errbuf, errsz) != 0)
+        if (exec_ok(conns[READER], sql, "LISTEN", errbuf, errsz) != 0 ||
+            read_outbox_id(db, conns[READER], schema, errbuf, errsz) != 0)
                 goto out;
         for (int i = 0; i < DB_LANES; i++) {
                 db->lanes[i].conn = conns[i];

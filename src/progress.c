@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
-#define PROGRESS_VERSION  1
+#define PROGRESS_VERSION  2        /* 2: outbox_id */
 #define PROGRESS_MAX_IDS  10000000 /* per range, and per record once expanded */
 #define PROGRESS_WINDOW   1000     /* offsets read first; doubled while not found */
 #define PROGRESS_RETRY_MS 100      /* pause between attempts to locate the partition */
@@ -154,7 +154,7 @@ static int add_pairs(json_t *root, const char *name, const struct pair *p, size_
         return json_object_set_new(root, name, arr);
 }
 
-char *progress_encode(const char *transactional_id, const char *schema,
+char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
                       const struct progress_rows *rows, const struct progress_rows *unmarked)
 {
         size_t nr, nu, nrep;
@@ -162,8 +162,9 @@ char *progress_encode(const char *transactional_id, const char *schema,
                     *u = sorted_pairs(unmarked, NULL, 0, &nu);
         struct pair *rep = sorted_pairs(rows, unmarked, 1, &nrep); /* one list for both */
         json_t *root =
-            json_pack("{s:i,s:s,s:s}", "version", PROGRESS_VERSION, "transactional_id",
-                      transactional_id ? transactional_id : "", "schema", schema ? schema : "");
+            json_pack("{s:i,s:s,s:s,s:s}", "version", PROGRESS_VERSION, "transactional_id",
+                      transactional_id ? transactional_id : "", "schema", schema ? schema : "",
+                      "outbox_id", outbox_id ? outbox_id : "");
         char *out = NULL;
 
         if (root == NULL || r == NULL || u == NULL || rep == NULL || add_rows(root, r, nr) != 0 ||
@@ -301,10 +302,24 @@ static int decode_replays(const json_t *arr, struct progress_rows *out, size_t b
         return 0;
 }
 
-int progress_decode(const char *json, size_t len, struct progress_rows *out, char *errbuf,
-                    size_t errsz)
+/* A uuid in its text form: 8-4-4-4-12 hex digits. */
+static int is_uuid(const char *s)
 {
-        json_t *root, *version, *tid, *schema, *rows, *unmarked, *replays;
+        if (strlen(s) != PROGRESS_OUTBOX_ID_SIZE - 1)
+                return 0;
+        for (int i = 0; s[i] != '\0'; i++) {
+                int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+                if (dash ? s[i] != '-' : strchr("0123456789abcdefABCDEF", s[i]) == NULL)
+                        return 0;
+        }
+        return 1;
+}
+
+int progress_decode(const char *json, size_t len, struct progress_rows *out,
+                    char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
+{
+        json_t *root, *version, *tid, *schema, *oid, *rows, *unmarked, *replays;
         size_t base = out->n, mid;
         json_error_t jerr;
         char why[400];
@@ -316,9 +331,9 @@ int progress_decode(const char *json, size_t len, struct progress_rows *out, cha
                             jerr.position);
         /* Strict: a misread record would mark the wrong rows sent, so any
          * member this version does not write is refused too. */
-        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o}", "version",
-                           &version, "transactional_id", &tid, "schema", &schema, "rows", &rows,
-                           "unmarked", &unmarked, "replays", &replays) != 0)
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "version",
+                           &version, "transactional_id", &tid, "schema", &schema, "outbox_id", &oid,
+                           "rows", &rows, "unmarked", &unmarked, "replays", &replays) != 0)
                 fail(why, sizeof(why), "%s", jerr.text);
         else if (!json_is_integer(version))
                 fail(why, sizeof(why), "\"version\" is not an integer");
@@ -327,6 +342,8 @@ int progress_decode(const char *json, size_t len, struct progress_rows *out, cha
                      json_integer_value(version), PROGRESS_VERSION);
         else if (!json_is_string(tid) || !json_is_string(schema))
                 fail(why, sizeof(why), "\"transactional_id\" and \"schema\" must be strings");
+        else if (!json_is_string(oid) || !is_uuid(json_string_value(oid)))
+                fail(why, sizeof(why), "\"outbox_id\" is not a uuid");
         else if (decode_rows(rows, out, base, why, sizeof(why)) == 0) {
                 mid = out->n;
                 if (decode_ranges(unmarked, "unmarked", out, base, why, sizeof(why)) == 0 &&
@@ -336,6 +353,8 @@ int progress_decode(const char *json, size_t len, struct progress_rows *out, cha
         if (rc != 0) {
                 out->n = base; /* out as it was */
                 fail(errbuf, errsz, "progress record: %s", why);
+        } else {
+                snprintf(outbox_id, PROGRESS_OUTBOX_ID_SIZE, "%s", json_string_value(oid));
         }
         json_decref(root);
         return rc;
@@ -539,8 +558,8 @@ static int read_range(struct reader *r, int64_t start, int64_t stop, char *errbu
 }
 
 int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
-                       int timeout_ms, struct progress_rows *out, int *found, char *errbuf,
-                       size_t errsz)
+                       int timeout_ms, struct progress_rows *out, int *found,
+                       char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
 {
         struct reader r = {.lg = lg,
                            .topic = cfg->progress_topic,
@@ -575,7 +594,7 @@ int progress_read_last(const struct config *cfg, struct log *lg, const char *tra
                         goto cleanup;
         }
         if (r.value != NULL) {
-                if (progress_decode(r.value, r.value_len, out, errbuf, errsz) != 0)
+                if (progress_decode(r.value, r.value_len, out, outbox_id, errbuf, errsz) != 0)
                         goto cleanup;
                 *found = 1;
         }

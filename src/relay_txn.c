@@ -119,7 +119,8 @@ void relay_txn_finish(struct relay *r)
         }
         n_rows = (int)rows.n;
         if (clean && rows.n > 0) {
-                record = progress_encode(r->tid, r->cfg->schema, &rows, &unmarked);
+                record =
+                    progress_encode(r->tid, r->cfg->schema, db_outbox_id(r->db), &rows, &unmarked);
                 if (record == NULL) {
                         snprintf(err, sizeof(err), "out of memory for the progress record");
                         clean = 0;
@@ -257,7 +258,7 @@ static void retry_later(struct relay *r, int64_t now)
 void relay_txn_recover(struct relay *r, int64_t now)
 {
         struct progress_rows rows = {0};
-        char err[512];
+        char err[512], outbox_id[PROGRESS_OUTBOX_ID_SIZE] = "";
         int rc, found = 0;
 
         if (r->eos == EOS_READY || r->eos == EOS_MARKING || !r->leader || r->stopping ||
@@ -287,11 +288,22 @@ void relay_txn_recover(struct relay *r, int64_t now)
                 r->eos_attempt = 0;
                 r->eos = EOS_READ;
         }
-        rc = progress_read_last(r->cfg, r->lg, r->tid, READ_TIMEOUT_MS, &rows, &found, err,
-                                sizeof(err));
+        rc = progress_read_last(r->cfg, r->lg, r->tid, READ_TIMEOUT_MS, &rows, &found, outbox_id,
+                                err, sizeof(err));
         if (rc != 0) {
                 log_error(r->lg, "cannot read the last progress record, will retry", "{s:s}",
                           "error", err);
+                retry_later(r, now_ms());
+        } else if (found && strcmp(outbox_id, db_outbox_id(r->db)) != 0) {
+                /* Its rows are another outbox's: marking ours with their ids
+                 * would lose events. Publish nothing until the operator
+                 * gives each outbox its own transactional id. */
+                log_error(r->lg,
+                          "the last progress record of this transactional id belongs to another "
+                          "outbox: two outboxes share it; give each its own --transactional-id. "
+                          "Not publishing, will check again",
+                          "{s:s,s:s,s:s}", "transactional_id", r->tid, "record_outbox_id",
+                          outbox_id, "outbox_id", db_outbox_id(r->db));
                 retry_later(r, now_ms());
         } else if (!found || rows.n == 0) {
                 log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,

@@ -1,8 +1,8 @@
 /* Integration tests of --exactly-once: a real PostgreSQL, the dev Kafka and
  * the real relay binary. The fault suite proves "no duplicates whatever is
  * killed" (integration_faults_eos); these check the mode's own behaviour:
- * metrics, replay, the replays column guarding recovery, and a missing
- * progress topic. */
+ * metrics, replay, the replays column guarding recovery, a missing progress
+ * topic, and two outboxes sharing a transactional id. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -201,6 +201,68 @@ START_TEST(missing_progress_topic_is_explained)
 }
 END_TEST
 
+static void outbox_identity(PGconn *c, char *buf, size_t size)
+{
+        PGresult *res = PQexec(c, "SELECT outbox_id::text FROM outbox.relay_state");
+
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        ck_assert_int_eq(PQntuples(res), 1);
+        snprintf(buf, size, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+}
+
+/* Two outboxes (two databases) given one transactional id: the second
+ * relay finds the first's progress record, whose ids are its own rows' ids
+ * too. It must refuse the record instead of marking its rows sent (they
+ * were never published), publish nothing, and publish everything once it
+ * has a transactional id of its own. */
+START_TEST(another_outboxs_record_is_refused)
+{
+        char *ci_a = fresh_db("eos_share_a", "eos-share-a");
+        char *ci_b = fresh_db("eos_share_b", "eos-share-b");
+        PGconn *a = fx_db_connect(ci_a), *b = fx_db_connect(ci_b);
+        const char *shared[] = {"--exactly-once", "--transactional-id", "eos_shared", NULL};
+        const char *own[] = {"--exactly-once", "--transactional-id", "eos_share_b", NULL};
+        const char *refused = "belongs to another outbox";
+        struct fx_relay *r;
+        char id_a[64], id_b[64];
+
+        outbox_identity(a, id_a, sizeof(id_a));
+        outbox_identity(b, id_b, sizeof(id_b));
+        ck_assert_str_ne(id_a, id_b); /* each migration drew its own */
+        fx_sql(a, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'eos-share-a', 'k' || (g %% 5), jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 300) g");
+        r = fx_relay_start(ci_a, BROKERS, shared);
+        ck_assert_int_eq(
+            fx_wait_sql(a, 300, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            300);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+
+        fx_sql(b, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'eos-share-b', 'k' || (g %% 5), jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 300) g");
+        r = fx_relay_start(ci_b, BROKERS, shared);
+        fh_wait_relay_log(r, refused, 1, 30000);
+        ck_assert_int_ge(fh_relay_log_count(r, refused), 1);
+        ck_assert_int_eq(fx_sql_int(b, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         0);
+        fx_relay_free(r);
+
+        r = fx_relay_start(ci_b, BROKERS, own);
+        ck_assert_int_eq(
+            fx_wait_sql(b, 300, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            300);
+        ck_assert_int_eq(fh_relay_log_count(r, refused), 0);
+        fx_relay_free(r);
+        PQfinish(a);
+        PQfinish(b);
+        free(ci_a);
+        free(ci_b);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("eos");
@@ -213,6 +275,7 @@ int main(void)
         tcase_add_test(tc, publishes_once_counts_transactions_and_replays);
         tcase_add_test(tc, replayed_rows_are_not_recovered);
         tcase_add_test(tc, missing_progress_topic_is_explained);
+        tcase_add_test(tc, another_outboxs_record_is_refused);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -21,6 +21,9 @@
 static struct fx_kafka *kafka;
 static char errbuf[512];
 
+/* The outbox identity the records here carry. */
+#define OID "6f1c1a52-8d1e-4a56-9b1f-0d1d2e3f4a5b"
+
 static void suite_setup(void)
 {
         kafka = fx_kafka_start(1, 1);
@@ -144,7 +147,7 @@ static char *record(int64_t first, int64_t last, const int64_t *u, size_t nu)
                                  0);
         for (size_t i = 0; i < nu; i++)
                 ck_assert_int_eq(progress_rows_add(&unmarked, u[i], 0, -1, -1), 0);
-        json = progress_encode("t", "outbox", &rows, &unmarked);
+        json = progress_encode("t", "outbox", OID, &rows, &unmarked);
         ck_assert_ptr_nonnull(json);
         progress_rows_free(&rows);
         progress_rows_free(&unmarked);
@@ -155,13 +158,16 @@ static char *record(int64_t first, int64_t last, const int64_t *u, size_t nu)
 static int read_last(const struct config *cfg, struct log *lg, const char *key,
                      struct progress_rows *out)
 {
+        char oid[PROGRESS_OUTBOX_ID_SIZE] = "";
         int found = -1;
 
         errbuf[0] = '\0';
-        ck_assert_msg(
-            progress_read_last(cfg, lg, key, TIMEOUT_MS, out, &found, errbuf, sizeof(errbuf)) == 0,
-            "read %s: %s", key, errbuf);
+        ck_assert_msg(progress_read_last(cfg, lg, key, TIMEOUT_MS, out, &found, oid, errbuf,
+                                         sizeof(errbuf)) == 0,
+                      "read %s: %s", key, errbuf);
         ck_assert_int_ge(found, 0);
+        if (found)
+                ck_assert_str_eq(oid, OID);
         return found;
 }
 
@@ -291,11 +297,12 @@ START_TEST(missing_topic_is_a_clear_error)
 {
         struct config *cfg = make_config(fx_kafka_bootstraps(kafka), "progress-missing");
         struct progress_rows out = {0};
+        char oid[PROGRESS_OUTBOX_ID_SIZE];
         int found = -1;
 
         /* Twice: asking for its metadata must not have created it. */
         for (int i = 0; i < 2; i++) {
-                ck_assert_int_eq(progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found,
+                ck_assert_int_eq(progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found, oid,
                                                     errbuf, sizeof(errbuf)),
                                  -1);
                 ck_assert_str_eq(errbuf, "progress topic \"progress-missing\" does not exist: "
@@ -312,28 +319,30 @@ START_TEST(malformed_record_is_an_error)
 {
         const char *topic = "progress-bad";
         struct config *cfg = make_config(fx_kafka_bootstraps(kafka), topic);
-        /* "b": a record of the earlier format, rows as [first,last] ranges. */
+        /* "b": rows as [first,last] ranges, as an early format had them. */
         struct rec bad[] = {{"a", "not json"},
-                            {"b", "{\"version\":1,\"transactional_id\":\"b\",\"schema\":"
-                                  "\"outbox\",\"rows\":[[1,3]],\"unmarked\":[],\"replays\":[]}"}};
+                            {"b", "{\"version\":2,\"transactional_id\":\"b\",\"schema\":"
+                                  "\"outbox\",\"outbox_id\":\"" OID "\",\"rows\":[[1,3]],"
+                                  "\"unmarked\":[],\"replays\":[]}"}};
         struct progress_rows out = {0};
         rd_kafka_t *rk;
+        char oid[PROGRESS_OUTBOX_ID_SIZE];
         int found = -1;
 
         ck_assert_int_eq(fx_kafka_command(kafka, "topic progress-bad 1"), 0);
         rk = txn_producer("progress-bad-writer");
         commit_records(rk, topic, bad, 2);
         rd_kafka_destroy(rk);
-        ck_assert_int_eq(
-            progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found, errbuf, sizeof(errbuf)),
-            -1);
+        ck_assert_int_eq(progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found, oid, errbuf,
+                                            sizeof(errbuf)),
+                         -1);
         ck_assert_msg(strstr(errbuf, "progress record: not JSON") != NULL, "%s", errbuf);
         ck_assert_int_eq(found, 0);
         ck_assert_uint_eq(out.n, 0);
         found = -1;
-        ck_assert_int_eq(
-            progress_read_last(cfg, NULL, "b", TIMEOUT_MS, &out, &found, errbuf, sizeof(errbuf)),
-            -1);
+        ck_assert_int_eq(progress_read_last(cfg, NULL, "b", TIMEOUT_MS, &out, &found, oid, errbuf,
+                                            sizeof(errbuf)),
+                         -1);
         ck_assert_str_eq(errbuf, "progress record: \"rows\" item 0 is not an "
                                  "[id,partition,offset] triple of non-negative integers");
         ck_assert_int_eq(found, 0);
@@ -348,10 +357,12 @@ START_TEST(unreachable_kafka_times_out)
         struct config *cfg = make_config("127.0.0.1:1", "progress-keys");
         struct progress_rows out = {0};
         int64_t t0 = fx_now_ms(), took;
+        char oid[PROGRESS_OUTBOX_ID_SIZE];
         int found = -1;
 
         ck_assert_int_eq(
-            progress_read_last(cfg, NULL, "a", 1500, &out, &found, errbuf, sizeof(errbuf)), -1);
+            progress_read_last(cfg, NULL, "a", 1500, &out, &found, oid, errbuf, sizeof(errbuf)),
+            -1);
         took = fx_now_ms() - t0;
         ck_assert_str_eq(errbuf,
                          "reading progress topic \"progress-keys\" timed out after 1500 ms");

@@ -196,6 +196,28 @@ START_TEST(test_migrate_twice_is_noop)
 }
 END_TEST
 
+/* An outbox at version 1 (before outbox_id) with rows in it: migrate
+ * applies 002 alone, keeps the rows and draws an identity. */
+START_TEST(test_upgrade_from_version_1)
+{
+        PGconn *conn = fresh_db("migrate_upgrade", NULL);
+        char err[512] = "";
+        int applied = -1;
+
+        ck_assert_int_eq(migrate_run(conn, "outbox", NULL, &applied, err, sizeof(err)), 0);
+        fx_sql(conn, "ALTER TABLE outbox.relay_state DROP COLUMN outbox_id");
+        fx_sql(conn, "DELETE FROM outbox.schema_migrations WHERE version >= 2");
+        fx_sql(conn, "INSERT INTO outbox.events (topic, key, payload) VALUES ('t', 'k', '{}')");
+        ck_assert_int_eq(migrate_check(conn, "outbox", err, sizeof(err)), MIGRATE_ERR_SCHEMA);
+        ck_assert_int_eq(migrate_run(conn, "outbox", NULL, &applied, err, sizeof(err)), 0);
+        ck_assert_int_eq(applied, migrate_file_count - 1);
+        ck_assert_int_eq(migrate_check(conn, "outbox", err, sizeof(err)), 0);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events"), 1);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT count(outbox_id) FROM outbox.relay_state"), 1);
+        PQfinish(conn);
+}
+END_TEST
+
 START_TEST(test_check_missing_and_old_schema)
 {
         PGconn *conn = fresh_db("check_versions", NULL);
@@ -697,6 +719,7 @@ static Suite *sql_suite(void)
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_migrate_twice_is_noop);
+        tcase_add_test(tc, test_upgrade_from_version_1);
         tcase_add_test(tc, test_check_missing_and_old_schema);
         tcase_add_test(tc, test_migrate_error_has_server_message);
         tcase_add_test(tc, test_concurrent_migrations_apply_once);

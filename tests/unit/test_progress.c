@@ -11,6 +11,9 @@
 
 static char errbuf[512];
 
+/* The outbox identity the records here carry. */
+#define OID "6f1c1a52-8d1e-4a56-9b1f-0d1d2e3f4a5b"
+
 /* A row of the transaction's own, and where Kafka put it. */
 static void add(struct progress_rows *s, int64_t id, int32_t replays, int32_t partition,
                 int64_t offset)
@@ -37,7 +40,7 @@ static void assert_row(const struct progress_rows *s, size_t i, int64_t id, int3
 static void expect_json(const struct progress_rows *rows, const struct progress_rows *unmarked,
                         const char *want)
 {
-        char *got = progress_encode("outbox-relay.outbox", "outbox", rows, unmarked);
+        char *got = progress_encode("outbox-relay.outbox", "outbox", OID, rows, unmarked);
 
         ck_assert_ptr_nonnull(got);
         ck_assert_str_eq(got, want);
@@ -46,9 +49,12 @@ static void expect_json(const struct progress_rows *rows, const struct progress_
 
 static void decode_ok(const char *json, struct progress_rows *out)
 {
+        char oid[PROGRESS_OUTBOX_ID_SIZE] = "";
+
         errbuf[0] = '\0';
-        ck_assert_msg(progress_decode(json, strlen(json), out, errbuf, sizeof(errbuf)) == 0,
+        ck_assert_msg(progress_decode(json, strlen(json), out, oid, errbuf, sizeof(errbuf)) == 0,
                       "decode %s: %s", json, errbuf);
+        ck_assert_str_eq(oid, OID);
 }
 
 START_TEST(test_exact_json)
@@ -65,8 +71,9 @@ START_TEST(test_exact_json)
         /* One [id,partition,offset] per row, sorted by id, never a range;
          * unmarked ids as [first,last] ranges. */
         expect_json(&rows, &unmarked,
-                    "{\"version\":1,\"transactional_id\":\"outbox-relay.outbox\","
-                    "\"schema\":\"outbox\",\"rows\":[[1,1,0],[2,0,8],[3,0,7],[5,2,101],[9,2,100]],"
+                    "{\"version\":2,\"transactional_id\":\"outbox-relay.outbox\","
+                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID
+                    "\",\"rows\":[[1,1,0],[2,0,8],[3,0,7],[5,2,101],[9,2,100]],"
                     "\"unmarked\":[[7,8]],\"replays\":[[2,2],[8,1]]}");
         /* The caller's rows are left in their order. */
         assert_row(&rows, 0, 9, 0, 2, 100);
@@ -85,9 +92,10 @@ START_TEST(test_empty_sets)
         char *json;
 
         expect_json(&none, &none,
-                    "{\"version\":1,\"transactional_id\":\"outbox-relay.outbox\","
-                    "\"schema\":\"outbox\",\"rows\":[],\"unmarked\":[],\"replays\":[]}");
-        json = progress_encode("t", "s", &none, &none);
+                    "{\"version\":2,\"transactional_id\":\"outbox-relay.outbox\","
+                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID
+                    "\",\"rows\":[],\"unmarked\":[],\"replays\":[]}");
+        json = progress_encode("t", "s", OID, &none, &none);
         ck_assert_ptr_nonnull(json);
         decode_ok(json, &out);
         ck_assert_uint_eq(out.n, 0);
@@ -115,12 +123,13 @@ START_TEST(test_repeated_ids_and_edges)
         add_unmarked(&unmarked, 6, 0);
         add_unmarked(&unmarked, INT64_MAX - 1, 0);
         expect_json(&rows, &unmarked,
-                    "{\"version\":1,\"transactional_id\":\"outbox-relay.outbox\","
-                    "\"schema\":\"outbox\",\"rows\":[[-9223372036854775808,1,2],[4,7,9],[5,0,0],"
+                    "{\"version\":2,\"transactional_id\":\"outbox-relay.outbox\","
+                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID
+                    "\",\"rows\":[[-9223372036854775808,1,2],[4,7,9],[5,0,0],"
                     "[9223372036854775807,2147483647,9223372036854775807]],"
                     "\"unmarked\":[[-9223372036854775808,-9223372036854775808],[5,6],"
                     "[9223372036854775806,9223372036854775807]],\"replays\":[[5,3]]}");
-        json = progress_encode("t", "s", &rows, &unmarked);
+        json = progress_encode("t", "s", OID, &rows, &unmarked);
         ck_assert_ptr_nonnull(json);
         decode_ok(json, &out);
         ck_assert_uint_eq(out.n, 9);
@@ -202,7 +211,7 @@ START_TEST(test_round_trip)
                 }
                 qsort(want[l], n[l], sizeof(int64_t), cmp_i64);
         }
-        json = progress_encode("t", "s", &rows, &unmarked);
+        json = progress_encode("t", "s", OID, &rows, &unmarked);
         ck_assert_ptr_nonnull(json);
         add(&out, -1, 9, 4, 77); /* decode appends */
         decode_ok(json, &out);
@@ -226,9 +235,10 @@ END_TEST
 
 START_TEST(test_large_range)
 {
-        const char *json = "{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\","
-                           "\"rows\":[[0,3,5]],\"unmarked\":[[1,100000]],"
-                           "\"replays\":[[100000,1]]}";
+        const char *json =
+            "{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID "\","
+            "\"rows\":[[0,3,5]],\"unmarked\":[[1,100000]],"
+            "\"replays\":[[100000,1]]}";
         struct progress_rows out = {0};
 
         decode_ok(json, &out);
@@ -242,33 +252,64 @@ START_TEST(test_large_range)
 END_TEST
 
 #define REC(rows, unmarked, replays)                                                               \
-        "{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":" rows                \
-        ",\"unmarked\":" unmarked ",\"replays\":" replays "}"
+        "{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID          \
+        "\",\"rows\":" rows ",\"unmarked\":" unmarked ",\"replays\":" replays "}"
 
 static const struct {
         const char *json, *want;
 } bad[] = {
     {"", "progress record: not JSON: '[' or '{' expected near end of file"},
-    {"{\"version\":1,", "progress record: not JSON"},
+    {"{\"version\":2,", "progress record: not JSON"},
     {"[1,2]", "progress record: Expected object, got array"},
-    {"{\"version\":1,\"version\":1}", "progress record: not JSON: duplicate object key"},
-    {"{\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],\"replays\":[]}",
+    {"{\"version\":2,\"version\":1}", "progress record: not JSON: duplicate object key"},
+    {"{\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID
+     "\",\"rows\":[],\"unmarked\":[],\"replays\":[]}",
      "progress record: Object item not found: version"},
-    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+    /* A record of the version before outbox_id, and one from the future. */
+    {"{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
      "\"replays\":[]}",
-     "progress record: version 2 is not supported (this relay reads 1)"},
-    {"{\"version\":\"1\",\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+     "progress record: Object item not found: outbox_id"},
+    {"{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID "\","
+     "\"rows\":[],\"unmarked\":[],\"replays\":[]}",
+     "progress record: version 1 is not supported (this relay reads 2)"},
+    {"{\"version\":3,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID "\","
+     "\"rows\":[],\"unmarked\":[],\"replays\":[]}",
+     "progress record: version 3 is not supported (this relay reads 2)"},
+    /* outbox_id: a uuid in its text form. */
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":7,\"rows\":[],"
+     "\"unmarked\":[],\"replays\":[]}",
+     "progress record: \"outbox_id\" is not a uuid"},
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"\",\"rows\":[],"
+     "\"unmarked\":[],\"replays\":[]}",
+     "progress record: \"outbox_id\" is not a uuid"},
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\","
+     "\"outbox_id\":\"6f1c1a52-8d1e-4a56-9b1f-0d1d2e3f4a5g\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[]}",
+     "progress record: \"outbox_id\" is not a uuid"},
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\","
+     "\"outbox_id\":\"6f1c1a52x8d1e-4a56-9b1f-0d1d2e3f4a5b\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[]}",
+     "progress record: \"outbox_id\" is not a uuid"},
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\","
+     "\"outbox_id\":\"6f1c1a52-8d1e-4a56-9b1f-0d1d2e3f4a5b0\",\"rows\":[],\"unmarked\":[],"
+     "\"replays\":[]}",
+     "progress record: \"outbox_id\" is not a uuid"},
+    {"{\"version\":\"1\",\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID
+     "\",\"rows\":[],\"unmarked\":[],"
      "\"replays\":[]}",
      "progress record: \"version\" is not an integer"},
-    {"{\"version\":1,\"transactional_id\":7,\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+    {"{\"version\":2,\"transactional_id\":7,\"schema\":\"s\",\"outbox_id\":\"" OID
+     "\",\"rows\":[],\"unmarked\":[],"
      "\"replays\":[]}",
      "\"transactional_id\" and \"schema\" must be strings"},
-    {"{\"version\":1,\"transactional_id\":\"t\",\"rows\":[],\"unmarked\":[],\"replays\":[]}",
+    {"{\"version\":2,\"transactional_id\":\"t\",\"rows\":[],\"unmarked\":[],\"replays\":[]}",
      "progress record: Object item not found: schema"},
-    {"{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"rows\":[],\"unmarked\":[],"
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID
+     "\",\"rows\":[],\"unmarked\":[],"
      "\"replays\":[],\"row\":[]}",
      "progress record: 1 object item(s) left unpacked: row"},
-    {"{\"version\":1,\"transactional_id\":\"t\",\"schema\":\"s\",\"unmarked\":[],\"replays\":[]}",
+    {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID
+     "\",\"unmarked\":[],\"replays\":[]}",
      "progress record: Object item not found: rows"},
     /* "rows": [id,partition,offset] triples, ids ascending. */
     {REC("{}", "[]", "[]"), "progress record: \"rows\" is not an array of [id,partition,offset]"},
@@ -348,11 +389,14 @@ START_TEST(test_decode_errors)
 {
         struct progress_rows out = {0};
 
+        char oid[PROGRESS_OUTBOX_ID_SIZE] = "before";
+
         add(&out, 42, 1, 3, 4);
         errbuf[0] = '\0';
-        ck_assert_msg(
-            progress_decode(bad[_i].json, strlen(bad[_i].json), &out, errbuf, sizeof(errbuf)) == -1,
-            "accepted %s", bad[_i].json);
+        ck_assert_msg(progress_decode(bad[_i].json, strlen(bad[_i].json), &out, oid, errbuf,
+                                      sizeof(errbuf)) == -1,
+                      "accepted %s", bad[_i].json);
+        ck_assert_str_eq(oid, "before"); /* untouched */
         ck_assert_msg(strstr(errbuf, bad[_i].want) != NULL, "%s: got \"%s\", want \"%s\"",
                       bad[_i].json, errbuf, bad[_i].want);
         /* out is left as it was, even after a partial expansion. */
@@ -371,11 +415,13 @@ START_TEST(test_too_many_ids)
             REC("[]", "[[1,5000000],[10000000,15000000]]", "[]"),
         };
         struct progress_rows out = {0};
+        char oid[PROGRESS_OUTBOX_ID_SIZE];
 
         add(&out, 42, 1, 3, 4); /* what out held before does not count */
         for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
                 ck_assert_int_eq(
-                    progress_decode(json[i], strlen(json[i]), &out, errbuf, sizeof(errbuf)), -1);
+                    progress_decode(json[i], strlen(json[i]), &out, oid, errbuf, sizeof(errbuf)),
+                    -1);
                 ck_assert_str_eq(errbuf, "progress record: more than 10000000 ids in all");
                 ck_assert_uint_eq(out.n, 1);
                 assert_row(&out, 0, 42, 1, 3, 4);
