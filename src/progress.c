@@ -3,6 +3,7 @@
  * transactional.id on partition 0 of the progress topic. */
 #include "progress.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,7 +311,7 @@ static int is_uuid(const char *s)
         for (int i = 0; s[i] != '\0'; i++) {
                 int dash = i == 8 || i == 13 || i == 18 || i == 23;
 
-                if (dash ? s[i] != '-' : strchr("0123456789abcdefABCDEF", s[i]) == NULL)
+                if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
                         return 0;
         }
         return 1;

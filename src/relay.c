@@ -343,7 +343,7 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
                 r->txn_failed = 1;
                 r->txn_due = 1;
         }
-        if (row->batch->uncommitted) {
+        if (row->batch->outcome == TXN_ABORTED) {
                 /* Its transaction was aborted: whatever the report says,
                  * the row was not published. It stays as it was made
                  * (unsent) at the abort. */

@@ -30,6 +30,14 @@ enum row_state {
 
 struct batch;
 
+/* --exactly-once: how the transaction a batch was produced in ended. */
+enum batch_txn_outcome {
+        TXN_NONE,      /* not produced in a finished transaction (yet) */
+        TXN_COMMITTED, /* its sent rows may be marked */
+        TXN_ABORTED,   /* aborted, or its outcome is unknown: a report arriving
+                        * now must not make a row sent */
+};
+
 struct relay_row {
         struct message_row m;
         struct batch *batch;
@@ -58,11 +66,9 @@ struct batch {
         unsigned long seq; /* fetch order: names the batch holding a key */
         int left_pending;  /* some row stays pending (unsent): fetch again when done */
         /* --exactly-once: */
-        int deferred;    /* fetched while a transaction was open: waits for the next */
-        int in_txn;      /* produced in the open transaction, outcome not known yet */
-        int committed;   /* its transaction committed: its sent rows may be marked */
-        int uncommitted; /* its transaction aborted, or its outcome is unknown: a
-                          * report arriving now must not make a row sent */
+        int deferred; /* fetched while a transaction was open: waits for the next */
+        int in_txn;   /* produced in the open transaction, outcome not known yet */
+        enum batch_txn_outcome outcome; /* of the transaction it was produced in */
 };
 
 /* --exactly-once: where the leader is before it may publish. */

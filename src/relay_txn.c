@@ -78,7 +78,7 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 struct progress_rows *to = b->in_txn ? rows : unmarked;
 
-                if (!b->in_txn && !(b->committed && !b->marked))
+                if (!b->in_txn && !(b->outcome == TXN_COMMITTED && !b->marked))
                         continue;
                 for (int i = 0; i < b->n; i++) {
                         const struct relay_row *row = &b->rows[i];
@@ -163,12 +163,9 @@ void relay_txn_finish(struct relay *r)
                 if (!b->in_txn)
                         continue;
                 b->in_txn = 0;
-                if (rc == 0) {
-                        b->committed = 1;
-                } else {
-                        b->uncommitted = 1;
+                b->outcome = rc == 0 ? TXN_COMMITTED : TXN_ABORTED;
+                if (rc != 0)
                         txn_rows_unsent(r, b);
-                }
                 relay_batch_reported(r, b);
         }
         /* The batches that waited go together into the next transaction. */
@@ -215,7 +212,8 @@ static void give_back(struct relay *r)
                 if (!b->in_txn && !b->deferred)
                         continue;
                 r->n_deferred -= b->deferred;
-                b->uncommitted = b->in_txn;
+                if (b->in_txn)
+                        b->outcome = TXN_ABORTED;
                 b->in_txn = 0;
                 b->deferred = 0;
                 txn_rows_unsent(r, b);
