@@ -37,14 +37,18 @@ int db_connected(const struct db *db);
 /* The outbox's identity (relay_state.outbox_id, a uuid), read at connect. */
 const char *db_outbox_id(const struct db *db);
 
-/* Fetch due pending rows in id order from the lowest, leaving out the n_skip
- * ids in skip (the rows in flight) and the rows of the n_keys keys (held
- * back); binary results, columns id, event_id,
+/* Fetch due pending rows with ids above floor in id order, leaving out the
+ * n_skip ids in skip (the rows in flight) and the rows of the n_keys keys
+ * (held back); binary results, columns id, event_id,
  * topic, key, event_type, payload, payload_bytes, headers, created_at,
  * attempts and replays. With hold_keys, rows whose key has an earlier failed
  * row still pending are left out. */
-int db_fetch(struct db *db, size_t n_skip, const int64_t *skip, size_t n_keys,
+int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
              const char *const *keys, int limit, int hold_keys, db_done_cb cb, void *arg);
+/* <schema>.writers(earlier) on the reader session, in order with fetches:
+ * text columns last_id, rewind_count, id_cache, writers (a text[] literal
+ * to pass back as earlier) and earlier_done ("t"/"f"). */
+int db_writers(struct db *db, const char *earlier, db_done_cb cb, void *arg);
 /* Decodes row i of a fetch result into m (borrowing the result's memory). */
 void db_decode_row(const PGresult *res, int i, struct message_row *m);
 /* Whether any pending row has failed before (one boolean "t"/"f"). */

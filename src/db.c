@@ -149,11 +149,16 @@ static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf
         return rc;
 }
 
-/* The two fetch statements, outbox_fetch_<held>: due pending rows from the
- * lowest id, leaving out the rows in flight ($1, a hashed NOT IN in any
- * plan) and the keys the relay holds back in memory ($3, usually empty). Always from the start, so
- * a row whose transaction committed late with a lower id than rows already published is found by
- * the next fetch, before any later row of its key (whose writer committed after it).
+/* The two fetch statements, outbox_fetch_<held>: due pending rows above
+ * the relay's floor ($4: below it every pending row is in the relay's
+ * hands), leaving out the rows in flight ($1, a hashed NOT IN in any plan)
+ * and the keys the relay holds back in memory ($3, usually empty). The
+ * floor stays below every writer still in progress, so a row whose
+ * transaction commits late with a lower id than rows already published is
+ * found by the next fetch, before any later row of its key (whose writer
+ * committed after it). A row that never failed is due whatever its
+ * next_attempt_at says: one skipped for a clock step could fall below the
+ * floor.
  * - held: leave out rows of a key whose earlier row failed and waits for its
  *   retry (the NOT EXISTS over the small index of failing rows), so retries
  *   never reorder a key; skipped while no row is failing. */
@@ -168,7 +173,8 @@ static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t err
                          " coalesce(e.created_at, now()), coalesce(e.attempts, 0),"
                          " coalesce(e.replays, 0)"
                          " FROM %s.events e"
-                         " WHERE e.status = 'pending' AND e.next_attempt_at <= now()"
+                         " WHERE e.status = 'pending' AND e.id > $4::bigint"
+                         " AND (e.attempts = 0 OR e.next_attempt_at <= now())"
                          " AND e.id NOT IN (SELECT unnest($1::bigint[]))"
                          " AND (e.key IS NULL OR e.key NOT IN (SELECT unnest($3::text[]))) %s%s%s"
                          " ORDER BY e.id LIMIT $2",
@@ -195,6 +201,12 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
             sql, sizeof(sql),
             "SELECT EXISTS (SELECT 1 FROM %s.events WHERE status = 'pending' AND attempts > 0)", s);
         if (prepare(conn, "outbox_failing", sql, errbuf, errsz) != 0)
+                return -1;
+        snprintf(sql, sizeof(sql),
+                 "SELECT last_id, rewind_count, id_cache, writers, earlier_done"
+                 " FROM %s.writers($1::text[])",
+                 s);
+        if (prepare(conn, "outbox_writers", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
@@ -487,18 +499,19 @@ static char *text_array_literal(size_t n, const char *const *values)
         return buf;
 }
 
-int db_fetch(struct db *db, size_t n_skip, const int64_t *skip, size_t n_keys,
+int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
              const char *const *keys, int limit, int hold_keys, db_done_cb cb, void *arg)
 {
-        char l[16],
-            *params[3] = {array_literal(n_skip, skip, 1), l, text_array_literal(n_keys, keys)};
+        char l[16], f[24],
+            *params[4] = {array_literal(n_skip, skip, 1), l, text_array_literal(n_keys, keys), f};
         int rc = -1;
 
         snprintf(l, sizeof(l), "%d", limit);
+        snprintf(f, sizeof(f), "%lld", (long long)floor);
         if (params[0] == NULL || params[2] == NULL)
                 cb(arg, NULL, "out of memory");
         else
-                rc = enqueue(db, READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 3, params,
+                rc = enqueue(db, READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 4, params,
                              1, cb, arg);
         free(params[0]);
         free(params[2]);
@@ -552,6 +565,13 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m)
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
         m->attempts = be32(PQgetvalue(res, i, 9));
         m->replays = be32(PQgetvalue(res, i, 10));
+}
+
+int db_writers(struct db *db, const char *earlier, db_done_cb cb, void *arg)
+{
+        char *params[1] = {(char *)earlier};
+
+        return enqueue(db, READER, "outbox_writers", 1, params, 0, cb, arg);
 }
 
 int db_any_failing(struct db *db, db_done_cb cb, void *arg)

@@ -55,6 +55,7 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         r->route = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
         if (r->route == NULL)
                 goto fail;
+        r->fl.rewinds = -1;
         r->held = json_object();
         r->db = db_new(cfg, lg);
         r->metrics = metrics_new();
@@ -108,6 +109,7 @@ void relay_free(struct relay *r)
         metrics_free(r->metrics);
         route_free(r->route);
         json_decref(r->held);
+        relay_floor_free(r);
         if (r->sig_fd >= 0)
                 close(r->sig_fd);
         free(r);
@@ -298,9 +300,11 @@ static void batch_check_done(struct relay *r, struct batch *b)
         *pp = b->next;
         r->n_batches--;
         relay_release_keys(r);
-        /* Rows it left pending are fetchable again now; and after failures
-         * the next row of a failing key may be due as soon as the row
-         * before it was published. */
+        /* Rows it left pending are fetchable again now (from below the
+         * floor); and after failures the next row of a failing key may be
+         * due as soon as the row before it was published. */
+        if (b->left_pending)
+                relay_floor_reset(r);
         if (b->left_pending || r->failing)
                 r->want_fetch = 1;
         batch_free(b);
@@ -452,6 +456,7 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         }
         n = PQntuples(res);
         if (n == 0) {
+                relay_floor_fetched(r, 0, 0);
                 PQclear(res);
                 return;
         }
@@ -480,11 +485,12 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
                 b->rows[i].batch = b;
                 db_decode_row(res, i, &b->rows[i].m);
         }
+        relay_floor_fetched(r, n, b->rows[n - 1].m.id);
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
         if (n == r->cfg->batch_size)
                 r->want_fetch = 1; /* more are likely waiting */
-        log_debug(r->lg, "batch fetched", "{s:i,s:I}", "rows", n, "last_id",
-                  (json_int_t)b->rows[n - 1].m.id);
+        log_debug(r->lg, "batch fetched", "{s:i,s:I,s:I}", "rows", n, "last_id",
+                  (json_int_t)b->rows[n - 1].m.id, "above_id", (json_int_t)r->fl.fetch_floor);
         if (r->cfg->exactly_once)
                 relay_txn_add(r, b);
         else
@@ -534,7 +540,8 @@ static void maybe_fetch(struct relay *r)
         json_object_foreach(r->held, key, v) keys[n_keys++] = key;
         r->want_fetch = 0;
         r->fetch_queued = 1;
-        db_fetch(r->db, n, skip, n_keys, keys, r->cfg->batch_size, r->failing, on_fetched, r);
+        db_fetch(r->db, relay_floor_for_fetch(r, n_keys == 0 && !r->failing, now_ms()), n, skip,
+                 n_keys, keys, r->cfg->batch_size, r->failing, on_fetched, r);
         free(skip);
         free(keys);
 }

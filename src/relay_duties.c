@@ -84,6 +84,7 @@ static void on_lock(void *arg, PGresult *res, const char *error)
         } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
                 r->leader = 1;
                 r->standby_logged = 0;
+                relay_floor_reset(r); /* rows may have been made pending meanwhile */
                 r->want_fetch = 1;
                 r->failing = 1; /* until checked: a former leader may have left failures */
                 relay_check_failing(r);

@@ -71,6 +71,24 @@ struct batch {
         enum batch_txn_outcome outcome; /* of the transaction it was produced in */
 };
 
+/* Where fetches start (relay_floor.c). */
+struct relay_floor {
+        int64_t floor;   /* every pending row with a lower or equal id is in a batch */
+        unsigned gen;    /* counts resets: a fetch sent before one must not advance */
+        int64_t settled; /* every writer of an id up to this one has ended */
+        char *earlier;   /* writers seen last (text[]) whose end is awaited; NULL: none */
+        int64_t earlier_id;
+        long long earlier_rewinds;
+        long long rewinds; /* rewinds acted on (-1: none yet) */
+        int queued, disabled;
+        int64_t next_at, sweep_at;
+        /* the fetch running */
+        int64_t fetch_floor;
+        int fetch_may_advance;
+        unsigned fetch_gen;
+        int64_t fetch_settled;
+};
+
 /* --exactly-once: where the leader is before it may publish. */
 enum relay_eos_state {
         EOS_INIT,    /* the producer needs init_transactions (fences older ones) */
@@ -102,6 +120,7 @@ struct relay {
         json_t *held;     /* key -> newest batch seq when a row of it was held */
         int fetch_queued; /* a fetch is running */
         int want_fetch;
+        struct relay_floor fl;
         int failing;          /* some pending row failed before: fetch holds keys back */
         unsigned failing_gen; /* counts recorded failures, to order them with checks */
         int64_t next_poll_at, retry_at, reconnect_at;
@@ -162,6 +181,14 @@ void relay_txn_add(struct relay *r, struct batch *b);
 void relay_txn_finish(struct relay *r);
 void relay_txn_abandon(struct relay *r);
 void relay_txn_recover(struct relay *r, int64_t now);
+
+/* relay_floor.c */
+void relay_floor_reset(struct relay *r);
+/* The floor for a fetch about to be sent; may_advance: it leaves out no
+ * pending row but those in batches. Looks at the writers when due. */
+int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now);
+void relay_floor_fetched(struct relay *r, int n, int64_t last_id);
+void relay_floor_free(struct relay *r);
 
 /* relay_duties.c */
 void relay_go_busy(struct relay *r, int64_t now);

@@ -419,6 +419,88 @@ START_TEST(replay_through_sql_publishes_again)
 }
 END_TEST
 
+/* The largest value of a numeric field in the relay's log lines, -1 if none. */
+static long long max_log_number(const struct fx_relay *r, const char *field)
+{
+        char *log = fx_relay_log(r), pat[64];
+        long long max = -1;
+
+        snprintf(pat, sizeof(pat), "\"%s\":", field);
+        for (const char *p = log; (p = strstr(p, pat)) != NULL; p += strlen(pat))
+                if (atoll(p + strlen(pat)) > max)
+                        max = atoll(p + strlen(pat));
+        free(log);
+        return max;
+}
+
+/* Fetches start above a floor that passes only ids whose writers have
+ * ended: a row of a transaction still open when thousands of later rows are
+ * published is published once it commits. Rows made pending again below
+ * the floor (replay, a requeued dead letter, an UPDATE by hand) are found
+ * too. */
+START_TEST(rows_below_the_floor_are_published)
+{
+        char *ci = fresh_db("floor");
+        PGconn *c = fx_db_connect(ci), *late = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--log-level", "debug", NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        size_t n;
+        int64_t deadline;
+
+        fx_sql(late, "BEGIN; INSERT INTO outbox.events (topic, key, payload)"
+                     " VALUES ('floor', 'late', '{}')");
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        for (int i = 0; i < 4; i++)
+                fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                          " SELECT 'floor', 'k' || g %% 10, '{}' FROM generate_series(1, 500) g");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 2000, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            2000);
+        ck_assert_int_eq(max_log_number(r, "above_id"), 0);
+        fx_sql(late, "COMMIT");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 30000,
+                        "SELECT count(*) FROM outbox.events WHERE id = 1 AND status = 'sent'"),
+            1);
+
+        /* Once nothing is in progress the floor moves up. */
+        deadline = fx_now_ms() + 30000;
+        while (max_log_number(r, "above_id") < 2001) {
+                ck_assert_msg(fx_now_ms() < deadline, "fetches never started above id 2001");
+                fx_sql(
+                    c,
+                    "INSERT INTO outbox.events (topic, key, payload) VALUES ('floor', 'm', '{}')");
+                ck_assert_int_eq(fx_wait_sql(c, 0, 30000,
+                                             "SELECT count(*) FROM outbox.events"
+                                             " WHERE status = 'pending'"),
+                                 0);
+        }
+        fx_sql(c, "SELECT outbox.replay(p_from_id => 5, p_to_id => 5)");
+        fx_sql(c, "UPDATE outbox.events SET status = 'pending', sent_at = NULL WHERE id = 9");
+        fx_sql(c,
+               "WITH m AS (DELETE FROM outbox.events WHERE id = 7 RETURNING *)"
+               " INSERT INTO outbox.dead_letters (id, event_id, topic, key, payload, headers,"
+               " created_at, attempts, reason)"
+               " SELECT id, event_id, topic, key, payload, headers, created_at, 1, 'test' FROM m");
+        ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.requeue_dead(p_id => 7)"), 1);
+        ck_assert_int_eq(fx_wait_sql(c, 3, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE id IN (5, 7, 9)"
+                                     " AND status = 'sent' AND sent_at IS NOT NULL"),
+                         3);
+        /* Every row once, and the three again. */
+        long long total = fx_sql_int(c, "SELECT count(*) FROM outbox.events");
+        n = fx_consume(fx_kafka_bootstraps(kafka), "floor", (size_t)total + 3, 30000, &msgs);
+        ck_assert_uint_eq(n, (size_t)total + 3);
+        ck_assert_uint_eq(check_order(msgs, n, total), 3);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(late);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 START_TEST(kill_9_and_restart_lose_nothing)
 {
         char *ci = fresh_db("kill9");
@@ -816,6 +898,7 @@ int main(void)
         tcase_add_test(tc, poison_message_dead_lettered_while_others_flow);
         tcase_add_test(tc, missing_topic_is_dead_lettered);
         tcase_add_test(tc, replay_through_sql_publishes_again);
+        tcase_add_test(tc, rows_below_the_floor_are_published);
         tcase_add_test(tc, kill_9_and_restart_lose_nothing);
         tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
         tcase_add_test(tc, database_connection_loss_is_survived);

@@ -196,8 +196,9 @@ START_TEST(test_migrate_twice_is_noop)
 }
 END_TEST
 
-/* An outbox at version 1 (before outbox_id) with rows in it: migrate
- * applies 002 alone, keeps the rows and draws an identity. */
+/* An outbox at version 1 (before outbox_id and rewinds) with rows in it:
+ * migrate applies the later files alone, keeps the rows and draws an
+ * identity. */
 START_TEST(test_upgrade_from_version_1)
 {
         PGconn *conn = fresh_db("migrate_upgrade", NULL);
@@ -206,6 +207,11 @@ START_TEST(test_upgrade_from_version_1)
 
         ck_assert_int_eq(migrate_run(conn, "outbox", NULL, &applied, err, sizeof(err)), 0);
         fx_sql(conn, "ALTER TABLE outbox.relay_state DROP COLUMN outbox_id");
+        fx_sql(conn, "DROP TRIGGER events_rewind ON outbox.events");
+        fx_sql(conn, "DROP TRIGGER dead_letters_rewind ON outbox.dead_letters");
+        fx_sql(conn, "DROP FUNCTION outbox.note_rewind()");
+        fx_sql(conn, "DROP FUNCTION outbox.writers(text[])");
+        fx_sql(conn, "DROP SEQUENCE outbox.rewinds");
         fx_sql(conn, "DELETE FROM outbox.schema_migrations WHERE version >= 2");
         fx_sql(conn, "INSERT INTO outbox.events (topic, key, payload) VALUES ('t', 'k', '{}')");
         ck_assert_int_eq(migrate_check(conn, "outbox", err, sizeof(err)), MIGRATE_ERR_SCHEMA);
@@ -438,14 +444,15 @@ START_TEST(test_one_notification_per_statement)
         ck_assert_int_eq(count_notifications(l, conn, "outbox"), 1);
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events"), 10000);
         /* PostgreSQL folds identical notifications anyway, so also check the
-         * triggers are statement-level: row-level ones would run 10,000 times. */
+         * triggers (two wake-ups, one rewind counter) are statement-level:
+         * row-level ones would run 10,000 times. */
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM pg_trigger WHERE tgrelid ="
                                           " 'outbox.events'::regclass AND NOT tgisinternal"
                                           " AND tgtype & 1 = 0"),
-                         2);
+                         3);
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM pg_trigger WHERE tgrelid ="
                                           " 'outbox.events'::regclass AND NOT tgisinternal"),
-                         2);
+                         3);
 
         /* Several statements in one transaction fold into one too. */
         fx_sql(conn, "BEGIN;"
@@ -711,6 +718,70 @@ START_TEST(test_requeue_dead)
 }
 END_TEST
 
+/* ---- what the relay's fetch floor reads (migration 003) ---- */
+
+static long long rewinds(PGconn *conn)
+{
+        return fx_sql_int(conn, "SELECT rewind_count FROM outbox.writers('{}')");
+}
+
+/* Every way an old row becomes pending again counts a rewind; inserting new
+ * rows and the relay's own updates do not. */
+START_TEST(test_rewinds_counted)
+{
+        PGconn *conn = fresh_db("rewinds", "outbox");
+        long long n;
+
+        fx_sql(conn, "INSERT INTO outbox.events (topic, key) SELECT 't', g::text"
+                     " FROM generate_series(1, 3) g");
+        ck_assert_int_eq(rewinds(conn), 0);
+        fx_sql(conn, "BEGIN; SET LOCAL outbox_relay.role = 'relay';"
+                     " UPDATE outbox.events SET status = 'sent' WHERE id <= 2; COMMIT");
+        ck_assert_int_eq(rewinds(conn), 0);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_from_id => 1)"), 2);
+        ck_assert_int_eq((n = rewinds(conn)), 1);
+        fx_sql(conn, "UPDATE outbox.events SET attempts = 0 WHERE id = 3");
+        ck_assert_int_eq(rewinds(conn), n + 1);
+        fx_sql(conn, "BEGIN; SET LOCAL outbox_relay.role = 'relay';"
+                     " SELECT outbox.record_failure(1, 0, 'x', 0, 1); COMMIT");
+        ck_assert_int_eq(rewinds(conn), n + 1);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.requeue_dead(p_id => 1)"), 1);
+        ck_assert_int_eq(rewinds(conn), n + 2);
+        PQfinish(conn);
+}
+END_TEST
+
+/* writers() names the transactions that may still add rows, and says when
+ * the ones it named before are gone; last_id is the newest id drawn, even
+ * by a transaction that has not committed. */
+START_TEST(test_writers_in_progress)
+{
+        PGconn *conn = fresh_db("writers", "outbox");
+        PGconn *w = second_conn(conn);
+        char *seen, sql[256];
+
+        assert_sql_text(conn, "SELECT writers::text || last_id FROM outbox.writers('{}')", "{}0");
+        assert_sql_text(conn, "SELECT id_cache::text FROM outbox.writers('{}')", "1");
+        fx_sql(w, "BEGIN; INSERT INTO outbox.events (topic) VALUES ('t')");
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT last_id FROM outbox.writers('{}')"), 1);
+        seen = sql_text(conn, "SELECT writers FROM outbox.writers('{}')");
+        ck_assert_ptr_nonnull(seen);
+        ck_assert_str_ne(seen, "{}");
+        snprintf(sql, sizeof(sql), "SELECT earlier_done::text FROM outbox.writers('%s')", seen);
+        assert_sql_text(conn, sql, "false");
+        /* A reader of the table is no writer. */
+        fx_sql(w, "SELECT count(*) FROM outbox.events");
+        fx_sql(w, "COMMIT");
+        assert_sql_text(conn, sql, "true");
+        fx_sql(w, "BEGIN; SELECT count(*) FROM outbox.events");
+        assert_sql_text(conn, "SELECT writers::text FROM outbox.writers('{}')", "{}");
+        fx_sql(w, "COMMIT");
+        free(seen);
+        PQfinish(w);
+        PQfinish(conn);
+}
+END_TEST
+
 static Suite *sql_suite(void)
 {
         Suite *s = suite_create("sql");
@@ -736,6 +807,8 @@ static Suite *sql_suite(void)
         tcase_add_test(tc, test_replay_by_time_topic_key);
         tcase_add_test(tc, test_replay_needs_a_filter);
         tcase_add_test(tc, test_requeue_dead);
+        tcase_add_test(tc, test_rewinds_counted);
+        tcase_add_test(tc, test_writers_in_progress);
         suite_add_tcase(s, tc);
         return s;
 }

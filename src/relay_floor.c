@@ -1,0 +1,144 @@
+/* relay_floor: where each fetch starts. Below the floor every pending row
+ * is in the relay's batches, so a fetch skips the index entries of the rows
+ * marked before it: a long transaction elsewhere keeps every one of them,
+ * and fetches from the lowest id would walk them all, again and again.
+ *
+ * The floor only passes ids whose writers have all ended. A writer takes
+ * RowExclusiveLock on events before it draws an id and keeps it until it
+ * ends, so once the transactions that held the lock when the newest id was
+ * last_id have let it go, every row up to last_id is committed or rolled
+ * back (<schema>.writers() reads both, in that order). It goes back to the
+ * lowest id whenever a fetched row returns to the table unpublished, when
+ * leadership begins, and when an old row was made pending again (a rewind,
+ * migration 003). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay_int.h"
+
+/* How often the writers are looked at while fetching: the floor trails the
+ * newest settled id by about this much. */
+#define FLOOR_SAMPLE_MS 20
+/* A row below the floor that nothing announced (inserted by hand with an
+ * explicit id) is found by the next fetch from the lowest id: one a minute
+ * costs little even when a long transaction makes that fetch slow. */
+#define FLOOR_SWEEP_MS 60000
+
+void relay_floor_reset(struct relay *r)
+{
+        r->fl.floor = 0;
+        r->fl.gen++;
+}
+
+/* Every writer of an id up to last_id has ended, and every rewind counted
+ * up to rewinds is committed or rolled back. */
+static void settle(struct relay *r, int64_t last_id, long long rewinds)
+{
+        struct relay_floor *f = &r->fl;
+
+        if (last_id > f->settled)
+                f->settled = last_id;
+        if (rewinds == f->rewinds)
+                return;
+        if (f->rewinds >= 0)
+                log_info(r->lg, "rows were made pending again: fetching from the lowest id",
+                         "{s:I}", "rewinds", (json_int_t)(rewinds - f->rewinds));
+        f->rewinds = rewinds;
+        relay_floor_reset(r);
+        /* A hand-made update may have left rows failing: hold keys back
+         * until a check says none is. */
+        r->failing = 1;
+        r->failing_gen++;
+        relay_check_failing(r);
+}
+
+static void on_writers(void *arg, PGresult *res, const char *error)
+{
+        struct relay *r = arg;
+        struct relay_floor *f = &r->fl;
+        long long last_id, rewinds, cache;
+        const char *writers;
+
+        f->queued = 0;
+        if (error != NULL) {
+                log_warn(r->lg, "reading the outbox's writers failed", "{s:s}", "error", error);
+                return;
+        }
+        last_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        rewinds = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        cache = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        writers = PQgetvalue(res, 0, 3);
+        if (cache != 1) {
+                /* A writer's session hands out ids from its cache long after
+                 * drawing them: nothing says when an id is settled. */
+                log_warn(r->lg,
+                         "the sequence of events.id caches ids per session (CACHE > 1): every "
+                         "fetch starts from the lowest pending id, which is slower while a long "
+                         "transaction keeps old row versions",
+                         "{s:I}", "cache", (json_int_t)cache);
+                f->disabled = 1;
+                relay_floor_reset(r);
+                PQclear(res);
+                return;
+        }
+        if (f->earlier != NULL && strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
+                settle(r, f->earlier_id, f->earlier_rewinds);
+                free(f->earlier);
+                f->earlier = NULL;
+        }
+        if (strcmp(writers, "{}") == 0) {
+                settle(r, last_id, rewinds);
+        } else if (f->earlier == NULL && (f->earlier = strdup(writers)) != NULL) {
+                f->earlier_id = last_id;
+                f->earlier_rewinds = rewinds;
+        }
+        PQclear(res);
+}
+
+int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now)
+{
+        struct relay_floor *f = &r->fl;
+
+        if (now >= f->sweep_at) {
+                f->sweep_at = now + FLOOR_SWEEP_MS;
+                relay_floor_reset(r);
+        }
+        f->fetch_floor = f->disabled ? 0 : f->floor;
+        if (f->disabled)
+                return 0;
+        f->fetch_may_advance = may_advance;
+        f->fetch_gen = f->gen;
+        f->fetch_settled = f->settled;
+        /* Sent ahead of the fetch; what it learns serves the next one, as
+         * this one's bound is taken already. */
+        if (!f->queued && now >= f->next_at) {
+                f->queued = 1;
+                f->next_at = now + FLOOR_SAMPLE_MS;
+                db_writers(r->db, f->earlier != NULL ? f->earlier : "{}", on_writers, r);
+        }
+        return f->floor;
+}
+
+void relay_floor_fetched(struct relay *r, int n, int64_t last_id)
+{
+        struct relay_floor *f = &r->fl;
+        int64_t to = f->fetch_settled;
+
+        /* Not if the fetch left rows out that are not in a batch (rows of
+         * held keys, failed rows waiting for their retry), nor if a row
+         * went back to the table while it ran (it left that row out). */
+        if (f->disabled || !f->fetch_may_advance || f->fetch_gen != f->gen)
+                return;
+        /* A full batch: rows above its last one were not looked at. */
+        if (n == r->cfg->batch_size && last_id < to)
+                to = last_id;
+        if (to > f->floor)
+                f->floor = to;
+}
+
+void relay_floor_free(struct relay *r)
+{
+        free(r->fl.earlier);
+        r->fl.earlier = NULL;
+}
