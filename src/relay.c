@@ -542,6 +542,7 @@ static void maybe_fetch(struct relay *r)
         r->fetch_queued = 1;
         db_fetch(r->db, relay_floor_for_fetch(r, n_keys == 0 && !r->failing, now_ms()), n, skip,
                  n_keys, keys, r->cfg->batch_size, r->failing, on_fetched, r);
+        relay_floor_look(r, now_ms());
         free(skip);
         free(keys);
 }

@@ -110,14 +110,18 @@ int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now)
         f->fetch_may_advance = may_advance;
         f->fetch_gen = f->gen;
         f->fetch_settled = f->settled;
-        /* Sent ahead of the fetch; what it learns serves the next one, as
-         * this one's bound is taken already. */
-        if (!f->queued && now >= f->next_at) {
-                f->queued = 1;
-                f->next_at = now + FLOOR_SAMPLE_MS;
-                db_writers(r->db, f->earlier != NULL ? f->earlier : "{}", on_writers, r);
-        }
         return f->floor;
+}
+
+void relay_floor_look(struct relay *r, int64_t now)
+{
+        struct relay_floor *f = &r->fl;
+
+        if (f->disabled || f->queued || now < f->next_at)
+                return;
+        f->queued = 1;
+        f->next_at = now + FLOOR_SAMPLE_MS;
+        db_writers(r->db, f->earlier != NULL ? f->earlier : "{}", on_writers, r);
 }
 
 void relay_floor_fetched(struct relay *r, int n, int64_t last_id)

@@ -185,8 +185,11 @@ void relay_txn_recover(struct relay *r, int64_t now);
 /* relay_floor.c */
 void relay_floor_reset(struct relay *r);
 /* The floor for a fetch about to be sent; may_advance: it leaves out no
- * pending row but those in batches. Looks at the writers when due. */
+ * pending row but those in batches. */
 int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now);
+/* Looks at the writers if it is time, behind the fetch just sent (what it
+ * learns serves the next one). */
+void relay_floor_look(struct relay *r, int64_t now);
 void relay_floor_fetched(struct relay *r, int n, int64_t last_id);
 void relay_floor_free(struct relay *r);
 
