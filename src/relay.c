@@ -656,6 +656,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->stop_deadline;
         if (r->rebuild_at != 0 && r->rebuild_at < next)
                 next = r->rebuild_at;
+        if (db_connected(r->db) && relay_floor_next_at(r) < next)
+                next = relay_floor_next_at(r);
         return next <= now ? 0 : (int)(next - now);
 }
 
@@ -758,6 +760,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (r->cfg->exactly_once)
                         relay_txn_recover(r, now);
                 maybe_fetch(r);
+                relay_floor_tick(r, now);
                 relay_maybe_stats(r, now);
                 relay_maybe_retention(r, now);
                 if (r->http != NULL)

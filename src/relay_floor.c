@@ -11,6 +11,7 @@
  * lowest id whenever a fetched row returns to the table unpublished, when
  * leadership begins, and when an old row was made pending again (a rewind,
  * migration 003). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@ void relay_floor_reset(struct relay *r)
 {
         r->fl.floor = 0;
         r->fl.gen++;
+        /* An idle relay fetches only when woken: rows below the old floor
+         * (made pending again, say) would wait for the next wake-up. */
+        r->want_fetch = 1;
 }
 
 /* Every writer of an id up to last_id has ended, and every rewind counted
@@ -82,6 +86,17 @@ static void on_writers(void *arg, PGresult *res, const char *error)
                 PQclear(res);
                 return;
         }
+        if (last_id < f->settled) {
+                /* The sequence was set back (TRUNCATE ... RESTART IDENTITY):
+                 * ids below the floor are drawn again. */
+                log_warn(r->lg, "the sequence of events.id went back: fetching from the lowest id",
+                         "{s:I,s:I}", "last_id", (json_int_t)last_id, "was",
+                         (json_int_t)f->settled);
+                f->settled = 0;
+                free(f->earlier);
+                f->earlier = NULL;
+                relay_floor_reset(r);
+        }
         if (f->earlier != NULL && strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
                 settle(r, f->earlier_id, f->earlier_rewinds);
                 free(f->earlier);
@@ -113,15 +128,39 @@ int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now)
         return f->floor;
 }
 
+/* A look is wanted after every fetch (one that came too soon after the
+ * last is made when the interval is up: the relay may fall idle after that
+ * fetch, and a rewind it missed would wait for the next wake-up), and
+ * while a rewind waits for its writers to end. */
+static int wants_look(const struct relay_floor *f)
+{
+        return !f->disabled && !f->queued &&
+               (f->look_due || (f->earlier != NULL && f->earlier_rewinds != f->rewinds));
+}
+
 void relay_floor_look(struct relay *r, int64_t now)
 {
         struct relay_floor *f = &r->fl;
 
-        if (f->disabled || f->queued || now < f->next_at)
+        f->look_due = 1;
+        relay_floor_tick(r, now);
+}
+
+void relay_floor_tick(struct relay *r, int64_t now)
+{
+        struct relay_floor *f = &r->fl;
+
+        if (!wants_look(f) || now < f->next_at || !r->leader || !db_connected(r->db))
                 return;
         f->queued = 1;
+        f->look_due = 0;
         f->next_at = now + FLOOR_SAMPLE_MS;
         db_writers(r->db, f->earlier != NULL ? f->earlier : "{}", on_writers, r);
+}
+
+int64_t relay_floor_next_at(const struct relay *r)
+{
+        return wants_look(&r->fl) && r->leader ? r->fl.next_at : INT64_MAX;
 }
 
 void relay_floor_fetched(struct relay *r, int n, int64_t last_id)

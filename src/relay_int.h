@@ -80,7 +80,7 @@ struct relay_floor {
         int64_t earlier_id;
         long long earlier_rewinds;
         long long rewinds; /* rewinds acted on (-1: none yet) */
-        int queued, disabled;
+        int queued, disabled, look_due;
         int64_t next_at, sweep_at;
         /* the fetch running */
         int64_t fetch_floor;
@@ -187,9 +187,13 @@ void relay_floor_reset(struct relay *r);
 /* The floor for a fetch about to be sent; may_advance: it leaves out no
  * pending row but those in batches. */
 int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now);
-/* Looks at the writers if it is time, behind the fetch just sent (what it
- * learns serves the next one). */
+/* Looks at the writers behind the fetch just sent, or once it is time
+ * (what it learns serves the next fetch). */
 void relay_floor_look(struct relay *r, int64_t now);
+/* From the loop: a look that is due. */
+void relay_floor_tick(struct relay *r, int64_t now);
+/* When relay_floor_tick has something to do (INT64_MAX: nothing). */
+int64_t relay_floor_next_at(const struct relay *r);
 void relay_floor_fetched(struct relay *r, int n, int64_t last_id);
 void relay_floor_free(struct relay *r);
 

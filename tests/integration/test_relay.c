@@ -494,6 +494,14 @@ START_TEST(rows_below_the_floor_are_published)
         ck_assert_uint_eq(n, (size_t)total + 3);
         ck_assert_uint_eq(check_order(msgs, n, total), 3);
         fx_msgs_free(msgs, n);
+
+        /* Ids drawn again from 1, far below the floor. */
+        fx_sql(c, "TRUNCATE outbox.events RESTART IDENTITY");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'floor', 'again', '{}' FROM generate_series(1, 5)");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            5);
         fx_relay_free(r);
         PQfinish(late);
         PQfinish(c);
