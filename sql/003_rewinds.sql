@@ -41,8 +41,9 @@ CREATE TRIGGER dead_letters_rewind AFTER DELETE ON :"schema".dead_letters
 -- none of p_earlier (the writers an earlier call returned) still holds it.
 -- Once those are gone, every row with an id up to that call's last_id is
 -- committed or rolled back. A prepared transaction (PREPARE TRANSACTION)
--- holds the lock under another name than it had before, so while one holds
--- it nothing counts as done. Security definer: reads a sequence the
+-- holds the lock through a stand-in without a pid, which some PostgreSQL
+-- releases name differently (-1/xid) from the writer seen before, so while
+-- one holds it nothing counts as done. Security definer: reads a sequence the
 -- relay's role may have no grant on.
 CREATE FUNCTION :"schema".writers(p_earlier text[], OUT last_id bigint, OUT rewind_count bigint,
                                   OUT id_cache bigint, OUT writers text[],

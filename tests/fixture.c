@@ -460,7 +460,8 @@ struct fx_pg *fx_pg_start(void)
                  "unix_socket_directories = '%s'\n"
                  "fsync = off\n"
                  "full_page_writes = off\n"
-                 "max_connections = 100\n",
+                 "max_connections = 100\n"
+                 "max_prepared_transactions = 5\n", /* test_sql: writers() and PREPARE */
                  pg->dir);
         pg_append_conf(pg, conf);
 

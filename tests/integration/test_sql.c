@@ -777,6 +777,22 @@ START_TEST(test_writers_in_progress)
         assert_sql_text(conn, "SELECT writers::text FROM outbox.writers('{}')", "{}");
         fx_sql(w, "COMMIT");
         free(seen);
+
+        /* PREPARE TRANSACTION hands the lock to a stand-in without a pid
+         * (named -1/xid by some releases, not 15): the writer seen before is
+         * not done until it commits. (A
+         * transaction that notified cannot be prepared: as a relay, the
+         * insert does not notify.) */
+        fx_sql(w, "BEGIN; SET LOCAL outbox_relay.role = 'relay';"
+                  " INSERT INTO outbox.events (topic) VALUES ('t')");
+        seen = sql_text(conn, "SELECT writers FROM outbox.writers('{}')");
+        ck_assert_ptr_nonnull(seen);
+        fx_sql(w, "PREPARE TRANSACTION 'outbox_writer'");
+        snprintf(sql, sizeof(sql), "SELECT earlier_done::text FROM outbox.writers('%s')", seen);
+        assert_sql_text(conn, sql, "false");
+        fx_sql(w, "COMMIT PREPARED 'outbox_writer'");
+        assert_sql_text(conn, sql, "true");
+        free(seen);
         PQfinish(w);
         PQfinish(conn);
 }
