@@ -509,7 +509,7 @@ void relay_produce_batch(struct relay *r, struct batch *b)
 
 static void maybe_fetch(struct relay *r)
 {
-        int64_t *skip;
+        int64_t *skip, now;
         const char **keys, *key;
         size_t n = 0, n_keys;
         json_t *v;
@@ -540,9 +540,10 @@ static void maybe_fetch(struct relay *r)
         json_object_foreach(r->held, key, v) keys[n_keys++] = key;
         r->want_fetch = 0;
         r->fetch_queued = 1;
-        db_fetch(r->db, relay_floor_for_fetch(r, n_keys == 0 && !r->failing, now_ms()), n, skip,
-                 n_keys, keys, r->cfg->batch_size, r->failing, on_fetched, r);
-        relay_floor_look(r, now_ms());
+        now = now_ms();
+        db_fetch(r->db, relay_floor_for_fetch(r, n_keys == 0 && !r->failing, now), n, skip, n_keys,
+                 keys, r->cfg->batch_size, r->failing, on_fetched, r);
+        relay_floor_look(r, now);
         free(skip);
         free(keys);
 }

@@ -26,10 +26,16 @@
  * costs little even when a long transaction makes that fetch slow. */
 #define FLOOR_SWEEP_MS 60000
 
+/* Back to the lowest id; a fetch already sent must not move it up. */
+static void lower(struct relay_floor *f)
+{
+        f->floor = 0;
+        f->gen++;
+}
+
 void relay_floor_reset(struct relay *r)
 {
-        r->fl.floor = 0;
-        r->fl.gen++;
+        lower(&r->fl);
         /* An idle relay fetches only when woken: rows below the old floor
          * (made pending again, say) would wait for the next wake-up. */
         r->want_fetch = 1;
@@ -115,13 +121,13 @@ int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now)
 {
         struct relay_floor *f = &r->fl;
 
+        /* The fetch being sent is the sweep: no other one is needed. */
         if (now >= f->sweep_at) {
                 f->sweep_at = now + FLOOR_SWEEP_MS;
-                relay_floor_reset(r);
+                lower(f);
         }
-        f->fetch_floor = f->disabled ? 0 : f->floor;
-        if (f->disabled)
-                return 0;
+        /* Disabled, the floor stays 0: relay_floor_fetched never moves it. */
+        f->fetch_floor = f->floor;
         f->fetch_may_advance = may_advance;
         f->fetch_gen = f->gen;
         f->fetch_settled = f->settled;
