@@ -40,8 +40,11 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, char *
                                struct kc_counts *counts, char *errbuf, size_t errsz)
 {
         static const char *const relay_like[][2] = {
-            {"message.timeout.ms", "0"},  {"enable.gapless.guarantee", "true"},
-            {"linger.ms", "1"},           {"queue.buffering.max.messages", "1000000"},
+            {"message.timeout.ms", "0"},
+            {"enable.gapless.guarantee", "true"},
+            {"linger.ms", "0"},
+            {"max.in.flight.requests.per.connection", "1"},
+            {"queue.buffering.max.messages", "1000000"},
             {"compression.type", "none"},
         };
         rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -184,8 +184,8 @@ How each figure is measured:
   ORDER BY id LIMIT $batch FOR UPDATE SKIP LOCKED; UPDATE ... SET status = 'sent', sent_at = now(), ...
   WHERE id = ANY(\$1); COMMIT\` in a loop on one connection (prepared, binary results, with the relay's
   session setting so its marks do not NOTIFY), with Kafka idle. \`kafka-ceiling\` produces the same
-  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=1, no
-  compression), the same key format, value size and headers, with PostgreSQL idle. Neither has
+  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=0, one
+  request in flight, no compression), the same key format, value size and headers, with PostgreSQL idle. Neither has
   the other's work competing for the CPUs, which the relay has.
 - **Latency** (3): writer threads (one connection each) run \`BEGIN; UPDATE bench.accounts ...;
   INSERT INTO outbox.events ... RETURNING id; COMMIT\` on an open-loop schedule spread over the

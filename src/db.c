@@ -295,8 +295,16 @@ static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_
                 PQfinish(conn);
                 return NULL;
         }
-        if (exec_ok(conn, "SET outbox_relay.role = 'relay'", "setting session role", errbuf,
-                    errsz) != 0) {
+        /* The role keeps the relay's own updates from notifying it. Custom
+         * plans: a generic plan is chosen once, from the statistics of the
+         * moment, and kept. Made on a new or truncated outbox (statistics of
+         * an empty table), it scans the whole table on every fetch and
+         * joins every mark with the whole pending index, until autovacuum
+         * analyzes the table (measured: fetches of 11 ms instead of 0.4 ms
+         * at 3,000 events/s). Planning each statement costs ~0.15 ms. */
+        if (exec_ok(conn,
+                    "SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_custom_plan",
+                    "setting up the session", errbuf, errsz) != 0) {
                 PQfinish(conn);
                 return NULL;
         }

@@ -43,11 +43,15 @@ static void suite_teardown(void)
 
 /* For the injected produce errors: the dev Kafka (librdkafka's mock) checks
  * the sequence numbers of transactional producers only
- * (rd_kafka_mock_validate_records), so a request in flight behind a failed
- * one is appended where a real broker answers OUT_OF_ORDER_SEQUENCE_NUMBER,
- * and the mock itself reorders. With one request in flight per connection
- * it answers as a broker would. */
-#define ONE_IN_FLIGHT "-X", "max.in.flight.requests.per.connection=1"
+ * (rd_kafka_mock_validate_records), so it appends a request that follows a
+ * refused one, where a real broker answers OUT_OF_ORDER_SEQUENCE_NUMBER:
+ * a later row of a key can then land before the refused earlier one. One
+ * request in flight (the relay's default) keeps the next request from
+ * being on its way already; rows gathered for 1 ms travel in the refused
+ * request rather than in the next one, which the producer sends between
+ * the refusal and its fatal error (seen about once in 12 runs of
+ * produce-fatal with linger.ms=0, the relay's default). */
+#define MOCK_SEQUENCES "-X", "max.in.flight.requests.per.connection=1", "-X", "linger.ms=1"
 
 /* A migrated database and a topic with `partitions` partitions (the dev
  * Kafka keeps ~5 MiB per partition: enough for these streams). */
@@ -276,7 +280,7 @@ START_TEST(retriable_produce_errors)
         char *ci = fresh("fretriable", topic, 8);
         PGconn *c = fx_db_connect(ci);
         struct fh_writers_opts wo = {ci, topic, 4, 8, 12000, 3000, 10, 40};
-        const char *args[] = {FAST_RECOVERY, ONE_IN_FLIGHT, NULL};
+        const char *args[] = {FAST_RECOVERY, MOCK_SEQUENCES, NULL};
         struct fh_result res;
         struct fh_writers *w = fh_writers_start(&wo);
         struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
@@ -332,7 +336,7 @@ START_TEST(fatal_idempotent_producer_errors)
         char *ci = fresh("ffatal", topic, 8);
         PGconn *c = fx_db_connect(ci);
         struct fh_writers_opts wo = {ci, topic, 4, 8, 12000, 3000, 10, 40};
-        const char *args[] = {FAST_RECOVERY, ONE_IN_FLIGHT, NULL};
+        const char *args[] = {FAST_RECOVERY, MOCK_SEQUENCES, NULL};
         struct fh_result res;
         struct fh_writers *w = fh_writers_start(&wo);
         struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
