@@ -70,8 +70,14 @@ int db_record_failure(struct db *db, int64_t id, int attempts, const char *error
 #define DB_LEADER_LOCK_CLASS 0x6f627278 /* "obrx" */
 int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg);
 
-/* Pending rows: count and age in seconds of the oldest (one row, two columns). */
+/* Pending rows: count and age in seconds of the oldest, and whether the
+ * outbox table's statistics are stale ("t"/"f"; one row, three columns). */
 int db_pending_stats(struct db *db, db_done_cb cb, void *arg);
+/* Plan every execution while the statistics are stale, else reuse generic
+ * plans; 1 if that changed (the sessions of a new connection plan every
+ * execution until told otherwise); 1 as well on the first call after a
+ * connect, so that the caller can say which it is. */
+int db_plan_for_statistics(struct db *db, int stale);
 
 /* Deletes up to limit sent rows whose sent_at is older than older_than_s
  * (retention); PQcmdTuples of the result says how many. */

@@ -38,6 +38,8 @@ struct db {
         struct log *lg;
         struct lane lanes[DB_LANES];
         char outbox_id[40]; /* relay_state.outbox_id, read at connect */
+        int custom_plans;   /* sessions plan every execution (stale statistics) */
+        int plans_checked;  /* db_plan_for_statistics ran since the connect */
 };
 
 enum { READER = 0 }; /* lanes 1 .. DB_LANES-1 write */
@@ -233,11 +235,21 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  s);
         if (prepare(conn, "outbox_fail", sql, errbuf, errsz) != 0)
                 return -1;
+        /* The third column: whether the table's statistics are stale for
+         * planning (db_plan_for_statistics): they describe under 1 MB (an
+         * empty or new table), or the table has grown to more than 4 times
+         * what they describe. */
         snprintf(sql, sizeof(sql),
-                 "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                 "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0),"
+                 " (SELECT c.relpages < 128 OR pg_relation_size(c.oid)"
+                 "  > 4 * c.relpages::bigint * current_setting('block_size')::bigint"
+                 "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                 "  WHERE n.nspname = $1 AND c.relname = 'events')"
                  " FROM %s.events WHERE status = 'pending'",
                  s);
-        if (prepare(conn, "outbox_stats", sql, errbuf, errsz) != 0)
+        if (prepare(conn, "outbox_stats", sql, errbuf, errsz) != 0 ||
+            prepare(conn, "outbox_plans", "SELECT set_config('plan_cache_mode', $1, false)", errbuf,
+                    errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "DELETE FROM %s.events WHERE id IN (SELECT id FROM %s.events"
@@ -295,13 +307,9 @@ static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_
                 PQfinish(conn);
                 return NULL;
         }
-        /* The role keeps the relay's own updates from notifying it. Custom
-         * plans: a generic plan is chosen once, from the statistics of the
-         * moment, and kept. Made on a new or truncated outbox (statistics of
-         * an empty table), it scans the whole table on every fetch and
-         * joins every mark with the whole pending index, until autovacuum
-         * analyzes the table (measured: fetches of 11 ms instead of 0.4 ms
-         * at 3,000 events/s). Planning each statement costs ~0.15 ms. */
+        /* The role keeps the relay's own updates from notifying it. Plans:
+         * see db_plan_for_statistics; a session starts planning every
+         * execution until the first look at the statistics. */
         if (exec_ok(conn,
                     "SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_custom_plan",
                     "setting up the session", errbuf, errsz) != 0) {
@@ -384,6 +392,8 @@ int db_connect(struct db *db, char *errbuf, size_t errsz)
                 db->lanes[i].conn = conns[i];
                 conns[i] = NULL;
         }
+        db->custom_plans = 1;
+        db->plans_checked = 0;
         rc = 0;
 out:
         PQfreemem(schema);
@@ -645,7 +655,43 @@ int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
 
 int db_pending_stats(struct db *db, db_done_cb cb, void *arg)
 {
-        return enqueue(db, writer(db), "outbox_stats", 0, NULL, 0, cb, arg);
+        char *params[1] = {(char *)db->cfg->schema};
+
+        return enqueue(db, writer(db), "outbox_stats", 1, params, 0, cb, arg);
+}
+
+static void on_plans_set(void *arg, PGresult *res, const char *error)
+{
+        struct db *db = arg;
+
+        if (error != NULL && db_connected(db))
+                log_warn(db->lg, "setting plan_cache_mode failed", "{s:s}", "error", error);
+        PQclear(res);
+}
+
+/* A generic plan is made once, from the statistics of the moment, and
+ * kept until they change. Made from the statistics of an empty table (a
+ * new or truncated outbox, until autovacuum analyzes it), it scans the
+ * whole table on every fetch and joins every mark with the whole pending
+ * index: fetches of 11 ms instead of 0.4 ms at 3,000 events/s. Planning
+ * every execution avoids that but costs ~0.1 ms a statement (9% of a CPU
+ * at 1,000 events/s), so it is only done while the statistics are stale:
+ * until the table has been analyzed at 1 MB or more, and again when it has
+ * outgrown them fourfold. */
+int db_plan_for_statistics(struct db *db, int stale)
+{
+        char *params[1] = {stale ? "force_custom_plan" : "auto"};
+        int first = !db->plans_checked;
+
+        if (!db_connected(db))
+                return 0;
+        db->plans_checked = 1;
+        if (stale == db->custom_plans)
+                return first;
+        db->custom_plans = stale;
+        for (int i = 0; i < DB_LANES; i++)
+                enqueue(db, i, "outbox_plans", 1, params, 0, on_plans_set, db);
+        return 1;
 }
 
 int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg)

@@ -135,8 +135,18 @@ static void on_stats(void *arg, PGresult *res, const char *error)
 
         r->stats_queued = 0;
         if (error == NULL) {
+                int stale = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+
                 metrics_set(r->metrics, METRICS_PENDING_ROWS, atof(PQgetvalue(res, 0, 0)));
                 metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, atof(PQgetvalue(res, 0, 1)));
+                if (db_plan_for_statistics(r->db, stale))
+                        log_info(r->lg,
+                                 stale ? "planning every statement until the outbox table is "
+                                         "analyzed: its statistics describe under 1 MB or under "
+                                         "a quarter of it"
+                                       : "reusing generic plans: the outbox table's statistics "
+                                         "are current",
+                                 NULL);
         }
         PQclear(res);
 }

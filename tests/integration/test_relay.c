@@ -651,6 +651,48 @@ static int wait_log(struct fx_relay *r, const char *text, int timeout_ms)
         }
 }
 
+/* A generic plan made from the statistics of an empty outbox would scan the
+ * whole table on every fetch: while the table has outgrown its statistics
+ * the relay plans every statement, and reuses generic plans once the table
+ * has been analyzed. */
+START_TEST(plans_follow_the_statistics)
+{
+        char *ci = fresh_db("plans");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        char *log;
+        size_t n;
+
+        /* Analyzed empty, then 4 MB of sent rows: the statistics say 0 pages. */
+        fx_sql(c, "ANALYZE outbox.events");
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload, status, sent_at)"
+               " SELECT 'plans', 'k', jsonb_build_object('pad', repeat('x', 1000)), 'sent', now()"
+               " FROM generate_series(1, 4000)");
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        ck_assert_msg(wait_log(r, "planning every statement", 30000),
+                      "no 'planning every statement' in the log");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'plans', 'k', jsonb_build_object('n', g) FROM generate_series(1, 20) g");
+        n = fx_consume(fx_kafka_bootstraps(kafka), "plans", 20, 30000, &msgs);
+        ck_assert_uint_eq(n, 20);
+        fx_msgs_free(msgs, n);
+        log = fx_relay_log(r);
+        ck_assert_msg(strstr(log, "reusing generic plans") == NULL,
+                      "generic plans before the table was analyzed");
+        free(log);
+        /* Analyzed: the next look at the statistics (every 10 s) lets go. */
+        fx_sql(c, "ANALYZE outbox.events");
+        ck_assert_msg(wait_log(r, "reusing generic plans", 30000),
+                      "no 'reusing generic plans' after ANALYZE");
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* Two replicas on one outbox: one leads, the other waits; SIGKILL the
  * leader mid-stream and the standby takes over with nothing lost and
  * per-key order kept. */
@@ -915,6 +957,7 @@ int main(void)
         tcase_add_test(tc, retention_deletes_old_sent_rows_only);
         tcase_add_test(tc, writers_notify_only_while_the_relay_waits);
         tcase_add_test(tc, kcat_reads_the_published_events);
+        tcase_add_test(tc, plans_follow_the_statistics);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
