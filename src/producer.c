@@ -37,10 +37,12 @@ static const char *const defaults[][2] = {
     /* One request in flight per broker, sent as soon as the previous one
      * is answered (no linger): rows that arrive meanwhile travel together
      * in the next request, so a drain batches as well as with linger.ms=1,
-     * and a light load saves the linger (bench/README.md). With one request
-     * in flight, a refused request is never followed by an appended one, so
-     * per-key order does not depend on the broker checking idempotent
-     * sequence numbers (librdkafka's mock cluster does not). */
+     * and a light load saves the linger (bench/README.md). Per-key order
+     * across a refused request still rests on the broker checking the
+     * idempotent sequence numbers: the producer may send the next request
+     * between the refusal and its fatal error, and only a broker that
+     * checks refuses it (librdkafka's mock cluster does not; see
+     * MOCK_SEQUENCES in tests/integration/test_faults.c). */
     {"linger.ms", "0"},
     {"max.in.flight.requests.per.connection", "1"},
     {"queue.buffering.max.messages", "1000000"},
