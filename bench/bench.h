@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 
 /* Nanoseconds on the given clock. */
@@ -47,6 +48,28 @@ int bench_pg_connect(const char *conninfo, PGconn **out, char *errbuf, size_t er
 /* Runs a command or query and checks it succeeded; the result is cleared. */
 int bench_pg_exec(PGconn *conn, const char *sql, char *errbuf, size_t errsz);
 
+/* Kafka clients (bench_kafka.c, bench_load.c). A producer with the relay's
+ * settings (idempotent, acks=all, linger.ms=0, one request in flight, no
+ * compression), -X name=value properties after them, and the delivery
+ * report callback dr with opaque; NULL with errbuf filled. */
+typedef void bench_dr_fn(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+rd_kafka_t *bench_kafka_producer(const char *brokers, char **props, int nprops, bench_dr_fn *dr,
+                                 void *opaque, char *errbuf, size_t errsz);
+/* An outbox-like JSON value of exactly value_bytes (>= 64), for bench_produce. */
+char *bench_value_new(long value_bytes);
+/* Produces message i as the relay would an outbox row with id i: key
+ * customer-<i % keys>, the value (its order_id set to i), and the
+ * event_id, event_type and outbox_id headers. */
+rd_kafka_resp_err_t bench_produce(rd_kafka_t *rk, const char *topic, char *value, long value_bytes,
+                                  long i, long keys, void *msg_opaque);
+/* A consumer assigned to every partition of topic (and partition 0 of
+ * progress_topic, unless NULL) at its current end, so it reads exactly what
+ * is written from now on; NULL with errbuf filled. */
+rd_kafka_t *bench_consumer_new(const char *brokers, const char *topic, const char *progress_topic,
+                               long fetch_wait_ms, char *errbuf, size_t errsz);
+/* The outbox id of a message (its outbox_id header), or -1. */
+long long bench_header_id(rd_kafka_message_t *m);
+
 /* Subcommands: each parses its own options (argv[0] is the subcommand) and
  * returns a process exit status. */
 int bench_cmd_pg_ceiling(int argc, char **argv);
@@ -55,5 +78,6 @@ int bench_cmd_hwm(int argc, char **argv);
 int bench_cmd_load(int argc, char **argv);
 int bench_cmd_monitor(int argc, char **argv);
 int bench_cmd_waits(int argc, char **argv);
+int bench_cmd_kafka_latency(int argc, char **argv);
 
 #endif

@@ -33,11 +33,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
 }
 
-/* A client handle with bootstrap.servers and the given properties; for
- * the ceiling, the relay's producer settings come first (-X may override
- * them, except idempotence and acks). */
+/* A client handle with bootstrap.servers and the given properties; with a
+ * delivery report callback, a producer with the relay's settings first (-X
+ * may override them, except idempotence and acks). */
 static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, char **props, int nprops,
-                               struct kc_counts *counts, char *errbuf, size_t errsz)
+                               bench_dr_fn *dr, void *opaque, char *errbuf, size_t errsz)
 {
         static const char *const relay_like[][2] = {
             {"message.timeout.ms", "0"},
@@ -55,7 +55,7 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, char *
             /* Not the warning that enable.gapless.guarantee is experimental. */
             rd_kafka_conf_set(conf, "log_level", "3", errbuf, errsz))
                 goto fail;
-        if (counts != NULL) {
+        if (dr != NULL) {
                 for (size_t i = 0; i < sizeof(relay_like) / sizeof(relay_like[0]); i++)
                         if (rd_kafka_conf_set(conf, relay_like[i][0], relay_like[i][1], errbuf,
                                               errsz))
@@ -75,8 +75,8 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, char *
                 if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errsz) ||
                     rd_kafka_conf_set(conf, "acks", "all", errbuf, errsz))
                         goto fail;
-                rd_kafka_conf_set_opaque(conf, counts);
-                rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+                rd_kafka_conf_set_opaque(conf, opaque);
+                rd_kafka_conf_set_dr_msg_cb(conf, dr);
         }
         rk = rd_kafka_new(type, conf, errbuf, errsz);
         if (rk == NULL)
@@ -87,12 +87,51 @@ fail:
         return NULL;
 }
 
+rd_kafka_t *bench_kafka_producer(const char *brokers, char **props, int nprops, bench_dr_fn *dr,
+                                 void *opaque, char *errbuf, size_t errsz)
+{
+        return make_client(RD_KAFKA_PRODUCER, brokers, props, nprops, dr, opaque, errbuf, errsz);
+}
+
+char *bench_value_new(long value_bytes)
+{
+        static const char head[] = "{\"order_id\": ", mid[] = ", \"note\": \"";
+        char *value = malloc((size_t)value_bytes + 1);
+
+        if (value == NULL)
+                return NULL;
+        /* {"order_id": NNNNNNNNNN, "note": "xxx..."} of exactly value_bytes. */
+        memset(value, 'x', (size_t)value_bytes);
+        memcpy(value, head, sizeof(head) - 1);
+        memcpy(value + sizeof(head) - 1 + 10, mid, sizeof(mid) - 1);
+        memcpy(value + value_bytes - 2, "\"}", 2);
+        value[value_bytes] = '\0';
+        return value;
+}
+
+rd_kafka_resp_err_t bench_produce(rd_kafka_t *rk, const char *topic, char *value, long value_bytes,
+                                  long i, long keys, void *msg_opaque)
+{
+        char key[32], eid[48], oid[24], digits[24];
+
+        snprintf(digits, sizeof(digits), "%010ld", i % 10000000000L);
+        memcpy(value + 13, digits, 10); /* after {"order_id": */
+        snprintf(key, sizeof(key), "customer-%ld", i % keys);
+        snprintf(eid, sizeof(eid), "00000000-0000-4000-8000-%012ld", i);
+        snprintf(oid, sizeof(oid), "%ld", i);
+        return rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(value, (size_t)value_bytes),
+            RD_KAFKA_V_HEADER("event_id", eid, (ssize_t)strlen(eid)),
+            RD_KAFKA_V_HEADER("event_type", "order.updated", 13),
+            RD_KAFKA_V_HEADER("outbox_id", oid, (ssize_t)strlen(oid)),
+            RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+}
+
 static int produce_all(rd_kafka_t *rk, const char *topic, long count, long keys, long value_bytes,
                        struct kc_counts *c, char *errbuf, size_t errsz)
 {
-        static const char head[] = "{\"order_id\": ", mid[] = ", \"note\": \"";
-        size_t hl = sizeof(head) - 1, ml = sizeof(mid) - 1;
-        char *value = malloc((size_t)value_bytes + 1);
+        char *value = bench_value_new(value_bytes);
         int64_t deadline;
         int rc = -1;
 
@@ -100,30 +139,11 @@ static int produce_all(rd_kafka_t *rk, const char *topic, long count, long keys,
                 snprintf(errbuf, errsz, "out of memory");
                 return -1;
         }
-        /* {"order_id": NNNNNNNNNN, "note": "xxx..."} of exactly value_bytes. */
-        memset(value, 'x', (size_t)value_bytes);
-        memcpy(value, head, hl);
-        memcpy(value + hl + 10, mid, ml);
-        memcpy(value + value_bytes - 2, "\"}", 2);
-        value[value_bytes] = '\0';
         for (long i = 1; i <= count; i++) {
-                char key[32], eid[48], oid[24], digits[24];
                 rd_kafka_resp_err_t err;
 
-                snprintf(digits, sizeof(digits), "%010ld", i % 10000000000L);
-                memcpy(value + hl, digits, 10);
-                snprintf(key, sizeof(key), "customer-%ld", i % keys);
-                snprintf(eid, sizeof(eid), "00000000-0000-4000-8000-%012ld", i);
-                snprintf(oid, sizeof(oid), "%ld", i);
                 for (;;) {
-                        err = rd_kafka_producev(
-                            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_KEY(key, strlen(key)),
-                            RD_KAFKA_V_VALUE(value, (size_t)value_bytes),
-                            RD_KAFKA_V_HEADER("event_id", eid, (ssize_t)strlen(eid)),
-                            RD_KAFKA_V_HEADER("event_type", "order.updated", 13),
-                            RD_KAFKA_V_HEADER("outbox_id", oid, (ssize_t)strlen(oid)),
-                            RD_KAFKA_V_END);
+                        err = bench_produce(rk, topic, value, value_bytes, i, keys, NULL);
                         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 break;
                         rd_kafka_poll(rk, 1);
@@ -210,8 +230,7 @@ int bench_cmd_kafka_ceiling(int argc, char **argv)
                 fprintf(stderr, "kafka-ceiling: --brokers, --topic and --count are required\n");
                 return 2;
         }
-        rk =
-            make_client(RD_KAFKA_PRODUCER, brokers, props, nprops, &counts, errbuf, sizeof(errbuf));
+        rk = bench_kafka_producer(brokers, props, nprops, dr_cb, &counts, errbuf, sizeof(errbuf));
         if (rk == NULL)
                 goto out;
         t0 = bench_now_ns(CLOCK_MONOTONIC);
@@ -268,7 +287,7 @@ int bench_cmd_hwm(int argc, char **argv)
                 fprintf(stderr, "hwm: --brokers and --topic are required\n");
                 return 2;
         }
-        rk = make_client(RD_KAFKA_PRODUCER, brokers, NULL, 0, NULL, errbuf, sizeof(errbuf));
+        rk = make_client(RD_KAFKA_PRODUCER, brokers, NULL, 0, NULL, NULL, errbuf, sizeof(errbuf));
         if (rk == NULL)
                 goto out;
         rkt = rd_kafka_topic_new(rk, topic, NULL);

@@ -181,8 +181,7 @@ static void arrived(const struct load *L, int64_t *arr, long long id, int64_t no
         }
 }
 
-/* The outbox id of a data message (its outbox_id header), or -1. */
-static long long header_id(rd_kafka_message_t *m)
+long long bench_header_id(rd_kafka_message_t *m)
 {
         rd_kafka_headers_t *hdrs = NULL;
         const void *val;
@@ -241,7 +240,7 @@ static void consume_one(struct load *L, rd_kafka_message_t *m)
                 consume_record(L, m, now);
                 return;
         }
-        id = header_id(m);
+        id = bench_header_id(m);
         if (progress == NULL) {
                 if (id < 0)
                         L->unmatched++;
@@ -334,10 +333,8 @@ out:
         return rc;
 }
 
-/* A consumer assigned to every partition of the topic (and partition 0 of
- * the progress topic) at its current high-water offset, so it reads exactly
- * what is written from now on. */
-static rd_kafka_t *consumer_new(const struct load_cfg *cfg, char *errbuf, size_t errsz)
+rd_kafka_t *bench_consumer_new(const char *brokers, const char *topic, const char *progress_topic,
+                               long fetch_wait_ms, char *errbuf, size_t errsz)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_topic_partition_list_t *parts = NULL;
@@ -345,8 +342,8 @@ static rd_kafka_t *consumer_new(const struct load_cfg *cfg, char *errbuf, size_t
         rd_kafka_t *rk = NULL;
         char wait[24];
 
-        snprintf(wait, sizeof(wait), "%ld", cfg->fetch_wait_ms);
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errsz) ||
+        snprintf(wait, sizeof(wait), "%ld", fetch_wait_ms);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errbuf, errsz) ||
             rd_kafka_conf_set(conf, "group.id", "outbox-bench-load", errbuf, errsz) ||
             rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, errsz) ||
             rd_kafka_conf_set(conf, "fetch.wait.max.ms", wait, errbuf, errsz) ||
@@ -361,9 +358,9 @@ static rd_kafka_t *consumer_new(const struct load_cfg *cfg, char *errbuf, size_t
         }
         rd_kafka_poll_set_consumer(rk);
         parts = rd_kafka_topic_partition_list_new(64);
-        if (add_at_end(rk, cfg->topic, 0, parts, errbuf, errsz) != 0 ||
-            (cfg->progress_topic != NULL &&
-             add_at_end(rk, cfg->progress_topic, 1, parts, errbuf, errsz) != 0))
+        if (add_at_end(rk, topic, 0, parts, errbuf, errsz) != 0 ||
+            (progress_topic != NULL &&
+             add_at_end(rk, progress_topic, 1, parts, errbuf, errsz) != 0))
                 goto fail;
         err = rd_kafka_assign(rk, parts);
         if (err) {
@@ -595,7 +592,8 @@ int bench_cmd_load(int argc, char **argv)
                 goto out;
         }
         if (!cfg.no_consumer) {
-                ca.rk = consumer_new(&cfg, errbuf, sizeof(errbuf));
+                ca.rk = bench_consumer_new(cfg.brokers, cfg.topic, cfg.progress_topic,
+                                           cfg.fetch_wait_ms, errbuf, sizeof(errbuf));
                 if (ca.rk == NULL)
                         goto out;
         }

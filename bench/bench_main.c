@@ -12,6 +12,7 @@ static const char usage_text[] =
     "usage: outbox-bench COMMAND [options]   (each command has --help)\n"
     "  pg-ceiling      bare PostgreSQL claim-and-mark loop over the pending outbox rows\n"
     "  kafka-ceiling   bare idempotent librdkafka production of N outbox-like messages\n"
+    "  kafka-latency   the dev Kafka alone: produce -> acknowledged -> read, at a fixed rate\n"
     "  hwm             sum of a topic's high-water offsets\n"
     "  load            writers at a fixed event rate plus a consumer: end-to-end latency\n"
     "  monitor         a relay's CPU and RSS while it drains (or for a duration)\n"
@@ -26,6 +27,7 @@ int main(int argc, char **argv)
         } cmds[] = {
             {"pg-ceiling", bench_cmd_pg_ceiling},
             {"kafka-ceiling", bench_cmd_kafka_ceiling},
+            {"kafka-latency", bench_cmd_kafka_latency},
             {"hwm", bench_cmd_hwm},
             {"load", bench_cmd_load},
             {"monitor", bench_cmd_monitor},

@@ -17,6 +17,7 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_DRAIN_ROWS=1000000 [50000]   BENCH_SMALL_ROWS=100000 [10000]   BENCH_SENT_ROWS=10000000 [10000]
   BENCH_LAT_RATES="100 1000 10000" [1000]   BENCH_LAT_SECONDS=60 [5]   BENCH_LAT_WRITERS=8
   BENCH_EOS_LAT_RATES="100 1000" [1000]   latency rates with the relay in --exactly-once mode
+  BENCH_KLAT_SECONDS=20 [3]   the dev Kafka's own latency (3c), at each of BENCH_LAT_RATES
   BENCH_STEADY_RATE=1000   BENCH_STEADY_SECONDS=600 [10]
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
@@ -42,13 +43,13 @@ done
 if [ $smoke = 1 ]; then
   : "${BENCH_DRAIN_ROWS:=50000}" "${BENCH_SMALL_ROWS:=10000}" "${BENCH_SENT_ROWS:=10000}"
   : "${BENCH_LAT_RATES:=1000}" "${BENCH_LAT_SECONDS:=5}" "${BENCH_STEADY_SECONDS:=10}"
-  : "${BENCH_EOS_LAT_RATES:=1000}"
+  : "${BENCH_EOS_LAT_RATES:=1000}" "${BENCH_KLAT_SECONDS:=3}"
   : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}" "${BENCH_PGBENCH_ROUNDS:=1}"
   : "${out:=$repo/bench/out/smoke.md}"
 fi
 : "${BENCH_DRAIN_ROWS:=1000000}" "${BENCH_SMALL_ROWS:=100000}" "${BENCH_SENT_ROWS:=10000000}"
 : "${BENCH_LAT_RATES:=100 1000 10000}" "${BENCH_LAT_SECONDS:=60}" "${BENCH_LAT_WRITERS:=8}"
-: "${BENCH_EOS_LAT_RATES:=100 1000}"
+: "${BENCH_EOS_LAT_RATES:=100 1000}" "${BENCH_KLAT_SECONDS:=20}"
 : "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}"
 : "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=15}" "${BENCH_PGBENCH_ROUNDS:=3}"
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
@@ -124,7 +125,7 @@ export OUTBOX_DATABASE_URL=$DB
 sql() { "$pgbin/psql" -qAtX -v ON_ERROR_STOP=1 "$DB" "$@"; }
 
 lat_topics=""
-for r in $BENCH_LAT_RATES; do lat_topics+=" --topic lat-$r:$BENCH_PARTITIONS"; done
+for r in $BENCH_LAT_RATES; do lat_topics+=" --topic lat-$r:$BENCH_PARTITIONS --topic klat-$r:$BENCH_PARTITIONS"; done
 # --exactly-once steps: each has its own data topic, transactional id and progress topic (one
 # partition, as the relay needs), so that neither a relay's recovery read nor the consumer's
 # fetches walk an earlier step's records in the dev Kafka's partition log.
@@ -303,6 +304,14 @@ for r in $BENCH_LAT_RATES; do
   ingest "lat$r" "$work/lat-$r.mon"
 done
 relay_stop latency
+
+# ---- 3c: what the dev Kafka and the consumer add, with nothing else running ----
+for r in $BENCH_LAT_RATES; do
+  log "the dev Kafka alone at $r events/s ($BENCH_KLAT_SECONDS s)"
+  "$OB" kafka-latency --topic "klat-$r" --rate "$r" --seconds "$BENCH_KLAT_SECONDS" \
+    --keys "$BENCH_KEYS" --value-bytes "$payload_bytes" >"$work/klat-$r.out" || die "kafka-latency at $r/s"
+  ingest "klat$r" "$work/klat-$r.out"
+done
 
 # ---- 7: exactly-once (--exactly-once): the drain, and latency ----
 log "exactly-once drain ($BENCH_DRAIN_ROWS rows)"
