@@ -34,6 +34,7 @@ struct config {
         int reconnect_max_ms;       /* cap on database reconnect backoff */
         char *http_listen;          /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
         int busy_poll_ms;           /* fetch interval while events keep coming */
+        int mark_delay_ms;          /* longest wait to mark batches sent together */
         int idle_after_ms;          /* quiet time before waiting for notifications again */
         int leader_poll_ms;         /* how often a standby tries to take the leader lock */
         int retention_s;            /* delete sent rows older than this; 0: keep */

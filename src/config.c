@@ -72,6 +72,11 @@ const struct setting config_settings[] = {
      "MS",
      "While events keep coming, look for new rows this often instead of asking writers to "
      "notify (a notifying commit takes a global lock in PostgreSQL)."},
+    {"mark-delay-ms", 0, "OUTBOX_MARK_DELAY_MS", T_INT, OFF(mark_delay_ms), 0, 60000, "10", 0,
+     C_RUN, 0, "MS",
+     "How long a published batch may wait to be marked sent in one statement with the batches "
+     "published after it: fewer, larger UPDATEs while events trickle in. A batch's worth of "
+     "rows, a full pipeline or shutdown marks at once; 0 marks without waiting."},
     {"idle-after-ms", 0, "OUTBOX_IDLE_AFTER_MS", T_INT, OFF(idle_after_ms), 0, 3600000, "1000", 0,
      C_RUN, 0, "MS",
      "After this long without new rows, stop polling and wait for notifications again; 0 always "

@@ -137,28 +137,6 @@ static int key_held(const struct relay *r, const struct relay_row *row)
 
 /* ---- finishing a batch: mark sent rows, record failures ---- */
 
-static void batch_check_done(struct relay *r, struct batch *b);
-
-static void on_marked(void *arg, PGresult *res, const char *error)
-{
-        struct batch *b = arg;
-        struct relay *r = b->relay;
-
-        b->mark_queued = 0;
-        if (error != NULL) {
-                /* Not marked: the rows stay pending and the mark is sent
-                 * again once reconnected. Nothing unconfirmed is marked. */
-                log_warn(r->lg, "marking a batch failed", "{s:s}", "error", error);
-                if (db_connected(r->db))
-                        db_disconnect(r->db, "unexpected error while marking rows sent");
-        } else {
-                b->marked = 1;
-                log_debug(r->lg, "batch marked sent", "{s:s}", "rows", PQcmdTuples(res));
-        }
-        PQclear(res);
-        batch_check_done(r, b);
-}
-
 static void on_failure_recorded(void *arg, PGresult *res, const char *error)
 {
         struct relay_row *row = arg;
@@ -203,45 +181,17 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                                  row->error);
         }
         PQclear(res);
-        batch_check_done(r, b);
+        relay_batch_check_done(r, b);
 }
 
 /* Queues what the batch still needs from the database. Called when its
  * last report arrives and again after a reconnect. */
 static void batch_submit(struct relay *r, struct batch *b)
 {
-        int64_t *ids;
-        int32_t *parts;
-        int64_t *offs;
-        size_t n = 0;
-
         if (!db_connected(r->db))
                 return;
         b->in_submit = 1;
-        if (!b->marked && !b->mark_queued) {
-                ids = malloc(sizeof(*ids) * (size_t)b->n);
-                parts = malloc(sizeof(*parts) * (size_t)b->n);
-                offs = malloc(sizeof(*offs) * (size_t)b->n);
-                if (ids != NULL && parts != NULL && offs != NULL) {
-                        for (int i = 0; i < b->n; i++) {
-                                if (b->rows[i].state != ROW_SENT)
-                                        continue;
-                                ids[n] = b->rows[i].m.id;
-                                parts[n] = b->rows[i].partition;
-                                offs[n] = b->rows[i].offset;
-                                n++;
-                        }
-                        if (n == 0) {
-                                b->marked = 1;
-                        } else {
-                                b->mark_queued = 1;
-                                db_mark(r->db, n, ids, parts, offs, on_marked, b);
-                        }
-                }
-                free(ids);
-                free(parts);
-                free(offs);
-        }
+        relay_mark_due(r, b);
         for (int i = 0; i < b->n && db_connected(r->db); i++) {
                 struct relay_row *row = &b->rows[i];
 
@@ -253,7 +203,7 @@ static void batch_submit(struct relay *r, struct batch *b)
                                   r->cfg->max_attempts, on_failure_recorded, row);
         }
         b->in_submit = 0;
-        batch_check_done(r, b);
+        relay_batch_check_done(r, b);
 }
 
 static int batch_done(const struct batch *b)
@@ -289,7 +239,7 @@ void relay_release_keys(struct relay *r)
         }
 }
 
-static void batch_check_done(struct relay *r, struct batch *b)
+void relay_batch_check_done(struct relay *r, struct batch *b)
 {
         struct batch **pp;
 
@@ -516,7 +466,7 @@ static void maybe_fetch(struct relay *r)
 
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
             (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
-            !db_connected(r->db) || r->n_batches >= r->cfg->pipeline_depth)
+            !db_connected(r->db) || relay_pipeline_full(r))
                 return;
         /* Every row of the pipeline is left out, whatever its state: until
          * its batch is done it is either on its way or held back. So are
@@ -659,6 +609,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->rebuild_at;
         if (db_connected(r->db) && relay_floor_next_at(r) < next)
                 next = relay_floor_next_at(r);
+        if (relay_mark_next_at(r) < next)
+                next = relay_mark_next_at(r);
         return next <= now ? 0 : (int)(next - now);
 }
 
@@ -760,6 +712,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 relay_maybe_lock(r, now);
                 if (r->cfg->exactly_once)
                         relay_txn_recover(r, now);
+                relay_mark_tick(r, now);
                 maybe_fetch(r);
                 relay_floor_tick(r, now);
                 relay_maybe_stats(r, now);

@@ -61,6 +61,7 @@ struct batch {
         int n;
         int outstanding; /* delivery reports still awaited */
         int producing;   /* still inside produce_batch */
+        int mark_due;    /* waits to be marked with the batches after it */
         int mark_queued, marked;
         int in_submit;
         unsigned long seq; /* fetch order: names the batch holding a key */
@@ -118,6 +119,8 @@ struct relay {
         unsigned long batch_seq;
         int n_deferred;   /* --exactly-once: batches waiting for the next transaction */
         json_t *held;     /* key -> newest batch seq when a row of it was held */
+        int mark_rows;    /* sent rows of the batches whose mark is due */
+        int64_t mark_at;  /* when they are marked at the latest (0: none due) */
         int fetch_queued; /* a fetch is running */
         int want_fetch;
         struct relay_floor fl;
@@ -172,6 +175,8 @@ static inline int64_t now_ms(void)
 void relay_hold_key(struct relay *r, const struct relay_row *row);
 void relay_produce_batch(struct relay *r, struct batch *b);
 void relay_batch_reported(struct relay *r, struct batch *b);
+/* Unlinks and frees b if nothing of it is left to do. */
+void relay_batch_check_done(struct relay *r, struct batch *b);
 /* Frees the held keys whose batches are all done, once no fetched row waits. */
 void relay_release_keys(struct relay *r);
 
@@ -181,6 +186,17 @@ void relay_txn_add(struct relay *r, struct batch *b);
 void relay_txn_finish(struct relay *r);
 void relay_txn_abandon(struct relay *r);
 void relay_txn_recover(struct relay *r, int64_t now);
+
+/* relay_mark.c */
+/* b's sent rows are to be marked: within --mark-delay-ms, with the batches
+ * that finish meanwhile (b is marked at once when it has none). */
+void relay_mark_due(struct relay *r, struct batch *b);
+/* From the loop: marks what is due; and when that is (INT64_MAX: never). */
+void relay_mark_tick(struct relay *r, int64_t now);
+int64_t relay_mark_next_at(const struct relay *r);
+/* Whether a fetch must wait: --pipeline-depth batches are being published,
+ * or as many again wait for their mark (which is then sent at once). */
+int relay_pipeline_full(const struct relay *r);
 
 /* relay_floor.c */
 void relay_floor_reset(struct relay *r);

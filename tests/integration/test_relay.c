@@ -589,6 +589,41 @@ START_TEST(sigterm_exits_zero_with_delivered_rows_marked)
 }
 END_TEST
 
+/* Rows published one batch at a time wait for their mark together: with
+ * --mark-delay-ms 60000, five one-row batches are all in Kafka while their
+ * rows are still pending; SIGTERM marks them at once, in one statement
+ * (one sent_at), instead of after the delay. */
+START_TEST(batches_are_marked_together_and_at_shutdown)
+{
+        char *ci = fresh_db("marks");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--mark-delay-ms", "60000", NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n;
+
+        for (int i = 1; i <= 5; i++) {
+                fx_sql(c,
+                       "INSERT INTO outbox.events (topic, key, payload) "
+                       "VALUES ('marks', 'k', jsonb_build_object('n', %d))",
+                       i);
+                n = fx_consume(fx_kafka_bootstraps(kafka), "marks", (size_t)i, 30000, &msgs);
+                ck_assert_uint_eq(n, (size_t)i);
+                fx_msgs_free(msgs, n);
+        }
+        ck_assert_int_eq(
+            fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"), 5);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         5);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(DISTINCT sent_at) FROM outbox.events"), 1);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* The relay's database session killed mid-stream, twice: it reconnects,
  * LISTENs again and finishes the stream without loss. */
 START_TEST(database_connection_loss_is_survived)
@@ -953,6 +988,7 @@ int main(void)
         tcase_add_test(tc, rows_below_the_floor_are_published);
         tcase_add_test(tc, kill_9_and_restart_lose_nothing);
         tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
+        tcase_add_test(tc, batches_are_marked_together_and_at_shutdown);
         tcase_add_test(tc, database_connection_loss_is_survived);
         tcase_add_test(tc, standby_takes_over_when_the_leader_dies);
         tcase_add_test(tc, metrics_and_probes);

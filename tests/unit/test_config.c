@@ -549,6 +549,8 @@ static const char *const documented[] = {
     "OUTBOX_RETENTION",
     "--busy-poll-ms",
     "OUTBOX_BUSY_POLL_MS",
+    "--mark-delay-ms",
+    "OUTBOX_MARK_DELAY_MS",
     "--idle-after-ms",
     "OUTBOX_IDLE_AFTER_MS",
     "--json",
