@@ -76,7 +76,9 @@ const struct setting config_settings[] = {
      C_RUN, 0, "MS",
      "How long a published batch may wait to be marked sent in one statement with the batches "
      "published after it: fewer, larger UPDATEs while events trickle in. A batch's worth of "
-     "rows, a full pipeline or shutdown marks at once; 0 marks without waiting."},
+     "rows, a full pipeline or shutdown marks at once; 0 marks without waiting. With "
+     "--exactly-once a transaction's batches are marked together at its commit, without "
+     "waiting."},
     {"idle-after-ms", 0, "OUTBOX_IDLE_AFTER_MS", T_INT, OFF(idle_after_ms), 0, 3600000, "1000", 0,
      C_RUN, 0, "MS",
      "After this long without new rows, stop polling and wait for notifications again; 0 always "

@@ -204,5 +204,12 @@ int relay_is_ready(void *arg, char *why, size_t whysz)
                 snprintf(why, whysz, "the Kafka producer is being rebuilt");
                 return 0;
         }
+        /* A leader that cannot recover its transactional id publishes
+         * nothing: a rollout should stop there, not replace the old pods. */
+        if (r->cfg->exactly_once && r->leader && r->eos != EOS_READY) {
+                snprintf(why, whysz, "exactly-once: not publishing yet (transactional id %s): %s",
+                         r->tid, r->eos_error[0] != '\0' ? r->eos_error : "recovering");
+                return 0;
+        }
         return 1;
 }

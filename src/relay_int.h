@@ -142,6 +142,7 @@ struct relay {
         int txn_failed; /* a message of it failed: abort now, without waiting */
         int64_t eos_retry_at;
         int eos_attempt;
+        char eos_error[512];     /* why the leader is not publishing yet ("": none known) */
         char tid[300];           /* transactional.id */
         long kill_after_commits; /* test hook: OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS */
         long commits;

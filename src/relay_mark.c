@@ -54,8 +54,11 @@ void relay_mark_due(struct relay *r, struct batch *b)
         }
         b->mark_due = 1;
         r->mark_rows += sent;
+        /* With --exactly-once the batches of a transaction are all due at
+         * its commit, so they share a mark already: marking stays as it
+         * was, right after each commit. */
         if (r->mark_at == 0)
-                r->mark_at = now_ms() + r->cfg->mark_delay_ms;
+                r->mark_at = now_ms() + (r->cfg->exactly_once ? 0 : r->cfg->mark_delay_ms);
 }
 
 int64_t relay_mark_next_at(const struct relay *r)

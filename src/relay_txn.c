@@ -239,6 +239,7 @@ static void on_recovered(void *arg, PGresult *res, const char *error)
                 log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,
                          "recovered_rows", (int)n);
                 r->eos = EOS_READY;
+                r->eos_error[0] = '\0';
                 r->want_fetch = 1;
         }
         PQclear(res);
@@ -272,6 +273,8 @@ void relay_txn_recover(struct relay *r, int64_t now)
                  * loop keeps serving signals and probes while Kafka is away. */
                 rc = producer_txn_init(r->producer, INIT_STEP_MS, err, sizeof(err));
                 if (rc == PRODUCER_TXN_RETRY) {
+                        snprintf(r->eos_error, sizeof(r->eos_error),
+                                 "waiting for Kafka to initialise transactions: %.400s", err);
                         if (r->eos_attempt++ == 0 || r->eos_attempt % 100 == 0)
                                 log_warn(r->lg, "waiting for Kafka to initialise transactions",
                                          "{s:s,s:s}", "transactional_id", r->tid, "error", err);
@@ -291,6 +294,8 @@ void relay_txn_recover(struct relay *r, int64_t now)
         if (rc != 0) {
                 log_error(r->lg, "cannot read the last progress record, will retry", "{s:s}",
                           "error", err);
+                snprintf(r->eos_error, sizeof(r->eos_error),
+                         "cannot read the last progress record: %.400s", err);
                 retry_later(r, now_ms());
         } else if (found && strcmp(outbox_id, db_outbox_id(r->db)) != 0) {
                 /* Its rows are another outbox's: marking ours with their ids
@@ -302,12 +307,16 @@ void relay_txn_recover(struct relay *r, int64_t now)
                           "Not publishing, will check again",
                           "{s:s,s:s,s:s}", "transactional_id", r->tid, "record_outbox_id",
                           outbox_id, "outbox_id", db_outbox_id(r->db));
+                snprintf(r->eos_error, sizeof(r->eos_error),
+                         "the last progress record of this transactional id belongs to another "
+                         "outbox");
                 retry_later(r, now_ms());
         } else if (!found || rows.n == 0) {
                 log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,
                          "recovered_rows", 0);
                 r->eos_attempt = 0;
                 r->eos = EOS_READY;
+                r->eos_error[0] = '\0';
                 r->want_fetch = 1;
         } else {
                 r->eos_attempt = 0;

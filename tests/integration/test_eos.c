@@ -214,18 +214,25 @@ static void outbox_identity(PGconn *c, char *buf, size_t size)
 /* Two outboxes (two databases) given one transactional id: the second
  * relay finds the first's progress record, whose ids are its own rows' ids
  * too. It must refuse the record instead of marking its rows sent (they
- * were never published), publish nothing, and publish everything once it
- * has a transactional id of its own. */
+ * were never published), publish nothing and say so on /readyz (503), and
+ * publish everything (ready) once it has a transactional id of its own. */
 START_TEST(another_outboxs_record_is_refused)
 {
         char *ci_a = fresh_db("eos_share_a", "eos-share-a");
         char *ci_b = fresh_db("eos_share_b", "eos-share-b");
         PGconn *a = fx_db_connect(ci_a), *b = fx_db_connect(ci_b);
+        int port = fx_free_port();
+        char listen[64], *body = NULL;
         const char *shared[] = {"--exactly-once", "--transactional-id", "eos_shared", NULL};
-        const char *own[] = {"--exactly-once", "--transactional-id", "eos_share_b", NULL};
+        const char *shared_http[] = {
+            "--exactly-once", "--transactional-id", "eos_shared", "--http-listen", listen, NULL};
+        const char *own[] = {
+            "--exactly-once", "--transactional-id", "eos_share_b", "--http-listen", listen, NULL};
         const char *refused = "belongs to another outbox";
         struct fx_relay *r;
         char id_a[64], id_b[64];
+
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
 
         outbox_identity(a, id_a, sizeof(id_a));
         outbox_identity(b, id_b, sizeof(id_b));
@@ -243,11 +250,15 @@ START_TEST(another_outboxs_record_is_refused)
         fx_sql(b, "INSERT INTO outbox.events (topic, key, payload)"
                   " SELECT 'eos-share-b', 'k' || (g %% 5), jsonb_build_object('n', g)"
                   " FROM generate_series(1, 300) g");
-        r = fx_relay_start(ci_b, BROKERS, shared);
+        r = fx_relay_start(ci_b, BROKERS, shared_http);
         fh_wait_relay_log(r, refused, 1, 30000);
         ck_assert_int_ge(fh_relay_log_count(r, refused), 1);
         ck_assert_int_eq(fx_sql_int(b, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
                          0);
+        /* Not publishing, so not ready: a rollout stops at this pod. */
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 503);
+        ck_assert_msg(strstr(body, refused) != NULL, "readyz: %s", body);
+        free(body);
         fx_relay_free(r);
 
         r = fx_relay_start(ci_b, BROKERS, own);
@@ -255,6 +266,8 @@ START_TEST(another_outboxs_record_is_refused)
             fx_wait_sql(b, 300, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
             300);
         ck_assert_int_eq(fh_relay_log_count(r, refused), 0);
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 200);
+        free(body);
         fx_relay_free(r);
         PQfinish(a);
         PQfinish(b);
