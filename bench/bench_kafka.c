@@ -93,17 +93,20 @@ rd_kafka_t *bench_kafka_producer(const char *brokers, char **props, int nprops, 
         return make_client(RD_KAFKA_PRODUCER, brokers, props, nprops, dr, opaque, errbuf, errsz);
 }
 
+/* How an outbox-like value starts: its 10-digit order id follows. */
+static const char value_head[] = "{\"order_id\": ";
+
 char *bench_value_new(long value_bytes)
 {
-        static const char head[] = "{\"order_id\": ", mid[] = ", \"note\": \"";
+        static const char mid[] = ", \"note\": \"";
         char *value = malloc((size_t)value_bytes + 1);
 
         if (value == NULL)
                 return NULL;
         /* {"order_id": NNNNNNNNNN, "note": "xxx..."} of exactly value_bytes. */
         memset(value, 'x', (size_t)value_bytes);
-        memcpy(value, head, sizeof(head) - 1);
-        memcpy(value + sizeof(head) - 1 + 10, mid, sizeof(mid) - 1);
+        memcpy(value, value_head, sizeof(value_head) - 1);
+        memcpy(value + sizeof(value_head) - 1 + 10, mid, sizeof(mid) - 1);
         memcpy(value + value_bytes - 2, "\"}", 2);
         value[value_bytes] = '\0';
         return value;
@@ -115,7 +118,7 @@ rd_kafka_resp_err_t bench_produce(rd_kafka_t *rk, const char *topic, char *value
         char key[32], eid[48], oid[24], digits[24];
 
         snprintf(digits, sizeof(digits), "%010ld", i % 10000000000L);
-        memcpy(value + 13, digits, 10); /* after {"order_id": */
+        memcpy(value + sizeof(value_head) - 1, digits, 10);
         snprintf(key, sizeof(key), "customer-%ld", i % keys);
         snprintf(eid, sizeof(eid), "00000000-0000-4000-8000-%012ld", i);
         snprintf(oid, sizeof(oid), "%ld", i);

@@ -5,7 +5,6 @@
  * never from inside a callback that may be walking the batches. */
 #include <stdlib.h>
 
-#include "relay.h"
 #include "relay_int.h"
 
 struct mark_group {
