@@ -23,6 +23,7 @@ struct config {
         char *kafka_brokers;        /* bootstrap.servers */
         char *schema;               /* schema holding the outbox tables */
         char *default_topic;        /* topic for rows with NULL topic and no matching route */
+        char *allowed_topics;       /* comma-separated topic patterns rows may use; NULL: any */
         char *instance_id;          /* shown in status and logs; default hostname:pid */
         int batch_size;             /* rows per fetch */
         int pipeline_depth;         /* batches in flight at once */

@@ -29,6 +29,19 @@ void route_free(struct route *rt);
  * out->value malloc'ed (the caller frees both), or -1 with errbuf. */
 int route_parse_rule(const char *text, struct config_kv *out, char *errbuf, size_t errsz);
 
+/* Topics rows may not reach: every name starting with "__" (Kafka's
+ * internal topics), the reserved topic (the progress topic of
+ * --exactly-once; NULL for none) and, when allowed_csv is set, every topic
+ * that matches none of its comma-separated patterns (fnmatch: '*' and '?').
+ * Checks the routes and the default topic against them. Returns 0, or -1
+ * with errbuf naming the bad pattern or rule. */
+int route_guard(struct route *rt, const char *allowed_csv, const char *reserved, char *errbuf,
+                size_t errsz) __attribute__((warn_unused_result));
+
+/* 0 when a row may be published to topic (a legal name), else -1 with
+ * errbuf saying why it is refused: a permanent failure of the row. */
+int route_refused(const struct route *rt, const char *topic, char *errbuf, size_t errsz);
+
 /* Topic for a row: its own topic when set (non-empty); else the exact rule
  * for event_type, else the longest matching prefix rule; else the default.
  * Allocation-free: it runs for every row. Returns NULL when nothing matches,

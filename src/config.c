@@ -36,7 +36,9 @@ const struct setting config_settings[] = {
      C_RUN, 0, "NAME=VALUE",
      "librdkafka producer property (e.g. security.protocol=SASL_SSL); repeatable, and wins over "
      "the environment. The relay itself keeps enable.idempotence=true and acks=all and sets "
-     "bootstrap.servers from --kafka-brokers."},
+     "bootstrap.servers from --kafka-brokers. It sets allow.auto.create.topics=false, so that "
+     "a row cannot create a topic; -X allow.auto.create.topics=true gives that back where "
+     "brokers allow it."},
     {"route", 0, "OUTBOX_ROUTES", T_ROUTE, OFF(routes), 0, 0, NULL, 0, C_RUN, 0, "PATTERN=TOPIC",
      "Topic for rows whose topic column is NULL, chosen by event_type: an exact type "
      "(order.created=orders), a prefix (user.*=users) or * for all. An exact rule wins, then "
@@ -45,6 +47,12 @@ const struct setting config_settings[] = {
      "TOPIC",
      "Topic for rows with a NULL topic that no route matches; without it such rows fail "
      "permanently."},
+    {"allowed-topics", 0, "OUTBOX_ALLOWED_TOPICS", T_STR, OFF(allowed_topics), 0, 0, NULL, 0, C_RUN,
+     0, "PATTERN,...",
+     "Topics rows may be published to, as comma-separated patterns with * and ? (e.g. "
+     "orders,billing.*); a row naming another topic is dead-lettered at once with the reason. "
+     "Whatever this says, names starting with __ (Kafka's internal topics) and the "
+     "--progress-topic are always refused. Unset: any other topic."},
     {"batch-size", 0, "OUTBOX_BATCH_SIZE", T_INT, OFF(batch_size), 1, 100000, "1000", 0, C_RUN, 0,
      "N", "Rows fetched from the outbox per batch."},
     {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4", 0, C_RUN,
@@ -765,6 +773,7 @@ static int check_topic(const char *topic, const char *what, char *errbuf, size_t
 int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
 {
         struct route *rt;
+        int rc;
 
         for (size_t i = 0; i < config_n_settings; i++) {
                 const struct setting *s = &config_settings[i];
@@ -819,6 +828,7 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         rt = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
         if (rt == NULL)
                 return -1;
+        rc = route_guard(rt, cfg->allowed_topics, cfg->progress_topic, errbuf, errsz);
         route_free(rt);
-        return 0;
+        return rc;
 }

@@ -51,6 +51,10 @@ static const char *const defaults[][2] = {
     /* After an outage, try the brokers again within a second: with the
      * default (10 s) a recovered cluster may sit unused for 10 s. */
     {"reconnect.backoff.max.ms", "1000"},
+    /* A row's topic comes from any writer: a typo or a hostile name must
+     * not create a topic on brokers that allow it (librdkafka's producer
+     * asks them to by default). The row fails as an unknown topic. */
+    {"allow.auto.create.topics", "false"},
 };
 
 /* Settings the relay requires; config validation refuses other values. */

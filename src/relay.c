@@ -53,7 +53,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
                 goto fail;
         }
         r->route = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
-        if (r->route == NULL)
+        if (r->route == NULL ||
+            route_guard(r->route, cfg->allowed_topics, cfg->progress_topic, errbuf, errsz) != 0)
                 goto fail;
         r->fl.rewinds = -1;
         r->held = json_object();
@@ -199,8 +200,10 @@ static void batch_submit(struct relay *r, struct batch *b)
                         continue;
                 row->fail_queued = 1;
                 row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
+                /* A row dead at once counts its last attempt now. */
                 db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
-                                  r->cfg->max_attempts, on_failure_recorded, row);
+                                  row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
+                                  on_failure_recorded, row);
         }
         b->in_submit = 0;
         relay_batch_check_done(r, b);
@@ -355,6 +358,14 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                          topic, ROUTE_TOPIC_MAX);
                 row->topic = "(illegal)";
                 fail_row(r, row, err);
+                return;
+        }
+        /* A writer chose a topic the relay must not write (Kafka's own, the
+         * progress topic, or outside --allowed-topics): no retry can help. */
+        if (route_refused(r->route, topic, err, sizeof(err)) != 0) {
+                row->topic = "(refused)";
+                fail_row(r, row, err);
+                row->dead_now = 1;
                 return;
         }
         if (row->m.event_id == NULL) {

@@ -48,6 +48,7 @@ struct relay_row {
         int64_t produced_us;
         char *error;       /* why it failed (ROW_FAILED) */
         int retry_ms;      /* delay asked for when recording the failure */
+        int dead_now;      /* ROW_FAILED for good: dead-lettered at its first failure */
         int fail_queued;   /* record_failure is queued */
         int fail_recorded; /* record_failure completed */
         int produced;      /* handed to the producer (it is part of the transaction) */

@@ -3,6 +3,7 @@
  * a NULL topic, needs no allocation and only O(dots * log n) comparisons. */
 #include "route.h"
 
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,9 @@ struct route {
         struct route_rule *prefix; /* sorted by strcmp on pattern */
         size_t n_prefix;
         char *default_topic; /* NULL when there is none */
+        char **allowed;      /* --allowed-topics patterns; NULL: every topic */
+        size_t n_allowed;
+        char *reserved; /* the progress topic, or NULL */
 };
 
 int route_topic_name_ok(const char *topic)
@@ -171,6 +175,10 @@ void route_free(struct route *rt)
         free_rules(rt->exact, rt->n_exact);
         free_rules(rt->prefix, rt->n_prefix);
         free(rt->default_topic);
+        for (size_t i = 0; i < rt->n_allowed; i++)
+                free(rt->allowed[i]);
+        free(rt->allowed);
+        free(rt->reserved);
         free(rt);
 }
 
@@ -295,4 +303,125 @@ const char *route_topic(const struct route *rt, const char *topic, const char *e
         snprintf(errbuf, errsz, "no route for event_type \"%s\" and no --default-topic",
                  event_type);
         return NULL;
+}
+
+/* ---- topics a row may not reach ---- */
+
+int route_refused(const struct route *rt, const char *topic, char *errbuf, size_t errsz)
+{
+        size_t i;
+
+        if (strncmp(topic, "__", 2) == 0) {
+                snprintf(errbuf, errsz,
+                         "topic \"%s\" is refused: names starting with \"__\" are Kafka's "
+                         "internal topics",
+                         topic);
+                return -1;
+        }
+        if (rt->reserved != NULL && strcmp(topic, rt->reserved) == 0) {
+                snprintf(errbuf, errsz,
+                         "topic \"%s\" is refused: it is the relay's progress topic "
+                         "(--progress-topic)",
+                         topic);
+                return -1;
+        }
+        if (rt->allowed == NULL)
+                return 0;
+        for (i = 0; i < rt->n_allowed; i++)
+                if (fnmatch(rt->allowed[i], topic, 0) == 0)
+                        return 0;
+        snprintf(errbuf, errsz, "topic \"%s\" is refused: it matches no pattern of --allowed-topics",
+                 topic);
+        return -1;
+}
+
+/* A pattern is a topic name that may hold '*' and '?'; '[' and '\\' are
+ * not topic characters, so fnmatch sees nothing else special. */
+static int pattern_ok(const char *p)
+{
+        size_t len = strlen(p);
+
+        return len >= 1 && len <= ROUTE_TOPIC_MAX &&
+               strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*?") ==
+                   len;
+}
+
+static int add_allowed(struct route *rt, const char *item, size_t len, char *errbuf,
+                       size_t errsz)
+{
+        char *p = dup_trimmed(item, len), **grown;
+
+        if (p == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        if (p[0] == '\0') { /* "a,,b" or a trailing comma */
+                free(p);
+                return 0;
+        }
+        if (!pattern_ok(p)) {
+                snprintf(errbuf, errsz,
+                         "invalid --allowed-topics pattern \"%.64s\": expected a topic name that "
+                         "may hold * and ? ([A-Za-z0-9._-*?], 1 to %d characters)",
+                         p, ROUTE_TOPIC_MAX);
+                free(p);
+                return -1;
+        }
+        grown = realloc(rt->allowed, (rt->n_allowed + 1) * sizeof(*grown));
+        if (grown == NULL) {
+                free(p);
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        rt->allowed = grown;
+        rt->allowed[rt->n_allowed++] = p;
+        return 0;
+}
+
+/* A configured target that rows would be refused on is a mistake in the
+ * configuration: say so at startup instead of dead-lettering every row. */
+static int check_target(const struct route *rt, const char *what, const char *topic,
+                        char *errbuf, size_t errsz)
+{
+        char why[512];
+
+        if (route_refused(rt, topic, why, sizeof(why)) == 0)
+                return 0;
+        snprintf(errbuf, errsz, "%s: %s", what, why);
+        return -1;
+}
+
+int route_guard(struct route *rt, const char *allowed_csv, const char *reserved, char *errbuf,
+                size_t errsz)
+{
+        char what[300];
+
+        if (reserved != NULL && (rt->reserved = strdup(reserved)) == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        for (const char *p = allowed_csv; p != NULL && *p != '\0';) {
+                size_t n = strcspn(p, ",");
+
+                if (add_allowed(rt, p, n, errbuf, errsz) != 0)
+                        return -1;
+                p += n + (p[n] == ',');
+        }
+        if (allowed_csv != NULL && rt->allowed == NULL) {
+                snprintf(errbuf, errsz, "--allowed-topics names no pattern");
+                return -1;
+        }
+        for (size_t i = 0; i < rt->n_exact + rt->n_prefix; i++) {
+                const struct route_rule *r =
+                    i < rt->n_exact ? &rt->exact[i] : &rt->prefix[i - rt->n_exact];
+
+                snprintf(what, sizeof(what), "route \"%s%s\"", r->pattern,
+                         i < rt->n_exact ? "" : "*");
+                if (check_target(rt, what, r->topic, errbuf, errsz) != 0)
+                        return -1;
+        }
+        if (rt->default_topic != NULL &&
+            check_target(rt, "--default-topic", rt->default_topic, errbuf, errsz) != 0)
+                return -1;
+        return 0;
 }

@@ -213,6 +213,30 @@ START_TEST(topic_names_kafka_rejects)
 }
 END_TEST
 
+/* Topics a writer may name but the relay must not write: Kafka's internal
+ * topics, the progress topic of --exactly-once relays, and anything outside
+ * --allowed-topics. Dead-lettered at their first failure although
+ * --max-attempts is 10: with retries they would not drain in time. */
+START_TEST(topics_rows_may_not_reach)
+{
+        static const struct bad_row rows[] = {
+            {"topic, payload", "'__consumer_offsets', '{}'", 1, "internal topics"},
+            {"topic, payload", "'__transaction_state', '{}'", 1, "internal topics"},
+            {"topic, payload", "'__anything', '{}'", 1, "internal topics"},
+            {"topic, payload", "'b-progress', '{}'", 1, "progress topic"},
+            {"topic, payload", "'b-elsewhere', '{}'", 1, "--allowed-topics"},
+        };
+        const char *args[] = {"--max-attempts", "10", "--progress-topic", "b-progress",
+                              "--allowed-topics", "b-allowed, b-allowed-*,b-pro*", NULL};
+
+        run_bad_rows("refused-topics",
+                     "topics rows may not reach: __consumer_offsets, __transaction_state, "
+                     "__anything, the --progress-topic (even where --allowed-topics matches it), "
+                     "one outside --allowed-topics (the good rows' topic is inside it)",
+                     "b-allowed", NULL, rows, (int)(sizeof(rows) / sizeof(rows[0])), args);
+}
+END_TEST
+
 /* NULL in every nullable column, with the schema intact. */
 START_TEST(nulls_in_every_nullable_column)
 {
@@ -501,6 +525,12 @@ static const struct {
     {NULL, NULL, "--route", "a.*b=topic", "route"},
     {NULL, NULL, "--route", "order.created=bad topic", "route"},
     {"OUTBOX_ROUTES=user.*=users,,oops", NULL, NULL, NULL, "OUTBOX_ROUTES"},
+    /* topics rows may not reach, named in the configuration itself */
+    {NULL, NULL, "--route", "x=__consumer_offsets", "__consumer_offsets"},
+    {NULL, NULL, "--default-topic", "outbox-relay-progress", "progress topic"},
+    {"OUTBOX_ALLOWED_TOPICS=orders", NULL, "--route", "a=billing", "--allowed-topics"},
+    {NULL, NULL, "--allowed-topics", "orders,bad topic", "--allowed-topics"},
+    {NULL, NULL, "--allowed-topics", " , ", "--allowed-topics"},
 };
 
 #define N_BAD_CFG (sizeof(bad_cfg) / sizeof(bad_cfg[0]))
@@ -584,6 +614,7 @@ int main(void)
         tcase_add_test(rows, headers_not_an_object_of_strings);
         tcase_add_test(rows, payload_larger_than_accepted);
         tcase_add_test(rows, topic_names_kafka_rejects);
+        tcase_add_test(rows, topics_rows_may_not_reach);
         tcase_add_test(rows, nulls_in_every_nullable_column);
         tcase_add_test(rows, nulls_where_not_null_was_dropped);
         tcase_add_test(rows, invalid_utf8_keys_and_nul_bytes);

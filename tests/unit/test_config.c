@@ -533,6 +533,8 @@ END_TEST
 
 /* Every setting of the brief, flag and environment variable. */
 static const char *const documented[] = {
+    "--allowed-topics",
+    "OUTBOX_ALLOWED_TOPICS",
     "--exactly-once",
     "OUTBOX_EXACTLY_ONCE",
     "--transactional-id",

@@ -223,6 +223,65 @@ START_TEST(test_new_validates)
 }
 END_TEST
 
+/* What a writer may not reach, whatever the allow-list says. */
+START_TEST(test_guard_refuses)
+{
+        struct route *rt = route_new(NULL, 0, NULL, errbuf, sizeof(errbuf));
+
+        ck_assert_ptr_nonnull(rt);
+        ck_assert_int_eq(route_guard(rt, NULL, "progress", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "orders", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "_single", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "progress2", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "__consumer_offsets", errbuf, sizeof(errbuf)), -1);
+        ck_assert_str_eq(errbuf, "topic \"__consumer_offsets\" is refused: names starting with "
+                                 "\"__\" are Kafka's internal topics");
+        ck_assert_int_eq(route_refused(rt, "__", errbuf, sizeof(errbuf)), -1);
+        ck_assert_int_eq(route_refused(rt, "progress", errbuf, sizeof(errbuf)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "progress topic"));
+        route_free(rt);
+}
+END_TEST
+
+START_TEST(test_guard_allow_list)
+{
+        struct config_kv kv[] = {{(char *)"a", (char *)"orders"}, {(char *)"b.*", (char *)"b-x"}};
+        struct route *rt = route_new(kv, 2, "orders", errbuf, sizeof(errbuf));
+
+        ck_assert_ptr_nonnull(rt);
+        ck_assert_int_eq(route_guard(rt, " orders ,, b-*,q?,__*", NULL, errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "orders", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "b-anything", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "qz", errbuf, sizeof(errbuf)), 0);
+        ck_assert_int_eq(route_refused(rt, "qzz", errbuf, sizeof(errbuf)), -1);
+        ck_assert_str_eq(errbuf, "topic \"qzz\" is refused: it matches no pattern of "
+                                 "--allowed-topics");
+        ck_assert_int_eq(route_refused(rt, "orders2", errbuf, sizeof(errbuf)), -1);
+        /* A pattern cannot let internal topics through. */
+        ck_assert_int_eq(route_refused(rt, "__consumer_offsets", errbuf, sizeof(errbuf)), -1);
+        route_free(rt);
+
+        /* Targets the configuration names are checked at once. */
+        rt = route_new(kv, 2, NULL, errbuf, sizeof(errbuf));
+        ck_assert_int_eq(route_guard(rt, "orders", NULL, errbuf, sizeof(errbuf)), -1);
+        ck_assert_str_eq(errbuf, "route \"b.*\": topic \"b-x\" is refused: it matches no "
+                                 "pattern of --allowed-topics");
+        route_free(rt);
+        rt = route_new(NULL, 0, "p", errbuf, sizeof(errbuf));
+        ck_assert_int_eq(route_guard(rt, NULL, "p", errbuf, sizeof(errbuf)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--default-topic: topic \"p\" is refused"));
+        route_free(rt);
+        rt = route_new(NULL, 0, NULL, errbuf, sizeof(errbuf));
+        ck_assert_int_eq(route_guard(rt, "ok,bad[x]", NULL, errbuf, sizeof(errbuf)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "invalid --allowed-topics pattern \"bad[x]\""));
+        route_free(rt);
+        rt = route_new(NULL, 0, NULL, errbuf, sizeof(errbuf));
+        ck_assert_int_eq(route_guard(rt, " ,", NULL, errbuf, sizeof(errbuf)), -1);
+        ck_assert_str_eq(errbuf, "--allowed-topics names no pattern");
+        route_free(rt);
+}
+END_TEST
+
 /* The rules outlive the config_kv array they were compiled from. */
 START_TEST(test_copies_rules)
 {
@@ -355,6 +414,8 @@ static Suite *route_suite(void)
         tcase_add_test(tc, test_duplicates);
         tcase_add_test(tc, test_new_validates);
         tcase_add_test(tc, test_copies_rules);
+        tcase_add_test(tc, test_guard_refuses);
+        tcase_add_test(tc, test_guard_allow_list);
         tcase_add_test(tc, test_against_reference);
         suite_add_tcase(s, tc);
         return s;
