@@ -79,9 +79,9 @@ static int denied(PGconn *conn, const char *sql)
 /* The payload each attack runs: only an owner's rights make it succeed. */
 #define ATTACK_FN                                                                                  \
         "CREATE FUNCTION pg_temp.f() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN"                  \
-        " EXECUTE format('ALTER ROLE %I SUPERUSER CREATEROLE CREATEDB BYPASSRLS', current_user);"  \
-        " EXECUTE format('GRANT pg_read_all_data, pg_write_server_files TO %I', current_user);"    \
-        " EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA outbox TO %I', current_user);"         \
+        " EXECUTE format('ALTER ROLE %I SUPERUSER CREATEROLE CREATEDB BYPASSRLS', session_user);"  \
+        " EXECUTE format('GRANT pg_read_all_data, pg_write_server_files TO %I', session_user);"    \
+        " EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA outbox TO %I', session_user);"         \
         " RETURN 1; END $$"
 
 /* Each attack runs on a fresh session of the role (its own temp schema):
@@ -293,7 +293,8 @@ START_TEST(relay_role_runs_without_ddl)
         fx_migrate(ci, NULL);
         w = fx_db_connect_as(ci, FX_WRITER_ROLE);
         /* An old sent row for retention to delete (made by the operator). */
-        fx_sql(admin, "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-old', 'o', '{}')");
+        fx_sql(admin,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-old', 'o', '{}')");
         fx_sql(admin, "UPDATE outbox.events SET status = 'sent', sent_at = now() - interval '2h'");
         r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         fx_sql(w, "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-ok', 'k', '{}')");
@@ -363,9 +364,8 @@ START_TEST(migrate_grant_names_a_missing_role)
 {
         char *ci = fx_pg_create_db(pg, "sec_grant");
         PGconn *admin = fx_db_connect(ci);
-        const char *argv[] = {OUTBOX_RELAY_BIN, "migrate",       "--database-url",
-                              ci,               "--grant-relay", "x\"; DROP TABLE outbox.events; --",
-                              NULL};
+        const char *argv[] = {OUTBOX_RELAY_BIN, "migrate", "--database-url", ci, "--grant-relay",
+                              "x\"; DROP TABLE outbox.events; --", NULL};
         char *out = NULL;
 
         fx_migrate(ci, NULL);
