@@ -43,6 +43,8 @@ struct config {
         char *transactional_id;     /* NULL: outbox-relay.<schema> (config_transactional_id) */
         char *progress_topic;       /* compacted topic of progress records */
         int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
+        char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
+        char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */
         enum config_log_level log_level;
         struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;

@@ -30,6 +30,19 @@ int migrate_latest_version(void);
 int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, char *errbuf,
                 size_t errsz) __attribute__((warn_unused_result));
 
+enum migrate_grantee {
+        MIGRATE_WRITER, /* USAGE on the schema, INSERT on events */
+        MIGRATE_RELAY,  /* what run, status, replay and dlq need; no DDL */
+};
+
+/* Grants an existing role (quoted here: any name is safe) what `kind`
+ * needs on the schema, in one transaction; the grants are listed in
+ * docs/security.md. A missing role is an error naming it: roles are not
+ * created here. *superuser is set when the role is a superuser, for whom
+ * grants change nothing. Returns 0 or -1 with errbuf. */
+int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migrate_grantee kind,
+                  int *superuser, char *errbuf, size_t errsz) __attribute__((warn_unused_result));
+
 #define MIGRATE_ERR_SCHEMA (-2)
 
 /* Returns 0 when the schema exists at migrate_latest_version();

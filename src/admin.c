@@ -86,6 +86,34 @@ static PGconn *connect_db(const struct config *cfg, const char *cmd)
         return conn;
 }
 
+/* --grant-writer / --grant-relay: one line saying what the role may now do. */
+static int grant(PGconn *conn, const struct config *cfg, const char *role,
+                 enum migrate_grantee kind)
+{
+        char errbuf[1024];
+        int superuser;
+
+        if (role == NULL)
+                return 0;
+        if (migrate_grant(conn, cfg->schema, role, kind, &superuser, errbuf, sizeof(errbuf)) != 0) {
+                fail("migrate", errbuf);
+                return -1;
+        }
+        if (kind == MIGRATE_WRITER)
+                printf("granted writer role \"%s\": USAGE on schema %s, INSERT on %s.events\n",
+                       role, cfg->schema, cfg->schema);
+        else
+                printf("granted relay role \"%s\": rows and functions of schema %s, no DDL\n",
+                       role, cfg->schema);
+        /* Not an error: the grants are made, they just add nothing. */
+        if (superuser)
+                fprintf(stderr,
+                        "outbox-relay migrate: warning: role \"%s\" is a superuser, so it is not "
+                        "limited to these grants\n",
+                        role);
+        return 0;
+}
+
 int admin_migrate(const struct config *cfg, struct log *lg)
 {
         char errbuf[1024];
@@ -104,6 +132,9 @@ int admin_migrate(const struct config *cfg, struct log *lg)
         else
                 printf("schema %s is up to date at version %d\n", cfg->schema,
                        migrate_latest_version());
+        if (grant(conn, cfg, cfg->grant_writer, MIGRATE_WRITER) != 0 ||
+            grant(conn, cfg, cfg->grant_relay, MIGRATE_RELAY) != 0)
+                goto out;
         rc = 0;
 out:
         PQfinish(conn);

@@ -120,6 +120,14 @@ const struct setting config_settings[] = {
      OFF(transaction_timeout_ms), 1000, 900000, "10000", 0, C_RUN, 0, "MS",
      "With --exactly-once, Kafka's transaction.timeout.ms: an open transaction is aborted after "
      "this long, and a commit blocks the relay at most this long while Kafka is failing."},
+    {"grant-writer", 0, "OUTBOX_GRANT_WRITER", T_STR, OFF(grant_writer), 0, 0, NULL, 0, C_MIGRATE,
+     0, "ROLE",
+     "After migrating, grant this existing role what a service writing events needs and nothing "
+     "more: USAGE on the schema and INSERT on its events table."},
+    {"grant-relay", 0, "OUTBOX_GRANT_RELAY", T_STR, OFF(grant_relay), 0, 0, NULL, 0, C_MIGRATE, 0,
+     "ROLE",
+     "After migrating, grant this existing role what outbox-relay run, status, replay and dlq "
+     "need: reading and changing the outbox's rows and calling its functions, no DDL."},
     {"from-id", 0, NULL, T_ID, OFF(replay_from_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
      "Replay rows with id >= ID."},
     {"to-id", 0, NULL, T_ID, OFF(replay_to_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
@@ -770,6 +778,17 @@ static int check_topic(const char *topic, const char *what, char *errbuf, size_t
         return -1;
 }
 
+/* A role name is quoted wherever it is used; PostgreSQL truncates names to
+ * 63 bytes, which would grant to another role than the one named. */
+static int check_role(const char *role, const char *what, char *errbuf, size_t errsz)
+{
+        if (role == NULL || strlen(role) <= 63)
+                return 0;
+        snprintf(errbuf, errsz, "%s \"%.64s...\" is longer than a PostgreSQL role name (63 bytes)",
+                 what, role);
+        return -1;
+}
+
 int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
 {
         struct route *rt;
@@ -814,6 +833,9 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                 snprintf(errbuf, errsz, "--transactional-id must be 1 to 255 characters");
                 return -1;
         }
+        if (check_role(cfg->grant_writer, "--grant-writer", errbuf, errsz) != 0 ||
+            check_role(cfg->grant_relay, "--grant-relay", errbuf, errsz) != 0)
+                return -1;
         if (check_topic(cfg->progress_topic, "--progress-topic", errbuf, errsz) != 0 ||
             check_topic(cfg->default_topic, "--default-topic", errbuf, errsz) != 0 ||
             check_topic(cfg->replay_topic, "--topic", errbuf, errsz) != 0)

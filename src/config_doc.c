@@ -29,6 +29,8 @@ static const char *commands_text(unsigned cmds)
                 return "every command";
         case C_RUN:
                 return "run";
+        case C_MIGRATE:
+                return "migrate";
         case C_REPLAY:
                 return "replay";
         case C_DLQ:

@@ -403,3 +403,82 @@ int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
         }
         return 0;
 }
+
+/* The grants of each kind of role, %1$s the quoted schema and %2$s the
+ * quoted role (docs/security.md shows them). The relay's role may read and
+ * change the outbox's rows and call its functions; it owns nothing, so it
+ * can neither CREATE in the schema nor ALTER or DROP its tables. INSERT on
+ * events is for requeue_dead() (dlq requeue); the sequences are reached
+ * only through the security definer functions and the identity column. */
+static const char *const writer_grants[] = {
+    "GRANT USAGE ON SCHEMA %1$s TO %2$s",
+    "GRANT INSERT ON %1$s.events TO %2$s",
+    NULL,
+};
+
+static const char *const relay_grants[] = {
+    "GRANT USAGE ON SCHEMA %1$s TO %2$s",
+    "GRANT SELECT ON %1$s.schema_migrations TO %2$s",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON %1$s.events, %1$s.dead_letters TO %2$s",
+    "GRANT SELECT, UPDATE ON %1$s.relay_state TO %2$s",
+    "GRANT EXECUTE ON FUNCTION %1$s.writers(text[]),"
+    " %1$s.record_failure(bigint, integer, text, integer, integer),"
+    " %1$s.replay(bigint, bigint, timestamptz, timestamptz, text, text, boolean),"
+    " %1$s.requeue_dead(bigint, text, boolean) TO %2$s",
+    NULL,
+};
+
+int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migrate_grantee kind,
+                  int *superuser, char *errbuf, size_t errsz)
+{
+        const char *const *grants = kind == MIGRATE_WRITER ? writer_grants : relay_grants;
+        const char *params[1] = {role};
+        char *sch = NULL, *rol = NULL, sql[512], msg[512], ignore[256];
+        PGresult *res = NULL;
+        int rc = -1, in_tx = 0;
+
+        *superuser = 0;
+        res = PQexecParams(conn, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", 1,
+                           NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                pq_message(conn, res, msg, sizeof(msg));
+                snprintf(errbuf, errsz, "cannot look up role \"%.63s\": %s", role, msg);
+                goto out;
+        }
+        if (PQntuples(res) != 1) {
+                snprintf(errbuf, errsz,
+                         "role \"%.63s\" does not exist: create it first (CREATE ROLE ... LOGIN); "
+                         "migrate grants to roles but does not create them",
+                         role);
+                goto out;
+        }
+        *superuser = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        sch = PQescapeIdentifier(conn, schema, strlen(schema));
+        rol = PQescapeIdentifier(conn, role, strlen(role));
+        if (sch == NULL || rol == NULL) {
+                snprintf(errbuf, errsz, "cannot quote the schema or role name");
+                goto out;
+        }
+        if (exec_cmd(conn, "BEGIN", "starting the grant transaction", errbuf, errsz) != 0)
+                goto out;
+        in_tx = 1;
+        for (const char *const *g = grants; *g != NULL; g++) {
+                char what[128];
+
+                snprintf(sql, sizeof(sql), *g, sch, rol);
+                snprintf(what, sizeof(what), "granting to role \"%.63s\"", role);
+                if (exec_cmd(conn, sql, what, errbuf, errsz) != 0)
+                        goto out;
+        }
+        in_tx = 0;
+        if (exec_cmd(conn, "COMMIT", "committing the grants", errbuf, errsz) != 0)
+                goto out;
+        rc = 0;
+out:
+        if (in_tx)
+                (void)exec_cmd(conn, "ROLLBACK", "rolling back", ignore, sizeof(ignore));
+        PQclear(res);
+        PQfreemem(sch);
+        PQfreemem(rol);
+        return rc;
+}

@@ -422,6 +422,20 @@ static int pg_ctl_start(struct fx_pg *pg, const char *action, char **why)
         return -1;
 }
 
+/* The roles the relay and the writers of the tests use: cluster-wide, so
+ * once per server; fx_migrate grants them on each outbox. */
+static void pg_create_roles(const struct fx_pg *pg)
+{
+        char conninfo[128];
+        PGconn *conn;
+
+        snprintf(conninfo, sizeof(conninfo),
+                 "host=127.0.0.1 port=%d dbname=postgres user=postgres", pg->port);
+        conn = fx_db_connect(conninfo);
+        fx_sql(conn, "CREATE ROLE " FX_WRITER_ROLE " LOGIN; CREATE ROLE " FX_RELAY_ROLE " LOGIN");
+        PQfinish(conn);
+}
+
 struct fx_pg *fx_pg_start(void)
 {
         struct fx_pg *pg = calloc(1, sizeof(*pg));
@@ -478,6 +492,7 @@ struct fx_pg *fx_pg_start(void)
                 free(why);
                 why = NULL;
         }
+        pg_create_roles(pg);
         return pg;
 }
 
@@ -575,6 +590,36 @@ PGconn *fx_db_connect(const char *conninfo)
                 ck_abort_msg("connect failed: %s", msg);
         }
         return conn;
+}
+
+char *fx_conninfo_as(const char *conninfo, const char *role)
+{
+        char *out = NULL;
+
+        if (!strncmp(conninfo, "postgres://", 11) || !strncmp(conninfo, "postgresql://", 13))
+                out = strdup(conninfo);
+        else
+                ck_assert_msg(asprintf(&out, "%s user=%s", conninfo, role) > 0, "out of memory");
+        ck_assert_msg(out != NULL, "out of memory");
+        return out;
+}
+
+PGconn *fx_db_connect_as(const char *conninfo, const char *role)
+{
+        char *ci = fx_conninfo_as(conninfo, role);
+        PGconn *conn = fx_db_connect(ci);
+
+        free(ci);
+        return conn;
+}
+
+/* Whether the conninfo names user= more than once: a test that wants the
+ * relay to run as another role appends its own. */
+static int names_user_twice(const char *conninfo)
+{
+        const char *p = strstr(conninfo, "user=");
+
+        return p != NULL && strstr(p + 5, "user=") != NULL;
 }
 
 /* Runs sql; aborts unless it succeeded. The caller clears the result. */
@@ -688,6 +733,7 @@ struct fx_relay {
         int code; /* once reaped: exit code or 128 + signal */
         char dir[64];
         char logfile[96];
+        char *conninfo; /* as FX_RELAY_ROLE */
 };
 
 /* OUTBOX_TEST_RELAY_WRAPPER, e.g. "/usr/bin/valgrind --leak-check=full",
@@ -731,10 +777,13 @@ struct fx_relay *fx_relay_start_env(const char *conninfo, const char *brokers,
         int fd;
 
         ck_assert_msg(r != NULL, "out of memory");
+        r->conninfo = names_user_twice(conninfo) ? strdup(conninfo)
+                                                 : fx_conninfo_as(conninfo, FX_RELAY_ROLE);
+        ck_assert_msg(r->conninfo != NULL, "out of memory");
         argv[n++] = OUTBOX_RELAY_BIN;
         argv[n++] = "run";
         argv[n++] = "--database-url";
-        argv[n++] = conninfo;
+        argv[n++] = r->conninfo;
         argv[n++] = "--kafka-brokers";
         argv[n++] = brokers;
         for (size_t i = 0; extra_args && extra_args[i]; i++) {
@@ -801,14 +850,16 @@ void fx_relay_free(struct fx_relay *r)
                         relay_set_code(r, status);
         }
         rm_rf(r->dir);
+        free(r->conninfo);
         free(r);
 }
 
 void fx_migrate(const char *conninfo, const char *schema)
 {
         const char *argv[] = {
-            OUTBOX_RELAY_BIN, "migrate", "--database-url", conninfo, schema ? "--schema" : NULL,
-            schema,           NULL};
+            OUTBOX_RELAY_BIN, "migrate",     "--database-url", conninfo,
+            "--grant-writer", FX_WRITER_ROLE, "--grant-relay",  FX_RELAY_ROLE,
+            schema ? "--schema" : NULL,       schema,          NULL};
         char *out = NULL;
         int rc = fx_run(argv, NULL, &out, 60000);
 

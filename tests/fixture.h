@@ -28,6 +28,19 @@ void fx_pg_start_server(struct fx_pg *pg);
 char *fx_pg_create_db(struct fx_pg *pg, const char *name);
 
 PGconn *fx_db_connect(const char *conninfo);
+
+/* Roles fx_pg_start creates (LOGIN, trust on 127.0.0.1) and fx_migrate
+ * grants with `outbox-relay migrate --grant-writer/--grant-relay`: the
+ * relay runs as FX_RELAY_ROLE, the writers insert as FX_WRITER_ROLE.
+ * Operator work (replay, hand UPDATEs, schema changes) stays on the
+ * superuser conninfo. */
+#define FX_WRITER_ROLE "outbox_writer"
+#define FX_RELAY_ROLE  "outbox_relay"
+/* conninfo with user=role appended (libpq takes the last user=); a
+ * postgres:// URL is returned unchanged. malloc'ed. */
+char *fx_conninfo_as(const char *conninfo, const char *role);
+/* fx_db_connect(fx_conninfo_as(conninfo, role)). */
+PGconn *fx_db_connect_as(const char *conninfo, const char *role);
 /* Runs SQL (printf-style), asserting success; the result is discarded. */
 void fx_sql(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Runs a query returning one row, one column, as a long long (NULL -> -1). */
@@ -86,6 +99,8 @@ int fx_run(const char *const argv[], const char *const env[], char **output, int
 
 struct fx_relay;
 /* Starts `outbox-relay run --database-url conninfo --kafka-brokers brokers`
+ * as FX_RELAY_ROLE (a conninfo that names user= twice already is left as it
+ * is: the test chose the user)
  * plus extra args (NULL-terminated, may be NULL); its stderr goes to a log
  * file that fx_relay_log() returns. OUTBOX_TEST_RELAY_WRAPPER (e.g.
  * "/usr/bin/valgrind --leak-check=full") runs it under that command. */
@@ -105,7 +120,8 @@ char *fx_relay_log(const struct fx_relay *r);
 void fx_relay_free(struct fx_relay *r);
 
 /* Runs `outbox-relay migrate` against conninfo (schema "outbox" unless
- * schema is given) and asserts exit 0. */
+ * schema is given), granting FX_WRITER_ROLE and FX_RELAY_ROLE, and asserts
+ * exit 0. */
 void fx_migrate(const char *conninfo, const char *schema);
 
 /* ---- HTTP (the relay's endpoints) ---- */

@@ -218,7 +218,7 @@ struct fh_writers *fh_writers_start(const struct fh_writers_opts *o)
          * out of the picture. */
         if (getenv("OUTBOX_FAULT_WRITERS") && atoi(getenv("OUTBOX_FAULT_WRITERS")) > 0)
                 w->o.writers = atoi(getenv("OUTBOX_FAULT_WRITERS"));
-        w->conninfo = strdup(o->conninfo);
+        w->conninfo = fx_conninfo_as(o->conninfo, FX_WRITER_ROLE); /* INSERT only */
         w->topic = strdup(o->topic);
         w->ws = calloc((size_t)w->o.writers, sizeof(*w->ws));
         ck_assert_msg(w->conninfo && w->topic && w->ws, "out of memory");

@@ -531,10 +531,35 @@ START_TEST(test_positional_and_replay)
 }
 END_TEST
 
+START_TEST(test_grant_roles)
+{
+        char long_role[80];
+        struct config *cfg =
+            parse_ok(ARGS("--grant-writer", "svc \"orders\"", "--grant-relay", "relay"));
+
+        /* Any name is taken as is: migrate quotes it. */
+        ck_assert_str_eq(cfg->grant_writer, "svc \"orders\"");
+        ck_assert_str_eq(cfg->grant_relay, "relay");
+        config_free(cfg);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--grant-relay", "r", "--grant-writer", "w")), 0);
+        memset(long_role, 'r', 64);
+        long_role[64] = '\0';
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--grant-relay", long_role)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--grant-relay"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "63 bytes"));
+        parse_fails(ARGS("--grant-writer", ""));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--grant-writer"));
+}
+END_TEST
+
 /* Every setting of the brief, flag and environment variable. */
 static const char *const documented[] = {
     "--allowed-topics",
     "OUTBOX_ALLOWED_TOPICS",
+    "--grant-writer",
+    "OUTBOX_GRANT_WRITER",
+    "--grant-relay",
+    "OUTBOX_GRANT_RELAY",
     "--exactly-once",
     "OUTBOX_EXACTLY_ONCE",
     "--transactional-id",
@@ -738,6 +763,7 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_exactly_once);
         tcase_add_test(tc, test_help);
         tcase_add_test(tc, test_markdown);
+        tcase_add_test(tc, test_grant_roles);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -1,0 +1,408 @@
+/* test_security: least privilege against a real PostgreSQL and the real
+ * relay. A hostile writer holding only what `migrate --grant-writer` gives
+ * (and the relay's DML-only role, which is no superuser either) tries to
+ * make the security definer functions run its own code with their owner's
+ * rights; each attempt must leave its attributes and grants as they were.
+ * Then what each role can and cannot do: the writer only INSERTs, the relay
+ * publishes, retries, dead-letters, replays and deletes old rows without
+ * any DDL. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <libpq-fe.h>
+
+#include "fixture.h"
+
+static struct fx_pg *pg;
+static struct fx_kafka *kafka;
+
+static void suite_setup(void)
+{
+        pg = fx_pg_start();
+        kafka = fx_kafka_start(1, 1);
+}
+
+static void suite_teardown(void)
+{
+        fx_kafka_stop(kafka);
+        fx_pg_stop(pg);
+}
+
+/* Everything a successful attack would change about a role: its
+ * attributes, its memberships and its rights on the outbox. */
+static char *role_state(PGconn *admin, const char *role)
+{
+        char sql[2048], *copy;
+        PGresult *res;
+
+        snprintf(sql, sizeof(sql),
+                 "SELECT concat_ws(' ', r.rolsuper, r.rolcreaterole, r.rolcreatedb,"
+                 " r.rolreplication, r.rolbypassrls, r.rolinherit,"
+                 " (SELECT string_agg(m.roleid::regrole::text, ',' ORDER BY 1)"
+                 "  FROM pg_auth_members m WHERE m.member = r.oid),"
+                 " (SELECT string_agg(c.relname || '=' || p.privilege_type, ',' ORDER BY 1)"
+                 "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,"
+                 "  LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) p"
+                 "  WHERE n.nspname = 'outbox' AND p.grantee = r.oid),"
+                 " has_schema_privilege(r.oid, 'outbox', 'CREATE'),"
+                 " has_database_privilege(r.oid, current_database(), 'CREATE'))"
+                 " FROM pg_roles r WHERE r.rolname = '%s'",
+                 role);
+        res = PQexec(admin, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s",
+                      PQerrorMessage(admin));
+        copy = strdup(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        ck_assert_ptr_nonnull(copy);
+        return copy;
+}
+
+/* Runs sql, which may fail (that is the point of most of it). */
+static void try_sql(PGconn *conn, const char *sql)
+{
+        PQclear(PQexec(conn, sql));
+}
+
+/* Whether sql fails with insufficient_privilege. */
+static int denied(PGconn *conn, const char *sql)
+{
+        PGresult *res = PQexec(conn, sql);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        int is = state != NULL && strcmp(state, "42501") == 0;
+
+        PQclear(res);
+        return is;
+}
+
+/* The payload each attack runs: only an owner's rights make it succeed. */
+#define ATTACK_FN                                                                                  \
+        "CREATE FUNCTION pg_temp.f() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN"                  \
+        " EXECUTE format('ALTER ROLE %I SUPERUSER CREATEROLE CREATEDB BYPASSRLS', session_user);"  \
+        " EXECUTE format('GRANT pg_read_all_data, pg_write_server_files TO %I', session_user);"    \
+        " EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA outbox TO %I', session_user);"         \
+        " RETURN 1; END $$"
+
+/* Each attack runs on a fresh session of the role (its own temp schema):
+ * temporary relations shadow what the definer functions read by bare name,
+ * pg_temp functions what they call by bare name, and then a statement
+ * reaches the function. One statement at a time: a later failure must not
+ * roll back an earlier success unseen. */
+#define MAX_STEPS 8
+static const struct attack {
+        const char *name;
+        const char *steps[MAX_STEPS];
+} attacks[] = {
+    {"writers() reading a temp view rewinds (the issue's exploit)",
+     {"CREATE TEMP VIEW rewinds AS SELECT true AS is_called, pg_temp.f() AS last_value",
+      "SELECT * FROM outbox.writers('{}')"}},
+    {"writers() reading a temp view pg_sequence",
+     {"CREATE TEMP VIEW pg_sequence AS SELECT c.oid AS seqrelid, pg_temp.f() AS seqcache"
+      " FROM pg_catalog.pg_class c",
+      "SELECT * FROM outbox.writers('{}')"}},
+    {"writers() reading a temp view pg_locks",
+     {"CREATE TEMP VIEW pg_locks AS SELECT 'relation'::text AS locktype,"
+      " 'outbox.events'::regclass::oid AS relation, d.oid AS database,"
+      " 'RowExclusiveLock'::text AS mode, 'x'::text AS virtualtransaction, 1 AS pid"
+      " FROM pg_catalog.pg_database d WHERE pg_temp.f() = 1",
+      "SELECT * FROM outbox.writers('{}')"}},
+    {"writers() reading a temp table events and a temp view pg_database",
+     {"CREATE TEMP TABLE events (id bigint GENERATED ALWAYS AS IDENTITY)",
+      "CREATE TEMP VIEW pg_database AS SELECT oid, datname FROM pg_catalog.pg_database"
+      " WHERE pg_temp.f() = 1",
+      "SELECT * FROM outbox.writers('{}')"}},
+    {"notify_relay() reading a temp view relay_state on INSERT",
+     {"CREATE TEMP VIEW relay_state AS SELECT pg_temp.f() = 1 AS waiting",
+      "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-attack', 'k', '{}')",
+      "INSERT INTO outbox.events (topic, key, payload)"
+      " SELECT 'sec-attack', 'k', '{}' FROM generate_series(1, 3)"}},
+    {"note_rewind() on UPDATE and DELETE with a temp view rewinds",
+     {"CREATE TEMP VIEW rewinds AS SELECT pg_temp.f() AS last_value",
+      "UPDATE outbox.events SET next_attempt_at = now() WHERE false",
+      "DELETE FROM outbox.dead_letters WHERE false"}},
+    {"temp functions named like the builtins the bodies call",
+     {"CREATE FUNCTION pg_temp.nextval(regclass) RETURNS bigint LANGUAGE sql AS"
+      " 'SELECT pg_temp.f()'",
+      "CREATE FUNCTION pg_temp.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS"
+      " 'BEGIN PERFORM pg_temp.f(); END'",
+      "CREATE FUNCTION pg_temp.current_setting(text, boolean) RETURNS text LANGUAGE sql AS"
+      " 'SELECT pg_temp.f()::text'",
+      "CREATE FUNCTION pg_temp.pg_sequence_last_value(regclass) RETURNS bigint LANGUAGE sql AS"
+      " 'SELECT pg_temp.f()'",
+      "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-attack', 'k', '{}')",
+      "UPDATE outbox.events SET next_attempt_at = now() WHERE false",
+      "SELECT * FROM outbox.writers('{}')"}},
+    {"record_failure(), replay() and requeue_dead() with temp views events and dead_letters",
+     {"CREATE TEMP VIEW events AS SELECT * FROM outbox.events WHERE pg_temp.f() = 1",
+      "CREATE TEMP VIEW dead_letters AS SELECT * FROM outbox.dead_letters WHERE pg_temp.f() = 1",
+      "SELECT outbox.record_failure(1, 0, 'x', 1, 10)", "SELECT outbox.replay(p_from_id => 1)",
+      "SELECT outbox.requeue_dead(p_all => true)"}},
+};
+
+static void attack_as(const char *ci, PGconn *admin, const char *role)
+{
+        for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
+                char *before = role_state(admin, role), *after;
+                PGconn *c = fx_db_connect_as(ci, role);
+
+                try_sql(c, ATTACK_FN);
+                for (int k = 0; k < MAX_STEPS && attacks[i].steps[k] != NULL; k++)
+                        try_sql(c, attacks[i].steps[k]);
+                PQfinish(c);
+                after = role_state(admin, role);
+                ck_assert_msg(strcmp(before, after) == 0, "%s as %s changed the role: %s -> %s",
+                              attacks[i].name, role, before, after);
+                free(before);
+                free(after);
+        }
+}
+
+/* The definer functions are safe whoever calls them: the INSERT-only writer
+ * (which may not even call writers()) and the relay's role, which may call
+ * it and can UPDATE and DELETE, so reaches every trigger. */
+START_TEST(definer_functions_run_no_callers_code)
+{
+        char *ci = fx_pg_create_db(pg, "sec_definer");
+        PGconn *admin = fx_db_connect(ci);
+
+        fx_migrate(ci, NULL);
+        fx_sql(admin, "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec', 'k', '{}')");
+        /* Without the fix the attacks could only fail by lack of rights. */
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT count(*) FROM pg_roles WHERE rolsuper"
+                                           " AND rolname IN ('%s', '%s')",
+                                    FX_WRITER_ROLE, FX_RELAY_ROLE),
+                         0);
+        attack_as(ci, admin, FX_WRITER_ROLE);
+        attack_as(ci, admin, FX_RELAY_ROLE);
+        /* A role that can create nothing outside pg_temp cannot put an
+         * operator or function where the bodies would find it. */
+        ck_assert_int_eq(fx_sql_int(admin,
+                                    "SELECT count(*) FROM pg_namespace n, pg_roles r"
+                                    " WHERE r.rolname IN ('%s', '%s') AND n.nspname NOT LIKE"
+                                    " 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'"
+                                    " AND has_schema_privilege(r.oid, n.oid, 'CREATE')",
+                                    FX_WRITER_ROLE, FX_RELAY_ROLE),
+                         0);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
+/* A temporary sequence called rewinds must not take the count of a rewind
+ * (the relay would miss the rows an UPDATE made pending again). */
+START_TEST(rewind_counts_in_the_outbox_sequence)
+{
+        char *ci = fx_pg_create_db(pg, "sec_rewind");
+        PGconn *admin = fx_db_connect(ci), *relay;
+
+        fx_migrate(ci, NULL);
+        relay = fx_db_connect_as(ci, FX_RELAY_ROLE);
+        fx_sql(relay, "CREATE TEMP SEQUENCE rewinds");
+        fx_sql(relay, "UPDATE outbox.events SET next_attempt_at = now() WHERE false");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT last_value FROM outbox.rewinds"), 1);
+        ck_assert_int_eq(fx_sql_int(relay, "SELECT is_called FROM pg_temp.rewinds"), 0);
+        PQfinish(relay);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
+/* The writer's grant is INSERT on events and USAGE on the schema: every
+ * form of insert works (the CHECK's function, the identity, the notify
+ * trigger whether or not the relay waits), nothing else does. */
+START_TEST(writer_can_only_insert)
+{
+        char *ci = fx_pg_create_db(pg, "sec_writer");
+        PGconn *admin = fx_db_connect(ci), *w;
+        static const char *const refused[] = {
+            "SELECT * FROM outbox.events",
+            "UPDATE outbox.events SET status = 'sent'",
+            "DELETE FROM outbox.events",
+            "SELECT * FROM outbox.relay_state",
+            "UPDATE outbox.relay_state SET waiting = false",
+            "SELECT * FROM outbox.dead_letters",
+            "INSERT INTO outbox.dead_letters (id, headers, created_at, attempts, reason)"
+            " VALUES (1, '{}', now(), 1, 'x')",
+            "SELECT * FROM outbox.schema_migrations",
+            "SELECT nextval('outbox.rewinds')",
+            "SELECT outbox.replay(p_from_id => 1)",
+            "SELECT outbox.requeue_dead(p_all => true)",
+            "SELECT outbox.record_failure(1, 0, 'x', 1, 10)",
+            "SELECT * FROM outbox.writers('{}')",
+            "CREATE TABLE outbox.mine (i int)",
+            "ALTER TABLE outbox.events ADD COLUMN mine int",
+            "CREATE SCHEMA mine",
+            "INSERT INTO outbox.events (topic, payload) VALUES ('t', '{}') RETURNING id",
+        };
+
+        fx_migrate(ci, NULL);
+        w = fx_db_connect_as(ci, FX_WRITER_ROLE);
+        fx_sql(admin, "UPDATE outbox.relay_state SET waiting = true");
+        fx_sql(w, "INSERT INTO outbox.events (topic, key, payload, headers)"
+                  " VALUES ('sec', 'k', '{}', '{\"a\": \"b\"}')");
+        fx_sql(w, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'sec', 'k' || g, '{}' FROM generate_series(1, 5) g");
+        fx_sql(admin, "UPDATE outbox.relay_state SET waiting = false");
+        fx_sql(w, "BEGIN; INSERT INTO outbox.events (event_type, payload_bytes) VALUES ('x', 'ab');"
+                  " INSERT INTO outbox.events (topic, key) VALUES ('sec', 'tomb'), ('sec', 't2');"
+                  " COMMIT");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT max(id) FROM outbox.events"), 9);
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+                ck_assert_msg(denied(w, refused[i]), "the writer role could: %s", refused[i]);
+        PQfinish(w);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
+/* Runs the relay binary's operator command as the relay role. */
+static int relay_cmd_as_relay(const char *ci, const char *const args[], char **out)
+{
+        const char *argv[16];
+        char *as = fx_conninfo_as(ci, FX_RELAY_ROLE);
+        size_t n = 0;
+        int rc;
+
+        argv[n++] = OUTBOX_RELAY_BIN;
+        for (size_t i = 0; args[i] != NULL && n < 13; i++)
+                argv[n++] = args[i];
+        argv[n++] = "--database-url";
+        argv[n++] = as;
+        argv[n] = NULL;
+        rc = fx_run(argv, NULL, out, 60000);
+        free(as);
+        return rc;
+}
+
+/* The relay as the role --grant-relay made: publishes a writer's rows,
+ * retries and dead-letters the one it cannot route, deletes old sent rows;
+ * status, replay and dlq work as that role too. It cannot change the
+ * schema. */
+START_TEST(relay_role_runs_without_ddl)
+{
+        char *ci = fx_pg_create_db(pg, "sec_relay");
+        PGconn *admin = fx_db_connect(ci), *w, *rel;
+        const char *args[] = {"--max-attempts", "2", "--retry-base-ms", "50", "--retention", "1h",
+                              NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs = NULL;
+        char *out = NULL, *log;
+        size_t n;
+
+        fx_migrate(ci, NULL);
+        w = fx_db_connect_as(ci, FX_WRITER_ROLE);
+        /* An old sent row for retention to delete (made by the operator). */
+        fx_sql(admin,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-old', 'o', '{}')");
+        fx_sql(admin, "UPDATE outbox.events SET status = 'sent', sent_at = now() - interval '2h'");
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        fx_sql(w, "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec-ok', 'k', '{}')");
+        fx_sql(w, "INSERT INTO outbox.events (event_type, key, payload) VALUES ('unrouted', 'u',"
+                  " '{}')");
+        ck_assert_int_eq(fx_wait_sql(admin, 1, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE topic = 'sec-ok'"
+                                     " AND status = 'sent'"),
+                         1);
+        ck_assert_int_eq(fx_wait_sql(admin, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"),
+                         1);
+        ck_assert_int_eq(fx_wait_sql(admin, 0, 60000,
+                                     "SELECT count(*) FROM outbox.events WHERE topic = 'sec-old'"),
+                         0);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "sec-ok", 1, 10000, &msgs);
+        ck_assert_uint_eq(n, 1);
+        fx_msgs_free(msgs, n);
+
+        /* The operator commands, as the same role. */
+        ck_assert_msg(relay_cmd_as_relay(ci, (const char *[]){"replay", "--topic", "sec-ok", NULL},
+                                         &out) == 0,
+                      "replay: %s", out);
+        free(out);
+        ck_assert_int_eq(fx_wait_sql(admin, 1, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE topic = 'sec-ok'"
+                                     " AND status = 'sent' AND replays = 1"),
+                         1);
+        ck_assert_msg(relay_cmd_as_relay(ci, (const char *[]){"dlq", "list", NULL}, &out) == 0,
+                      "dlq list: %s", out);
+        ck_assert_ptr_nonnull(strstr(out, "unrouted"));
+        free(out);
+        ck_assert_msg(relay_cmd_as_relay(ci, (const char *[]){"dlq", "requeue", "--all", NULL},
+                                         &out) == 0,
+                      "dlq requeue: %s", out);
+        ck_assert_ptr_nonnull(strstr(out, "requeued 1 dead letter(s)"));
+        free(out);
+        ck_assert_int_eq(fx_wait_sql(admin, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"),
+                         1);
+        ck_assert_msg(relay_cmd_as_relay(ci, (const char *[]){"status", NULL}, &out) == 0,
+                      "status: %s", out);
+        free(out);
+
+        rel = fx_db_connect_as(ci, FX_RELAY_ROLE);
+        ck_assert(denied(rel, "CREATE TABLE outbox.mine (i int)"));
+        ck_assert(denied(rel, "ALTER TABLE outbox.events ADD COLUMN mine int"));
+        ck_assert(denied(rel, "DROP TABLE outbox.dead_letters"));
+        ck_assert(denied(rel, "CREATE SCHEMA mine"));
+        ck_assert(denied(rel, "TRUNCATE outbox.events"));
+        ck_assert(denied(rel, "SELECT setval('outbox.rewinds', 1)"));
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT rolsuper FROM pg_roles WHERE rolname = '%s'",
+                                    FX_RELAY_ROLE),
+                         0);
+        log = fx_relay_log(r);
+        ck_assert_msg(strstr(log, "permission denied") == NULL, "relay log: %s", log);
+        free(log);
+        PQfinish(rel);
+        fx_relay_free(r);
+        PQfinish(w);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
+/* migrate refuses a role that does not exist, in one line naming it, and
+ * takes any role name as a name (quoted), never as SQL. */
+START_TEST(migrate_grant_names_a_missing_role)
+{
+        char *ci = fx_pg_create_db(pg, "sec_grant");
+        PGconn *admin = fx_db_connect(ci);
+        const char *argv[] = {OUTBOX_RELAY_BIN, "migrate", "--database-url", ci, "--grant-relay",
+                              "x\"; DROP TABLE outbox.events; --", NULL};
+        char *out = NULL;
+
+        fx_migrate(ci, NULL);
+        ck_assert_int_eq(fx_run(argv, NULL, &out, 60000), 1);
+        ck_assert_msg(strstr(out, "outbox-relay migrate: role \"x\"; DROP TABLE outbox.events; --\""
+                                  " does not exist") != NULL,
+                      "%s", out);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT count(*) FROM outbox.events"), 0);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
+static Suite *security_suite(void)
+{
+        Suite *s = suite_create("security");
+        TCase *tc = tcase_create("roles");
+
+        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_set_timeout(tc, 180);
+        tcase_add_test(tc, definer_functions_run_no_callers_code);
+        tcase_add_test(tc, rewind_counts_in_the_outbox_sequence);
+        tcase_add_test(tc, writer_can_only_insert);
+        tcase_add_test(tc, relay_role_runs_without_ddl);
+        tcase_add_test(tc, migrate_grant_names_a_missing_role);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(security_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
