@@ -35,8 +35,9 @@ int config_read_file(const char *path, const char *src, char **out, char *errbuf
                 goto out;
         }
         if (n > CONFIG_FILE_MAX) {
-                snprintf(errbuf, errsz, "%s: %.200s is larger than %d KiB: it should hold one value",
-                         src, path, CONFIG_FILE_MAX / 1024);
+                snprintf(errbuf, errsz,
+                         "%s: %.200s is larger than %d KiB: it should hold one value", src, path,
+                         CONFIG_FILE_MAX / 1024);
                 goto out;
         }
         /* Editors and `echo` end the value with a newline that is no part of it. */
@@ -50,8 +51,8 @@ int config_read_file(const char *path, const char *src, char **out, char *errbuf
                 goto out;
         }
         if (memchr(buf, '\0', n) != NULL) {
-                snprintf(errbuf, errsz, "%s: %.200s holds a NUL byte: it should hold one text value",
-                         src, path);
+                snprintf(errbuf, errsz,
+                         "%s: %.200s holds a NUL byte: it should hold one text value", src, path);
                 goto out;
         }
         buf[n] = '\0';
