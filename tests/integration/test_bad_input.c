@@ -669,7 +669,7 @@ START_TEST(bad_secret_files_exit_2_naming_the_file)
         fh_result_init(&res, "bad-secret-file",
                        "settings read from files: OUTBOX_DATABASE_URL_FILE missing, empty, only a "
                        "newline, a directory, holding an unparsable URL; both it and "
-                       "--database-url; OUTBOX_RDKAFKA_<NAME>_FILE missing or holding a value "
+                       "OUTBOX_DATABASE_URL; OUTBOX_RDKAFKA_<NAME>_FILE missing or holding a value "
                        "librdkafka refuses");
         res.committed = res.messages = -1;
         res.faults = (int)N_BAD_FILES;
