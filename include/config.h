@@ -14,12 +14,14 @@
 struct config_kv {
         char *name;
         char *value;
+        int from_file; /* value read from a file: a secret, never echoed */
 };
 
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 
 struct config {
         char *database_url;         /* libpq conninfo or postgres:// URL; holds secrets */
+        char *database_url_file;    /* where database_url was read from; NULL: not a file */
         char *kafka_brokers;        /* bootstrap.servers */
         char *schema;               /* schema holding the outbox tables */
         char *default_topic;        /* topic for rows with NULL topic and no matching route */

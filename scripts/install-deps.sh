@@ -6,6 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config git
       librdkafka-dev libpq-dev libjansson-dev libmicrohttpd-dev check
       postgresql-15 kcat python3-kafka curl
+      # tests/integration/test_tls.c: the test CA and server certificate
+      openssl
       # tests/packaging: the Helm chart renderer and `docker-compose config`
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
       docker-compose python3-yaml

@@ -26,6 +26,12 @@ const struct setting config_settings[] = {
      CONFIG_NEED_DB, "URL",
      "PostgreSQL connection: a libpq conninfo string (\"host=db dbname=app\") or a "
      "postgres:// URL. It may hold a password, so it is never logged or echoed."},
+    {"database-url-file", 0, "OUTBOX_DATABASE_URL_FILE", T_FILE, OFF(database_url_file), 0, 0,
+     NULL, 0, C_ALL, 0, "PATH",
+     "Read --database-url from this file instead (a mounted secret, kept out of the "
+     "environment and argv): its content less one trailing newline, at most 64 KiB. Giving "
+     "both forms in the environment, or both as flags, is an error; a flag of either form "
+     "overrides the environment's."},
     {"schema", 0, "OUTBOX_SCHEMA", T_STR, OFF(schema), 0, 0, "outbox", 0, C_ALL, 0, "NAME",
      "Schema holding the outbox tables: a lowercase SQL identifier."},
     {"log-level", 0, "OUTBOX_LOG_LEVEL", T_LEVEL, OFF(log_level), 0, 0, "info", 0, C_ALL, 0,
@@ -39,6 +45,13 @@ const struct setting config_settings[] = {
      "bootstrap.servers from --kafka-brokers. It sets allow.auto.create.topics=false, so that "
      "a row cannot create a topic; -X allow.auto.create.topics=true gives that back where "
      "brokers allow it."},
+    {"kafka-property-file", 0, KPROP_ENV_PREFIX "<NAME>" KPROP_FILE_SUFFIX, T_KFILE,
+     OFF(kafka_props), 0, 0, NULL, 0, C_RUN, 0, "NAME=PATH",
+     "librdkafka producer property read from a file (e.g. sasl.password=/run/secrets/kafka): "
+     "its content less one trailing newline, never shown in errors. Repeatable; the variable "
+     "form is OUTBOX_RDKAFKA_SASL_PASSWORD_FILE=PATH (no librdkafka property ends in \"file\"). "
+     "Setting one property by two variables is an error; a flag of either form overrides the "
+     "environment's."},
     {"route", 0, "OUTBOX_ROUTES", T_ROUTE, OFF(routes), 0, 0, NULL, 0, C_RUN, 0, "PATTERN=TOPIC",
      "Topic for rows whose topic column is NULL, chosen by event_type: an exact type "
      "(order.created=orders), a prefix (user.*=users) or * for all. An exact rule wins, then "
@@ -158,6 +171,7 @@ const size_t config_n_settings = sizeof(config_settings) / sizeof(config_setting
  * with the same name replaces the environment's entry instead of adding. */
 struct parse_state {
         size_t env_routes, env_props;
+        int url_flag, url_file_flag; /* --database-url(-file) given as a flag */
 };
 
 static void *field(const struct config *cfg, const struct setting *s)
@@ -216,6 +230,7 @@ static int parse_kprop(const char *text, struct config_kv *out, const char *src,
 {
         const char *eq = strchr(text, '=');
 
+        out->from_file = 0;
         if (eq == NULL || eq == text) {
                 /* After a '=' may be a value; only a lone name is quoted. */
                 if (eq == NULL && !looks_secret(text))
@@ -232,6 +247,22 @@ static int parse_kprop(const char *text, struct config_kv *out, const char *src,
                 snprintf(errbuf, errsz, "out of memory");
                 return -1;
         }
+        return 0;
+}
+
+/* kv->value is a path: replaces it with the file's content. */
+static int kprop_from_file(struct config_kv *kv, const char *src, char *errbuf, size_t errsz)
+{
+        char *content;
+
+        if (config_read_file(kv->value, src, &content, errbuf, errsz) != 0) {
+                free(kv->name);
+                free(kv->value);
+                return -1;
+        }
+        free(kv->value);
+        kv->value = content;
+        kv->from_file = 1;
         return 0;
 }
 
@@ -300,7 +331,7 @@ static int parse_secs(const struct setting *s, const char *value, const char *sr
 static int set_value(struct config *cfg, struct parse_state *ps, const struct setting *s,
                      const char *value, const char *src, int from_flag, char *errbuf, size_t errsz)
 {
-        struct config_kv kv;
+        struct config_kv kv = {NULL, NULL, 0};
         char msg[256];
         char *copy;
         long long v;
@@ -308,12 +339,17 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
         switch (s->type) {
         case T_STR:
         case T_SECRET:
+        case T_FILE:
                 if ((copy = strdup(value)) == NULL) {
                         snprintf(errbuf, errsz, "out of memory");
                         return -1;
                 }
                 free(*(char **)field(cfg, s));
                 *(char **)field(cfg, s) = copy;
+                if (from_flag && s->type == T_FILE)
+                        ps->url_file_flag = 1;
+                else if (from_flag && s->type == T_SECRET)
+                        ps->url_flag = 1;
                 return 0;
         case T_INT:
                 if (parse_int(s, value, src, &v, errbuf, errsz) != 0)
@@ -341,7 +377,10 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                 return kv_put(&cfg->routes, &cfg->n_routes, from_flag ? &ps->env_routes : NULL, kv,
                               errbuf, errsz);
         case T_KPROP:
+        case T_KFILE:
                 if (parse_kprop(value, &kv, src, errbuf, errsz) != 0)
+                        return -1;
+                if (s->type == T_KFILE && kprop_from_file(&kv, src, errbuf, errsz) != 0)
                         return -1;
                 return kv_put(&cfg->kafka_props, &cfg->n_kafka_props,
                               from_flag ? &ps->env_props : NULL, kv, errbuf, errsz);
@@ -366,7 +405,7 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
 struct config *config_new(void)
 {
         struct config *cfg = calloc(1, sizeof(*cfg));
-        struct parse_state ps = {0, 0};
+        struct parse_state ps = {0, 0, 0, 0};
         char host[256], errbuf[512];
         size_t len;
 
@@ -398,7 +437,8 @@ void config_free(struct config *cfg)
         if (cfg == NULL)
                 return;
         for (size_t i = 0; i < config_n_settings; i++)
-                if (config_settings[i].type == T_STR || config_settings[i].type == T_SECRET)
+                if (config_settings[i].type == T_STR || config_settings[i].type == T_SECRET ||
+                    config_settings[i].type == T_FILE)
                         free(*(char **)field(cfg, &config_settings[i]));
         kv_free(cfg->routes, cfg->n_routes);
         kv_free(cfg->kafka_props, cfg->n_kafka_props);
@@ -415,21 +455,46 @@ const char *config_transactional_id(const struct config *cfg, char *buf, size_t 
         return buf;
 }
 
-/* OUTBOX_RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL */
+/* OUTBOX_RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL, and
+ * OUTBOX_RDKAFKA_SASL_PASSWORD_FILE=/run/secrets/pw -> sasl.password=<its content>. */
 static int parse_kprop_env(struct config *cfg, struct parse_state *ps, char *errbuf, size_t errsz)
 {
-        const size_t plen = strlen(KPROP_ENV_PREFIX);
+        const size_t plen = strlen(KPROP_ENV_PREFIX), slen = strlen(KPROP_FILE_SUFFIX);
 
         for (char **e = environ; *e != NULL; e++) {
                 const char *eq = strchr(*e, '=');
                 struct config_kv kv;
+                char var[128];
+                size_t nlen;
+                int is_file;
 
                 if (eq == NULL || strncmp(*e, KPROP_ENV_PREFIX, plen) != 0 || eq[1] == '\0')
                         continue;
                 if (parse_kprop(*e + plen, &kv, KPROP_ENV_PREFIX "<NAME>", errbuf, errsz) != 0)
                         return -1;
+                nlen = strlen(kv.name);
+                is_file = nlen > slen && strcmp(kv.name + nlen - slen, KPROP_FILE_SUFFIX) == 0;
+                snprintf(var, sizeof(var), "%.*s", (int)(eq - *e), *e);
+                if (is_file) {
+                        kv.name[nlen - slen] = '\0';
+                        if (kprop_from_file(&kv, var, errbuf, errsz) != 0)
+                                return -1;
+                }
                 for (char *p = kv.name; *p != '\0'; p++)
                         *p = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+                /* The environment has no order: two variables for one
+                 * property (NAME and NAME_FILE) would be a silent choice. */
+                for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+                        if (strcmp(cfg->kafka_props[i].name, kv.name) != 0)
+                                continue;
+                        snprintf(errbuf, errsz,
+                                 "%.100s and another " KPROP_ENV_PREFIX
+                                 " variable both set librdkafka property %.100s: set one",
+                                 var, kv.name);
+                        free(kv.name);
+                        free(kv.value);
+                        return -1;
+                }
                 if (kv_put(&cfg->kafka_props, &cfg->n_kafka_props, NULL, kv, errbuf, errsz) != 0)
                         return -1;
         }
@@ -449,6 +514,8 @@ static int parse_env(struct config *cfg, struct parse_state *ps, char *errbuf, s
                                 return -1;
                         continue;
                 }
+                if (s->type == T_KFILE)
+                        continue; /* parse_kprop_env reads both forms */
                 if (s->env == NULL || (v = getenv(s->env)) == NULL || v[0] == '\0')
                         continue;
                 if (s->type != T_ROUTE) {
@@ -554,9 +621,37 @@ static int parse_flag(struct config *cfg, struct parse_state *ps, int argc, char
         return used;
 }
 
+/* --database-url and --database-url-file: one source may give only one of
+ * them, a flag of either form overrides the environment's, and then the URL
+ * is read from the file. */
+static int resolve_url_file(struct config *cfg, const struct parse_state *ps, char *errbuf,
+                            size_t errsz)
+{
+        char **url = &cfg->database_url, **path = &cfg->database_url_file;
+        const char *src = ps->url_file_flag ? "--database-url-file" : "OUTBOX_DATABASE_URL_FILE";
+
+        if (ps->url_flag && ps->url_file_flag) {
+                snprintf(errbuf, errsz,
+                         "--database-url and --database-url-file are both given: give one");
+                return -1;
+        }
+        if (ps->url_flag || ps->url_file_flag) {
+                /* The other form, if set, came from the environment. */
+                free(ps->url_flag ? *path : *url);
+                *(ps->url_flag ? path : url) = NULL;
+        } else if (*url != NULL && *path != NULL) {
+                snprintf(errbuf, errsz,
+                         "OUTBOX_DATABASE_URL and OUTBOX_DATABASE_URL_FILE are both set: set one");
+                return -1;
+        }
+        if (*path == NULL)
+                return 0;
+        return config_read_file(*path, src, url, errbuf, errsz);
+}
+
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf, size_t errsz)
 {
-        struct parse_state ps = {0, 0};
+        struct parse_state ps = {0, 0, 0, 0};
         int i = 0, only_args = 0;
 
         if (parse_env(cfg, &ps, errbuf, errsz) != 0)
@@ -576,7 +671,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *errbuf, size_t
                 }
                 i += used;
         }
-        return 0;
+        return resolve_url_file(cfg, &ps, errbuf, errsz);
 }
 
 /* ---- validation ---- */
@@ -611,7 +706,7 @@ static int ports_ok(const char *ports)
 
 /* Nothing of the URL goes into errbuf: any part of it may be the password,
  * and libpq's own message quotes the text it could not parse. */
-static int check_database_url(const char *url, char *errbuf, size_t errsz)
+static int check_database_url(const char *url, const char *file, char *errbuf, size_t errsz)
 {
         char *pqerr = NULL;
         PQconninfoOption *opts = PQconninfoParse(url, &pqerr);
@@ -624,9 +719,15 @@ static int check_database_url(const char *url, char *errbuf, size_t errsz)
         PQfreemem(pqerr);
         if (ok)
                 return 0;
-        snprintf(errbuf, errsz,
-                 "--database-url (OUTBOX_DATABASE_URL) could not be parsed as a libpq connection "
-                 "string or postgres:// URL (value not shown)");
+        if (file != NULL)
+                snprintf(errbuf, errsz,
+                         "the database URL read from %.200s (--database-url-file) could not be "
+                         "parsed as a libpq connection string or postgres:// URL (value not shown)",
+                         file);
+        else
+                snprintf(errbuf, errsz,
+                         "--database-url (OUTBOX_DATABASE_URL) could not be parsed as a libpq "
+                         "connection string or postgres:// URL (value not shown)");
         return -1;
 }
 
@@ -676,8 +777,9 @@ static int check_kafka_props(const struct config *cfg, char *errbuf, size_t errs
                         goto out;
                 }
                 if (res != RD_KAFKA_CONF_OK) {
-                        /* librdkafka quotes the value, which may be a credential. */
-                        if (looks_secret(name))
+                        /* librdkafka quotes the value, which may be a credential:
+                         * any value read from a file counts as one. */
+                        if (looks_secret(name) || cfg->kafka_props[i].from_file)
                                 snprintf(errbuf, errsz,
                                          "invalid value for librdkafka property %s (value not "
                                          "shown)",
@@ -802,8 +904,11 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                         continue;
                 v = *(char *const *)field(cfg, s);
                 if ((s->need & need) && v == NULL) {
-                        snprintf(errbuf, errsz, "missing required setting --%s (%s)", s->flag,
-                                 s->env);
+                        snprintf(errbuf, errsz, "missing required setting --%s (%s)%s", s->flag,
+                                 s->env,
+                                 s->off == OFF(database_url)
+                                     ? " or --database-url-file (OUTBOX_DATABASE_URL_FILE)"
+                                     : "");
                         return -1;
                 }
                 if (v != NULL && v[0] == '\0') {
@@ -840,7 +945,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
             check_topic(cfg->default_topic, "--default-topic", errbuf, errsz) != 0 ||
             check_topic(cfg->replay_topic, "--topic", errbuf, errsz) != 0)
                 return -1;
-        if (cfg->database_url != NULL && check_database_url(cfg->database_url, errbuf, errsz) != 0)
+        if (cfg->database_url != NULL &&
+            check_database_url(cfg->database_url, cfg->database_url_file, errbuf, errsz) != 0)
                 return -1;
         if (cfg->http_listen != NULL && check_listen(cfg->http_listen, errbuf, errsz) != 0)
                 return -1;

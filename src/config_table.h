@@ -18,12 +18,19 @@ enum setting_type {
         T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
         T_BOOL,   /* flag without a value */
         T_SECS,   /* int seconds, written with a unit: 90s, 15m, 12h, 7d */
+        T_FILE,   /* path of a file holding the value of the setting before it */
+        T_KFILE,  /* repeatable name=path -> cfg->kafka_props, value read from path */
 };
 
 /* Which commands read a setting: only for --help and the README. */
 enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
 
 #define KPROP_ENV_PREFIX  "OUTBOX_RDKAFKA_"
+/* OUTBOX_RDKAFKA_<NAME>_FILE: no librdkafka property name ends in "file"
+ * (test_config checks librdkafka's own list), so the suffix is unambiguous. */
+#define KPROP_FILE_SUFFIX "_FILE"
+/* Largest file a setting is read from: a URL or a credential, not a bundle. */
+#define CONFIG_FILE_MAX (64 * 1024)
 #define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
 #define OFF(field)        offsetof(struct config, field)
 
@@ -43,6 +50,14 @@ struct setting {
 };
 
 extern const struct setting config_settings[];
+
 extern const size_t config_n_settings;
+
+/* Reads a setting's value from path (config_file.c): the whole file less one
+ * trailing "\n" or "\r\n"; empty, larger than CONFIG_FILE_MAX or holding a
+ * NUL byte is an error. *out is malloc'ed. Errors name src and the path,
+ * never the content. */
+int config_read_file(const char *path, const char *src, char **out, char *errbuf,
+                     size_t errsz) CONFIG_MUSTCHECK;
 
 #endif

@@ -116,6 +116,26 @@ static void copy_pq_error(const char *msg, char *errbuf, size_t errsz)
         n = strlen(errbuf);
         while (n > 0 && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
                 errbuf[--n] = '\0';
+        /* libpq puts its advice on lines of their own: one line reads better
+         * in a log. */
+        for (char *p = errbuf; (p = strchr(p, '\n')) != NULL;)
+                *p = ' ';
+}
+
+/* libpq's TLS messages say what failed, not what to set: with
+ * sslmode=verify-full and no sslrootcert it looks for ~/.postgresql/root.crt,
+ * and in a container HOME is often /nonexistent. */
+static void tls_hint(char *msg, size_t sz)
+{
+        size_t n = strlen(msg);
+
+        if (strstr(msg, "root.crt") != NULL)
+                snprintf(msg + n, sz - n,
+                         " (name the CA certificate with sslrootcert=PATH in the database URL, or "
+                         "PGSSLROOTCERT)");
+        else if (strstr(msg, "certificate verify failed") != NULL)
+                snprintf(msg + n, sz - n,
+                         " (is sslrootcert the CA that signed the server's certificate?)");
 }
 
 static int exec_ok(PGconn *conn, const char *sql, const char *what, char *errbuf, size_t errsz)
@@ -303,6 +323,7 @@ static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_
 
                 copy_pq_error(conn != NULL ? PQerrorMessage(conn) : "out of memory", msg,
                               sizeof(msg));
+                tls_hint(msg, sizeof(msg));
                 snprintf(errbuf, errsz, "cannot connect to the database: %s", msg);
                 PQfinish(conn);
                 return NULL;

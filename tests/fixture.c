@@ -32,6 +32,7 @@
 #define FX_PG_BIN_DEFAULT "/usr/lib/postgresql/15/bin" /* OUTBOX_TEST_PG_BIN overrides */
 #define FX_PG_TIMEOUT_MS  90000
 #define FX_TAIL_BYTES     1500 /* of a log, in an abort message (Check caps messages) */
+#define FX_OPENSSL        "/usr/bin/openssl" /* makes the TLS fixture's certificates */
 
 /* ---- processes ---- */
 
@@ -302,6 +303,8 @@ struct fx_pg {
         gid_t gid;
         int guard_fd; /* write end of the watchdog's stdin */
         pid_t guard_pid;
+        int tls;          /* ssl = on, certificates from pg_setup_tls */
+        char ca_file[96]; /* dir/ca.crt */
 };
 
 static struct fx_spawn_opts pg_opts(const struct fx_pg *pg)
@@ -436,7 +439,82 @@ static void pg_create_roles(const struct fx_pg *pg)
         PQfinish(conn);
 }
 
-struct fx_pg *fx_pg_start(void)
+
+/* Runs openssl with the given arguments (NULL-terminated) as o says. */
+static void run_openssl(const struct fx_spawn_opts *o, const char *const args[])
+{
+        const char *argv[32] = {FX_OPENSSL};
+        char *out = NULL;
+        int n = 1, rc;
+
+        while (args[n - 1] != NULL && n < 31) {
+                argv[n] = args[n - 1];
+                n++;
+        }
+        argv[n] = NULL;
+        rc = run_capture(argv, o, &out, 60000);
+        ck_assert_msg(rc == 0, "openssl %s failed (%d): %.*s", args[0], rc, FX_TAIL_BYTES,
+                      out ? out : "");
+        free(out);
+}
+
+static void make_ca(const struct fx_spawn_opts *o, const char *dir, const char *name)
+{
+        char key[256], crt[256], subj[128];
+
+        snprintf(key, sizeof(key), "%s/%s.key", dir, name);
+        snprintf(crt, sizeof(crt), "%s/%s.crt", dir, name);
+        snprintf(subj, sizeof(subj), "/CN=outbox test CA %s", name);
+        run_openssl(o, (const char *const[]){"req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                                             key, "-out", crt, "-days", "2", "-subj", subj,
+                                             NULL});
+}
+
+void fx_make_ca(const char *dir, const char *name)
+{
+        struct fx_spawn_opts o = {.in = -1, .out = -1, .err = -1};
+
+        make_ca(&o, dir, name);
+}
+
+/* A CA and a server certificate for 127.0.0.1 and localhost signed by it,
+ * made as the server's user so that the key is the server's, mode 0600,
+ * as PostgreSQL demands. */
+static void pg_setup_tls(struct fx_pg *pg)
+{
+        struct fx_spawn_opts o = pg_opts(pg);
+        char key[128], csr[128], crt[128], ext[128], ca[128], cakey[128], conf[512];
+        FILE *f;
+
+        make_ca(&o, pg->dir, "ca");
+        snprintf(key, sizeof(key), "%s/server.key", pg->dir);
+        snprintf(csr, sizeof(csr), "%s/server.csr", pg->dir);
+        snprintf(crt, sizeof(crt), "%s/server.crt", pg->dir);
+        snprintf(ext, sizeof(ext), "%s/server.ext", pg->dir);
+        snprintf(ca, sizeof(ca), "%s/ca.crt", pg->dir);
+        snprintf(cakey, sizeof(cakey), "%s/ca.key", pg->dir);
+        run_openssl(&o, (const char *const[]){"req", "-new", "-newkey", "ec", "-pkeyopt",
+                                              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                                              key, "-out", csr, "-subj", "/CN=127.0.0.1", NULL});
+        f = fopen(ext, "w");
+        ck_assert_msg(f != NULL, "%s: %s", ext, strerror(errno));
+        fputs("subjectAltName = IP:127.0.0.1, DNS:localhost\n", f);
+        ck_assert_msg(fclose(f) == 0, "%s: %s", ext, strerror(errno));
+        run_openssl(&o, (const char *const[]){"x509", "-req", "-in", csr, "-CA", ca, "-CAkey",
+                                              cakey, "-CAcreateserial", "-out", crt, "-days", "2",
+                                              "-extfile", ext, NULL});
+        ck_assert_msg(chmod(key, 0600) == 0, "chmod %s: %s", key, strerror(errno));
+        snprintf(conf, sizeof(conf),
+                 "ssl = on\n"
+                 "ssl_cert_file = '%s'\n"
+                 "ssl_key_file = '%s'\n",
+                 crt, key);
+        pg_append_conf(pg, conf);
+        pg->tls = 1;
+}
+
+static struct fx_pg *pg_start(int tls)
 {
         struct fx_pg *pg = calloc(1, sizeof(*pg));
         const char *bindir = getenv("OUTBOX_TEST_PG_BIN");
@@ -478,6 +556,8 @@ struct fx_pg *fx_pg_start(void)
                  "max_prepared_transactions = 5\n", /* test_sql: writers() and PREPARE */
                  pg->dir);
         pg_append_conf(pg, conf);
+        if (tls)
+                pg_setup_tls(pg);
 
         /* The port is free when picked but may be taken before the server
          * binds it; retry with another one in that case only. */
@@ -494,6 +574,23 @@ struct fx_pg *fx_pg_start(void)
         }
         pg_create_roles(pg);
         return pg;
+}
+
+struct fx_pg *fx_pg_start(void)
+{
+        return pg_start(0);
+}
+
+struct fx_pg *fx_pg_start_tls(void)
+{
+        return pg_start(1);
+}
+
+const char *fx_pg_ca_file(struct fx_pg *pg)
+{
+        ck_assert_msg(pg->tls, "fx_pg_ca_file: the server was not started by fx_pg_start_tls");
+        snprintf(pg->ca_file, sizeof(pg->ca_file), "%s/ca.crt", pg->dir);
+        return pg->ca_file;
 }
 
 int fx_pg_port(const struct fx_pg *pg)
@@ -777,13 +874,17 @@ struct fx_relay *fx_relay_start_env(const char *conninfo, const char *brokers,
         int fd;
 
         ck_assert_msg(r != NULL, "out of memory");
-        r->conninfo = names_user_twice(conninfo) ? strdup(conninfo)
-                                                 : fx_conninfo_as(conninfo, FX_RELAY_ROLE);
-        ck_assert_msg(r->conninfo != NULL, "out of memory");
+        /* NULL: the test gives the URL another way (OUTBOX_DATABASE_URL_FILE). */
+        r->conninfo = conninfo == NULL                ? NULL
+                      : names_user_twice(conninfo) ? strdup(conninfo)
+                                                   : fx_conninfo_as(conninfo, FX_RELAY_ROLE);
+        ck_assert_msg(conninfo == NULL || r->conninfo != NULL, "out of memory");
         argv[n++] = OUTBOX_RELAY_BIN;
         argv[n++] = "run";
-        argv[n++] = "--database-url";
-        argv[n++] = r->conninfo;
+        if (r->conninfo != NULL) {
+                argv[n++] = "--database-url";
+                argv[n++] = r->conninfo;
+        }
         argv[n++] = "--kafka-brokers";
         argv[n++] = brokers;
         for (size_t i = 0; extra_args && extra_args[i]; i++) {

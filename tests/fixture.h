@@ -17,6 +17,13 @@ struct fx_pg;
 /* initdb (as the postgres user when run as root) into a fresh temp dir and
  * start the server on a free 127.0.0.1 port. Aborts the test on failure. */
 struct fx_pg *fx_pg_start(void);
+/* The same with ssl = on: a CA and a server certificate for 127.0.0.1 and
+ * localhost signed by it are made with openssl in the server's directory. */
+struct fx_pg *fx_pg_start_tls(void);
+/* The CA certificate of a server from fx_pg_start_tls (for sslrootcert). */
+const char *fx_pg_ca_file(struct fx_pg *pg);
+/* A self-signed CA made with openssl: dir/name.crt and dir/name.key. */
+void fx_make_ca(const char *dir, const char *name);
 void fx_pg_stop(struct fx_pg *pg); /* stops the server, removes the dir */
 int fx_pg_port(const struct fx_pg *pg);
 /* pg_ctl restart -m immediate, or stop / start, for fault tests. */
@@ -100,8 +107,9 @@ int fx_run(const char *const argv[], const char *const env[], char **output, int
 struct fx_relay;
 /* Starts `outbox-relay run --database-url conninfo --kafka-brokers brokers`
  * as FX_RELAY_ROLE (a conninfo that names user= twice already is left as it
- * is: the test chose the user)
- * plus extra args (NULL-terminated, may be NULL); its stderr goes to a log
+ * is: the test chose the user) plus extra args (NULL-terminated, may be
+ * NULL; conninfo NULL leaves --database-url out, for the environment to
+ * give); its stderr goes to a log
  * file that fx_relay_log() returns. OUTBOX_TEST_RELAY_WRAPPER (e.g.
  * "/usr/bin/valgrind --leak-check=full") runs it under that command. */
 struct fx_relay *fx_relay_start(const char *conninfo, const char *brokers,

@@ -602,6 +602,117 @@ START_TEST(bad_configuration_exits_2_before_contacting_anything)
 }
 END_TEST
 
+/* Settings read from files (mounted secrets): each must fail like any bad
+ * setting, naming the variable or flag and the path, never the content
+ * (every file here holds the password). */
+static const struct {
+        const char *var;  /* environment variable set to the file, or NULL */
+        const char *file; /* NULL: a path that does not exist; "" : a directory */
+        const char *content;
+        const char *flag; /* extra flag (value: the file's path), OUTBOX_DATABASE_URL or NULL */
+        const char *expect;
+} bad_files[] = {
+    {"OUTBOX_DATABASE_URL_FILE", NULL, NULL, NULL, "OUTBOX_DATABASE_URL_FILE"},
+    {"OUTBOX_DATABASE_URL_FILE", "empty", "", NULL, "is empty"},
+    {"OUTBOX_DATABASE_URL_FILE", "newline", "\n", NULL, "is empty"},
+    {"OUTBOX_DATABASE_URL_FILE", "", NULL, NULL, "Is a directory"},
+    {NULL, "bad-url", "host=127.0.0.1 password=hunter2 port=x\n", "--database-url-file",
+     "--database-url-file"},
+    {"OUTBOX_DATABASE_URL_FILE", "url", "host=127.0.0.1 password=hunter2\n", "OUTBOX_DATABASE_URL",
+     "both set"},
+    {"OUTBOX_RDKAFKA_SASL_PASSWORD_FILE", NULL, NULL, NULL, "OUTBOX_RDKAFKA_SASL_PASSWORD_FILE"},
+    {"OUTBOX_RDKAFKA_SECURITY_PROTOCOL_FILE", "proto", "hunter2", NULL, "security.protocol"},
+};
+
+#define N_BAD_FILES (sizeof(bad_files) / sizeof(bad_files[0]))
+
+static int try_bad_file(const char *dir, size_t i, char *why, size_t whysz)
+{
+        int db_port, kafka_port, db_fd = listener(&db_port), kafka_fd = listener(&kafka_port);
+        char url[128], brokers[64], path[128], var[192], env_url[160], *out = NULL;
+        const char *argv[12] = {OUTBOX_RELAY_BIN, "run"}, *env[3] = {NULL};
+        int n = 2, rc, ok, url_by_file = 0;
+
+        snprintf(url, sizeof(url), "postgres://relay:hunter2@127.0.0.1:%d/app", db_port);
+        snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", kafka_port);
+        if (bad_files[i].file == NULL) {
+                snprintf(path, sizeof(path), "%s/missing", dir);
+        } else if (bad_files[i].file[0] == '\0') {
+                snprintf(path, sizeof(path), "%s", dir);
+        } else {
+                FILE *f;
+
+                snprintf(path, sizeof(path), "%s/%s", dir, bad_files[i].file);
+                f = fopen(path, "w");
+                ck_assert_ptr_nonnull(f);
+                fputs(bad_files[i].content, f);
+                ck_assert_int_eq(fclose(f), 0);
+        }
+        if (bad_files[i].var != NULL) {
+                snprintf(var, sizeof(var), "%s=%s", bad_files[i].var, path);
+                env[0] = var;
+                url_by_file = strcmp(bad_files[i].var, "OUTBOX_DATABASE_URL_FILE") == 0;
+        }
+        if (bad_files[i].flag != NULL && strcmp(bad_files[i].flag, "OUTBOX_DATABASE_URL") == 0) {
+                snprintf(env_url, sizeof(env_url), "OUTBOX_DATABASE_URL=%s", url);
+                env[1] = env_url;
+        } else if (bad_files[i].flag != NULL) {
+                argv[n++] = bad_files[i].flag;
+                argv[n++] = path;
+                url_by_file = 1;
+        }
+        if (!url_by_file) {
+                argv[n++] = "--database-url";
+                argv[n++] = url;
+        }
+        argv[n++] = "--kafka-brokers";
+        argv[n++] = brokers;
+        argv[n] = NULL;
+        rc = fx_run(argv, env, &out, 30000);
+        ok = rc == 2 && strstr(out, bad_files[i].expect) &&
+             strchr(out, '\n') == out + strlen(out) - 1 && !strstr(out, "hunter2") &&
+             accept(db_fd, NULL, NULL) < 0 && errno == EAGAIN && accept(kafka_fd, NULL, NULL) < 0 &&
+             errno == EAGAIN;
+        if (!ok)
+                snprintf(why, whysz, "%s %s: exit %d, output: %.300s",
+                         bad_files[i].var ? bad_files[i].var : "",
+                         bad_files[i].flag ? bad_files[i].flag : "", rc, out);
+        free(out);
+        close(db_fd);
+        close(kafka_fd);
+        return ok;
+}
+
+START_TEST(bad_secret_files_exit_2_naming_the_file)
+{
+        struct fh_result res;
+        char dir[] = "/tmp/bad-files-XXXXXX", why[512] = "", first[512] = "", rm[64];
+        int failed = 0;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        for (size_t i = 0; i < N_BAD_FILES; i++) {
+                if (!try_bad_file(dir, i, why, sizeof(why)) && !failed++)
+                        snprintf(first, sizeof(first), "%s", why);
+        }
+        snprintf(rm, sizeof(rm), "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(rm), 0);
+        fh_result_init(&res, "bad-secret-file",
+                       "settings read from files: OUTBOX_DATABASE_URL_FILE missing, empty, only a "
+                       "newline, a directory, holding an unparsable URL; both it and "
+                       "OUTBOX_DATABASE_URL; OUTBOX_RDKAFKA_<NAME>_FILE missing or holding a value "
+                       "librdkafka refuses");
+        res.committed = res.messages = -1;
+        res.faults = (int)N_BAD_FILES;
+        snprintf(res.notes, sizeof(res.notes),
+                 "%zu of %zu: exit 2, one line naming the variable or flag and the path, file "
+                 "content (a password) not shown, neither PostgreSQL nor Kafka contacted%s%.300s",
+                 N_BAD_FILES - (size_t)failed, N_BAD_FILES, failed ? "; first failure: " : "",
+                 first);
+        fh_report(&res, failed == 0);
+        ck_assert_msg(failed == 0, "%d bad files misbehaved; first: %s", failed, first);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("bad_input");
@@ -625,6 +736,7 @@ int main(void)
         tcase_add_test(rows, other_schema_name_not_migrated);
         tcase_set_timeout(cfg, 120);
         tcase_add_test(cfg, bad_configuration_exits_2_before_contacting_anything);
+        tcase_add_test(cfg, bad_secret_files_exit_2_naming_the_file);
         suite_add_tcase(s, rows);
         suite_add_tcase(s, cfg);
         sr = srunner_create(s);

@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <check.h>
+#include <librdkafka/rdkafka.h>
 
 #include "config.h"
 
@@ -110,7 +112,8 @@ START_TEST(test_missing_required)
         struct config *cfg = parse_ok(ARGS("--kafka-brokers", "b:9092"));
 
         ck_assert_int_eq(config_validate(cfg, CONFIG_NEED_DB, errbuf, sizeof(errbuf)), -1);
-        ck_assert_str_eq(errbuf, "missing required setting --database-url (OUTBOX_DATABASE_URL)");
+        ck_assert_str_eq(errbuf, "missing required setting --database-url (OUTBOX_DATABASE_URL) or "
+                                 "--database-url-file (OUTBOX_DATABASE_URL_FILE)");
         /* Kafka is not needed by migrate: its absence is no error then. */
         config_free(cfg);
         cfg = parse_ok(ARGS(DB));
@@ -553,6 +556,221 @@ START_TEST(test_grant_roles)
 END_TEST
 
 /* Every setting of the brief, flag and environment variable. */
+
+/* ---- settings read from files (secrets mounted as files) ---- */
+
+static char tmpdir[64];
+
+/* Writes len bytes to tmpdir/name; returns the path (static per name slot). */
+static char *write_file(const char *name, const char *data, size_t len)
+{
+        static char paths[8][128];
+        static int next;
+        char *path = paths[next++ % 8];
+        FILE *f;
+
+        if (tmpdir[0] == '\0') {
+                snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-config-XXXXXX");
+                ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        }
+        snprintf(path, 128, "%s/%s", tmpdir, name);
+        f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+        ck_assert_int_eq(fclose(f), 0);
+        return path;
+}
+
+#define WRITE(name, text) write_file(name, text, sizeof(text) - 1)
+
+/* errbuf names what and the path, and shows nothing of the content. */
+static void assert_names(const char *what, const char *path)
+{
+        ck_assert_msg(strstr(errbuf, what) != NULL, "error lacks %s: %s", what, errbuf);
+        ck_assert_msg(strstr(errbuf, path) != NULL, "error lacks the path: %s", errbuf);
+        ck_assert_msg(strstr(errbuf, "s3cret") == NULL, "error shows the secret: %s", errbuf);
+}
+
+START_TEST(test_database_url_file)
+{
+        char *url = WRITE("url", "host=h password=s3cret\r\n");
+        char *two = WRITE("two", "host=h2\n\n");
+        char *bare = WRITE("bare", "host=h3");
+        struct config *cfg;
+
+        /* One trailing newline (\n or \r\n) is stripped, no more. */
+        setenv("OUTBOX_DATABASE_URL_FILE", url, 1);
+        cfg = parse_ok(ARGS("--batch-size", "1"));
+        ck_assert_str_eq(cfg->database_url, "host=h password=s3cret");
+        ck_assert_str_eq(cfg->database_url_file, url);
+        config_free(cfg);
+        cfg = parse_ok(ARGS("--database-url-file", two));
+        ck_assert_str_eq(cfg->database_url, "host=h2\n");
+        config_free(cfg);
+        cfg = parse_ok(ARGS("--database-url-file=" "/dev/null", "--database-url-file", bare));
+        ck_assert_str_eq(cfg->database_url, "host=h3"); /* the last flag wins */
+        config_free(cfg);
+
+        /* A flag of either form overrides the environment's; the file
+         * the environment names is then not even read. */
+        cfg = parse_ok(ARGS("--database-url", "host=flag"));
+        ck_assert_str_eq(cfg->database_url, "host=flag");
+        ck_assert_ptr_null(cfg->database_url_file);
+        config_free(cfg);
+        setenv("OUTBOX_DATABASE_URL_FILE", "/nonexistent/url", 1);
+        cfg = parse_ok(ARGS("--database-url", "host=flag"));
+        ck_assert_str_eq(cfg->database_url, "host=flag");
+        config_free(cfg);
+        unsetenv("OUTBOX_DATABASE_URL_FILE");
+        setenv("OUTBOX_DATABASE_URL", "host=env password=s3cret", 1);
+        cfg = parse_ok(ARGS("--database-url-file", bare));
+        ck_assert_str_eq(cfg->database_url, "host=h3");
+        config_free(cfg);
+
+        /* Both forms from one source. */
+        setenv("OUTBOX_DATABASE_URL_FILE", url, 1);
+        parse_fails(ARGS("--batch-size", "1"));
+        ck_assert_str_eq(errbuf,
+                         "OUTBOX_DATABASE_URL and OUTBOX_DATABASE_URL_FILE are both set: set one");
+        unsetenv("OUTBOX_DATABASE_URL");
+        unsetenv("OUTBOX_DATABASE_URL_FILE");
+        parse_fails(ARGS("--database-url", "host=h password=s3cret", "--database-url-file", url));
+        ck_assert_str_eq(errbuf, "--database-url and --database-url-file are both given: give one");
+}
+END_TEST
+
+START_TEST(test_database_url_file_errors)
+{
+        char big[64 * 1024 + 1];
+        char *missing, *empty, *newline, *nul, *huge, *limit, *bad;
+
+        missing = (char *)"/nonexistent/outbox/url";
+        setenv("OUTBOX_DATABASE_URL_FILE", missing, 1);
+        parse_fails(ARGS("--batch-size", "1"));
+        assert_names("OUTBOX_DATABASE_URL_FILE", missing);
+        ck_assert_ptr_nonnull(strstr(errbuf, "No such file"));
+        unsetenv("OUTBOX_DATABASE_URL_FILE");
+
+        empty = WRITE("empty", "");
+        parse_fails(ARGS("--database-url-file", empty));
+        assert_names("--database-url-file", empty);
+        ck_assert_ptr_nonnull(strstr(errbuf, "is empty"));
+        newline = WRITE("newline", "\r\n");
+        parse_fails(ARGS("--database-url-file", newline));
+        ck_assert_ptr_nonnull(strstr(errbuf, "is empty"));
+        nul = write_file("nul", "host=h\0password=s3cret", 22);
+        parse_fails(ARGS("--database-url-file", nul));
+        assert_names("--database-url-file", nul);
+        parse_fails(ARGS("--database-url-file", tmpdir)); /* a directory */
+        assert_names("--database-url-file", tmpdir);
+
+        /* 64 KiB is the limit: at it, the file is read; one byte more is refused. */
+        memset(big, ' ', sizeof(big));
+        memcpy(big, "host=h password=s3cret", 22);
+        limit = write_file("limit", big, sizeof(big) - 1);
+        config_free(parse_ok(ARGS("--database-url-file", limit)));
+        huge = write_file("huge", big, sizeof(big));
+        parse_fails(ARGS("--database-url-file", huge));
+        assert_names("--database-url-file", huge);
+        ck_assert_ptr_nonnull(strstr(errbuf, "64 KiB"));
+
+        /* A URL libpq cannot parse: the file is named, its content is not. */
+        bad = WRITE("bad", "host=h password=s3cret port=x\n");
+        ck_assert_int_eq(validate_args(ARGS("--database-url-file", bad, KAFKA)), -1);
+        assert_names("database URL", bad);
+}
+END_TEST
+
+START_TEST(test_rdkafka_file)
+{
+        char *pw = WRITE("pw", "s3cret\n"), *user = WRITE("user", "relay");
+        char *proto = WRITE("proto", "s3cret");
+        struct config *cfg;
+
+        setenv("OUTBOX_RDKAFKA_SASL_PASSWORD_FILE", pw, 1);
+        parse_fails(ARGS("--kafka-property-file", "sasl.username=/dev/null"));
+        assert_names("--kafka-property-file", "/dev/null");
+        ck_assert_ptr_nonnull(strstr(errbuf, "is empty"));
+
+        cfg = parse_ok(ARGS("--batch-size", "1"));
+        ck_assert_uint_eq(cfg->n_kafka_props, 1);
+        ck_assert_str_eq(cfg->kafka_props[0].name, "sasl.password");
+        ck_assert_str_eq(cfg->kafka_props[0].value, "s3cret");
+        ck_assert_int_eq(cfg->kafka_props[0].from_file, 1);
+        config_free(cfg);
+
+        /* Flags: -X and --kafka-property-file override the environment's
+         * either form, and a file flag marks its value secret. */
+        {
+                char arg[160];
+
+                snprintf(arg, sizeof(arg), "sasl.username=%s", user);
+                cfg = parse_ok(ARGS("-X", "sasl.password=other", "--kafka-property-file", arg));
+        }
+        ck_assert_uint_eq(cfg->n_kafka_props, 2);
+        ck_assert_str_eq(cfg->kafka_props[0].name, "sasl.password");
+        ck_assert_str_eq(cfg->kafka_props[0].value, "other");
+        ck_assert_int_eq(cfg->kafka_props[0].from_file, 0);
+        ck_assert_str_eq(cfg->kafka_props[1].name, "sasl.username");
+        ck_assert_str_eq(cfg->kafka_props[1].value, "relay");
+        ck_assert_int_eq(cfg->kafka_props[1].from_file, 1);
+        config_free(cfg);
+
+        /* Two variables for one property: which one wins is not guessed. */
+        setenv("OUTBOX_RDKAFKA_SASL_PASSWORD", "s3cret", 1);
+        parse_fails(ARGS("--batch-size", "1"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "sasl.password"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "OUTBOX_RDKAFKA_SASL_PASSWORD"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        unsetenv("OUTBOX_RDKAFKA_SASL_PASSWORD");
+        unsetenv("OUTBOX_RDKAFKA_SASL_PASSWORD_FILE");
+
+        setenv("OUTBOX_RDKAFKA_SSL_KEY_PASSWORD_FILE", "/nonexistent/pw", 1);
+        parse_fails(ARGS("--batch-size", "1"));
+        assert_names("OUTBOX_RDKAFKA_SSL_KEY_PASSWORD_FILE", "/nonexistent/pw");
+        unsetenv("OUTBOX_RDKAFKA_SSL_KEY_PASSWORD_FILE");
+
+        /* A value read from a file is never quoted, whatever the property;
+         * the control shows librdkafka would quote it otherwise. */
+        setenv("OUTBOX_RDKAFKA_SECURITY_PROTOCOL_FILE", proto, 1);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "security.protocol"));
+        ck_assert_ptr_null(strstr(errbuf, "s3cret"));
+        unsetenv("OUTBOX_RDKAFKA_SECURITY_PROTOCOL_FILE");
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "-X", "security.protocol=s3cret")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "s3cret"));
+}
+END_TEST
+
+/* OUTBOX_RDKAFKA_<NAME>_FILE is the file form only because no librdkafka
+ * property name ends in "file": checked against the linked librdkafka's own
+ * list, so an upgrade that adds one fails here instead of being misread. */
+START_TEST(test_no_rdkafka_property_ends_in_file)
+{
+        char *buf = NULL, *line, *save = NULL;
+        size_t len = 0, names = 0;
+        FILE *f = open_memstream(&buf, &len);
+
+        ck_assert_ptr_nonnull(f);
+        rd_kafka_conf_properties_show(f);
+        ck_assert_int_eq(fclose(f), 0);
+        for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+                size_t n = strcspn(line, " |");
+
+                if (n == 0 || line[n] == '\0' || strchr("#-", line[0]) != NULL ||
+                    strncmp(line, "Property", 8) == 0)
+                        continue;
+                names++;
+                ck_assert_msg(n < 4 || strncasecmp(line + n - 4, "file", 4) != 0,
+                              "librdkafka property %.*s ends in \"file\": "
+                              "OUTBOX_RDKAFKA_<NAME>_FILE would be ambiguous",
+                              (int)n, line);
+        }
+        ck_assert_uint_gt(names, 100);
+        free(buf);
+}
+END_TEST
+
 static const char *const documented[] = {
     "--allowed-topics",
     "OUTBOX_ALLOWED_TOPICS",
@@ -586,6 +804,8 @@ static const char *const documented[] = {
     "--limit",
     "--database-url",
     "OUTBOX_DATABASE_URL",
+    "--database-url-file",
+    "OUTBOX_DATABASE_URL_FILE",
     "--kafka-brokers",
     "OUTBOX_KAFKA_BROKERS",
     "--schema",
@@ -596,6 +816,8 @@ static const char *const documented[] = {
     "OUTBOX_ROUTES",
     "-X",
     "--kafka-property",
+    "--kafka-property-file",
+    "OUTBOX_RDKAFKA_<NAME>_FILE",
     "OUTBOX_RDKAFKA_",
     "--batch-size",
     "OUTBOX_BATCH_SIZE",
@@ -754,6 +976,10 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_rdkafka_env_mapping);
         tcase_add_test(tc, test_rdkafka_validation);
         tcase_add_test(tc, test_rdkafka_secret_not_echoed);
+        tcase_add_test(tc, test_database_url_file);
+        tcase_add_test(tc, test_database_url_file_errors);
+        tcase_add_test(tc, test_rdkafka_file);
+        tcase_add_test(tc, test_no_rdkafka_property_ends_in_file);
         tcase_add_loop_test(tc, test_bad_url_not_echoed, 0,
                             (int)(sizeof(bad_urls) / sizeof(bad_urls[0])));
         tcase_add_test(tc, test_good_urls);

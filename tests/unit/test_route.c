@@ -110,7 +110,7 @@ static const char *const bad_rules[] = {
 
 START_TEST(test_parse_rule_errors)
 {
-        struct config_kv kv = {(char *)"x", (char *)"y"};
+        struct config_kv kv = {(char *)"x", (char *)"y", 0};
 
         errbuf[0] = '\0';
         ck_assert_int_eq(route_parse_rule(bad_rules[_i], &kv, errbuf, sizeof(errbuf)), -1);
@@ -210,9 +210,9 @@ END_TEST
 
 START_TEST(test_new_validates)
 {
-        struct config_kv bad_topic = {(char *)"a", (char *)"no good"};
-        struct config_kv bad_pattern = {(char *)"a*b", (char *)"t"};
-        struct config_kv good = {(char *)"a", (char *)"t"};
+        struct config_kv bad_topic = {(char *)"a", (char *)"no good", 0};
+        struct config_kv bad_pattern = {(char *)"a*b", (char *)"t", 0};
+        struct config_kv good = {(char *)"a", (char *)"t", 0};
 
         ck_assert_ptr_null(route_new(&bad_topic, 1, NULL, errbuf, sizeof(errbuf)));
         ck_assert_ptr_nonnull(strstr(errbuf, "no good"));
