@@ -86,6 +86,8 @@ static const struct {
     {"-X", "enable.idempotence=false", "enable.idempotence"},
     {"--retry-base-ms", "5000000", "--retry"},
     {"--no-such-flag", "1", "--no-such-flag"},
+    {"--http-listen", "::1:9400", "--http-listen"},
+    {"--http-listen", "[::1]", "--http-listen"},
 };
 
 /* Each bad setting: one line naming it, exit 2, and neither the database
