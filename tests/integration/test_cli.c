@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fault_harness.h"
 #include "fixture.h"
 #include "migrate.h"
 
@@ -390,6 +391,23 @@ START_TEST(operator_output_is_escaped)
         PQfinish(named);
         PQfinish(c);
         free(ci);
+        /* Reached only when every assertion above held. */
+        {
+                struct fh_result res;
+
+                fh_result_init(&res, "control-chars",
+                               "ESC sequences, CR/LF, C1 CSI and U+202E in a dead letter's key, "
+                               "event_type and reason; a role name with ESC holding the leader "
+                               "lock; a session named like a relay holding none");
+                res.committed = res.messages = -1;
+                res.dead_letters = 1;
+                res.faults = 4;
+                snprintf(res.notes, sizeof(res.notes),
+                         "dlq list and status show \\x1b, \\r, \\n, \\u009b, \\u202e "
+                         "(--json: \\u001B ...), no raw control byte; status names the lock "
+                         "holder, the named session is a standby");
+                fh_report(&res, 1);
+        }
 }
 END_TEST
 
