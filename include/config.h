@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #define CONFIG_MUSTCHECK __attribute__((warn_unused_result))
 
@@ -87,6 +88,12 @@ int config_validate(const struct config *cfg, int need, char *errbuf,
 /* The transactional.id of --exactly-once: --transactional-id, or
  * outbox-relay.<schema>. Writes it to buf. */
 const char *config_transactional_id(const struct config *cfg, char *buf, size_t bufsz);
+
+/* Parses an --http-listen value, IPV4:PORT or [IPV6]:PORT, into addr (a
+ * sockaddr_in or sockaddr_in6) and *len. Returns 0, or -1 with errbuf
+ * naming --http-listen. */
+int config_listen_addr(const char *v, struct sockaddr_storage *addr, socklen_t *len, char *errbuf,
+                       size_t errsz) CONFIG_MUSTCHECK;
 
 void config_print_help(FILE *out);
 /* The README's configuration table, generated from the same table. */

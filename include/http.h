@@ -14,7 +14,8 @@ struct http;
  * otherwise 0 with why filled. */
 typedef int (*http_ready_fn)(void *arg, char *why, size_t whysz);
 
-/* listen is "IPV4:PORT" (validated by config). Returns NULL with errbuf. */
+/* listen is "IPV4:PORT" or "[IPV6]:PORT" (see config_listen_addr). Returns
+ * NULL with errbuf. */
 struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready, void *arg,
                       char *errbuf, size_t errsz);
 void http_free(struct http *h);

@@ -100,7 +100,7 @@ fi
 build=${1:-build-test-release}
 case $build in /*) ;; *) build=$root/$build ;; esac
 if [ ! -f "$build/CMakeCache.txt" ]; then
-        cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+        cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOUTBOX_TEST_HOOKS=ON >/dev/null
 fi
 cmake --build "$build" -j "$(nproc)"
 (cd "$build" && ctest -L faults --output-on-failure) || echo "$0: some fault tests failed; the table shows which" >&2

@@ -7,8 +7,8 @@ bash scripts/install-deps.sh
 jobs=$(nproc)
 for variant in release asan; do
   dir=build-test-$variant
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
-  [ $variant = asan ] && flags=(-DCMAKE_BUILD_TYPE=Debug -DOUTBOX_SANITIZE=ON)
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DOUTBOX_TEST_HOOKS=ON)
+  [ $variant = asan ] && flags=(-DCMAKE_BUILD_TYPE=Debug -DOUTBOX_SANITIZE=ON -DOUTBOX_TEST_HOOKS=ON)
   cmake -S . -B "$dir" "${flags[@]}" >/dev/null
   cmake --build "$dir" -j "$jobs"
   echo "== tests ($variant) =="

@@ -36,9 +36,39 @@ static void one_line(const char *msg, char *out, size_t outsz)
                 out[n] = '\0';
 }
 
+/* Server messages can quote what a writer put in a row (a header name, a
+ * topic), so they are escaped like row text. */
 static void fail(const char *cmd, const char *msg)
 {
-        fprintf(stderr, "outbox-relay %s: %s\n", cmd, msg);
+        char *safe = log_escape(msg);
+
+        fprintf(stderr, "outbox-relay %s: %s\n", cmd, safe != NULL ? safe : "(out of memory)");
+        free(safe);
+}
+
+/* The escaped copies (log_escape) of one output line's row text, freed
+ * together once the line is printed. */
+#define LINE_FIELDS 8
+struct line_text {
+        char *s[LINE_FIELDS];
+        int n;
+};
+
+static const char *esc(struct line_text *t, const char *s)
+{
+        char *e = t->n < LINE_FIELDS ? log_escape(s) : NULL;
+
+        if (e == NULL)
+                return "(out of memory)";
+        t->s[t->n++] = e;
+        return e;
+}
+
+static void line_text_free(struct line_text *t)
+{
+        for (int i = 0; i < t->n; i++)
+                free(t->s[i]);
+        t->n = 0;
 }
 
 /* Connects with the user's URL; our settings come first so the URL's own
@@ -246,7 +276,7 @@ static PGresult *query(PGconn *conn, const char *cmd, const char *sql, int n,
 /* Prints a JSON value on stdout, or says why it could not. */
 static int print_json(json_t *v, const char *cmd)
 {
-        char *text = v != NULL ? json_dumps(v, JSON_INDENT(2)) : NULL;
+        char *text = v != NULL ? log_json_dumps(v, JSON_INDENT(2)) : NULL;
 
         json_decref(v);
         if (text == NULL) {
@@ -258,11 +288,102 @@ static int print_json(json_t *v, const char *cmd)
         return 0;
 }
 
+/* The session holding this schema's leader lock in this database: what
+ * makes a relay the leader. One row (pid, role, client, backend start,
+ * application_name) or none. */
+static const char leader_sql[] =
+    "SELECT l.pid, a.usename, host(a.client_addr), a.backend_start, a.application_name"
+    " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+    " AND l.classid = $1::bigint::oid AND l.objid = (hashtext($2)::bigint & 4294967295)::oid"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/* Sessions that call themselves relays (outbox-relay/<instance>). Any
+ * session can set application_name, so the name is only a label: leader or
+ * standby comes from the lock. */
+static const char relays_sql[] =
+    "SELECT substr(a.application_name, 14), a.pid, host(a.client_addr), a.backend_start,"
+    " a.pid = $1::int, a.usename"
+    " FROM pg_stat_activity a"
+    " WHERE a.application_name LIKE 'outbox-relay/%' AND a.datname = current_database()"
+    " ORDER BY 5 DESC, 1";
+
+static const char *or_unknown(const PGresult *r, int row, int col)
+{
+        return PQgetisnull(r, row, col) ? "unknown" : PQgetvalue(r, row, col);
+}
+
+static const char *or_null(const PGresult *r, int row, int col)
+{
+        return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static int status_json(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)
+{
+        json_t *instances = json_array(), *lock = json_null();
+
+        if (PQntuples(leader) == 1)
+                lock = json_pack("{s:i,s:s?,s:s?,s:s?,s:s?}", "pid", atoi(PQgetvalue(leader, 0, 0)),
+                                 "user", or_null(leader, 0, 1), "client", or_null(leader, 0, 2),
+                                 "connected_since", or_null(leader, 0, 3), "application_name",
+                                 or_null(leader, 0, 4));
+        for (int i = 0; i < PQntuples(who); i++)
+                json_array_append_new(
+                    instances,
+                    json_pack("{s:s,s:i,s:s?,s:s?,s:s?,s:s}", "instance", PQgetvalue(who, i, 0),
+                              "pid", atoi(PQgetvalue(who, i, 1)), "user", or_null(who, i, 5),
+                              "client", or_null(who, i, 2), "connected_since", or_null(who, i, 3),
+                              "role",
+                              strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader" : "standby"));
+        return print_json(
+            json_pack("{s:s,s:I,s:f,s:I,s:I,s:o,s:o}", "schema", cfg->schema, "pending",
+                      (json_int_t)atoll(PQgetvalue(res, 0, 0)), "oldest_pending_age_seconds",
+                      atof(PQgetvalue(res, 0, 1)), "dead_letters",
+                      (json_int_t)atoll(PQgetvalue(res, 0, 2)), "sent_last_minute",
+                      (json_int_t)atoll(PQgetvalue(res, 0, 3)), "leader_lock", lock, "instances",
+                      instances),
+            "status");
+}
+
+static void status_text(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)
+{
+        struct line_text t = {.n = 0};
+
+        printf("schema:             %s\n"
+               "pending:            %s\n"
+               "oldest pending age: %s s\n"
+               "dead letters:       %s\n"
+               "sent last minute:   %s\n",
+               cfg->schema, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+               PQgetvalue(res, 0, 3));
+        /* The lock decides who publishes; names are whatever a client set. */
+        if (PQntuples(leader) == 0)
+                printf("leader lock:        not held: no relay is publishing\n");
+        else
+                printf("leader lock:        held by pid %s (role %s, client %s, since %s),"
+                       " application_name \"%s\"\n",
+                       PQgetvalue(leader, 0, 0), esc(&t, or_unknown(leader, 0, 1)),
+                       PQgetisnull(leader, 0, 2) ? "local or hidden" : PQgetvalue(leader, 0, 2),
+                       or_unknown(leader, 0, 3), esc(&t, or_unknown(leader, 0, 4)));
+        line_text_free(&t);
+        if (PQntuples(who) == 0)
+                printf("relays:             none connected\n");
+        for (int i = 0; i < PQntuples(who); i++) {
+                printf("%-20s%s (%s, pid %s, role %s, client %s, since %s)\n",
+                       i == 0 ? "relays:" : "", esc(&t, PQgetvalue(who, i, 0)),
+                       strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader" : "standby",
+                       PQgetvalue(who, i, 1), esc(&t, or_unknown(who, i, 5)),
+                       PQgetisnull(who, i, 2) ? "local" : PQgetvalue(who, i, 2),
+                       or_unknown(who, i, 3));
+                line_text_free(&t);
+        }
+}
+
 int admin_status(const struct config *cfg, struct log *lg)
 {
-        char sql[1024], lock_class[16];
-        const char *params[2] = {lock_class, cfg->schema};
-        PGresult *res = NULL, *who = NULL;
+        char sql[1024], lock_class[16], leader_pid[16] = "0";
+        const char *params[3] = {lock_class, cfg->schema, leader_pid};
+        PGresult *res = NULL, *leader = NULL, *who = NULL;
         char *ident = NULL;
         int rc = 1;
         PGconn *conn = connect_checked(cfg, "status", &ident);
@@ -281,63 +402,24 @@ int admin_status(const struct config *cfg, struct log *lg)
         res = query(conn, "status", sql, 0, NULL);
         if (res == NULL)
                 goto out;
-        /* Relay sessions are named outbox-relay/<instance>; the leader is
-         * the one holding this schema's advisory lock. */
         snprintf(lock_class, sizeof(lock_class), "%d", DB_LEADER_LOCK_CLASS);
-        who = query(
-            conn, "status",
-            "SELECT substr(a.application_name, 14), a.pid, host(a.client_addr),"
-            " a.backend_start, l.pid IS NOT NULL"
-            " FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid"
-            " AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-            " AND l.classid = $1::bigint::oid"
-            " AND l.objid = (hashtext($2)::bigint & 4294967295)::oid"
-            " WHERE a.application_name LIKE 'outbox-relay/%' AND a.datname = current_database()"
-            " ORDER BY 5 DESC, 1",
-            2, params);
+        leader = query(conn, "status", leader_sql, 2, params);
+        if (leader == NULL)
+                goto out;
+        if (PQntuples(leader) == 1)
+                snprintf(leader_pid, sizeof(leader_pid), "%s", PQgetvalue(leader, 0, 0));
+        who = query(conn, "status", relays_sql, 1, &params[2]);
         if (who == NULL)
                 goto out;
         if (cfg->json) {
-                json_t *instances = json_array();
-
-                for (int i = 0; i < PQntuples(who); i++)
-                        json_array_append_new(
-                            instances,
-                            json_pack("{s:s,s:i,s:s?,s:s,s:s}", "instance", PQgetvalue(who, i, 0),
-                                      "pid", atoi(PQgetvalue(who, i, 1)), "client",
-                                      PQgetisnull(who, i, 2) ? NULL : PQgetvalue(who, i, 2),
-                                      "connected_since", PQgetvalue(who, i, 3), "role",
-                                      strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader"
-                                                                              : "standby"));
-                rc = print_json(json_pack("{s:s,s:I,s:f,s:I,s:I,s:o}", "schema", cfg->schema,
-                                          "pending", (json_int_t)atoll(PQgetvalue(res, 0, 0)),
-                                          "oldest_pending_age_seconds", atof(PQgetvalue(res, 0, 1)),
-                                          "dead_letters", (json_int_t)atoll(PQgetvalue(res, 0, 2)),
-                                          "sent_last_minute",
-                                          (json_int_t)atoll(PQgetvalue(res, 0, 3)), "instances",
-                                          instances),
-                                "status");
+                rc = status_json(cfg, res, leader, who);
                 goto out;
         }
-        printf("schema:             %s\n"
-               "pending:            %s\n"
-               "oldest pending age: %s s\n"
-               "dead letters:       %s\n"
-               "sent last minute:   %s\n",
-               cfg->schema, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
-               PQgetvalue(res, 0, 3));
-        if (PQntuples(who) == 0)
-                printf("relays:             none connected\n");
-        for (int i = 0; i < PQntuples(who); i++)
-                printf("%-20s%s (%s, pid %s, client %s, since %s)\n", i == 0 ? "relays:" : "",
-                       PQgetvalue(who, i, 0),
-                       strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader" : "standby",
-                       PQgetvalue(who, i, 1),
-                       PQgetisnull(who, i, 2) ? "local" : PQgetvalue(who, i, 2),
-                       PQgetvalue(who, i, 3));
+        status_text(cfg, res, leader, who);
         rc = 0;
 out:
         PQclear(res);
+        PQclear(leader);
         PQclear(who);
         PQfreemem(ident);
         PQfinish(conn);
@@ -362,12 +444,19 @@ static int dlq_list(const struct config *cfg, PGconn *conn, const char *ident)
         if (res == NULL)
                 return 1;
         if (!cfg->json) {
+                struct line_text t = {.n = 0};
+
                 printf("%-10s %-20s %-20s %-8s %-26s %s\n", "ID", "TOPIC", "KEY", "ATTEMPTS",
                        "DEAD AT", "REASON");
-                for (int i = 0; i < PQntuples(res); i++)
+                for (int i = 0; i < PQntuples(res); i++) {
+                        /* Topic, key and reason come from writers (or from
+                         * errors quoting them): escaped for the terminal. */
                         printf("%-10s %-20s %-20s %-8s %-26.26s %s\n", PQgetvalue(res, i, 0),
-                               PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 5),
-                               PQgetvalue(res, i, 7), PQgetvalue(res, i, 6));
+                               esc(&t, PQgetvalue(res, i, 2)), esc(&t, PQgetvalue(res, i, 3)),
+                               PQgetvalue(res, i, 5), PQgetvalue(res, i, 7),
+                               esc(&t, PQgetvalue(res, i, 6)));
+                        line_text_free(&t);
+                }
                 PQclear(res);
                 return 0;
         }

@@ -87,8 +87,9 @@ const struct setting config_settings[] = {
      "30000", 0, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
     {"http-listen", 0, "OUTBOX_HTTP_LISTEN", T_STR, OFF(http_listen), 0, 0, NULL, 0, C_RUN, 0,
      "HOST:PORT",
-     "Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9400); off when "
-     "unset."},
+     "Serve /metrics, /healthz and /readyz on this address: IPv4 (0.0.0.0:9400) or IPv6 in "
+     "brackets ([::1]:9400; [::]:9400 listens on IPv6 and IPv4); off when unset. At most 8 "
+     "connections from one client address and 256 in all."},
     {"busy-poll-ms", 0, "OUTBOX_BUSY_POLL_MS", T_INT, OFF(busy_poll_ms), 1, 1000, "2", 0, C_RUN, 0,
      "MS",
      "While events keep coming, look for new rows this often instead of asking writers to "
@@ -810,26 +811,54 @@ out:
         return rc;
 }
 
-/* HOST:PORT, with HOST an IPv4 address (0.0.0.0 for every interface). */
-static int check_listen(const char *v, char *errbuf, size_t errsz)
+/* HOST:PORT: an IPv4 address, or an IPv6 address in brackets ([::] is every
+ * interface, IPv4 too). Names are refused: what a name resolves to can
+ * change, and the probes and the scraper need one fixed address. */
+int config_listen_addr(const char *v, struct sockaddr_storage *addr, socklen_t *len, char *errbuf,
+                       size_t errsz)
 {
-        const char *colon = strrchr(v, ':');
-        char host[64];
-        struct in_addr addr;
-        char *end;
+        const char *colon = strrchr(v, ':'), *host = v;
+        size_t hostlen = colon != NULL ? (size_t)(colon - v) : 0;
+        char buf[INET6_ADDRSTRLEN];
+        char *end = NULL;
         long port = colon != NULL ? strtol(colon + 1, &end, 10) : 0;
 
-        if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof(host) ||
-            colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+        memset(addr, 0, sizeof(*addr));
+        if (colon == NULL || colon[1] == '\0' || !isdigit((unsigned char)colon[1]) ||
+            *end != '\0' || port < 1 || port > 65535)
                 goto bad;
-        memcpy(host, v, (size_t)(colon - v));
-        host[colon - v] = '\0';
-        if (inet_pton(AF_INET, host, &addr) != 1)
-                goto bad;
+        if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
+                struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+
+                host++;
+                hostlen -= 2;
+                if (hostlen == 0 || hostlen >= sizeof(buf))
+                        goto bad;
+                memcpy(buf, host, hostlen);
+                buf[hostlen] = '\0';
+                if (inet_pton(AF_INET6, buf, &a6->sin6_addr) != 1)
+                        goto bad;
+                a6->sin6_family = AF_INET6;
+                a6->sin6_port = htons((uint16_t)port);
+                *len = sizeof(*a6);
+        } else {
+                struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+
+                if (hostlen == 0 || hostlen >= sizeof(buf))
+                        goto bad;
+                memcpy(buf, host, hostlen);
+                buf[hostlen] = '\0';
+                if (inet_pton(AF_INET, buf, &a4->sin_addr) != 1)
+                        goto bad;
+                a4->sin_family = AF_INET;
+                a4->sin_port = htons((uint16_t)port);
+                *len = sizeof(*a4);
+        }
         return 0;
 bad:
         snprintf(errbuf, errsz,
-                 "invalid --http-listen \"%.64s\": expected IPV4-ADDRESS:PORT, e.g. 0.0.0.0:9400",
+                 "invalid --http-listen \"%.64s\": expected IPV4-ADDRESS:PORT or "
+                 "[IPV6-ADDRESS]:PORT, e.g. 0.0.0.0:9400 or [::]:9400",
                  v);
         return -1;
 }
@@ -893,6 +922,8 @@ static int check_role(const char *role, const char *what, char *errbuf, size_t e
 
 int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
 {
+        struct sockaddr_storage listen_addr;
+        socklen_t listen_len;
         struct route *rt;
         int rc;
 
@@ -948,7 +979,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         if (cfg->database_url != NULL &&
             check_database_url(cfg->database_url, cfg->database_url_file, errbuf, errsz) != 0)
                 return -1;
-        if (cfg->http_listen != NULL && check_listen(cfg->http_listen, errbuf, errsz) != 0)
+        if (cfg->http_listen != NULL &&
+            config_listen_addr(cfg->http_listen, &listen_addr, &listen_len, errbuf, errsz) != 0)
                 return -1;
         if (check_kafka_props(cfg, errbuf, errsz) != 0)
                 return -1;

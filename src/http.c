@@ -11,6 +11,18 @@
 
 #include <microhttpd.h>
 
+#include "config.h"
+
+/* A neighbour must not starve the probes: one client address may hold a few
+ * connections (a scraper and a probe or two need fewer), and the total is
+ * far above what one address may take, so that a slow client holding its
+ * share open (a partial request, a byte every few seconds, which resets the
+ * idle timeout) leaves room for the kubelet and the scraper. Each connection
+ * costs a descriptor and libmicrohttpd's 32 KiB buffer: 8 MiB at most. */
+#define HTTP_MAX_CONNECTIONS 256
+#define HTTP_MAX_PER_CLIENT  8
+#define HTTP_IDLE_TIMEOUT_S  10 /* an idle or silent connection is closed after this */
+
 struct http {
         struct MHD_Daemon *daemon;
         struct metrics *metrics;
@@ -77,33 +89,45 @@ struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready
                       char *errbuf, size_t errsz)
 {
         struct http *h = calloc(1, sizeof(*h));
-        struct sockaddr_in addr = {.sin_family = AF_INET};
-        const char *colon = strrchr(listen, ':');
-        char host[64];
+        struct sockaddr_storage addr;
+        socklen_t len;
+        unsigned flags = MHD_USE_EPOLL;
+        uint16_t port;
 
-        if (h == NULL || colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
-                snprintf(errbuf, errsz, "cannot listen on %s", listen);
-                free(h);
+        if (h == NULL) {
+                snprintf(errbuf, errsz, "cannot serve HTTP on %s: out of memory", listen);
                 return NULL;
         }
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        inet_pton(AF_INET, host, &addr.sin_addr);
-        addr.sin_port = htons((uint16_t)atoi(colon + 1));
+        if (config_listen_addr(listen, &addr, &len, errbuf, errsz) != 0)
+                goto fail;
+        if (addr.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&addr;
+
+                /* [::] takes IPv4 clients too (as ::ffff:a.b.c.d); any other
+                 * IPv6 address is IPv6 only. */
+                flags |= IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr) ? MHD_USE_DUAL_STACK
+                                                                 : MHD_USE_IPv6;
+                port = ntohs(a6->sin6_port);
+        } else {
+                port = ntohs(((const struct sockaddr_in *)&addr)->sin_port);
+        }
         h->metrics = m;
         h->ready = ready;
         h->ready_arg = arg;
-        h->daemon = MHD_start_daemon(MHD_USE_EPOLL, ntohs(addr.sin_port), NULL, NULL, on_request, h,
-                                     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_END);
+        h->daemon = MHD_start_daemon(
+            flags, port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_CLIENT, MHD_OPTION_END);
         if (h->daemon == NULL) {
                 snprintf(errbuf, errsz,
                          "cannot serve HTTP on %s (address in use or not available?)", listen);
-                free(h);
-                return NULL;
+                goto fail;
         }
         return h;
+fail:
+        free(h);
+        return NULL;
 }
 
 void http_free(struct http *h)

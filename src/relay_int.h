@@ -145,8 +145,10 @@ struct relay {
         int eos_attempt;
         char eos_error[512];     /* why the leader is not publishing yet ("": none known) */
         char tid[300];           /* transactional.id */
+#ifdef OUTBOX_TEST_HOOKS
         long kill_after_commits; /* test hook: OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS */
         long commits;
+#endif
         int stopping, purged;
         int64_t stop_deadline;
         int fatal_schema;

@@ -13,15 +13,42 @@
 #define INIT_STEP_MS    200  /* init_transactions blocks at most this long per call */
 #define READ_TIMEOUT_MS 5000 /* reading the last progress record */
 
-void relay_txn_init(struct relay *r)
+#ifdef OUTBOX_TEST_HOOKS
+/* Test hook for the fault suite: SIGKILL right after the Nth commit, before
+ * its rows can be marked, the window exactly-once is for. Compiled only with
+ * -DOUTBOX_TEST_HOOKS=ON, so that no environment variable can make a
+ * production relay kill itself. */
+static void test_hook_init(struct relay *r)
 {
         const char *kill_after = getenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
 
+        r->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
+}
+
+static void test_hook_committed(struct relay *r)
+{
+        if (r->kill_after_commits > 0 && ++r->commits == r->kill_after_commits) {
+                log_warn(r->lg, "test hook: killed after a commit, before the mark", NULL);
+                raise(SIGKILL);
+        }
+}
+#else
+static void test_hook_init(struct relay *r)
+{
+        (void)r;
+}
+
+static void test_hook_committed(struct relay *r)
+{
+        (void)r;
+}
+#endif
+
+void relay_txn_init(struct relay *r)
+{
         config_transactional_id(r->cfg, r->tid, sizeof(r->tid));
         r->eos = EOS_INIT;
-        /* Test hook for the fault suite: SIGKILL right after the Nth commit,
-         * before its rows can be marked, the window exactly-once is for. */
-        r->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
+        test_hook_init(r);
 }
 
 static void give_back(struct relay *r);
@@ -149,10 +176,7 @@ void relay_txn_finish(struct relay *r)
         if (rc == 0) {
                 metrics_add(r->metrics, METRICS_TXN_COMMITTED, 1);
                 log_debug(r->lg, "transaction committed", "{s:i}", "rows", n_rows);
-                if (r->kill_after_commits > 0 && ++r->commits == r->kill_after_commits) {
-                        log_warn(r->lg, "test hook: killed after a commit, before the mark", NULL);
-                        raise(SIGKILL);
-                }
+                test_hook_committed(r);
         } else if (!empty) {
                 metrics_add(r->metrics, METRICS_TXN_ABORTED, 1);
                 log_warn(r->lg, "transaction aborted; its rows will be published again",

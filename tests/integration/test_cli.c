@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fault_harness.h"
 #include "fixture.h"
 #include "migrate.h"
 
@@ -86,6 +87,8 @@ static const struct {
     {"-X", "enable.idempotence=false", "enable.idempotence"},
     {"--retry-base-ms", "5000000", "--retry"},
     {"--no-such-flag", "1", "--no-such-flag"},
+    {"--http-listen", "::1:9400", "--http-listen"},
+    {"--http-listen", "[::1]", "--http-listen"},
 };
 
 /* Each bad setting: one line naming it, exit 2, and neither the database
@@ -309,6 +312,105 @@ START_TEST(status_and_dead_letters)
 }
 END_TEST
 
+/* Count of byte c in s. */
+static int count_byte(const char *s, char c)
+{
+        int n = 0;
+
+        for (; *s != '\0'; s++)
+                n += *s == c;
+        return n;
+}
+
+/* Row text is written by any writer: dlq list and status show it with
+ * control characters escaped, and status names the leader by the lock it
+ * holds, not by a name any session can take. */
+START_TEST(operator_output_is_escaped)
+{
+        char *ci = fx_pg_create_db(pg, "cli_escape");
+        char *out = NULL, conninfo[512];
+        PGconn *c, *named, *holder;
+        long long holder_pid;
+
+        fx_migrate(ci, NULL);
+        c = fx_db_connect(ci);
+        fx_sql(c, "INSERT INTO outbox.dead_letters (id, event_id, topic, key, event_type, headers,"
+                  " created_at, attempts, reason) VALUES (7, gen_random_uuid(), 'orders',"
+                  " E'k\\033[31m', E'type\\033]0;owned\\007', '{}', now(), 10,"
+                  " E'boom\\033[2J\\r\\nfake row\\302\\233' || chr(8238))");
+
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"dlq", "list", "--database-url", ci, NULL}), 0);
+        ck_assert_msg(strchr(out, '\033') == NULL && strchr(out, '\r') == NULL, "%s", out);
+        ck_assert_msg(strstr(out, "\\x1b[2J\\r\\nfake row\\u009b\\u202e") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "k\\x1b[31m") != NULL, "%s", out);
+        ck_assert_int_eq(count_byte(out, '\n'), 2); /* the header and one row */
+        free(out);
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"dlq", "list", "--database-url", ci, "--json",
+                                                    NULL}),
+                         0);
+        ck_assert_msg(strchr(out, '\033') == NULL && strstr(out, "\\u009B\\u202E") != NULL,
+                      "%s", out);
+        ck_assert_msg(strstr(out, "type\\u001B]0;owned\\u0007") != NULL, "%s", out);
+        free(out);
+
+        /* A session named like a relay holds no lock; the lock is held by a
+         * session of a role whose name has an escape sequence in it. */
+        snprintf(conninfo, sizeof(conninfo), "%s application_name=outbox-relay/pod-fake", ci);
+        named = fx_db_connect(conninfo);
+        fx_sql(c, "CREATE ROLE \"evil\033[2J\" LOGIN");
+        snprintf(conninfo, sizeof(conninfo), "%s user='evil\033[2J' application_name=sneaky", ci);
+        holder = fx_db_connect(conninfo);
+        fx_sql(holder, "SELECT pg_advisory_lock(%d, hashtext('outbox'))", 0x6f627278);
+        holder_pid = fx_sql_int(holder, "SELECT pg_backend_pid()");
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"status", "--database-url", ci, NULL}), 0);
+        ck_assert_msg(strchr(out, '\033') == NULL, "%s", out);
+        {
+                char want[128];
+
+                snprintf(want, sizeof(want),
+                         "leader lock:        held by pid %lld (role evil\\x1b[2J,", holder_pid);
+                ck_assert_msg(strstr(out, want) != NULL, "%s", out);
+        }
+        ck_assert_msg(strstr(out, "application_name \"sneaky\"") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "pod-fake (standby") != NULL, "%s", out);
+        free(out);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"status", "--database-url", ci, "--json", NULL}),
+            0);
+        ck_assert_msg(strchr(out, '\033') == NULL && strstr(out, "\"leader_lock\": {") != NULL,
+                      "%s", out);
+        free(out);
+        PQfinish(holder);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"status", "--database-url", ci, NULL}), 0);
+        ck_assert_msg(strstr(out, "leader lock:        not held") != NULL, "%s", out);
+        free(out);
+        PQfinish(named);
+        PQfinish(c);
+        free(ci);
+        /* Reached only when every assertion above held. */
+        {
+                struct fh_result res;
+
+                fh_result_init(&res, "control-chars",
+                               "ESC sequences, CR/LF, C1 CSI and U+202E in a dead letter's key, "
+                               "event_type and reason; a role name with ESC holding the leader "
+                               "lock; a session named like a relay holding none");
+                res.committed = res.messages = -1;
+                res.dead_letters = 1;
+                res.faults = 4;
+                snprintf(res.notes, sizeof(res.notes),
+                         "dlq list and status show \\x1b, \\r, \\n, \\u009b, \\u202e "
+                         "(--json: \\u001B ...), no raw control byte; status names the lock "
+                         "holder, the named session is a standby");
+                fh_report(&res, 1);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("cli");
@@ -326,6 +428,7 @@ int main(void)
         tcase_add_test(db, run_without_schema_says_migrate);
         tcase_add_test(db, migrate_twice_then_replay);
         tcase_add_test(db, status_and_dead_letters);
+        tcase_add_test(db, operator_output_is_escaped);
         suite_add_tcase(s, offline);
         suite_add_tcase(s, db);
         sr = srunner_create(s);

@@ -130,6 +130,7 @@ START_TEST(publishes_once_counts_transactions_and_replays)
 }
 END_TEST
 
+#ifdef OUTBOX_TEST_HOOKS /* the case needs the relay's kill switch */
 /* The relay is killed right after its first commit (test hook), before the
  * mark. Its rows are then marked by hand and replayed, as if the mark had
  * gone through and an operator replayed them before the restart: the next
@@ -172,6 +173,7 @@ START_TEST(replayed_rows_are_not_recovered)
         free(ci);
 }
 END_TEST
+#endif
 
 /* Without its progress topic the relay says how to create it, publishes
  * nothing, and goes on by itself once the topic exists. */
@@ -286,7 +288,12 @@ int main(void)
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 180);
         tcase_add_test(tc, publishes_once_counts_transactions_and_replays);
+#ifdef OUTBOX_TEST_HOOKS
         tcase_add_test(tc, replayed_rows_are_not_recovered);
+#else
+        fprintf(stderr, "replayed_rows_are_not_recovered: left out, the relay is built without "
+                        "-DOUTBOX_TEST_HOOKS=ON\n");
+#endif
         tcase_add_test(tc, missing_progress_topic_is_explained);
         tcase_add_test(tc, another_outboxs_record_is_refused);
         suite_add_tcase(s, tc);

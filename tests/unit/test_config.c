@@ -481,6 +481,37 @@ START_TEST(test_schema_and_topics)
 }
 END_TEST
 
+/* --http-listen: IPv4, bracketed IPv6 (dual-stack [::]); anything else is
+ * one line naming the setting, before anything listens. */
+START_TEST(test_http_listen)
+{
+        static const char *const good[] = {"0.0.0.0:9400", "127.0.0.1:1", "[::]:9400",
+                                           "[::1]:65535", "[fe80::1]:80"};
+        static const char *const bad[] = {
+            "9400",        ":9400",      "0.0.0.0:",     "0.0.0.0:0",   "0.0.0.0:65536",
+            "0.0.0.0:+80", "0.0.0.0:80x", "::1:9400",    "[::1]",       "[]:9400",
+            "[::1:9400",   "::]:9400",   "localhost:80", "[1.2.3.4]:80", "0.0.0.0:-1",
+            "[::%lo]:80",  "[::1]:80:"};
+        struct sockaddr_storage addr;
+        socklen_t len;
+
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                ck_assert_msg(validate_args(ARGS(DB, KAFKA, "--http-listen", (char *)good[i])) == 0,
+                              "%s: %s", good[i], errbuf);
+                ck_assert_int_eq(config_listen_addr(good[i], &addr, &len, errbuf, sizeof(errbuf)),
+                                 0);
+                ck_assert_int_eq(addr.ss_family, good[i][0] == '[' ? AF_INET6 : AF_INET);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                ck_assert_msg(validate_args(ARGS(DB, KAFKA, "--http-listen", (char *)bad[i])) == -1,
+                              "%s accepted", bad[i]);
+                ck_assert_msg(strstr(errbuf, "invalid --http-listen") != NULL &&
+                                  strchr(errbuf, '\n') == NULL,
+                              "%s: %s", bad[i], errbuf);
+        }
+}
+END_TEST
+
 START_TEST(test_flag_errors)
 {
         parse_fails(ARGS("--foo"));
@@ -984,6 +1015,7 @@ static Suite *config_suite(void)
                             (int)(sizeof(bad_urls) / sizeof(bad_urls[0])));
         tcase_add_test(tc, test_good_urls);
         tcase_add_test(tc, test_schema_and_topics);
+        tcase_add_test(tc, test_http_listen);
         tcase_add_test(tc, test_flag_errors);
         tcase_add_test(tc, test_positional_and_replay);
         tcase_add_test(tc, test_exactly_once);
