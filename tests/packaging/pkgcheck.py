@@ -54,7 +54,36 @@ def relay_env_names(relay_bin):
     prefixes = {m for m in re.findall(r"\b(OUTBOX_[A-Z0-9_]+_)<NAME>", text)}
     if out.returncode != 0 or "OUTBOX_DATABASE_URL" not in names:
         raise SystemExit(f"{relay_bin} --help did not list its variables (exit {out.returncode})")
-    return names, prefixes
+    return names | FILE_VARS, prefixes
+
+
+# Secret files (issue #15): OUTBOX_DATABASE_URL_FILE and the _FILE form of
+# every OUTBOX_RDKAFKA_<NAME>. The manifests use only these; a relay binary
+# built before it does not list them in --help, and the checks then run it
+# with the files' contents in the plain variables instead (relay_reads_files).
+FILE_VARS = {"OUTBOX_DATABASE_URL_FILE"}
+
+
+def relay_reads_files(relay_bin):
+    """Whether the binary documents OUTBOX_DATABASE_URL_FILE."""
+    out = subprocess.run([relay_bin, "--help"], capture_output=True, text=True, timeout=60)
+    return "OUTBOX_DATABASE_URL_FILE" in out.stdout + out.stderr
+
+
+def env_with_files(env, reads_files):
+    """env for the relay: unchanged when it reads *_FILE itself; otherwise each
+    OUTBOX_*_FILE replaced by the plain variable holding the file's content
+    (trailing newline stripped, as the relay does)."""
+    if reads_files:
+        return dict(env)
+    out = {}
+    for k, v in env.items():
+        if k.startswith("OUTBOX_") and k.endswith("_FILE"):
+            with open(v) as f:
+                out[k[:-len("_FILE")]] = f.read().rstrip("\n")
+        else:
+            out[k] = v
+    return out
 
 
 def unknown_env(names, known, prefixes):
