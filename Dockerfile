@@ -33,8 +33,19 @@ FROM debian:${DEBIAN_RELEASE}-slim
 LABEL org.opencontainers.image.title="outbox-relay" \
       org.opencontainers.image.description="PostgreSQL transactional-outbox relay to Kafka"
 # Runtime libraries only (their own dependencies, e.g. libssl3 and libsasl2
-# for librdkafka, come with them); ca-certificates for TLS to Kafka and
-# PostgreSQL (sslmode=verify-full).
+# for librdkafka, come with them); ca-certificates for TLS to Kafka (librdkafka
+# uses the system bundle) and, when named, to PostgreSQL.
+#
+# PostgreSQL TLS: bookworm's libpq is 15, which has no sslrootcert=system
+# (16+). With sslmode=verify-ca/verify-full and no sslrootcert it looks for
+# ~/.postgresql/root.crt, and HOME here is /nonexistent, so name the CA:
+# sslrootcert=/path in the URL or PGSSLROOTCERT=/path, a mounted file
+# (the chart: database.tls), or the system bundle
+# /etc/ssl/certs/ca-certificates.crt for a server with a public CA.
+# PGSSLROOTCERT is deliberately not set here: once a root certificate file
+# exists libpq verifies the chain even with sslmode=require (then failing
+# against a private CA) and, with the default sslmode=prefer, would fall back
+# to an unencrypted connection when the verification fails.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       librdkafka1 libpq5 libjansson4 libmicrohttpd12 ca-certificates \

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pkgcheck import Checker, RelayProcess, free_port, relay_env_names, unknown_env  # noqa: E402
 
 RELAY, MIGRATE = "outbox-relay", "migrate"
+INITDB = "/docker-entrypoint-initdb.d"
 
 
 def compose_config(compose, env):
@@ -57,7 +58,38 @@ def listeners(value):
     return out
 
 
-def check(c, cfg, known, prefixes, expect):
+def ports_of(service):
+    """[(host_ip, published, target)] of a service, from either form
+    `docker-compose config` prints: "127.0.0.1:5432:5432/tcp" or a mapping."""
+    out = []
+    for p in service.get("ports") or []:
+        if isinstance(p, dict):
+            out.append((p.get("host_ip") or "", str(p.get("published", "")), int(p.get("target"))))
+        else:
+            parts = str(p).split("/")[0].split(":")
+            ip = ":".join(parts[:-2]) if len(parts) > 2 else ""
+            pub = parts[-2] if len(parts) > 1 else ""
+            out.append((ip, pub, int(parts[-1])))
+    return out
+
+
+def initdb_roles(compose_dir, pg):
+    """{role: attributes text} created by the SQL of the scripts mounted into
+    the postgres container's /docker-entrypoint-initdb.d."""
+    roles = {}
+    for v in pg.get("volumes") or []:
+        src, _, rest = str(v).partition(":") if isinstance(v, str) else (v.get("source", ""), "", v.get("target", ""))
+        if not rest.startswith(INITDB):
+            continue
+        src = src if os.path.isabs(src) else os.path.join(compose_dir, src)
+        for f in sorted(os.listdir(src)) if os.path.isdir(src) else []:
+            text = open(os.path.join(src, f)).read()
+            for m in re.finditer(r"CREATE ROLE\s+(\w+)\s+([^;]*);", text, re.I):
+                roles[m.group(1)] = m.group(2)
+    return roles
+
+
+def check(c, cfg, known, prefixes, expect, compose_dir):
     svcs = cfg.get("services") or {}
     for name in ("postgres", "kafka", "kafka-ui", MIGRATE, RELAY):
         c.check(name in svcs, f"service {name}")
@@ -76,7 +108,7 @@ def check(c, cfg, known, prefixes, expect):
                        "kafka": "service_healthy"}, "relay depends_on")
     c.eq(deps(mig), {"postgres": "service_healthy"}, "migrate depends_on")
     c.eq(deps(ui).get("kafka"), "service_healthy", "kafka-ui waits for a healthy Kafka")
-    c.eq(mig.get("command"), ["migrate"], "migrate command")
+    c.eq((mig.get("command") or [])[:1], ["migrate"], "migrate command")
     c.eq(relay.get("command"), ["run"], "relay command")
     c.check(str(mig.get("restart", "no")) in ("no", "False", "false"),
             f"migrate is one-shot: restart {mig.get('restart')!r}")
@@ -88,16 +120,40 @@ def check(c, cfg, known, prefixes, expect):
         c.check(s.get("read_only") is True, f"{name} has a read-only root filesystem")
         c.check(str(s.get("user", "")) not in ("0", "root"), f"{name} does not run as root")
 
-    # Database: one URL for both, matching how PostgreSQL is created.
-    c.eq(menv.get("OUTBOX_DATABASE_URL"), renv.get("OUTBOX_DATABASE_URL"), "migrate and relay database URL")
+    # Database: the same one for both; the migration as the superuser (DDL),
+    # the relay as a role of its own that the initdb script creates without
+    # any power to create, and that the migration grants DML rights to.
     c.eq(menv.get("OUTBOX_SCHEMA"), renv.get("OUTBOX_SCHEMA"), "migrate and relay schema")
+    murl = urlsplit(menv.get("OUTBOX_DATABASE_URL", ""))
     url = urlsplit(renv.get("OUTBOX_DATABASE_URL", ""))
-    c.check(url.scheme in ("postgres", "postgresql"), f"database URL scheme {url.scheme!r}")
-    c.eq(url.hostname, "postgres", "database host is the postgres service")
-    c.eq(url.port or 5432, 5432, "database port")
-    c.eq((unquote(url.username or ""), unquote(url.password or ""), url.path.lstrip("/")),
-         (penv.get("POSTGRES_USER"), penv.get("POSTGRES_PASSWORD"), penv.get("POSTGRES_DB")),
-         "database user, password and name are PostgreSQL's")
+    for who, u in (("migrate", murl), ("relay", url)):
+        c.check(u.scheme in ("postgres", "postgresql"), f"{who} database URL scheme {u.scheme!r}")
+        c.eq(u.hostname, "postgres", f"{who} database host is the postgres service")
+        c.eq(u.port or 5432, 5432, f"{who} database port")
+        c.eq(u.path.lstrip("/"), penv.get("POSTGRES_DB"), f"{who} database name is PostgreSQL's")
+    c.eq((unquote(murl.username or ""), unquote(murl.password or "")),
+         (penv.get("POSTGRES_USER"), penv.get("POSTGRES_PASSWORD")), "migrate logs in as PostgreSQL's superuser")
+    relay_user = unquote(url.username or "")
+    c.check(relay_user and relay_user != penv.get("POSTGRES_USER"),
+            f"the relay's database user {relay_user!r} is not the superuser {penv.get('POSTGRES_USER')!r}")
+    roles = initdb_roles(compose_dir, pg)
+    c.check(relay_user in roles, f"an initdb script creates the relay's role {relay_user!r}: {sorted(roles)}")
+    for role, attrs in roles.items():
+        c.check(re.search(r"\bNOSUPERUSER\b", attrs) and re.search(r"\bNOCREATEDB\b", attrs)
+                and re.search(r"\bNOCREATEROLE\b", attrs) and not re.search(r"\bBYPASSRLS\b", attrs),
+                f"role {role} may not create anything: {attrs!r}")
+    c.eq(unquote(url.password or ""), penv.get("OUTBOX_RELAY_PASSWORD"),
+         "the relay's password is the one PostgreSQL's initdb script is given")
+    cmd = mig.get("command") or []
+    grant = lambda flag: cmd[cmd.index(flag) + 1] if flag in cmd[:-1] else None
+    c.eq(grant("--grant-relay"), relay_user, "migrate --grant-relay names the relay's role")
+    c.check(grant("--grant-writer") in roles, f"migrate --grant-writer names a role the initdb script creates: {cmd}")
+
+    # Published ports: on the host's loopback only (Kafka UI has no login, the
+    # passwords are defaults); containers reach each other on the compose network.
+    for name, s in svcs.items():
+        for ip, pub, target in ports_of(s):
+            c.eq(ip, "127.0.0.1", f"{name} publishes {pub}:{target} on 127.0.0.1 only")
     for k, v in expect.items():
         c.eq({**penv, **renv}.get(k), v, f"{k} from the environment")
 
@@ -131,15 +187,14 @@ def check(c, cfg, known, prefixes, expect):
         c.check(val and set(val.split(",")) <= in_net, f"{who} bootstrap {val!r} is an advertised listener {in_net}")
 
     # Kafka UI on 8080.
-    ports = [(str(p.get("published")), p.get("target")) for p in ui.get("ports") or [] if isinstance(p, dict)]
+    ports = [(pub, target) for _, pub, target in ports_of(ui)]
     c.check(("8080", 8080) in ports, f"kafka-ui published on 8080: {ui.get('ports')}")
 
     # The relay's HTTP listener, published and health-checked on /readyz.
     listen = renv.get("OUTBOX_HTTP_LISTEN", "")
     c.check(re.fullmatch(r"0\.0\.0\.0:\d+", listen), f"OUTBOX_HTTP_LISTEN {listen!r} listens on all addresses")
     port = int(listen.rsplit(":", 1)[1]) if ":" in listen else None
-    c.check(any(p.get("target") == port for p in relay.get("ports") or [] if isinstance(p, dict)),
-            f"relay publishes its HTTP port {port}")
+    c.check(any(target == port for _, _, target in ports_of(relay)), f"relay publishes its HTTP port {port}")
     test = " ".join((relay.get("healthcheck") or {}).get("test") or [])
     c.check("/readyz" in test and str(port) in test, f"relay health check asks /readyz on {port}: {test!r}")
     grace = duration_s(relay.get("stop_grace_period", "10s"))
@@ -167,7 +222,8 @@ def check_running(c, cfg, relay_bin):
     local_db = "postgresql://relay:pw@127.0.0.1:1/app?connect_timeout=2"
     menv = {k: str(v) for k, v in (svcs[MIGRATE].get("environment") or {}).items()}
     menv["OUTBOX_DATABASE_URL"] = local_db
-    with RelayProcess(relay_bin, svcs[MIGRATE]["command"], menv) as proc:
+    cmd = list(svcs[MIGRATE]["command"])
+    with RelayProcess(relay_bin, cmd, menv) as proc:
         try:
             rc = proc.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -206,18 +262,20 @@ def main():
     c.check(rc == 0, f"docker-compose config accepts the file (exit {rc}): {err.strip()[-500:]}")
     if rc == 0:
         cfg = yaml.safe_load(out)
-        check(c, cfg, known, prefixes, {})
+        check(c, cfg, known, prefixes, {}, os.path.dirname(os.path.abspath(a.compose)))
         c.section("the relay run with the services' environments")
         check_running(c, cfg, a.relay)
 
     c.section("credentials from the environment")
     env = {"POSTGRES_USER": "orders", "POSTGRES_PASSWORD": "s3cr3t", "POSTGRES_DB": "orders",
+           "OUTBOX_RELAY_PASSWORD": "relay-s3cr3t", "OUTBOX_WRITER_PASSWORD": "writer-s3cr3t",
            "OUTBOX_SCHEMA": "orders_outbox", "OUTBOX_DEFAULT_TOPIC": "order-events"}
     rc, out, err = compose_config(a.compose, env)
     c.check(rc == 0, f"docker-compose config with variables (exit {rc}): {err.strip()[-500:]}")
     if rc == 0:
         check(c, yaml.safe_load(out), known, prefixes,
-              {k: v for k, v in env.items() if k not in ("POSTGRES_USER", "POSTGRES_DB")})
+              {k: v for k, v in env.items() if k not in ("POSTGRES_USER", "POSTGRES_DB")},
+              os.path.dirname(os.path.abspath(a.compose)))
     c.finish()
 
 

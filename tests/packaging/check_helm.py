@@ -23,11 +23,16 @@ import yaml
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pkgcheck import Checker, RelayProcess, free_port, http_get, relay_env_names, unknown_env  # noqa: E402
+from pkgcheck import (Checker, RelayProcess, free_port, http_get,  # noqa: E402
+                      relay_env_names, unknown_env)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DB_URL = "postgres://relay:s3cr3t-pw@db.example:5432/app?sslmode=require"
+MIGRATE_URL = "postgres://owner:ddl-s3cr3t@db.example:5432/app?sslmode=require"
 SASL_PASSWORD = "kafka-s3cr3t"
+# Every secret value any scenario passes: none may reach an env var, an
+# argument or a ConfigMap of any rendered object.
+SECRETS = (DB_URL, "s3cr3t-pw", MIGRATE_URL, "ddl-s3cr3t", SASL_PASSWORD)
 METRICS = {
     "outbox_relay_oldest_pending_age_seconds", "outbox_relay_pending_rows",
     "outbox_relay_messages_published_total", "outbox_relay_messages_failed_total",
@@ -101,6 +106,75 @@ def secret_value(secret, key):
     return ((secret or {}).get("stringData") or {}).get(key)
 
 
+def secret_file(pod, container, path):
+    """Where the file at path in the container comes from: {kind, name, key,
+    mode, mount} of the secret or configMap volume item projected there, or
+    None when no mounted volume item provides it."""
+    for m in container.get("volumeMounts") or []:
+        mp = m.get("mountPath", "").rstrip("/") + "/"
+        if not path.startswith(mp):
+            continue
+        vol = next((v for v in pod.get("volumes") or [] if v.get("name") == m.get("name")), {})
+        for kind, name_key in (("secret", "secretName"), ("configMap", "name")):
+            src = vol.get(kind)
+            if src is None:
+                continue
+            for item in src.get("items") or []:
+                if item.get("path") == path[len(mp):]:
+                    return {"kind": kind, "name": src.get(name_key), "key": item.get("key"),
+                            "mode": item.get("mode", src.get("defaultMode", 0o644)), "mount": m}
+    return None
+
+
+def containers_of(d):
+    spec = ((d.get("spec") or {}).get("template") or {}).get("spec") or d.get("spec") or {}
+    return (spec.get("containers") or []) + (spec.get("initContainers") or [])
+
+
+def check_no_secret_in_env(c, r):
+    """Secrets only as files: no container of any rendered object gets a
+    Secret through env or envFrom, and no secret value appears in an env
+    value, an argument, a command or a ConfigMap."""
+    for d in r.docs:
+        for ctr in containers_of(d):
+            what = f"{d['kind']} {d['metadata']['name']} container {ctr.get('name')}"
+            refs = [e["name"] for e in ctr.get("env") or [] if "secretKeyRef" in (e.get("valueFrom") or {})]
+            c.eq(refs, [], f"{what}: variables from a secretKeyRef")
+            c.eq([e for e in ctr.get("envFrom") or [] if "secretRef" in e], [], f"{what}: envFrom Secrets")
+            exposed = yaml.safe_dump({"env": ctr.get("env"), "args": ctr.get("args"),
+                                      "command": ctr.get("command")})
+            for secret in SECRETS:
+                c.check(secret not in exposed, f"{what}: {secret!r} is not in its env, args or command")
+    plain = "\n".join(yaml.safe_dump(d) for d in r.docs if d.get("kind") != "Secret")
+    for secret in SECRETS:
+        c.check(secret not in plain, f"{secret!r} appears only in Secrets")
+
+
+def check_secret_mount(c, pod, ctr, what):
+    """The secrets volume: read-only, no world bits, group-readable by fsGroup."""
+    for m in ctr.get("volumeMounts") or []:
+        vol = next((v for v in pod.get("volumes") or [] if v.get("name") == m.get("name")), {})
+        if "secret" in vol:
+            c.check(m.get("readOnly") is True, f"{what}: Secret volume {m.get('name')} mounted read-only")
+            mode = vol["secret"].get("defaultMode", 0o644)
+            c.check(mode & 0o007 == 0, f"{what}: Secret volume {m.get('name')} mode {oct(mode)} has no world bits")
+            if mode & 0o070:
+                c.check((pod.get("securityContext") or {}).get("fsGroup"),
+                        f"{what}: group-readable Secret files need fsGroup")
+
+
+def check_file_env(c, r, pod, ctr, name, want, what):
+    """Variable name is a path to a file projected from (Secret name, key),
+    holding value want[2] when the Secret is rendered."""
+    path = (env_entry(ctr, name) or {}).get("value", "")
+    f = secret_file(pod, ctr, path)
+    if not c.check(f and f["kind"] == "secret", f"{what}: {name}={path!r} is a file of a mounted Secret"):
+        return
+    c.eq((f["name"], f["key"]), want[:2], f"{what}: {name} file's (Secret, key)")
+    if len(want) > 2 and want[2] is not None:
+        c.eq(secret_value(r.get("Secret", f["name"]), f["key"]), want[2], f"{what}: {name} file's content")
+
+
 def check_security(c, pod, container, what):
     psc, csc = pod.get("securityContext") or {}, container.get("securityContext") or {}
     non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
@@ -159,7 +233,7 @@ def check_release(c, r, exp, known, prefixes):
     for k in exp.get("config_absent", []):
         c.check(k not in data, f"ConfigMap has no {k}")
     listen = data.get("OUTBOX_HTTP_LISTEN", "")
-    c.eq(listen, f"0.0.0.0:{exp['port']}", "OUTBOX_HTTP_LISTEN")
+    c.eq(listen, f"{exp.get('listen_host', '0.0.0.0')}:{exp['port']}", "OUTBOX_HTTP_LISTEN")
     listen_port = int(listen.rsplit(":", 1)[1]) if ":" in listen else None
 
     env_names = set(data) | {e["name"] for e in ctr.get("env") or []}
@@ -213,27 +287,63 @@ def check_release(c, r, exp, known, prefixes):
     ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
     c.check(re.fullmatch(r"[0-9a-f]{64}", ann.get("checksum/config", "")), "pod has checksum/config")
 
-    # The database URL: from a Secret only, never in plain text.
-    db = env_entry(ctr, "OUTBOX_DATABASE_URL") or {}
-    ref = (db.get("valueFrom") or {}).get("secretKeyRef") or {}
-    c.eq((ref.get("name"), ref.get("key")), exp["db_ref"], "OUTBOX_DATABASE_URL secretKeyRef (name, key)")
+    # Secrets: files of a read-only Secret volume only, never in env, args or plain text.
+    check_no_secret_in_env(c, r)
+    check_secret_mount(c, pod, ctr, "relay")
+    c.check(env_entry(ctr, "OUTBOX_DATABASE_URL") is None, "relay has no OUTBOX_DATABASE_URL variable")
+    check_file_env(c, r, pod, ctr, "OUTBOX_DATABASE_URL_FILE", (*exp["db_ref"], exp.get("db_url")), "relay")
+    db_file = secret_file(pod, ctr, (env_entry(ctr, "OUTBOX_DATABASE_URL_FILE") or {}).get("value", "")) or {}
     if exp.get("db_url"):
-        sec = r.get("Secret", ref.get("name"))
-        c.check(sec is not None and not hooks(sec), f"Secret {ref.get('name')} is rendered by the chart")
-        c.eq(secret_value(sec, ref.get("key")), exp["db_url"], "database URL in the Secret")
+        sec = r.get("Secret", db_file.get("name"))
+        c.check(sec is not None and not hooks(sec), f"Secret {db_file.get('name')} is rendered by the chart")
     else:
-        c.check(r.get("Secret", ref.get("name")) is None, f"existing Secret {ref.get('name')} is not rendered")
+        c.check(r.get("Secret", db_file.get("name")) is None, f"existing Secret {db_file.get('name')} is not rendered")
         c.eq(chart_secrets, [], "chart Secrets with an existing Secret")
-    plain = "\n".join(yaml.safe_dump(d) for d in r.docs if d.get("kind") != "Secret")
-    for secret in (DB_URL, "s3cr3t-pw", SASL_PASSWORD):
-        c.check(secret not in plain, f"{secret!r} appears only in Secrets")
-    secret_refs = [e["secretRef"]["name"] for e in ctr.get("envFrom") or [] if "secretRef" in e]
-    c.eq(secret_refs, exp.get("env_from_secrets", []), "envFrom Secrets")
-    for name, (sname, key, value) in exp.get("secret_env", {}).items():
-        e = env_entry(ctr, name) or {}
-        sref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
-        c.eq((sref.get("name"), sref.get("key")), (sname, key), f"{name} secretKeyRef")
-        c.eq(secret_value(r.get("Secret", sname), key), value, f"{name} value in the Secret")
+    for name, want in exp.get("secret_files", {}).items():
+        check_file_env(c, r, pod, ctr, name, want, "relay")
+    c.eq(sorted(e["name"] for e in ctr.get("env") or [] if e["name"].endswith("_FILE")),
+         sorted(["OUTBOX_DATABASE_URL_FILE", *exp.get("secret_files", {})]), "relay's *_FILE variables")
+
+    # PostgreSQL CA: mounted and named by PGSSLROOTCERT when configured, in both pods.
+    ca = exp.get("pg_ca")
+    pods = [("relay", pod, ctr)] + [("migration", j["spec"]["template"]["spec"],
+                                     j["spec"]["template"]["spec"]["containers"][0]) for j in r.all("Job")]
+    for who, p, k in pods:
+        root = (env_entry(k, "PGSSLROOTCERT") or {}).get("value")
+        if ca:
+            f = secret_file(p, k, root or "")
+            c.check(f and (f["kind"], f["name"], f["key"]) == ca[:3],
+                    f"{who}: PGSSLROOTCERT={root!r} is {ca[:3]} mounted ({f})")
+            c.check(f and f["mount"].get("readOnly") is True, f"{who}: CA mounted read-only")
+            c.eq((env_entry(k, "PGSSLMODE") or {}).get("value"), ca[3], f"{who}: PGSSLMODE")
+        else:
+            c.eq((root, env_entry(k, "PGSSLMODE")), (None, None), f"{who}: no PGSSLROOTCERT/PGSSLMODE without a CA")
+
+    # NetworkPolicy: the relay pods, ingress to the HTTP port only.
+    nps = r.all("NetworkPolicy")
+    np_exp = exp.get("netpol", {"from": None, "egress": False})
+    if np_exp is None:
+        c.eq(nps, [], "NetworkPolicies when disabled")
+    elif c.eq(len(nps), 1, "NetworkPolicies"):
+        spec = nps[0]["spec"]
+        c.check(matches(spec["podSelector"].get("matchLabels"), pod_labels), "NetworkPolicy selects the relay pods")
+        for job in r.all("Job"):
+            c.check(not matches(spec["podSelector"].get("matchLabels"),
+                                job["spec"]["template"]["metadata"].get("labels")),
+                    "NetworkPolicy leaves the migration Job's pod out")
+        ing = spec.get("ingress") or []
+        c.check(len(ing) == 1 and [(p.get("port"), p.get("protocol")) for p in ing[0].get("ports") or []]
+                == [(listen_port, "TCP")], f"NetworkPolicy ingress only to the HTTP port {listen_port}: {ing}")
+        c.eq(ing[0].get("from") if ing else None, np_exp["from"], "NetworkPolicy ingress sources")
+        types = spec.get("policyTypes") or []
+        if np_exp["egress"]:
+            c.eq(types, ["Ingress", "Egress"], "NetworkPolicy policyTypes")
+            eg = spec.get("egress") or []
+            c.check(eg and [(p.get("port"), p.get("protocol")) for p in eg[0].get("ports") or []]
+                    == [(53, "UDP"), (53, "TCP")] and not eg[0].get("to"), f"egress to DNS first: {eg[:1]}")
+            c.eq(eg[1:], np_exp["egress"], "NetworkPolicy egress rules after DNS")
+        else:
+            c.eq(types, ["Ingress"], "NetworkPolicy policyTypes (egress open)")
 
     # Disruption budget: present with 2+ replicas, lets one pod go, never all.
     pdbs = r.all("PodDisruptionBudget")
@@ -255,7 +365,7 @@ def check_release(c, r, exp, known, prefixes):
             c.check({"pre-install", "pre-upgrade"} <= hooks(job), f"Job hooks {hooks(job)}")
             jpod = job["spec"]["template"]["spec"]
             jc = jpod["containers"][0]
-            c.eq(jc.get("args"), ["migrate"], "Job args")
+            c.eq(jc.get("args"), exp.get("job_args", ["migrate"]), "Job args")
             c.eq(jc.get("image"), ctr.get("image"), "Job image")
             c.check(jpod.get("restartPolicy") in ("Never", "OnFailure"), "Job restartPolicy")
             check_security(c, jpod, jc, "migration")
@@ -263,8 +373,17 @@ def check_release(c, r, exp, known, prefixes):
             c.eq(schema, data.get("OUTBOX_SCHEMA"), "Job OUTBOX_SCHEMA")
             c.eq(unknown_env({e["name"] for e in jc.get("env") or []}, known, prefixes), [],
                  "Job variables the relay does not read")
-            jref = ((env_entry(jc, "OUTBOX_DATABASE_URL") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
-            if exp.get("db_url"):
+            check_secret_mount(c, jpod, jc, "migration")
+            c.check(env_entry(jc, "OUTBOX_DATABASE_URL") is None, "Job has no OUTBOX_DATABASE_URL variable")
+            jf = secret_file(jpod, jc, (env_entry(jc, "OUTBOX_DATABASE_URL_FILE") or {}).get("value", "")) or {}
+            jref = {"name": jf.get("name"), "key": jf.get("key")}
+            # DDL and DML credentials apart: the relay's pods cannot mount the Job's Secret.
+            rel = secret_file(pod, ctr, (env_entry(ctr, "OUTBOX_DATABASE_URL_FILE") or {}).get("value", "")) or {}
+            c.check(jf and rel and jf["name"] != rel["name"],
+                    f"Job's database Secret {jf.get('name')} is not the relay's {rel.get('name')}")
+            c.check(jf.get("name") not in {v.get("secret", {}).get("secretName") for v in pod.get("volumes") or []},
+                    "the relay pod mounts nothing of the Job's Secret")
+            if exp.get("migrate_url"):
                 # Hooks run before the release's own Secret exists: the Job's must be a hook too, made first.
                 hs = r.get("Secret", jref.get("name"))
                 c.check(hs is not None and "pre-install" in hooks(hs) and "pre-upgrade" in hooks(hs),
@@ -272,9 +391,9 @@ def check_release(c, r, exp, known, prefixes):
                 if hs is not None:
                     weight = lambda d: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0"))
                     c.check(weight(hs) < weight(job), "Job's Secret is created before the Job")
-                    c.eq(secret_value(hs, jref.get("key")), exp["db_url"], "database URL in the Job's Secret")
+                    c.eq(secret_value(hs, jref.get("key")), exp["migrate_url"], "database URL in the Job's Secret")
             else:
-                c.eq((jref.get("name"), jref.get("key")), exp["db_ref"], "Job OUTBOX_DATABASE_URL secretKeyRef")
+                c.eq((jref.get("name"), jref.get("key")), exp["migrate_ref"], "Job's database URL file (Secret, key)")
     else:
         c.eq(jobs, [], "migration Jobs when disabled")
 
@@ -297,37 +416,56 @@ def check_release(c, r, exp, known, prefixes):
         c.eq(sms + r.all("PrometheusRule"), [], "monitoring objects when disabled")
 
 
-def check_against_relay(c, r, relay, existing_secret):
-    """Starts the real relay with the environment the chart gives its
-    container (ConfigMap, Secret, env; the database and Kafka replaced by
-    closed local ports, the HTTP port by a free one) and checks that it
-    accepts the configuration and answers the probes' paths: liveness 200,
-    readiness 503 while the database is unreachable, /metrics. Then SIGTERM
-    must end it with status 0."""
+def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
+    """Starts the real relay with the environment and the files the chart
+    gives its container (ConfigMap, env, the Secret and CA volumes projected
+    into a scratch directory standing for the pod's filesystem; the database
+    and Kafka replaced by closed local ports, the HTTP port by a free one) and
+    checks that it accepts the configuration and answers the probes' paths:
+    liveness 200, readiness 503 while the database is unreachable, /metrics.
+    Then SIGTERM must end it with status 0."""
     dep = r.get("Deployment")
     if not c.check(dep, "a Deployment to run"):
         return
-    ctr = dep["spec"]["template"]["spec"]["containers"][0]
+    pod = dep["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    root = os.path.join(work, "pod-root")
+    shutil.rmtree(root, ignore_errors=True)
     env = {}
     for src in ctr.get("envFrom") or []:
         if "configMapRef" in src:
             env.update((r.get("ConfigMap", src["configMapRef"]["name"]) or {}).get("data") or {})
-        elif "secretRef" in src:
-            env.update(existing_secret)
     for e in ctr.get("env") or []:
         vf = e.get("valueFrom") or {}
         if "value" in e:
             env[e["name"]] = str(e["value"])
         elif "fieldRef" in vf:
             env[e["name"]] = "outbox-relay-7d4b9c-x2x9q"
-        elif "secretKeyRef" in vf:
-            ref = vf["secretKeyRef"]
-            sec = r.get("Secret", ref["name"])
-            value = secret_value(sec, ref["key"]) if sec else existing_secret.get(ref["key"])
-            if c.check(value is not None, f"{e['name']}: Secret {ref['name']} has key {ref['key']}"):
-                env[e["name"]] = value
-    c.check(env.get("OUTBOX_DATABASE_URL"), "the container gets OUTBOX_DATABASE_URL")
-    env["OUTBOX_DATABASE_URL"] = "postgresql://relay:pw@127.0.0.1:1/app?connect_timeout=2"
+    # Files: every variable naming a path under a mount must find the file the
+    # volume projects there, with the Secret's (or ConfigMap's) content.
+    mounts = [m.get("mountPath", "").rstrip("/") + "/" for m in ctr.get("volumeMounts") or []]
+    for name, value in list(env.items()):
+        if not any(value.startswith(mp) for mp in mounts):
+            continue
+        f = secret_file(pod, ctr, value)
+        if not c.check(f, f"{name}={value}: a volume item is mounted there"):
+            continue
+        if f["kind"] == "secret":
+            sec = r.get("Secret", f["name"])
+            content = secret_value(sec, f["key"]) if sec else existing_secret.get(f["key"])
+        else:
+            content = (existing_cm or {}).get(f["key"])
+        if not c.check(content is not None, f"{name}: {f['kind']} {f['name']} has key {f['key']}"):
+            continue
+        local = os.path.join(root, value.lstrip("/"))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with open(local, "w") as out:
+            out.write(content + "\n")  # a trailing newline, as kubectl create secret --from-file often leaves
+        env[name] = local
+    c.check(env.get("OUTBOX_DATABASE_URL_FILE", "").startswith(root), "the container gets OUTBOX_DATABASE_URL_FILE")
+    # The database and Kafka: closed local ports (the file's URL was checked above).
+    with open(env.get("OUTBOX_DATABASE_URL_FILE", os.path.join(root, "db-url")), "w") as out:
+        out.write("postgresql://relay:pw@127.0.0.1:1/app?connect_timeout=2\n")
     env["OUTBOX_KAFKA_BROKERS"] = "127.0.0.1:1"
     host = env.get("OUTBOX_HTTP_LISTEN", "").rsplit(":", 1)[0]
     port = free_port()
@@ -387,7 +525,8 @@ def main():
     known, prefixes = relay_env_names(a.relay)
     c = Checker("helm")
     render = lambda *args: Render(renderer, a.chart, list(args))
-    required = ["--set", f"database.url={DB_URL}", "--set", "kafka.brokers=kafka:9092"]
+    required = ["--set", f"database.url={DB_URL}", "--set", f"migration.databaseUrl={MIGRATE_URL}",
+                "--set", "kafka.brokers=kafka:9092"]
 
     c.section("values.yaml")
     check_values_documented(c, a.chart)
@@ -397,14 +536,14 @@ def main():
     check_release(c, base, {
         "replicas": 2, "port": 9400, "image": "outbox-relay:0.1.0", "grace": 30,
         "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"), "db_url": DB_URL,
-        "pdb": True, "migration": True, "monitoring": False,
+        "migrate_url": MIGRATE_URL, "pdb": True, "migration": True, "monitoring": False,
         "config": {"OUTBOX_KAFKA_BROKERS": "kafka:9092", "OUTBOX_SCHEMA": "outbox",
                    "OUTBOX_SHUTDOWN_TIMEOUT_MS": "10000", "OUTBOX_RETRY_MAX_MS": "300000"},
         "config_absent": ["OUTBOX_DEFAULT_TOPIC", "OUTBOX_ROUTES", "OUTBOX_RETENTION",
                           "OUTBOX_DATABASE_URL", "OUTBOX_TRANSACTIONAL_ID",
                           "OUTBOX_PROGRESS_TOPIC"],
     }, known, prefixes)
-    check_against_relay(c, base, a.relay, {})
+    check_against_relay(c, base, a.relay, {}, a.work)
     upgrade = render("--upgrade", *required)
     c.eq(upgrade.text, base.text, "an upgrade renders as an install")
     changed = render(*required, "--set", "config.batchSize=500")
@@ -417,7 +556,15 @@ def main():
     check_release(c, over, {
         "replicas": 3, "port": 9500, "service_port": 9600, "grace": 80,
         "image": "registry.example.com/outbox-relay@sha256:" + "0123456789abcdef" * 4,
-        "db_ref": ("orders-db-app", "uri"), "db_url": None, "env_from_secrets": ["orders-db-app"],
+        "db_ref": ("orders-db-app", "uri"), "db_url": None, "migrate_ref": ("orders-db-owner", "uri"),
+        "secret_files": {"OUTBOX_RDKAFKA_SASL_USERNAME_FILE": ("orders-db-app", "kafka-user"),
+                         "OUTBOX_RDKAFKA_SASL_PASSWORD_FILE": ("orders-db-app", "kafka-password")},
+        "pg_ca": ("configMap", "orders-db-ca", "root.pem", "verify-full"),
+        "job_args": ["migrate", "--grant-relay", "outbox_relay", "--grant-writer", "outbox_writer"],
+        "netpol": {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+                   "egress": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                               "ports": [{"port": 5432, "protocol": "TCP"}, {"port": 9093, "protocol": "TCP"}]}]},
         "pdb": True, "migration": True, "monitoring": True,
         "config": {"OUTBOX_KAFKA_BROKERS": "kafka-0.kafka:9093,kafka-1.kafka:9093",
                    "OUTBOX_SCHEMA": "orders_outbox", "OUTBOX_RETRY_MAX_MS": "3600000",
@@ -429,8 +576,9 @@ def main():
                    "OUTBOX_TRANSACTIONAL_ID": "orders-outbox",
                    "OUTBOX_PROGRESS_TOPIC": "relay-progress"},
     }, known, prefixes)
-    check_against_relay(c, over, a.relay, {"uri": DB_URL, "OUTBOX_RDKAFKA_SASL_USERNAME": "relay",
-                                           "OUTBOX_RDKAFKA_SASL_PASSWORD": SASL_PASSWORD})
+    check_against_relay(c, over, a.relay, {"uri": DB_URL, "kafka-user": "relay", "kafka-password": SASL_PASSWORD,
+                                           "unrelated": "not mounted"}, a.work,
+                        {"root.pem": "-----BEGIN CERTIFICATE-----"})
     pdb = over.get("PodDisruptionBudget")
     c.check(pdb and pdb["spec"].get("maxUnavailable") == 1 and "minAvailable" not in pdb["spec"],
             "podDisruptionBudget.maxUnavailable replaces minAvailable")
@@ -446,28 +594,49 @@ def main():
     c.section("overrides (--set): SASL secret, one replica, no migration")
     sasl = render(*required, "--set", f"kafka.secretProperties.sasl\\.password={SASL_PASSWORD}",
                   "--set-string", "kafka.properties.sasl\\.username=relay",
-                  "--set", "replicaCount=1,migration.enabled=false",
+                  "--set", "replicaCount=1,migration.enabled=false,networkPolicy.enabled=false",
+                  "--set", "database.tls.caSecret=pg-ca,database.tls.sslmode=verify-ca",
                   "--set", "http.port=9401", "--set", "config.batchSize=null")
     check_release(c, sasl, {
         "replicas": 1, "port": 9401, "service_port": 9400, "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"),
         "db_url": DB_URL, "pdb": False, "migration": False, "monitoring": False,
         "config": {"OUTBOX_RDKAFKA_SASL_USERNAME": "relay"},
         "config_absent": ["OUTBOX_RDKAFKA_SASL_PASSWORD", "OUTBOX_BATCH_SIZE"],
-        "secret_env": {"OUTBOX_RDKAFKA_SASL_PASSWORD":
-                       ("test-outbox-relay", "OUTBOX_RDKAFKA_SASL_PASSWORD", SASL_PASSWORD)},
+        "secret_files": {"OUTBOX_RDKAFKA_SASL_PASSWORD_FILE":
+                         ("test-outbox-relay", "OUTBOX_RDKAFKA_SASL_PASSWORD", SASL_PASSWORD)},
+        "pg_ca": ("secret", "pg-ca", "ca.crt", "verify-ca"),
+        "netpol": None,
     }, known, prefixes)
+    check_against_relay(c, sasl, a.relay, {"ca.crt": "-----BEGIN CERTIFICATE-----"}, a.work)
 
-    check_against_relay(c, sasl, a.relay, {})
+    c.section("dual-stack listener")
+    v6 = render(*required, "--set", "http.listenAddress=[::]")
+    check_release(c, v6, {
+        "replicas": 2, "port": 9400, "listen_host": "[::]", "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"),
+        "db_url": DB_URL, "migrate_url": MIGRATE_URL, "pdb": True, "migration": True, "monitoring": False,
+    }, known, prefixes)
 
     c.section("refused settings")
     for args, needle in (
         ([], "database.url is required"),
-        (["--set", f"database.url={DB_URL}"], "kafka.brokers is required"),
+        (["--set", f"database.url={DB_URL}", "--set", f"migration.databaseUrl={MIGRATE_URL}"],
+         "kafka.brokers is required"),
+        (["--set", f"database.url={DB_URL}", "--set", "kafka.brokers=k:9092"], "migration.databaseUrl is required"),
+        (["--set", f"database.url={DB_URL}", "--set", f"migration.databaseUrl={DB_URL}", "--set",
+          "kafka.brokers=k:9092"], "must differ from database.url"),
+        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,migration.existingSecret=db"],
+         "must differ from secret.existingSecret"),
+        (required + ["--set", "secret.envFromExistingSecret=true"], "envFromExistingSecret was removed"),
+        (required + ["--set", "kafka.secretPropertyKeys.sasl\\.password=pw"], "secret.existingSecret, which is not set"),
+        (required + ["--set", "database.tls.caSecret=a,database.tls.caConfigMap=b"], "not both"),
+        (required + ["--set", "podSecurityContext.fsGroup=null"], "fsGroup is required"),
+        (required + ["--set", "http.listenAddress=::"], "http.listenAddress"),
+        (required + ["--set", "networkPolicy.egress.restrict=true"], "networkPolicy.egress.rules"),
         (required + ["--set", "terminationGracePeriodSeconds=10"], "must exceed"),
         (required + ["--set", "secret.existingSecret=db"], "not both"),
-        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db",
+        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,migration.enabled=false",
           "--set", "kafka.secretProperties.sasl\\.password=x"], "existingSecret"),
-        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,secret.databaseUrlKey="],
+        (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,secret.databaseUrlKey=,migration.enabled=false"],
          "databaseUrlKey"),
     ):
         r = render(*args)

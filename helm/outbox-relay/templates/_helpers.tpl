@@ -98,19 +98,155 @@ OUTBOX_DATABASE_URL
 
 {{/* Stops the release early on settings that cannot work. */}}
 {{- define "outbox-relay.validate" -}}
+{{- if hasKey .Values.secret "envFromExistingSecret" }}
+{{- fail "secret.envFromExistingSecret was removed: secrets are mounted as files, not environment variables; name the Kafka keys of secret.existingSecret in kafka.secretPropertyKeys" }}
+{{- end }}
 {{- if .Values.secret.existingSecret }}
 {{- if .Values.database.url }}
 {{- fail "set either database.url or secret.existingSecret, not both" }}
 {{- end }}
 {{- if .Values.kafka.secretProperties }}
-{{- fail "kafka.secretProperties cannot go into secret.existingSecret: add them to that Secret as OUTBOX_RDKAFKA_<NAME> keys" }}
+{{- fail "kafka.secretProperties cannot go into secret.existingSecret: add them to that Secret and name their keys in kafka.secretPropertyKeys" }}
 {{- end }}
 {{- else }}
 {{- $_ := required "database.url is required (a libpq URL with the password), or set secret.existingSecret" .Values.database.url }}
+{{- if .Values.kafka.secretPropertyKeys }}
+{{- fail "kafka.secretPropertyKeys names keys of secret.existingSecret, which is not set: use kafka.secretProperties" }}
+{{- end }}
+{{- end }}
+{{- if .Values.migration.enabled }}
+{{- if and .Values.migration.existingSecret .Values.migration.databaseUrl }}
+{{- fail "set either migration.databaseUrl or migration.existingSecret, not both" }}
+{{- end }}
+{{- if not .Values.migration.existingSecret }}
+{{- $_ := required "migration.databaseUrl is required (a libpq URL of a role that may change the schema), or set migration.existingSecret; the relay's database.url should have DML rights only" .Values.migration.databaseUrl }}
+{{- end }}
+{{- if and .Values.migration.databaseUrl (eq .Values.migration.databaseUrl .Values.database.url) }}
+{{- fail "migration.databaseUrl must differ from database.url: the relay runs with DML rights only, the migration with DDL rights" }}
+{{- end }}
+{{- if and .Values.migration.existingSecret (eq .Values.migration.existingSecret .Values.secret.existingSecret) }}
+{{- fail "migration.existingSecret must differ from secret.existingSecret: the relay's pods must not be able to mount the DDL credentials" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.database.tls.caSecret .Values.database.tls.caConfigMap }}
+{{- fail "set either database.tls.caSecret or database.tls.caConfigMap, not both" }}
+{{- end }}
+{{- if and (or .Values.database.tls.caSecret .Values.database.tls.caConfigMap) (not .Values.database.tls.caKey) }}
+{{- fail "database.tls.caKey must name the key that holds the CA certificate" }}
+{{- end }}
+{{- if not .Values.podSecurityContext.fsGroup }}
+{{- fail "podSecurityContext.fsGroup is required: the mounted Secret files are mode 0440 and readable through that group only" }}
+{{- end }}
+{{- if not (has .Values.http.listenAddress (list "0.0.0.0" "[::]")) }}
+{{- fail "http.listenAddress must be 0.0.0.0 or [::]" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled .Values.networkPolicy.egress.restrict (not .Values.networkPolicy.egress.rules) }}
+{{- fail "networkPolicy.egress.restrict needs networkPolicy.egress.rules for PostgreSQL and Kafka, or the relay cannot reach them" }}
 {{- end }}
 {{- $_ := required "kafka.brokers is required (host:port,...)" .Values.kafka.brokers }}
 {{- if not (has .Values.podAntiAffinityPreset (list "soft" "hard" "")) }}
 {{- fail "podAntiAffinityPreset must be soft, hard or empty" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secrets as files. Each pod mounts one Secret at /etc/outbox-relay/secrets,
+read-only, mode 0440 (group fsGroup), and only the keys it needs, under fixed
+names: database-url, and kafka/<librdkafka property>. The variables naming
+the files are paths, not secrets, so they may be in the pod spec.
+*/}}
+{{- define "outbox-relay.secretsDir" -}}
+/etc/outbox-relay/secrets
+{{- end }}
+
+{{/* The relay's Kafka secret properties as a dict, property name -> key of its Secret. */}}
+{{- define "outbox-relay.kafkaSecretKeys" -}}
+{{- $keys := dict }}
+{{- if .Values.secret.existingSecret }}
+{{- range $k, $v := .Values.kafka.secretPropertyKeys }}
+{{- $_ := set $keys $k $v }}
+{{- end }}
+{{- else }}
+{{- range $k, $v := .Values.kafka.secretProperties }}
+{{- $_ := set $keys $k (include "outbox-relay.rdkafkaEnv" $k) }}
+{{- end }}
+{{- end }}
+{{- toJson $keys }}
+{{- end }}
+
+{{/* Volume of the relay's Secret: the database URL and the Kafka secret properties. */}}
+{{- define "outbox-relay.relaySecretVolume" -}}
+- name: secrets
+  secret:
+    secretName: {{ include "outbox-relay.secretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "outbox-relay.databaseUrlKey" . }}
+        path: database-url
+      {{- range $prop, $key := include "outbox-relay.kafkaSecretKeys" . | fromJson }}
+      - key: {{ $key }}
+        path: kafka/{{ $prop }}
+      {{- end }}
+{{- end }}
+
+{{/* The relay's variables naming its secret files. */}}
+{{- define "outbox-relay.relaySecretEnv" -}}
+- name: OUTBOX_DATABASE_URL_FILE
+  value: {{ include "outbox-relay.secretsDir" . }}/database-url
+{{- range $prop, $key := include "outbox-relay.kafkaSecretKeys" . | fromJson }}
+- name: {{ include "outbox-relay.rdkafkaEnv" $prop }}_FILE
+  value: {{ include "outbox-relay.secretsDir" $ }}/kafka/{{ $prop }}
+{{- end }}
+{{- end }}
+
+{{- define "outbox-relay.secretsMount" -}}
+- name: secrets
+  mountPath: {{ include "outbox-relay.secretsDir" . }}
+  readOnly: true
+{{- end }}
+
+{{/*
+PostgreSQL CA: when database.tls names a Secret or ConfigMap, both pods mount
+it at /etc/outbox-relay/pg-ca/ca.crt and libpq finds it through PGSSLROOTCERT
+(the URL stays as the user wrote it, in its Secret).
+*/}}
+{{- define "outbox-relay.pgCaEnabled" -}}
+{{- if or .Values.database.tls.caSecret .Values.database.tls.caConfigMap }}true{{ end }}
+{{- end }}
+
+{{- define "outbox-relay.pgCaVolume" -}}
+{{- if include "outbox-relay.pgCaEnabled" . }}
+- name: pg-ca
+  {{- if .Values.database.tls.caSecret }}
+  secret:
+    secretName: {{ .Values.database.tls.caSecret }}
+  {{- else }}
+  configMap:
+    name: {{ .Values.database.tls.caConfigMap }}
+  {{- end }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.database.tls.caKey }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "outbox-relay.pgCaMount" -}}
+{{- if include "outbox-relay.pgCaEnabled" . }}
+- name: pg-ca
+  mountPath: /etc/outbox-relay/pg-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "outbox-relay.pgCaEnv" -}}
+{{- if include "outbox-relay.pgCaEnabled" . }}
+- name: PGSSLROOTCERT
+  value: /etc/outbox-relay/pg-ca/ca.crt
+{{- with .Values.database.tls.sslmode }}
+- name: PGSSLMODE
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
