@@ -245,7 +245,8 @@ END_TEST
 
 START_TEST(test_guard_allow_list)
 {
-        struct config_kv kv[] = {{(char *)"a", (char *)"orders"}, {(char *)"b.*", (char *)"b-x"}};
+        struct config_kv kv[] = {{.name = (char *)"a", .value = (char *)"orders"},
+                                 {.name = (char *)"b.*", .value = (char *)"b-x"}};
         struct route *rt = route_new(kv, 2, "orders", errbuf, sizeof(errbuf));
 
         ck_assert_ptr_nonnull(rt);
