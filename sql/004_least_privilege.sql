@@ -80,6 +80,34 @@ ALTER FUNCTION :"schema".replay(bigint, bigint, timestamptz, timestamptz, text, 
 ALTER FUNCTION :"schema".requeue_dead(bigint, text, boolean)
     SET search_path = :"schema", pg_catalog, pg_temp;
 
+-- An installation from before this migration may run its relay as a role
+-- that is neither the owner nor a superuser, which called these functions
+-- through PUBLIC. Every role that may UPDATE events is such a relay (or an
+-- operator): it keeps EXECUTE, so that `migrate` does not stop a running
+-- relay. New roles get it from --grant-relay. (A DO body is quoted, so
+-- the schema reaches it through a setting of this transaction.)
+SELECT pg_catalog.set_config('outbox_relay.migrating_schema', :'schema', true);
+DO $$
+DECLARE
+    s text := pg_catalog.current_setting('outbox_relay.migrating_schema');
+    r name;
+BEGIN
+    FOR r IN SELECT a.rolname FROM pg_catalog.pg_roles a
+              WHERE NOT a.rolsuper AND a.rolname NOT LIKE 'pg\_%'
+                AND pg_catalog.has_table_privilege(a.oid, format('%I.events', s),
+                                                   'UPDATE')
+                AND a.oid <> (SELECT c.relowner FROM pg_catalog.pg_class c
+                               WHERE c.oid = format('%I.events', s)::regclass)
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %1$I.writers(text[]), '
+                       '%1$I.record_failure(bigint, integer, text, integer, integer), '
+                       '%1$I.replay(bigint, bigint, timestamptz, timestamptz, text, text, boolean), '
+                       '%1$I.requeue_dead(bigint, text, boolean) TO %2$I',
+                       s, r);
+    END LOOP;
+END
+$$;
+
 -- Functions are executable by PUBLIC when created. Trigger functions need
 -- no EXECUTE grant to fire; the others are for the relay and operators,
 -- granted by `outbox-relay migrate --grant-relay ROLE`.

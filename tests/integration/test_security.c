@@ -380,6 +380,63 @@ START_TEST(migrate_grant_names_a_missing_role)
 }
 END_TEST
 
+/* An installation of schema version 3 whose relay runs as a role of its
+ * own (no owner, no superuser) with the grants 003 needed: upgrading to 004
+ * must not take EXECUTE on the relay's functions away from it, and must not
+ * give it to a role that could only insert. */
+START_TEST(upgrade_keeps_an_existing_relay_role_running)
+{
+        char *ci = fx_pg_create_db(pg, "sec_upgrade"), *out = NULL;
+        PGconn *admin = fx_db_connect(ci);
+        const char *argv[] = {OUTBOX_RELAY_BIN, "migrate", "--database-url", ci, NULL};
+        static const char *const fns[] = {"writers(text[])",
+                                          "record_failure(bigint, integer, text, integer, integer)",
+                                          "replay(bigint, bigint, timestamptz, timestamptz, text, "
+                                          "text, boolean)",
+                                          "requeue_dead(bigint, text, boolean)"};
+
+        for (int v = 1; v <= 3; v++) {
+                static const char *const files[] = {"001_init", "002_outbox_id", "003_rewinds"};
+                char file[512];
+                const char *psql[] = {"/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v",
+                                      "ON_ERROR_STOP=1", "-v", "schema=outbox", "-d", ci, "-f",
+                                      file, NULL};
+
+                snprintf(file, sizeof(file), "%s/sql/%s.sql", OUTBOX_SOURCE_DIR, files[v - 1]);
+                ck_assert_msg(fx_run(psql, NULL, &out, 60000) == 0, "psql -f %s: %s", file, out);
+                free(out);
+                out = NULL;
+        }
+        fx_sql(admin, "SET client_min_messages = warning;"
+                      "DROP ROLE IF EXISTS legacy_relay; DROP ROLE IF EXISTS legacy_writer;"
+                      "CREATE ROLE legacy_relay LOGIN; CREATE ROLE legacy_writer LOGIN;"
+                      "GRANT USAGE ON SCHEMA outbox TO legacy_relay, legacy_writer;"
+                      "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outbox"
+                      "  TO legacy_relay;"
+                      "GRANT INSERT ON outbox.events TO legacy_writer;"
+                      "GRANT SELECT ON outbox.relay_state TO legacy_writer");
+        ck_assert_int_eq(fx_run(argv, NULL, &out, 60000), 0);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT max(version) FROM outbox.schema_migrations"), 4);
+        for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+                ck_assert_msg(fx_sql_int(admin,
+                                         "SELECT has_function_privilege('legacy_relay', "
+                                         "'outbox.%s', 'EXECUTE')::int",
+                                         fns[i]) == 1,
+                              "legacy_relay lost EXECUTE on %s", fns[i]);
+                ck_assert_msg(fx_sql_int(admin,
+                                         "SELECT has_function_privilege('legacy_writer', "
+                                         "'outbox.%s', 'EXECUTE')::int",
+                                         fns[i]) == 0,
+                              "legacy_writer may execute %s", fns[i]);
+        }
+        fx_sql(admin, "DROP OWNED BY legacy_relay, legacy_writer;"
+                      "DROP ROLE legacy_relay; DROP ROLE legacy_writer");
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
 static Suite *security_suite(void)
 {
         Suite *s = suite_create("security");
@@ -392,6 +449,7 @@ static Suite *security_suite(void)
         tcase_add_test(tc, writer_can_only_insert);
         tcase_add_test(tc, relay_role_runs_without_ddl);
         tcase_add_test(tc, migrate_grant_names_a_missing_role);
+        tcase_add_test(tc, upgrade_keeps_an_existing_relay_role_running);
         suite_add_tcase(s, tc);
         return s;
 }
