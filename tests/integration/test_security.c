@@ -13,6 +13,7 @@
 #include <check.h>
 #include <libpq-fe.h>
 
+#include "fault_harness.h"
 #include "fixture.h"
 
 static struct fx_pg *pg;
@@ -165,6 +166,7 @@ START_TEST(definer_functions_run_no_callers_code)
 {
         char *ci = fx_pg_create_db(pg, "sec_definer");
         PGconn *admin = fx_db_connect(ci);
+        struct fh_result res;
 
         fx_migrate(ci, NULL);
         fx_sql(admin, "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec', 'k', '{}')");
@@ -173,6 +175,10 @@ START_TEST(definer_functions_run_no_callers_code)
                                            " AND rolname IN ('%s', '%s')",
                                     FX_WRITER_ROLE, FX_RELAY_ROLE),
                          0);
+        fh_result_init(&res, "definer-exploits",
+                       "a writer (INSERT only) and the relay's role shadow what the SECURITY "
+                       "DEFINER functions read (temporary views, tables and functions named like "
+                       "them) with code that makes the session's role a superuser");
         attack_as(ci, admin, FX_WRITER_ROLE);
         attack_as(ci, admin, FX_RELAY_ROLE);
         /* A role that can create nothing outside pg_temp cannot put an
@@ -184,6 +190,13 @@ START_TEST(definer_functions_run_no_callers_code)
                                     " AND has_schema_privilege(r.oid, n.oid, 'CREATE')",
                                     FX_WRITER_ROLE, FX_RELAY_ROLE),
                          0);
+        res.committed = res.messages = -1;
+        res.faults = (int)(2 * sizeof(attacks) / sizeof(attacks[0]));
+        snprintf(res.notes, sizeof(res.notes),
+                 "%d attempts by each role: its attributes, memberships and grants unchanged; "
+                 "neither may create outside pg_temp",
+                 res.faults / 2);
+        fh_report(&res, 1);
         PQfinish(admin);
         free(ci);
 }
