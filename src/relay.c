@@ -30,6 +30,13 @@
 static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                         int64_t offset);
 
+/* Longest wait before a failed statement is sent again (and never longer
+ * than --reconnect-max-ms). */
+#define STMT_RETRY_MAX_MS 5000
+/* Longest error text recorded for a row (last_error, the dead letter's
+ * reason), in bytes of UTF-8. */
+#define REASON_MAX 512
+
 struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
 {
         struct relay *r = calloc(1, sizeof(*r));
@@ -75,6 +82,13 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
                      (uint64_t)now_ms() ^ (uint64_t)getpid());
         backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
+        /* A statement failing with the connection fine is retried sooner
+         * than a lost server: its cause (a grant, a lock) is often fixed
+         * by hand, and the relay should notice within seconds. */
+        backoff_init(&r->stmt_backoff, 100,
+                     cfg->reconnect_max_ms < STMT_RETRY_MAX_MS ? cfg->reconnect_max_ms
+                                                               : STMT_RETRY_MAX_MS,
+                     (uint64_t)now_ms() ^ 0x5bd1e995u);
         if (cfg->exactly_once)
                 relay_txn_init(r);
         return r;
@@ -138,6 +152,8 @@ static int key_held(const struct relay *r, const struct relay_row *row)
 
 /* ---- finishing a batch: mark sent rows, record failures ---- */
 
+static void record_failure(struct relay *r, struct relay_row *row);
+
 static void on_failure_recorded(void *arg, PGresult *res, const char *error)
 {
         struct relay_row *row = arg;
@@ -145,20 +161,39 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
         struct relay *r = b->relay;
 
         row->fail_queued = 0;
-        if (error != NULL && db_connected(r->db)) {
-                /* The connection is fine: the statement itself failed (a row
-                 * the schema's functions cannot handle). Retrying would fail
-                 * forever and stall every key behind this batch: the row
-                 * stays pending, and is fetched again once its batch is done. */
-                log_error(r->lg, "recording a failure failed; the row stays pending",
-                          "{s:I,s:s,s:s}", "id", (json_int_t)row->m.id, "reason", row->error,
-                          "error", error);
-                row->fail_recorded = 1;
+        if (error != NULL && db_connected(r->db) && !row->fail_ascii) {
+                /* The connection is fine: the statement itself failed. The
+                 * text is the likely cause (a server encoding without its
+                 * characters, a CHECK on last_error): once more at once with
+                 * the reason in ASCII, so that the row counts its attempt
+                 * and moves on (retried, then dead-lettered) instead of
+                 * holding its key for ever. */
+                char *ascii = log_clean_text(row->error, REASON_MAX, 1);
+
+                metrics_statement_error(r->metrics, METRICS_STMT_RECORD_FAILURE);
+                log_limited(r->lg, CONFIG_LOG_WARN,
+                            "recording a failed row was refused; recording it again with the "
+                            "reason in ASCII",
+                            error, "{s:I}", "id", (json_int_t)row->m.id);
+                if (ascii != NULL) {
+                        free(row->error);
+                        row->error = ascii;
+                }
+                row->fail_ascii = 1;
+                record_failure(r, row);
         } else if (error != NULL) {
-                log_warn(r->lg, "recording a failure failed", "{s:s}", "error", error);
+                /* Still refused (record_failure itself is broken: EXECUTE
+                 * revoked, a trigger), or the connection is lost. The row
+                 * stays in its batch, its key held, and is recorded again
+                 * after a backoff (relay_retry_records) or once reconnected;
+                 * other keys flow meanwhile. */
+                r->record_retry_at = relay_stmt_failed(r, RELAY_STMT_RECORD, error, now_ms());
+                if (!db_connected(r->db))
+                        r->record_retry_at = 0;
         } else {
                 const char *outcome = PQgetvalue(res, 0, 0);
 
+                relay_stmt_ok(r, RELAY_STMT_RECORD);
                 row->fail_recorded = 1;
                 metrics_topic_add(r->metrics,
                                   strcmp(outcome, "dead") == 0 ? METRICS_DEAD_LETTERED
@@ -185,6 +220,29 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
         relay_batch_check_done(r, b);
 }
 
+/* Queues record_failure for a failed row. */
+static void record_failure(struct relay *r, struct relay_row *row)
+{
+        row->fail_queued = 1;
+        /* A row dead at once counts its last attempt now. */
+        db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
+                          row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
+                          on_failure_recorded, row);
+}
+
+/* Records the failures of b not recorded yet (nor being recorded). */
+static void submit_failures(struct relay *r, struct batch *b)
+{
+        for (int i = 0; i < b->n && db_connected(r->db); i++) {
+                struct relay_row *row = &b->rows[i];
+
+                if (row->state != ROW_FAILED || row->fail_recorded || row->fail_queued)
+                        continue;
+                row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
+                record_failure(r, row);
+        }
+}
+
 /* Queues what the batch still needs from the database. Called when its
  * last report arrives and again after a reconnect. */
 static void batch_submit(struct relay *r, struct batch *b)
@@ -192,21 +250,29 @@ static void batch_submit(struct relay *r, struct batch *b)
         if (!db_connected(r->db))
                 return;
         b->in_submit = 1;
+        b->submitted = 1;
         relay_mark_due(r, b);
-        for (int i = 0; i < b->n && db_connected(r->db); i++) {
-                struct relay_row *row = &b->rows[i];
-
-                if (row->state != ROW_FAILED || row->fail_recorded || row->fail_queued)
-                        continue;
-                row->fail_queued = 1;
-                row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
-                /* A row dead at once counts its last attempt now. */
-                db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
-                                  row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
-                                  on_failure_recorded, row);
-        }
+        submit_failures(r, b);
         b->in_submit = 0;
         relay_batch_check_done(r, b);
+}
+
+/* From the loop: failures whose record_failure failed are recorded again
+ * once the backoff is up. */
+static void retry_records(struct relay *r, int64_t now)
+{
+        if (r->record_retry_at == 0 || now < r->record_retry_at || !db_connected(r->db))
+                return;
+        r->record_retry_at = 0;
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next; /* b may be freed */
+                if (!b->submitted || b->in_submit)
+                        continue;
+                b->in_submit = 1;
+                submit_failures(r, b);
+                b->in_submit = 0;
+                relay_batch_check_done(r, b);
+        }
 }
 
 static int batch_done(const struct batch *b)
@@ -282,7 +348,12 @@ void relay_batch_reported(struct relay *r, struct batch *b)
 static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
 {
         row->state = ROW_FAILED;
-        row->error = strdup(reason);
+        /* It goes back to PostgreSQL (last_error, the dead letter's reason),
+         * which refuses text that is not UTF-8: a reason cut at a byte
+         * limit inside a character, or holding a row's own bytes from a
+         * database that does not check them, is made whole. NULL (out of
+         * memory) records no text. */
+        row->error = log_clean_text(reason, REASON_MAX, 0);
         metrics_topic_add(r->metrics, METRICS_FAILED, row->topic, 1);
         relay_hold_key(r, row);
 }
@@ -411,10 +482,15 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         int n;
 
         if (error != NULL) {
-                log_warn(r->lg, "fetching rows failed", "{s:s}", "error", error);
+                /* Sent again no sooner than the backoff allows (at once
+                 * after a reconnect): a fetch refused (a grant taken away)
+                 * would otherwise be sent again, and logged, thousands of
+                 * times a second. */
+                relay_stmt_failed(r, RELAY_STMT_FETCH, error, now_ms());
                 r->want_fetch = 1;
                 return;
         }
+        relay_stmt_ok(r, RELAY_STMT_FETCH);
         n = PQntuples(res);
         if (n == 0) {
                 relay_floor_fetched(r, 0, 0);
@@ -477,7 +553,8 @@ static void maybe_fetch(struct relay *r)
 
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
             (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
-            !db_connected(r->db) || relay_pipeline_full(r))
+            !db_connected(r->db) || relay_pipeline_full(r) ||
+            now_ms() < r->stmt[RELAY_STMT_FETCH].retry_at)
                 return;
         /* Every row of the pipeline is left out, whatever its state: until
          * its batch is done it is either on its way or held back. So are
@@ -521,6 +598,8 @@ static void try_connect(struct relay *r, int64_t now)
 
         if (rc == 0) {
                 log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
+                relay_session_started(r, now);
+                r->record_retry_at = 0; /* the batches are submitted again below */
                 if (r->connected_once++)
                         metrics_add(r->metrics, METRICS_DB_RECONNECTS, 1);
                 r->next_stats_at = now;
@@ -622,6 +701,11 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = relay_floor_next_at(r);
         if (relay_mark_next_at(r) < next)
                 next = relay_mark_next_at(r);
+        if (r->want_fetch && r->stmt[RELAY_STMT_FETCH].retry_at > now &&
+            r->stmt[RELAY_STMT_FETCH].retry_at < next)
+                next = r->stmt[RELAY_STMT_FETCH].retry_at;
+        if (r->record_retry_at != 0 && r->record_retry_at < next)
+                next = r->record_retry_at;
         return next <= now ? 0 : (int)(next - now);
 }
 
@@ -724,13 +808,16 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (r->cfg->exactly_once)
                         relay_txn_recover(r, now);
                 relay_mark_tick(r, now);
+                retry_records(r, now);
                 maybe_fetch(r);
                 relay_floor_tick(r, now);
                 relay_maybe_stats(r, now);
                 relay_maybe_retention(r, now);
                 if (r->http != NULL)
                         http_serve(r->http);
+                log_flush_repeats(r->lg, 0);
         }
+        log_flush_repeats(r->lg, 1);
         log_info(r->lg, "stopped", NULL);
         return 0;
 }
