@@ -490,9 +490,9 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
                 r->want_fetch = 1;
                 return;
         }
-        relay_stmt_ok(r, RELAY_STMT_FETCH);
         n = PQntuples(res);
         if (n == 0) {
+                relay_stmt_ok(r, RELAY_STMT_FETCH);
                 relay_floor_fetched(r, 0, 0);
                 PQclear(res);
                 return;
@@ -502,12 +502,14 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         if (b != NULL)
                 b->rows = calloc((size_t)n, sizeof(*b->rows));
         if (b == NULL || b->rows == NULL) {
-                log_error(r->lg, "out of memory for a batch", "{s:i}", "rows", n);
                 free(b);
                 PQclear(res);
+                /* Fetched again after the backoff, not at once. */
+                relay_stmt_failed(r, RELAY_STMT_FETCH, "out of memory for a batch", now_ms());
                 r->want_fetch = 1;
                 return;
         }
+        relay_stmt_ok(r, RELAY_STMT_FETCH);
         b->relay = r;
         b->res = res;
         b->n = n;

@@ -73,16 +73,20 @@ static void on_writers(void *arg, PGresult *res, const char *error)
 
         f->queued = 0;
         if (error != NULL) {
-                /* The floor stays where it is (safe) and the next look
-                 * comes after the next fetch, FLOOR_SAMPLE_MS apart at
-                 * most: the log would get 50 lines a second without the
-                 * limit. */
-                if (db_connected(r->db))
+                /* The floor stays where it is (safe: fetches start lower,
+                 * nothing is skipped). A look follows every fetch, so a
+                 * refused writers() would be sent 50 times a second while
+                 * rows flow: back off instead, like the other statements. */
+                if (db_connected(r->db)) {
                         metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
+                        f->next_at =
+                            now_ms() + backoff_delay_ms(&r->stmt_backoff, ++f->fail_attempt);
+                }
                 log_limited(r->lg, CONFIG_LOG_WARN, "reading the outbox's writers failed", error,
                             NULL);
                 return;
         }
+        f->fail_attempt = 0;
         last_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         rewinds = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         cache = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
@@ -215,6 +219,7 @@ void relay_floor_forget(struct relay *r)
         f->rewinds = -1;
         f->disabled = 0;
         f->next_at = 0;
+        f->fail_attempt = 0;
         lower(f);
 }
 

@@ -85,6 +85,7 @@ struct relay_floor {
         long long earlier_rewinds;
         long long rewinds; /* rewinds acted on (-1: none yet) */
         int queued, disabled, look_due;
+        int fail_attempt; /* looks failed in a row (they back off) */
         int64_t next_at, sweep_at;
         /* the fetch running */
         int64_t fetch_floor;
