@@ -15,6 +15,8 @@ static void on_waiting_set(void *arg, PGresult *res, const char *error)
 {
         struct relay *r = arg;
 
+        if (error != NULL && db_connected(r->db))
+                metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
                 log_limited(r->lg, CONFIG_LOG_WARN, "updating relay_state failed", error, NULL);
         /* Rows committed by writers that still saw the old flag: look once
@@ -271,6 +273,8 @@ static void on_retention(void *arg, PGresult *res, const char *error)
         long deleted = 0;
 
         r->retention_queued = 0;
+        if (error != NULL && db_connected(r->db))
+                metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
                 log_limited(r->lg, CONFIG_LOG_WARN, "deleting old sent rows failed", error, NULL);
         else

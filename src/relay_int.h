@@ -107,7 +107,7 @@ enum relay_stmt {
 struct relay_stmt_state {
         int attempt;      /* failures in a row (0: the last one succeeded) */
         int64_t retry_at; /* not sent again before (0: at once) */
-        char error[200];  /* the last failure's, for /readyz */
+        char error[160];  /* the last failure's, for /readyz (whose reason fits 255) */
 };
 
 /* --exactly-once: where the leader is before it may publish. */
