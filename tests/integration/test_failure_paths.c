@@ -442,7 +442,10 @@ START_TEST(failing_writers_look_backs_off)
         fh_report(&res, ok && res.lost == 0 && res.phantoms == 0 && res.order_violations == 0 &&
                             res.dead_letters == 0);
         ck_assert_msg(ok, "%s; drained: %lld", res.notes, drain);
-        fh_report_and_assert(&res);
+        ck_assert_int_eq(res.lost, 0);
+        ck_assert_int_eq(res.phantoms, 0);
+        ck_assert_int_eq(res.order_violations, 0);
+        ck_assert_int_eq(res.dead_letters, 0);
         fh_relay_free(r, "writers-denied");
         PQfinish(c);
         free(ci);
@@ -490,11 +493,12 @@ START_TEST(failover_that_lost_the_tail)
         int64_t t_restart;
         long long sent;
 
-        fh_result_init(&res, "failover-lost-tail",
-                       "failover that lost the tail of the sequence: a writer open while the "
-                       "relay looks, the tail deleted, the sequence set back, PostgreSQL "
-                       "crash-restarted; there a writer draws the lost ids (8 rows) and commits "
-                       "once the relay leads again, then 20 later rows of the same keys");
+        fh_result_init(
+            &res, "failover-lost-tail",
+            "failover that lost the tail: a writer open while the relay looks, the tail "
+            "deleted, the sequence set back, crash restart; there a writer draws the lost "
+            "ids (8 rows), commits once the relay leads, then 20 later rows of the same "
+            "keys");
         r = fx_relay_start(ci, BROKERS, args);
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
                   " SELECT 'f-failover', 'k' || (g %% 5), jsonb_build_object('n', g)"
