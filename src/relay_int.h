@@ -171,8 +171,8 @@ struct relay {
         int txn_failed; /* a message of it failed: abort now, without waiting */
         int64_t eos_retry_at;
         int eos_attempt;
-        char eos_error[512];     /* why the leader is not publishing yet ("": none known) */
-        char tid[300];           /* transactional.id */
+        char eos_error[512]; /* why the leader is not publishing yet ("": none known) */
+        char tid[300];       /* transactional.id */
 #ifdef OUTBOX_TEST_HOOKS
         long kill_after_commits; /* test hook: OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS */
         long commits;
@@ -218,6 +218,16 @@ void relay_txn_add(struct relay *r, struct batch *b);
 void relay_txn_finish(struct relay *r);
 void relay_txn_abandon(struct relay *r);
 void relay_txn_recover(struct relay *r, int64_t now);
+
+/* relay_fail.c */
+/* Longest error text recorded for a row (last_error, the dead letter's
+ * reason), in bytes of UTF-8. */
+#define RELAY_REASON_MAX 512
+/* Records the failures of b not recorded yet (nor being recorded). */
+void relay_submit_failures(struct relay *r, struct batch *b);
+/* From the loop: failures whose record_failure failed are recorded again
+ * once the backoff is up. */
+void relay_retry_records(struct relay *r, int64_t now);
 
 /* relay_mark.c */
 /* b's sent rows are to be marked: within --mark-delay-ms, with the batches
