@@ -195,7 +195,7 @@ END_TEST
  * next row of its key goes out. Other keys flow meanwhile. */
 START_TEST(record_failure_failing_backs_off)
 {
-        char *ci = fresh("fp_record", "f-record"), listen[64];
+        char *ci = fresh("fp_record", "f-record"), listen[64], *body = NULL;
         PGconn *c = fx_db_connect(ci);
         int port = fx_free_port(), lines, has, status;
         const char *args[] = {FAST, "--http-listen", listen, NULL};
@@ -220,6 +220,8 @@ START_TEST(record_failure_failing_backs_off)
         lines = log_lines(r);
         errors = pg_log_count(denied) - before;
         status = readyz(port, "record", &has);
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 200); /* the loop is not stuck */
+        free(body);
         /* Other keys are not held up. */
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('f-record', 'other', "
                   "'{}')");
@@ -346,6 +348,8 @@ static void statement_denied(const char *name, const char *privilege, const char
         lines = log_lines(r);
         errors = pg_log_count(denied) - before;
         status = readyz(port, ready_word, &has);
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 200); /* the loop is not stuck */
+        free(body);
         ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
         reconnects = (long long)fx_metric(body, "outbox_relay_database_reconnects_total");
         free(body);
