@@ -4,6 +4,7 @@
 #define OUTBOX_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -19,6 +20,34 @@ int log_enabled(const struct log *lg, enum config_log_level level);
  * json_pack format for an object ("{s:s, s:i}") or NULL for no fields. */
 void log_write(struct log *lg, enum config_log_level level, const char *msg, const char *fields_fmt,
                ...);
+
+/* Rate-limited logging for failure paths, where the same statement can
+ * fail many times a second: the same level, msg and error text is written
+ * at most once per LOG_REPEAT_MS. The line carries "error" and, when
+ * repeats were held back since the last one, "repeated": their count;
+ * fields_fmt as for log_write (its fields are those of the call that is
+ * written). Held-back repeats of an error that stopped are written by
+ * log_flush_repeats. error NULL is taken as "". */
+#define LOG_REPEAT_MS 1000
+void log_limited(struct log *lg, enum config_log_level level, const char *msg, const char *error,
+                 const char *fields_fmt, ...);
+/* Writes one line ("repeated": N) for each error whose repeats were held
+ * back and that was last written LOG_REPEAT_MS or more ago (all: however
+ * recently). Cheap when nothing is held back: call it from a loop. */
+void log_flush_repeats(struct log *lg, int all);
+/* For tests: the clock the rate limit reads, in milliseconds (NULL: the
+ * monotonic clock). */
+void log_set_clock(struct log *lg, int64_t (*clock_ms)(void *arg), void *arg);
+
+/* Text sent to PostgreSQL, which refuses a statement whose text is not
+ * valid UTF-8 (and so never records the failure it carries): a copy of s
+ * that is valid UTF-8 and at most max bytes long, cut only between
+ * characters. A byte that is not part of a valid sequence becomes U+FFFD;
+ * a character cut short at the very end (s was cut at a byte limit) is
+ * dropped. With ascii, every character but printable ASCII becomes '?',
+ * which any server encoding accepts. malloc'ed, NULL when out of memory;
+ * s NULL is taken as "". */
+char *log_clean_text(const char *s, size_t max, int ascii);
 
 /* Row text (which any writer can fill) made safe for an operator's
  * terminal: C0 controls, DEL, C1 controls, line separators and

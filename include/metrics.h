@@ -16,6 +16,22 @@ enum metrics_topic_counter {
         METRICS_TOPIC_COUNTERS
 };
 
+/* Per-topic series are bounded: the first METRICS_MAX_TOPICS topics seen
+ * get their own, every later one shares topic="(other)" (no Kafka topic
+ * name has parentheses). A relay routes to a handful of topics; rows
+ * naming topics at will must not grow the scrape without bound. */
+#define METRICS_MAX_TOPICS  100
+#define METRICS_OTHER_TOPIC "(other)"
+
+/* Statements that failed with the connection fine, by what they do. */
+enum metrics_statement {
+        METRICS_STMT_FETCH,
+        METRICS_STMT_MARK,
+        METRICS_STMT_RECORD_FAILURE,
+        METRICS_STMT_OTHER, /* writers, leader lock, relay_state, retention, ... */
+        METRICS_STATEMENTS
+};
+
 enum metrics_counter {
         METRICS_PRODUCER_REBUILDS,
         METRICS_DB_RECONNECTS,
@@ -48,9 +64,13 @@ struct metrics;
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
-/* topic is copied the first time it is seen. */
+/* topic is copied the first time it is seen (past METRICS_MAX_TOPICS it
+ * counts under METRICS_OTHER_TOPIC). Found by hash, not by a search. */
 void metrics_topic_add(struct metrics *m, enum metrics_topic_counter c, const char *topic,
                        uint64_t n);
+/* How many topics have series of their own (at most METRICS_MAX_TOPICS). */
+size_t metrics_topics(const struct metrics *m);
+void metrics_statement_error(struct metrics *m, enum metrics_statement s);
 void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n);
 void metrics_set(struct metrics *m, enum metrics_gauge g, double v);
 double metrics_get(const struct metrics *m, enum metrics_gauge g);

@@ -33,10 +33,19 @@ struct histogram {
         double sum;
 };
 
+/* Open addressing over the topics, at most half full: slot i holds the
+ * index + 1 of a topic, 0 when empty. Topics are never removed. */
+#define TOPIC_SLOTS 256
+_Static_assert(TOPIC_SLOTS >= 2 * METRICS_MAX_TOPICS, "the topic hash must stay half empty");
+
 struct metrics {
-        struct topic_counts *topics;
+        struct topic_counts *topics; /* in the order first seen */
         size_t n_topics;
         size_t last_topic; /* the hot path usually repeats a topic */
+        unsigned short slots[TOPIC_SLOTS];
+        struct topic_counts other; /* every topic past METRICS_MAX_TOPICS */
+        int other_used;
+        uint64_t statements[METRICS_STATEMENTS];
         uint64_t counters[METRICS_COUNTERS];
         double gauges[METRICS_GAUGES];
         struct histogram hists[METRICS_HISTOGRAMS];
@@ -52,6 +61,9 @@ static const struct {
     {"messages_retried_total", "Failed messages scheduled for another attempt."},
     {"messages_dead_lettered_total", "Messages moved to the dead-letter table."},
 };
+
+static const char *const statement_names[METRICS_STATEMENTS] = {"fetch", "mark", "record_failure",
+                                                                "other"};
 
 static const struct {
         const char *name, *help;
@@ -112,36 +124,63 @@ void metrics_free(struct metrics *m)
         free(m);
 }
 
+static size_t topic_hash(const char *topic)
+{
+        uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+
+        for (const unsigned char *p = (const unsigned char *)topic; *p != '\0'; p++)
+                h = (h ^ *p) * 0x100000001b3ULL;
+        return (size_t)(h ^ (h >> 32));
+}
+
+/* The counts of topic: found, added while there is room, else the shared
+ * "(other)" series (also when out of memory: a lost label beats a crash). */
+static struct topic_counts *topic_counts(struct metrics *m, const char *topic)
+{
+        size_t i = topic_hash(topic) & (TOPIC_SLOTS - 1);
+        char *copy;
+
+        for (; m->slots[i] != 0; i = (i + 1) & (TOPIC_SLOTS - 1)) {
+                size_t t = m->slots[i] - 1u;
+
+                if (strcmp(m->topics[t].topic, topic) == 0) {
+                        m->last_topic = t;
+                        return &m->topics[t];
+                }
+        }
+        if (m->n_topics == METRICS_MAX_TOPICS || (copy = strdup(topic)) == NULL) {
+                m->other_used = 1;
+                return &m->other;
+        }
+        if (m->topics == NULL &&
+            (m->topics = calloc(METRICS_MAX_TOPICS, sizeof(*m->topics))) == NULL) {
+                free(copy);
+                m->other_used = 1;
+                return &m->other;
+        }
+        m->topics[m->n_topics].topic = copy;
+        m->slots[i] = (unsigned short)(m->n_topics + 1);
+        m->last_topic = m->n_topics++;
+        return &m->topics[m->last_topic];
+}
+
 void metrics_topic_add(struct metrics *m, enum metrics_topic_counter c, const char *topic,
                        uint64_t n)
 {
-        struct topic_counts *grown;
-        size_t i;
-
-        if (m->n_topics > 0 && strcmp(m->topics[m->last_topic].topic, topic) == 0) {
+        if (m->n_topics > 0 && strcmp(m->topics[m->last_topic].topic, topic) == 0)
                 m->topics[m->last_topic].n[c] += n;
-                return;
-        }
-        for (i = 0; i < m->n_topics; i++)
-                if (strcmp(m->topics[i].topic, topic) == 0)
-                        break;
-        if (i == m->n_topics) {
-                char *copy = strdup(topic);
+        else
+                topic_counts(m, topic)->n[c] += n;
+}
 
-                grown = realloc(m->topics, (m->n_topics + 1) * sizeof(*grown));
-                if (copy == NULL || grown == NULL) {
-                        free(copy);
-                        if (grown != NULL)
-                                m->topics = grown;
-                        return; /* a lost sample beats a crash */
-                }
-                m->topics = grown;
-                memset(&m->topics[i], 0, sizeof(m->topics[i]));
-                m->topics[i].topic = copy;
-                m->n_topics++;
-        }
-        m->last_topic = i;
-        m->topics[i].n[c] += n;
+size_t metrics_topics(const struct metrics *m)
+{
+        return m->n_topics;
+}
+
+void metrics_statement_error(struct metrics *m, enum metrics_statement s)
+{
+        m->statements[s]++;
 }
 
 void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n)
@@ -244,7 +283,17 @@ char *metrics_render(const struct metrics *m, size_t *len)
                         put_label(f, m->topics[i].topic);
                         fprintf(f, "\"} %llu\n", (unsigned long long)m->topics[i].n[c]);
                 }
+                if (m->other_used)
+                        fprintf(f, PREFIX "%s{topic=\"" METRICS_OTHER_TOPIC "\"} %llu\n",
+                                topic_info[c].name, (unsigned long long)m->other.n[c]);
         }
+        header(f, "statement_errors_total",
+               "Statements that failed with the database connection fine (each is retried with "
+               "a backoff).",
+               "counter");
+        for (int s = 0; s < METRICS_STATEMENTS; s++)
+                fprintf(f, PREFIX "statement_errors_total{statement=\"%s\"} %llu\n",
+                        statement_names[s], (unsigned long long)m->statements[s]);
         for (int c = 0; c < METRICS_COUNTERS; c++) {
                 header(f, counter_info[c].name, counter_info[c].help, "counter");
                 fprintf(f, PREFIX "%s %llu\n", counter_info[c].name,

@@ -30,6 +30,10 @@
 static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                         int64_t offset);
 
+/* Longest wait before a failed statement is sent again (and never longer
+ * than --reconnect-max-ms). */
+#define STMT_RETRY_MAX_MS 5000
+
 struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
 {
         struct relay *r = calloc(1, sizeof(*r));
@@ -75,6 +79,13 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
                      (uint64_t)now_ms() ^ (uint64_t)getpid());
         backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
+        /* A statement failing with the connection fine is retried sooner
+         * than a lost server: its cause (a grant, a lock) is often fixed
+         * by hand, and the relay should notice within seconds. */
+        backoff_init(&r->stmt_backoff, 100,
+                     cfg->reconnect_max_ms < STMT_RETRY_MAX_MS ? cfg->reconnect_max_ms
+                                                               : STMT_RETRY_MAX_MS,
+                     (uint64_t)now_ms() ^ 0x5bd1e995u);
         if (cfg->exactly_once)
                 relay_txn_init(r);
         return r;
@@ -138,53 +149,6 @@ static int key_held(const struct relay *r, const struct relay_row *row)
 
 /* ---- finishing a batch: mark sent rows, record failures ---- */
 
-static void on_failure_recorded(void *arg, PGresult *res, const char *error)
-{
-        struct relay_row *row = arg;
-        struct batch *b = row->batch;
-        struct relay *r = b->relay;
-
-        row->fail_queued = 0;
-        if (error != NULL && db_connected(r->db)) {
-                /* The connection is fine: the statement itself failed (a row
-                 * the schema's functions cannot handle). Retrying would fail
-                 * forever and stall every key behind this batch: the row
-                 * stays pending, and is fetched again once its batch is done. */
-                log_error(r->lg, "recording a failure failed; the row stays pending",
-                          "{s:I,s:s,s:s}", "id", (json_int_t)row->m.id, "reason", row->error,
-                          "error", error);
-                row->fail_recorded = 1;
-        } else if (error != NULL) {
-                log_warn(r->lg, "recording a failure failed", "{s:s}", "error", error);
-        } else {
-                const char *outcome = PQgetvalue(res, 0, 0);
-
-                row->fail_recorded = 1;
-                metrics_topic_add(r->metrics,
-                                  strcmp(outcome, "dead") == 0 ? METRICS_DEAD_LETTERED
-                                                               : METRICS_RETRIED,
-                                  row->topic, 1);
-                if (strcmp(outcome, "retry") == 0) {
-                        r->failing = 1;
-                        r->failing_gen++;
-                        int64_t at = now_ms() + row->retry_ms;
-
-                        if (r->retry_at == 0 || at < r->retry_at)
-                                r->retry_at = at;
-                }
-                if (strcmp(outcome, "dead") == 0)
-                        log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id",
-                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                                  row->error);
-                else
-                        log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
-                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                                 row->error);
-        }
-        PQclear(res);
-        relay_batch_check_done(r, b);
-}
-
 /* Queues what the batch still needs from the database. Called when its
  * last report arrives and again after a reconnect. */
 static void batch_submit(struct relay *r, struct batch *b)
@@ -192,19 +156,9 @@ static void batch_submit(struct relay *r, struct batch *b)
         if (!db_connected(r->db))
                 return;
         b->in_submit = 1;
+        b->submitted = 1;
         relay_mark_due(r, b);
-        for (int i = 0; i < b->n && db_connected(r->db); i++) {
-                struct relay_row *row = &b->rows[i];
-
-                if (row->state != ROW_FAILED || row->fail_recorded || row->fail_queued)
-                        continue;
-                row->fail_queued = 1;
-                row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
-                /* A row dead at once counts its last attempt now. */
-                db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
-                                  row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
-                                  on_failure_recorded, row);
-        }
+        relay_submit_failures(r, b);
         b->in_submit = 0;
         relay_batch_check_done(r, b);
 }
@@ -282,7 +236,12 @@ void relay_batch_reported(struct relay *r, struct batch *b)
 static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
 {
         row->state = ROW_FAILED;
-        row->error = strdup(reason);
+        /* It goes back to PostgreSQL (last_error, the dead letter's reason),
+         * which refuses text that is not UTF-8: a reason cut at a byte
+         * limit inside a character, or holding a row's own bytes from a
+         * database that does not check them, is made whole. NULL (out of
+         * memory) records no text. */
+        row->error = log_clean_text(reason, RELAY_REASON_MAX, 0);
         metrics_topic_add(r->metrics, METRICS_FAILED, row->topic, 1);
         relay_hold_key(r, row);
 }
@@ -411,12 +370,17 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         int n;
 
         if (error != NULL) {
-                log_warn(r->lg, "fetching rows failed", "{s:s}", "error", error);
+                /* Sent again no sooner than the backoff allows (at once
+                 * after a reconnect): a fetch refused (a grant taken away)
+                 * would otherwise be sent again, and logged, thousands of
+                 * times a second. */
+                relay_stmt_failed(r, RELAY_STMT_FETCH, error, now_ms());
                 r->want_fetch = 1;
                 return;
         }
         n = PQntuples(res);
         if (n == 0) {
+                relay_stmt_ok(r, RELAY_STMT_FETCH);
                 relay_floor_fetched(r, 0, 0);
                 PQclear(res);
                 return;
@@ -426,12 +390,14 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         if (b != NULL)
                 b->rows = calloc((size_t)n, sizeof(*b->rows));
         if (b == NULL || b->rows == NULL) {
-                log_error(r->lg, "out of memory for a batch", "{s:i}", "rows", n);
                 free(b);
                 PQclear(res);
+                /* Fetched again after the backoff, not at once. */
+                relay_stmt_failed(r, RELAY_STMT_FETCH, "out of memory for a batch", now_ms());
                 r->want_fetch = 1;
                 return;
         }
+        relay_stmt_ok(r, RELAY_STMT_FETCH);
         b->relay = r;
         b->res = res;
         b->n = n;
@@ -477,7 +443,8 @@ static void maybe_fetch(struct relay *r)
 
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
             (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
-            !db_connected(r->db) || relay_pipeline_full(r))
+            !db_connected(r->db) || relay_pipeline_full(r) ||
+            now_ms() < r->stmt[RELAY_STMT_FETCH].retry_at)
                 return;
         /* Every row of the pipeline is left out, whatever its state: until
          * its batch is done it is either on its way or held back. So are
@@ -521,6 +488,8 @@ static void try_connect(struct relay *r, int64_t now)
 
         if (rc == 0) {
                 log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
+                relay_session_started(r, now);
+                r->record_retry_at = 0; /* the batches are submitted again below */
                 if (r->connected_once++)
                         metrics_add(r->metrics, METRICS_DB_RECONNECTS, 1);
                 r->next_stats_at = now;
@@ -622,6 +591,11 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = relay_floor_next_at(r);
         if (relay_mark_next_at(r) < next)
                 next = relay_mark_next_at(r);
+        if (r->want_fetch && r->stmt[RELAY_STMT_FETCH].retry_at > now &&
+            r->stmt[RELAY_STMT_FETCH].retry_at < next)
+                next = r->stmt[RELAY_STMT_FETCH].retry_at;
+        if (r->record_retry_at != 0 && r->record_retry_at < next)
+                next = r->record_retry_at;
         return next <= now ? 0 : (int)(next - now);
 }
 
@@ -724,13 +698,16 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (r->cfg->exactly_once)
                         relay_txn_recover(r, now);
                 relay_mark_tick(r, now);
+                relay_retry_records(r, now);
                 maybe_fetch(r);
                 relay_floor_tick(r, now);
                 relay_maybe_stats(r, now);
                 relay_maybe_retention(r, now);
                 if (r->http != NULL)
                         http_serve(r->http);
+                log_flush_repeats(r->lg, 0);
         }
+        log_flush_repeats(r->lg, 1);
         log_info(r->lg, "stopped", NULL);
         return 0;
 }

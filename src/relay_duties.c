@@ -1,7 +1,8 @@
 /* relay_duties: what the relay does besides moving batches: taking and
  * keeping the leader lock, switching between busy polling and waiting for
  * notifications, checking for failing rows, refreshing the metrics and
- * deleting old sent rows. All of it runs in the relay's loop. */
+ * deleting old sent rows, starting each database session afresh, and
+ * backing off statements that fail. All of it runs in the relay's loop. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,10 @@ static void on_waiting_set(void *arg, PGresult *res, const char *error)
 {
         struct relay *r = arg;
 
+        if (error != NULL && db_connected(r->db))
+                metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
-                log_warn(r->lg, "updating relay_state failed", "{s:s}", "error", error);
+                log_limited(r->lg, CONFIG_LOG_WARN, "updating relay_state failed", error, NULL);
         /* Rows committed by writers that still saw the old flag: look once
          * more now that every new commit notifies. */
         else if (!r->busy)
@@ -79,8 +82,13 @@ static void on_lock(void *arg, PGresult *res, const char *error)
         struct relay *r = arg;
 
         r->lock_queued = 0;
+        if (error == NULL)
+                r->session_ok = 1;
         if (error != NULL) {
-                log_warn(r->lg, "trying the leader lock failed", "{s:s}", "error", error);
+                /* Tried again after --leader-poll-ms anyway. */
+                if (db_connected(r->db))
+                        metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
+                log_limited(r->lg, CONFIG_LOG_WARN, "trying the leader lock failed", error, NULL);
         } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
                 r->leader = 1;
                 r->standby_logged = 0;
@@ -113,18 +121,114 @@ void relay_maybe_lock(struct relay *r, int64_t now)
         db_try_leader_lock(r->db, on_lock, r);
 }
 
+/* What belongs to a session that ended: the leader lock, and what the
+ * relay told the database (busy polling) or learnt from it. */
+static void session_ended(struct relay *r)
+{
+        r->leader = 0;
+        r->busy = 0;
+        /* Another relay may lead meanwhile and fence this producer; the
+         * next term starts with a new one (init, then recovery). */
+        if (r->cfg->exactly_once && r->eos != EOS_INIT)
+                r->eos = EOS_STALE;
+}
+
 /* The lock belonged to the session that just ended. */
 void relay_lost_connection(struct relay *r, int64_t now)
 {
         if (r->leader)
                 log_warn(r->lg, "leader lock lost with the database connection", NULL);
-        r->leader = 0;
-        r->busy = 0;
-        r->reconnect_at = now;
-        /* Another relay may lead meanwhile and fence this producer; the
-         * next term starts with a new one (init, then recovery). */
-        if (r->cfg->exactly_once && r->eos != EOS_INIT)
-                r->eos = EOS_STALE;
+        session_ended(r);
+        /* At once after a session that worked (a restart, a failover:
+         * recovery is quick). A session lost before any statement succeeded
+         * on it (cut as soon as it is made, a server that takes
+         * connections and drops them) backs off like a failed connect, or
+         * the relay would reconnect in a tight loop. */
+        if (r->session_ok) {
+                r->flap_attempt = 0;
+                r->reconnect_at = now;
+        } else {
+                r->reconnect_at = now + backoff_delay_ms(&r->reconnect_backoff, ++r->flap_attempt);
+        }
+        r->session_ok = 0;
+}
+
+void relay_session_started(struct relay *r, int64_t now)
+{
+        (void)now;
+        /* However the old session ended (a failed statement may have
+         * dropped it without relay_lost_connection). */
+        session_ended(r);
+        r->session_ok = 0;
+        /* The old server's writers, settled ids, rewind count and sequence
+         * cache; its failed statements (their backoff starts again). The
+         * rest is asked again: failing rows and the waiting flag when
+         * leadership begins, statistics and plans by the next stats query,
+         * the outbox identity by db_connect. Held keys stay: they keep the
+         * order of batches still in memory, whatever the server. */
+        relay_floor_forget(r);
+        for (int i = 0; i < RELAY_STMTS; i++) {
+                r->stmt[i].attempt = 0;
+                r->stmt[i].retry_at = 0;
+                r->stmt[i].error[0] = '\0';
+        }
+}
+
+/* ---- statements that fail ---- */
+
+static const struct {
+        const char *name, *failed, *ready;
+        enum metrics_statement metric;
+} stmt_info[RELAY_STMTS] = {
+    [RELAY_STMT_FETCH] = {"fetch", "fetching rows failed, will retry", "fetching rows fails",
+                          METRICS_STMT_FETCH},
+    [RELAY_STMT_MARK] = {"mark", "marking rows sent failed, will retry", "marking rows sent fails",
+                         METRICS_STMT_MARK},
+    [RELAY_STMT_RECORD] = {"record_failure", "recording a failed row failed, will retry",
+                           "recording failed rows (record_failure) fails",
+                           METRICS_STMT_RECORD_FAILURE},
+};
+
+int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error, int64_t now)
+{
+        struct relay_stmt_state *st = &r->stmt[s];
+        char *clean;
+        int delay;
+
+        if (!db_connected(r->db)) {
+                /* Not the statement's fault: sent again once reconnected. */
+                log_limited(r->lg, CONFIG_LOG_WARN, stmt_info[s].failed, error, NULL);
+                return now;
+        }
+        /* The same failure again at once would fail the same way (a grant
+         * taken away, a lock timeout, a trigger refusing): wait, longer
+         * each time, up to a few seconds. */
+        delay = backoff_delay_ms(&r->stmt_backoff, ++st->attempt);
+        st->retry_at = now + delay;
+        metrics_statement_error(r->metrics, stmt_info[s].metric);
+        log_limited(r->lg, CONFIG_LOG_WARN, stmt_info[s].failed, error, "{s:i,s:i}", "attempt",
+                    st->attempt, "retry_in_ms", delay);
+        /* For /readyz: the first line of the message, without PostgreSQL's
+         * DETAIL (a failing row's values), in whole characters. */
+        clean = log_clean_text(error, sizeof(st->error) - 1, 0);
+        snprintf(st->error, sizeof(st->error), "%s", clean != NULL ? clean : "");
+        free(clean);
+        if (strstr(st->error, " DETAIL: ") != NULL)
+                *strstr(st->error, " DETAIL: ") = '\0';
+        return st->retry_at;
+}
+
+void relay_stmt_ok(struct relay *r, enum relay_stmt s)
+{
+        struct relay_stmt_state *st = &r->stmt[s];
+
+        r->session_ok = 1;
+        if (st->attempt > 0)
+                log_info(r->lg, "statement works again", "{s:s,s:i}", "statement",
+                         stmt_info[s].name, "failures", st->attempt);
+        st->attempt = 0;
+        st->retry_at = 0;
+        st->error[0] = '\0';
 }
 
 /* ---- metrics and readiness ---- */
@@ -169,8 +273,10 @@ static void on_retention(void *arg, PGresult *res, const char *error)
         long deleted = 0;
 
         r->retention_queued = 0;
+        if (error != NULL && db_connected(r->db))
+                metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
-                log_warn(r->lg, "deleting old sent rows failed", "{s:s}", "error", error);
+                log_limited(r->lg, CONFIG_LOG_WARN, "deleting old sent rows failed", error, NULL);
         else
                 deleted = atol(PQcmdTuples(res));
         PQclear(res);
@@ -210,6 +316,15 @@ int relay_is_ready(void *arg, char *why, size_t whysz)
                 snprintf(why, whysz, "exactly-once: not publishing yet (transactional id %s): %s",
                          r->tid, r->eos_error[0] != '\0' ? r->eos_error : "recovering");
                 return 0;
+        }
+        /* Connected, but a statement the relay needs keeps failing (a
+         * grant taken away, say): nothing moves until someone acts. */
+        for (int i = 0; i < RELAY_STMTS; i++) {
+                if (r->stmt[i].attempt > 0) {
+                        snprintf(why, whysz, "%s (%d times in a row, retrying): %s",
+                                 stmt_info[i].ready, r->stmt[i].attempt, r->stmt[i].error);
+                        return 0;
+                }
         }
         return 1;
 }

@@ -10,7 +10,8 @@
  * back (<schema>.writers() reads both, in that order). It goes back to the
  * lowest id whenever a fetched row returns to the table unpublished, when
  * leadership begins, and when an old row was made pending again (a rewind,
- * migration 003). */
+ * migration 003); and it forgets all it learnt when a new database session
+ * starts (relay_floor_forget). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,9 +73,20 @@ static void on_writers(void *arg, PGresult *res, const char *error)
 
         f->queued = 0;
         if (error != NULL) {
-                log_warn(r->lg, "reading the outbox's writers failed", "{s:s}", "error", error);
+                /* The floor stays where it is (safe: fetches start lower,
+                 * nothing is skipped). A look follows every fetch, so a
+                 * refused writers() would be sent 50 times a second while
+                 * rows flow: back off instead, like the other statements. */
+                if (db_connected(r->db)) {
+                        metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
+                        f->next_at =
+                            now_ms() + backoff_delay_ms(&r->stmt_backoff, ++f->fail_attempt);
+                }
+                log_limited(r->lg, CONFIG_LOG_WARN, "reading the outbox's writers failed", error,
+                            NULL);
                 return;
         }
+        f->fail_attempt = 0;
         last_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         rewinds = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         cache = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
@@ -184,6 +196,31 @@ void relay_floor_fetched(struct relay *r, int n, int64_t last_id)
                 to = last_id;
         if (to > f->floor)
                 f->floor = to;
+}
+
+/* Everything here was learnt from one server. After a failover that lost
+ * the tail of the sequence, the new server hands out again ids the old one
+ * had drawn: writers seen on the old server are "gone" on the new one, and
+ * settling the ids they held (or the ids settled there) would lift the
+ * floor over rows the new server's writers are still inserting, which
+ * would then wait for the sweep, behind later rows of their keys. So a new
+ * session starts from nothing: floor 0, nothing settled, no rewind seen
+ * (the first look takes the count as it is), the sequence's cache asked
+ * again. Fetches sent on the old session have failed by now. */
+void relay_floor_forget(struct relay *r)
+{
+        struct relay_floor *f = &r->fl;
+
+        free(f->earlier);
+        f->earlier = NULL;
+        f->earlier_id = 0;
+        f->earlier_rewinds = 0;
+        f->settled = 0;
+        f->rewinds = -1;
+        f->disabled = 0;
+        f->next_at = 0;
+        f->fail_attempt = 0;
+        lower(f);
 }
 
 void relay_floor_free(struct relay *r)

@@ -51,6 +51,7 @@ struct relay_row {
         int dead_now;      /* ROW_FAILED for good: dead-lettered at its first failure */
         int fail_queued;   /* record_failure is queued */
         int fail_recorded; /* record_failure completed */
+        int fail_ascii;    /* error was made ASCII after PostgreSQL refused it */
         int produced;      /* handed to the producer (it is part of the transaction) */
 };
 
@@ -65,6 +66,7 @@ struct batch {
         int mark_due;    /* waits to be marked with the batches after it */
         int mark_queued, marked;
         int in_submit;
+        int submitted;     /* every report is in: its failures may be recorded */
         unsigned long seq; /* fetch order: names the batch holding a key */
         int left_pending;  /* some row stays pending (unsent): fetch again when done */
         /* --exactly-once: */
@@ -83,12 +85,29 @@ struct relay_floor {
         long long earlier_rewinds;
         long long rewinds; /* rewinds acted on (-1: none yet) */
         int queued, disabled, look_due;
+        int fail_attempt; /* looks failed in a row (they back off) */
         int64_t next_at, sweep_at;
         /* the fetch running */
         int64_t fetch_floor;
         int fetch_may_advance;
         unsigned fetch_gen;
         int64_t fetch_settled;
+};
+
+/* Statements that are sent again after a failure with the connection
+ * fine (relay_duties.c): each backs off on its own, and /readyz says which
+ * fails. */
+enum relay_stmt {
+        RELAY_STMT_FETCH,
+        RELAY_STMT_MARK,
+        RELAY_STMT_RECORD, /* record_failure */
+        RELAY_STMTS
+};
+
+struct relay_stmt_state {
+        int attempt;      /* failures in a row (0: the last one succeeded) */
+        int64_t retry_at; /* not sent again before (0: at once) */
+        char error[160];  /* the last failure's, for /readyz (whose reason fits 255) */
 };
 
 /* --exactly-once: where the leader is before it may publish. */
@@ -129,6 +148,15 @@ struct relay {
         unsigned failing_gen; /* counts recorded failures, to order them with checks */
         int64_t next_poll_at, retry_at, reconnect_at;
         int reconnect_attempt;
+
+        /* Failure paths (relay_duties.c): statements failing with the
+         * connection fine, and sessions lost as soon as they are made. */
+        struct backoff stmt_backoff;
+        struct relay_stmt_state stmt[RELAY_STMTS];
+        int64_t record_retry_at; /* record failures whose record_failure failed (0: none) */
+        int session_ok;          /* a statement succeeded on the current session */
+        int flap_attempt;        /* sessions in a row lost before any statement succeeded */
+
         int64_t rebuild_at; /* rebuild the failed producer then (0: not pending) */
         int rebuild_attempt;
         int leader; /* holds the outbox's leader lock: only the leader publishes */
@@ -143,8 +171,8 @@ struct relay {
         int txn_failed; /* a message of it failed: abort now, without waiting */
         int64_t eos_retry_at;
         int eos_attempt;
-        char eos_error[512];     /* why the leader is not publishing yet ("": none known) */
-        char tid[300];           /* transactional.id */
+        char eos_error[512]; /* why the leader is not publishing yet ("": none known) */
+        char tid[300];       /* transactional.id */
 #ifdef OUTBOX_TEST_HOOKS
         long kill_after_commits; /* test hook: OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS */
         long commits;
@@ -191,6 +219,16 @@ void relay_txn_finish(struct relay *r);
 void relay_txn_abandon(struct relay *r);
 void relay_txn_recover(struct relay *r, int64_t now);
 
+/* relay_fail.c */
+/* Longest error text recorded for a row (last_error, the dead letter's
+ * reason), in bytes of UTF-8. */
+#define RELAY_REASON_MAX 512
+/* Records the failures of b not recorded yet (nor being recorded). */
+void relay_submit_failures(struct relay *r, struct batch *b);
+/* From the loop: failures whose record_failure failed are recorded again
+ * once the backoff is up. */
+void relay_retry_records(struct relay *r, int64_t now);
+
 /* relay_mark.c */
 /* b's sent rows are to be marked: within --mark-delay-ms, with the batches
  * that finish meanwhile (b is marked at once when it has none). */
@@ -215,6 +253,9 @@ void relay_floor_tick(struct relay *r, int64_t now);
 /* When relay_floor_tick has something to do (INT64_MAX: nothing). */
 int64_t relay_floor_next_at(const struct relay *r);
 void relay_floor_fetched(struct relay *r, int n, int64_t last_id);
+/* A new database session, perhaps on another server: forgets what the
+ * floor learnt from the old one. */
+void relay_floor_forget(struct relay *r);
 void relay_floor_free(struct relay *r);
 
 /* relay_duties.c */
@@ -223,6 +264,16 @@ void relay_go_waiting(struct relay *r);
 void relay_check_failing(struct relay *r);
 void relay_maybe_lock(struct relay *r, int64_t now);
 void relay_lost_connection(struct relay *r, int64_t now);
+/* A new session is up: every view of the database cached from the old one
+ * is dropped (the server may be another one after a failover). */
+void relay_session_started(struct relay *r, int64_t now);
+/* A statement of kind s failed. With the connection fine it is the
+ * statement's own failure: counted, logged at a bounded rate, and sent
+ * again no sooner than the returned time (a backoff). With the connection
+ * lost only logged (the reconnect decides): returns now. */
+int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error, int64_t now);
+/* A statement of kind s succeeded: its backoff starts again. */
+void relay_stmt_ok(struct relay *r, enum relay_stmt s);
 void relay_maybe_stats(struct relay *r, int64_t now);
 void relay_maybe_retention(struct relay *r, int64_t now);
 int relay_is_ready(void *arg, char *why, size_t whysz);

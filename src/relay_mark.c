@@ -19,13 +19,15 @@ static void on_marked(void *arg, PGresult *res, const char *error)
         struct relay *r = g->relay;
 
         if (error != NULL) {
-                /* Not marked: the rows stay pending and are marked once
-                 * reconnected. Nothing unconfirmed is marked. */
-                log_warn(r->lg, "marking rows sent failed", "{s:s,s:i}", "error", error, "batches",
-                         g->n);
-                if (db_connected(r->db))
-                        db_disconnect(r->db, "unexpected error while marking rows sent");
+                /* Not marked: the rows stay pending (and in their batches,
+                 * so no fetch returns them). With the connection fine the
+                 * statement itself failed (a grant, a lock timeout): marked
+                 * again after a backoff (relay_mark_next_at), on this
+                 * session; else once reconnected. Nothing unconfirmed is
+                 * marked. */
+                relay_stmt_failed(r, RELAY_STMT_MARK, error, now_ms());
         } else {
+                relay_stmt_ok(r, RELAY_STMT_MARK);
                 log_debug(r->lg, "rows marked sent", "{s:s,s:i}", "rows", PQcmdTuples(res),
                           "batches", g->n);
         }
@@ -33,6 +35,8 @@ static void on_marked(void *arg, PGresult *res, const char *error)
         for (int i = 0; i < g->n; i++) {
                 g->b[i]->mark_queued = 0;
                 g->b[i]->marked = error == NULL;
+                if (error != NULL && db_connected(r->db))
+                        relay_mark_due(r, g->b[i]);
         }
         for (int i = 0; i < g->n; i++)
                 relay_batch_check_done(r, g->b[i]); /* may free it */
@@ -62,14 +66,19 @@ void relay_mark_due(struct relay *r, struct batch *b)
 
 int64_t relay_mark_next_at(const struct relay *r)
 {
+        int64_t at;
+
         if (r->mark_at == 0 || !db_connected(r->db))
                 return INT64_MAX;
         /* At once when waiting would gain nothing (a batch's worth of
          * rows), hold up fetching (relay_pipeline_full) or delay shutdown. */
         if (r->mark_rows >= r->cfg->batch_size || r->n_batches >= 2 * r->cfg->pipeline_depth ||
             r->stopping)
-                return 0;
-        return r->mark_at;
+                at = 0;
+        else
+                at = r->mark_at;
+        /* Never before the backoff of a mark that failed. */
+        return at > r->stmt[RELAY_STMT_MARK].retry_at ? at : r->stmt[RELAY_STMT_MARK].retry_at;
 }
 
 int relay_pipeline_full(const struct relay *r)

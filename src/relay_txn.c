@@ -247,13 +247,18 @@ static void give_back(struct relay *r)
         relay_release_keys(r);
 }
 
+static void retry_later(struct relay *r, int64_t now);
+
 static void on_recovered(void *arg, PGresult *res, const char *error)
 {
         struct relay *r = arg;
 
         if (error != NULL) {
-                log_warn(r->lg, "marking the rows of the last transaction failed", "{s:s}", "error",
-                         error);
+                log_limited(r->lg, CONFIG_LOG_WARN,
+                            "marking the rows of the last transaction failed", error, NULL);
+                /* Read and mark again, after a backoff: at once, a failing
+                 * statement would be sent again in a tight loop. */
+                retry_later(r, now_ms());
                 if (r->eos == EOS_MARKING)
                         r->eos = EOS_READ; /* read and mark again once leader again */
         } else {

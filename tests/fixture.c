@@ -598,6 +598,11 @@ int fx_pg_port(const struct fx_pg *pg)
         return pg->port;
 }
 
+const char *fx_pg_log_path(const struct fx_pg *pg)
+{
+        return pg->logfile;
+}
+
 void fx_pg_restart(struct fx_pg *pg)
 {
         char *why = NULL;

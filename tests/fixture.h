@@ -26,6 +26,8 @@ const char *fx_pg_ca_file(struct fx_pg *pg);
 void fx_make_ca(const char *dir, const char *name);
 void fx_pg_stop(struct fx_pg *pg); /* stops the server, removes the dir */
 int fx_pg_port(const struct fx_pg *pg);
+/* The server's log file (pg_ctl -l): its errors, one "ERROR:" line each. */
+const char *fx_pg_log_path(const struct fx_pg *pg);
 /* pg_ctl restart -m immediate, or stop / start, for fault tests. */
 void fx_pg_restart(struct fx_pg *pg);
 void fx_pg_stop_server(struct fx_pg *pg);

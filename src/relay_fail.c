@@ -1,0 +1,118 @@
+/* relay_fail: recording the rows that failed. Each failed row goes through
+ * <schema>.record_failure(), which counts its attempt, schedules its retry
+ * or moves it to the dead letters. That statement can fail too, and a row
+ * whose failure is never recorded would hold its key for ever (and, sent
+ * back to the table unrecorded, be fetched again at once, for ever): a
+ * reason PostgreSQL refuses is recorded again in ASCII, and a
+ * record_failure that keeps failing is repeated after a backoff while the
+ * row waits in its batch. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay_int.h"
+
+static void record_failure(struct relay *r, struct relay_row *row);
+
+static void on_failure_recorded(void *arg, PGresult *res, const char *error)
+{
+        struct relay_row *row = arg;
+        struct batch *b = row->batch;
+        struct relay *r = b->relay;
+
+        row->fail_queued = 0;
+        if (error != NULL && db_connected(r->db) && !row->fail_ascii) {
+                /* The connection is fine: the statement itself failed. The
+                 * text is the likely cause (a server encoding without its
+                 * characters, a CHECK on last_error): once more at once with
+                 * the reason in ASCII, so that the row counts its attempt
+                 * and moves on (retried, then dead-lettered) instead of
+                 * holding its key for ever. */
+                char *ascii = log_clean_text(row->error, RELAY_REASON_MAX, 1);
+
+                metrics_statement_error(r->metrics, METRICS_STMT_RECORD_FAILURE);
+                log_limited(r->lg, CONFIG_LOG_WARN,
+                            "recording a failed row was refused; recording it again with the "
+                            "reason in ASCII",
+                            error, "{s:I}", "id", (json_int_t)row->m.id);
+                if (ascii != NULL) {
+                        free(row->error);
+                        row->error = ascii;
+                }
+                row->fail_ascii = 1;
+                record_failure(r, row);
+        } else if (error != NULL) {
+                /* Still refused (record_failure itself is broken: EXECUTE
+                 * revoked, a trigger), or the connection is lost. The row
+                 * stays in its batch, its key held, and is recorded again
+                 * after a backoff (relay_retry_records) or once reconnected;
+                 * other keys flow meanwhile. */
+                r->record_retry_at = relay_stmt_failed(r, RELAY_STMT_RECORD, error, now_ms());
+                if (!db_connected(r->db))
+                        r->record_retry_at = 0;
+        } else {
+                const char *outcome = PQgetvalue(res, 0, 0);
+
+                relay_stmt_ok(r, RELAY_STMT_RECORD);
+                row->fail_recorded = 1;
+                metrics_topic_add(r->metrics,
+                                  strcmp(outcome, "dead") == 0 ? METRICS_DEAD_LETTERED
+                                                               : METRICS_RETRIED,
+                                  row->topic, 1);
+                if (strcmp(outcome, "retry") == 0) {
+                        r->failing = 1;
+                        r->failing_gen++;
+                        int64_t at = now_ms() + row->retry_ms;
+
+                        if (r->retry_at == 0 || at < r->retry_at)
+                                r->retry_at = at;
+                }
+                if (strcmp(outcome, "dead") == 0)
+                        log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id",
+                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                                  row->error);
+                else
+                        log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
+                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                                 row->error);
+        }
+        PQclear(res);
+        relay_batch_check_done(r, b);
+}
+
+/* Queues record_failure for a failed row. */
+static void record_failure(struct relay *r, struct relay_row *row)
+{
+        row->fail_queued = 1;
+        /* A row dead at once counts its last attempt now. */
+        db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
+                          row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
+                          on_failure_recorded, row);
+}
+
+void relay_submit_failures(struct relay *r, struct batch *b)
+{
+        for (int i = 0; i < b->n && db_connected(r->db); i++) {
+                struct relay_row *row = &b->rows[i];
+
+                if (row->state != ROW_FAILED || row->fail_recorded || row->fail_queued)
+                        continue;
+                row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
+                record_failure(r, row);
+        }
+}
+
+void relay_retry_records(struct relay *r, int64_t now)
+{
+        if (r->record_retry_at == 0 || now < r->record_retry_at || !db_connected(r->db))
+                return;
+        r->record_retry_at = 0;
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next; /* b may be freed */
+                if (!b->submitted || b->in_submit)
+                        continue;
+                b->in_submit = 1;
+                relay_submit_failures(r, b);
+                b->in_submit = 0;
+                relay_batch_check_done(r, b);
+        }
+}

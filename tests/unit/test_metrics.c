@@ -1,0 +1,212 @@
+/* Unit tests of metrics: the exposition text, per-topic series bounded at
+ * METRICS_MAX_TOPICS (later topics share topic="(other)"), label escaping
+ * and the statement error counters. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "metrics.h"
+
+#define PUBLISHED "outbox_relay_messages_published_total"
+
+/* The value of the sample line that starts with series followed by a
+ * space, or -1 when there is none. */
+static double sample(const char *text, const char *series)
+{
+        size_t n = strlen(series);
+
+        for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p)
+                if (strncmp(p, series, n) == 0 && p[n] == ' ')
+                        return atof(p + n + 1);
+        return -1;
+}
+
+/* Lines that start with prefix. */
+static int lines_with(const char *text, const char *prefix)
+{
+        int count = 0;
+        size_t n = strlen(prefix);
+
+        for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p)
+                count += strncmp(p, prefix, n) == 0;
+        return count;
+}
+
+static char *render(const struct metrics *m)
+{
+        size_t len = 0;
+        char *text = metrics_render(m, &len);
+
+        ck_assert_ptr_nonnull(text);
+        ck_assert_uint_eq(strlen(text), len);
+        return text;
+}
+
+START_TEST(test_topics_counted_apart)
+{
+        struct metrics *m = metrics_new();
+        char *text;
+
+        ck_assert_ptr_nonnull(m);
+        metrics_topic_add(m, METRICS_PUBLISHED, "orders", 3);
+        metrics_topic_add(m, METRICS_PUBLISHED, "users", 1);
+        metrics_topic_add(m, METRICS_PUBLISHED, "orders", 2);
+        metrics_topic_add(m, METRICS_FAILED, "users", 7);
+        metrics_topic_add(m, METRICS_DEAD_LETTERED, "orders", 1);
+        ck_assert_uint_eq(metrics_topics(m), 2);
+        text = render(m);
+        ck_assert(sample(text, PUBLISHED "{topic=\"orders\"}") == 5);
+        ck_assert(sample(text, PUBLISHED "{topic=\"users\"}") == 1);
+        ck_assert(sample(text, "outbox_relay_messages_failed_total{topic=\"users\"}") == 7);
+        ck_assert(sample(text, "outbox_relay_messages_failed_total{topic=\"orders\"}") == 0);
+        ck_assert(sample(text, "outbox_relay_messages_dead_lettered_total{topic=\"orders\"}") == 1);
+        /* No "(other)" series until a topic overflows. */
+        ck_assert_ptr_null(strstr(text, METRICS_OTHER_TOPIC));
+        free(text);
+        metrics_free(m);
+        metrics_free(NULL);
+}
+END_TEST
+
+/* Rows naming a new topic each (a writer choosing topics at will): the
+ * first METRICS_MAX_TOPICS keep their own series, the rest share one, and
+ * no count is lost. */
+START_TEST(test_topics_bounded)
+{
+        struct metrics *m = metrics_new();
+        const int topics = 5000;
+        char name[128], series[256], *text;
+        double total = 0;
+
+        ck_assert_ptr_nonnull(m);
+        for (int round = 0; round < 3; round++)
+                for (int i = 0; i < topics; i++) {
+                        snprintf(name, sizeof(name), "topic-%d", i);
+                        metrics_topic_add(m, METRICS_PUBLISHED, name, 1);
+                }
+        ck_assert_uint_eq(metrics_topics(m), METRICS_MAX_TOPICS);
+        text = render(m);
+        /* One series per topic kept, plus "(other)", per counter family. */
+        ck_assert_int_eq(lines_with(text, PUBLISHED "{"), METRICS_MAX_TOPICS + 1);
+        ck_assert_int_eq(lines_with(text, "outbox_relay_messages_failed_total{"),
+                         METRICS_MAX_TOPICS + 1);
+        for (int i = 0; i < METRICS_MAX_TOPICS; i++) {
+                snprintf(series, sizeof(series), PUBLISHED "{topic=\"topic-%d\"}", i);
+                ck_assert_msg(sample(text, series) == 3, "%s", series);
+                total += sample(text, series);
+        }
+        snprintf(series, sizeof(series), PUBLISHED "{topic=\"topic-%d\"}", METRICS_MAX_TOPICS);
+        ck_assert(sample(text, series) < 0);
+        snprintf(series, sizeof(series), PUBLISHED "{topic=\"" METRICS_OTHER_TOPIC "\"}");
+        ck_assert(sample(text, series) == 3.0 * (topics - METRICS_MAX_TOPICS));
+        total += sample(text, series);
+        ck_assert(total == 3.0 * topics);
+        free(text);
+        /* A topic kept before the limit still counts on its own series. */
+        metrics_topic_add(m, METRICS_PUBLISHED, "topic-7", 10);
+        metrics_topic_add(m, METRICS_PUBLISHED, "topic-4999", 10);
+        text = render(m);
+        ck_assert(sample(text, PUBLISHED "{topic=\"topic-7\"}") == 13);
+        ck_assert(sample(text, PUBLISHED "{topic=\"" METRICS_OTHER_TOPIC "\"}") ==
+                  3.0 * (topics - METRICS_MAX_TOPICS) + 10);
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+/* Topics that collide in the hash (same slot, different names) and names
+ * that are prefixes of each other are told apart. */
+START_TEST(test_topics_lookup_exact)
+{
+        struct metrics *m = metrics_new();
+        char name[128], series[256], *text;
+
+        ck_assert_ptr_nonnull(m);
+        for (int i = 0; i < METRICS_MAX_TOPICS; i++) {
+                snprintf(
+                    name, sizeof(name), "%.*s", i + 1,
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+                for (int k = 0; k <= i; k++)
+                        metrics_topic_add(m, METRICS_RETRIED, name, 1);
+        }
+        /* Interleaved, so the one-topic cache does not hide the lookup. */
+        for (int i = 0; i < METRICS_MAX_TOPICS; i++) {
+                snprintf(
+                    name, sizeof(name), "%.*s", METRICS_MAX_TOPICS - i,
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+                metrics_topic_add(m, METRICS_RETRIED, name, 1000);
+        }
+        text = render(m);
+        for (int i = 0; i < METRICS_MAX_TOPICS; i++) {
+                snprintf(
+                    series, sizeof(series), "outbox_relay_messages_retried_total{topic=\"%.*s\"}",
+                    i + 1,
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+                ck_assert_msg(sample(text, series) == i + 1 + 1000, "topic of %d letters", i + 1);
+        }
+        ck_assert_ptr_null(strstr(text, METRICS_OTHER_TOPIC));
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+/* Label values are escaped as the text format requires. */
+START_TEST(test_label_escaping)
+{
+        struct metrics *m = metrics_new();
+        char *text;
+
+        ck_assert_ptr_nonnull(m);
+        metrics_topic_add(m, METRICS_PUBLISHED, "a\"b\\c\nd", 1);
+        text = render(m);
+        ck_assert(sample(text, PUBLISHED "{topic=\"a\\\"b\\\\c\\nd\"}") == 1);
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+START_TEST(test_statement_errors)
+{
+        struct metrics *m = metrics_new();
+        char *text;
+
+        ck_assert_ptr_nonnull(m);
+        metrics_statement_error(m, METRICS_STMT_FETCH);
+        metrics_statement_error(m, METRICS_STMT_FETCH);
+        metrics_statement_error(m, METRICS_STMT_RECORD_FAILURE);
+        text = render(m);
+        ck_assert(sample(text, "outbox_relay_statement_errors_total{statement=\"fetch\"}") == 2);
+        ck_assert(sample(text, "outbox_relay_statement_errors_total{statement=\"mark\"}") == 0);
+        ck_assert(
+            sample(text, "outbox_relay_statement_errors_total{statement=\"record_failure\"}") == 1);
+        ck_assert(sample(text, "outbox_relay_statement_errors_total{statement=\"other\"}") == 0);
+        ck_assert_ptr_nonnull(strstr(text, "# TYPE outbox_relay_statement_errors_total counter\n"));
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("metrics");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_test(tc, test_topics_counted_apart);
+        tcase_add_test(tc, test_topics_bounded);
+        tcase_add_test(tc, test_topics_lookup_exact);
+        tcase_add_test(tc, test_label_escaping);
+        tcase_add_test(tc, test_statement_errors);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
