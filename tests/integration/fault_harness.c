@@ -457,9 +457,20 @@ long fh_proc_kb(int pid, const char *field)
 
 void fh_result_init(struct fh_result *r, const char *name, const char *fault)
 {
+        /* Runs that change the producer's pipelining for every relay
+         * (OUTBOX_RDKAFKA_* in the environment, as ctest's
+         * apache_kafka_*_inflight5 do) say so in the name and the text. */
+        const char *mif = getenv("OUTBOX_RDKAFKA_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION");
+        const char *linger = getenv("OUTBOX_RDKAFKA_LINGER_MS");
+
         memset(r, 0, sizeof(*r));
-        snprintf(r->name, sizeof(r->name), "%s%s", name, fh_eos() ? "-eos" : "");
+        snprintf(r->name, sizeof(r->name), "%s%s%s%s", name, mif ? "-inflight" : "",
+                 mif ? mif : "", fh_eos() ? "-eos" : "");
         snprintf(r->fault, sizeof(r->fault), "%s", fault);
+        if (mif || linger)
+                snprintf(r->fault + strlen(r->fault), sizeof(r->fault) - strlen(r->fault),
+                         " [producer: max.in.flight.requests.per.connection=%s, linger.ms=%s]",
+                         mif ? mif : "default", linger ? linger : "default");
         snprintf(r->broker, sizeof(r->broker), "%s", fh_broker());
         r->drain_ms = -1;
 }
@@ -857,7 +868,7 @@ void fh_report(const struct fh_result *r, int ok)
 {
         const char *path = getenv("OUTBOX_FAULT_REPORT");
         long long sorted[FH_MAX_SAMPLES], median = -1, max = -1;
-        char name[64], fault[256], notes[512], broker[48], *line = NULL;
+        char name[64], fault[384], notes[512], broker[48], *line = NULL;
         int fd, len;
 
         if (!path || !*path)

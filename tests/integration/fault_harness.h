@@ -96,7 +96,7 @@ long fh_proc_kb(int pid, const char *field);
 
 struct fh_result {
         char name[64];              /* case, one word */
-        char fault[256];            /* what was done, for the table */
+        char fault[384];            /* what was done, for the table */
         long long committed;        /* rows in outbox.events + outbox.dead_letters */
         long long rolled_back;      /* rows the writers rolled back */
         long long messages;         /* Kafka messages read */
