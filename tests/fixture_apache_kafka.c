@@ -634,16 +634,20 @@ struct fx_apache *fx_apache_start_opts(const struct fx_apache_opts *o)
         start_guard(k);
         for (int i = 0; i < k->n; i++) {
                 struct ak_node *nd = &k->nodes[i];
+                char d[128];
 
                 nd->id = i + 1;
                 nd->port = fx_free_port();
                 nd->ctl_port = fx_free_port();
                 for (int l = 0; l < k->n_listeners; l++)
                         nd->extra_port[l] = fx_free_port();
-                snprintf(nd->dir, sizeof(nd->dir), "%s/node%d", k->dir, nd->id);
-                snprintf(nd->props, sizeof(nd->props), "%s/server.properties", nd->dir);
-                snprintf(nd->pidfile, sizeof(nd->pidfile), "%s/pid", nd->dir);
-                snprintf(nd->stdout_log, sizeof(nd->stdout_log), "%s/stdout.log", nd->dir);
+                /* From a local copy: GCC's -Wrestrict takes nd->dir as
+                 * overlapping nd->props (one struct). */
+                snprintf(d, sizeof(d), "%s/node%d", k->dir, nd->id);
+                snprintf(nd->dir, sizeof(nd->dir), "%s", d);
+                snprintf(nd->props, sizeof(nd->props), "%s/server.properties", d);
+                snprintf(nd->pidfile, sizeof(nd->pidfile), "%s/pid", d);
+                snprintf(nd->stdout_log, sizeof(nd->stdout_log), "%s/stdout.log", d);
                 ck_assert_msg(mkdir(nd->dir, 0755) == 0, "mkdir %s: %s", nd->dir, strerror(errno));
                 len += (size_t)snprintf(k->bootstraps + len, sizeof(k->bootstraps) - len,
                                         "%s127.0.0.1:%d", i ? "," : "", nd->port);
