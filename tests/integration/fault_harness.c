@@ -464,8 +464,8 @@ void fh_result_init(struct fh_result *r, const char *name, const char *fault)
         const char *linger = getenv("OUTBOX_RDKAFKA_LINGER_MS");
 
         memset(r, 0, sizeof(*r));
-        snprintf(r->name, sizeof(r->name), "%s%s%s%s", name, mif ? "-inflight" : "",
-                 mif ? mif : "", fh_eos() ? "-eos" : "");
+        snprintf(r->name, sizeof(r->name), "%s%s%s%s", name, mif ? "-inflight" : "", mif ? mif : "",
+                 fh_eos() ? "-eos" : "");
         snprintf(r->fault, sizeof(r->fault), "%s", fault);
         if (mif || linger)
                 snprintf(r->fault + strlen(r->fault), sizeof(r->fault) - strlen(r->fault),
