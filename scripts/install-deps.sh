@@ -12,7 +12,10 @@ pkgs=(build-essential cmake pkg-config git
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
       docker-compose python3-yaml
       # fault tests: libFuzzer (clang's runtime) and valgrind
-      clang libclang-rt-14-dev valgrind)
+      clang libclang-rt-14-dev valgrind
+      # the tests against Apache Kafka: its broker runs on Java 17, and
+      # Maven fetches it from Maven Central (scripts/kafka-fetch.sh)
+      openjdk-17-jre-headless maven)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

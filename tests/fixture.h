@@ -95,9 +95,103 @@ struct fx_msg {
  * partitions in ascending order. Returns the count; *out is malloc'ed. */
 size_t fx_consume(const char *brokers, const char *topic, size_t expect, int timeout_ms,
                   struct fx_msg **out);
+/* fx_consume above reads as librdkafka's consumer does by default, with
+ * isolation.level=read_committed (the dev Kafka ignores it: it has no
+ * aborted transactions to hide); this one reads every message, those of
+ * open and aborted transactions too. */
+size_t fx_consume_uncommitted(const char *brokers, const char *topic, size_t expect, int timeout_ms,
+                              struct fx_msg **out);
 void fx_msgs_free(struct fx_msg *msgs, size_t n);
 /* The value of header `name` in m, or NULL. */
 const struct fx_header *fx_msg_header(const struct fx_msg *m, const char *name);
+
+/* ---- Apache Kafka (fixture_apache_kafka.c) ----
+ * Real brokers: Apache Kafka's jars (the version tests/kafka/pom.xml names,
+ * fetched by scripts/kafka-fetch.sh into a cache directory; the test
+ * `apache_kafka_fetch` runs it) started as JVMs on 127.0.0.1, each node a
+ * combined KRaft broker and controller, formatted with Kafka's storage
+ * tool. Brokers have auto.create.topics.enable=false: tests create their
+ * topics. OUTBOX_TEST_KAFKA_KEEP=1 keeps their directories (server.log per
+ * node) for diagnosis. */
+struct fx_apache;
+
+#define FX_APACHE_MAX_NODES     3
+#define FX_APACHE_MAX_LISTENERS 4
+
+struct fx_apache_listener {
+        const char *name;     /* listener name, e.g. "SASL_SSL" (NULL ends the list) */
+        const char *protocol; /* its security protocol, e.g. "SASL_SSL" */
+};
+
+struct fx_apache_opts {
+        /* 1 (0 means 1): one node. 3: three nodes, replication factor 3,
+         * min.insync.replicas=2, for failover cases. */
+        int nodes;
+        /* Listeners beside PLAINTEXT (which the brokers use among
+         * themselves and the fixture's admin client uses): each gets a
+         * port of its own on every node, is advertised and mapped to its
+         * protocol. fx_apache_listener_bootstraps() gives its addresses. */
+        struct fx_apache_listener listeners[FX_APACHE_MAX_LISTENERS];
+        /* server.properties lines ("name=value", NULL-terminated, may be
+         * NULL) for every node, after the fixture's: a later line wins, so
+         * they may override any (SSL key stores, sasl.enabled.mechanisms,
+         * listener.name.<l>.<mechanism>.sasl.jaas.config, authorizer.class.name,
+         * super.users, message.max.bytes, auto.create.topics.enable...). */
+        const char *const *properties;
+        /* Extra arguments to `kafka-storage format` for every node, e.g.
+         * "--add-scram", "SCRAM-SHA-512=[name=relay,password=...]". */
+        const char *const *format_args;
+        /* Extra JVM options for the brokers, e.g.
+         * "-Djava.security.auth.login.config=FILE". */
+        const char *const *jvm_options;
+};
+
+/* Formats and starts the nodes, waits until each answers metadata listing
+ * all of them. Aborts the test (with the brokers' log tails) on failure. */
+struct fx_apache *fx_apache_start(int nodes);
+struct fx_apache *fx_apache_start_opts(const struct fx_apache_opts *o);
+/* Kills the brokers and removes their directory. Accepts NULL. */
+void fx_apache_stop(struct fx_apache *k);
+/* The Apache Kafka version the tier runs, e.g. "4.4.0". */
+const char *fx_apache_version(void);
+/* The PLAINTEXT bootstrap list ("127.0.0.1:p1,127.0.0.1:p2,..."). */
+const char *fx_apache_bootstraps(const struct fx_apache *k);
+/* The bootstrap list of a listener given in fx_apache_opts. */
+const char *fx_apache_listener_bootstraps(const struct fx_apache *k, const char *listener);
+/* The cluster's directory (node<N>/ below it), for files a test adds. */
+const char *fx_apache_dir(const struct fx_apache *k);
+int fx_apache_nodes(const struct fx_apache *k);
+/* Creates a topic (replication factor = the node count) with configs
+ * ("name=value", NULL-terminated, may be NULL), then waits until every
+ * live broker sees a leader for each partition. */
+void fx_apache_create_topic(struct fx_apache *k, const char *topic, int partitions,
+                            const char *const configs[]);
+/* Replaces the topic's dynamic configuration with configs. */
+void fx_apache_alter_topic(struct fx_apache *k, const char *topic, const char *const configs[]);
+/* The node id leading the partition, -1 when there is none. */
+int fx_apache_leader(struct fx_apache *k, const char *topic, int partition);
+/* Waits until every replica of every partition of topic is in sync. */
+void fx_apache_wait_in_sync(struct fx_apache *k, const char *topic, int timeout_ms);
+/* Node 1..n: whether it runs; SIGKILL it (and wait until it is gone);
+ * kill it if needed and start it again on its ports and directory, waiting
+ * until it answers metadata listing every broker, with a leader for every
+ * partition. */
+int fx_apache_alive(struct fx_apache *k, int node);
+void fx_apache_kill(struct fx_apache *k, int node);
+void fx_apache_restart(struct fx_apache *k, int node);
+/* Starts every node that is not running (all at once: with three, a
+ * quorum may need two) and waits for them. Returns how many it started. */
+int fx_apache_ensure_up(struct fx_apache *k);
+
+struct fx_pos {
+        int32_t partition;
+        int64_t offset;
+};
+/* What a read_committed consumer sees of topic, read by Kafka's own Java
+ * console consumer (an independent client: not librdkafka, which the relay
+ * produces with): the (partition, offset) of every message, sorted. Reads
+ * until nothing new came for 5 s. *out is malloc'ed. */
+size_t fx_apache_read_committed(struct fx_apache *k, const char *topic, struct fx_pos **out);
 
 /* ---- Processes ---- */
 /* Runs argv (argv[0] a path) to completion with a deadline, capturing stdout

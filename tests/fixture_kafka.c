@@ -246,7 +246,7 @@ static rd_kafka_topic_partition_list_t *topic_partitions(rd_kafka_t *rk, const c
         }
 }
 
-static rd_kafka_t *new_consumer(const char *brokers)
+static rd_kafka_t *new_consumer(const char *brokers, const char *isolation)
 {
         static const char *const props[][2] = {{"enable.auto.commit", "false"},
                                                {"enable.auto.offset.store", "false"},
@@ -262,7 +262,8 @@ static rd_kafka_t *new_consumer(const char *brokers)
         char errstr[256];
         rd_kafka_t *rk;
 
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)))
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "isolation.level", isolation, errstr, sizeof(errstr)))
                 goto fail;
         for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++) {
                 if (rd_kafka_conf_set(conf, props[i][0], props[i][1], errstr, sizeof(errstr)))
@@ -276,10 +277,10 @@ fail:
         ck_abort_msg("consumer: %s", errstr);
 }
 
-size_t fx_consume(const char *brokers, const char *topic, size_t expect, int timeout_ms,
-                  struct fx_msg **out)
+static size_t consume(const char *brokers, const char *isolation, const char *topic, size_t expect,
+                      int timeout_ms, struct fx_msg **out)
 {
-        rd_kafka_t *rk = new_consumer(brokers);
+        rd_kafka_t *rk = new_consumer(brokers, isolation);
         int64_t last_new = fx_now_ms();
         rd_kafka_topic_partition_list_t *parts;
         struct fx_msg *msgs = NULL;
@@ -354,6 +355,18 @@ size_t fx_consume(const char *brokers, const char *topic, size_t expect, int tim
                 qsort(msgs, n, sizeof(*msgs), msg_cmp);
         *out = msgs;
         return n;
+}
+
+size_t fx_consume(const char *brokers, const char *topic, size_t expect, int timeout_ms,
+                  struct fx_msg **out)
+{
+        return consume(brokers, "read_committed", topic, expect, timeout_ms, out);
+}
+
+size_t fx_consume_uncommitted(const char *brokers, const char *topic, size_t expect, int timeout_ms,
+                              struct fx_msg **out)
+{
+        return consume(brokers, "read_uncommitted", topic, expect, timeout_ms, out);
 }
 
 void fx_msgs_free(struct fx_msg *msgs, size_t n)

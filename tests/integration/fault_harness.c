@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <librdkafka/rdkafka.h>
 
 #include "fixture.h"
 
@@ -456,9 +457,21 @@ long fh_proc_kb(int pid, const char *field)
 
 void fh_result_init(struct fh_result *r, const char *name, const char *fault)
 {
+        /* Runs that change the producer's pipelining for every relay
+         * (OUTBOX_RDKAFKA_* in the environment, as ctest's
+         * apache_kafka_*_inflight5 do) say so in the name and the text. */
+        const char *mif = getenv("OUTBOX_RDKAFKA_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION");
+        const char *linger = getenv("OUTBOX_RDKAFKA_LINGER_MS");
+
         memset(r, 0, sizeof(*r));
-        snprintf(r->name, sizeof(r->name), "%s%s", name, fh_eos() ? "-eos" : "");
+        snprintf(r->name, sizeof(r->name), "%s%s%s%s", name, mif ? "-inflight" : "", mif ? mif : "",
+                 fh_eos() ? "-eos" : "");
         snprintf(r->fault, sizeof(r->fault), "%s", fault);
+        if (mif || linger)
+                snprintf(r->fault + strlen(r->fault), sizeof(r->fault) - strlen(r->fault),
+                         " [producer: max.in.flight.requests.per.connection=%s, linger.ms=%s]",
+                         mif ? mif : "default", linger ? linger : "default");
+        snprintf(r->broker, sizeof(r->broker), "%s", fh_broker());
         r->drain_ms = -1;
 }
 
@@ -579,6 +592,24 @@ int fh_eos(void)
         return v != NULL && strcmp(v, "1") == 0;
 }
 
+static struct fx_apache *apache; /* NULL: the dev Kafka */
+
+void fh_use_apache(struct fx_apache *k)
+{
+        apache = k;
+}
+
+const char *fh_broker(void)
+{
+        static char label[48];
+
+        if (apache)
+                snprintf(label, sizeof(label), "Apache Kafka %s", fx_apache_version());
+        else
+                snprintf(label, sizeof(label), "librdkafka %s mock", rd_kafka_version_str());
+        return label;
+}
+
 /* The (partition, offset, id) of every row the progress records of the
  * relay's transactional.id list as published by their transaction. */
 static size_t eos_listed(const char *brokers, struct listed **out)
@@ -622,12 +653,60 @@ static size_t eos_listed(const char *brokers, struct listed **out)
         return n;
 }
 
+/* On Apache Kafka, what a read_committed consumer sees is asked of one:
+ * Kafka's own console consumer, as (partition, offset) pairs; those
+ * messages' contents come from the read of every message. A pair that read
+ * did not return would be a message the checker cannot see: counted as a
+ * phantom (it cannot be matched to a row). */
+static size_t apache_visible(const char *topic, const struct fx_msg *msgs, size_t n,
+                             struct listed **out, struct fh_result *r)
+{
+        struct fx_pos *pos = NULL;
+        size_t np = fx_apache_read_committed(apache, topic, &pos), missing = 0;
+        struct listed *l = calloc(np ? np : 1, sizeof(*l));
+
+        ck_assert_msg(l != NULL, "out of memory");
+        for (size_t i = 0; i < np; i++) {
+                size_t lo = 0, hi = n;
+
+                l[i] = (struct listed){pos[i].partition, pos[i].offset, -1};
+                /* msgs are sorted by partition, then offset */
+                while (lo < hi) {
+                        size_t mid = (lo + hi) / 2;
+                        const struct fx_msg *m = &msgs[mid];
+
+                        if (m->partition < pos[i].partition ||
+                            (m->partition == pos[i].partition && m->offset < pos[i].offset))
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                if (lo < n && msgs[lo].partition == pos[i].partition &&
+                    msgs[lo].offset == pos[i].offset)
+                        l[i].id = msg_outbox_id(&msgs[lo]);
+                else
+                        missing++;
+        }
+        if (missing) {
+                r->phantoms += (long long)missing;
+                snprintf(r->notes + strlen(r->notes), sizeof(r->notes) - strlen(r->notes),
+                         "%s%zu messages the read_committed consumer saw are missing from the "
+                         "full read",
+                         r->notes[0] ? "; " : "", missing);
+        }
+        free(pos);
+        *out = l;
+        return np;
+}
+
 /* Moves the messages a read_committed consumer would see to the front of
  * msgs (keeping their order) and returns how many; notes the others. */
-static size_t eos_visible(const char *brokers, struct fx_msg *msgs, size_t n, struct fh_result *r)
+static size_t eos_visible(const char *brokers, const char *topic, struct fx_msg *msgs, size_t n,
+                          struct fh_result *r)
 {
         struct listed *l = NULL;
-        size_t nl = eos_listed(brokers, &l), kept = 0;
+        size_t nl = apache ? apache_visible(topic, msgs, n, &l, r) : eos_listed(brokers, &l);
+        size_t kept = 0;
 
         for (size_t i = 0; i < n; i++) {
                 struct listed want = {msgs[i].partition, msgs[i].offset, 0};
@@ -635,7 +714,7 @@ static size_t eos_visible(const char *brokers, struct fx_msg *msgs, size_t n, st
 
                 if (hit == NULL)
                         continue;
-                if (hit->id != msg_outbox_id(&msgs[i]))
+                if (!apache && hit->id != msg_outbox_id(&msgs[i]))
                         r->phantoms++; /* the record names another row: a relay bug */
                 if (kept != i) {
                         struct fx_msg t = msgs[kept];
@@ -647,13 +726,55 @@ static size_t eos_visible(const char *brokers, struct fx_msg *msgs, size_t n, st
         }
         snprintf(r->notes + strlen(r->notes), sizeof(r->notes) - strlen(r->notes),
                  "%s%zu messages of aborted or unfinished transactions not visible to "
-                 "read_committed",
-                 r->notes[0] ? "; " : "", n - kept);
+                 "read_committed%s",
+                 r->notes[0] ? "; " : "", n - kept,
+                 apache ? " (Kafka's own consumer, isolation.level=read_committed)"
+                        : " (by the progress records: the mock does not implement it)");
         free(l);
         return kept;
 }
 
+/* Every message of the topics, those of aborted transactions too, each
+ * topic's in partition and offset order; with --exactly-once only what a
+ * read_committed consumer sees, at the front (*n_all counts all). */
+static struct fx_msg *read_topics(const char *brokers, const char *const topics[], size_t *n,
+                                  size_t *n_all, struct fh_result *r)
+{
+        struct fx_msg *all = NULL;
+        size_t total = 0, visible = 0;
+
+        for (size_t t = 0; topics[t]; t++) {
+                struct fx_msg *msgs = NULL, *grown;
+                size_t got =
+                    fx_consume_uncommitted(brokers, topics[t], (size_t)-1, FH_CONSUME_IDLE, &msgs);
+                size_t vis = fh_eos() ? eos_visible(brokers, topics[t], msgs, got, r) : got;
+
+                grown = realloc(all, (total + got + 1) * sizeof(*all));
+                ck_assert_msg(grown != NULL, "out of memory");
+                all = grown;
+                /* Visible ones first, in topic order; the rest after. */
+                memmove(all + visible + vis, all + visible, (total - visible) * sizeof(*all));
+                memcpy(all + visible, msgs, vis * sizeof(*all));
+                memcpy(all + visible + vis + (total - visible), msgs + vis,
+                       (got - vis) * sizeof(*all));
+                total += got;
+                visible += vis;
+                free(msgs); /* the contents moved to all */
+        }
+        *n = visible;
+        *n_all = total;
+        return all;
+}
+
 void fh_check(PGconn *c, const char *brokers, const char *topic, struct fh_result *r)
+{
+        const char *const topics[] = {topic, NULL};
+
+        fh_check_topics(c, brokers, topics, r);
+}
+
+void fh_check_topics(PGconn *c, const char *brokers, const char *const topics[],
+                     struct fh_result *r)
 {
         struct ledger l;
         struct fx_msg *msgs = NULL;
@@ -663,9 +784,7 @@ void fh_check(PGconn *c, const char *brokers, const char *topic, struct fh_resul
         long long rb_seen = 0;
 
         ledger_load(c, &l);
-        n_all = n = fx_consume(brokers, topic, (size_t)-1, FH_CONSUME_IDLE, &msgs);
-        if (fh_eos())
-                n = eos_visible(brokers, msgs, n, r);
+        msgs = read_topics(brokers, topics, &n, &n_all, r);
         seen = calloc((size_t)l.max_id + 1, 1);
         firsts = calloc(n ? n : 1, sizeof(*firsts));
         ck_assert_msg(seen && firsts, "out of memory");
@@ -749,7 +868,7 @@ void fh_report(const struct fh_result *r, int ok)
 {
         const char *path = getenv("OUTBOX_FAULT_REPORT");
         long long sorted[FH_MAX_SAMPLES], median = -1, max = -1;
-        char name[64], fault[256], notes[512], *line = NULL;
+        char name[64], fault[384], notes[512], broker[48], *line = NULL;
         int fd, len;
 
         if (!path || !*path)
@@ -765,6 +884,8 @@ void fh_report(const struct fh_result *r, int ok)
         snprintf(name, sizeof(name), "%s", r->name);
         snprintf(fault, sizeof(fault), "%s", r->fault);
         snprintf(notes, sizeof(notes), "%s", r->notes);
+        snprintf(broker, sizeof(broker), "%s", r->broker[0] ? r->broker : fh_broker());
+        clean(broker);
         clean(name);
         clean(fault);
         clean(notes);
@@ -772,10 +893,10 @@ void fh_report(const struct fh_result *r, int ok)
         len =
             asprintf(&line,
                      "%s\t%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%d\t%lld\t%lld\t%lld"
-                     "\t%s\t%s\n",
+                     "\t%s\t%s\t%s\n",
                      name, fault, r->committed, r->rolled_back, r->messages, r->lost, r->duplicates,
                      r->phantoms, r->order_violations, r->dead_letters, r->faults, median, max,
-                     r->drain_ms, ok ? "pass" : "FAIL", notes);
+                     r->drain_ms, ok ? "pass" : "FAIL", notes, broker);
         ck_assert_msg(len > 0, "out of memory");
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0 || write(fd, line, (size_t)len) != len)

@@ -96,7 +96,7 @@ long fh_proc_kb(int pid, const char *field);
 
 struct fh_result {
         char name[64];              /* case, one word */
-        char fault[256];            /* what was done, for the table */
+        char fault[384];            /* what was done, for the table */
         long long committed;        /* rows in outbox.events + outbox.dead_letters */
         long long rolled_back;      /* rows the writers rolled back */
         long long messages;         /* Kafka messages read */
@@ -111,11 +111,19 @@ struct fh_result {
         int n_recover;
         long long drain_ms; /* end of the last fault (and writes) to an empty backlog */
         char notes[512];
+        char broker[48]; /* fh_broker() when the result was made */
 };
 
 /* In an exactly-once run (OUTBOX_FAULT_EOS=1) names get "-eos", and
  * fh_check sees the topic as a read_committed consumer would. */
 int fh_eos(void);
+struct fx_apache;
+/* Which brokers the cases run against, for the report's Broker column and
+ * for fh_check's read_committed view: the Apache Kafka cluster k, or with
+ * NULL (the default) the dev Kafka, librdkafka's mock cluster. */
+void fh_use_apache(struct fx_apache *k);
+/* "Apache Kafka 4.4.0" or "librdkafka 2.0.2 mock". */
+const char *fh_broker(void);
 void fh_result_init(struct fh_result *r, const char *name, const char *fault);
 void fh_result_recovery(struct fh_result *r, long long ms);
 /* Reads `topic` from the beginning (all partitions) and compares with the
@@ -123,6 +131,10 @@ void fh_result_recovery(struct fh_result *r, long long ms);
  * order_violations, key_mismatch and dead_letters. Per-key order is the
  * first appearance of each event: those must ascend by id within a key. */
 void fh_check(PGconn *c, const char *brokers, const char *topic, struct fh_result *r);
+/* The same over several topics (NULL-terminated): every committed row must
+ * be in one of them. */
+void fh_check_topics(PGconn *c, const char *brokers, const char *const topics[],
+                     struct fh_result *r);
 /* Appends r as one tab-separated line to $OUTBOX_FAULT_REPORT (default:
  * fault-report.tsv in the build directory). `ok` says whether the case's
  * own assertions passed. */

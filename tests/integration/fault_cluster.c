@@ -1,0 +1,178 @@
+/* fault_cluster: PostgreSQL plus the dev Kafka or Apache Kafka for the
+ * fault cases, and the steps they share (see fault_cluster.h). */
+#include "fault_cluster.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static struct fx_pg *pg;
+static struct fx_kafka *mock;
+static struct fx_apache *cluster;
+
+int fc_apache(void)
+{
+        const char *v = getenv("OUTBOX_FAULT_KAFKA");
+
+        /* Called from main() too, where Check cannot report a failure. */
+        if (v != NULL && *v != '\0' && strcmp(v, "mock") != 0 && strcmp(v, "apache") != 0) {
+                fprintf(stderr, "OUTBOX_FAULT_KAFKA=%s: mock or apache\n", v);
+                exit(2);
+        }
+        return v != NULL && strcmp(v, "apache") == 0;
+}
+
+void fc_setup(int apache_nodes)
+{
+        pg = fx_pg_start();
+        if (fc_apache()) {
+                cluster = fx_apache_start(apache_nodes);
+                fh_use_apache(cluster);
+        } else {
+                mock = fx_kafka_start(3, 4);
+        }
+        /* Exactly-once runs: the relays find their settings in the
+         * environment they inherit (see test_faults.c's main). */
+        if (fh_eos()) {
+                static const char *const compact[] = {"cleanup.policy=compact", NULL};
+
+                if (cluster)
+                        fx_apache_create_topic(cluster, "outbox-relay-progress", 1, compact);
+                else
+                        ck_assert_int_eq(fx_kafka_command(mock, "topic outbox-relay-progress 1"),
+                                         0);
+        }
+}
+
+void fc_teardown(void)
+{
+        fh_use_apache(NULL);
+        fx_apache_stop(cluster);
+        fx_kafka_stop(mock);
+        fx_pg_stop(pg);
+        cluster = NULL;
+        mock = NULL;
+        pg = NULL;
+}
+
+struct fx_pg *fc_pg(void)
+{
+        return pg;
+}
+
+const char *fc_brokers(void)
+{
+        return cluster ? fx_apache_bootstraps(cluster) : fx_kafka_bootstraps(mock);
+}
+
+struct fx_kafka *fc_mock(void)
+{
+        return mock;
+}
+
+struct fx_apache *fc_cluster(void)
+{
+        return cluster;
+}
+
+void fc_create_topic(const char *topic, int partitions)
+{
+        char cmd[160];
+
+        if (cluster) {
+                fx_apache_create_topic(cluster, topic, partitions, NULL);
+                return;
+        }
+        snprintf(cmd, sizeof(cmd), "topic %s %d", topic, partitions);
+        ck_assert_int_eq(fx_kafka_command(mock, cmd), 0);
+}
+
+char *fc_fresh(const char *db, const char *topic, int partitions)
+{
+        char *ci = fx_pg_create_db(pg, db);
+
+        /* A case that failed may have left a broker down. */
+        if (cluster && fx_apache_ensure_up(cluster) > 0)
+                fprintf(stderr, "%s: a broker was down (left so by a failed case?): started\n", db);
+        fx_migrate(ci, NULL);
+        fc_create_topic(topic, partitions);
+        /* One transactional.id per outbox: each case has its own database. */
+        setenv("OUTBOX_TRANSACTIONAL_ID", db, 1);
+        return ci;
+}
+
+void fc_brokers_down(void)
+{
+        if (!cluster) {
+                ck_assert_int_eq(fx_kafka_command(mock, "down -1"), 0);
+                return;
+        }
+        for (int i = 1; i <= fx_apache_nodes(cluster); i++)
+                fx_apache_kill(cluster, i);
+}
+
+void fc_brokers_up(void)
+{
+        if (!cluster) {
+                ck_assert_int_eq(fx_kafka_command(mock, "up -1"), 0);
+                return;
+        }
+        fx_apache_ensure_up(cluster);
+}
+
+const char *fc_brokers_down_text(void)
+{
+        return cluster ? "the broker killed with SIGKILL mid-stream, started again 10 s later on "
+                         "its ports and log directory"
+                       : "all 3 Kafka brokers down (listeners and connections closed) for 10 s "
+                         "mid-stream, then up";
+}
+
+void fc_wait_sent(PGconn *c, long long n, int timeout_ms)
+{
+        ck_assert_int_eq(fx_wait_sql(c, 1, timeout_ms,
+                                     "SELECT (count(*) >= %lld)::int FROM outbox.events"
+                                     " WHERE status = 'sent'",
+                                     n),
+                         1);
+}
+
+void fc_ensure_pending(PGconn *c, const char *topic)
+{
+        if (fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'") > 0)
+                return;
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload)"
+               " SELECT '%s', 'test-0', jsonb_build_object('n', g) FROM generate_series(1, 200) g",
+               topic);
+}
+
+void fc_measure_recovery(PGconn *c, const char *topic, struct fh_result *res,
+                         const struct fx_relay *r)
+{
+        long long ms;
+
+        fc_ensure_pending(c, topic);
+        ms = fh_wait_delivery(c, 60000);
+        fh_result_recovery(res, ms);
+        if (ms < 0) {
+                char *tail = fh_relay_log_tail(r);
+
+                fh_report(res, 0);
+                ck_abort_msg("%s: nothing delivered within 60 s of the fault's end; log:\n%s",
+                             res->name, tail);
+        }
+}
+
+void fc_finish(PGconn *c, struct fh_writers *w, struct fh_result *res)
+{
+        struct fh_writer_stats ws;
+
+        fh_writers_finish(w, 180000, &ws);
+        res->rolled_back = ws.rolled_back;
+        res->drain_ms = fh_wait_drained(c, 120000);
+        ck_assert_msg(res->drain_ms >= 0, "%s: backlog not drained", res->name);
+}

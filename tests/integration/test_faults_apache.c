@@ -1,0 +1,211 @@
+/* Fault cases only a real broker can have, against a three-node Apache
+ * Kafka cluster (replication factor 3, min.insync.replicas=2): the leader
+ * of a partition killed while the relay produces to it (a new leader is
+ * elected; requests in flight to the dead one are retried against it, and
+ * only a broker that checks the idempotent producer's sequence numbers
+ * keeps them in order), and a broker down while a topic demands three
+ * in-sync replicas (every Produce answered NOT_ENOUGH_REPLICAS until it is
+ * back). Writers keep committing and rolling back throughout; the checker
+ * reads the topic back and compares it with the database, as in
+ * test_faults.c, and each case adds its row to the fault report. */
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault_cluster.h"
+#include "fault_harness.h"
+#include "fixture.h"
+
+static void cluster_setup(void)
+{
+        fc_setup(3);
+}
+
+#define BROKERS fc_brokers()
+
+#define FAST_RECOVERY                                                                              \
+        "--poll-interval-ms", "200", "--reconnect-max-ms", "1000", "--retry-base-ms", "100",       \
+            "--retry-max-ms", "1000"
+
+/* The leader of partition 0 killed with SIGKILL mid-stream, three times;
+ * each time it is started again once the partition has a new leader, and
+ * the next kill waits until every replica is back in sync. Recovery: from
+ * the kill to the first of 100 rows marked sent that the case inserts
+ * right after it, for a key partition 0 holds: nothing produced after the
+ * kill can have been acknowledged by the dead leader (rows it acknowledged
+ * before may still be marked after). */
+START_TEST(partition_leader_killed_while_producing)
+{
+        const char *topic = "f-leader";
+        char *ci = fc_fresh("fleader", topic, 6);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 40000, 2000, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w = fh_writers_start(&wo);
+        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        size_t len = 0;
+        PGresult *key;
+
+        fh_result_init(&res, "leader-kill9",
+                       "3 brokers (replication factor 3, min.insync.replicas=2): the leader of "
+                       "partition 0 killed with SIGKILL mid-stream, 3 times; restarted once a new "
+                       "leader is elected");
+        for (res.faults = 0; res.faults < 3; res.faults++) {
+                int leader, next;
+                long long above;
+                int64_t t0;
+                char *k;
+
+                fc_wait_sent(c, 2000 + 4000LL * res.faults, 60000);
+                fx_apache_wait_in_sync(fc_cluster(), topic, 60000);
+                leader = fx_apache_leader(fc_cluster(), topic, 0);
+                ck_assert_int_ge(leader, 1);
+                key = PQexec(c, "SELECT key FROM outbox.events WHERE kafka_partition = 0 LIMIT 1");
+                ck_assert_int_eq(PQntuples(key), 1);
+                k = strdup(PQgetvalue(key, 0, 0));
+                PQclear(key);
+                t0 = fx_now_ms();
+                fx_apache_kill(fc_cluster(), leader);
+                above = fx_sql_int(c, "SELECT coalesce(max(id), 0) FROM outbox.events");
+                fx_sql(c,
+                       "INSERT INTO outbox.events (topic, key, payload) SELECT '%s', '%s',"
+                       " jsonb_build_object('n', g) FROM generate_series(1, 100) g",
+                       topic, k);
+                while (fx_sql_int(c,
+                                  "SELECT count(*) FROM outbox.events WHERE id > %lld"
+                                  " AND key = '%s' AND status = 'sent'",
+                                  above, k) == 0) {
+                        if (fx_now_ms() - t0 > 60000) {
+                                char *tail = fh_relay_log_tail(r);
+
+                                fh_result_recovery(&res, -1);
+                                fh_report(&res, 0);
+                                ck_abort_msg("nothing sent to partition 0 within 60 s of killing "
+                                             "its leader (broker %d); relay log:\n%s",
+                                             leader, tail);
+                        }
+                        poll(NULL, 0, 20);
+                }
+                fh_result_recovery(&res, fx_now_ms() - t0);
+                ck_assert_int_eq(fx_sql_int(c,
+                                            "SELECT min(kafka_partition) FROM outbox.events"
+                                            " WHERE id > %lld AND key = '%s' AND status = 'sent'",
+                                            above, k),
+                                 0);
+                free(k);
+                next = fx_apache_leader(fc_cluster(), topic, 0);
+                len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len,
+                                        "%sleader %d -> %d", len ? ", " : "", leader, next);
+                ck_assert_int_ne(next, leader);
+                fx_apache_restart(fc_cluster(), leader);
+        }
+        fc_finish(c, w, &res);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* A topic that demands all 3 replicas in sync (min.insync.replicas=3),
+ * and one broker killed for 10 s: once it is out of the in-sync set every
+ * Produce to the topic is answered NOT_ENOUGH_REPLICAS, a retriable error
+ * librdkafka retries itself. Rows wait (no attempt, no dead letter) and
+ * flow again once the broker is back in sync. Twice. */
+START_TEST(not_enough_replicas_while_a_broker_is_down)
+{
+        static const char *const isr3[] = {"min.insync.replicas=3", NULL};
+        const char *topic = "f-isr";
+        char *ci = fc_fresh("fisr", topic, 6);
+        PGconn *c = fx_db_connect(ci);
+        struct fh_writers_opts wo = {ci, topic, 4, 8, 15000, 1500, 10, 40};
+        const char *args[] = {FAST_RECOVERY, NULL};
+        struct fh_result res;
+        struct fh_writers *w;
+        struct fx_relay *r;
+        size_t len = 0;
+
+        fh_result_init(&res, "not-enough-replicas",
+                       "3 brokers, topic with min.insync.replicas=3: one broker killed with "
+                       "SIGKILL for 10 s mid-stream (Produce answered NOT_ENOUGH_REPLICAS), then "
+                       "restarted; twice");
+        fx_apache_alter_topic(fc_cluster(), topic, isr3);
+        w = fh_writers_start(&wo);
+        r = fx_relay_start(ci, BROKERS, args);
+        for (res.faults = 0; res.faults < 2; res.faults++) {
+                int victim = 1 + res.faults;
+                long long at_kill, after;
+
+                fc_wait_sent(c, 1500 + 5000LL * res.faults, 60000);
+                fx_apache_wait_in_sync(fc_cluster(), topic, 60000);
+                fx_apache_kill(fc_cluster(), victim);
+                poll(NULL, 0, 10000); /* the outage; the writers go on */
+                at_kill = fh_sent(c);
+                poll(NULL, 0, 1000);
+                after = fh_sent(c);
+                len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len,
+                                        "%sbroker %d down: %lld rows sent in its last second",
+                                        len ? ", " : "", victim, after - at_kill);
+                fx_apache_restart(fc_cluster(), victim);
+                fx_apache_wait_in_sync(fc_cluster(), topic, 60000);
+                fc_measure_recovery(c, topic, &res, r);
+        }
+        fc_finish(c, w, &res);
+        /* Refused for want of replicas is Kafka's failure, not the rows'. */
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE attempts > 0"), 0);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, topic, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* OUTBOX_FAULT_CASES="name,name" runs only those tests (by function name). */
+static int selected(const char *name)
+{
+        const char *only = getenv("OUTBOX_FAULT_CASES");
+        size_t n = strlen(name);
+
+        if (!only || !*only)
+                return 1;
+        for (const char *p = only; (p = strstr(p, name)); p += n)
+                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+                        return 1;
+        return 0;
+}
+
+int main(void)
+{
+        Suite *s = suite_create("faults_apache");
+        TCase *tc = tcase_create("three_brokers");
+        SRunner *sr;
+        int n = 0, failed;
+
+        /* fault_cluster starts Apache Kafka for these, whatever the caller set. */
+        setenv("OUTBOX_FAULT_KAFKA", "apache", 1);
+        tcase_set_timeout(tc, 300);
+        if (selected("partition_leader_killed_while_producing")) {
+                tcase_add_test(tc, partition_leader_killed_while_producing);
+                n++;
+        }
+        if (selected("not_enough_replicas_while_a_broker_is_down")) {
+                tcase_add_test(tc, not_enough_replicas_while_a_broker_is_down);
+                n++;
+        }
+        if (n > 0)
+                tcase_add_unchecked_fixture(tc, cluster_setup, fc_teardown);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
