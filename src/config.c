@@ -76,7 +76,7 @@ const struct setting config_settings[] = {
      "sent: fetches ask for no more rows than fit (by the rows' sizes, estimated in the query) "
      "and wait while the budget is spent. At least one row is always fetched, so a single row "
      "larger than the budget still goes out. The default, 64 MiB, leaves room in the Helm "
-     "chart's 256Mi memory limit; the process needs about 40 MB more."},
+     "chart's 256Mi memory limit: count about 48 MB for the process besides."},
     {"poll-interval-ms", 0, "OUTBOX_POLL_INTERVAL_MS", T_INT, OFF(poll_interval_ms), 10, 3600000,
      "1000", 0, C_RUN, 0, "MS", "Look for due rows this often even when no notification arrives."},
     {"retry-base-ms", 0, "OUTBOX_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), 1, 86400000, "1000", 0,
