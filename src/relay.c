@@ -389,6 +389,14 @@ static int produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 return 0;
         }
         b->outstanding--;
+        /* Full with nothing in it: the message alone exceeds
+         * queue.buffering.max.kbytes and no report will ever make room. */
+        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL && producer_outstanding(r->producer) == 0) {
+                snprintf(err, sizeof(err),
+                         "message larger than the producer's queue (queue.buffering.max.kbytes)");
+                fail_row(r, row, err);
+                return 0;
+        }
         if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 return 1;
         if (producer_err_is_permanent(kerr)) {
@@ -491,8 +499,9 @@ static void queue_full(struct relay *r, int was_full)
         r->queue_full_count++;
         if (now - r->queue_full_logged_at < 1000)
                 return;
-        log_warn(r->lg, "kafka producer queue full: waiting for deliveries", "{s:i,s:l}",
-                 "in_queue", producer_outstanding(r->producer), "times", r->queue_full_count);
+        log_warn(r->lg, "kafka producer queue full: waiting for deliveries", "{s:i,s:I}",
+                 "in_queue", producer_outstanding(r->producer), "times",
+                 (json_int_t)r->queue_full_count);
         r->queue_full_logged_at = now;
         r->queue_full_count = 0;
 }

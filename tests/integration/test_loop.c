@@ -242,7 +242,7 @@ START_TEST(full_producer_queue_blocks_nothing)
         const char *topic = "l-qfull";
         char *ci = fresh("lqfull", topic, 4), listen[32], *body = NULL;
         PGconn *c = fx_db_connect(ci);
-        int port = fx_free_port(), health, metrics, rc, lines;
+        int port = fx_free_port(), health, metrics, rc, lines, bad_lines;
         const char *args[] = {"--poll-interval-ms",
                               "200",
                               "--shutdown-timeout-ms",
@@ -283,6 +283,9 @@ START_TEST(full_producer_queue_blocks_nothing)
         rc = fx_relay_wait(r, 2000 + 10000);
         took = fx_now_ms() - t0;
         lines = fh_relay_log_count(r, "producer queue full");
+        /* The line must say how full and how often (a malformed one says
+         * log_error instead). */
+        bad_lines = fh_relay_log_count(r, "log_error");
         if (health != 200 || rc != 0 || lines < 1) {
                 char *tail = fh_relay_log_tail(r);
 
@@ -303,6 +306,7 @@ START_TEST(full_producer_queue_blocks_nothing)
         res.drain_ms = fh_wait_drained(c, 120000);
         /* Filling and emptying 40 times over is no reason for 40 lines. */
         lines += fh_relay_log_count(r, "producer queue full");
+        bad_lines += fh_relay_log_count(r, "log_error");
         fh_relay_stop(r, 30000);
         fh_relay_free(r, res.name);
         snprintf(res.notes, sizeof(res.notes),
@@ -313,6 +317,7 @@ START_TEST(full_producer_queue_blocks_nothing)
         fh_check(c, BROKERS, topic, &res);
         fh_report_and_assert(&res);
         ck_assert_int_lt(lines, 20);
+        ck_assert_int_eq(bad_lines, 0);
         PQfinish(c);
         free(ci);
 }
