@@ -184,18 +184,23 @@ static inline int64_t now_ms(void)
 #define RETENTION_BATCH       1000
 #define RETENTION_INTERVAL_MS 10000
 
-/* relay.c, for relay_txn.c */
+/* relay.c, for relay_txn.c and relay_produce.c */
 void relay_hold_key(struct relay *r, const struct relay_row *row);
-/* Hands b's rows to the producer in id order, after those of the batches
- * before it; a full queue pauses it until relay_resume_producing. */
-void relay_produce_batch(struct relay *r, struct batch *b);
-/* From the loop, once reports made room: goes on producing. */
-void relay_resume_producing(struct relay *r);
+/* Hands one row to the producer (or settles it: failed, held back).
+ * Returns 0, or 1 when the producer's queue is full (nothing changed). */
+int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row);
 void relay_batch_reported(struct relay *r, struct batch *b);
 /* Unlinks and frees b if nothing of it is left to do. */
 void relay_batch_check_done(struct relay *r, struct batch *b);
 /* Frees the held keys whose batches are all done, once no fetched row waits. */
 void relay_release_keys(struct relay *r);
+
+/* relay_produce.c */
+/* Hands b's rows to the producer in id order, after those of the batches
+ * before it; a full queue pauses it until relay_resume_producing. */
+void relay_produce_batch(struct relay *r, struct batch *b);
+/* From the loop, once reports made room: goes on producing. */
+void relay_resume_producing(struct relay *r);
 
 /* relay_txn.c: --exactly-once */
 void relay_txn_init(struct relay *r);
