@@ -217,7 +217,7 @@ static int prepare_fetches(struct db *db, const char *s, char *errbuf, size_t er
 }
 
 /* The relay's other statements. */
-static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
+int db_prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
 {
         char sql[1536];
 
@@ -290,56 +290,6 @@ static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
         snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
                  DB_LEADER_LOCK_CLASS);
         return prepare(db, "outbox_lock", sql, errbuf, errsz);
-}
-
-/* The session's settings, run first: the timeouts (so that no statement
- * of the relay, setup included, waits for a lock or runs without bound),
- * the role that keeps the relay's own updates from notifying it, and
- * plans made per execution until the first look at the statistics (see
- * db_plan_for_statistics). */
-static char *session_sql(const struct config *cfg)
-{
-        char *sql;
-
-        if (asprintf(&sql,
-                     "SET statement_timeout = %d; SET lock_timeout = %d;"
-                     " SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_custom_plan",
-                     cfg->statement_timeout_ms, cfg->lock_timeout_ms) < 0)
-                return NULL;
-        return sql;
-}
-
-int db_build_statements(struct db *db, char *errbuf, size_t errsz)
-{
-        /* The schema is a lowercase identifier (config_validate), so
-         * quoting it needs no escaping. */
-        const char *sch = db->cfg->schema;
-        char s[64];
-
-        snprintf(s, sizeof(s), "\"%s\"", sch);
-        db->session_sql = session_sql(db->cfg);
-        if (db->session_sql == NULL ||
-            asprintf(&db->version_sql, "SELECT coalesce(max(version), 0) FROM %s.schema_migrations",
-                     s) < 0 ||
-            asprintf(&db->listen_sql, "LISTEN \"%s.events\"", sch) < 0 ||
-            asprintf(&db->outbox_id_sql, "SELECT outbox_id::text FROM %s.relay_state", s) < 0) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        return prepare_all(db, s, errbuf, errsz);
-}
-
-void db_free_statements(struct db *db)
-{
-        for (size_t i = 0; i < db->n_stmts; i++)
-                free(db->stmts[i].sql);
-        free(db->stmts);
-        db->stmts = NULL;
-        db->n_stmts = 0;
-        free(db->session_sql);
-        free(db->version_sql);
-        free(db->listen_sql);
-        free(db->outbox_id_sql);
 }
 
 const char *db_outbox_id(const struct db *db)

@@ -84,9 +84,8 @@ int db_enqueue(struct db *db, int lane, enum db_op_kind kind, const char *stmt, 
                int nparams, char *const params[], int binary_result, db_done_cb cb, void *arg);
 /* Fails every queued op of every lane and closes the connections. */
 void db_close_all(struct db *db, const char *why);
-/* Makes the statements every session prepares (db->stmts). */
-int db_build_statements(struct db *db, char *errbuf, size_t errsz);
-void db_free_statements(struct db *db);
+/* The relay's statements, into db->stmts; s is the quoted schema. */
+int db_prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz);
 /* libpq's message as one line, without the trailing newline. */
 void db_copy_pq_error(const char *msg, char *errbuf, size_t errsz);
 /* Flushes, reads and completes what it can on an up or setting-up lane;
@@ -94,6 +93,10 @@ void db_copy_pq_error(const char *msg, char *errbuf, size_t errsz);
 int db_service_lane(struct db *db, struct lane *l, int *notified);
 
 /* db_connect.c */
+/* Makes the statements every session runs at setup (db->stmts and the
+ * setup queries). */
+int db_build_statements(struct db *db, char *errbuf, size_t errsz);
+void db_free_statements(struct db *db);
 /* PQconnectPoll once the lane's socket is ready; then the setup steps. */
 void db_connect_poll(struct db *db, struct lane *l, int64_t now);
 /* Ends the attempt under way: the connections are closed by db_service. */
