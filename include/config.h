@@ -30,12 +30,15 @@ struct config {
         char *instance_id;          /* shown in status and logs; default hostname:pid */
         int batch_size;             /* rows per fetch */
         int pipeline_depth;         /* batches in flight at once */
+        long long memory_budget;    /* bytes of fetched rows held at once (about) */
         int poll_interval_ms;       /* safety-net poll when no notification arrives */
         int retry_base_ms;          /* first retry delay */
         int retry_max_ms;           /* cap on the retry delay */
         int max_attempts;           /* failed attempts before a row is dead-lettered */
         int shutdown_timeout_ms;    /* grace for in-flight deliveries on SIGTERM */
         int reconnect_max_ms;       /* cap on database reconnect backoff */
+        int statement_timeout_ms;   /* statement_timeout of the relay's sessions */
+        int lock_timeout_ms;        /* lock_timeout of the relay's sessions */
         char *http_listen;          /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
         int busy_poll_ms;           /* fetch interval while events keep coming */
         int mark_delay_ms;          /* longest wait to mark batches sent together */

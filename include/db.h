@@ -1,7 +1,8 @@
-/* db: the relay's PostgreSQL session. Connects (blocking, bounded by
- * connect_timeout), checks the schema version, prepares the relay's
- * statements and LISTENs; then runs queries asynchronously, one at a time
- * from a FIFO, so the relay's loop never blocks on the database. */
+/* db: the relay's PostgreSQL sessions. Connecting, checking the schema
+ * version, preparing the relay's statements and LISTEN all run without
+ * blocking, driven by the relay's poll(); then queries run asynchronously,
+ * one at a time from a FIFO per session, so the relay's loop never blocks
+ * on the database. Every session sets statement_timeout and lock_timeout. */
 #ifndef OUTBOX_DB_H
 #define OUTBOX_DB_H
 
@@ -24,27 +25,57 @@ typedef void (*db_done_cb)(void *arg, PGresult *res, const char *error);
 struct db *db_new(const struct config *cfg, struct log *lg);
 void db_free(struct db *db);
 
-#define DB_ERR_SCHEMA (-2)
+enum db_state {
+        DB_DOWN,       /* no connection, no attempt under way */
+        DB_CONNECTING, /* an attempt is under way (db_service drives it) */
+        DB_UP,         /* every session is set up: queries may be queued */
+};
 
-/* Connects, checks the schema, prepares statements, LISTENs on the outbox
- * channel. Returns 0; -1 with errbuf (never containing the password) when
- * the server cannot be reached or failed, worth retrying; DB_ERR_SCHEMA when
- * the schema is missing or at another version, which retrying won't fix. */
-int db_connect(struct db *db, char *errbuf, size_t errsz) __attribute__((warn_unused_result));
-/* Closes the connection; queued queries fail with "disconnected". */
+/* What db_service reports. */
+#define DB_EV_NONE 0
+#define DB_EV_UP   1    /* the attempt under way succeeded: the db is up */
+#define DB_EV_LOST (-1) /* a connection that was up broke (all are closed) */
+#define DB_ERR_SCHEMA                                                                              \
+        (-2)              /* the attempt failed: the schema is missing or at another               \
+                           * version, which retrying won't fix (db_last_error) */
+#define DB_EV_FAILED (-3) /* the attempt failed, worth retrying (db_last_error) */
+
+/* Starts connecting every session: the attempt then goes on in db_service
+ * (connect, check the schema, set the timeouts, prepare, LISTEN) and ends
+ * with DB_EV_UP or an error. Returns 0, or -1 with errbuf (never holding
+ * the password) when it cannot even start. */
+int db_connect(struct db *db, int64_t now_ms, char *errbuf, size_t errsz)
+    __attribute__((warn_unused_result));
+/* Closes the connections (or ends the attempt); queued queries fail. */
 void db_disconnect(struct db *db, const char *why);
+enum db_state db_state(const struct db *db);
+/* Up: queries may be queued. */
 int db_connected(const struct db *db);
+/* Why the last attempt failed ("" when none has). */
+const char *db_last_error(const struct db *db);
+/* When an attempt under way times out (INT64_MAX: none), for poll(). */
+int64_t db_next_deadline(const struct db *db);
 /* The outbox's identity (relay_state.outbox_id, a uuid), read at connect. */
 const char *db_outbox_id(const struct db *db);
 
 /* Fetch due pending rows with ids above floor in id order, leaving out the
  * n_skip ids in skip (the rows in flight) and the rows of the n_keys keys
- * (held back); binary results, columns id, event_id,
- * topic, key, event_type, payload, payload_bytes, headers, created_at,
- * attempts and replays. With hold_keys, rows whose key has an earlier failed
- * row still pending are left out. */
+ * (held back); binary results, columns id, event_id, topic, key,
+ * event_type, payload (jsonb as text), payload_bytes, headers (jsonb as
+ * text), created_at, attempts and replays. With hold_keys, rows whose key has an earlier failed
+ * row still pending are left out. At most limit rows, and only while the
+ * rows before one come to less than max_bytes (db_fetched_bytes): at least
+ * one row, so that a row larger than max_bytes still goes out. */
 int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
-             const char *const *keys, int limit, int hold_keys, db_done_cb cb, void *arg);
+             const char *const *keys, int limit, int64_t max_bytes, int hold_keys, db_done_cb cb,
+             void *arg);
+/* What a row costs the relay's memory, as the fetch counts it: the bytes
+ * of its payload, headers, key, topic and event_type, plus this much for
+ * the rest of the result and the relay's own record of the row (measured:
+ * about 540 bytes). */
+#define DB_ROW_OVERHEAD 640
+/* The estimated bytes of a fetch result's rows (the sum the fetch cut). */
+int64_t db_fetched_bytes(const PGresult *res);
 /* <schema>.writers(earlier) on the reader session, in order with fetches:
  * text columns last_id, rewind_count, id_cache, writers (a text[] literal
  * to pass back as earlier) and earlier_done ("t"/"f"). */
@@ -83,22 +114,25 @@ int db_plan_for_statistics(struct db *db, int stale);
  * (retention); PQcmdTuples of the result says how many. */
 int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg);
 
-/* For the loop: the socket, and whether output is waiting to be flushed. */
 /* Sessions: one reader (fetch, LISTEN, the leader lock) and two writers. */
 #define DB_LANES 3
 
 /* Tells writers whether to notify: true while the relay waits for a
  * notification, false while it polls on its own. */
 int db_set_waiting(struct db *db, int waiting, db_done_cb cb, void *arg);
+/* For the loop: a session's socket (-1: none) and the poll() events it
+ * waits for (output to flush, or what connecting waits for). */
 int db_socket(const struct db *db, int lane);
-int db_wants_write(const struct db *db, int lane);
-/* No query queued or running. */
+short db_events(const struct db *db, int lane);
+/* No query of the relay's queued or running (setup does not count). */
 int db_idle(const struct db *db);
 
-/* Does the I/O that is possible now: flushes, reads, completes queries
- * (calling their callbacks) and sends the next. *notified is set when a
- * notification arrived. Returns 0, or -1 when the connection broke (it is
- * then closed and every queued query has failed). */
-int db_service(struct db *db, int *notified);
+/* Does the I/O that is possible now, given each session's poll() revents:
+ * advances an attempt under way (and times it out), flushes, reads,
+ * completes queries (calling their callbacks) and sends the next.
+ * *notified is set when a notification arrived. Returns a DB_EV_* (after
+ * DB_EV_LOST, DB_EV_FAILED and DB_ERR_SCHEMA every connection is closed
+ * and every queued query has failed). */
+int db_service(struct db *db, const short revents[DB_LANES], int64_t now_ms, int *notified);
 
 #endif

@@ -53,4 +53,14 @@ int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migra
 int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
     __attribute__((warn_unused_result));
 
+/* The same check in steps, for a caller that runs the queries itself
+ * without blocking (the relay's setup): migrate_probe_sql ($1 the schema)
+ * answers whether the schema and its schema_migrations table exist ("t"/"f"
+ * each); the version is then -1 (no schema), 0 (no table) or the highest in
+ * schema_migrations. migrate_verdict tells whether that version will do, as
+ * migrate_check does. */
+extern const char *const migrate_probe_sql;
+int migrate_verdict(const char *schema, int version, char *errbuf, size_t errsz)
+    __attribute__((warn_unused_result));
+
 #endif

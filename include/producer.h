@@ -34,7 +34,9 @@ rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t er
 
 /* Enqueues one message (key, value and headers borrowed from row, which
  * must stay valid until its report). Returns RD_KAFKA_RESP_ERR_NO_ERROR or
- * the error that made librdkafka refuse it (e.g. MSG_SIZE_TOO_LARGE). */
+ * the error that made librdkafka refuse it (e.g. MSG_SIZE_TOO_LARGE).
+ * Never blocks: RD_KAFKA_RESP_ERR__QUEUE_FULL means try again once
+ * producer_poll has served delivery reports (hdrs is freed either way). */
 rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
                                   const struct message_row *row, rd_kafka_headers_t *hdrs,
                                   void *msg_opaque);

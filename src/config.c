@@ -70,6 +70,13 @@ const struct setting config_settings[] = {
      "N", "Rows fetched from the outbox per batch."},
     {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4", 0, C_RUN,
      0, "N", "Batches being published to Kafka at once."},
+    {"memory-budget-bytes", 0, "OUTBOX_MEMORY_BUDGET_BYTES", T_ID, OFF(memory_budget), 1048576,
+     1099511627776LL, "67108864", 0, C_RUN, 0, "BYTES",
+     "Bytes of rows the relay holds in memory at once, from their fetch until they are marked "
+     "sent: fetches ask for no more rows than fit (by the rows' sizes, estimated in the query) "
+     "and wait while the budget is spent. At least one row is always fetched, so a single row "
+     "larger than the budget still goes out. The default, 64 MiB, leaves room in the Helm "
+     "chart's 256Mi memory limit: count about 48 MB for the process besides."},
     {"poll-interval-ms", 0, "OUTBOX_POLL_INTERVAL_MS", T_INT, OFF(poll_interval_ms), 10, 3600000,
      "1000", 0, C_RUN, 0, "MS", "Look for due rows this often even when no notification arrives."},
     {"retry-base-ms", 0, "OUTBOX_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), 1, 86400000, "1000", 0,
@@ -85,6 +92,16 @@ const struct setting config_settings[] = {
      "On SIGTERM or SIGINT, how long to wait for deliveries in flight."},
     {"reconnect-max-ms", 0, "OUTBOX_RECONNECT_MAX_MS", T_INT, OFF(reconnect_max_ms), 100, 3600000,
      "30000", 0, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
+    {"statement-timeout-ms", 0, "OUTBOX_STATEMENT_TIMEOUT_MS", T_INT, OFF(statement_timeout_ms),
+     100, 86400000, "30000", 0, C_RUN, 0, "MS",
+     "PostgreSQL's statement_timeout for the relay's sessions: any statement of the relay, "
+     "setup included, that runs longer fails and is retried. Keep it above the slowest "
+     "fetch, mark and count of pending rows."},
+    {"lock-timeout-ms", 0, "OUTBOX_LOCK_TIMEOUT_MS", T_INT, OFF(lock_timeout_ms), 100, 86400000,
+     "5000", 0, C_RUN, 0, "MS",
+     "PostgreSQL's lock_timeout for the relay's sessions: a statement that waits longer for a "
+     "lock (an ALTER TABLE or LOCK TABLE on the outbox, a row an operator's open transaction "
+     "has updated) fails and is retried, so the relay says what it waits for."},
     {"http-listen", 0, "OUTBOX_HTTP_LISTEN", T_STR, OFF(http_listen), 0, 0, NULL, 0, C_RUN, 0,
      "HOST:PORT",
      "Serve /metrics, /healthz and /readyz on this address: IPv4 (0.0.0.0:9400) or IPv6 in "

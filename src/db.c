@@ -1,57 +1,37 @@
-/* db: the relay's PostgreSQL sessions. Setup is blocking and short; after
- * that every query goes through a FIFO and is sent with the asynchronous
- * libpq calls, so delivery reports keep being served while a query runs.
- * Two sessions ("lanes") work in parallel: one reads (fetch, LISTEN, the
- * leader lock), one writes (marks, failures, retention), so marking a
- * batch never waits behind fetching the next one. */
+/* db: the relay's PostgreSQL sessions. Every query goes through a FIFO per
+ * session and is sent with the asynchronous libpq calls, so delivery
+ * reports keep being served while a query runs; the sessions are opened and
+ * set up the same way (db_connect.c). Three sessions ("lanes") work in
+ * parallel: one reads (fetch, LISTEN, the leader lock), two write (marks,
+ * failures, retention), so marking a batch never waits behind fetching the
+ * next one. */
 #include "db.h"
 
 #include <endian.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrate.h"
-
-#define DB_MAX_PARAMS 5
-
-struct db_op {
-        struct db_op *next;
-        const char *stmt;
-        int nparams;
-        char *params[DB_MAX_PARAMS];
-        int binary_result;
-        db_done_cb cb;
-        void *arg;
-        PGresult *res; /* first result, kept until the query completes */
-};
-
-struct lane {
-        PGconn *conn;
-        struct db_op *head, *tail;
-        int sent;   /* head has been sent */
-        int queued; /* ops in the FIFO, to spread writes over the writers */
-};
-
-struct db {
-        const struct config *cfg;
-        struct log *lg;
-        struct lane lanes[DB_LANES];
-        char outbox_id[40]; /* relay_state.outbox_id, read at connect */
-        int custom_plans;   /* sessions plan every execution (stale statistics) */
-        int plans_checked;  /* db_plan_for_statistics ran since the connect */
-};
-
-enum { READER = 0 }; /* lanes 1 .. DB_LANES-1 write */
+#include "db_int.h"
 
 struct db *db_new(const struct config *cfg, struct log *lg)
 {
         struct db *db = calloc(1, sizeof(*db));
+        char err[256];
 
         if (db == NULL)
                 return NULL;
         db->cfg = cfg;
         db->lg = lg;
+        for (int i = 0; i < DB_LANES; i++) {
+                db->lanes[i].db = db;
+                db->lanes[i].index = i;
+        }
+        if (db_build_statements(db, err, sizeof(err)) != 0) {
+                db_free(db);
+                return NULL;
+        }
         return db;
 }
 
@@ -80,95 +60,96 @@ static void fail_all(struct lane *l, const char *why)
         l->sent = 0;
 }
 
-/* Both lanes go together: the leader lock lives on the reader, and a
+/* Every lane goes together: the leader lock lives on the reader, and a
  * writer without it must not go on marking for a relay that lost it. */
-void db_disconnect(struct db *db, const char *why)
+void db_close_all(struct db *db, const char *why)
 {
+        db->state = DB_DOWN; /* first: setup callbacks failed below ignore it */
         for (int i = 0; i < DB_LANES; i++) {
                 if (db->lanes[i].conn != NULL) {
                         PQfinish(db->lanes[i].conn);
                         db->lanes[i].conn = NULL;
                 }
+                db->lanes[i].state = LANE_DOWN;
         }
         for (int i = 0; i < DB_LANES; i++)
                 fail_all(&db->lanes[i], why);
+}
+
+void db_disconnect(struct db *db, const char *why)
+{
+        db_close_all(db, why);
 }
 
 void db_free(struct db *db)
 {
         if (db == NULL)
                 return;
-        db_disconnect(db, "shutting down");
+        db_close_all(db, "shutting down");
+        db_free_statements(db);
         free(db);
+}
+
+enum db_state db_state(const struct db *db)
+{
+        return db->state;
 }
 
 int db_connected(const struct db *db)
 {
-        return db->lanes[READER].conn != NULL;
+        return db->state == DB_UP;
 }
 
-/* libpq error messages end with a newline; logs want one line. */
-static void copy_pq_error(const char *msg, char *errbuf, size_t errsz)
+const char *db_last_error(const struct db *db)
 {
-        size_t n;
-
-        snprintf(errbuf, errsz, "%s", msg != NULL ? msg : "unknown error");
-        n = strlen(errbuf);
-        while (n > 0 && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
-                errbuf[--n] = '\0';
-        /* libpq puts its advice on lines of their own: one line reads better
-         * in a log. */
-        for (char *p = errbuf; (p = strchr(p, '\n')) != NULL;)
-                *p = ' ';
+        return db->error;
 }
 
-/* libpq's TLS messages say what failed, not what to set: with
- * sslmode=verify-full and no sslrootcert it looks for ~/.postgresql/root.crt,
- * and in a container HOME is often /nonexistent. */
-static void tls_hint(char *msg, size_t sz)
+/* libpq's messages end with a newline and put DETAIL, HINT and advice on
+ * lines of their own; a log wants one line. An error at a position in a
+ * statement comes with the statement's text and a caret under it ("LINE 1:
+ * ..."), which says nothing on one line: left out. */
+void db_copy_pq_error(const char *msg, char *errbuf, size_t errsz)
 {
-        size_t n = strlen(msg);
+        size_t len = 0;
 
-        if (strstr(msg, "root.crt") != NULL)
-                snprintf(msg + n, sz - n,
-                         " (name the CA certificate with sslrootcert=PATH in the database URL, or "
-                         "PGSSLROOTCERT)");
-        else if (strstr(msg, "certificate verify failed") != NULL)
-                snprintf(msg + n, sz - n,
-                         " (is sslrootcert the CA that signed the server's certificate?)");
-}
+        if (errsz == 0)
+                return;
+        errbuf[0] = '\0';
+        for (const char *line = msg != NULL ? msg : "unknown error"; *line != '\0';) {
+                size_t n = strcspn(line, "\n"), blank = strspn(line, " ");
 
-static int exec_ok(PGconn *conn, const char *sql, const char *what, char *errbuf, size_t errsz)
-{
-        PGresult *res = PQexec(conn, sql);
-        ExecStatusType st = PQresultStatus(res);
-        int rc = 0;
-
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                char msg[512];
-
-                copy_pq_error(PQresultErrorMessage(res), msg, sizeof(msg));
-                snprintf(errbuf, errsz, "%s: %s", what, msg);
-                rc = -1;
+                if (strncmp(line, "LINE ", 5) != 0 && !(blank < n && line[blank] == '^') &&
+                    blank < n && len + 1 < errsz)
+                        len += (size_t)snprintf(errbuf + len, errsz - len, "%s%.*s",
+                                                len > 0 ? " " : "", (int)n, line);
+                if (len >= errsz)
+                        len = errsz - 1;
+                line += n + (line[n] == '\n');
         }
-        PQclear(res);
-        return rc;
+        while (len > 0 && errbuf[len - 1] == ' ')
+                errbuf[--len] = '\0';
+        if (len == 0)
+                snprintf(errbuf, errsz, "unknown error");
 }
 
-static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf, size_t errsz)
+/* Adds a statement for every session to prepare. */
+static int prepare(struct db *db, const char *name, const char *sql, char *errbuf, size_t errsz)
 {
-        PGresult *res = PQprepare(conn, name, sql, 0, NULL);
-        int rc = 0;
+        struct db_stmt *grown = realloc(db->stmts, (db->n_stmts + 1) * sizeof(*grown));
 
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                char msg[512];
-
-                copy_pq_error(PQresultErrorMessage(res), msg, sizeof(msg));
-                snprintf(errbuf, errsz, "preparing %s: %s", name, msg);
-                rc = -1;
+        if (grown == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
         }
-        PQclear(res);
-        return rc;
+        db->stmts = grown;
+        snprintf(grown[db->n_stmts].name, sizeof(grown[db->n_stmts].name), "%s", name);
+        if ((grown[db->n_stmts].sql = strdup(sql)) == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        db->n_stmts++;
+        return 0;
 }
 
 /* The two fetch statements, outbox_fetch_<held>: due pending rows above
@@ -183,52 +164,75 @@ static int prepare(PGconn *conn, const char *name, const char *sql, char *errbuf
  * floor.
  * - held: leave out rows of a key whose earlier row failed and waits for its
  *   retry (the NOT EXISTS over the small index of failing rows), so retries
- *   never reorder a key; skipped while no row is failing. */
-static int prepare_fetches(PGconn *conn, const char *s, char *errbuf, size_t errsz)
+ *   never reorder a key; skipped while no row is failing.
+ * Memory: the rows come in id order while the ones before a row come to
+ * less than $5 bytes (so at least one), as the window's running sum of
+ * each row's size says (the last column, db_fetched_bytes): what arrives,
+ * plus DB_ROW_OVERHEAD. The jsonb columns come as their text (what the
+ * binary jsonb format sends anyway, less a version byte), made once and
+ * measured as it is: a compressed payload's stored size can be a fiftieth
+ * of it. Only the rows the LIMIT lets through are turned into text: the
+ * OFFSET 0 keeps the planner from doing it below a sort of every pending
+ * row (250 MB of text sorted on disk for 2,500 rows of 100 KB while the
+ * statistics were stale), and its ORDER BY tells the window the rows come
+ * sorted (else it sorts them again, on disk past work_mem). $2 bounds how
+ * many rows the server reads. */
+static int prepare_fetches(struct db *db, const char *s, char *errbuf, size_t errsz)
 {
-        char sql[1536], name[32];
+        char sql[2560], name[32];
 
         for (int held = 0; held <= 1; held++) {
                 snprintf(sql, sizeof(sql),
-                         "SELECT e.id, e.event_id::text, e.topic, e.key, e.event_type,"
-                         " e.payload, e.payload_bytes, coalesce(e.headers, '{}'),"
-                         " coalesce(e.created_at, now()), coalesce(e.attempts, 0),"
-                         " coalesce(e.replays, 0)"
+                         "SELECT * FROM (SELECT t.*, sum(t.row_bytes)"
+                         " OVER (ORDER BY t.id ROWS UNBOUNDED PRECEDING)::bigint AS upto"
+                         " FROM (SELECT c.*, (%d + coalesce(octet_length(c.payload),"
+                         " octet_length(c.payload_bytes), 0) + octet_length(c.headers)"
+                         " + coalesce(octet_length(c.key), 0) + coalesce(octet_length(c.topic), 0)"
+                         " + coalesce(octet_length(c.event_type), 0))::bigint AS row_bytes"
+                         " FROM (SELECT r.id, r.event_id, r.topic, r.key, r.event_type,"
+                         " r.payload::text AS payload, r.payload_bytes, r.headers::text AS headers,"
+                         " r.created_at, r.attempts, r.replays FROM ("
+                         "SELECT e.id, e.event_id::text AS event_id, e.topic, e.key, e.event_type,"
+                         " e.payload, e.payload_bytes, coalesce(e.headers, '{}') AS headers,"
+                         " coalesce(e.created_at, now()) AS created_at,"
+                         " coalesce(e.attempts, 0) AS attempts, coalesce(e.replays, 0) AS replays"
                          " FROM %s.events e"
                          " WHERE e.status = 'pending' AND e.id > $4::bigint"
                          " AND (e.attempts = 0 OR e.next_attempt_at <= now())"
                          " AND e.id NOT IN (SELECT unnest($1::bigint[]))"
                          " AND (e.key IS NULL OR e.key NOT IN (SELECT unnest($3::text[]))) %s%s%s"
-                         " ORDER BY e.id LIMIT $2",
-                         s, held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
+                         " ORDER BY e.id LIMIT $2) r ORDER BY r.id OFFSET 0) c) t) w"
+                         " WHERE w.upto - w.row_bytes < $5::bigint ORDER BY w.id",
+                         DB_ROW_OVERHEAD, s,
+                         held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
                          held ? s : "",
                          held ? ".events b WHERE b.status = 'pending'"
                                 " AND b.attempts > 0 AND b.key = e.key AND b.id < e.id))"
                               : "");
                 snprintf(name, sizeof(name), "outbox_fetch_%d", held);
-                if (prepare(conn, name, sql, errbuf, errsz) != 0)
+                if (prepare(db, name, sql, errbuf, errsz) != 0)
                         return -1;
         }
         return 0;
 }
 
 /* The relay's other statements. */
-static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
+int db_prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
 {
         char sql[1536];
 
-        if (prepare_fetches(conn, s, errbuf, errsz) != 0)
+        if (prepare_fetches(db, s, errbuf, errsz) != 0)
                 return -1;
         snprintf(
             sql, sizeof(sql),
             "SELECT EXISTS (SELECT 1 FROM %s.events WHERE status = 'pending' AND attempts > 0)", s);
-        if (prepare(conn, "outbox_failing", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_failing", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "SELECT last_id, rewind_count, id_cache, writers, earlier_done"
                  " FROM %s.writers($1::text[])",
                  s);
-        if (prepare(conn, "outbox_writers", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_writers", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
@@ -236,7 +240,7 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  " FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS u(id, p, o)"
                  " WHERE e.id = u.id AND e.status = 'pending'",
                  s);
-        if (prepare(conn, "outbox_mark", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_mark", sql, errbuf, errsz) != 0)
                 return -1;
         /* --exactly-once: rows a committed transaction carried, as its
          * progress record lists them; a row replayed since is left alone. */
@@ -247,13 +251,13 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  " AS u(id, r, p, o)"
                  " WHERE e.id = u.id AND e.replays = u.r AND e.status = 'pending'",
                  s);
-        if (prepare(conn, "outbox_mark_committed", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_mark_committed", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
                  "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, $4::integer,"
                  " $5::integer)",
                  s);
-        if (prepare(conn, "outbox_fail", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_fail", sql, errbuf, errsz) != 0)
                 return -1;
         /* The third column: whether the table's statistics are stale for
          * planning (db_plan_for_statistics): they describe under 1 MB (an
@@ -267,8 +271,8 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  "  WHERE n.nspname = $1 AND c.relname = 'events')"
                  " FROM %s.events WHERE status = 'pending'",
                  s);
-        if (prepare(conn, "outbox_stats", sql, errbuf, errsz) != 0 ||
-            prepare(conn, "outbox_plans", "SELECT set_config('plan_cache_mode', $1, false)", errbuf,
+        if (prepare(db, "outbox_stats", sql, errbuf, errsz) != 0 ||
+            prepare(db, "outbox_plans", "SELECT set_config('plan_cache_mode', $1, false)", errbuf,
                     errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql),
@@ -276,152 +280,21 @@ static int prepare_all(PGconn *conn, const char *s, char *errbuf, size_t errsz)
                  " WHERE status = 'sent' AND sent_at < now() - $1 * interval '1 second'"
                  " LIMIT $2) AND status = 'sent' AND sent_at < now() - $1 * interval '1 second'",
                  s, s);
-        if (prepare(conn, "outbox_retention", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_retention", sql, errbuf, errsz) != 0)
                 return -1;
         snprintf(sql, sizeof(sql), "UPDATE %s.relay_state SET waiting = $1::boolean", s);
-        if (prepare(conn, "outbox_waiting", sql, errbuf, errsz) != 0)
+        if (prepare(db, "outbox_waiting", sql, errbuf, errsz) != 0)
                 return -1;
         /* The leader lock of this outbox: one key per schema, held by the
          * session, so it goes away with the connection or the process. */
         snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
                  DB_LEADER_LOCK_CLASS);
-        return prepare(conn, "outbox_lock", sql, errbuf, errsz);
-}
-
-/* PostgreSQL notices (e.g. "terminating connection due to administrator
- * command") go to the JSON log instead of raw onto stderr. */
-static void on_notice(void *arg, const char *message)
-{
-        struct db *db = arg;
-        char msg[512];
-
-        copy_pq_error(message, msg, sizeof(msg));
-        log_warn(db->lg, "postgresql notice", "{s:s}", "notice", msg);
-}
-
-/* Opens one session: our defaults come before dbname so that settings in
- * the user's URL (expanded in dbname's place) override them. Keepalives
- * make a dead peer show up as an error instead of a hang. */
-static PGconn *open_session(struct db *db, const char *role, char *errbuf, size_t errsz)
-{
-        const char *keys[] = {
-            "application_name",    "connect_timeout",  "keepalives", "keepalives_idle",
-            "keepalives_interval", "keepalives_count", "dbname",     NULL};
-        char appname[64];
-        const char *vals[] = {appname, "5", "1", "10", "5", "3", db->cfg->database_url, NULL};
-        PGconn *conn;
-
-        /* Sessions show up as outbox-relay/<instance> (the reader, which
-         * holds the leader lock) in pg_stat_activity: `outbox-relay status`
-         * names the leader by it. */
-        snprintf(appname, sizeof(appname), "outbox-relay%s/%s", role, db->cfg->instance_id);
-        conn = PQconnectdbParams(keys, vals, 1);
-        if (conn != NULL)
-                PQsetNoticeProcessor(conn, on_notice, db);
-        if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-                char msg[512];
-
-                copy_pq_error(conn != NULL ? PQerrorMessage(conn) : "out of memory", msg,
-                              sizeof(msg));
-                tls_hint(msg, sizeof(msg));
-                snprintf(errbuf, errsz, "cannot connect to the database: %s", msg);
-                PQfinish(conn);
-                return NULL;
-        }
-        /* The role keeps the relay's own updates from notifying it. Plans:
-         * see db_plan_for_statistics; a session starts planning every
-         * execution until the first look at the statistics. */
-        if (exec_ok(conn,
-                    "SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_custom_plan",
-                    "setting up the session", errbuf, errsz) != 0) {
-                PQfinish(conn);
-                return NULL;
-        }
-        return conn;
-}
-
-/* The outbox's identity (migration 002): --exactly-once writes it into its
- * progress records and refuses the records of another outbox. */
-static int read_outbox_id(struct db *db, PGconn *conn, const char *schema, char *errbuf,
-                          size_t errsz)
-{
-        char sql[160], msg[256];
-        PGresult *res;
-        int rc = -1;
-
-        snprintf(sql, sizeof(sql), "SELECT outbox_id::text FROM %s.relay_state", schema);
-        res = PQexec(conn, sql);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                copy_pq_error(PQresultErrorMessage(res), msg, sizeof(msg));
-                snprintf(errbuf, errsz, "reading the outbox identity (relay_state): %s", msg);
-        } else if (PQntuples(res) != 1) {
-                snprintf(errbuf, errsz,
-                         "relay_state has %d rows instead of 1: run outbox-relay migrate on a "
-                         "fresh schema",
-                         PQntuples(res));
-        } else {
-                snprintf(db->outbox_id, sizeof(db->outbox_id), "%s", PQgetvalue(res, 0, 0));
-                rc = 0;
-        }
-        PQclear(res);
-        return rc;
+        return prepare(db, "outbox_lock", sql, errbuf, errsz);
 }
 
 const char *db_outbox_id(const struct db *db)
 {
         return db->outbox_id;
-}
-
-int db_connect(struct db *db, char *errbuf, size_t errsz)
-{
-        char *schema = NULL, *channel = NULL, sql[256];
-        PGconn *conns[DB_LANES] = {NULL};
-        int rc = -1;
-
-        db_disconnect(db, "reconnecting");
-        conns[READER] = open_session(db, "", errbuf, errsz);
-        if (conns[READER] == NULL)
-                goto out;
-        rc = migrate_check(conns[READER], db->cfg->schema, errbuf, errsz);
-        if (rc != 0) {
-                rc = rc == MIGRATE_ERR_SCHEMA ? DB_ERR_SCHEMA : -1;
-                goto out;
-        }
-        rc = -1;
-        schema = PQescapeIdentifier(conns[READER], db->cfg->schema, strlen(db->cfg->schema));
-        snprintf(sql, sizeof(sql), "%s.events", db->cfg->schema);
-        channel = PQescapeIdentifier(conns[READER], sql, strlen(sql));
-        if (schema == NULL || channel == NULL) {
-                snprintf(errbuf, errsz, "cannot quote the schema name");
-                goto out;
-        }
-        for (int i = 0; i < DB_LANES; i++) {
-                if (i != READER && (conns[i] = open_session(db, "-writer", errbuf, errsz)) == NULL)
-                        goto out;
-                if (prepare_all(conns[i], schema, errbuf, errsz) != 0)
-                        goto out;
-                if (PQsetnonblocking(conns[i], 1) != 0) {
-                        snprintf(errbuf, errsz, "cannot make the connections non-blocking");
-                        goto out;
-                }
-        }
-        snprintf(sql, sizeof(sql), "LISTEN %s", channel);
-        if (exec_ok(conns[READER], sql, "LISTEN", errbuf, errsz) != 0 ||
-            read_outbox_id(db, conns[READER], schema, errbuf, errsz) != 0)
-                goto out;
-        for (int i = 0; i < DB_LANES; i++) {
-                db->lanes[i].conn = conns[i];
-                conns[i] = NULL;
-        }
-        db->custom_plans = 1;
-        db->plans_checked = 0;
-        rc = 0;
-out:
-        PQfreemem(schema);
-        PQfreemem(channel);
-        for (int i = 0; i < DB_LANES; i++)
-                PQfinish(conns[i]);
-        return rc;
 }
 
 /* The writer with the shortest queue: marks of different batches touch
@@ -440,25 +313,33 @@ static int send_head(struct lane *l)
 {
         struct db_op *op = l->head;
         const char *values[DB_MAX_PARAMS];
+        int ok;
 
         for (int i = 0; i < op->nparams; i++)
                 values[i] = op->params[i];
-        if (!PQsendQueryPrepared(l->conn, op->stmt, op->nparams, values, NULL, NULL,
-                                 op->binary_result))
+        if (op->kind == OP_PREPARE)
+                ok = PQsendPrepare(l->conn, op->stmt, op->sql, 0, NULL);
+        else if (op->kind == OP_QUERY && op->nparams == 0)
+                ok = PQsendQuery(l->conn, op->sql); /* may hold several statements */
+        else if (op->kind == OP_QUERY)
+                ok = PQsendQueryParams(l->conn, op->sql, op->nparams, NULL, values, NULL, NULL,
+                                       op->binary_result);
+        else
+                ok = PQsendQueryPrepared(l->conn, op->stmt, op->nparams, values, NULL, NULL,
+                                         op->binary_result);
+        if (!ok)
                 return -1;
         l->sent = 1;
         return PQflush(l->conn) < 0 ? -1 : 0;
 }
 
-/* Queues a query on a lane; params are copied. Fails at once when
- * disconnected. */
-static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char *const params[],
-                   int binary_result, db_done_cb cb, void *arg)
+int db_enqueue(struct db *db, int lane, enum db_op_kind kind, const char *stmt, const char *sql,
+               int nparams, char *const params[], int binary_result, db_done_cb cb, void *arg)
 {
         struct lane *l = &db->lanes[lane];
         struct db_op *op;
 
-        if (l->conn == NULL) {
+        if (l->conn == NULL || (l->state != LANE_SETUP && l->state != LANE_READY)) {
                 cb(arg, NULL, "not connected to the database");
                 return -1;
         }
@@ -467,7 +348,9 @@ static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char 
                 cb(arg, NULL, "out of memory");
                 return -1;
         }
+        op->kind = kind;
         op->stmt = stmt;
+        op->sql = sql;
         op->binary_result = binary_result;
         op->cb = cb;
         op->arg = arg;
@@ -484,11 +367,26 @@ static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char 
         if (!l->sent && send_head(l) != 0) {
                 char msg[512];
 
-                copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
-                db_disconnect(db, msg);
+                db_copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
+                if (db->state == DB_CONNECTING)
+                        db_connect_fail(db, DB_EV_FAILED, "%s", msg); /* db_service closes */
+                else
+                        db_disconnect(db, msg);
                 return -1;
         }
         return 0;
+}
+
+/* Queues one of the relay's queries: only once the db is up. */
+static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char *const params[],
+                   int binary_result, db_done_cb cb, void *arg)
+{
+        if (db->state != DB_UP) {
+                cb(arg, NULL, "not connected to the database");
+                return -1;
+        }
+        return db_enqueue(db, lane, OP_EXECUTE, stmt, NULL, nparams, params, binary_result, cb,
+                          arg);
 }
 
 /* Writes "{v1,v2,...}" for n values (int64_t when is64, else int32_t). */
@@ -539,19 +437,22 @@ static char *text_array_literal(size_t n, const char *const *values)
 }
 
 int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
-             const char *const *keys, int limit, int hold_keys, db_done_cb cb, void *arg)
+             const char *const *keys, int limit, int64_t max_bytes, int hold_keys, db_done_cb cb,
+             void *arg)
 {
-        char l[16], f[24],
-            *params[4] = {array_literal(n_skip, skip, 1), l, text_array_literal(n_keys, keys), f};
+        char l[16], f[24], mb[24],
+            *params[5] = {array_literal(n_skip, skip, 1), l, text_array_literal(n_keys, keys), f,
+                          mb};
         int rc = -1;
 
         snprintf(l, sizeof(l), "%d", limit);
         snprintf(f, sizeof(f), "%lld", (long long)floor);
+        snprintf(mb, sizeof(mb), "%lld", (long long)max_bytes);
         if (params[0] == NULL || params[2] == NULL)
                 cb(arg, NULL, "out of memory");
         else
-                rc = enqueue(db, READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 4, params,
-                             1, cb, arg);
+                rc = enqueue(db, DB_READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 5,
+                             params, 1, cb, arg);
         free(params[0]);
         free(params[2]);
         return rc;
@@ -591,31 +492,39 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m)
                 m->key_len = (size_t)PQgetlength(res, i, 3);
         }
         m->event_type = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
-        if (!PQgetisnull(res, i, 5)) { /* binary jsonb: a version byte, then the text */
-                m->value = PQgetvalue(res, i, 5) + 1;
-                m->value_len = (size_t)PQgetlength(res, i, 5) - 1;
+        if (!PQgetisnull(res, i, 5)) { /* jsonb, as its text */
+                m->value = PQgetvalue(res, i, 5);
+                m->value_len = (size_t)PQgetlength(res, i, 5);
         } else if (!PQgetisnull(res, i, 6)) {
                 m->value = PQgetvalue(res, i, 6);
                 m->value_len = (size_t)PQgetlength(res, i, 6);
         }
-        m->headers = PQgetvalue(res, i, 7) + 1;
-        m->headers_len = (size_t)PQgetlength(res, i, 7) - 1;
+        m->headers = PQgetvalue(res, i, 7); /* jsonb, as its text */
+        m->headers_len = (size_t)PQgetlength(res, i, 7);
         us = be64(PQgetvalue(res, i, 8));
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
         m->attempts = be32(PQgetvalue(res, i, 9));
         m->replays = be32(PQgetvalue(res, i, 10));
 }
 
+int64_t db_fetched_bytes(const PGresult *res)
+{
+        int n = PQntuples(res);
+
+        /* The window's running sum, the last column, at the last row. */
+        return n > 0 ? be64(PQgetvalue(res, n - 1, PQnfields(res) - 1)) : 0;
+}
+
 int db_writers(struct db *db, const char *earlier, db_done_cb cb, void *arg)
 {
         char *params[1] = {(char *)earlier};
 
-        return enqueue(db, READER, "outbox_writers", 1, params, 0, cb, arg);
+        return enqueue(db, DB_READER, "outbox_writers", 1, params, 0, cb, arg);
 }
 
 int db_any_failing(struct db *db, db_done_cb cb, void *arg)
 {
-        return enqueue(db, READER, "outbox_failing", 0, NULL, 0, cb, arg);
+        return enqueue(db, DB_READER, "outbox_failing", 0, NULL, 0, cb, arg);
 }
 
 int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
@@ -671,7 +580,7 @@ int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
 {
         char *params[1] = {db->cfg->schema};
 
-        return enqueue(db, READER, "outbox_lock", 1, params, 0, cb, arg);
+        return enqueue(db, DB_READER, "outbox_lock", 1, params, 0, cb, arg);
 }
 
 int db_pending_stats(struct db *db, db_done_cb cb, void *arg)
@@ -737,19 +646,40 @@ int db_socket(const struct db *db, int lane)
         return db->lanes[lane].conn != NULL ? PQsocket(db->lanes[lane].conn) : -1;
 }
 
-int db_wants_write(const struct db *db, int lane)
+short db_events(const struct db *db, int lane)
 {
         const struct lane *l = &db->lanes[lane];
 
-        return l->conn != NULL && l->sent && PQflush(l->conn) == 1;
+        if (l->conn == NULL)
+                return 0;
+        if (l->state == LANE_CONNECTING)
+                return l->poll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        return POLLIN | (l->sent && PQflush(l->conn) == 1 ? POLLOUT : 0);
 }
 
 int db_idle(const struct db *db)
 {
+        if (db->state != DB_UP)
+                return 1; /* setup is the db's own business */
         for (int i = 0; i < DB_LANES; i++)
                 if (db->lanes[i].head != NULL)
                         return 0;
         return 1;
+}
+
+int64_t db_next_deadline(const struct db *db)
+{
+        int64_t at = INT64_MAX;
+
+        if (db->state != DB_CONNECTING)
+                return at;
+        for (int i = 0; i < DB_LANES; i++) {
+                const struct lane *l = &db->lanes[i];
+
+                if ((l->state == LANE_CONNECTING || l->state == LANE_SETUP) && l->deadline < at)
+                        at = l->deadline;
+        }
+        return at;
 }
 
 /* The head query has returned all its results: hand them over. */
@@ -770,17 +700,22 @@ static void complete_head(struct lane *l)
         } else {
                 char msg[512];
 
-                copy_pq_error(res != NULL ? PQresultErrorMessage(res) : "no result", msg,
-                              sizeof(msg));
+                db_copy_pq_error(res != NULL ? PQresultErrorMessage(res) : "no result", msg,
+                                 sizeof(msg));
                 PQclear(res);
                 op->cb(op->arg, NULL, msg);
         }
         op_free(op);
 }
 
-/* Does what is possible on one lane; -1 when its connection broke (or a
- * callback closed it). */
-static int service_lane(struct db *db, struct lane *l, int *notified)
+static int is_error(const PGresult *res)
+{
+        ExecStatusType st = PQresultStatus(res);
+
+        return st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK;
+}
+
+int db_service_lane(struct db *db, struct lane *l, int *notified)
 {
         PGnotify *n;
 
@@ -794,15 +729,21 @@ static int service_lane(struct db *db, struct lane *l, int *notified)
                 PGresult *res = PQgetResult(l->conn);
 
                 if (res != NULL) {
-                        if (l->head->res == NULL)
+                        /* The first result, unless a later one is an error
+                         * (a setup string holds several statements). */
+                        if (l->head->res == NULL) {
                                 l->head->res = res;
-                        else
+                        } else if (is_error(res) && !is_error(l->head->res)) {
+                                PQclear(l->head->res);
+                                l->head->res = res;
+                        } else {
                                 PQclear(res);
+                        }
                         continue;
                 }
                 complete_head(l);
-                if (!db_connected(db) || l->conn == NULL)
-                        return -1; /* a callback disconnected */
+                if (l->conn == NULL || db->failed || db->state == DB_DOWN)
+                        return -1; /* a callback disconnected or failed the setup */
                 /* A callback may have queued (and so sent) the next one. */
                 if (l->head != NULL && !l->sent && send_head(l) != 0)
                         return -1;
@@ -810,22 +751,73 @@ static int service_lane(struct db *db, struct lane *l, int *notified)
         return PQstatus(l->conn) == CONNECTION_OK ? 0 : -1;
 }
 
-int db_service(struct db *db, int *notified)
+/* A session of an attempt under way that is taking too long. */
+static void check_deadlines(struct db *db, int64_t now)
 {
-        for (int i = 0; i < DB_LANES; i++) {
+        for (int i = 0; i < DB_LANES && !db->failed; i++) {
+                const struct lane *l = &db->lanes[i];
+
+                if (l->state == LANE_CONNECTING && now >= l->deadline)
+                        db_connect_fail(
+                            db, DB_EV_FAILED,
+                            "cannot connect to the database: timed out (connect_timeout)");
+                else if (l->state == LANE_SETUP && now >= l->deadline)
+                        db_connect_fail(db, DB_EV_FAILED,
+                                        "timed out setting up the database session (the server "
+                                        "answered nothing within --statement-timeout-ms)");
+        }
+}
+
+int db_service(struct db *db, const short revents[DB_LANES], int64_t now, int *notified)
+{
+        int was_up = db->state == DB_UP, any = 0, ev;
+
+        if (db->state == DB_DOWN)
+                return DB_EV_NONE;
+        for (int i = 0; i < DB_LANES; i++)
+                any |= revents[i] != 0;
+        for (int i = 0; i < DB_LANES && !db->failed && db->state != DB_DOWN; i++) {
                 struct lane *l = &db->lanes[i];
                 char msg[512];
 
-                if (l->conn == NULL)
-                        return -1;
-                if (service_lane(db, l, notified) == 0)
+                if (l->state == LANE_CONNECTING) {
+                        if (revents[i] != 0)
+                                db_connect_poll(db, l, now);
                         continue;
-                copy_pq_error(l->conn != NULL ? PQerrorMessage(l->conn) : "connection closed", msg,
-                              sizeof(msg));
+                }
+                if (!any || (l->state != LANE_SETUP && l->state != LANE_READY) ||
+                    db_service_lane(db, l, notified) == 0)
+                        continue;
+                if (db->failed || db->state == DB_DOWN)
+                        break; /* a callback failed the attempt or disconnected */
+                db_copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
+                if (db->state == DB_CONNECTING) {
+                        db_connect_fail(db, DB_EV_FAILED,
+                                        "connection lost while setting up the session: %s", msg);
+                        break;
+                }
                 log_warn(db->lg, "database connection lost", "{s:s,s:s}", "session",
-                         i == READER ? "reader" : "writer", "error", msg);
-                db_disconnect(db, msg);
-                return -1;
+                         i == DB_READER ? "reader" : "writer", "error", msg);
+                db_close_all(db, msg);
+                return DB_EV_LOST;
         }
-        return 0;
+        if (db->state == DB_CONNECTING)
+                check_deadlines(db, now);
+        if (db->failed) {
+                ev = db->event;
+                db->failed = 0;
+                db->event = DB_EV_NONE;
+                db_close_all(db, db->error);
+                return ev;
+        }
+        if (was_up && db->state == DB_DOWN) {
+                log_warn(db->lg, "database connection lost", "{s:s}", "error",
+                         "closed after a failed statement");
+                return DB_EV_LOST;
+        }
+        if (db->event == DB_EV_UP) {
+                db->event = DB_EV_NONE;
+                return DB_EV_UP;
+        }
+        return DB_EV_NONE;
 }

@@ -55,12 +55,15 @@ static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbu
  * has no schema_migrations table, else the highest version recorded.
  * Looks in the catalogs first so a missing table is not an error (which
  * would abort the surrounding transaction). Returns 0 or -1 with errbuf. */
+const char *const migrate_probe_sql =
+    "SELECT n.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+    " WHERE c.relnamespace = n.oid AND c.relname = 'schema_migrations')"
+    " FROM (SELECT 1) AS one"
+    " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1";
+
 static int read_version(PGconn *conn, const char *schema, int *version, char *errbuf, size_t errsz)
 {
-        const char *probe = "SELECT n.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
-                            " WHERE c.relnamespace = n.oid AND c.relname = 'schema_migrations')"
-                            " FROM (SELECT 1) AS one"
-                            " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1";
+        const char *probe = migrate_probe_sql;
         const char *params[1] = {schema};
         PGresult *res = NULL;
         char *ident = NULL, sql[256], msg[512];
@@ -378,10 +381,17 @@ int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, 
 
 int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
 {
-        int version, need = migrate_latest_version();
+        int version;
 
         if (read_version(conn, schema, &version, errbuf, errsz) != 0)
                 return -1;
+        return migrate_verdict(schema, version, errbuf, errsz);
+}
+
+int migrate_verdict(const char *schema, int version, char *errbuf, size_t errsz)
+{
+        int need = migrate_latest_version();
+
         if (version < 0) {
                 snprintf(errbuf, errsz,
                          "database has no outbox schema \"%s\": run outbox-relay migrate", schema);

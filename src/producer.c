@@ -277,19 +277,14 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
                                   const struct message_row *row, rd_kafka_headers_t *hdrs,
                                   void *msg_opaque)
 {
-        rd_kafka_resp_err_t err;
+        /* Never waits: a full queue (QUEUE_FULL) is the caller's to wait
+         * out in its loop, which serves the reports that make room. */
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)row->key, row->key_len),
+            RD_KAFKA_V_VALUE((void *)row->value, row->value_len), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_TIMESTAMP(row->created_at_ms), RD_KAFKA_V_OPAQUE(msg_opaque),
+            RD_KAFKA_V_END);
 
-        for (;;) {
-                err = rd_kafka_producev(
-                    p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)row->key, row->key_len),
-                    RD_KAFKA_V_VALUE((void *)row->value, row->value_len), RD_KAFKA_V_HEADERS(hdrs),
-                    RD_KAFKA_V_TIMESTAMP(row->created_at_ms), RD_KAFKA_V_OPAQUE(msg_opaque),
-                    RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                /* The pipeline bound keeps this rare: let librdkafka drain. */
-                rd_kafka_poll(p->rk, 10);
-        }
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
                 return err;

@@ -96,6 +96,8 @@ fail:
 
 static void batch_free(struct batch *b)
 {
+        if (b->relay != NULL)
+                b->relay->held_bytes -= b->bytes;
         for (int i = 0; i < b->n; i++)
                 free(b->rows[i].error);
         free(b->rows);
@@ -287,7 +289,7 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
 
 /* ---- fetching and producing ---- */
 
-static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
+int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row)
 {
         char err[512];
         const char *topic;
@@ -300,13 +302,13 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                  * later row of the key over first). */
                 row->state = ROW_UNSENT;
                 relay_hold_key(r, row);
-                return;
+                return 0;
         }
         topic = route_topic(r->route, row->m.topic, row->m.event_type, err, sizeof(err));
         row->topic = topic != NULL ? topic : "(unrouted)";
         if (topic == NULL) {
                 fail_row(r, row, err);
-                return;
+                return 0;
         }
         /* Routes and --default-topic were checked at startup; a row's own
          * topic only by the table's CHECK, which a user may have dropped. */
@@ -317,7 +319,7 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                          topic, ROUTE_TOPIC_MAX);
                 row->topic = "(illegal)";
                 fail_row(r, row, err);
-                return;
+                return 0;
         }
         /* A writer chose a topic the relay must not write (Kafka's own, the
          * progress topic, or outside --allowed-topics): no retry can help. */
@@ -325,15 +327,15 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 row->topic = "(refused)";
                 fail_row(r, row, err);
                 row->dead_now = 1;
-                return;
+                return 0;
         }
         if (row->m.event_id == NULL) {
                 fail_row(r, row, "column event_id is NULL (was its NOT NULL constraint dropped?)");
-                return;
+                return 0;
         }
         if (message_headers(&row->m, &hdrs, err, sizeof(err)) != 0) {
                 fail_row(r, row, err);
-                return;
+                return 0;
         }
         row->state = ROW_INFLIGHT;
         row->produced_us = now_us();
@@ -341,9 +343,19 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         kerr = producer_send(r->producer, topic, &row->m, hdrs, row);
         if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 row->produced = 1;
-                return;
+                return 0;
         }
         b->outstanding--;
+        /* Full with nothing in it: the message alone exceeds
+         * queue.buffering.max.kbytes and no report will ever make room. */
+        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL && producer_outstanding(r->producer) == 0) {
+                snprintf(err, sizeof(err),
+                         "message larger than the producer's queue (queue.buffering.max.kbytes)");
+                fail_row(r, row, err);
+                return 0;
+        }
+        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                return 1;
         if (producer_err_is_permanent(kerr)) {
                 snprintf(err, sizeof(err), "%s (topic %s)", rd_kafka_err2str(kerr), topic);
                 fail_row(r, row, err);
@@ -351,6 +363,7 @@ static void produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 row->state = ROW_UNSENT;
                 relay_hold_key(r, row);
         }
+        return 0;
 }
 
 static void fetched(struct relay *r, PGresult *res, const char *error);
@@ -367,7 +380,8 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
 static void fetched(struct relay *r, PGresult *res, const char *error)
 {
         struct batch *b;
-        int n;
+        int64_t est;
+        int n, full;
 
         if (error != NULL) {
                 /* Sent again no sooner than the backoff allows (at once
@@ -381,7 +395,7 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         n = PQntuples(res);
         if (n == 0) {
                 relay_stmt_ok(r, RELAY_STMT_FETCH);
-                relay_floor_fetched(r, 0, 0);
+                relay_floor_fetched(r, 0, 0, 0);
                 PQclear(res);
                 return;
         }
@@ -402,6 +416,16 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         b->res = res;
         b->n = n;
         b->seq = ++r->batch_seq;
+        /* What it really holds, against the budget, until it is freed. */
+        b->bytes = (int64_t)PQresultMemorySize(res) + (int64_t)n * (int64_t)sizeof(*b->rows);
+        r->held_bytes += b->bytes;
+        /* Stopped by its byte limit (the rows before its last one came to
+         * less than the limit, the last one may have crossed it) or by its
+         * row limit: more rows are likely waiting, and those above its last
+         * one were not looked at. */
+        est = db_fetched_bytes(res);
+        full = n >= r->fetch_limit || est >= r->fetch_bytes;
+        r->row_bytes = est / n;
         /* Appended before producing: reports may arrive while we produce. */
         r->n_batches++;
         struct batch **pp = &r->batches;
@@ -412,26 +436,40 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
                 b->rows[i].batch = b;
                 db_decode_row(res, i, &b->rows[i].m);
         }
-        relay_floor_fetched(r, n, b->rows[n - 1].m.id);
+        relay_floor_fetched(r, n, b->rows[n - 1].m.id, full);
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
-        if (n == r->cfg->batch_size)
+        if (full)
                 r->want_fetch = 1; /* more are likely waiting */
-        log_debug(r->lg, "batch fetched", "{s:i,s:I,s:I}", "rows", n, "last_id",
-                  (json_int_t)b->rows[n - 1].m.id, "above_id", (json_int_t)r->fl.fetch_floor);
+        log_debug(r->lg, "batch fetched", "{s:i,s:I,s:I,s:I}", "rows", n, "last_id",
+                  (json_int_t)b->rows[n - 1].m.id, "above_id", (json_int_t)r->fl.fetch_floor,
+                  "bytes", (json_int_t)b->bytes);
         if (r->cfg->exactly_once)
                 relay_txn_add(r, b);
         else
                 relay_produce_batch(r, b);
 }
 
-/* Hands every row of b to the producer, in id order. */
-void relay_produce_batch(struct relay *r, struct batch *b)
+/* Fetches ask for what fits in the memory budget: a pipeline's share of it
+ * (--pipeline-depth batches fill it), and no more than what is left. They
+ * wait while less than a quarter of a share is left, rather than fetch a
+ * row at a time, unless nothing is held at all: at least one row, however
+ * large, always goes out. The row limit follows the size of the rows just
+ * fetched, so that the server does not measure many more rows than the
+ * bytes let through. Returns 0 when a fetch must wait. */
+static int fetch_size(struct relay *r, int *limit, int64_t *bytes)
 {
-        b->producing = 1;
-        for (int i = 0; i < b->n; i++)
-                produce_row(r, b, &b->rows[i]);
-        b->producing = 0;
-        relay_batch_reported(r, b);
+        int64_t share = r->cfg->memory_budget / r->cfg->pipeline_depth;
+        int64_t left = r->cfg->memory_budget - r->held_bytes;
+
+        *bytes = left < share ? left : share;
+        if (r->held_bytes > 0 && *bytes < share / 4)
+                return 0;
+        if (*bytes < 1)
+                *bytes = 1;
+        *limit = r->cfg->batch_size;
+        if (r->row_bytes > 0 && *bytes / r->row_bytes + 1 < *limit)
+                *limit = (int)(*bytes / r->row_bytes + 1);
+        return 1;
 }
 
 static void maybe_fetch(struct relay *r)
@@ -444,7 +482,8 @@ static void maybe_fetch(struct relay *r)
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
             (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
             !db_connected(r->db) || relay_pipeline_full(r) ||
-            now_ms() < r->stmt[RELAY_STMT_FETCH].retry_at)
+            now_ms() < r->stmt[RELAY_STMT_FETCH].retry_at ||
+            !fetch_size(r, &r->fetch_limit, &r->fetch_bytes))
                 return;
         /* Every row of the pipeline is left out, whatever its state: until
          * its batch is done it is either on its way or held back. So are
@@ -470,7 +509,7 @@ static void maybe_fetch(struct relay *r)
         r->fetch_queued = 1;
         now = now_ms();
         db_fetch(r->db, relay_floor_for_fetch(r, n_keys == 0 && !r->failing, now), n, skip, n_keys,
-                 keys, r->cfg->batch_size, r->failing, on_fetched, r);
+                 keys, r->fetch_limit, r->fetch_bytes, r->failing, on_fetched, r);
         relay_floor_look(r, now);
         free(skip);
         free(keys);
@@ -478,31 +517,27 @@ static void maybe_fetch(struct relay *r)
 
 /* ---- the loop ---- */
 
-static void try_connect(struct relay *r, int64_t now)
+/* The database is up: resume where the last connection left off. */
+static void connected(struct relay *r, int64_t now)
 {
-        char err[512];
-        int rc;
-
-        r->leader = 0; /* a new session holds no lock */
-        rc = db_connect(r->db, err, sizeof(err));
-
-        if (rc == 0) {
-                log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
-                relay_session_started(r, now);
-                r->record_retry_at = 0; /* the batches are submitted again below */
-                if (r->connected_once++)
-                        metrics_add(r->metrics, METRICS_DB_RECONNECTS, 1);
-                r->next_stats_at = now;
-                r->reconnect_attempt = 0;
-                r->want_fetch = 1;
-                r->next_lock_at = now;
-                for (struct batch *b = r->batches, *next; b != NULL; b = next) {
-                        next = b->next; /* b may be freed by submit */
-                        relay_batch_reported(r, b);
-                }
-                return;
+        log_info(r->lg, "connected to the database", "{s:s}", "schema", r->cfg->schema);
+        relay_session_started(r, now);
+        r->record_retry_at = 0; /* the batches are submitted again below */
+        if (r->connected_once++)
+                metrics_add(r->metrics, METRICS_DB_RECONNECTS, 1);
+        r->next_stats_at = now;
+        r->reconnect_attempt = 0;
+        r->want_fetch = 1;
+        r->next_lock_at = now;
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next; /* b may be freed by submit */
+                relay_batch_reported(r, b);
         }
-        if (rc == DB_ERR_SCHEMA) {
+}
+
+static void connect_failed(struct relay *r, int64_t now, int code, const char *err)
+{
+        if (code == DB_ERR_SCHEMA) {
                 r->fatal_schema = 1;
                 snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", err);
                 return;
@@ -512,6 +547,35 @@ static void try_connect(struct relay *r, int64_t now)
         log_warn(r->lg, "database unavailable, will retry", "{s:s,s:i,s:I}", "error", err,
                  "attempt", r->reconnect_attempt, "retry_in_ms",
                  (json_int_t)(r->reconnect_at - now));
+}
+
+/* Starts an attempt; db_service carries it on from the loop. */
+static void try_connect(struct relay *r, int64_t now)
+{
+        char err[512];
+
+        r->leader = 0; /* a new session holds no lock */
+        if (db_connect(r->db, now, err, sizeof(err)) != 0)
+                connect_failed(r, now, DB_EV_FAILED, err);
+}
+
+/* What the database sessions did this turn. */
+static void db_turn(struct relay *r, const struct pollfd *fds, int64_t now)
+{
+        short revents[DB_LANES];
+        int notified = 0, ev;
+
+        for (int lane = 0; lane < DB_LANES; lane++)
+                revents[lane] = fds[lane].revents;
+        ev = db_service(r->db, revents, now, &notified);
+        if (notified)
+                r->want_fetch = 1;
+        if (ev == DB_EV_UP)
+                connected(r, now);
+        else if (ev == DB_EV_LOST)
+                relay_lost_connection(r, now);
+        else if (ev == DB_EV_FAILED || ev == DB_ERR_SCHEMA)
+                connect_failed(r, now, ev, db_last_error(r->db));
 }
 
 static int rebuild_producer(struct relay *r)
@@ -568,8 +632,10 @@ static int loop_timeout(const struct relay *r, int64_t now)
 {
         int64_t next = now + 1000;
 
-        if (!db_connected(r->db) && r->reconnect_at < next)
+        if (db_state(r->db) == DB_DOWN && r->reconnect_at < next)
                 next = r->reconnect_at;
+        if (db_next_deadline(r->db) < next)
+                next = db_next_deadline(r->db);
         if (r->next_poll_at < next)
                 next = r->next_poll_at;
         if (!r->leader && !r->lock_queued && db_connected(r->db) && r->next_lock_at < next)
@@ -634,8 +700,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                     {r->sig_fd, POLLIN, 0},
                     {producer_fd(r->producer), POLLIN, 0},
                     {r->http != NULL ? http_fd(r->http) : -1, POLLIN, 0}};
-                int timeout, db_ready = 0;
-                int notified = 0;
+                int timeout;
 
                 if (r->fatal_schema) {
                         snprintf(errbuf, errsz, "%s", r->fatal_msg);
@@ -652,7 +717,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 }
                 for (int lane = 0; lane < DB_LANES; lane++) {
                         fds[3 + lane].fd = db_socket(r->db, lane);
-                        fds[3 + lane].events = POLLIN | (db_wants_write(r->db, lane) ? POLLOUT : 0);
+                        fds[3 + lane].events = db_events(r->db, lane);
                 }
                 timeout = loop_timeout(r, now);
                 if (r->http != NULL && http_timeout_ms(r->http) >= 0 &&
@@ -666,16 +731,11 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (fds[0].revents)
                         handle_signal(r, now);
                 producer_poll(r->producer);
+                if (r->queue_full)
+                        relay_resume_producing(r); /* the reports made room */
                 if (r->txn_due)
                         relay_txn_finish(r);
-                for (int lane = 0; lane < DB_LANES; lane++)
-                        db_ready |= fds[3 + lane].revents != 0;
-                if (db_ready && db_connected(r->db)) {
-                        if (db_service(r->db, &notified) != 0)
-                                relay_lost_connection(r, now);
-                        if (notified)
-                                r->want_fetch = 1;
-                }
+                db_turn(r, fds + 3, now);
                 /* The first rebuild is immediate; a fatal condition that
                  * persists (e.g. an ACL refusing the producer id) is retried
                  * with the reconnect backoff instead of in a tight loop. */
@@ -691,7 +751,7 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                                 return -1;
                         }
                 }
-                if (!db_connected(r->db) && now >= r->reconnect_at)
+                if (db_state(r->db) == DB_DOWN && now >= r->reconnect_at)
                         try_connect(r, now);
                 run_timers(r, now);
                 relay_maybe_lock(r, now);

@@ -303,7 +303,14 @@ int relay_is_ready(void *arg, char *why, size_t whysz)
         struct relay *r = arg;
 
         if (!db_connected(r->db)) {
-                snprintf(why, whysz, "not connected to the database");
+                const char *err = db_last_error(r->db);
+
+                if (db_state(r->db) == DB_CONNECTING)
+                        snprintf(why, whysz, "not connected to the database: connecting%s%s%s",
+                                 *err ? " (the last attempt failed: " : "", err, *err ? ")" : "");
+                else
+                        snprintf(why, whysz, "not connected to the database%s%s", *err ? ": " : "",
+                                 err);
                 return 0;
         }
         if (producer_fatal(r->producer, NULL, 0)) {

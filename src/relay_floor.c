@@ -181,7 +181,7 @@ int64_t relay_floor_next_at(const struct relay *r)
         return wants_look(&r->fl) && r->leader ? r->fl.next_at : INT64_MAX;
 }
 
-void relay_floor_fetched(struct relay *r, int n, int64_t last_id)
+void relay_floor_fetched(struct relay *r, int n, int64_t last_id, int full)
 {
         struct relay_floor *f = &r->fl;
         int64_t to = f->fetch_settled;
@@ -192,7 +192,7 @@ void relay_floor_fetched(struct relay *r, int n, int64_t last_id)
         if (f->disabled || !f->fetch_may_advance || f->fetch_gen != f->gen)
                 return;
         /* A full batch: rows above its last one were not looked at. */
-        if (n == r->cfg->batch_size && last_id < to)
+        if (full && n > 0 && last_id < to)
                 to = last_id;
         if (to > f->floor)
                 f->floor = to;

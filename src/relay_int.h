@@ -62,7 +62,9 @@ struct batch {
         struct relay_row *rows;
         int n;
         int outstanding; /* delivery reports still awaited */
-        int producing;   /* still inside produce_batch */
+        int producing;   /* rows from next_row on are still to be handed to the producer */
+        int next_row;    /* the next row to produce (the producer's queue was full) */
+        int64_t bytes;   /* memory it holds: the result and the rows (--memory-budget-bytes) */
         int mark_due;    /* waits to be marked with the batches after it */
         int mark_queued, marked;
         int in_submit;
@@ -136,6 +138,13 @@ struct relay {
 
         struct batch *batches; /* in fetch order */
         int n_batches;
+        int64_t held_bytes;    /* the batches' bytes, against --memory-budget-bytes */
+        int64_t row_bytes;     /* estimated bytes per row of the last fetch (0: none yet) */
+        int fetch_limit;       /* the running fetch's row limit ... */
+        int64_t fetch_bytes;   /* ... and byte limit */
+        int queue_full;        /* a batch waits for room in the producer's queue */
+        long queue_full_count; /* times it filled since the last log line */
+        int64_t queue_full_logged_at;
         unsigned long batch_seq;
         int n_deferred;   /* --exactly-once: batches waiting for the next transaction */
         json_t *held;     /* key -> newest batch seq when a row of it was held */
@@ -203,14 +212,23 @@ static inline int64_t now_ms(void)
 #define RETENTION_BATCH       1000
 #define RETENTION_INTERVAL_MS 10000
 
-/* relay.c, for relay_txn.c */
+/* relay.c, for relay_txn.c and relay_produce.c */
 void relay_hold_key(struct relay *r, const struct relay_row *row);
-void relay_produce_batch(struct relay *r, struct batch *b);
+/* Hands one row to the producer (or settles it: failed, held back).
+ * Returns 0, or 1 when the producer's queue is full (nothing changed). */
+int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row);
 void relay_batch_reported(struct relay *r, struct batch *b);
 /* Unlinks and frees b if nothing of it is left to do. */
 void relay_batch_check_done(struct relay *r, struct batch *b);
 /* Frees the held keys whose batches are all done, once no fetched row waits. */
 void relay_release_keys(struct relay *r);
+
+/* relay_produce.c */
+/* Hands b's rows to the producer in id order, after those of the batches
+ * before it; a full queue pauses it until relay_resume_producing. */
+void relay_produce_batch(struct relay *r, struct batch *b);
+/* From the loop, once reports made room: goes on producing. */
+void relay_resume_producing(struct relay *r);
 
 /* relay_txn.c: --exactly-once */
 void relay_txn_init(struct relay *r);
@@ -252,7 +270,9 @@ void relay_floor_look(struct relay *r, int64_t now);
 void relay_floor_tick(struct relay *r, int64_t now);
 /* When relay_floor_tick has something to do (INT64_MAX: nothing). */
 int64_t relay_floor_next_at(const struct relay *r);
-void relay_floor_fetched(struct relay *r, int n, int64_t last_id);
+/* A fetch returned n rows, the last with last_id; full: it stopped at its
+ * limit (of rows or bytes), so rows above last_id were not looked at. */
+void relay_floor_fetched(struct relay *r, int n, int64_t last_id, int full);
 /* A new database session, perhaps on another server: forgets what the
  * floor learnt from the old one. */
 void relay_floor_forget(struct relay *r);

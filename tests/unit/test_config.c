@@ -89,6 +89,9 @@ START_TEST(test_defaults)
         ck_assert_int_eq(cfg->max_attempts, 10);
         ck_assert_int_eq(cfg->shutdown_timeout_ms, 10000);
         ck_assert_int_eq(cfg->reconnect_max_ms, 30000);
+        ck_assert_int_eq(cfg->statement_timeout_ms, 30000);
+        ck_assert_int_eq(cfg->lock_timeout_ms, 5000);
+        ck_assert(cfg->memory_budget == 64LL * 1024 * 1024);
         ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
         ck_assert_uint_eq(cfg->n_routes, 0);
         ck_assert_uint_eq(cfg->n_kafka_props, 0);
@@ -184,6 +187,8 @@ static const struct int_setting int_settings[] = {
     INT_SETTING("max-attempts", max_attempts, 1, 1000000),
     INT_SETTING("shutdown-timeout-ms", shutdown_timeout_ms, 0, 3600000),
     INT_SETTING("reconnect-max-ms", reconnect_max_ms, 100, 3600000),
+    INT_SETTING("statement-timeout-ms", statement_timeout_ms, 100, 86400000),
+    INT_SETTING("lock-timeout-ms", lock_timeout_ms, 100, 86400000),
 };
 
 static void expect_bad_int(const struct int_setting *is, const char *value)
@@ -247,6 +252,31 @@ START_TEST(test_retry_max_below_base)
         ck_assert_str_eq(errbuf, "--retry-max-ms (4999) must be at least --retry-base-ms (5000)");
         ck_assert_int_eq(
             validate_args(ARGS(DB, KAFKA, "--retry-base-ms", "5000", "--retry-max-ms", "5000")), 0);
+}
+END_TEST
+
+/* The memory budget is a byte count past int's range: 1 MiB to 1 TiB,
+ * from the flag or the variable, one clear line when wrong. */
+START_TEST(test_memory_budget)
+{
+        struct config *cfg = parse_ok(ARGS("--memory-budget-bytes", "1099511627776"));
+
+        ck_assert(cfg->memory_budget == 1099511627776LL);
+        config_free(cfg);
+        setenv("OUTBOX_MEMORY_BUDGET_BYTES", "1048576", 1);
+        cfg = parse_ok(ARGS("--batch-size", "5"));
+        ck_assert(cfg->memory_budget == 1048576);
+        config_free(cfg);
+        setenv("OUTBOX_MEMORY_BUDGET_BYTES", "64MiB", 1);
+        parse_fails(ARGS("--batch-size", "5"));
+        ck_assert_str_eq(errbuf, "invalid value \"64MiB\" for OUTBOX_MEMORY_BUDGET_BYTES: expected "
+                                 "an integer from 1048576 to 1099511627776");
+        unsetenv("OUTBOX_MEMORY_BUDGET_BYTES");
+        parse_fails(ARGS("--memory-budget-bytes", "1048575"));
+        ck_assert_str_eq(errbuf, "invalid value \"1048575\" for --memory-budget-bytes: expected an "
+                                 "integer from 1048576 to 1099511627776");
+        parse_fails(ARGS("--memory-budget-bytes", "1099511627777"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--memory-budget-bytes"));
 }
 END_TEST
 
@@ -866,6 +896,12 @@ static const char *const documented[] = {
     "OUTBOX_SHUTDOWN_TIMEOUT_MS",
     "--reconnect-max-ms",
     "OUTBOX_RECONNECT_MAX_MS",
+    "--statement-timeout-ms",
+    "OUTBOX_STATEMENT_TIMEOUT_MS",
+    "--lock-timeout-ms",
+    "OUTBOX_LOCK_TIMEOUT_MS",
+    "--memory-budget-bytes",
+    "OUTBOX_MEMORY_BUDGET_BYTES",
     "--log-level",
     "OUTBOX_LOG_LEVEL",
     "--instance-id",
@@ -1000,6 +1036,7 @@ static Suite *config_suite(void)
         tcase_add_loop_test(tc, test_int_bounds, 0,
                             (int)(sizeof(int_settings) / sizeof(int_settings[0])));
         tcase_add_test(tc, test_retry_max_below_base);
+        tcase_add_test(tc, test_memory_budget);
         tcase_add_test(tc, test_log_level);
         tcase_add_test(tc, test_routes);
         tcase_add_test(tc, test_routes_env_and_flags);
