@@ -75,8 +75,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
                      (uint64_t)now_ms() ^ (uint64_t)getpid());
         backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
-        if (cfg->exactly_once)
-                relay_txn_init(r);
+        if (cfg->exactly_once && relay_txn_init(r, errbuf, errsz) != 0)
+                goto fail;
         return r;
 fail:
         relay_free(r);
@@ -96,6 +96,7 @@ void relay_free(struct relay *r)
 {
         if (r == NULL)
                 return;
+        relay_txn_free(r);
         /* Reports of purged messages still point into the batches. */
         producer_free(r->producer);
         r->producer = NULL;
@@ -445,6 +446,8 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
                 db_decode_row(res, i, &b->rows[i].m);
+                snprintf(b->rows[i].event_id, sizeof(b->rows[i].event_id), "%s",
+                         b->rows[i].m.event_id != NULL ? b->rows[i].m.event_id : "");
         }
         relay_floor_fetched(r, n, b->rows[n - 1].m.id);
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
@@ -609,9 +612,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->retry_at;
         if (r->busy && r->next_busy_poll_at < next)
                 next = r->next_busy_poll_at;
-        if (r->cfg->exactly_once && r->leader && r->eos != EOS_READY && r->eos != EOS_MARKING &&
-            r->eos_retry_at < next)
-                next = r->eos_retry_at;
+        if (r->cfg->exactly_once && relay_txn_next_at(r) < next)
+                next = relay_txn_next_at(r);
         if (r->busy && r->last_rows_at + r->cfg->idle_after_ms < next)
                 next = r->last_rows_at + r->cfg->idle_after_ms;
         if (r->stopping && r->stop_deadline < next)
@@ -692,8 +694,8 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 if (fds[0].revents)
                         handle_signal(r, now);
                 producer_poll(r->producer);
-                if (r->txn_due)
-                        relay_txn_finish(r);
+                if (r->cfg->exactly_once)
+                        relay_txn_tick(r, now);
                 for (int lane = 0; lane < DB_LANES; lane++)
                         db_ready |= fds[3 + lane].revents != 0;
                 if (db_ready && db_connected(r->db)) {
