@@ -624,7 +624,7 @@ static size_t eos_listed(const char *brokers, struct listed **out)
 
 /* Moves the messages a read_committed consumer would see to the front of
  * msgs (keeping their order) and returns how many; notes the others. */
-static size_t eos_visible(const char *brokers, struct fx_msg *msgs, size_t n, struct fh_result *r)
+size_t fh_eos_visible(const char *brokers, struct fx_msg *msgs, size_t n, struct fh_result *r)
 {
         struct listed *l = NULL;
         size_t nl = eos_listed(brokers, &l), kept = 0;
@@ -665,7 +665,7 @@ void fh_check(PGconn *c, const char *brokers, const char *topic, struct fh_resul
         ledger_load(c, &l);
         n_all = n = fx_consume(brokers, topic, (size_t)-1, FH_CONSUME_IDLE, &msgs);
         if (fh_eos())
-                n = eos_visible(brokers, msgs, n, r);
+                n = fh_eos_visible(brokers, msgs, n, r);
         seen = calloc((size_t)l.max_id + 1, 1);
         firsts = calloc(n ? n : 1, sizeof(*firsts));
         ck_assert_msg(seen && firsts, "out of memory");
