@@ -22,8 +22,11 @@
 #define STEP_MAX_GAP_MS 50
 #define SLOW_MS         1000 /* a commit or abort still going on after this is logged */
 #define INIT_RETRY_MS   10   /* pause between init_transactions steps */
-#define READ_TIMEOUT_MS 5000 /* reading the last progress record */
-#define READ_POLL_MS    10   /* how often the loop looks for the read's result */
+/* Reading the last progress record: the read runs beside the loop, so a
+ * slow Kafka gets time to answer rather than a new read (with the same
+ * consumer) every few seconds. */
+#define READ_TIMEOUT_MS 30000
+#define READ_POLL_MS    10 /* how often the loop looks for the read's result */
 
 #ifdef OUTBOX_TEST_HOOKS
 /* Test hook for the fault suite: SIGKILL right after the Nth commit, before
