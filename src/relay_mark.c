@@ -37,7 +37,9 @@ static void on_marked(void *arg, PGresult *res, const char *error)
                         /* Made pending again (or marked by another relay)
                          * while being published: not this copy's to mark.
                          * Such a row is fetched again, from below the floor. */
-                        log_info(r->lg, "rows changed while being published were left pending",
+                        log_info(r->lg,
+                                 "published rows not marked sent: made pending again, marked by "
+                                 "another relay or deleted since they were fetched",
                                  "{s:I}", "rows", (json_int_t)(g->rows - marked));
                         relay_floor_reset(r);
                         r->want_fetch = 1;
