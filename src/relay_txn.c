@@ -27,6 +27,10 @@
  * consumer) every few seconds. */
 #define READ_TIMEOUT_MS 30000
 #define READ_POLL_MS    10 /* how often the loop looks for the read's result */
+/* Batches that waited join the next transaction up to this many rows: its
+ * progress record names each row (about 60 bytes), and must stay well under
+ * Kafka's 1 MB message limit. A batch larger than that goes alone. */
+#define TXN_MAX_ROWS 8000
 
 #ifdef OUTBOX_TEST_HOOKS
 /* Test hook for the fault suite: SIGKILL right after the Nth commit, before
@@ -147,9 +151,12 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
         return 0;
 }
 
-/* Starts the next transaction with the batches that waited for it. */
+/* Starts the next transaction with the batches that waited for it (in
+ * fetch order, up to TXN_MAX_ROWS rows). */
 static void txn_next(struct relay *r)
 {
+        int rows = 0;
+
         if (producer_fatal(r->producer, NULL, 0))
                 return; /* the rebuild takes them back */
         if (r->stopping) {
@@ -159,6 +166,8 @@ static void txn_next(struct relay *r)
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 if (!b->deferred)
                         continue;
+                if (rows > 0 && rows + b->n > TXN_MAX_ROWS)
+                        break; /* the rest wait for the transaction after */
                 if (r->txn == TXN_PHASE_NONE)
                         txn_begin(r);
                 if (r->txn != TXN_PHASE_OPEN)
@@ -166,6 +175,7 @@ static void txn_next(struct relay *r)
                 b->deferred = 0;
                 r->n_deferred--;
                 b->in_txn = 1;
+                rows += b->n;
                 relay_produce_batch(r, b);
         }
         relay_release_keys(r);
@@ -236,7 +246,12 @@ static void txn_end_begin(struct relay *r, int64_t now)
 
                         if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
                                 snprintf(r->txn_error, sizeof(r->txn_error),
-                                         "progress record refused: %s", rd_kafka_err2str(kerr));
+                                         "progress record of %zu rows (%zu bytes) refused: %s%s",
+                                         rows.n + unmarked.n, strlen(record),
+                                         rd_kafka_err2str(kerr),
+                                         kerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+                                             ? " (lower --batch-size)"
+                                             : "");
                                 clean = 0;
                         }
                 }
