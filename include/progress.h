@@ -40,18 +40,24 @@ void progress_rows_free(struct progress_rows *s);
 /* An outbox's identity (relay_state.outbox_id) as text, with its NUL. */
 #define PROGRESS_OUTBOX_ID_SIZE PROGRESS_UUID_SIZE
 
-/* The record's value, as JSON (malloc'd; NULL when out of memory):
+/* The record's value, as JSON (malloc'd; NULL when out of memory, or when
+ * a row has no event id to be named by):
  * {"version":3,"transactional_id":...,"schema":...,
  *  "outbox_id":...,                the outbox whose rows these are (a relay
  *                                  refuses another outbox's record)
- *  "rows":[[id,partition,offset,"event_id",generation],...]
+ *  "rows":[[id,partition,offset,generation],...]
  *                                  rows this transaction published and where
  *                                  Kafka put them (its only record of them:
  *                                  a consumer can tell the committed copy of
  *                                  a row from an aborted one), by id
- *  "unmarked":[[id,"event_id",generation],...]}
- *                                  rows of earlier committed transactions
- *                                  whose mark is not yet confirmed, by id */
+ *  "row_events":"...",             their event ids, 22 characters each (the
+ *                                  16 bytes in base64url), in that order
+ *  "unmarked":[[first,last],...],  ids of earlier committed transactions'
+ *                                  rows whose mark is not yet confirmed
+ *  "unmarked_generations":[[id,g],...]  those whose generation is not 0
+ *  "unmarked_events":"..."}        their event ids, by id
+ * A row listed twice (it cannot be: a row is in one batch at a time) is
+ * named once, by its newest generation. */
 char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
                       const struct progress_rows *rows, const struct progress_rows *unmarked);
 

@@ -94,6 +94,96 @@ void progress_rows_free(struct progress_rows *s)
         memset(s, 0, sizeof(*s));
 }
 
+/* ---- event ids, 22 characters each ----
+ * A record names every row by its event_id: as uuid text (38 bytes with
+ * quotes and comma) a thousand-row transaction would need 38 kB for them
+ * alone. Instead each list carries one string, the 16 bytes of each event
+ * id in base64url without padding (RFC 4648 section 5), 22 characters a
+ * row, in the list's order. */
+
+#define EVENT_B64_LEN 22
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int hexval(char c)
+{
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+}
+
+/* uuid text (checked with is_uuid) to its 22 characters at out. */
+static void event_b64(const char *uuid, char *out)
+{
+        unsigned char b[16];
+        int n = 0;
+
+        for (const char *p = uuid; *p != '\0'; p++)
+                if (*p != '-') {
+                        int v = hexval(*p);
+
+                        if (n % 2 == 0)
+                                b[n / 2] = (unsigned char)(v << 4);
+                        else
+                                b[n / 2] |= (unsigned char)v;
+                        n++;
+                }
+        for (int i = 0, o = 0; i < 16; i += 3) {
+                unsigned v = (unsigned)b[i] << 16 | (i + 1 < 16 ? (unsigned)b[i + 1] << 8 : 0) |
+                             (i + 2 < 16 ? b[i + 2] : 0);
+
+                out[o++] = b64url[v >> 18 & 63];
+                out[o++] = b64url[v >> 12 & 63];
+                if (i + 1 < 16)
+                        out[o++] = b64url[v >> 6 & 63];
+                if (i + 2 < 16)
+                        out[o++] = b64url[v & 63];
+        }
+}
+
+static int b64val(char c)
+{
+        const char *p = c != '\0' ? strchr(b64url, c) : NULL;
+
+        return p != NULL ? (int)(p - b64url) : -1;
+}
+
+/* 22 characters at in to uuid text (lowercase); -1 when they are not the
+ * canonical encoding of 16 bytes. */
+static int event_text(const char *in, char out[PROGRESS_UUID_SIZE])
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char b[18];
+        int o = 0;
+
+        for (int i = 0; i < EVENT_B64_LEN; i += 4) {
+                int k = EVENT_B64_LEN - i < 4 ? EVENT_B64_LEN - i : 4;
+                unsigned v = 0;
+
+                for (int j = 0; j < 4; j++) {
+                        int d = j < k ? b64val(in[i + j]) : 0;
+
+                        if (d < 0)
+                                return -1;
+                        v = v << 6 | (unsigned)d;
+                }
+                b[o++] = (unsigned char)(v >> 16);
+                b[o++] = (unsigned char)(v >> 8);
+                b[o++] = (unsigned char)v;
+        }
+        if (b[16] != 0) /* the last character carries 2 bits and 4 zeros */
+                return -1;
+        for (int i = 0, n = 0; i < 16; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        out[n++] = '-';
+                out[n++] = hex[b[i] >> 4];
+                out[n++] = hex[b[i] & 15];
+        }
+        out[PROGRESS_UUID_SIZE - 1] = '\0';
+        return 0;
+}
+
 /* ---- encoding (version 3) ---- */
 
 struct row_ref {
@@ -112,49 +202,110 @@ static int ref_cmp(const void *a, const void *b)
         return (xg > yg) - (xg < yg);
 }
 
-/* s's rows sorted by id (then generation), or NULL when out of memory. */
-static struct row_ref *sorted(const struct progress_rows *s)
+/* s's rows by id, one per id (a row can be in only one batch at a time;
+ * were it listed twice, its newest generation is the copy to name), NULL
+ * when out of memory or a row has no event id to be named by. */
+static struct row_ref *sorted(const struct progress_rows *s, size_t *n)
 {
         struct row_ref *r = malloc((s->n ? s->n : 1) * sizeof(*r));
 
+        *n = 0;
         if (r == NULL)
                 return NULL;
-        for (size_t i = 0; i < s->n; i++)
+        for (size_t i = 0; i < s->n; i++) {
+                if (!is_uuid(s->event_ids[i])) {
+                        free(r);
+                        return NULL;
+                }
                 r[i] = (struct row_ref){s, i};
+        }
         qsort(r, s->n, sizeof(*r), ref_cmp);
+        for (size_t i = 0; i < s->n; i++) {
+                if (*n > 0 && s->ids[r[*n - 1].i] == s->ids[r[i].i])
+                        (*n)--; /* the later one has the larger generation */
+                r[(*n)++] = r[i];
+        }
         return r;
 }
 
-/* [id,partition,offset,"event_id",generation] for the transaction's own
- * rows (id, partition and offset first, where version 2 had them), or
- * [id,"event_id",generation] for unmarked ones. */
-static json_t *encode_list(const struct progress_rows *s, int own)
+/* The event ids of r[0..n), 22 characters each, as one string. */
+static json_t *events_string(const struct row_ref *r, size_t n)
 {
-        struct row_ref *r = sorted(s);
+        char *buf = malloc(n * EVENT_B64_LEN + 1);
+        json_t *str;
+
+        if (buf == NULL)
+                return NULL;
+        for (size_t k = 0; k < n; k++)
+                event_b64(r[k].s->event_ids[r[k].i], buf + k * EVENT_B64_LEN);
+        str = json_stringn_nocheck(buf, n * EVENT_B64_LEN);
+        free(buf);
+        return str;
+}
+
+/* "rows": [id,partition,offset,generation] (id, partition and offset first,
+ * where version 2 had them) and "row_events". */
+static int encode_rows(json_t *root, const struct progress_rows *s)
+{
+        size_t n;
+        struct row_ref *r = sorted(s, &n);
         json_t *arr = r != NULL ? json_array() : NULL;
+        int rc;
 
-        for (size_t k = 0; arr != NULL && k < s->n; k++) {
+        for (size_t k = 0; arr != NULL && k < n; k++) {
                 size_t i = r[k].i;
-                json_t *item;
 
-                if (!is_uuid(s->event_ids[i])) { /* unnamed: cannot be recorded */
-                        json_decref(arr);
-                        arr = NULL;
-                        break;
-                }
-                item = own ? json_pack("[IiIsI]", (json_int_t)s->ids[i], (int)s->partitions[i],
-                                       (json_int_t)s->offsets[i], s->event_ids[i],
-                                       (json_int_t)s->generations[i])
-                           : json_pack("[IsI]", (json_int_t)s->ids[i], s->event_ids[i],
-                                       (json_int_t)s->generations[i]);
                 /* append_new takes the value even on failure */
-                if (json_array_append_new(arr, item) != 0) {
+                if (json_array_append_new(
+                        arr, json_pack("[IiII]", (json_int_t)s->ids[i], (int)s->partitions[i],
+                                       (json_int_t)s->offsets[i], (json_int_t)s->generations[i])) !=
+                    0) {
                         json_decref(arr);
                         arr = NULL;
                 }
         }
+        /* set_new takes the value (NULL fails) even on failure */
+        rc = json_object_set_new(root, "rows", arr) != 0 ||
+             json_object_set_new(root, "row_events", r != NULL ? events_string(r, n) : NULL) != 0;
         free(r);
-        return arr;
+        return rc ? -1 : 0;
+}
+
+/* "unmarked": ids as [first,last] ranges of consecutive ids,
+ * "unmarked_generations": [id,generation] where it is not 0, and
+ * "unmarked_events". */
+static int encode_unmarked(json_t *root, const struct progress_rows *s)
+{
+        size_t n;
+        struct row_ref *r = sorted(s, &n);
+        json_t *ranges = r != NULL ? json_array() : NULL, *gens = r != NULL ? json_array() : NULL;
+        int rc;
+
+        for (size_t i = 0, j; ranges != NULL && gens != NULL && i < n; i = j + 1) {
+                for (j = i; j + 1 < n && s->ids[r[j + 1].i] - 1 == s->ids[r[j].i];)
+                        j++;
+                if (json_array_append_new(ranges, json_pack("[II]", (json_int_t)s->ids[r[i].i],
+                                                            (json_int_t)s->ids[r[j].i])) != 0) {
+                        json_decref(ranges);
+                        ranges = NULL;
+                }
+        }
+        for (size_t k = 0; ranges != NULL && gens != NULL && k < n; k++) {
+                size_t i = r[k].i;
+
+                if (s->generations[i] != 0 &&
+                    json_array_append_new(gens, json_pack("[II]", (json_int_t)s->ids[i],
+                                                          (json_int_t)s->generations[i])) != 0) {
+                        json_decref(gens);
+                        gens = NULL;
+                }
+        }
+        rc = json_object_set_new(root, "unmarked", ranges) != 0 ||
+             json_object_set_new(root, "unmarked_generations", gens) != 0 ||
+             json_object_set_new(root, "unmarked_events", r != NULL ? events_string(r, n) : NULL) !=
+                 0;
+        free(r);
+        return rc ? -1 : 0;
 }
 
 char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
@@ -166,9 +317,7 @@ char *progress_encode(const char *transactional_id, const char *schema, const ch
                       "outbox_id", outbox_id ? outbox_id : "");
         char *out = NULL;
 
-        /* set_new takes the value (NULL fails) even on failure */
-        if (root == NULL || json_object_set_new(root, "rows", encode_list(rows, 1)) != 0 ||
-            json_object_set_new(root, "unmarked", encode_list(unmarked, 0)) != 0)
+        if (root == NULL || encode_rows(root, rows) != 0 || encode_unmarked(root, unmarked) != 0)
                 goto cleanup;
         out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 cleanup:
@@ -178,42 +327,86 @@ cleanup:
 
 /* ---- decoding version 3 ---- */
 
-/* rows ([id,partition,offset,"event_id",generation], own) or unmarked
- * ([id,"event_id",generation]) into out, ids never descending. */
-static int decode_list(const json_t *arr, const char *name, int own, struct progress_rows *out,
-                       size_t base, char *errbuf, size_t errsz)
+/* Sets the event ids of out[from..out->n) from str, 22 characters each. */
+static int decode_events(const json_t *str, const char *name, struct progress_rows *out,
+                         size_t from, char *errbuf, size_t errsz)
 {
-        json_int_t id, partition = -1, offset = -1, generation, prev = 0;
-        const char *event_id;
+        size_t n = out->n - from;
+        const char *v = json_string_value(str);
+
+        if (!json_is_string(str) || json_string_length(str) != n * EVENT_B64_LEN)
+                return fail(errbuf, errsz,
+                            "\"%s\" is not a string of %d characters for each of %zu rows", name,
+                            EVENT_B64_LEN, n);
+        for (size_t k = 0; k < n; k++)
+                if (event_text(v + k * EVENT_B64_LEN, out->event_ids[from + k]) != 0)
+                        return fail(errbuf, errsz, "\"%s\" row %zu is not an event id in base64url",
+                                    name, k);
+        return 0;
+}
+
+/* [id,partition,offset,generation] items, ids ascending. */
+static int decode_rows(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
+                       size_t errsz)
+{
+        json_int_t id, partition, offset, generation, prev = 0;
         const json_t *v;
         size_t i;
-        int bad;
 
         if (!json_is_array(arr))
-                return fail(errbuf, errsz, "\"%s\" is not an array", name);
+                return fail(errbuf, errsz, "\"rows\" is not an array");
         json_array_foreach(arr, i, v)
         {
-                if (own)
-                        bad = json_unpack((json_t *)v, "[IIIsI!]", &id, &partition, &offset,
-                                          &event_id, &generation) != 0 ||
-                              partition < 0 || partition > INT32_MAX || offset < 0;
-                else
-                        bad = json_unpack((json_t *)v, "[IsI!]", &id, &event_id, &generation) != 0;
-                if (bad || generation < 0 || !is_uuid(event_id))
+                if (json_unpack((json_t *)v, "[IIII!]", &id, &partition, &offset, &generation) !=
+                        0 ||
+                    partition < 0 || partition > INT32_MAX || offset < 0 || generation < 0)
                         return fail(errbuf, errsz,
-                                    own ? "\"rows\" item %zu is not [id,partition,offset,"
-                                          "\"event_id\",generation] (non-negative integers, "
-                                          "a uuid)"
-                                        : "\"unmarked\" item %zu is not [id,\"event_id\","
-                                          "generation] (a uuid, a non-negative generation)",
+                                    "\"rows\" item %zu is not [id,partition,offset,generation] "
+                                    "(partition, offset and generation non-negative)",
                                     i);
-                if (i > 0 && id < prev)
-                        return fail(errbuf, errsz, "\"%s\" ids descend at item %zu", name, i);
+                if (i > 0 && id <= prev)
+                        return fail(errbuf, errsz, "\"rows\" ids do not ascend at item %zu", i);
                 if (out->n - base >= PROGRESS_MAX_IDS)
-                        return fail(errbuf, errsz, "more than %d rows in all", PROGRESS_MAX_IDS);
-                if (progress_rows_add(out, id, event_id, generation, (int32_t)partition, offset) !=
-                    0)
+                        return fail(errbuf, errsz, "more than %d ids in all", PROGRESS_MAX_IDS);
+                if (progress_rows_add(out, id, NULL, generation, (int32_t)partition, offset) != 0)
                         return fail(errbuf, errsz, "out of memory");
+                prev = id;
+        }
+        return 0;
+}
+
+static int v2_ranges(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
+                     size_t errsz);
+static int64_t *find_id(struct progress_rows *s, size_t from, size_t to, int64_t id);
+
+/* [id,generation] items, ids ascending, each an unmarked row's
+ * (out[from..n)), generation not 0. */
+static int decode_generations(const json_t *arr, struct progress_rows *out, size_t from,
+                              char *errbuf, size_t errsz)
+{
+        json_int_t id, g, prev = 0;
+        const json_t *v;
+        int64_t *p;
+        size_t i;
+
+        if (!json_is_array(arr))
+                return fail(errbuf, errsz, "\"unmarked_generations\" is not an array");
+        json_array_foreach(arr, i, v)
+        {
+                if (json_unpack((json_t *)v, "[II!]", &id, &g) != 0 || g <= 0)
+                        return fail(errbuf, errsz,
+                                    "\"unmarked_generations\" item %zu is not [id,generation] "
+                                    "(generation positive)",
+                                    i);
+                if (i > 0 && id <= prev)
+                        return fail(errbuf, errsz,
+                                    "\"unmarked_generations\" ids do not ascend at item %zu", i);
+                if ((p = find_id(out, from, out->n, id)) == NULL)
+                        return fail(errbuf, errsz,
+                                    "\"unmarked_generations\" names id %lld, which \"unmarked\" "
+                                    "does not",
+                                    id);
+                out->generations[p - out->ids] = g;
                 prev = id;
         }
         return 0;
@@ -222,21 +415,29 @@ static int decode_list(const json_t *arr, const char *name, int own, struct prog
 static int decode_v3(json_t *root, struct progress_rows *out, size_t base, const json_t **oid,
                      char *why, size_t whysz)
 {
-        json_t *version, *tid, *schema, *rows, *unmarked;
+        json_t *version, *tid, *schema, *rows, *row_events, *unmarked, *gens, *unmarked_events;
         json_error_t jerr;
+        size_t mid;
 
         /* Strict: a misread record would mark the wrong rows sent, so any
          * member this version does not write is refused too. */
-        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o}", "version",
-                           &version, "transactional_id", &tid, "schema", &schema, "outbox_id", oid,
-                           "rows", &rows, "unmarked", &unmarked) != 0)
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+                           "version", &version, "transactional_id", &tid, "schema", &schema,
+                           "outbox_id", oid, "rows", &rows, "row_events", &row_events, "unmarked",
+                           &unmarked, "unmarked_generations", &gens, "unmarked_events",
+                           &unmarked_events) != 0)
                 return fail(why, whysz, "%s", jerr.text);
         if (!json_is_string(tid) || !json_is_string(schema))
                 return fail(why, whysz, "\"transactional_id\" and \"schema\" must be strings");
         if (!json_is_string(*oid) || !is_uuid(json_string_value(*oid)))
                 return fail(why, whysz, "\"outbox_id\" is not a uuid");
-        if (decode_list(rows, "rows", 1, out, base, why, whysz) != 0 ||
-            decode_list(unmarked, "unmarked", 0, out, base, why, whysz) != 0)
+        if (decode_rows(rows, out, base, why, whysz) != 0 ||
+            decode_events(row_events, "row_events", out, base, why, whysz) != 0)
+                return -1;
+        mid = out->n;
+        if (v2_ranges(unmarked, out, base, why, whysz) != 0 ||
+            decode_events(unmarked_events, "unmarked_events", out, mid, why, whysz) != 0 ||
+            decode_generations(gens, out, mid, why, whysz) != 0)
                 return -1;
         return 0;
 }

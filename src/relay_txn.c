@@ -322,8 +322,8 @@ static void txn_step(struct relay *r, int64_t now)
 static void txn_left_at_shutdown(struct relay *r)
 {
         log_warn(r->lg,
-                 "shutdown timeout: the transaction's outcome is left to the next start; its "
-                 "rows stay pending",
+                 "stopping with the transaction unfinished: its outcome is left to the next "
+                 "start; its rows stay pending",
                  "{s:i,s:s}", "rows", r->txn_rows, "phase",
                  r->txn == TXN_PHASE_COMMITTING ? "commit" : "abort");
         r->txn = TXN_PHASE_NONE;

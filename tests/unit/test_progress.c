@@ -19,6 +19,10 @@ static char errbuf[512];
 #define EV1 "00000000-0000-4000-8000-000000000001"
 #define EV2 "00000000-0000-4000-8000-000000000002"
 #define EV3 "00000000-0000-4000-8000-000000000003"
+/* The same in a record: 16 bytes in base64url, 22 characters. */
+#define B1 "AAAAAAAAQACAAAAAAAAAAQ"
+#define B2 "AAAAAAAAQACAAAAAAAAAAg"
+#define B3 "AAAAAAAAQACAAAAAAAAAAw"
 
 /* A deterministic event id for row id (the test's own rule). */
 static const char *ev_of(int64_t id)
@@ -88,13 +92,15 @@ START_TEST(test_exact_json)
         add(&rows, 1, EV3, 0, 1, 0);
         add(&unmarked, 8, EV2, 1, 3, 55); /* where an unmarked row went is not written */
         add_unmarked(&unmarked, 7, EV1, 0);
-        /* [id,partition,offset,event_id,generation] per row, by id; unmarked
-         * rows [id,event_id,generation], by id; no replays any more. */
+        /* [id,partition,offset,generation] per row, by id, their event ids
+         * in one string; unmarked ids as ranges, their generations where not
+         * 0 and their event ids; no replays any more. */
         expect_json(&rows, &unmarked,
                     "{\"version\":3,\"transactional_id\":\"outbox-relay.outbox\","
-                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID "\",\"rows\":[[1,1,0,\"" EV3
-                    "\",0],[3,0,7,\"" EV2 "\",4],[9,2,100,\"" EV1 "\",0]],"
-                    "\"unmarked\":[[7,\"" EV1 "\",0],[8,\"" EV2 "\",1]]}");
+                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID "\",\"rows\":[[1,1,0,0],"
+                    "[3,0,7,4],[9,2,100,0]],\"row_events\":\"" B3 B2 B1 "\","
+                    "\"unmarked\":[[7,8]],\"unmarked_generations\":[[8,1]],"
+                    "\"unmarked_events\":\"" B1 B2 "\"}");
         /* The caller's rows are left in their order. */
         assert_row(&rows, 0, 9, EV1, 0, 0, 2, 100);
         assert_row(&unmarked, 0, 8, EV2, 1, 0, 3, 55);
@@ -123,7 +129,9 @@ START_TEST(test_empty_sets)
 
         expect_json(&none, &none,
                     "{\"version\":3,\"transactional_id\":\"outbox-relay.outbox\","
-                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID "\",\"rows\":[],\"unmarked\":[]}");
+                    "\"schema\":\"outbox\",\"outbox_id\":\"" OID "\",\"rows\":[],"
+                    "\"row_events\":\"\",\"unmarked\":[],\"unmarked_generations\":[],"
+                    "\"unmarked_events\":\"\"}");
         json = progress_encode("t", "s", OID, &none, &none);
         ck_assert_ptr_nonnull(json);
         decode_ok(json, &out);
@@ -133,9 +141,9 @@ START_TEST(test_empty_sets)
 }
 END_TEST
 
-/* One id twice (a row of two generations: published, made pending again,
- * published again, both copies unmarked), extreme ids, partitions, offsets
- * and generations; upper-case hex in an event id is kept as given. */
+/* One id listed twice (it cannot be: a row is in one batch at a time) is
+ * named once, by its newest generation; extreme ids, partitions, offsets
+ * and generations; an event id comes back in lower case. */
 START_TEST(test_repeated_ids_and_edges)
 {
         struct progress_rows rows = {0}, unmarked = {0}, out = {0};
@@ -146,16 +154,18 @@ START_TEST(test_repeated_ids_and_edges)
         add(&rows, INT64_MIN, upper, 0, 1, 2);
         add_unmarked(&unmarked, 6, EV2, 3);
         add_unmarked(&unmarked, 6, EV2, 1);
+        add_unmarked(&unmarked, 7, EV3, 0);
         json = progress_encode("t", "s", OID, &rows, &unmarked);
         ck_assert_ptr_nonnull(json);
-        ck_assert_msg(strstr(json, "\"unmarked\":[[6,\"" EV2 "\",1],[6,\"" EV2 "\",3]]") != NULL,
+        ck_assert_msg(strstr(json, "\"unmarked\":[[6,7]],\"unmarked_generations\":[[6,3]],"
+                                   "\"unmarked_events\":\"" B2 B3 "\"") != NULL,
                       "%s", json);
         decode_ok(json, &out);
         ck_assert_uint_eq(out.n, 4);
-        assert_row(&out, 0, INT64_MIN, upper, 0, 0, 1, 2);
+        assert_row(&out, 0, INT64_MIN, "abcdef01-2345-4789-abcd-ef0123456789", 0, 0, 1, 2);
         assert_row(&out, 1, INT64_MAX, EV1, INT64_MAX, 0, INT32_MAX, INT64_MAX);
-        assert_row(&out, 2, 6, EV2, 1, 0, -1, -1);
-        assert_row(&out, 3, 6, EV2, 3, 0, -1, -1);
+        assert_row(&out, 2, 6, EV2, 3, 0, -1, -1);
+        assert_row(&out, 3, 7, EV3, 0, 0, -1, -1);
         free(json);
         progress_rows_free(&rows);
         progress_rows_free(&unmarked);
@@ -338,7 +348,7 @@ static const struct {
     /* A version 3 record with version 2's members, and the reverse. */
     {"{\"version\":3,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID "\","
      "\"rows\":[],\"unmarked\":[],\"replays\":[]}",
-     "progress record: 1 object item(s) left unpacked: replays"},
+     "progress record: Object item not found: row_events"},
     {"{\"version\":2,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID "\","
      "\"rows\":[],\"unmarked\":[]}",
      "progress record: Object item not found: replays"},
@@ -452,59 +462,79 @@ static const struct {
      "\"replays\" names id 7, which is in neither \"rows\" nor \"unmarked\""},
 };
 
-#define REC3(rows, unmarked)                                                                       \
+#define REC3(rows, events, unmarked, gens, uevents)                                                \
         "{\"version\":3,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID          \
-        "\",\"rows\":" rows ",\"unmarked\":" unmarked "}"
+        "\",\"rows\":" rows ",\"row_events\":" events ",\"unmarked\":" unmarked                    \
+        ",\"unmarked_generations\":" gens ",\"unmarked_events\":" uevents "}"
+/* Expands ROWS1 and NONE before REC3 counts its arguments. */
+#define REC3V(...) REC3(__VA_ARGS__)
+#define ROWS1      "[[1,0,0,0]]", "\"" B1 "\""
+#define NONE       "[]", "[]", "\"\""
 #define ROW_MSG                                                                                    \
-        "is not [id,partition,offset,\"event_id\",generation] (non-negative integers, a uuid)"
-#define UNM_MSG "is not [id,\"event_id\",generation] (a uuid, a non-negative generation)"
+        "is not [id,partition,offset,generation] (partition, offset and generation non-negative)"
 
 static const struct {
         const char *json, *want;
 } bad_v3[] = {
-    {REC3("[]", "[]") "x", "progress record: not JSON"},
+    {REC3V(ROWS1, NONE) "x", "progress record: not JSON"},
     {"{\"version\":3,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID
-     "\",\"rows\":[]}",
-     "progress record: Object item not found: unmarked"},
+     "\",\"rows\":[],\"row_events\":\"\",\"unmarked\":[],\"unmarked_events\":\"\"}",
+     "progress record: Object item not found: unmarked_generations"},
     {"{\"version\":3,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"" OID
-     "\",\"rows\":[],\"unmarked\":[],\"extra\":1}",
+     "\",\"rows\":[],\"row_events\":\"\",\"unmarked\":[],\"unmarked_generations\":[],"
+     "\"unmarked_events\":\"\",\"extra\":1}",
      "progress record: 1 object item(s) left unpacked: extra"},
     {"{\"version\":3,\"transactional_id\":\"t\",\"schema\":7,\"outbox_id\":\"" OID
-     "\",\"rows\":[],\"unmarked\":[]}",
+     "\",\"rows\":[],\"row_events\":\"\",\"unmarked\":[],\"unmarked_generations\":[],"
+     "\"unmarked_events\":\"\"}",
      "progress record: \"transactional_id\" and \"schema\" must be strings"},
     {"{\"version\":3,\"transactional_id\":\"t\",\"schema\":\"s\",\"outbox_id\":\"x\","
-     "\"rows\":[],\"unmarked\":[]}",
+     "\"rows\":[],\"row_events\":\"\",\"unmarked\":[],\"unmarked_generations\":[],"
+     "\"unmarked_events\":\"\"}",
      "progress record: \"outbox_id\" is not a uuid"},
-    /* "rows": [id,partition,offset,event_id,generation], ids never descending. */
-    {REC3("{}", "[]"), "progress record: \"rows\" is not an array"},
-    {REC3("[[1,0,0]]", "[]"), "progress record: \"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"" EV1 "\"]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"" EV1 "\",0,9]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"" EV1 "\",-1]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"" EV1 "\",\"0\"]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"" EV1 "\",0.0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,null,0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"\",0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"00000000-0000-4000-8000-00000000000g\",0]]", "[]"),
-     "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"00000000-0000-4000-8000-0000000000011\",0]]", "[]"),
-     "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,7,0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,-1,0,\"" EV1 "\",0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,2147483648,0,\"" EV1 "\",0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,-1,\"" EV1 "\",0]]", "[]"), "\"rows\" item 0 " ROW_MSG},
-    {REC3("[[1,0,0,\"" EV1 "\",0],[1,0,1,\"" EV2 "\",0],[0,0,2,\"" EV3 "\",0]]", "[]"),
-     "progress record: \"rows\" ids descend at item 2"},
-    /* "unmarked": [id,event_id,generation], ids never descending. */
-    {REC3("[]", "null"), "progress record: \"unmarked\" is not an array"},
-    {REC3("[]", "[[1,2]]"), "progress record: \"unmarked\" item 0 " UNM_MSG},
-    {REC3("[]", "[[1,2,3]]"), "\"unmarked\" item 0 " UNM_MSG},
-    {REC3("[]", "[[1,\"" EV1 "\"]]"), "\"unmarked\" item 0 " UNM_MSG},
-    {REC3("[]", "[[1,\"" EV1 "\",-5]]"), "\"unmarked\" item 0 " UNM_MSG},
-    {REC3("[]", "[[\"1\",\"" EV1 "\",0]]"), "\"unmarked\" item 0 " UNM_MSG},
-    {REC3("[]", "[[1,\"" EV1 "\",0],[1,\"not a uuid\",0]]"), "\"unmarked\" item 1 " UNM_MSG},
-    {REC3("[]", "[[2,\"" EV1 "\",0],[1,\"" EV2 "\",0]]"),
-     "progress record: \"unmarked\" ids descend at item 1"},
+    /* "rows": [id,partition,offset,generation], ids ascending. */
+    {REC3V("{}", "\"\"", NONE), "progress record: \"rows\" is not an array"},
+    {REC3V("[[1,0,0]]", "\"" B1 "\"", NONE), "progress record: \"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,0,0,0,9]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,0,0,-1]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,0,0,\"0\"]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,0,0,0.0]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,-1,0,0]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,2147483648,0,0]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,0,-1,0]]", "\"" B1 "\"", NONE), "\"rows\" item 0 " ROW_MSG},
+    {REC3V("[[1,0,0,0],[1,0,1,1]]", "\"" B1 B2 "\"", NONE),
+     "progress record: \"rows\" ids do not ascend at item 1"},
+    /* "row_events": 22 base64url characters a row, the last with 4 zero bits. */
+    {REC3V("[[1,0,0,0]]", "\"\"", NONE),
+     "progress record: \"row_events\" is not a string of 22 characters for each of 1 rows"},
+    {REC3V("[[1,0,0,0]]", "null", NONE), "\"row_events\" is not a string of 22 characters"},
+    {REC3V("[[1,0,0,0]]", "\"" B1 "A\"", NONE), "\"row_events\" is not a string of 22 characters"},
+    {REC3V("[[1,0,0,0],[2,0,1,0]]", "\"" B1 "\"", NONE),
+     "\"row_events\" is not a string of 22 characters for each of 2 rows"},
+    {REC3V("[[1,0,0,0]]", "\"AAAAAAAAQACAAAAAAAAAA+\"", NONE),
+     "progress record: \"row_events\" row 0 is not an event id in base64url"},
+    {REC3V("[[1,0,0,0]]", "\"AAAAAAAAQACAAAAAAAAAAR\"", NONE), /* bits past the 16 bytes */
+     "\"row_events\" row 0 is not an event id in base64url"},
+    {REC3V("[[1,0,0,0],[2,0,0,0]]", "\"" B1 "AAAAAAAAQACAAAAAAAAA=A\"", NONE),
+     "\"row_events\" row 1 is not an event id in base64url"},
+    /* "unmarked": ranges; "unmarked_events", "unmarked_generations". */
+    {REC3V(ROWS1, "[[3,1]]", "[]", "\"\""),
+     "progress record: \"unmarked\" range [3,1] has first > last"},
+    {REC3V(ROWS1, "[[1,2]]", "[]", "\"" B1 "\""),
+     "progress record: \"unmarked_events\" is not a string of 22 characters for each of 2 rows"},
+    {REC3V(ROWS1, "[[1,1]]", "[]", "\"" B1 "!\""),
+     "\"unmarked_events\" is not a string of 22 characters for each of 1 rows"},
+    {REC3V(ROWS1, "[[1,1]]", "{}", "\"" B1 "\""),
+     "progress record: \"unmarked_generations\" is not an array"},
+    {REC3V(ROWS1, "[[1,1]]", "[[1,0]]", "\"" B1 "\""),
+     "progress record: \"unmarked_generations\" item 0 is not [id,generation] (generation "
+     "positive)"},
+    {REC3V(ROWS1, "[[1,1]]", "[[1,-2]]", "\"" B1 "\""),
+     "\"unmarked_generations\" item 0 is not [id,generation]"},
+    {REC3V(ROWS1, "[[1,2]]", "[[2,1],[1,1]]", "\"" B1 B2 "\""),
+     "progress record: \"unmarked_generations\" ids do not ascend at item 1"},
+    {REC3V(ROWS1, "[[1,1]]", "[[2,1]]", "\"" B1 "\""),
+     "progress record: \"unmarked_generations\" names id 2, which \"unmarked\" does not"},
 };
 
 static void decode_fails(const char *json, const char *want)
