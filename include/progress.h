@@ -53,7 +53,8 @@ void progress_rows_free(struct progress_rows *s);
  *  "row_events":"...",             their event ids, 22 characters each (the
  *                                  16 bytes in base64url), in that order
  *  "unmarked":[[first,last],...],  ids of earlier committed transactions'
- *                                  rows whose mark is not yet confirmed
+ *                                  rows whose mark is not yet confirmed (the
+ *                                  relay waits for those marks instead: empty)
  *  "unmarked_generations":[[id,g],...]  those whose generation is not 0
  *  "unmarked_events":"..."}        their event ids, by id
  * A row listed twice (it cannot be: a row is in one batch at a time) is

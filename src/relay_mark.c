@@ -46,6 +46,9 @@ static void on_marked(void *arg, PGresult *res, const char *error)
                 }
         }
         PQclear(res);
+        /* --exactly-once: the open transaction may wait for this mark. */
+        if (r->cfg->exactly_once)
+                r->txn_due = 1;
         for (int i = 0; i < g->n; i++) {
                 g->b[i]->mark_queued = 0;
                 g->b[i]->marked = error == NULL;

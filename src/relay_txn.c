@@ -225,6 +225,14 @@ static void txn_end_begin(struct relay *r, int64_t now)
         for (struct batch *b = r->batches; b != NULL; b = b->next)
                 if (b->in_txn && (b->producing || (b->outstanding > 0 && !r->txn_failed)))
                         return;
+        /* The record is written once the rows of the transactions before
+         * are confirmed marked (on_marked calls again): a relay that dies
+         * before then reads one of their records back, which lists them.
+         * So a record rarely needs to list earlier rows as unmarked, and
+         * stays about 44 bytes a row of its own. */
+        for (struct batch *b = r->batches; !r->txn_failed && b != NULL; b = b->next)
+                if (!b->in_txn && b->outcome == TXN_COMMITTED && !b->marked)
+                        return;
         snprintf(r->txn_error, sizeof(r->txn_error), "%s",
                  r->txn_failed ? "a message of the transaction failed" : "");
         if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
