@@ -62,10 +62,11 @@ const char *db_outbox_id(const struct db *db);
  * n_skip ids in skip (the rows in flight) and the rows of the n_keys keys
  * (held back); binary results, columns id, event_id, topic, key,
  * event_type, payload (jsonb as text), payload_bytes, headers (jsonb as
- * text), created_at, attempts and replays. With hold_keys, rows whose key has an earlier failed
- * row still pending are left out. At most limit rows, and only while the
- * rows before one come to less than max_bytes (db_fetched_bytes): at least
- * one row, so that a row larger than max_bytes still goes out. */
+ * text), created_at, attempts, replays and generation. With hold_keys, rows
+ * whose key has an earlier failed row still pending are left out. At most
+ * limit rows, and only while the rows before one come to less than
+ * max_bytes (db_fetched_bytes): at least one row, so that a row larger than
+ * max_bytes still goes out. */
 int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
              const char *const *keys, int limit, int64_t max_bytes, int hold_keys, db_done_cb cb,
              void *arg);
@@ -84,14 +85,21 @@ int db_writers(struct db *db, const char *earlier, db_done_cb cb, void *arg);
 void db_decode_row(const PGresult *res, int i, struct message_row *m);
 /* Whether any pending row has failed before (one boolean "t"/"f"). */
 int db_any_failing(struct db *db, db_done_cb cb, void *arg);
-/* Mark rows sent with their partition and offset, in one statement. */
-int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
-            const int64_t *offsets, db_done_cb cb, void *arg);
-/* --exactly-once: mark sent the pending rows of a progress record whose
- * replays column still has the value recorded; a partition of -1 leaves
- * partition and offset NULL (not known). */
-int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const int32_t *replays,
-                      const int32_t *partitions, const int64_t *offsets, db_done_cb cb, void *arg);
+/* Mark rows sent with their partition and offset, in one statement; a row
+ * is marked only while it is pending with the event_id and generation it
+ * was published with (a row made pending again since, or a new row that
+ * took a published row's id after a restore, is left pending). */
+int db_mark(struct db *db, size_t n, const int64_t *ids, const char *const *event_ids,
+            const int64_t *generations, const int32_t *partitions, const int64_t *offsets,
+            db_done_cb cb, void *arg);
+/* --exactly-once: mark sent the pending rows of a progress record by the
+ * same rule; a row whose event_id is not known (NULL or "": a version 2
+ * record) is marked only while its generation is the one given (0) and
+ * its replays column the one recorded. A partition of -1 leaves partition
+ * and offset NULL (not known). */
+int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const char *const *event_ids,
+                      const int64_t *generations, const int32_t *replays, const int32_t *partitions,
+                      const int64_t *offsets, db_done_cb cb, void *arg);
 /* Record a failed attempt through <schema>.record_failure(). */
 int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
                       int max_attempts, db_done_cb cb, void *arg);

@@ -31,6 +31,7 @@ struct message_row {
         int64_t created_at_ms; /* Kafka message timestamp */
         int attempts;          /* failed attempts so far */
         int replays;           /* times the row was replayed */
+        int64_t generation;    /* times the row was made pending again (migration 005) */
 };
 
 /* Builds the headers of row into a new rd_kafka_headers_t (*out, owned by

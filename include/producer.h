@@ -42,22 +42,28 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
                                   void *msg_opaque);
 
 /* ---- --exactly-once (a transactional producer) ----
- * Each call blocks until Kafka answered or the transaction timeout passed;
- * a fatal error also sets producer_fatal (the producer must be rebuilt). */
-#define PRODUCER_TXN_RETRY   (-2) /* init: Kafka not reachable yet, call again */
-#define PRODUCER_TXN_ABORTED (-3) /* commit failed and the transaction was aborted */
+ * A fatal error also sets producer_fatal (the producer must be rebuilt). */
+#define PRODUCER_TXN_RETRY      (-2) /* not done yet (Kafka slow or away): call again */
+#define PRODUCER_TXN_MUST_ABORT (-3) /* commit refused: the transaction must be aborted */
 /* Once per producer, by the leader: fences older producers of the same
- * transactional.id and aborts their open transaction. */
+ * transactional.id and aborts their open transaction. Resumable: waits at
+ * most timeout_ms. */
 int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
 int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz);
 /* The transaction's progress record (copied), on partition 0 of topic. */
 rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic, const char *key,
                                            const char *value);
-/* 0 when committed: its messages are visible to read_committed consumers;
- * PRODUCER_TXN_ABORTED, or -1 when the outcome is left to the next producer
- * (fatal). */
-int producer_txn_commit(struct producer *p, char *errbuf, size_t errsz);
-int producer_txn_abort(struct producer *p, char *errbuf, size_t errsz);
+/* Commit and abort, resumable: each call waits at most timeout_ms, and
+ * PRODUCER_TXN_RETRY means call the same again (the operation goes on in
+ * librdkafka meanwhile; no other transactional call is allowed until it
+ * ends). 0 when committed (its messages are visible to read_committed
+ * consumers) or aborted; commit may return PRODUCER_TXN_MUST_ABORT; -1 when
+ * the outcome is left to the next producer (producer_fatal is then set). */
+int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
+int producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
+/* Leaves a commit or abort that does not end to the next producer: sets
+ * producer_fatal with why. */
+void producer_txn_give_up(struct producer *p, const char *why);
 /* The fatal error is that a newer producer of the transactional.id exists. */
 int producer_fenced(const struct producer *p);
 

@@ -2,7 +2,11 @@
  * carries one, on partition 0 of the progress topic and keyed by the
  * transactional.id: the rows it published, and the rows of earlier committed
  * transactions not yet marked sent. A new leader reads the last committed
- * record and marks those rows sent before it publishes anything. */
+ * record and marks those rows sent before it publishes anything. A row is
+ * named by id, event_id and generation, never by id alone: a row made
+ * pending again keeps its id and event_id but not its generation, and after
+ * a restore or a failover that lost the sequence's tail a new row may have
+ * the id of a published one, never its event_id. */
 #ifndef OUTBOX_PROGRESS_H
 #define OUTBOX_PROGRESS_H
 
@@ -12,52 +16,92 @@
 #include "config.h"
 #include "log.h"
 
-/* A set of outbox rows: id and the row's replays column when published (a
- * replayed row must not be taken for the copy published before). */
+/* A uuid in its text form (8-4-4-4-12 hex digits), with its NUL. */
+#define PROGRESS_UUID_SIZE 37
+
+/* A set of outbox rows as published. */
 struct progress_rows {
         int64_t *ids;
-        int32_t *replays;
+        char (*event_ids)[PROGRESS_UUID_SIZE]; /* "" when not known (a version 2 record) */
+        int64_t *generations;
+        int32_t *replays;    /* a version 2 record's replays column; 0 from version 3 on */
         int32_t *partitions; /* where Kafka put the row, -1 when not known */
         int64_t *offsets;
         size_t n, cap;
 };
 
-int progress_rows_add(struct progress_rows *s, int64_t id, int32_t replays, int32_t partition,
-                      int64_t offset);
+/* event_id may be NULL or "" (not known: such a row is matched by a
+ * version 2 record's rule, see db_mark_committed). */
+int progress_rows_add(struct progress_rows *s, int64_t id, const char *event_id, int64_t generation,
+                      int32_t partition, int64_t offset);
 void progress_rows_clear(struct progress_rows *s);
 void progress_rows_free(struct progress_rows *s);
 
 /* An outbox's identity (relay_state.outbox_id) as text, with its NUL. */
-#define PROGRESS_OUTBOX_ID_SIZE 37
+#define PROGRESS_OUTBOX_ID_SIZE PROGRESS_UUID_SIZE
 
-/* The record's value, as JSON (malloc'd; NULL when out of memory):
- * {"version":2,"transactional_id":...,"schema":...,
+/* The record's value, as JSON (malloc'd; NULL when out of memory, or when
+ * a row has no event id to be named by):
+ * {"version":3,"transactional_id":...,"schema":...,
  *  "outbox_id":...,                the outbox whose rows these are (a relay
  *                                  refuses another outbox's record)
- *  "rows":[[id,partition,offset],...]  rows this transaction published and
- *                                  where Kafka put them (its only record of
- *                                  them: a consumer can tell the committed
- *                                  copy of a row from an aborted one)
- *  "unmarked":[[first,last],...],  ids of earlier committed transactions
- *                                  whose mark is not yet confirmed
- *  "replays":[[id,n],...]}         rows above whose replays column is not 0,
- *                                  once per id (the largest n) */
+ *  "rows":[[id,partition,offset,generation],...]
+ *                                  rows this transaction published and where
+ *                                  Kafka put them (its only record of them:
+ *                                  a consumer can tell the committed copy of
+ *                                  a row from an aborted one), by id
+ *  "row_events":"...",             their event ids, 22 characters each (the
+ *                                  16 bytes in base64url), in that order
+ *  "unmarked":[[first,last],...],  ids of earlier committed transactions'
+ *                                  rows whose mark is not yet confirmed (the
+ *                                  relay waits for those marks instead: empty)
+ *  "unmarked_generations":[[id,g],...]  those whose generation is not 0
+ *  "unmarked_events":"..."}        their event ids, by id
+ * A row listed twice (it cannot be: a row is in one batch at a time) is
+ * named once, by its newest generation. */
 char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
                       const struct progress_rows *rows, const struct progress_rows *unmarked);
 
 /* Appends every row a record lists (rows, then unmarked) to out, and copies
- * its outbox_id. Strict: anything but what progress_encode writes is an
- * error naming what was wrong, and leaves out as it was. */
+ * its outbox_id. Reads version 3 and, for upgrades, version 2 (rows named
+ * by id and replays: event_id "" and generation 0). Strict: anything but
+ * what the encoder of that version writes is an error naming what was
+ * wrong, and leaves out as it was. */
 int progress_decode(const char *json, size_t len, struct progress_rows *out,
                     char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
 
 /* Reads the last committed record keyed transactional_id on partition 0 of
- * cfg->progress_topic (a read_committed consumer) and appends its rows to
- * out, and its outbox_id; *found is 0 when there is none (or it is a
- * tombstone). Blocks up to timeout_ms. A missing topic is an error saying
- * how to create it. */
+ * cfg->progress_topic (a read_committed consumer made for the call) and
+ * appends its rows to out, and its outbox_id; *found is 0 when there is
+ * none (or it is a tombstone). Blocks up to about timeout_ms. A missing
+ * topic is an error saying how to create it. */
 int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
                        int timeout_ms, struct progress_rows *out, int *found,
                        char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
+
+/* The same read, for the relay's loop, which must never wait for Kafka: a
+ * thread of the reader's own does it with one consumer kept for every read.
+ * (librdkafka 2.0 has no asynchronous call for the topic's metadata or its
+ * watermarks, and a blocking call cut into short waits never completes
+ * against a broker slower than the wait.) */
+struct progress_reader;
+
+struct progress_reader *progress_reader_new(const struct config *cfg, struct log *lg, char *errbuf,
+                                            size_t errsz);
+/* Stops the thread (a read under way gives up within about a second) and
+ * frees. Accepts NULL. */
+void progress_reader_free(struct progress_reader *pr);
+/* Asks for the last record of transactional_id; returns a ticket for
+ * progress_reader_poll. A read asked for before is given up: its result,
+ * if it comes, is dropped. */
+unsigned long progress_reader_start(struct progress_reader *pr, const char *transactional_id,
+                                    int timeout_ms);
+#define PROGRESS_READING 1
+/* Never blocks: PROGRESS_READING while the read of ticket goes on; then,
+ * once, what progress_read_last would have returned, with the rows moved
+ * into out (which must be empty). */
+int progress_reader_poll(struct progress_reader *pr, unsigned long ticket,
+                         struct progress_rows *out, int *found,
+                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
 
 #endif

@@ -150,7 +150,8 @@ const struct setting config_settings[] = {
     {"transaction-timeout-ms", 0, "OUTBOX_TRANSACTION_TIMEOUT_MS", T_INT,
      OFF(transaction_timeout_ms), 1000, 900000, "10000", 0, C_RUN, 0, "MS",
      "With --exactly-once, Kafka's transaction.timeout.ms: an open transaction is aborted after "
-     "this long, and a commit blocks the relay at most this long while Kafka is failing."},
+     "this long, and a commit or abort Kafka has not ended this long after it began is left to "
+     "a new producer (the relay's loop never waits for it)."},
     {"grant-writer", 0, "OUTBOX_GRANT_WRITER", T_STR, OFF(grant_writer), 0, 0, NULL, 0, C_MIGRATE,
      0, "ROLE",
      "After migrating, grant this existing role what a service writing events needs and nothing "

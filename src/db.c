@@ -191,11 +191,12 @@ static int prepare_fetches(struct db *db, const char *s, char *errbuf, size_t er
                          " + coalesce(octet_length(c.event_type), 0))::bigint AS row_bytes"
                          " FROM (SELECT r.id, r.event_id, r.topic, r.key, r.event_type,"
                          " r.payload::text AS payload, r.payload_bytes, r.headers::text AS headers,"
-                         " r.created_at, r.attempts, r.replays FROM ("
+                         " r.created_at, r.attempts, r.replays, r.generation FROM ("
                          "SELECT e.id, e.event_id::text AS event_id, e.topic, e.key, e.event_type,"
                          " e.payload, e.payload_bytes, coalesce(e.headers, '{}') AS headers,"
                          " coalesce(e.created_at, now()) AS created_at,"
-                         " coalesce(e.attempts, 0) AS attempts, coalesce(e.replays, 0) AS replays"
+                         " coalesce(e.attempts, 0) AS attempts, coalesce(e.replays, 0) AS replays,"
+                         " coalesce(e.generation, 0) AS generation"
                          " FROM %s.events e"
                          " WHERE e.status = 'pending' AND e.id > $4::bigint"
                          " AND (e.attempts = 0 OR e.next_attempt_at <= now())"
@@ -234,22 +235,34 @@ int db_prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
                  s);
         if (prepare(db, "outbox_writers", sql, errbuf, errsz) != 0)
                 return -1;
+        /* A mark applies only to the copy that was published: the same
+         * event (a restore or a failover that lost the sequence's tail
+         * hands published ids to new rows) in the same generation (a row
+         * made pending again since is published again, whatever an old
+         * leader that reconnects still has to mark). */
         snprintf(sql, sizeof(sql),
                  "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
                  " kafka_partition = u.p, kafka_offset = u.o"
-                 " FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS u(id, p, o)"
-                 " WHERE e.id = u.id AND e.status = 'pending'",
+                 " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::integer[],"
+                 " $5::bigint[]) AS u(id, ev, g, p, o)"
+                 " WHERE e.id = u.id AND e.event_id = u.ev AND coalesce(e.generation, 0) = u.g"
+                 " AND e.status = 'pending'",
                  s);
         if (prepare(db, "outbox_mark", sql, errbuf, errsz) != 0)
                 return -1;
         /* --exactly-once: rows a committed transaction carried, as its
-         * progress record lists them; a row replayed since is left alone. */
+         * progress record lists them, by the same rule. A version 2 record
+         * (written before migration 005) names rows by id and replays only
+         * (ev NULL): such a row is marked only if no return to pending has
+         * happened since the migration (generation 0) and replay() has not
+         * counted one since the record. */
         snprintf(sql, sizeof(sql),
                  "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
                  " kafka_partition = nullif(u.p, -1), kafka_offset = nullif(u.o, -1)"
-                 " FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::bigint[])"
-                 " AS u(id, r, p, o)"
-                 " WHERE e.id = u.id AND e.replays = u.r AND e.status = 'pending'",
+                 " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::integer[],"
+                 " $5::integer[], $6::bigint[]) AS u(id, ev, g, r, p, o)"
+                 " WHERE e.id = u.id AND coalesce(e.generation, 0) = u.g AND e.status = 'pending'"
+                 " AND (e.event_id = u.ev OR (u.ev IS NULL AND e.replays = u.r))",
                  s);
         if (prepare(db, "outbox_mark_committed", sql, errbuf, errsz) != 0)
                 return -1;
@@ -436,6 +449,30 @@ static char *text_array_literal(size_t n, const char *const *values)
         return buf;
 }
 
+/* Writes a uuid[] literal; an element that is not a uuid's text (NULL,
+ * "": not known) is NULL, which matches no row. */
+static char *uuid_array_literal(size_t n, const char *const *values)
+{
+        size_t cap = 3 + n * 38, len = 0; /* braces, NUL; 36 characters and a comma each */
+        char *buf = malloc(cap);
+
+        if (buf == NULL)
+                return NULL;
+        buf[len++] = '{';
+        for (size_t i = 0; i < n; i++) {
+                const char *v = values[i];
+                int ok = v != NULL && strlen(v) == 36 && strspn(v, "0123456789abcdefABCDEF-") == 36;
+
+                if (i > 0)
+                        buf[len++] = ',';
+                memcpy(buf + len, ok ? v : "NULL", ok ? 36 : 4);
+                len += ok ? 36 : 4;
+        }
+        buf[len++] = '}';
+        buf[len] = '\0';
+        return buf;
+}
+
 int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
              const char *const *keys, int limit, int64_t max_bytes, int hold_keys, db_done_cb cb,
              void *arg)
@@ -505,6 +542,7 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m)
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
         m->attempts = be32(PQgetvalue(res, i, 9));
         m->replays = be32(PQgetvalue(res, i, 10));
+        m->generation = be64(PQgetvalue(res, i, 11));
 }
 
 int64_t db_fetched_bytes(const PGresult *res)
@@ -527,40 +565,43 @@ int db_any_failing(struct db *db, db_done_cb cb, void *arg)
         return enqueue(db, DB_READER, "outbox_failing", 0, NULL, 0, cb, arg);
 }
 
-int db_mark(struct db *db, size_t n, const int64_t *ids, const int32_t *partitions,
-            const int64_t *offsets, db_done_cb cb, void *arg)
+/* Queues stmt with the n params built (NULL: out of memory), then frees them. */
+static int enqueue_built(struct db *db, const char *stmt, int n, char *params[], db_done_cb cb,
+                         void *arg)
 {
-        char *params[3] = {array_literal(n, ids, 1), array_literal(n, partitions, 0),
-                           array_literal(n, offsets, 1)};
-        int rc;
+        int rc = -1, built = 1;
 
-        if (params[0] == NULL || params[1] == NULL || params[2] == NULL) {
+        for (int i = 0; i < n; i++)
+                built &= params[i] != NULL;
+        if (!built)
                 cb(arg, NULL, "out of memory");
-                rc = -1;
-        } else {
-                rc = enqueue(db, writer(db), "outbox_mark", 3, params, 0, cb, arg);
-        }
-        for (int i = 0; i < 3; i++)
+        else
+                rc = enqueue(db, writer(db), stmt, n, params, 0, cb, arg);
+        for (int i = 0; i < n; i++)
                 free(params[i]);
         return rc;
 }
 
-int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const int32_t *replays,
-                      const int32_t *partitions, const int64_t *offsets, db_done_cb cb, void *arg)
+int db_mark(struct db *db, size_t n, const int64_t *ids, const char *const *event_ids,
+            const int64_t *generations, const int32_t *partitions, const int64_t *offsets,
+            db_done_cb cb, void *arg)
 {
-        char *params[4] = {array_literal(n, ids, 1), array_literal(n, replays, 0),
-                           array_literal(n, partitions, 0), array_literal(n, offsets, 1)};
-        int rc;
+        char *params[5] = {array_literal(n, ids, 1), uuid_array_literal(n, event_ids),
+                           array_literal(n, generations, 1), array_literal(n, partitions, 0),
+                           array_literal(n, offsets, 1)};
 
-        if (params[0] == NULL || params[1] == NULL || params[2] == NULL || params[3] == NULL) {
-                cb(arg, NULL, "out of memory");
-                rc = -1;
-        } else {
-                rc = enqueue(db, writer(db), "outbox_mark_committed", 4, params, 0, cb, arg);
-        }
-        for (int i = 0; i < 4; i++)
-                free(params[i]);
-        return rc;
+        return enqueue_built(db, "outbox_mark", 5, params, cb, arg);
+}
+
+int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const char *const *event_ids,
+                      const int64_t *generations, const int32_t *replays, const int32_t *partitions,
+                      const int64_t *offsets, db_done_cb cb, void *arg)
+{
+        char *params[6] = {array_literal(n, ids, 1),         uuid_array_literal(n, event_ids),
+                           array_literal(n, generations, 1), array_literal(n, replays, 0),
+                           array_literal(n, partitions, 0),  array_literal(n, offsets, 1)};
+
+        return enqueue_built(db, "outbox_mark_committed", 6, params, cb, arg);
 }
 
 int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,

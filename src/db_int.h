@@ -10,7 +10,7 @@
 
 #include "db.h"
 
-#define DB_MAX_PARAMS 5
+#define DB_MAX_PARAMS 6
 
 enum db_op_kind {
         OP_EXECUTE, /* a prepared statement, by name */

@@ -346,58 +346,64 @@ rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic
         return err;
 }
 
-/* Aborting waits for the coordinator; a retriable failure (it is moving or
- * unreachable) is worth a few more tries before the producer is given up. */
-static int txn_abort(struct producer *p, char *errbuf, size_t errsz)
+/* An error that leaves the transaction's outcome unsettled: only a new
+ * producer (whose init_transactions fences this one and aborts what it
+ * left open) gets past it. */
+static int txn_unsettled(struct producer *p, const char *what, rd_kafka_error_t *error,
+                         char *errbuf, size_t errsz)
 {
-        for (int tries = 0;; tries++) {
-                rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, -1);
+        if (!rd_kafka_error_is_fatal(error) && !p->fatal) {
+                p->fatal = 1;
+                snprintf(p->fatal_reason, sizeof(p->fatal_reason), "%s: %s", what,
+                         rd_kafka_error_string(error));
+        }
+        return txn_error(p, what, error, errbuf, errsz);
+}
 
-                if (error == NULL)
-                        return 0;
-                if (!rd_kafka_error_is_retriable(error) || tries == 2) {
-                        if (!rd_kafka_error_is_fatal(error) && !p->fatal) {
-                                /* Still unresolved: only a new producer
-                                 * (whose init aborts it) gets past this. */
-                                p->fatal = 1;
-                                snprintf(p->fatal_reason, sizeof(p->fatal_reason),
-                                         "aborting a transaction: %s",
-                                         rd_kafka_error_string(error));
-                        }
-                        return txn_error(p, "aborting a transaction", error, errbuf, errsz);
-                }
+/* commit and abort are resumable: a retriable error (their own timeout
+ * among them) leaves the operation going on in librdkafka, and calling
+ * again picks it up, so each call waits at most timeout_ms. */
+int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
+{
+        rd_kafka_error_t *error = rd_kafka_commit_transaction(p->rk, timeout_ms);
+
+        if (error == NULL)
+                return 0;
+        if (rd_kafka_error_txn_requires_abort(error)) {
+                snprintf(errbuf, errsz, "committing a transaction: %s",
+                         rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
+                return PRODUCER_TXN_MUST_ABORT;
         }
+        if (rd_kafka_error_is_retriable(error)) {
+                snprintf(errbuf, errsz, "committing a transaction: %s",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return PRODUCER_TXN_RETRY;
+        }
+        return txn_unsettled(p, "committing a transaction", error, errbuf, errsz);
 }
 
-int producer_txn_commit(struct producer *p, char *errbuf, size_t errsz)
+int producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
 {
-        for (int tries = 0;; tries++) {
-                rd_kafka_error_t *error = rd_kafka_commit_transaction(p->rk, -1);
+        rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, timeout_ms);
 
-                if (error == NULL)
-                        return 0;
-                if (rd_kafka_error_txn_requires_abort(error) ||
-                    (rd_kafka_error_is_retriable(error) && tries == 2)) {
-                        char aerr[256];
-
-                        snprintf(errbuf, errsz, "committing a transaction: %s",
-                                 rd_kafka_error_string(error));
-                        rd_kafka_error_destroy(error);
-                        if (txn_abort(p, aerr, sizeof(aerr)) == 0)
-                                return PRODUCER_TXN_ABORTED;
-                        snprintf(errbuf + strlen(errbuf), errsz - strlen(errbuf), "; %s", aerr);
-                        return -1;
-                }
-                if (!rd_kafka_error_is_retriable(error))
-                        return txn_error(p, "committing a transaction", error, errbuf, errsz);
-                rd_kafka_error_destroy(error); /* resumable: try again */
+        if (error == NULL)
+                return 0;
+        if (rd_kafka_error_is_retriable(error)) {
+                snprintf(errbuf, errsz, "aborting a transaction: %s", rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return PRODUCER_TXN_RETRY;
         }
+        return txn_unsettled(p, "aborting a transaction", error, errbuf, errsz);
 }
 
-int producer_txn_abort(struct producer *p, char *errbuf, size_t errsz)
+void producer_txn_give_up(struct producer *p, const char *why)
 {
-        return txn_abort(p, errbuf, errsz);
+        if (p->fatal)
+                return;
+        p->fatal = 1;
+        snprintf(p->fatal_reason, sizeof(p->fatal_reason), "%s", why);
 }
 
 int producer_fenced(const struct producer *p)

@@ -1,6 +1,6 @@
-/* progress: the progress records of --exactly-once. Encodes and strictly
- * decodes a record's JSON, and finds the last committed record of one
- * transactional.id on partition 0 of the progress topic. */
+/* progress: the progress records of --exactly-once, encoded as JSON and
+ * strictly decoded (version 3, and version 2 for upgrades). Reading the last
+ * record back from Kafka is in progress_reader.c. */
 #include "progress.h"
 
 #include <ctype.h>
@@ -8,22 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
-#include <librdkafka/rdkafka.h>
 
-#define PROGRESS_VERSION  2        /* 2: outbox_id */
-#define PROGRESS_MAX_IDS  10000000 /* per range, and per record once expanded */
-#define PROGRESS_WINDOW   1000     /* offsets read first; doubled while not found */
-#define PROGRESS_RETRY_MS 100      /* pause between attempts to locate the partition */
-
-struct pair {
-        int64_t id;
-        int32_t replays;
-        int32_t partition;
-        int64_t offset;
-};
+#define PROGRESS_VERSION 3        /* 3: rows named by event_id and generation */
+#define PROGRESS_MAX_IDS 10000000 /* per record once expanded (and per v2 range) */
 
 __attribute__((format(printf, 3, 4))) static int fail(char *errbuf, size_t errsz, const char *fmt,
                                                       ...)
@@ -36,32 +25,53 @@ __attribute__((format(printf, 3, 4))) static int fail(char *errbuf, size_t errsz
         return -1;
 }
 
-int progress_rows_add(struct progress_rows *s, int64_t id, int32_t replays, int32_t partition,
-                      int64_t offset)
+/* Grows one array of s to cap elements of size each; keeps it on failure. */
+static int grow(void **p, size_t cap, size_t size)
+{
+        void *q;
+
+        if (cap > SIZE_MAX / size)
+                return -1;
+        if ((q = realloc(*p, cap * size)) == NULL)
+                return -1;
+        *p = q;
+        return 0;
+}
+
+/* A uuid in its text form: 8-4-4-4-12 hex digits. */
+static int is_uuid(const char *s)
+{
+        if (s == NULL || strlen(s) != PROGRESS_UUID_SIZE - 1)
+                return 0;
+        for (int i = 0; s[i] != '\0'; i++) {
+                int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+                if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+                        return 0;
+        }
+        return 1;
+}
+
+int progress_rows_add(struct progress_rows *s, int64_t id, const char *event_id, int64_t generation,
+                      int32_t partition, int64_t offset)
 {
         if (s->n == s->cap) {
                 size_t cap = s->cap ? s->cap * 2 : 64;
-                void *p;
 
-                if (cap > SIZE_MAX / sizeof(int64_t))
-                        return -1;
                 /* Each array keeps what it holds until all have grown. */
-                if ((p = realloc(s->ids, cap * sizeof(*s->ids))) == NULL)
+                if (grow((void **)&s->ids, cap, sizeof(*s->ids)) != 0 ||
+                    grow((void **)&s->event_ids, cap, sizeof(*s->event_ids)) != 0 ||
+                    grow((void **)&s->generations, cap, sizeof(*s->generations)) != 0 ||
+                    grow((void **)&s->replays, cap, sizeof(*s->replays)) != 0 ||
+                    grow((void **)&s->partitions, cap, sizeof(*s->partitions)) != 0 ||
+                    grow((void **)&s->offsets, cap, sizeof(*s->offsets)) != 0)
                         return -1;
-                s->ids = p;
-                if ((p = realloc(s->replays, cap * sizeof(*s->replays))) == NULL)
-                        return -1;
-                s->replays = p;
-                if ((p = realloc(s->partitions, cap * sizeof(*s->partitions))) == NULL)
-                        return -1;
-                s->partitions = p;
-                if ((p = realloc(s->offsets, cap * sizeof(*s->offsets))) == NULL)
-                        return -1;
-                s->offsets = p;
                 s->cap = cap;
         }
         s->ids[s->n] = id;
-        s->replays[s->n] = replays;
+        snprintf(s->event_ids[s->n], PROGRESS_UUID_SIZE, "%s", event_id != NULL ? event_id : "");
+        s->generations[s->n] = generation;
+        s->replays[s->n] = 0;
         s->partitions[s->n] = partition;
         s->offsets[s->n] = offset;
         s->n++;
@@ -76,157 +86,421 @@ void progress_rows_clear(struct progress_rows *s)
 void progress_rows_free(struct progress_rows *s)
 {
         free(s->ids);
+        free(s->event_ids);
+        free(s->generations);
         free(s->replays);
         free(s->partitions);
         free(s->offsets);
         memset(s, 0, sizeof(*s));
 }
 
-static int pair_cmp(const void *a, const void *b)
-{
-        const struct pair *x = a, *y = b;
+/* ---- event ids, 22 characters each ----
+ * A record names every row by its event_id: as uuid text (38 bytes with
+ * quotes and comma) a thousand-row transaction would need 38 kB for them
+ * alone. Instead each list carries one string, the 16 bytes of each event
+ * id in base64url without padding (RFC 4648 section 5), 22 characters a
+ * row, in the list's order. */
 
-        if (x->id != y->id)
-                return x->id < y->id ? -1 : 1;
-        return (x->replays > y->replays) - (x->replays < y->replays);
+#define EVENT_B64_LEN 22
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int hexval(char c)
+{
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
 }
 
-/* A sorted copy of a's rows and b's (b may be NULL), only those whose
- * replays is not 0 when replayed_only. NULL only when out of memory. */
-static struct pair *sorted_pairs(const struct progress_rows *a, const struct progress_rows *b,
-                                 int replayed_only, size_t *n)
+/* uuid text (checked with is_uuid) to its 22 characters at out. */
+static void event_b64(const char *uuid, char *out)
 {
-        size_t total = a->n + (b != NULL ? b->n : 0);
-        struct pair *p = malloc((total ? total : 1) * sizeof(*p));
+        unsigned char b[16];
+        int n = 0;
+
+        for (const char *p = uuid; *p != '\0'; p++)
+                if (*p != '-') {
+                        int v = hexval(*p);
+
+                        if (n % 2 == 0)
+                                b[n / 2] = (unsigned char)(v << 4);
+                        else
+                                b[n / 2] |= (unsigned char)v;
+                        n++;
+                }
+        for (int i = 0, o = 0; i < 16; i += 3) {
+                unsigned v = (unsigned)b[i] << 16 | (i + 1 < 16 ? (unsigned)b[i + 1] << 8 : 0) |
+                             (i + 2 < 16 ? b[i + 2] : 0);
+
+                out[o++] = b64url[v >> 18 & 63];
+                out[o++] = b64url[v >> 12 & 63];
+                if (i + 1 < 16)
+                        out[o++] = b64url[v >> 6 & 63];
+                if (i + 2 < 16)
+                        out[o++] = b64url[v & 63];
+        }
+}
+
+static int b64val(char c)
+{
+        const char *p = c != '\0' ? strchr(b64url, c) : NULL;
+
+        return p != NULL ? (int)(p - b64url) : -1;
+}
+
+/* 22 characters at in to uuid text (lowercase); -1 when they are not the
+ * canonical encoding of 16 bytes. */
+static int event_text(const char *in, char out[PROGRESS_UUID_SIZE])
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char b[18];
+        int o = 0;
+
+        for (int i = 0; i < EVENT_B64_LEN; i += 4) {
+                int k = EVENT_B64_LEN - i < 4 ? EVENT_B64_LEN - i : 4;
+                unsigned v = 0;
+
+                for (int j = 0; j < 4; j++) {
+                        int d = j < k ? b64val(in[i + j]) : 0;
+
+                        if (d < 0)
+                                return -1;
+                        v = v << 6 | (unsigned)d;
+                }
+                b[o++] = (unsigned char)(v >> 16);
+                b[o++] = (unsigned char)(v >> 8);
+                b[o++] = (unsigned char)v;
+        }
+        if (b[16] != 0) /* the last character carries 2 bits and 4 zeros */
+                return -1;
+        for (int i = 0, n = 0; i < 16; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        out[n++] = '-';
+                out[n++] = hex[b[i] >> 4];
+                out[n++] = hex[b[i] & 15];
+        }
+        out[PROGRESS_UUID_SIZE - 1] = '\0';
+        return 0;
+}
+
+/* ---- encoding (version 3) ---- */
+
+struct row_ref {
+        const struct progress_rows *s;
+        size_t i;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+        const struct row_ref *x = a, *y = b;
+        int64_t xi = x->s->ids[x->i], yi = y->s->ids[y->i];
+        int64_t xg = x->s->generations[x->i], yg = y->s->generations[y->i];
+
+        if (xi != yi)
+                return xi < yi ? -1 : 1;
+        return (xg > yg) - (xg < yg);
+}
+
+/* s's rows by id, one per id (a row can be in only one batch at a time;
+ * were it listed twice, its newest generation is the copy to name), NULL
+ * when out of memory or a row has no event id to be named by. */
+static struct row_ref *sorted(const struct progress_rows *s, size_t *n)
+{
+        struct row_ref *r = malloc((s->n ? s->n : 1) * sizeof(*r));
 
         *n = 0;
-        for (size_t i = 0; p != NULL && i < total; i++) {
-                const struct progress_rows *s = i < a->n ? a : b;
-                size_t k = i < a->n ? i : i - a->n;
-
-                if (!replayed_only || s->replays[k] != 0)
-                        p[(*n)++] = (struct pair){s->ids[k], s->replays[k], s->partitions[k],
-                                                  s->offsets[k]};
+        if (r == NULL)
+                return NULL;
+        for (size_t i = 0; i < s->n; i++) {
+                if (!is_uuid(s->event_ids[i])) {
+                        free(r);
+                        return NULL;
+                }
+                r[i] = (struct row_ref){s, i};
         }
-        if (p != NULL)
-                qsort(p, *n, sizeof(*p), pair_cmp);
-        return p;
+        qsort(r, s->n, sizeof(*r), ref_cmp);
+        for (size_t i = 0; i < s->n; i++) {
+                if (*n > 0 && s->ids[r[*n - 1].i] == s->ids[r[i].i])
+                        (*n)--; /* the later one has the larger generation */
+                r[(*n)++] = r[i];
+        }
+        return r;
 }
 
-static json_t *json_pair(int64_t a, int64_t b)
+/* The event ids of r[0..n), 22 characters each, as one string. */
+static json_t *events_string(const struct row_ref *r, size_t n)
 {
-        return json_pack("[II]", (json_int_t)a, (json_int_t)b);
+        char *buf = malloc(n * EVENT_B64_LEN + 1);
+        json_t *str;
+
+        if (buf == NULL)
+                return NULL;
+        for (size_t k = 0; k < n; k++)
+                event_b64(r[k].s->event_ids[r[k].i], buf + k * EVENT_B64_LEN);
+        str = json_stringn_nocheck(buf, n * EVENT_B64_LEN);
+        free(buf);
+        return str;
 }
 
-/* The transaction's own rows, one [id,partition,offset] each. */
-static int add_rows(json_t *root, const struct pair *p, size_t n)
+/* "rows": [id,partition,offset,generation] (id, partition and offset first,
+ * where version 2 had them) and "row_events". */
+static int encode_rows(json_t *root, const struct progress_rows *s)
 {
-        json_t *arr = json_array();
+        size_t n;
+        struct row_ref *r = sorted(s, &n);
+        json_t *arr = r != NULL ? json_array() : NULL;
+        int rc;
 
-        for (size_t i = 0; arr != NULL && i < n; i++) {
-                if (json_array_append_new(arr, json_pack("[IiI]", (json_int_t)p[i].id,
-                                                         (int)p[i].partition,
-                                                         (json_int_t)p[i].offset)) != 0) {
+        for (size_t k = 0; arr != NULL && k < n; k++) {
+                size_t i = r[k].i;
+
+                /* append_new takes the value even on failure */
+                if (json_array_append_new(
+                        arr, json_pack("[IiII]", (json_int_t)s->ids[i], (int)s->partitions[i],
+                                       (json_int_t)s->offsets[i], (json_int_t)s->generations[i])) !=
+                    0) {
                         json_decref(arr);
                         arr = NULL;
                 }
         }
-        return json_object_set_new(root, "rows", arr);
+        /* set_new takes the value (NULL fails) even on failure */
+        rc = json_object_set_new(root, "rows", arr) != 0 ||
+             json_object_set_new(root, "row_events", r != NULL ? events_string(r, n) : NULL) != 0;
+        free(r);
+        return rc ? -1 : 0;
 }
 
-/* Sorted pairs as inclusive ranges of consecutive ids ([[first,last],...]),
- * or with replays set as [[id,n],...] once per id: the largest n wins, as a
- * row's replays column only grows. */
-static int add_pairs(json_t *root, const char *name, const struct pair *p, size_t n, int as_replays)
+/* "unmarked": ids as [first,last] ranges of consecutive ids,
+ * "unmarked_generations": [id,generation] where it is not 0, and
+ * "unmarked_events". */
+static int encode_unmarked(json_t *root, const struct progress_rows *s)
 {
-        json_t *arr = json_array();
+        size_t n;
+        struct row_ref *r = sorted(s, &n);
+        json_t *ranges = r != NULL ? json_array() : NULL, *gens = r != NULL ? json_array() : NULL;
+        int rc;
 
-        for (size_t i = 0, j; arr != NULL && i < n; i = j + 1) {
-                for (j = i; j + 1 < n && (p[j + 1].id == p[j].id ||
-                                          (!as_replays && p[j + 1].id - 1 == p[j].id));)
+        for (size_t i = 0, j; ranges != NULL && gens != NULL && i < n; i = j + 1) {
+                for (j = i; j + 1 < n && s->ids[r[j + 1].i] - 1 == s->ids[r[j].i];)
                         j++;
-                /* json_*_set_new and append_new take the value even on failure. */
-                if (json_array_append_new(arr, as_replays ? json_pair(p[j].id, p[j].replays)
-                                                          : json_pair(p[i].id, p[j].id)) != 0) {
-                        json_decref(arr);
-                        arr = NULL;
+                if (json_array_append_new(ranges, json_pack("[II]", (json_int_t)s->ids[r[i].i],
+                                                            (json_int_t)s->ids[r[j].i])) != 0) {
+                        json_decref(ranges);
+                        ranges = NULL;
                 }
         }
-        return json_object_set_new(root, name, arr);
+        for (size_t k = 0; ranges != NULL && gens != NULL && k < n; k++) {
+                size_t i = r[k].i;
+
+                if (s->generations[i] != 0 &&
+                    json_array_append_new(gens, json_pack("[II]", (json_int_t)s->ids[i],
+                                                          (json_int_t)s->generations[i])) != 0) {
+                        json_decref(gens);
+                        gens = NULL;
+                }
+        }
+        rc = json_object_set_new(root, "unmarked", ranges) != 0 ||
+             json_object_set_new(root, "unmarked_generations", gens) != 0 ||
+             json_object_set_new(root, "unmarked_events", r != NULL ? events_string(r, n) : NULL) !=
+                 0;
+        free(r);
+        return rc ? -1 : 0;
 }
 
 char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
                       const struct progress_rows *rows, const struct progress_rows *unmarked)
 {
-        size_t nr, nu, nrep;
-        struct pair *r = sorted_pairs(rows, NULL, 0, &nr),
-                    *u = sorted_pairs(unmarked, NULL, 0, &nu);
-        struct pair *rep = sorted_pairs(rows, unmarked, 1, &nrep); /* one list for both */
         json_t *root =
             json_pack("{s:i,s:s,s:s,s:s}", "version", PROGRESS_VERSION, "transactional_id",
                       transactional_id ? transactional_id : "", "schema", schema ? schema : "",
                       "outbox_id", outbox_id ? outbox_id : "");
         char *out = NULL;
 
-        if (root == NULL || r == NULL || u == NULL || rep == NULL || add_rows(root, r, nr) != 0 ||
-            add_pairs(root, "unmarked", u, nu, 0) != 0 ||
-            add_pairs(root, "replays", rep, nrep, 1) != 0)
+        if (root == NULL || encode_rows(root, rows) != 0 || encode_unmarked(root, unmarked) != 0)
                 goto cleanup;
         out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 cleanup:
         json_decref(root);
-        free(r);
-        free(u);
-        free(rep);
         return out;
 }
 
-static int id_cmp(const void *a, const void *b)
-{
-        const int64_t *x = a, *y = b;
+/* ---- decoding version 3 ---- */
 
-        return (*x > *y) - (*x < *y);
+/* Sets the event ids of out[from..out->n) from str, 22 characters each. */
+static int decode_events(const json_t *str, const char *name, struct progress_rows *out,
+                         size_t from, char *errbuf, size_t errsz)
+{
+        size_t n = out->n - from;
+        const char *v = json_string_value(str);
+
+        if (!json_is_string(str) || json_string_length(str) != n * EVENT_B64_LEN)
+                return fail(errbuf, errsz,
+                            "\"%s\" is not a string of %d characters for each of %zu rows", name,
+                            EVENT_B64_LEN, n);
+        for (size_t k = 0; k < n; k++)
+                if (event_text(v + k * EVENT_B64_LEN, out->event_ids[from + k]) != 0)
+                        return fail(errbuf, errsz, "\"%s\" row %zu is not an event id in base64url",
+                                    name, k);
+        return 0;
 }
 
-/* The replays of id among the sorted s[from..to), or NULL. */
-static int32_t *replays_of(struct progress_rows *s, size_t from, size_t to, int64_t id)
+/* [id,partition,offset,generation] items, ids ascending. */
+static int decode_rows(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
+                       size_t errsz)
 {
-        int64_t *p = to > from ? bsearch(&id, s->ids + from, to - from, sizeof(id), id_cmp) : NULL;
+        json_int_t id, partition, offset, generation, prev = 0;
+        const json_t *v;
+        size_t i;
+
+        if (!json_is_array(arr))
+                return fail(errbuf, errsz, "\"rows\" is not an array");
+        json_array_foreach(arr, i, v)
+        {
+                if (json_unpack((json_t *)v, "[IIII!]", &id, &partition, &offset, &generation) !=
+                        0 ||
+                    partition < 0 || partition > INT32_MAX || offset < 0 || generation < 0)
+                        return fail(errbuf, errsz,
+                                    "\"rows\" item %zu is not [id,partition,offset,generation] "
+                                    "(partition, offset and generation non-negative)",
+                                    i);
+                if (i > 0 && id <= prev)
+                        return fail(errbuf, errsz, "\"rows\" ids do not ascend at item %zu", i);
+                if (out->n - base >= PROGRESS_MAX_IDS)
+                        return fail(errbuf, errsz, "more than %d ids in all", PROGRESS_MAX_IDS);
+                if (progress_rows_add(out, id, NULL, generation, (int32_t)partition, offset) != 0)
+                        return fail(errbuf, errsz, "out of memory");
+                prev = id;
+        }
+        return 0;
+}
+
+static int v2_ranges(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
+                     size_t errsz);
+static int64_t *find_id(struct progress_rows *s, size_t from, size_t to, int64_t id);
+
+/* [id,generation] items, ids ascending, each an unmarked row's
+ * (out[from..n)), generation not 0. */
+static int decode_generations(const json_t *arr, struct progress_rows *out, size_t from,
+                              char *errbuf, size_t errsz)
+{
+        json_int_t id, g, prev = 0;
+        const json_t *v;
+        int64_t *p;
+        size_t i;
+
+        if (!json_is_array(arr))
+                return fail(errbuf, errsz, "\"unmarked_generations\" is not an array");
+        json_array_foreach(arr, i, v)
+        {
+                if (json_unpack((json_t *)v, "[II!]", &id, &g) != 0 || g <= 0)
+                        return fail(errbuf, errsz,
+                                    "\"unmarked_generations\" item %zu is not [id,generation] "
+                                    "(generation positive)",
+                                    i);
+                if (i > 0 && id <= prev)
+                        return fail(errbuf, errsz,
+                                    "\"unmarked_generations\" ids do not ascend at item %zu", i);
+                if ((p = find_id(out, from, out->n, id)) == NULL)
+                        return fail(errbuf, errsz,
+                                    "\"unmarked_generations\" names id %lld, which \"unmarked\" "
+                                    "does not",
+                                    id);
+                out->generations[p - out->ids] = g;
+                prev = id;
+        }
+        return 0;
+}
+
+static int decode_v3(json_t *root, struct progress_rows *out, size_t base, const json_t **oid,
+                     char *why, size_t whysz)
+{
+        json_t *version, *tid, *schema, *rows, *row_events, *unmarked, *gens, *unmarked_events;
+        json_error_t jerr;
+        size_t mid;
+
+        /* Strict: a misread record would mark the wrong rows sent, so any
+         * member this version does not write is refused too. */
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+                           "version", &version, "transactional_id", &tid, "schema", &schema,
+                           "outbox_id", oid, "rows", &rows, "row_events", &row_events, "unmarked",
+                           &unmarked, "unmarked_generations", &gens, "unmarked_events",
+                           &unmarked_events) != 0)
+                return fail(why, whysz, "%s", jerr.text);
+        if (!json_is_string(tid) || !json_is_string(schema))
+                return fail(why, whysz, "\"transactional_id\" and \"schema\" must be strings");
+        if (!json_is_string(*oid) || !is_uuid(json_string_value(*oid)))
+                return fail(why, whysz, "\"outbox_id\" is not a uuid");
+        if (decode_rows(rows, out, base, why, whysz) != 0 ||
+            decode_events(row_events, "row_events", out, base, why, whysz) != 0)
+                return -1;
+        mid = out->n;
+        if (v2_ranges(unmarked, out, base, why, whysz) != 0 ||
+            decode_events(unmarked_events, "unmarked_events", out, mid, why, whysz) != 0 ||
+            decode_generations(gens, out, mid, why, whysz) != 0)
+                return -1;
+        return 0;
+}
+
+/* ---- decoding version 2 (written before migration 005) ----
+ * Rows are named by id and replays only. They are read so that an upgrade
+ * after a crash does not publish the last transaction again; the relay
+ * marks such a row only while its generation is still 0 (never made
+ * pending since the migration), see db_mark_committed. */
+
+static int64_t *find_id(struct progress_rows *s, size_t from, size_t to, int64_t id)
+{
+        while (from < to) { /* s->ids[from..to) ascend */
+                size_t mid = from + (to - from) / 2;
+
+                if (s->ids[mid] == id)
+                        return &s->ids[mid];
+                if (s->ids[mid] < id)
+                        from = mid + 1;
+                else
+                        to = mid;
+        }
+        return NULL;
+}
+
+static int32_t *v2_replays_of(struct progress_rows *s, size_t from, size_t to, int64_t id)
+{
+        int64_t *p = find_id(s, from, to, id);
 
         return p != NULL ? &s->replays[p - s->ids] : NULL;
 }
 
-/* Expands ranges (the member called name) into out, whose record began at
- * base. They must ascend without overlapping, so what they add is sorted. */
-static int decode_ranges(const json_t *arr, const char *name, struct progress_rows *out,
-                         size_t base, char *errbuf, size_t errsz)
+/* [[first,last],...] ranges, ascending without overlap. */
+static int v2_ranges(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
+                     size_t errsz)
 {
         json_int_t first, last, prev = 0;
         const json_t *v;
         size_t i;
 
         if (!json_is_array(arr))
-                return fail(errbuf, errsz, "\"%s\" is not an array of [first,last] pairs", name);
+                return fail(errbuf, errsz, "\"unmarked\" is not an array of [first,last] pairs");
         json_array_foreach(arr, i, v)
         {
                 if (json_unpack((json_t *)v, "[II!]", &first, &last) != 0)
                         return fail(errbuf, errsz,
-                                    "\"%s\" item %zu is not a [first,last] pair of integers", name,
+                                    "\"unmarked\" item %zu is not a [first,last] pair of integers",
                                     i);
                 if (first > last)
-                        return fail(errbuf, errsz, "\"%s\" range [%lld,%lld] has first > last",
-                                    name, first, last);
+                        return fail(errbuf, errsz,
+                                    "\"unmarked\" range [%lld,%lld] has first > last", first, last);
                 if ((uint64_t)last - (uint64_t)first >= PROGRESS_MAX_IDS)
-                        return fail(errbuf, errsz, "\"%s\" range [%lld,%lld] is larger than %d ids",
-                                    name, first, last, PROGRESS_MAX_IDS);
+                        return fail(errbuf, errsz,
+                                    "\"unmarked\" range [%lld,%lld] is larger than %d ids", first,
+                                    last, PROGRESS_MAX_IDS);
                 if (i > 0 && first <= prev)
                         return fail(errbuf, errsz,
-                                    "\"%s\" ranges do not ascend without overlap at item %zu", name,
+                                    "\"unmarked\" ranges do not ascend without overlap at item %zu",
                                     i);
                 if (out->n - base + (size_t)(last - first) >= PROGRESS_MAX_IDS)
                         return fail(errbuf, errsz, "more than %d ids in all", PROGRESS_MAX_IDS);
                 for (json_int_t id = first;; id++) { /* no id++ past last: it may be INT64_MAX */
-                        if (progress_rows_add(out, id, 0, -1, -1) != 0)
+                        if (progress_rows_add(out, id, NULL, 0, -1, -1) != 0)
                                 return fail(errbuf, errsz, "out of memory");
                         if (id == last)
                                 break;
@@ -236,9 +510,9 @@ static int decode_ranges(const json_t *arr, const char *name, struct progress_ro
         return 0;
 }
 
-/* The transaction's own rows, [id,partition,offset] in ascending id order. */
-static int decode_rows(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
-                       size_t errsz)
+/* [[id,partition,offset],...], ids ascending. */
+static int v2_rows(const json_t *arr, struct progress_rows *out, size_t base, char *errbuf,
+                   size_t errsz)
 {
         json_int_t id, partition, offset, prev = 0;
         const json_t *v;
@@ -258,17 +532,17 @@ static int decode_rows(const json_t *arr, struct progress_rows *out, size_t base
                         return fail(errbuf, errsz, "\"rows\" ids do not ascend at item %zu", i);
                 if (out->n - base >= PROGRESS_MAX_IDS)
                         return fail(errbuf, errsz, "more than %d ids in all", PROGRESS_MAX_IDS);
-                if (progress_rows_add(out, id, 0, (int32_t)partition, offset) != 0)
+                if (progress_rows_add(out, id, NULL, 0, (int32_t)partition, offset) != 0)
                         return fail(errbuf, errsz, "out of memory");
                 prev = id;
         }
         return 0;
 }
 
-/* Sets the replays the record lists: out[base..mid) holds its rows and
- * out[mid..n) its unmarked ones, each sorted. */
-static int decode_replays(const json_t *arr, struct progress_rows *out, size_t base, size_t mid,
-                          char *errbuf, size_t errsz)
+/* [[id,n],...]: the replays of ids in out[base..mid) (rows) or
+ * out[mid..n) (unmarked). */
+static int v2_replays(const json_t *arr, struct progress_rows *out, size_t base, size_t mid,
+                      char *errbuf, size_t errsz)
 {
         json_int_t id, n, prev = 0;
         const json_t *v;
@@ -287,8 +561,8 @@ static int decode_replays(const json_t *arr, struct progress_rows *out, size_t b
                                     i);
                 if (i > 0 && id <= prev)
                         return fail(errbuf, errsz, "\"replays\" ids do not ascend at item %zu", i);
-                a = replays_of(out, base, mid, id);
-                b = replays_of(out, mid, out->n, id);
+                a = v2_replays_of(out, base, mid, id);
+                b = v2_replays_of(out, mid, out->n, id);
                 if (a == NULL && b == NULL)
                         return fail(errbuf, errsz,
                                     "\"replays\" names id %lld, which is in neither \"rows\" nor "
@@ -303,26 +577,37 @@ static int decode_replays(const json_t *arr, struct progress_rows *out, size_t b
         return 0;
 }
 
-/* A uuid in its text form: 8-4-4-4-12 hex digits. */
-static int is_uuid(const char *s)
+static int decode_v2(json_t *root, struct progress_rows *out, size_t base, const json_t **oid,
+                     char *why, size_t whysz)
 {
-        if (strlen(s) != PROGRESS_OUTBOX_ID_SIZE - 1)
-                return 0;
-        for (int i = 0; s[i] != '\0'; i++) {
-                int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        json_t *version, *tid, *schema, *rows, *unmarked, *replays;
+        json_error_t jerr;
+        size_t mid;
 
-                if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-                        return 0;
-        }
-        return 1;
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "version",
+                           &version, "transactional_id", &tid, "schema", &schema, "outbox_id", oid,
+                           "rows", &rows, "unmarked", &unmarked, "replays", &replays) != 0)
+                return fail(why, whysz, "%s", jerr.text);
+        if (!json_is_string(tid) || !json_is_string(schema))
+                return fail(why, whysz, "\"transactional_id\" and \"schema\" must be strings");
+        if (!json_is_string(*oid) || !is_uuid(json_string_value(*oid)))
+                return fail(why, whysz, "\"outbox_id\" is not a uuid");
+        if (v2_rows(rows, out, base, why, whysz) != 0)
+                return -1;
+        mid = out->n;
+        if (v2_ranges(unmarked, out, base, why, whysz) != 0 ||
+            v2_replays(replays, out, base, mid, why, whysz) != 0)
+                return -1;
+        return 0;
 }
 
 int progress_decode(const char *json, size_t len, struct progress_rows *out,
                     char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
 {
-        json_t *root, *version, *tid, *schema, *oid, *rows, *unmarked, *replays;
-        size_t base = out->n, mid;
+        const json_t *oid = NULL, *version;
+        size_t base = out->n;
         json_error_t jerr;
+        json_t *root;
         char why[400];
         int rc = -1;
 
@@ -330,27 +615,18 @@ int progress_decode(const char *json, size_t len, struct progress_rows *out,
         if (root == NULL)
                 return fail(errbuf, errsz, "progress record: not JSON: %s (at byte %d)", jerr.text,
                             jerr.position);
-        /* Strict: a misread record would mark the wrong rows sent, so any
-         * member this version does not write is refused too. */
-        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "version",
-                           &version, "transactional_id", &tid, "schema", &schema, "outbox_id", &oid,
-                           "rows", &rows, "unmarked", &unmarked, "replays", &replays) != 0)
-                fail(why, sizeof(why), "%s", jerr.text);
+        version = json_object_get(root, "version");
+        if (!json_is_object(root))
+                fail(why, sizeof(why), "not a JSON object");
         else if (!json_is_integer(version))
-                fail(why, sizeof(why), "\"version\" is not an integer");
-        else if (json_integer_value(version) != PROGRESS_VERSION)
-                fail(why, sizeof(why), "version %lld is not supported (this relay reads %d)",
+                fail(why, sizeof(why), "\"version\" is missing or not an integer");
+        else if (json_integer_value(version) == PROGRESS_VERSION)
+                rc = decode_v3(root, out, base, &oid, why, sizeof(why));
+        else if (json_integer_value(version) == 2)
+                rc = decode_v2(root, out, base, &oid, why, sizeof(why));
+        else
+                fail(why, sizeof(why), "version %lld is not supported (this relay reads 2 and %d)",
                      json_integer_value(version), PROGRESS_VERSION);
-        else if (!json_is_string(tid) || !json_is_string(schema))
-                fail(why, sizeof(why), "\"transactional_id\" and \"schema\" must be strings");
-        else if (!json_is_string(oid) || !is_uuid(json_string_value(oid)))
-                fail(why, sizeof(why), "\"outbox_id\" is not a uuid");
-        else if (decode_rows(rows, out, base, why, sizeof(why)) == 0) {
-                mid = out->n;
-                if (decode_ranges(unmarked, "unmarked", out, base, why, sizeof(why)) == 0 &&
-                    decode_replays(replays, out, base, mid, why, sizeof(why)) == 0)
-                        rc = 0;
-        }
         if (rc != 0) {
                 out->n = base; /* out as it was */
                 fail(errbuf, errsz, "progress record: %s", why);
@@ -358,252 +634,5 @@ int progress_decode(const char *json, size_t len, struct progress_rows *out,
                 snprintf(outbox_id, PROGRESS_OUTBOX_ID_SIZE, "%s", json_string_value(oid));
         }
         json_decref(root);
-        return rc;
-}
-
-/* ---- Reading the last record back ----
- * With the legacy per-partition consumer (consume_start at an offset):
- * rd_kafka_assign() in librdkafka 2.0 refuses a consumer without group.id,
- * and a group would mean coordinator traffic and group ACLs for nothing,
- * since no offset is ever committed. */
-
-struct reader {
-        rd_kafka_t *rk;
-        rd_kafka_topic_t *rkt;
-        struct log *lg;
-        const char *topic, *key;
-        int timeout_ms;
-        int64_t deadline; /* monotonic ms */
-        int matched;      /* a record of key was seen (maybe a tombstone) */
-        char *value;      /* the last one's value; NULL for a tombstone */
-        size_t value_len;
-};
-
-/* What the reader needs, set after the user's -X properties. */
-static const char *const reader_props[][2] = {
-    {"enable.auto.commit", "false"},
-    {"enable.auto.offset.store", "false"},
-    {"isolation.level", "read_committed"},
-    {"enable.partition.eof", "true"},
-    {"allow.auto.create.topics", "false"}, /* where the broker obeys it (see locate) */
-    {"auto.offset.reset", "earliest"},     /* compaction may have moved the start past ours */
-    {"log.queue", "false"},                /* log_cb on librdkafka's threads: log is safe there */
-    {"fetch.wait.max.ms", "100"},          /* at the end, how long a Fetch waits for the EOF */
-};
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining_ms(const struct reader *r)
-{
-        int64_t left = r->deadline - now_ms();
-
-        return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
-}
-
-static int timed_out(const struct reader *r, char *errbuf, size_t errsz)
-{
-        return fail(errbuf, errsz, "reading progress topic \"%s\" timed out after %d ms", r->topic,
-                    r->timeout_ms);
-}
-
-/* Debug level only: the reader gets the producer's -X properties and
- * librdkafka warns about each one a consumer ignores. */
-static void reader_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-        (void)level;
-        log_debug(rd_kafka_opaque(rk), "librdkafka (progress reader)", "{s:s,s:s}", "facility", fac,
-                  "detail", buf);
-}
-
-static rd_kafka_t *reader_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
-{
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_t *rk;
-        char err[512];
-        size_t i;
-
-        rd_kafka_conf_set_opaque(conf, lg);
-        rd_kafka_conf_set_log_cb(conf, reader_log_cb);
-        if (cfg->kafka_brokers != NULL &&
-            rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, sizeof(err))) {
-                fail(errbuf, errsz, "progress reader: kafka property bootstrap.servers: %s", err);
-                goto fail;
-        }
-        for (i = 0; i < cfg->n_kafka_props; i++) {
-                /* librdkafka's message may quote the value (a credential
-                 * perhaps), so only the name is logged. */
-                if (rd_kafka_conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value,
-                                      err, sizeof(err)) != RD_KAFKA_CONF_OK)
-                        log_debug(lg, "progress reader ignores a kafka property", "{s:s}",
-                                  "property", cfg->kafka_props[i].name);
-        }
-        for (i = 0; i < sizeof(reader_props) / sizeof(reader_props[0]); i++) {
-                if (rd_kafka_conf_set(conf, reader_props[i][0], reader_props[i][1], err,
-                                      sizeof(err)) != RD_KAFKA_CONF_OK) {
-                        fail(errbuf, errsz, "progress reader: kafka property %s: %s",
-                             reader_props[i][0], err);
-                        goto fail;
-                }
-        }
-        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-        if (rk != NULL)
-                return rk;
-        fail(errbuf, errsz, "cannot create the progress topic reader: %s", err);
-fail:
-        rd_kafka_conf_destroy(conf); /* still ours when rd_kafka_new fails */
-        return NULL;
-}
-
-/* The watermarks of partition 0, once the topic is known to have it; a
- * missing leader or broker is waited for. Metadata is asked for all topics:
- * a request naming the topic may create it (brokers before 0.11, and the
- * 2.0.2 mock, whose Metadata stops at v2, ignore allow.auto.create.topics),
- * and rd_kafka_topic_new makes such a request, so it must come after. */
-static int locate(struct reader *r, int64_t *low, int64_t *high, char *errbuf, size_t errsz)
-{
-        for (;;) {
-                const struct rd_kafka_metadata *md = NULL;
-                rd_kafka_resp_err_t err = rd_kafka_metadata(r->rk, 1, NULL, &md, remaining_ms(r));
-                rd_kafka_resp_err_t terr = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-                int has_p0 = 0;
-
-                for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < md->topic_cnt; i++) {
-                        if (strcmp(md->topics[i].topic, r->topic) != 0)
-                                continue;
-                        terr = md->topics[i].err;
-                        for (int j = 0; j < md->topics[i].partition_cnt; j++)
-                                has_p0 |= md->topics[i].partitions[j].id == 0;
-                }
-                if (md != NULL)
-                        rd_kafka_metadata_destroy(md);
-                if (!err && !has_p0 && (!terr || terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
-                        return fail(errbuf, errsz,
-                                    "progress topic \"%s\" does not exist: create it with one "
-                                    "partition and cleanup.policy=compact",
-                                    r->topic);
-                if (!err && !has_p0 && terr != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-                        return fail(errbuf, errsz, "progress topic \"%s\": %s", r->topic,
-                                    rd_kafka_err2str(terr));
-                if (has_p0 && (err = rd_kafka_query_watermark_offsets(r->rk, r->topic, 0, low, high,
-                                                                      remaining_ms(r))) == 0)
-                        return 0;
-                log_debug(r->lg, "progress topic not ready", "{s:s}", "error",
-                          rd_kafka_err2str(err ? err : terr));
-                if (remaining_ms(r) <= PROGRESS_RETRY_MS)
-                        return timed_out(r, errbuf, errsz);
-                nanosleep(&(struct timespec){0, PROGRESS_RETRY_MS * 1000000L}, NULL);
-        }
-}
-
-/* Keeps m's value when m is keyed r->key: the last such record wins. */
-static int keep_if_keyed(struct reader *r, const rd_kafka_message_t *m)
-{
-        size_t key_len = strlen(r->key);
-
-        if (m->key == NULL || m->key_len != key_len || memcmp(m->key, r->key, key_len) != 0)
-                return 0;
-        free(r->value);
-        r->value = NULL;
-        r->value_len = 0;
-        r->matched = 1;
-        if (m->payload == NULL)
-                return 0; /* a tombstone: no progress to recover */
-        r->value = malloc(m->len ? m->len : 1);
-        if (r->value == NULL)
-                return -1;
-        memcpy(r->value, m->payload, m->len);
-        r->value_len = m->len;
-        return 0;
-}
-
-/* Reads partition 0 from start to its end, or only up to stop when
- * stop >= 0. As read_committed, librdkafka's end (PARTITION_EOF) is the
- * last stable offset: records of open transactions are not waited for. */
-static int read_range(struct reader *r, int64_t start, int64_t stop, char *errbuf, size_t errsz)
-{
-        rd_kafka_message_t *m;
-        int rc = 1; /* 1: go on reading */
-
-        if (rd_kafka_consume_start(r->rkt, 0, start) != 0)
-                return fail(errbuf, errsz, "reading progress topic \"%s\": %s", r->topic,
-                            rd_kafka_err2str(rd_kafka_last_error()));
-        while (rc == 1) {
-                if (remaining_ms(r) == 0) {
-                        rc = timed_out(r, errbuf, errsz);
-                        break;
-                }
-                m = rd_kafka_consume(r->rkt, 0, remaining_ms(r));
-                if (m == NULL)
-                        continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
-                    (!m->err && stop >= 0 && m->offset >= stop))
-                        rc = 0;
-                else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
-                        rc = fail(errbuf, errsz, "reading progress topic \"%s\": %s", r->topic,
-                                  rd_kafka_err2str(m->err));
-                else if (m->err) /* a broker down, a leader moving: retried by librdkafka */
-                        log_debug(r->lg, "progress topic fetch", "{s:s}", "error",
-                                  rd_kafka_err2str(m->err));
-                else if (keep_if_keyed(r, m) != 0)
-                        rc = fail(errbuf, errsz, "out of memory");
-                rd_kafka_message_destroy(m);
-        }
-        rd_kafka_consume_stop(r->rkt, 0);
-        return rc;
-}
-
-int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
-                       int timeout_ms, struct progress_rows *out, int *found,
-                       char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
-{
-        struct reader r = {.lg = lg,
-                           .topic = cfg->progress_topic,
-                           .key = transactional_id,
-                           .timeout_ms = timeout_ms,
-                           .deadline = now_ms() + timeout_ms};
-        int64_t low, high, start, stop, window = PROGRESS_WINDOW;
-        int rc = -1;
-
-        *found = 0;
-        r.rk = reader_new(cfg, lg, errbuf, errsz);
-        if (r.rk == NULL)
-                return -1;
-        if (locate(&r, &low, &high, errbuf, errsz) != 0)
-                goto cleanup;
-        r.rkt = rd_kafka_topic_new(r.rk, r.topic, NULL);
-        if (r.rkt == NULL) {
-                fail(errbuf, errsz, "progress topic \"%s\": %s", r.topic,
-                     rd_kafka_err2str(rd_kafka_last_error()));
-                goto cleanup;
-        }
-        /* The newest records first. While none has the key, the window
-         * doubles and only the part before what was read is read. (high is
-         * the last stable offset: ListOffsets carries isolation.level.) */
-        for (start = high; !r.matched && start > low; window *= 2) {
-                stop = start == high ? -1 : start;
-                start = high - low > window ? high - window : low;
-                log_debug(lg, "reading progress topic", "{s:s,s:I,s:I,s:I,s:I}", "topic", r.topic,
-                          "low", (json_int_t)low, "high", (json_int_t)high, "from",
-                          (json_int_t)start, "to", (json_int_t)stop);
-                if (read_range(&r, start, stop, errbuf, errsz) != 0)
-                        goto cleanup;
-        }
-        if (r.value != NULL) {
-                if (progress_decode(r.value, r.value_len, out, outbox_id, errbuf, errsz) != 0)
-                        goto cleanup;
-                *found = 1;
-        }
-        rc = 0;
-cleanup:
-        free(r.value);
-        if (r.rkt != NULL)
-                rd_kafka_topic_destroy(r.rkt);
-        rd_kafka_destroy(r.rk);
         return rc;
 }

@@ -86,8 +86,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
                      cfg->reconnect_max_ms < STMT_RETRY_MAX_MS ? cfg->reconnect_max_ms
                                                                : STMT_RETRY_MAX_MS,
                      (uint64_t)now_ms() ^ 0x5bd1e995u);
-        if (cfg->exactly_once)
-                relay_txn_init(r);
+        if (cfg->exactly_once && relay_txn_init(r, errbuf, errsz) != 0)
+                goto fail;
         return r;
 fail:
         relay_free(r);
@@ -109,6 +109,7 @@ void relay_free(struct relay *r)
 {
         if (r == NULL)
                 return;
+        relay_txn_free(r);
         /* Reports of purged messages still point into the batches. */
         producer_free(r->producer);
         r->producer = NULL;
@@ -435,6 +436,8 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
                 db_decode_row(res, i, &b->rows[i].m);
+                snprintf(b->rows[i].event_id, sizeof(b->rows[i].event_id), "%s",
+                         b->rows[i].m.event_id != NULL ? b->rows[i].m.event_id : "");
         }
         relay_floor_fetched(r, n, b->rows[n - 1].m.id, full);
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
@@ -644,9 +647,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = r->retry_at;
         if (r->busy && r->next_busy_poll_at < next)
                 next = r->next_busy_poll_at;
-        if (r->cfg->exactly_once && r->leader && r->eos != EOS_READY && r->eos != EOS_MARKING &&
-            r->eos_retry_at < next)
-                next = r->eos_retry_at;
+        if (r->cfg->exactly_once && relay_txn_next_at(r) < next)
+                next = relay_txn_next_at(r);
         if (r->busy && r->last_rows_at + r->cfg->idle_after_ms < next)
                 next = r->last_rows_at + r->cfg->idle_after_ms;
         if (r->stopping && r->stop_deadline < next)
@@ -733,8 +735,8 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                 producer_poll(r->producer);
                 if (r->queue_full)
                         relay_resume_producing(r); /* the reports made room */
-                if (r->txn_due)
-                        relay_txn_finish(r);
+                if (r->cfg->exactly_once)
+                        relay_txn_tick(r, now);
                 db_turn(r, fds + 3, now);
                 /* The first rebuild is immediate; a fatal condition that
                  * persists (e.g. an ACL refusing the producer id) is retried

@@ -40,6 +40,9 @@ enum batch_txn_outcome {
 
 struct relay_row {
         struct message_row m;
+        /* m.event_id copied: what names the published copy in its mark
+         * (with m.id and m.generation), whatever becomes of the result. */
+        char event_id[37];
         struct batch *batch;
         enum row_state state;
         int32_t partition;
@@ -112,6 +115,18 @@ struct relay_stmt_state {
         char error[160];  /* the last failure's, for /readyz (whose reason fits 255) */
 };
 
+/* --exactly-once: the Kafka transaction of the leader's producer. Commit
+ * and abort run in short resumable steps from the loop, so that it keeps
+ * serving signals, probes and the database while Kafka is slow. */
+enum relay_txn_phase {
+        TXN_PHASE_NONE,       /* no transaction has begun */
+        TXN_PHASE_OPEN,       /* begun: its batches are being published */
+        TXN_PHASE_COMMITTING, /* its progress record is sent, commit in progress */
+        TXN_PHASE_ABORTING,   /* abort in progress */
+};
+
+struct progress_reader;
+
 /* --exactly-once: where the leader is before it may publish. */
 enum relay_eos_state {
         EOS_INIT,    /* the producer needs init_transactions (fences older ones) */
@@ -175,9 +190,16 @@ struct relay {
         int64_t next_lock_at;
         int standby_logged;
         enum relay_eos_state eos;
-        int txn_open;   /* a transaction has begun and is not finished */
+        enum relay_txn_phase txn;
         int txn_due;    /* its batches have all been reported: commit or abort */
         int txn_failed; /* a message of it failed: abort now, without waiting */
+        int txn_rows;   /* rows its progress record lists */
+        int txn_empty;  /* nothing of it was published: its end is not news */
+        int txn_steps;  /* commit or abort steps so far */
+        int64_t txn_step_at, txn_deadline;
+        char txn_error[512]; /* why it is being aborted */
+        struct progress_reader *reader;
+        unsigned long read_ticket; /* the read of the progress record under way (0: none) */
         int64_t eos_retry_at;
         int eos_attempt;
         char eos_error[512]; /* why the leader is not publishing yet ("": none known) */
@@ -231,9 +253,15 @@ void relay_produce_batch(struct relay *r, struct batch *b);
 void relay_resume_producing(struct relay *r);
 
 /* relay_txn.c: --exactly-once */
-void relay_txn_init(struct relay *r);
+int relay_txn_init(struct relay *r, char *errbuf, size_t errsz);
+void relay_txn_free(struct relay *r);
 void relay_txn_add(struct relay *r, struct batch *b);
-void relay_txn_finish(struct relay *r);
+/* From the loop: ends the transaction once its batches are reported, and
+ * steps its commit or abort when due. */
+void relay_txn_tick(struct relay *r, int64_t now);
+/* When relay_txn_tick or relay_txn_recover has something to do next
+ * (INT64_MAX: nothing). */
+int64_t relay_txn_next_at(const struct relay *r);
 void relay_txn_abandon(struct relay *r);
 void relay_txn_recover(struct relay *r, int64_t now);
 

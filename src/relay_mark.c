@@ -2,13 +2,16 @@
  * finish close together share one UPDATE: under a steady trickle of events
  * each fetch brings a few rows, and a statement and a commit per batch would
  * cost the database more than its rows do. Marks are sent from the loop,
- * never from inside a callback that may be walking the batches. */
+ * never from inside a callback that may be walking the batches. A mark
+ * names each row by id, event_id and generation, so that it only ever
+ * marks the copy that was published (see db_mark). */
 #include <stdlib.h>
 
 #include "relay_int.h"
 
 struct mark_group {
         struct relay *relay;
+        long rows; /* rows the mark names */
         int n;
         struct batch *b[];
 };
@@ -27,11 +30,27 @@ static void on_marked(void *arg, PGresult *res, const char *error)
                  * marked. */
                 relay_stmt_failed(r, RELAY_STMT_MARK, error, now_ms());
         } else {
+                long marked = atol(PQcmdTuples(res));
+
                 relay_stmt_ok(r, RELAY_STMT_MARK);
-                log_debug(r->lg, "rows marked sent", "{s:s,s:i}", "rows", PQcmdTuples(res),
+                log_debug(r->lg, "rows marked sent", "{s:I,s:i}", "rows", (json_int_t)marked,
                           "batches", g->n);
+                if (marked < g->rows) {
+                        /* Made pending again (or marked by another relay)
+                         * while being published: not this copy's to mark.
+                         * Such a row is fetched again, from below the floor. */
+                        log_info(r->lg,
+                                 "published rows not marked sent: made pending again, marked by "
+                                 "another relay or deleted since they were fetched",
+                                 "{s:I}", "rows", (json_int_t)(g->rows - marked));
+                        relay_floor_reset(r);
+                        r->want_fetch = 1;
+                }
         }
         PQclear(res);
+        /* --exactly-once: the open transaction may wait for this mark. */
+        if (r->cfg->exactly_once)
+                r->txn_due = 1;
         for (int i = 0; i < g->n; i++) {
                 g->b[i]->mark_queued = 0;
                 g->b[i]->marked = error == NULL;
@@ -94,7 +113,8 @@ int relay_pipeline_full(const struct relay *r)
 void relay_mark_tick(struct relay *r, int64_t now)
 {
         struct mark_group *g = NULL;
-        int64_t *ids = NULL, *offs = NULL;
+        int64_t *ids = NULL, *offs = NULL, *gens = NULL;
+        const char **evs = NULL;
         int32_t *parts = NULL;
         size_t n = 0, rows = 0;
         int nb = 0;
@@ -110,15 +130,19 @@ void relay_mark_tick(struct relay *r, int64_t now)
         }
         g = malloc(sizeof(*g) + sizeof(g->b[0]) * (size_t)nb);
         ids = malloc(sizeof(*ids) * rows);
+        evs = malloc(sizeof(*evs) * rows);
+        gens = malloc(sizeof(*gens) * rows);
         parts = malloc(sizeof(*parts) * rows);
         offs = malloc(sizeof(*offs) * rows);
-        if (g == NULL || ids == NULL || parts == NULL || offs == NULL) {
+        if (g == NULL || ids == NULL || evs == NULL || gens == NULL || parts == NULL ||
+            offs == NULL) {
                 log_error(r->lg, "out of memory for marking rows sent", "{s:i}", "rows", (int)rows);
                 r->mark_at = now + 100;
                 free(g);
                 goto out;
         }
         g->relay = r;
+        g->rows = (long)rows;
         g->n = 0;
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 if (!b->mark_due)
@@ -127,6 +151,8 @@ void relay_mark_tick(struct relay *r, int64_t now)
                         if (b->rows[i].state != ROW_SENT)
                                 continue;
                         ids[n] = b->rows[i].m.id;
+                        evs[n] = b->rows[i].event_id;
+                        gens[n] = b->rows[i].m.generation;
                         parts[n] = b->rows[i].partition;
                         offs[n] = b->rows[i].offset;
                         n++;
@@ -137,9 +163,11 @@ void relay_mark_tick(struct relay *r, int64_t now)
         }
         r->mark_rows = 0;
         r->mark_at = 0;
-        db_mark(r->db, n, ids, parts, offs, on_marked, g);
+        db_mark(r->db, n, ids, evs, gens, parts, offs, on_marked, g);
 out:
         free(ids);
+        free(evs);
+        free(gens);
         free(parts);
         free(offs);
 }

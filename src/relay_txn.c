@@ -1,7 +1,11 @@
 /* relay_txn: --exactly-once. Batches are published in Kafka transactions,
  * each carrying a progress record of its rows; rows are marked sent only
  * after the commit, and a new leader first marks the rows of the last
- * committed record sent, so a batch Kafka has is never published again. */
+ * committed record sent, so a batch Kafka has is never published again.
+ * Nothing here waits for Kafka: init, commit and abort run in short
+ * resumable steps from the loop, and the progress record is read back by
+ * the reader's own thread (progress_reader), so signals, probes and the
+ * database are served while Kafka is slow or away. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +14,23 @@
 #include "relay_int.h"
 #include "progress.h"
 
-#define INIT_STEP_MS    200  /* init_transactions blocks at most this long per call */
-#define READ_TIMEOUT_MS 5000 /* reading the last progress record */
+/* A transactional call waits at most this long per step: the loop's
+ * longest stall. Kafka's answer is usually there within it (a local
+ * round trip); when not, the next step follows after a pause that grows
+ * to STEP_MAX_GAP_MS. */
+#define STEP_MS         5
+#define STEP_MAX_GAP_MS 50
+#define SLOW_MS         1000 /* a commit or abort still going on after this is logged */
+#define INIT_RETRY_MS   10   /* pause between init_transactions steps */
+/* Reading the last progress record: the read runs beside the loop, so a
+ * slow Kafka gets time to answer rather than a new read (with the same
+ * consumer) every few seconds. */
+#define READ_TIMEOUT_MS 30000
+#define READ_POLL_MS    10 /* how often the loop looks for the read's result */
+/* Batches that waited join the next transaction up to this many rows: its
+ * progress record names each row (about 60 bytes), and must stay well under
+ * Kafka's 1 MB message limit. A batch larger than that goes alone. */
+#define TXN_MAX_ROWS 8000
 
 #ifdef OUTBOX_TEST_HOOKS
 /* Test hook for the fault suite: SIGKILL right after the Nth commit, before
@@ -44,11 +63,20 @@ static void test_hook_committed(struct relay *r)
 }
 #endif
 
-void relay_txn_init(struct relay *r)
+int relay_txn_init(struct relay *r, char *errbuf, size_t errsz)
 {
         config_transactional_id(r->cfg, r->tid, sizeof(r->tid));
         r->eos = EOS_INIT;
+        r->txn = TXN_PHASE_NONE;
         test_hook_init(r);
+        r->reader = progress_reader_new(r->cfg, r->lg, errbuf, errsz);
+        return r->reader != NULL ? 0 : -1;
+}
+
+void relay_txn_free(struct relay *r)
+{
+        progress_reader_free(r->reader);
+        r->reader = NULL;
 }
 
 static void give_back(struct relay *r);
@@ -61,19 +89,20 @@ static void txn_begin(struct relay *r)
                 log_error(r->lg, "cannot begin a Kafka transaction", "{s:s}", "error", err);
                 return;
         }
-        r->txn_open = 1;
+        r->txn = TXN_PHASE_OPEN;
 }
 
 /* Produces b in the open transaction, or in a new one; while a transaction
- * is open b waits, and every batch fetched meanwhile goes into the next. */
+ * is open (or ending) b waits, and every batch fetched meanwhile goes into
+ * the next. */
 void relay_txn_add(struct relay *r, struct batch *b)
 {
         b->deferred = 1;
         r->n_deferred++;
-        if (r->txn_open || producer_fatal(r->producer, NULL, 0))
+        if (r->txn != TXN_PHASE_NONE || producer_fatal(r->producer, NULL, 0))
                 return;
         txn_begin(r);
-        if (!r->txn_open)
+        if (r->txn != TXN_PHASE_OPEN)
                 return; /* the producer is broken: the rebuild takes the batch back */
         b->deferred = 0;
         r->n_deferred--;
@@ -98,7 +127,8 @@ static void txn_rows_unsent(struct relay *r, struct batch *b)
 
 /* Collects the rows for the progress record: those of the open transaction,
  * and those of committed transactions whose mark is not confirmed yet (a
- * crash now must not lose them, as only the last record is read). */
+ * crash now must not lose them, as only the last record is read). Each is
+ * named by id, event_id and generation. */
 static int txn_progress(struct relay *r, struct progress_rows *rows, struct progress_rows *unmarked,
                         int *clean)
 {
@@ -113,86 +143,20 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
                         if (b->in_txn && row->produced && row->state != ROW_SENT)
                                 *clean = 0; /* the transaction is in error: abort */
                         if (row->state == ROW_SENT &&
-                            progress_rows_add(to, row->m.id, row->m.replays, row->partition,
-                                              row->offset) != 0)
+                            progress_rows_add(to, row->m.id, row->event_id, row->m.generation,
+                                              row->partition, row->offset) != 0)
                                 return -1;
                 }
         }
         return 0;
 }
 
-/* Commits the open transaction once all its batches are reported, or
- * aborts it as soon as one of its messages failed (abort purges the rest),
- * then hands its batches on to be marked, and starts the next one with the
- * batches that waited. Runs in the loop, never in a producer callback. */
-void relay_txn_finish(struct relay *r)
+/* Starts the next transaction with the batches that waited for it (in
+ * fetch order, up to TXN_MAX_ROWS rows). */
+static void txn_next(struct relay *r)
 {
-        struct progress_rows rows = {0}, unmarked = {0};
-        char err[512] = "";
-        int clean = 1, empty, rc, n_rows;
-        char *record = NULL;
+        int rows = 0;
 
-        r->txn_due = 0;
-        if (!r->txn_open)
-                return;
-        for (struct batch *b = r->batches; b != NULL; b = b->next)
-                if (b->in_txn && (b->producing || (b->outstanding > 0 && !r->txn_failed)))
-                        return;
-        if (r->txn_failed)
-                clean = 0;
-        if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
-                snprintf(err, sizeof(err), "out of memory for the progress record");
-                clean = 0;
-        }
-        n_rows = (int)rows.n;
-        if (clean && rows.n > 0) {
-                record =
-                    progress_encode(r->tid, r->cfg->schema, db_outbox_id(r->db), &rows, &unmarked);
-                if (record == NULL) {
-                        snprintf(err, sizeof(err), "out of memory for the progress record");
-                        clean = 0;
-                } else {
-                        rd_kafka_resp_err_t kerr = producer_send_progress(
-                            r->producer, r->cfg->progress_topic, r->tid, record);
-
-                        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                                snprintf(err, sizeof(err), "progress record refused: %s",
-                                         rd_kafka_err2str(kerr));
-                                clean = 0;
-                        }
-                }
-        }
-        empty = clean && rows.n == 0; /* every row was held back or refused locally */
-        if (clean && rows.n > 0)
-                rc = producer_txn_commit(r->producer, err, sizeof(err));
-        else
-                rc = producer_txn_abort(r->producer, err, sizeof(err)) == 0 ? PRODUCER_TXN_ABORTED
-                                                                            : -1;
-        free(record);
-        progress_rows_free(&rows);
-        progress_rows_free(&unmarked);
-        r->txn_open = 0;
-        r->txn_failed = 0; /* after the abort: it reports the purged messages */
-        if (rc == 0) {
-                metrics_add(r->metrics, METRICS_TXN_COMMITTED, 1);
-                log_debug(r->lg, "transaction committed", "{s:i}", "rows", n_rows);
-                test_hook_committed(r);
-        } else if (!empty) {
-                metrics_add(r->metrics, METRICS_TXN_ABORTED, 1);
-                log_warn(r->lg, "transaction aborted; its rows will be published again",
-                         "{s:i,s:s}", "rows", n_rows, "error", err);
-        }
-        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
-                next = b->next; /* b may be freed once reported */
-                if (!b->in_txn)
-                        continue;
-                b->in_txn = 0;
-                b->outcome = rc == 0 ? TXN_COMMITTED : TXN_ABORTED;
-                if (rc != 0)
-                        txn_rows_unsent(r, b);
-                relay_batch_reported(r, b);
-        }
-        /* The batches that waited go together into the next transaction. */
         if (producer_fatal(r->producer, NULL, 0))
                 return; /* the rebuild takes them back */
         if (r->stopping) {
@@ -202,29 +166,229 @@ void relay_txn_finish(struct relay *r)
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 if (!b->deferred)
                         continue;
-                if (!r->txn_open)
+                if (rows > 0 && rows + b->n > TXN_MAX_ROWS)
+                        break; /* the rest wait for the transaction after */
+                if (r->txn == TXN_PHASE_NONE)
                         txn_begin(r);
-                if (!r->txn_open)
+                if (r->txn != TXN_PHASE_OPEN)
                         return;
                 b->deferred = 0;
                 r->n_deferred--;
                 b->in_txn = 1;
+                rows += b->n;
                 relay_produce_batch(r, b);
         }
         relay_release_keys(r);
 }
 
+/* The transaction ended: committed, or aborted (or its outcome is left to
+ * the next producer). Its batches go on to be marked, or stay pending. */
+static void txn_ended(struct relay *r, int committed, const char *err)
+{
+        r->txn = TXN_PHASE_NONE;
+        r->txn_due = 0;
+        r->txn_failed = 0; /* after the abort: it reports the purged messages */
+        if (committed) {
+                metrics_add(r->metrics, METRICS_TXN_COMMITTED, 1);
+                log_debug(r->lg, "transaction committed", "{s:i,s:i}", "rows", r->txn_rows, "steps",
+                          r->txn_steps);
+                test_hook_committed(r);
+        } else if (!r->txn_empty) {
+                metrics_add(r->metrics, METRICS_TXN_ABORTED, 1);
+                log_warn(r->lg, "transaction aborted; its rows will be published again",
+                         "{s:i,s:s}", "rows", r->txn_rows, "error", err != NULL ? err : "");
+        }
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next; /* b may be freed once reported */
+                if (!b->in_txn)
+                        continue;
+                b->in_txn = 0;
+                b->outcome = committed ? TXN_COMMITTED : TXN_ABORTED;
+                if (!committed)
+                        txn_rows_unsent(r, b);
+                relay_batch_reported(r, b);
+        }
+        txn_next(r);
+}
+
+/* Once every batch of the open transaction is reported, writes its
+ * progress record and starts the commit; or starts the abort at once when
+ * one of its messages failed (abort purges the rest: messages queued behind
+ * a failed one would only be reported when they time out). Runs in the
+ * loop, never in a producer callback. */
+static void txn_end_begin(struct relay *r, int64_t now)
+{
+        struct progress_rows rows = {0}, unmarked = {0};
+        char *record = NULL;
+        int clean = !r->txn_failed;
+
+        for (struct batch *b = r->batches; b != NULL; b = b->next)
+                if (b->in_txn && (b->producing || (b->outstanding > 0 && !r->txn_failed)))
+                        return;
+        /* The record is written once the rows of the transactions before
+         * are confirmed marked (on_marked calls again): a relay that dies
+         * before then reads one of their records back, which lists them.
+         * So a record rarely needs to list earlier rows as unmarked, and
+         * stays about 44 bytes a row of its own. */
+        for (struct batch *b = r->batches; !r->txn_failed && b != NULL; b = b->next)
+                if (!b->in_txn && b->outcome == TXN_COMMITTED && !b->marked)
+                        return;
+        snprintf(r->txn_error, sizeof(r->txn_error), "%s",
+                 r->txn_failed ? "a message of the transaction failed" : "");
+        if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
+                snprintf(r->txn_error, sizeof(r->txn_error),
+                         "out of memory for the progress record");
+                clean = 0;
+        }
+        r->txn_rows = (int)rows.n;
+        if (clean && rows.n > 0) {
+                record =
+                    progress_encode(r->tid, r->cfg->schema, db_outbox_id(r->db), &rows, &unmarked);
+                if (record == NULL) {
+                        snprintf(r->txn_error, sizeof(r->txn_error),
+                                 "out of memory for the progress record");
+                        clean = 0;
+                } else {
+                        rd_kafka_resp_err_t kerr = producer_send_progress(
+                            r->producer, r->cfg->progress_topic, r->tid, record);
+
+                        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                                snprintf(r->txn_error, sizeof(r->txn_error),
+                                         "progress record of %zu rows (%zu bytes) refused: %s%s",
+                                         rows.n + unmarked.n, strlen(record),
+                                         rd_kafka_err2str(kerr),
+                                         kerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+                                             ? " (lower --batch-size)"
+                                             : "");
+                                clean = 0;
+                        }
+                }
+        }
+        r->txn_empty = clean && rows.n == 0; /* every row was held back or refused locally */
+        r->txn = clean && rows.n > 0 ? TXN_PHASE_COMMITTING : TXN_PHASE_ABORTING;
+        r->txn_steps = 0;
+        r->txn_step_at = now;
+        r->txn_deadline = now + r->cfg->transaction_timeout_ms;
+        free(record);
+        progress_rows_free(&rows);
+        progress_rows_free(&unmarked);
+}
+
+/* One step of the commit or the abort. */
+static void txn_step(struct relay *r, int64_t now)
+{
+        int committing = r->txn == TXN_PHASE_COMMITTING, rc;
+        char err[512] = "";
+        int64_t gap;
+
+        r->txn_steps++;
+        rc = committing ? producer_txn_commit(r->producer, STEP_MS, err, sizeof(err))
+                        : producer_txn_abort(r->producer, STEP_MS, err, sizeof(err));
+        now = now_ms();
+        if (rc == PRODUCER_TXN_RETRY && now < r->txn_deadline) {
+                gap = r->txn_steps >= 7 ? STEP_MAX_GAP_MS : (int64_t)1 << (r->txn_steps - 1);
+                r->txn_step_at = now + (gap < STEP_MAX_GAP_MS ? gap : STEP_MAX_GAP_MS);
+                /* About every 5 s once it has taken a second. */
+                if (now - (r->txn_deadline - r->cfg->transaction_timeout_ms) >= SLOW_MS &&
+                    r->txn_steps % 100 == 0)
+                        log_warn(r->lg, "waiting for Kafka to end a transaction", "{s:s,s:i,s:s}",
+                                 "phase", committing ? "commit" : "abort", "rows", r->txn_rows,
+                                 "error", err);
+                return;
+        }
+        if (rc == PRODUCER_TXN_RETRY) {
+                /* Kafka's own transaction timeout has passed too: whatever
+                 * the coordinator did, a new producer settles it (its
+                 * init_transactions aborts an open transaction; a commit
+                 * that went through is in the progress record). */
+                snprintf(r->txn_error, sizeof(r->txn_error),
+                         "%s did not end within --transaction-timeout-ms (%d ms): %.300s",
+                         committing ? "the commit" : "the abort", r->cfg->transaction_timeout_ms,
+                         err);
+                producer_txn_give_up(r->producer, r->txn_error);
+                txn_ended(r, 0, r->txn_error);
+                return;
+        }
+        if (rc == PRODUCER_TXN_MUST_ABORT) {
+                snprintf(r->txn_error, sizeof(r->txn_error), "%s", err);
+                r->txn = TXN_PHASE_ABORTING;
+                r->txn_steps = 0;
+                r->txn_step_at = now;
+                r->txn_deadline = now + r->cfg->transaction_timeout_ms;
+                return;
+        }
+        if (rc == 0 && committing)
+                txn_ended(r, 1, NULL);
+        else /* aborted, or left to the next producer (-1: fatal) */
+                txn_ended(r, 0, rc == 0 ? r->txn_error : err);
+}
+
+/* Shutdown's deadline passed while Kafka had not answered the commit or
+ * abort: the relay stops without waiting more. The rows stay pending; the
+ * next relay's init_transactions aborts the transaction if Kafka never
+ * committed it, and its recovery marks them sent if it did. */
+static void txn_left_at_shutdown(struct relay *r)
+{
+        log_warn(r->lg,
+                 "stopping with the transaction unfinished: its outcome is left to the next "
+                 "start; its rows stay pending",
+                 "{s:i,s:s}", "rows", r->txn_rows, "phase",
+                 r->txn == TXN_PHASE_COMMITTING ? "commit" : "abort");
+        r->txn = TXN_PHASE_NONE;
+        r->txn_due = 0;
+        r->txn_failed = 0;
+        give_back(r);
+}
+
+void relay_txn_tick(struct relay *r, int64_t now)
+{
+        int ending;
+
+        if (r->txn == TXN_PHASE_OPEN && r->txn_due) {
+                r->txn_due = 0;
+                txn_end_begin(r, now);
+        } else if (r->txn != TXN_PHASE_OPEN) {
+                r->txn_due = 0; /* reports of an abort's purged messages: nothing to do */
+        }
+        ending = r->txn == TXN_PHASE_COMMITTING || r->txn == TXN_PHASE_ABORTING;
+        if (ending && r->stopping && now >= r->stop_deadline) {
+                txn_left_at_shutdown(r);
+                return;
+        }
+        /* Twice at most: a refused commit turns into an abort at once. */
+        for (int i = 0; i < 2 && (r->txn == TXN_PHASE_COMMITTING || r->txn == TXN_PHASE_ABORTING) &&
+                        now >= r->txn_step_at;
+             i++)
+                txn_step(r, now);
+}
+
+int64_t relay_txn_next_at(const struct relay *r)
+{
+        int64_t next = INT64_MAX;
+
+        if (r->txn == TXN_PHASE_COMMITTING || r->txn == TXN_PHASE_ABORTING) {
+                next = r->txn_step_at;
+                if (r->stopping && r->stop_deadline < next)
+                        next = r->stop_deadline;
+        }
+        if (r->leader && r->eos != EOS_READY && r->eos != EOS_MARKING && r->eos_retry_at < next)
+                next = r->eos_retry_at;
+        return next;
+}
+
 /* The producer is gone with its transaction: the next producer's
  * init_transactions aborts it, unless its commit had already reached Kafka,
  * which the recovery finds in the progress record. Either way no row of it
- * is marked now. Batches that waited are given back too. */
+ * is marked now. Batches that waited are given back too, and a read of the
+ * progress record under way is dropped (it may predate the last commit). */
 void relay_txn_abandon(struct relay *r)
 {
-        r->txn_open = 0;
+        r->txn = TXN_PHASE_NONE;
         r->txn_due = 0;
         r->txn_failed = 0;
         r->eos = EOS_INIT;
         r->eos_attempt = 0;
+        r->read_ticket = 0;
         give_back(r);
 }
 
@@ -280,13 +444,60 @@ static void retry_later(struct relay *r, int64_t now)
         r->eos_retry_at = now + backoff_delay_ms(&r->reconnect_backoff, r->eos_attempt);
 }
 
+/* Marks the rows of the last record sent where they still are the copies
+ * it lists (same event_id and generation). */
+static void mark_recovered(struct relay *r, const struct progress_rows *rows, int64_t now)
+{
+        const char **evs = malloc(sizeof(*evs) * (rows->n ? rows->n : 1));
+
+        if (evs == NULL) {
+                log_error(r->lg, "out of memory for marking the last transaction's rows", NULL);
+                retry_later(r, now);
+                return;
+        }
+        for (size_t i = 0; i < rows->n; i++)
+                evs[i] = rows->event_ids[i];
+        r->eos_attempt = 0;
+        r->eos = EOS_MARKING;
+        db_mark_committed(r->db, rows->n, rows->ids, evs, rows->generations, rows->replays,
+                          rows->partitions, rows->offsets, on_recovered, r);
+        free(evs);
+}
+
+/* init_transactions, one step; 1 once done. */
+static int init_step(struct relay *r, int64_t now)
+{
+        char err[512];
+        int rc = producer_txn_init(r->producer, STEP_MS, err, sizeof(err));
+
+        if (rc == PRODUCER_TXN_RETRY) {
+                snprintf(r->eos_error, sizeof(r->eos_error),
+                         "waiting for Kafka to initialise transactions: %.400s", err);
+                if (r->eos_attempt++ % 1000 == 0) /* about every 15 s */
+                        log_warn(r->lg, "waiting for Kafka to initialise transactions", "{s:s,s:s}",
+                                 "transactional_id", r->tid, "error", err);
+                r->eos_retry_at = now_ms() + INIT_RETRY_MS;
+                return 0;
+        }
+        if (rc != 0) {
+                log_error(r->lg, "cannot initialise Kafka transactions", "{s:s,s:s}",
+                          "transactional_id", r->tid, "error", err);
+                return 0; /* fatal: the producer is rebuilt */
+        }
+        (void)now;
+        r->eos_attempt = 0;
+        r->eos_error[0] = '\0';
+        r->eos = EOS_READ;
+        return 1;
+}
+
 /* A new leader (or a rebuilt producer) fences older producers, then marks
  * the rows of the last committed progress record sent before it fetches:
  * Kafka has them, and read_committed consumers have seen them. */
 void relay_txn_recover(struct relay *r, int64_t now)
 {
         struct progress_rows rows = {0};
-        char err[512], outbox_id[PROGRESS_OUTBOX_ID_SIZE] = "";
+        char err[512] = "", outbox_id[PROGRESS_OUTBOX_ID_SIZE] = "";
         int rc, found = 0;
 
         if (r->eos == EOS_READY || r->eos == EOS_MARKING || !r->leader || r->stopping ||
@@ -297,29 +508,25 @@ void relay_txn_recover(struct relay *r, int64_t now)
                         r->rebuild_at = now; /* the loop rebuilds; abandon sets EOS_INIT */
                 return;
         }
-        if (r->eos == EOS_INIT) {
-                /* In short steps (the call resumes where it was), so that the
-                 * loop keeps serving signals and probes while Kafka is away. */
-                rc = producer_txn_init(r->producer, INIT_STEP_MS, err, sizeof(err));
-                if (rc == PRODUCER_TXN_RETRY) {
+        if (r->eos == EOS_INIT && !init_step(r, now))
+                return;
+        if (r->read_ticket == 0) {
+                r->read_ticket = progress_reader_start(r->reader, r->tid, READ_TIMEOUT_MS);
+                if (r->eos_error[0] == '\0')
                         snprintf(r->eos_error, sizeof(r->eos_error),
-                                 "waiting for Kafka to initialise transactions: %.400s", err);
-                        if (r->eos_attempt++ == 0 || r->eos_attempt % 100 == 0)
-                                log_warn(r->lg, "waiting for Kafka to initialise transactions",
-                                         "{s:s,s:s}", "transactional_id", r->tid, "error", err);
-                        r->eos_retry_at = now_ms() + 10;
-                        return;
-                }
-                if (rc != 0) {
-                        log_error(r->lg, "cannot initialise Kafka transactions", "{s:s,s:s}",
-                                  "transactional_id", r->tid, "error", err);
-                        return; /* fatal: the producer is rebuilt */
-                }
-                r->eos_attempt = 0;
-                r->eos = EOS_READ;
+                                 "reading the last progress record");
+                log_debug(r->lg, "reading the last progress record", "{s:s}", "transactional_id",
+                          r->tid);
+                r->eos_retry_at = now + READ_POLL_MS;
+                return;
         }
-        rc = progress_read_last(r->cfg, r->lg, r->tid, READ_TIMEOUT_MS, &rows, &found, outbox_id,
-                                err, sizeof(err));
+        rc = progress_reader_poll(r->reader, r->read_ticket, &rows, &found, outbox_id, err,
+                                  sizeof(err));
+        if (rc == PROGRESS_READING) {
+                r->eos_retry_at = now + READ_POLL_MS;
+                return;
+        }
+        r->read_ticket = 0;
         if (rc != 0) {
                 log_error(r->lg, "cannot read the last progress record, will retry", "{s:s}",
                           "error", err);
@@ -348,10 +555,7 @@ void relay_txn_recover(struct relay *r, int64_t now)
                 r->eos_error[0] = '\0';
                 r->want_fetch = 1;
         } else {
-                r->eos_attempt = 0;
-                r->eos = EOS_MARKING;
-                db_mark_committed(r->db, rows.n, rows.ids, rows.replays, rows.partitions,
-                                  rows.offsets, on_recovered, r);
+                mark_recovered(r, &rows, now);
         }
         progress_rows_free(&rows);
 }

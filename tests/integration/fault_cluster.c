@@ -101,6 +101,22 @@ char *fc_fresh(const char *db, const char *topic, int partitions)
         fc_create_topic(topic, partitions);
         /* One transactional.id per outbox: each case has its own database. */
         setenv("OUTBOX_TRANSACTIONAL_ID", db, 1);
+        /* And a progress topic of its own: the dev Kafka keeps about 5 MiB
+         * a partition, which the records of several cases together pass,
+         * and the oldest would be gone before the relay or the checker
+         * reads them (a compacted topic of a real Kafka keeps each key's
+         * last record). */
+        if (fh_eos()) {
+                static const char *const compact[] = {"cleanup.policy=compact", NULL};
+                char ptopic[160];
+
+                snprintf(ptopic, sizeof(ptopic), "%s-progress", topic);
+                if (cluster)
+                        fx_apache_create_topic(cluster, ptopic, 1, compact);
+                else
+                        fc_create_topic(ptopic, 1);
+                setenv("OUTBOX_PROGRESS_TOPIC", ptopic, 1);
+        }
         return ci;
 }
 

@@ -701,8 +701,8 @@ static size_t apache_visible(const char *topic, const struct fx_msg *msgs, size_
 
 /* Moves the messages a read_committed consumer would see to the front of
  * msgs (keeping their order) and returns how many; notes the others. */
-static size_t eos_visible(const char *brokers, const char *topic, struct fx_msg *msgs, size_t n,
-                          struct fh_result *r)
+size_t fh_eos_visible(const char *brokers, const char *topic, struct fx_msg *msgs, size_t n,
+                      struct fh_result *r)
 {
         struct listed *l = NULL;
         size_t nl = apache ? apache_visible(topic, msgs, n, &l, r) : eos_listed(brokers, &l);
@@ -747,7 +747,7 @@ static struct fx_msg *read_topics(const char *brokers, const char *const topics[
                 struct fx_msg *msgs = NULL, *grown;
                 size_t got =
                     fx_consume_uncommitted(brokers, topics[t], (size_t)-1, FH_CONSUME_IDLE, &msgs);
-                size_t vis = fh_eos() ? eos_visible(brokers, topics[t], msgs, got, r) : got;
+                size_t vis = fh_eos() ? fh_eos_visible(brokers, topics[t], msgs, got, r) : got;
 
                 grown = realloc(all, (total + got + 1) * sizeof(*all));
                 ck_assert_msg(grown != NULL, "out of memory");

@@ -6,6 +6,7 @@
 #ifndef OUTBOX_TEST_FAULT_HARNESS_H
 #define OUTBOX_TEST_FAULT_HARNESS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
@@ -139,6 +140,12 @@ void fh_check_topics(PGconn *c, const char *brokers, const char *const topics[],
  * fault-report.tsv in the build directory). `ok` says whether the case's
  * own assertions passed. */
 void fh_report(const struct fh_result *r, int ok);
+/* Exactly-once runs: moves the messages a read_committed consumer would
+ * see (those a progress record lists) to the front of msgs, keeping their
+ * order, and returns how many; notes the others in r. */
+struct fx_msg;
+size_t fh_eos_visible(const char *brokers, const char *topic, struct fx_msg *msgs, size_t n,
+                      struct fh_result *r);
 /* Reports r, then asserts nothing lost, no phantom or rolled-back message,
  * per-key order kept, keys intact and no dead letter. */
 void fh_report_and_assert(const struct fh_result *r);

@@ -4,6 +4,7 @@
  * metrics, replay, the replays column guarding recovery, a missing progress
  * topic, and two outboxes sharing a transactional id. */
 #include <check.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +279,189 @@ START_TEST(another_outboxs_record_is_refused)
 }
 END_TEST
 
+/* A dev Kafka of its own, one broker: the cases below break it on purpose. */
+static struct fx_kafka *own_kafka(const char *const topics[])
+{
+        struct fx_kafka *k = fx_kafka_start(1, 1);
+        char cmd[128];
+
+        for (int i = 0; topics[i] != NULL; i++) {
+                snprintf(cmd, sizeof(cmd), "topic %s 1", topics[i]);
+                ck_assert_int_eq(fx_kafka_command(k, cmd), 0);
+        }
+        return k;
+}
+
+static void expect_healthz(int port)
+{
+        char *body = NULL;
+
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 200);
+        free(body);
+}
+
+/* Kafka answers a commit (EndTxn) a minute late: the loop goes on serving
+ * /healthz while the commit is under way (the row stays pending: it is not
+ * marked before the commit ends), SIGTERM ends the relay within its
+ * shutdown timeout (exit 0), and the next relay settles the transaction
+ * from its progress record: every row published once. */
+START_TEST(commit_answered_late_keeps_the_loop_serving)
+{
+        static const char *const topics[] = {"outbox-relay-progress", "eos-stall", NULL};
+        struct fx_kafka *k = own_kafka(topics);
+        char *ci = fx_pg_create_db(pg, "eos_stall"), listen[32];
+        PGconn *c;
+        int port = fx_free_port();
+        const char *args[] = {"--exactly-once", "--transactional-id",
+                              "eos_stall",      "--http-listen",
+                              listen,           "--shutdown-timeout-ms",
+                              "2000",           "--transaction-timeout-ms",
+                              "120000",         NULL};
+        struct fh_result res;
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        long long t0, exit_ms;
+        size_t n;
+
+        fh_result_init(&res, "commit-stalled-eos",
+                       "Kafka answers a transaction's commit (EndTxn) 60 s late; /healthz probed "
+                       "during the commit, then SIGTERM (grace --shutdown-timeout-ms 2000), then "
+                       "restarted");
+        fx_migrate(ci, NULL);
+        c = fx_db_connect(ci);
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-stall', 'k', '{}')");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
+        ck_assert_int_eq(fx_kafka_command(k, "broker-errors 1 26 0@60000"), 0);
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-stall', 'k', '{}')");
+        /* Its progress record is in Kafka: the commit comes next. */
+        n = fx_consume(fx_kafka_bootstraps(k), "outbox-relay-progress", 2, 30000, &msgs);
+        fx_msgs_free(msgs, n);
+        ck_assert_uint_eq(n, 2);
+        for (int i = 0; i < 5; i++)
+                expect_healthz(port);
+        ck_assert_int_eq(
+            fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"), 1);
+        t0 = fx_now_ms();
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 2000 + 8000), 0);
+        exit_ms = fx_now_ms() - t0;
+        ck_assert_int_eq(fh_relay_log_count(r, "its outcome is left to the next start"), 1);
+        fx_relay_free(r);
+        res.faults = 1;
+        t0 = fx_now_ms();
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 2, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            2);
+        fh_result_recovery(&res, fx_now_ms() - t0);
+        /* The mock commits at once (it only answers late) and hides nothing:
+         * the record lists the row, which the next relay marks sent. */
+        n = fx_consume(fx_kafka_bootstraps(k), "eos-stall", 3, 3000, &msgs);
+        res.committed = 2;
+        res.messages = (long long)n;
+        res.duplicates = n > 2 ? (long long)n - 2 : 0;
+        res.lost = n < 2 ? 2 - (long long)n : 0;
+        snprintf(res.notes, sizeof(res.notes),
+                 "/healthz answered 5 times during the commit; exit 0 %lld ms after SIGTERM; the "
+                 "restarted relay recovered %lld row(s) from the progress record",
+                 exit_ms, fh_relay_log_number(r, "recovered_rows"));
+        fx_msgs_free(msgs, n);
+        fh_report(&res, n == 2);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(fh_relay_log_number(r, "recovered_rows"), 1);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        PQfinish(c);
+        fx_kafka_stop(k);
+        free(ci);
+}
+END_TEST
+
+/* The broker goes down while the relay, past init_transactions, is about to
+ * read its last progress record back: /healthz is answered all along (the
+ * read does not run in the loop: before, each attempt held the loop up to
+ * its 5 s timeout, logging "timed out" as it gave up), SIGTERM ends the
+ * relay within its timeout, and once Kafka is back the row is published. */
+START_TEST(progress_read_back_keeps_the_loop_serving)
+{
+        static const char *const topics[] = {"eos-slowread", NULL};
+        struct fx_kafka *k = own_kafka(topics);
+        char *ci = fx_pg_create_db(pg, "eos_slowread"), listen[32];
+        PGconn *c;
+        int port = fx_free_port(), probes = 0;
+        const char *args[] = {"--exactly-once",
+                              "--transactional-id",
+                              "eos_slowread",
+                              "--progress-topic",
+                              "eos-slowread-prog",
+                              "--http-listen",
+                              listen,
+                              "--reconnect-max-ms",
+                              "100",
+                              "--shutdown-timeout-ms",
+                              "1000",
+                              NULL};
+        struct fh_result res;
+        struct fx_relay *r;
+        long long t0, exit_ms;
+
+        fh_result_init(&res, "progress-read-stalled-eos",
+                       "Kafka down while the relay reads its last progress record back; /healthz "
+                       "probed for 7 s, then SIGTERM (grace --shutdown-timeout-ms 1000), Kafka "
+                       "up, restarted");
+        fx_migrate(ci, NULL);
+        c = fx_db_connect(ci);
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        fx_sql(
+            c,
+            "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-slowread', 'k', '{}')");
+        /* Past init, reading (and failing at once: no topic yet). */
+        fh_wait_relay_log(r, "does not exist", 1, 30000);
+        ck_assert_int_ge(fh_relay_log_count(r, "does not exist"), 1);
+        ck_assert_int_eq(fx_kafka_command(k, "down 1"), 0);
+        ck_assert_int_eq(fx_kafka_command(k, "topic eos-slowread-prog 1"), 0);
+        for (t0 = fx_now_ms(); fx_now_ms() < t0 + 7000; probes++) {
+                expect_healthz(port);
+                ck_assert_msg(fh_relay_log_count(r, "timed out after") == 0,
+                              "a read of the progress record held the loop until it timed out");
+                poll(NULL, 0, 20);
+        }
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         0);
+        t0 = fx_now_ms();
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 1000 + 8000), 0);
+        exit_ms = fx_now_ms() - t0;
+        fx_relay_free(r);
+        ck_assert_int_eq(fx_kafka_command(k, "up 1"), 0);
+        res.faults = 1;
+        t0 = fx_now_ms();
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
+        fh_result_recovery(&res, fx_now_ms() - t0);
+        res.committed = 1;
+        res.messages = 1;
+        snprintf(res.notes, sizeof(res.notes),
+                 "/healthz answered %d times while the read waited; exit 0 %lld ms after SIGTERM",
+                 probes, exit_ms);
+        fh_report(&res, 1);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        PQfinish(c);
+        fx_kafka_stop(k);
+        free(ci);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("eos");
@@ -296,6 +480,8 @@ int main(void)
 #endif
         tcase_add_test(tc, missing_progress_topic_is_explained);
         tcase_add_test(tc, another_outboxs_record_is_refused);
+        tcase_add_test(tc, commit_answered_late_keeps_the_loop_serving);
+        tcase_add_test(tc, progress_read_back_keeps_the_loop_serving);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -7,6 +7,7 @@
  * high watermark, so aborted records stay visible there and no test here
  * expects them to be hidden. */
 #include <check.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,19 +135,30 @@ static int64_t offset_of(int64_t id)
         return id * 10 + 1;
 }
 
-/* A record listing rows first..last (the last replayed twice), and unmarked
- * ids u[0..nu). */
+/* The event id the records here give row id. */
+static const char *ev_of(int64_t id)
+{
+        static char buf[4][PROGRESS_UUID_SIZE];
+        static int next;
+        char *b = buf[next++ % 4];
+
+        snprintf(b, PROGRESS_UUID_SIZE, "00000000-0000-4000-8000-%012lld", (long long)id);
+        return b;
+}
+
+/* A record listing rows first..last (the last in its second generation),
+ * and unmarked ids u[0..nu). */
 static char *record(int64_t first, int64_t last, const int64_t *u, size_t nu)
 {
         struct progress_rows rows = {0}, unmarked = {0};
         char *json;
 
         for (int64_t id = first; id <= last; id++)
-                ck_assert_int_eq(progress_rows_add(&rows, id, id == last ? 2 : 0, partition_of(id),
-                                                   offset_of(id)),
+                ck_assert_int_eq(progress_rows_add(&rows, id, ev_of(id), id == last ? 2 : 0,
+                                                   partition_of(id), offset_of(id)),
                                  0);
         for (size_t i = 0; i < nu; i++)
-                ck_assert_int_eq(progress_rows_add(&unmarked, u[i], 0, -1, -1), 0);
+                ck_assert_int_eq(progress_rows_add(&unmarked, u[i], ev_of(u[i]), 0, -1, -1), 0);
         json = progress_encode("t", "outbox", OID, &rows, &unmarked);
         ck_assert_ptr_nonnull(json);
         progress_rows_free(&rows);
@@ -178,6 +190,7 @@ static void assert_ids(const struct progress_rows *s, const int64_t *want, size_
         ck_assert_uint_eq(s->n, n);
         for (size_t i = 0; i < n; i++) {
                 ck_assert_int_eq(s->ids[i], want[i]);
+                ck_assert_str_eq(s->event_ids[i], ev_of(want[i]));
                 ck_assert_int_eq(s->partitions[i], i < n_rows ? partition_of(want[i]) : -1);
                 ck_assert_int_eq(s->offsets[i], i < n_rows ? offset_of(want[i]) : -1);
         }
@@ -218,8 +231,8 @@ START_TEST(last_record_of_key_behind_other_keys)
                 static const int64_t want[] = {4, 5, 1, 2, 3};
 
                 assert_ids(&out, want, 5, 2);
-                ck_assert_int_eq(out.replays[1], 2); /* the record's replays came along */
-                ck_assert_int_eq(out.replays[0], 0);
+                ck_assert_int_eq(out.generations[1], 2); /* the generations came along */
+                ck_assert_int_eq(out.generations[0], 0);
         }
         progress_rows_clear(&out);
         ck_assert_int_eq(read_last(cfg, lg, "b", &out), 1);
@@ -273,7 +286,7 @@ START_TEST(window_doubles_back_to_the_start)
                 static const int64_t want[] = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
 
                 assert_ids(&out, want, 10, 10);
-                ck_assert_int_eq(out.replays[9], 2);
+                ck_assert_int_eq(out.generations[9], 2);
         }
         fprintf(stderr, "test_progress: found behind 2500 records in %lld ms\n",
                 (long long)(fx_now_ms() - t0));
@@ -372,6 +385,113 @@ START_TEST(unreachable_kafka_times_out)
 }
 END_TEST
 
+/* Polls the reader (it never blocks) until the read of ticket is over,
+ * with a deadline; returns its result. */
+static int reader_wait(struct progress_reader *pr, unsigned long ticket, struct progress_rows *out,
+                       int *found, char oid[PROGRESS_OUTBOX_ID_SIZE])
+{
+        int64_t deadline = fx_now_ms() + 2 * TIMEOUT_MS;
+        int rc;
+
+        while ((rc = progress_reader_poll(pr, ticket, out, found, oid, errbuf, sizeof(errbuf))) ==
+               PROGRESS_READING) {
+                ck_assert_msg(fx_now_ms() < deadline, "the reader never answered");
+                poll(NULL, 0, 5);
+        }
+        return rc;
+}
+
+/* The reader thread reads what progress_read_last reads, one consumer for
+ * every read; a read asked for again before the first ended answers the
+ * second request only, and its result is handed over once. */
+START_TEST(reader_thread_reads_the_last_record)
+{
+        const char *topic = "progress-thread";
+        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), topic);
+        struct log *lg = make_log();
+        struct progress_rows out = {0};
+        char oid[PROGRESS_OUTBOX_ID_SIZE];
+        struct progress_reader *pr;
+        unsigned long t1, t2;
+        int found = -1;
+        rd_kafka_t *rk;
+
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic progress-thread 1"), 0);
+        rk = txn_producer("progress-thread-writer");
+        {
+                struct rec t[] = {{"a", record(1, 3, NULL, 0)}, {"b", record(7, 8, NULL, 0)}};
+
+                commit_records(rk, topic, t, 2);
+                free(t[0].value);
+                free(t[1].value);
+        }
+        rd_kafka_destroy(rk);
+        pr = progress_reader_new(cfg, lg, errbuf, sizeof(errbuf));
+        ck_assert_msg(pr != NULL, "%s", errbuf);
+        t1 = progress_reader_start(pr, "a", TIMEOUT_MS);
+        ck_assert_int_eq(reader_wait(pr, t1, &out, &found, oid), 0);
+        ck_assert_int_eq(found, 1);
+        ck_assert_str_eq(oid, OID);
+        {
+                static const int64_t want[] = {1, 2, 3};
+
+                assert_ids(&out, want, 3, 3);
+        }
+        /* Handed over once. */
+        ck_assert_int_eq(progress_reader_poll(pr, t1, &out, &found, oid, errbuf, sizeof(errbuf)),
+                         PROGRESS_READING);
+        /* Two requests in a row: only the second is answered. */
+        t1 = progress_reader_start(pr, "a", TIMEOUT_MS);
+        t2 = progress_reader_start(pr, "b", TIMEOUT_MS);
+        ck_assert_int_eq(reader_wait(pr, t2, &out, &found, oid), 0);
+        ck_assert_int_eq(found, 1);
+        {
+                static const int64_t want[] = {7, 8};
+
+                assert_ids(&out, want, 2, 2);
+        }
+        ck_assert_int_eq(progress_reader_poll(pr, t1, &out, &found, oid, errbuf, sizeof(errbuf)),
+                         PROGRESS_READING);
+        /* A key without a record, and a read that fails (a missing topic). */
+        t1 = progress_reader_start(pr, "nobody", TIMEOUT_MS);
+        ck_assert_int_eq(reader_wait(pr, t1, &out, &found, oid), 0);
+        ck_assert_int_eq(found, 0);
+        ck_assert_uint_eq(out.n, 0);
+        progress_reader_free(pr);
+        config_free(cfg);
+        cfg = make_config(fx_kafka_bootstraps(kafka), "progress-thread-missing");
+        pr = progress_reader_new(cfg, lg, errbuf, sizeof(errbuf));
+        ck_assert_msg(pr != NULL, "%s", errbuf);
+        t1 = progress_reader_start(pr, "a", TIMEOUT_MS);
+        ck_assert_int_eq(reader_wait(pr, t1, &out, &found, oid), -1);
+        ck_assert_str_eq(errbuf, "progress topic \"progress-thread-missing\" does not exist: "
+                                 "create it with one partition and cleanup.policy=compact");
+        progress_reader_free(pr);
+        progress_rows_free(&out);
+        free_log(lg);
+        config_free(cfg);
+}
+END_TEST
+
+/* Freeing the reader while its read waits for an unreachable Kafka stops
+ * the read instead of waiting for its timeout (the relay frees it when it
+ * shuts down). */
+START_TEST(reader_free_stops_a_read_under_way)
+{
+        struct config *cfg = make_config("127.0.0.1:1", "progress-keys");
+        struct progress_reader *pr = progress_reader_new(cfg, NULL, errbuf, sizeof(errbuf));
+        int64_t t0;
+
+        ck_assert_msg(pr != NULL, "%s", errbuf);
+        (void)progress_reader_start(pr, "a", 60000);
+        poll(NULL, 0, 200); /* let it start waiting: freeing an idle reader proves nothing */
+        t0 = fx_now_ms();
+        progress_reader_free(pr);
+        ck_assert_msg(fx_now_ms() - t0 < 30000, "free waited for the read's timeout");
+        config_free(cfg);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("progress");
@@ -386,6 +506,8 @@ int main(void)
         tcase_add_test(tc, missing_topic_is_a_clear_error);
         tcase_add_test(tc, malformed_record_is_an_error);
         tcase_add_test(tc, unreachable_kafka_times_out);
+        tcase_add_test(tc, reader_thread_reads_the_last_record);
+        tcase_add_test(tc, reader_free_stops_a_read_under_way);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
