@@ -430,7 +430,7 @@ START_TEST(upgrade_keeps_an_existing_relay_role_running)
                       "GRANT SELECT ON outbox.relay_state TO legacy_writer");
         ck_assert_int_eq(fx_run(argv, NULL, &out, 60000), 0);
         free(out);
-        ck_assert_int_eq(fx_sql_int(admin, "SELECT max(version) FROM outbox.schema_migrations"), 4);
+        ck_assert_int_ge(fx_sql_int(admin, "SELECT max(version) FROM outbox.schema_migrations"), 4);
         for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
                 ck_assert_msg(fx_sql_int(admin,
                                          "SELECT has_function_privilege('legacy_relay', "
