@@ -133,8 +133,8 @@ static int grant(PGconn *conn, const struct config *cfg, const char *role,
                 printf("granted writer role \"%s\": USAGE on schema %s, INSERT on %s.events\n",
                        role, cfg->schema, cfg->schema);
         else
-                printf("granted relay role \"%s\": rows and functions of schema %s, no DDL\n",
-                       role, cfg->schema);
+                printf("granted relay role \"%s\": rows and functions of schema %s, no DDL\n", role,
+                       cfg->schema);
         /* Not an error: the grants are made, they just add nothing. */
         if (superuser)
                 fprintf(stderr,
@@ -335,14 +335,13 @@ static int status_json(const struct config *cfg, PGresult *res, PGresult *leader
                               "client", or_null(who, i, 2), "connected_since", or_null(who, i, 3),
                               "role",
                               strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader" : "standby"));
-        return print_json(
-            json_pack("{s:s,s:I,s:f,s:I,s:I,s:o,s:o}", "schema", cfg->schema, "pending",
-                      (json_int_t)atoll(PQgetvalue(res, 0, 0)), "oldest_pending_age_seconds",
-                      atof(PQgetvalue(res, 0, 1)), "dead_letters",
-                      (json_int_t)atoll(PQgetvalue(res, 0, 2)), "sent_last_minute",
-                      (json_int_t)atoll(PQgetvalue(res, 0, 3)), "leader_lock", lock, "instances",
-                      instances),
-            "status");
+        return print_json(json_pack("{s:s,s:I,s:f,s:I,s:I,s:o,s:o}", "schema", cfg->schema,
+                                    "pending", (json_int_t)atoll(PQgetvalue(res, 0, 0)),
+                                    "oldest_pending_age_seconds", atof(PQgetvalue(res, 0, 1)),
+                                    "dead_letters", (json_int_t)atoll(PQgetvalue(res, 0, 2)),
+                                    "sent_last_minute", (json_int_t)atoll(PQgetvalue(res, 0, 3)),
+                                    "leader_lock", lock, "instances", instances),
+                          "status");
 }
 
 static void status_text(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)

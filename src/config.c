@@ -26,8 +26,8 @@ const struct setting config_settings[] = {
      CONFIG_NEED_DB, "URL",
      "PostgreSQL connection: a libpq conninfo string (\"host=db dbname=app\") or a "
      "postgres:// URL. It may hold a password, so it is never logged or echoed."},
-    {"database-url-file", 0, "OUTBOX_DATABASE_URL_FILE", T_FILE, OFF(database_url_file), 0, 0,
-     NULL, 0, C_ALL, 0, "PATH",
+    {"database-url-file", 0, "OUTBOX_DATABASE_URL_FILE", T_FILE, OFF(database_url_file), 0, 0, NULL,
+     0, C_ALL, 0, "PATH",
      "Read --database-url from this file instead (a mounted secret, kept out of the "
      "environment and argv): its content less one trailing newline, at most 64 KiB. Giving "
      "both forms in the environment, or both as flags, is an error; a flag of either form "

@@ -25,12 +25,12 @@ enum setting_type {
 /* Which commands read a setting: only for --help and the README. */
 enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
 
-#define KPROP_ENV_PREFIX  "OUTBOX_RDKAFKA_"
+#define KPROP_ENV_PREFIX "OUTBOX_RDKAFKA_"
 /* OUTBOX_RDKAFKA_<NAME>_FILE: no librdkafka property name ends in "file"
  * (test_config checks librdkafka's own list), so the suffix is unambiguous. */
 #define KPROP_FILE_SUFFIX "_FILE"
 /* Largest file a setting is read from: a URL or a credential, not a bundle. */
-#define CONFIG_FILE_MAX (64 * 1024)
+#define CONFIG_FILE_MAX   (64 * 1024)
 #define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
 #define OFF(field)        offsetof(struct config, field)
 

@@ -105,8 +105,8 @@ struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready
 
                 /* [::] takes IPv4 clients too (as ::ffff:a.b.c.d); any other
                  * IPv6 address is IPv6 only. */
-                flags |= IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr) ? MHD_USE_DUAL_STACK
-                                                                 : MHD_USE_IPv6;
+                flags |=
+                    IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
                 port = ntohs(a6->sin6_port);
         } else {
                 port = ntohs(((const struct sockaddr_in *)&addr)->sin_port);

@@ -330,8 +330,8 @@ int route_refused(const struct route *rt, const char *topic, char *errbuf, size_
         for (i = 0; i < rt->n_allowed; i++)
                 if (fnmatch(rt->allowed[i], topic, 0) == 0)
                         return 0;
-        snprintf(errbuf, errsz, "topic \"%s\" is refused: it matches no pattern of --allowed-topics",
-                 topic);
+        snprintf(errbuf, errsz,
+                 "topic \"%s\" is refused: it matches no pattern of --allowed-topics", topic);
         return -1;
 }
 
@@ -346,8 +346,7 @@ static int pattern_ok(const char *p)
                    len;
 }
 
-static int add_allowed(struct route *rt, const char *item, size_t len, char *errbuf,
-                       size_t errsz)
+static int add_allowed(struct route *rt, const char *item, size_t len, char *errbuf, size_t errsz)
 {
         char *p = dup_trimmed(item, len), **grown;
 
@@ -380,8 +379,8 @@ static int add_allowed(struct route *rt, const char *item, size_t len, char *err
 
 /* A configured target that rows would be refused on is a mistake in the
  * configuration: say so at startup instead of dead-lettering every row. */
-static int check_target(const struct route *rt, const char *what, const char *topic,
-                        char *errbuf, size_t errsz)
+static int check_target(const struct route *rt, const char *what, const char *topic, char *errbuf,
+                        size_t errsz)
 {
         char why[512];
 

@@ -432,13 +432,12 @@ static void pg_create_roles(const struct fx_pg *pg)
         char conninfo[128];
         PGconn *conn;
 
-        snprintf(conninfo, sizeof(conninfo),
-                 "host=127.0.0.1 port=%d dbname=postgres user=postgres", pg->port);
+        snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d dbname=postgres user=postgres",
+                 pg->port);
         conn = fx_db_connect(conninfo);
         fx_sql(conn, "CREATE ROLE " FX_WRITER_ROLE " LOGIN; CREATE ROLE " FX_RELAY_ROLE " LOGIN");
         PQfinish(conn);
 }
-
 
 /* Runs openssl with the given arguments (NULL-terminated) as o says. */
 static void run_openssl(const struct fx_spawn_opts *o, const char *const args[])
@@ -467,8 +466,7 @@ static void make_ca(const struct fx_spawn_opts *o, const char *dir, const char *
         snprintf(subj, sizeof(subj), "/CN=outbox test CA %s", name);
         run_openssl(o, (const char *const[]){"req", "-x509", "-newkey", "ec", "-pkeyopt",
                                              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                             key, "-out", crt, "-days", "2", "-subj", subj,
-                                             NULL});
+                                             key, "-out", crt, "-days", "2", "-subj", subj, NULL});
 }
 
 void fx_make_ca(const char *dir, const char *name)
@@ -880,7 +878,7 @@ struct fx_relay *fx_relay_start_env(const char *conninfo, const char *brokers,
 
         ck_assert_msg(r != NULL, "out of memory");
         /* NULL: the test gives the URL another way (OUTBOX_DATABASE_URL_FILE). */
-        r->conninfo = conninfo == NULL                ? NULL
+        r->conninfo = conninfo == NULL             ? NULL
                       : names_user_twice(conninfo) ? strdup(conninfo)
                                                    : fx_conninfo_as(conninfo, FX_RELAY_ROLE);
         ck_assert_msg(conninfo == NULL || r->conninfo != NULL, "out of memory");
@@ -962,10 +960,17 @@ void fx_relay_free(struct fx_relay *r)
 
 void fx_migrate(const char *conninfo, const char *schema)
 {
-        const char *argv[] = {
-            OUTBOX_RELAY_BIN, "migrate",     "--database-url", conninfo,
-            "--grant-writer", FX_WRITER_ROLE, "--grant-relay",  FX_RELAY_ROLE,
-            schema ? "--schema" : NULL,       schema,          NULL};
+        const char *argv[] = {OUTBOX_RELAY_BIN,
+                              "migrate",
+                              "--database-url",
+                              conninfo,
+                              "--grant-writer",
+                              FX_WRITER_ROLE,
+                              "--grant-relay",
+                              FX_RELAY_ROLE,
+                              schema ? "--schema" : NULL,
+                              schema,
+                              NULL};
         char *out = NULL;
         int rc = fx_run(argv, NULL, &out, 60000);
 

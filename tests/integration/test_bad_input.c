@@ -226,8 +226,13 @@ START_TEST(topics_rows_may_not_reach)
             {"topic, payload", "'b-progress', '{}'", 1, "progress topic"},
             {"topic, payload", "'b-elsewhere', '{}'", 1, "--allowed-topics"},
         };
-        const char *args[] = {"--max-attempts", "10", "--progress-topic", "b-progress",
-                              "--allowed-topics", "b-allowed, b-allowed-*,b-pro*", NULL};
+        const char *args[] = {"--max-attempts",
+                              "10",
+                              "--progress-topic",
+                              "b-progress",
+                              "--allowed-topics",
+                              "b-allowed, b-allowed-*,b-pro*",
+                              NULL};
 
         run_bad_rows("refused-topics",
                      "topics rows may not reach: __consumer_offsets, __transaction_state, "

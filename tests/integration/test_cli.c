@@ -346,12 +346,12 @@ START_TEST(operator_output_is_escaped)
         ck_assert_msg(strstr(out, "k\\x1b[31m") != NULL, "%s", out);
         ck_assert_int_eq(count_byte(out, '\n'), 2); /* the header and one row */
         free(out);
-        ck_assert_int_eq(relay_cmd(&out, NULL,
-                                   (const char *[]){"dlq", "list", "--database-url", ci, "--json",
-                                                    NULL}),
-                         0);
-        ck_assert_msg(strchr(out, '\033') == NULL && strstr(out, "\\u009B\\u202E") != NULL,
-                      "%s", out);
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL,
+                      (const char *[]){"dlq", "list", "--database-url", ci, "--json", NULL}),
+            0);
+        ck_assert_msg(strchr(out, '\033') == NULL && strstr(out, "\\u009B\\u202E") != NULL, "%s",
+                      out);
         ck_assert_msg(strstr(out, "type\\u001B]0;owned\\u0007") != NULL, "%s", out);
         free(out);
 

@@ -40,7 +40,7 @@ static void suite_teardown(void)
 static int get(const char *host, int port, const char *path)
 {
         char url[128], *out = NULL;
-        const char *argv[] = {"/usr/bin/curl", "-s",        "-g", "-o", "/dev/null", "-w",
+        const char *argv[] = {"/usr/bin/curl", "-s",         "-g", "-o", "/dev/null", "-w",
                               "%{http_code}",  "--max-time", "10", url,  NULL};
         int status = -1;
 

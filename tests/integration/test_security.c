@@ -171,8 +171,9 @@ START_TEST(definer_functions_run_no_callers_code)
         fx_migrate(ci, NULL);
         fx_sql(admin, "INSERT INTO outbox.events (topic, key, payload) VALUES ('sec', 'k', '{}')");
         /* Without the fix the attacks could only fail by lack of rights. */
-        ck_assert_int_eq(fx_sql_int(admin, "SELECT count(*) FROM pg_roles WHERE rolsuper"
-                                           " AND rolname IN ('%s', '%s')",
+        ck_assert_int_eq(fx_sql_int(admin,
+                                    "SELECT count(*) FROM pg_roles WHERE rolsuper"
+                                    " AND rolname IN ('%s', '%s')",
                                     FX_WRITER_ROLE, FX_RELAY_ROLE),
                          0);
         fh_result_init(&res, "definer-exploits",
@@ -296,8 +297,8 @@ START_TEST(relay_role_runs_without_ddl)
 {
         char *ci = fx_pg_create_db(pg, "sec_relay");
         PGconn *admin = fx_db_connect(ci), *w, *rel;
-        const char *args[] = {"--max-attempts", "2", "--retry-base-ms", "50", "--retention", "1h",
-                              NULL};
+        const char *args[] = {
+            "--max-attempts", "2", "--retry-base-ms", "50", "--retention", "1h", NULL};
         struct fx_relay *r;
         struct fx_msg *msgs = NULL;
         char *out = NULL, *log;
@@ -339,9 +340,9 @@ START_TEST(relay_role_runs_without_ddl)
                       "dlq list: %s", out);
         ck_assert_ptr_nonnull(strstr(out, "unrouted"));
         free(out);
-        ck_assert_msg(relay_cmd_as_relay(ci, (const char *[]){"dlq", "requeue", "--all", NULL},
-                                         &out) == 0,
-                      "dlq requeue: %s", out);
+        ck_assert_msg(
+            relay_cmd_as_relay(ci, (const char *[]){"dlq", "requeue", "--all", NULL}, &out) == 0,
+            "dlq requeue: %s", out);
         ck_assert_ptr_nonnull(strstr(out, "requeued 1 dead letter(s)"));
         free(out);
         ck_assert_int_eq(fx_wait_sql(admin, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"),
@@ -357,9 +358,9 @@ START_TEST(relay_role_runs_without_ddl)
         ck_assert(denied(rel, "CREATE SCHEMA mine"));
         ck_assert(denied(rel, "TRUNCATE outbox.events"));
         ck_assert(denied(rel, "SELECT setval('outbox.rewinds', 1)"));
-        ck_assert_int_eq(fx_sql_int(admin, "SELECT rolsuper FROM pg_roles WHERE rolname = '%s'",
-                                    FX_RELAY_ROLE),
-                         0);
+        ck_assert_int_eq(
+            fx_sql_int(admin, "SELECT rolsuper FROM pg_roles WHERE rolname = '%s'", FX_RELAY_ROLE),
+            0);
         log = fx_relay_log(r);
         ck_assert_msg(strstr(log, "permission denied") == NULL, "relay log: %s", log);
         free(log);
@@ -377,8 +378,13 @@ START_TEST(migrate_grant_names_a_missing_role)
 {
         char *ci = fx_pg_create_db(pg, "sec_grant");
         PGconn *admin = fx_db_connect(ci);
-        const char *argv[] = {OUTBOX_RELAY_BIN, "migrate", "--database-url", ci, "--grant-relay",
-                              "x\"; DROP TABLE outbox.events; --", NULL};
+        const char *argv[] = {OUTBOX_RELAY_BIN,
+                              "migrate",
+                              "--database-url",
+                              ci,
+                              "--grant-relay",
+                              "x\"; DROP TABLE outbox.events; --",
+                              NULL};
         char *out = NULL;
 
         fx_migrate(ci, NULL);
@@ -411,9 +417,18 @@ START_TEST(upgrade_keeps_an_existing_relay_role_running)
         for (int v = 1; v <= 3; v++) {
                 static const char *const files[] = {"001_init", "002_outbox_id", "003_rewinds"};
                 char file[512];
-                const char *psql[] = {"/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v",
-                                      "ON_ERROR_STOP=1", "-v", "schema=outbox", "-d", ci, "-f",
-                                      file, NULL};
+                const char *psql[] = {"/usr/lib/postgresql/15/bin/psql",
+                                      "-X",
+                                      "-q",
+                                      "-v",
+                                      "ON_ERROR_STOP=1",
+                                      "-v",
+                                      "schema=outbox",
+                                      "-d",
+                                      ci,
+                                      "-f",
+                                      file,
+                                      NULL};
 
                 snprintf(file, sizeof(file), "%s/sql/%s.sql", OUTBOX_SOURCE_DIR, files[v - 1]);
                 ck_assert_msg(fx_run(psql, NULL, &out, 60000) == 0, "psql -f %s: %s", file, out);

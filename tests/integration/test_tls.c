@@ -119,9 +119,9 @@ START_TEST(verify_full_from_url_file_publishes)
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('tls-ok', 'k', "
                   "'{\"over\": \"tls\"}')");
         r = fx_relay_start_env(NULL, fx_kafka_bootstraps(kafka), NULL, env);
-        ck_assert_int_eq(fx_wait_sql(c, 1, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         1);
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
         ck_assert_uint_eq(fx_consume(fx_kafka_bootstraps(kafka), "tls-ok", 1, 10000, &msgs), 1);
         fx_msgs_free(msgs, 1);
         /* The relay's three sessions, each over TLS. */
@@ -238,8 +238,8 @@ static void refused_connection(const char *name, const char *what, const char *u
         snprintf(res.notes, sizeof(res.notes),
                  "%s; %d connection attempts, each delay within the backoff's bounds; /healthz %s,"
                  " /readyz %d; password %s; error: %.300s",
-                 alive ? "kept running" : "EXITED", attempts, healthy ? "200" : "unanswered",
-                 ready, strstr(log, PASSWORD) ? "SHOWN" : "not shown",
+                 alive ? "kept running" : "EXITED", attempts, healthy ? "200" : "unanswered", ready,
+                 strstr(log, PASSWORD) ? "SHOWN" : "not shown",
                  line != NULL ? first : "(expected text missing)");
         fh_report(&res, alive && attempts >= 4 && healthy && ready == 503 && line != NULL &&
                             strstr(log, PASSWORD) == NULL);
@@ -265,9 +265,9 @@ START_TEST(wrong_ca_fails_clearly_and_retries)
         fx_migrate(ci, NULL);
         fx_make_ca(tmpdir, "wrong");
         snprintf(ca, sizeof(ca), "%s/wrong.crt", tmpdir);
-        ck_assert_int_gt(asprintf(&url, "%s sslmode=verify-full sslrootcert=%s password=%s", ci,
-                                  ca, PASSWORD),
-                         0);
+        ck_assert_int_gt(
+            asprintf(&url, "%s sslmode=verify-full sslrootcert=%s password=%s", ci, ca, PASSWORD),
+            0);
         refused_connection("pg-wrong-ca",
                            "PostgreSQL TLS, sslmode=verify-full with sslrootcert naming a CA "
                            "that did not sign the server's certificate (a password in the URL)",

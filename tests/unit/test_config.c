@@ -518,9 +518,9 @@ START_TEST(test_http_listen)
         static const char *const good[] = {"0.0.0.0:9400", "127.0.0.1:1", "[::]:9400",
                                            "[::1]:65535", "[fe80::1]:80"};
         static const char *const bad[] = {
-            "9400",        ":9400",      "0.0.0.0:",     "0.0.0.0:0",   "0.0.0.0:65536",
-            "0.0.0.0:+80", "0.0.0.0:80x", "::1:9400",    "[::1]",       "[]:9400",
-            "[::1:9400",   "::]:9400",   "localhost:80", "[1.2.3.4]:80", "0.0.0.0:-1",
+            "9400",        ":9400",       "0.0.0.0:",     "0.0.0.0:0",    "0.0.0.0:65536",
+            "0.0.0.0:+80", "0.0.0.0:80x", "::1:9400",     "[::1]",        "[]:9400",
+            "[::1:9400",   "::]:9400",    "localhost:80", "[1.2.3.4]:80", "0.0.0.0:-1",
             "[::%lo]:80",  "[::1]:80:"};
         struct sockaddr_storage addr;
         socklen_t len;
@@ -605,7 +605,8 @@ START_TEST(test_grant_roles)
         ck_assert_str_eq(cfg->grant_writer, "svc \"orders\"");
         ck_assert_str_eq(cfg->grant_relay, "relay");
         config_free(cfg);
-        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--grant-relay", "r", "--grant-writer", "w")), 0);
+        ck_assert_int_eq(
+            validate_args(ARGS(DB, KAFKA, "--grant-relay", "r", "--grant-writer", "w")), 0);
         memset(long_role, 'r', 64);
         long_role[64] = '\0';
         ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--grant-relay", long_role)), -1);
@@ -668,7 +669,9 @@ START_TEST(test_database_url_file)
         cfg = parse_ok(ARGS("--database-url-file", two));
         ck_assert_str_eq(cfg->database_url, "host=h2\n");
         config_free(cfg);
-        cfg = parse_ok(ARGS("--database-url-file=" "/dev/null", "--database-url-file", bare));
+        cfg = parse_ok(ARGS("--database-url-file="
+                            "/dev/null",
+                            "--database-url-file", bare));
         ck_assert_str_eq(cfg->database_url, "host=h3"); /* the last flag wins */
         config_free(cfg);
 
