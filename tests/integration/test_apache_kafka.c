@@ -462,23 +462,9 @@ START_TEST(unknown_topic_dead_lettered_with_auto_creation_off)
 }
 END_TEST
 
-/* OUTBOX_FAULT_CASES="name,name" runs only those tests (by function name). */
-static int selected(const char *name)
-{
-        const char *only = getenv("OUTBOX_FAULT_CASES");
-        size_t n = strlen(name);
-
-        if (!only || !*only)
-                return 1;
-        for (const char *p = only; (p = strstr(p, name)); p += n)
-                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-                        return 1;
-        return 0;
-}
-
 #define ADD_TEST(tc, fn)                                                                           \
         do {                                                                                       \
-                if (selected(#fn))                                                                 \
+                if (fh_case_selected(#fn))                                                         \
                         tcase_add_test(tc, fn);                                                    \
         } while (0)
 

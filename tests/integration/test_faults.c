@@ -766,27 +766,13 @@ START_TEST(eos_standby_takeover)
 }
 END_TEST
 
-/* OUTBOX_FAULT_CASES="name,name" runs only those tests (by function name). */
-static int selected(const char *name)
-{
-        const char *only = getenv("OUTBOX_FAULT_CASES");
-        size_t n = strlen(name);
-
-        if (!only || !*only)
-                return 1;
-        for (const char *p = only; (p = strstr(p, name)); p += n)
-                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-                        return 1;
-        return 0;
-}
-
 /* Tests added to the TCase being filled: one without any gets no fixture,
  * or Check would still start its servers (brokers, PostgreSQL). */
 static int n_added;
 
 #define ADD_TEST(tc, fn)                                                                           \
         do {                                                                                       \
-                if (selected(#fn)) {                                                               \
+                if (fh_case_selected(#fn)) {                                                       \
                         tcase_add_test(tc, fn);                                                    \
                         n_added++;                                                                 \
                 }                                                                                  \
@@ -796,7 +782,7 @@ static int n_added;
         do {                                                                                       \
                 if (!fc_apache())                                                                  \
                         ADD_TEST(tc, fn);                                                          \
-                else if (getenv("OUTBOX_FAULT_CASES") && selected(#fn))                            \
+                else if (getenv("OUTBOX_FAULT_CASES") && fh_case_selected(#fn))                    \
                         fprintf(stderr, #fn ": left out, it needs the dev Kafka\n");               \
         } while (0)
 
@@ -835,7 +821,7 @@ int main(void)
 #ifdef OUTBOX_TEST_HOOKS
                 ADD_TEST(tc, eos_kill_between_commit_and_mark);
 #else
-                if (selected("eos_kill_between_commit_and_mark"))
+                if (fh_case_selected("eos_kill_between_commit_and_mark"))
                         fprintf(stderr, "eos_kill_between_commit_and_mark: left out, the relay is "
                                         "built without -DOUTBOX_TEST_HOOKS=ON\n");
 #endif

@@ -168,20 +168,6 @@ START_TEST(not_enough_replicas_while_a_broker_is_down)
 }
 END_TEST
 
-/* OUTBOX_FAULT_CASES="name,name" runs only those tests (by function name). */
-static int selected(const char *name)
-{
-        const char *only = getenv("OUTBOX_FAULT_CASES");
-        size_t n = strlen(name);
-
-        if (!only || !*only)
-                return 1;
-        for (const char *p = only; (p = strstr(p, name)); p += n)
-                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-                        return 1;
-        return 0;
-}
-
 int main(void)
 {
         Suite *s = suite_create("faults_apache");
@@ -192,11 +178,11 @@ int main(void)
         /* fault_cluster starts Apache Kafka for these, whatever the caller set. */
         setenv("OUTBOX_FAULT_KAFKA", "apache", 1);
         tcase_set_timeout(tc, 300);
-        if (selected("partition_leader_killed_while_producing")) {
+        if (fh_case_selected("partition_leader_killed_while_producing")) {
                 tcase_add_test(tc, partition_leader_killed_while_producing);
                 n++;
         }
-        if (selected("not_enough_replicas_while_a_broker_is_down")) {
+        if (fh_case_selected("not_enough_replicas_while_a_broker_is_down")) {
                 tcase_add_test(tc, not_enough_replicas_while_a_broker_is_down);
                 n++;
         }
