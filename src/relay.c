@@ -311,9 +311,10 @@ int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 fail_row(r, row, err);
                 return 0;
         }
-        /* Routes and --default-topic were checked at startup; a row's own
-         * topic only by the table's CHECK, which a user may have dropped. */
-        if (!route_topic_name_ok(topic)) {
+        /* Routes and --default-topic were checked at startup (route_guard);
+         * a row's own topic (route_topic returns it as is) only by the
+         * table's CHECK, which a user may have dropped: checked here. */
+        if (topic == row->m.topic && !route_topic_name_ok(topic)) {
                 snprintf(err, sizeof(err),
                          "topic \"%.64s\" is not a legal Kafka topic name ([A-Za-z0-9._-], 1 to "
                          "%d characters, not \".\" or \"..\")",
@@ -324,7 +325,7 @@ int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row)
         }
         /* A writer chose a topic the relay must not write (Kafka's own, the
          * progress topic, or outside --allowed-topics): no retry can help. */
-        if (route_refused(r->route, topic, err, sizeof(err)) != 0) {
+        if (topic == row->m.topic && route_refused(r->route, topic, err, sizeof(err)) != 0) {
                 row->topic = "(refused)";
                 fail_row(r, row, err);
                 row->dead_now = 1;
@@ -436,8 +437,6 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
         for (int i = 0; i < n; i++) {
                 b->rows[i].batch = b;
                 db_decode_row(res, i, &b->rows[i].m);
-                snprintf(b->rows[i].event_id, sizeof(b->rows[i].event_id), "%s",
-                         b->rows[i].m.event_id != NULL ? b->rows[i].m.event_id : "");
         }
         relay_floor_fetched(r, n, b->rows[n - 1].m.id, full);
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);

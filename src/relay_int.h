@@ -39,10 +39,7 @@ enum batch_txn_outcome {
 };
 
 struct relay_row {
-        struct message_row m;
-        /* m.event_id copied: what names the published copy in its mark
-         * (with m.id and m.generation), whatever becomes of the result. */
-        char event_id[37];
+        struct message_row m; /* points into its batch's result, kept until the batch is freed */
         struct batch *batch;
         enum row_state state;
         int32_t partition;

@@ -151,7 +151,7 @@ void relay_mark_tick(struct relay *r, int64_t now)
                         if (b->rows[i].state != ROW_SENT)
                                 continue;
                         ids[n] = b->rows[i].m.id;
-                        evs[n] = b->rows[i].event_id;
+                        evs[n] = b->rows[i].m.event_id != NULL ? b->rows[i].m.event_id : "";
                         gens[n] = b->rows[i].m.generation;
                         parts[n] = b->rows[i].partition;
                         offs[n] = b->rows[i].offset;

@@ -143,8 +143,9 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
                         if (b->in_txn && row->produced && row->state != ROW_SENT)
                                 *clean = 0; /* the transaction is in error: abort */
                         if (row->state == ROW_SENT &&
-                            progress_rows_add(to, row->m.id, row->event_id, row->m.generation,
-                                              row->partition, row->offset) != 0)
+                            progress_rows_add(to, row->m.id,
+                                              row->m.event_id != NULL ? row->m.event_id : "",
+                                              row->m.generation, row->partition, row->offset) != 0)
                                 return -1;
                 }
         }
