@@ -11,7 +11,16 @@ cmake --build build -j "$(nproc)" >/dev/null
 pgbin=/usr/lib/postgresql/15/bin
 work=$(mktemp -d /tmp/outbox-demo.XXXXXX)
 chmod 755 "$work"; mkdir "$work/pg"
-as_pg() { if [ "$(id -u)" = 0 ]; then chown -R postgres "$work/pg"; runuser -u postgres -- "$@"; else "$@"; fi; }
+# As root, PostgreSQL's programs run as postgres, from / (a clone under
+# /root is not theirs to enter: they would say so on every call).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    chown -R postgres "$work/pg"
+    (cd / && runuser -u postgres -- "$@")
+  else
+    "$@"
+  fi
+}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
   [ -n "${relay_pid:-}" ] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
