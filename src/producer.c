@@ -200,6 +200,12 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                                     : level <= 6 ? CONFIG_LOG_INFO
                                                  : CONFIG_LOG_DEBUG;
 
+        /* librdkafka warns at every start that enable.gapless.guarantee is
+         * experimental, however it is set; the relay sets it on purpose (see
+         * defaults[]) and cannot do without it, so that is no warning. */
+        if (strcmp(fac, "CONFWARN") == 0 &&
+            strstr(buf, "property enable.gapless.guarantee is experimental") != NULL)
+                lvl = CONFIG_LOG_DEBUG;
         log_write(p->lg, lvl, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
 

@@ -968,6 +968,36 @@ START_TEST(kcat_reads_the_published_events)
 }
 END_TEST
 
+/* A newcomer's first screen: a relay that starts, publishes and is
+ * stopped logs no warning or error (librdkafka used to warn at every start
+ * that enable.gapless.guarantee, which the relay sets, is experimental). */
+START_TEST(a_clean_run_logs_no_warning)
+{
+        char *ci = fresh_db("clean_start");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        char *log, *line;
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
+                  "VALUES ('clean-start', 'k', '{}')");
+        ck_assert_int_eq(
+            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+            1);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
+        log = fx_relay_log(r);
+        for (line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n"))
+                ck_assert_msg(strstr(line, "\"level\":\"warn\"") == NULL &&
+                                  strstr(line, "\"level\":\"error\"") == NULL,
+                              "a clean run logged: %s", line);
+        free(log);
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("relay");
@@ -995,6 +1025,7 @@ int main(void)
         tcase_add_test(tc, retention_deletes_old_sent_rows_only);
         tcase_add_test(tc, writers_notify_only_while_the_relay_waits);
         tcase_add_test(tc, kcat_reads_the_published_events);
+        tcase_add_test(tc, a_clean_run_logs_no_warning);
         tcase_add_test(tc, plans_follow_the_statistics);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
