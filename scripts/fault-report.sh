@@ -108,7 +108,8 @@ what `outbox.events` and `outbox.dead_letters` hold.
   does not follow the previous row of its key in the same partition.
 
 EOF
-        echo "Last run: $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)."
+        # The release, not the commit: the page is user documentation.
+        echo "Last run: $(date -u +%Y-%m-%d), outbox-relay $(sed -n 's/^project(outbox-relay VERSION \([^ ]*\).*/\1/p' "$root/CMakeLists.txt")."
         echo
         echo '<!-- faults:begin -->'
         table "$tsv"
