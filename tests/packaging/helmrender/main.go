@@ -1,6 +1,7 @@
 // helmrender renders a Helm chart the way `helm template` does, for tests on
 // machines without Helm: Go's text/template with sprig plus Helm's own
-// functions (include, tpl, required, fail, toYaml, fromYaml, toJson, lookup).
+// functions (include, tpl, required, fail, toYaml, fromYaml, toJson, lookup)
+// and .Files (Get, GetBytes, Lines) over the chart's other files.
 //
 // Usage: helmrender [-f values.yaml]... [--set a.b=v]... [--set-string a.b=v]...
 //
@@ -16,7 +17,10 @@
 //   - user values are merged over values.yaml, and null deletes a default key;
 //   - a missing key renders as "" (missingkey=zero, "<no value>" removed);
 //   - every file of templates/ is parsed into one set, so a define anywhere is
-//     visible everywhere; files starting with "_" are not rendered.
+//     visible everywhere; files starting with "_" are not rendered;
+//   - .Files holds every file of the chart but templates/, charts/ and
+//     Chart.yaml, values.yaml, values.schema.json (as Helm's loader sorts
+//     them), symbolic links followed; .Files.Get of a missing file is "".
 //
 // Build (Debian packages golang-go, golang-github-masterminds-sprig-dev,
 // golang-gopkg-yaml.v2-dev): GO111MODULE=off GOPATH=/usr/share/gocode go build
@@ -54,6 +58,48 @@ func (a apiVersions) Has(v string) bool {
 		}
 	}
 	return false
+}
+
+// chartFiles is .Files with Helm's methods: a missing file reads as empty.
+type chartFiles map[string][]byte
+
+func (f chartFiles) Get(name string) string      { return string(f[name]) }
+func (f chartFiles) GetBytes(name string) []byte { return f[name] }
+func (f chartFiles) Lines(name string) []string {
+	s := string(f[name])
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// loadFiles reads the chart's files that Helm's loader keeps as .Files.
+func loadFiles(chartDir string) (chartFiles, error) {
+	out := chartFiles{}
+	err := filepath.Walk(chartDir, func(path string, info os.FileInfo, werr error) error {
+		if werr != nil {
+			return werr
+		}
+		rel, _ := filepath.Rel(chartDir, path)
+		rel = filepath.ToSlash(rel)
+		if info.IsDir() {
+			if rel == "templates" || rel == "charts" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch rel {
+		case "Chart.yaml", "values.yaml", "values.schema.json", ".helmignore":
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		out[rel] = data
+		return nil
+	})
+	return out, err
 }
 
 func main() {
@@ -124,6 +170,11 @@ func render(chartDir string, valueFiles, sets, setStrings, apis []string, releas
 		"APIVersions": append(apiVersions{"v1", "apps/v1", "batch/v1", "policy/v1"}, apis...),
 	}
 
+	files, err := loadFiles(chartDir)
+	if err != nil {
+		return "", err
+	}
+
 	t := template.New("gotpl").Option("missingkey=zero")
 	t.Funcs(funcMap(t))
 	templatesDir := filepath.Join(chartDir, "templates")
@@ -162,7 +213,7 @@ func render(chartDir string, valueFiles, sets, setStrings, apis []string, releas
 				"IsInstall": !upgrade, "IsUpgrade": upgrade, "Revision": 1, "Service": "Helm"},
 			"Capabilities": caps,
 			"Template":     map[string]interface{}{"Name": name, "BasePath": chartName + "/templates"},
-			"Files":        map[string]interface{}{},
+			"Files":        files,
 		}
 		var buf bytes.Buffer
 		if err := t.ExecuteTemplate(&buf, name, top); err != nil {
