@@ -23,6 +23,7 @@ import yaml
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import monitoring  # noqa: E402
 from pkgcheck import (Checker, RelayProcess, free_port, http_get,  # noqa: E402
                       relay_env_names, unknown_env)
 
@@ -33,12 +34,6 @@ SASL_PASSWORD = "kafka-s3cr3t"
 # Every secret value any scenario passes: none may reach an env var, an
 # argument or a ConfigMap of any rendered object.
 SECRETS = (DB_URL, "s3cr3t-pw", MIGRATE_URL, "ddl-s3cr3t", SASL_PASSWORD)
-METRICS = {
-    "outbox_relay_oldest_pending_age_seconds", "outbox_relay_pending_rows",
-    "outbox_relay_messages_published_total", "outbox_relay_messages_failed_total",
-    "outbox_relay_messages_dead_lettered_total", "outbox_relay_leader",
-    "outbox_relay_database_connected", "outbox_relay_kafka_connected",
-}
 NUMERIC = {"OUTBOX_BATCH_SIZE", "OUTBOX_PIPELINE_DEPTH", "OUTBOX_POLL_INTERVAL_MS",
            "OUTBOX_RETRY_BASE_MS", "OUTBOX_RETRY_MAX_MS", "OUTBOX_MAX_ATTEMPTS",
            "OUTBOX_SHUTDOWN_TIMEOUT_MS", "OUTBOX_RECONNECT_MAX_MS", "OUTBOX_LEADER_POLL_MS"}
@@ -406,14 +401,12 @@ def check_release(c, r, exp, known, prefixes):
                     "ServiceMonitor selects the Service")
             ep = sm["endpoints"][0]
             c.eq((ep.get("port"), ep.get("path")), ("http", "/metrics"), "ServiceMonitor endpoint")
-        rules = r.all("PrometheusRule")
-        if c.eq(len(rules), 1, "PrometheusRules"):
-            exprs = [x["expr"] for g in rules[0]["spec"]["groups"] for x in g["rules"]]
-            used = {m for e in exprs for m in re.findall(r"\boutbox_relay_[a-z_]+", e)}
-            c.eq(sorted(used - METRICS), [], "alert metrics the relay does not export")
-            c.check("outbox_relay_oldest_pending_age_seconds" in used, "an alert on outbox lag")
+        monitoring.check_rules(c, r, exp["metrics"], exp["docs"], exp.get("lag_threshold", 300))
     else:
         c.eq(sms + r.all("PrometheusRule"), [], "monitoring objects when disabled")
+    if not exp.get("dashboard"):
+        c.eq([d["metadata"]["name"] for d in r.all("ConfigMap") if d["metadata"]["name"].endswith("-dashboard")],
+             [], "no dashboard ConfigMap unless grafanaDashboard.enabled")
 
 
 def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
@@ -423,7 +416,9 @@ def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
     and Kafka replaced by closed local ports, the HTTP port by a free one) and
     checks that it accepts the configuration and answers the probes' paths:
     liveness 200, readiness 503 while the database is unreachable, /metrics.
-    Then SIGTERM must end it with status 0."""
+    Then SIGTERM must end it with status 0. Returns the series its /metrics
+    exports ({name: type}, see monitoring.exported_series), {} when it did
+    not answer."""
     dep = r.get("Deployment")
     if not c.check(dep, "a Deployment to run"):
         return
@@ -481,6 +476,7 @@ def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
         c.eq(status, 200, "/metrics")
         c.check("outbox_relay_leader" in body, "/metrics has outbox_relay_leader")
         c.eq(proc.stop(), 0, "relay exit status after SIGTERM")
+        return monitoring.exported_series(body) if status == 200 else {}
 
 
 def check_values_documented(c, chart):
@@ -543,7 +539,11 @@ def main():
                           "OUTBOX_DATABASE_URL", "OUTBOX_TRANSACTIONAL_ID",
                           "OUTBOX_PROGRESS_TOPIC"],
     }, known, prefixes)
-    check_against_relay(c, base, a.relay, {}, a.work)
+    # The relay's own list of series: what the dashboard and the alerts may name.
+    series = check_against_relay(c, base, a.relay, {}, a.work) or {}
+    c.check("outbox_relay_publish_ack_seconds_bucket" in series and "outbox_relay_leader" in series,
+            f"series read from the relay's /metrics: {sorted(series)[:5]}...")
+    docs = os.path.join(a.chart, "..", "..", "docs", "operations.md")
     upgrade = render("--upgrade", *required)
     c.eq(upgrade.text, base.text, "an upgrade renders as an install")
     changed = render(*required, "--set", "config.batchSize=500")
@@ -565,7 +565,7 @@ def main():
                              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
                    "egress": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
                                "ports": [{"port": 5432, "protocol": "TCP"}, {"port": 9093, "protocol": "TCP"}]}]},
-        "pdb": True, "migration": True, "monitoring": True,
+        "pdb": True, "migration": True, "monitoring": True, "metrics": series, "docs": docs,
         "config": {"OUTBOX_KAFKA_BROKERS": "kafka-0.kafka:9093,kafka-1.kafka:9093",
                    "OUTBOX_SCHEMA": "orders_outbox", "OUTBOX_RETRY_MAX_MS": "3600000",
                    "OUTBOX_SHUTDOWN_TIMEOUT_MS": "60000", "OUTBOX_ROUTES": "order.*=orders,user.created=users",
@@ -616,6 +616,21 @@ def main():
         "db_url": DB_URL, "migrate_url": MIGRATE_URL, "pdb": True, "migration": True, "monitoring": False,
     }, known, prefixes)
 
+    c.section("grafana dashboard")
+    monitoring.self_test(c)
+    dash = render(*required, "--set", "grafanaDashboard.enabled=true")
+    check_release(c, dash, {
+        "replicas": 2, "port": 9400, "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"), "db_url": DB_URL,
+        "migrate_url": MIGRATE_URL, "pdb": True, "migration": True, "monitoring": False, "dashboard": True,
+    }, known, prefixes)
+    monitoring.check_dashboard(c, dash, a.chart, series)
+    dash = render(*required, "--set", "grafanaDashboard.enabled=true,grafanaDashboard.label=dashboards",
+                  "--set", "grafanaDashboard.labelValue=outbox,grafanaDashboard.namespace=monitoring",
+                  "--set", "grafanaDashboard.annotations.grafana_folder=Outbox")
+    monitoring.check_dashboard(c, dash, a.chart, series, ("dashboards", "outbox"), "monitoring")
+    cm = next((d for d in dash.all("ConfigMap") if d["metadata"]["name"].endswith("-dashboard")), {})
+    c.eq(cm.get("metadata", {}).get("annotations"), {"grafana_folder": "Outbox"}, "grafanaDashboard.annotations")
+
     c.section("refused settings")
     for args, needle in (
         ([], "database.url is required"),
@@ -634,6 +649,7 @@ def main():
         (required + ["--set", "networkPolicy.egress.restrict=true"], "networkPolicy.egress.rules"),
         (required + ["--set", "terminationGracePeriodSeconds=10"], "must exceed"),
         (required + ["--set", "secret.existingSecret=db"], "not both"),
+        (required + ["--set", "grafanaDashboard.enabled=true,grafanaDashboard.label="], "grafanaDashboard.label"),
         (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,migration.enabled=false",
           "--set", "kafka.secretProperties.sasl\\.password=x"], "existingSecret"),
         (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,secret.databaseUrlKey=,migration.enabled=false"],
