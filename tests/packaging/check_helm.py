@@ -401,7 +401,8 @@ def check_release(c, r, exp, known, prefixes):
                     "ServiceMonitor selects the Service")
             ep = sm["endpoints"][0]
             c.eq((ep.get("port"), ep.get("path")), ("http", "/metrics"), "ServiceMonitor endpoint")
-        monitoring.check_rules(c, r, exp["metrics"], exp["docs"], exp.get("lag_threshold", 300))
+        monitoring.check_rules(c, r, exp["metrics"], exp["documented"], exp["docs"],
+                               exp.get("lag_threshold", 300))
     else:
         c.eq(sms + r.all("PrometheusRule"), [], "monitoring objects when disabled")
     if not exp.get("dashboard"):
@@ -416,9 +417,8 @@ def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
     and Kafka replaced by closed local ports, the HTTP port by a free one) and
     checks that it accepts the configuration and answers the probes' paths:
     liveness 200, readiness 503 while the database is unreachable, /metrics.
-    Then SIGTERM must end it with status 0. Returns the series its /metrics
-    exports ({name: type}, see monitoring.exported_series), {} when it did
-    not answer."""
+    Then SIGTERM must end it with status 0. Returns its /metrics page ("" when
+    it did not answer)."""
     dep = r.get("Deployment")
     if not c.check(dep, "a Deployment to run"):
         return
@@ -476,7 +476,7 @@ def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
         c.eq(status, 200, "/metrics")
         c.check("outbox_relay_leader" in body, "/metrics has outbox_relay_leader")
         c.eq(proc.stop(), 0, "relay exit status after SIGTERM")
-        return monitoring.exported_series(body) if status == 200 else {}
+        return body if status == 200 else ""
 
 
 def check_values_documented(c, chart):
@@ -540,10 +540,12 @@ def main():
                           "OUTBOX_PROGRESS_TOPIC"],
     }, known, prefixes)
     # The relay's own list of series: what the dashboard and the alerts may name.
-    series = check_against_relay(c, base, a.relay, {}, a.work) or {}
+    scrape = check_against_relay(c, base, a.relay, {}, a.work) or ""
+    series = monitoring.exported_series(scrape)
     c.check("outbox_relay_publish_ack_seconds_bucket" in series and "outbox_relay_leader" in series,
             f"series read from the relay's /metrics: {sorted(series)[:5]}...")
     docs = os.path.join(a.chart, "..", "..", "docs", "operations.md")
+    documented = monitoring.check_documented(c, series, monitoring.scraped_labels(scrape), docs)
     upgrade = render("--upgrade", *required)
     c.eq(upgrade.text, base.text, "an upgrade renders as an install")
     changed = render(*required, "--set", "config.batchSize=500")
@@ -566,6 +568,7 @@ def main():
                    "egress": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
                                "ports": [{"port": 5432, "protocol": "TCP"}, {"port": 9093, "protocol": "TCP"}]}]},
         "pdb": True, "migration": True, "monitoring": True, "metrics": series, "docs": docs,
+        "documented": documented,
         "config": {"OUTBOX_KAFKA_BROKERS": "kafka-0.kafka:9093,kafka-1.kafka:9093",
                    "OUTBOX_SCHEMA": "orders_outbox", "OUTBOX_RETRY_MAX_MS": "3600000",
                    "OUTBOX_SHUTDOWN_TIMEOUT_MS": "60000", "OUTBOX_ROUTES": "order.*=orders,user.created=users",
@@ -623,11 +626,11 @@ def main():
         "replicas": 2, "port": 9400, "db_ref": ("test-outbox-relay", "OUTBOX_DATABASE_URL"), "db_url": DB_URL,
         "migrate_url": MIGRATE_URL, "pdb": True, "migration": True, "monitoring": False, "dashboard": True,
     }, known, prefixes)
-    monitoring.check_dashboard(c, dash, a.chart, series)
+    monitoring.check_dashboard(c, dash, a.chart, series, documented)
     dash = render(*required, "--set", "grafanaDashboard.enabled=true,grafanaDashboard.label=dashboards",
                   "--set", "grafanaDashboard.labelValue=outbox,grafanaDashboard.namespace=monitoring",
                   "--set", "grafanaDashboard.annotations.grafana_folder=Outbox")
-    monitoring.check_dashboard(c, dash, a.chart, series, ("dashboards", "outbox"), "monitoring")
+    monitoring.check_dashboard(c, dash, a.chart, series, documented, ("dashboards", "outbox"), "monitoring")
     cm = next((d for d in dash.all("ConfigMap") if d["metadata"]["name"].endswith("-dashboard")), {})
     c.eq(cm.get("metadata", {}).get("annotations"), {"grafana_folder": "Outbox"}, "grafanaDashboard.annotations")
 

@@ -17,6 +17,10 @@ AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count"
 KEYWORDS = AGGREGATIONS | {"by", "without", "on", "ignoring", "group_left", "group_right", "bool",
                            "offset", "and", "or", "unless", "inf", "nan", "atan2"}
 RATE_FUNCS = ("rate", "irate", "increase")
+# Labels Prometheus adds to every scraped series (the job and instance of any
+# scrape; kubernetes_sd and a ServiceMonitor's namespace, pod, service,
+# endpoint, container): a query may use them though the relay exports none.
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
 
 
 def exported_series(metrics_text):
@@ -36,6 +40,66 @@ def exported_series(metrics_text):
             out[name] = kind
     for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", metrics_text, re.M):
         out.setdefault(m.group(1), "untyped")
+    return out
+
+
+def scraped_labels(metrics_text):
+    """{series name: label names} of the samples of a /metrics page."""
+    out = {}
+    for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ", metrics_text, re.M):
+        labels = set(re.findall(r'([a-zA-Z_]\w*)="(?:[^"\\]|\\.)*"', m.group(2) or ""))
+        out.setdefault(m.group(1), set()).update(labels)
+    return out
+
+
+def documented_metrics(docs_text):
+    """{family: label names} of the metrics table of docs/operations.md,
+    "Metrics and alerts": each backquoted `outbox_relay_x{a,b}` of a row's
+    first cell."""
+    section = docs_text.split("## Metrics and alerts", 1)[-1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        cells = line.split("|")
+        if len(cells) < 3 or not line.startswith("| `outbox_relay_"):
+            continue
+        for name, labels in re.findall(r"`(outbox_relay_\w+)(?:\{([^}]*)\})?`", cells[1]):
+            out[name] = {x.strip() for x in labels.split(",") if x.strip()}
+    return out
+
+
+def family_of(name, series):
+    """The family a series belongs to (a histogram's _bucket/_sum/_count)."""
+    if series.get(name) in ("histogram", "summary"):
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+    return name
+
+
+def check_documented(c, series, seen, docs_path):
+    """Every family the relay exports has a row in docs/operations.md's
+    metrics table, naming every label its samples carry."""
+    with open(docs_path) as f:
+        documented = documented_metrics(f.read())
+    for name in sorted({family_of(n, series) for n in series}):
+        c.check(name in documented, f"docs/operations.md's metrics table lists {name}")
+    for name, labels in seen.items():
+        extra = labels - documented.get(family_of(name, series), set()) - {"le"}
+        c.eq(sorted(extra), [], f"labels of {name} the metrics table does not name")
+    return documented
+
+
+def used_labels(expr, legend=""):
+    """Label names an expression groups, joins or matches by, and a Grafana
+    legend ({{label}}) or an alert's annotation ({{ $labels.label }}) shows."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    out = set()
+    for m in re.finditer(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)", e):
+        out |= {x.strip() for x in m.group(1).split(",") if x.strip()}
+    for m in re.finditer(r"\{([^{}]*)\}", e):
+        out |= set(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", m.group(1)))
+    out |= set(re.findall(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", legend or ""))
+    out |= set(re.findall(r"\$labels\.([A-Za-z_]\w*)", legend or ""))
     return out
 
 
@@ -73,6 +137,8 @@ def self_test(c):
     c.eq(variable_expr('label_values(outbox_relay_leader{namespace=~"$namespace"}, job)'),
          'outbox_relay_leader{namespace=~"$namespace"}', "label_values' series")
     c.eq(variable_expr("label_values(namespace)"), None, "label_values without a series")
+    c.eq(used_labels('sum by (topic, le) (rate(x{job="a", namespace=~"b|c"}[1m])) / on(pod) y', "{{ topic }} {{le}} {{ $labels.pod }}"),
+         {"topic", "le", "job", "namespace", "pod"}, "labels used")
 
 
 def variable_expr(query):
@@ -87,7 +153,7 @@ def variable_expr(query):
     return None
 
 
-def check_expr(c, expr, series, what):
+def check_expr(c, expr, series, what, documented=None, legend=""):
     """One PromQL expression: balanced, names at least one relay series and
     nothing the relay does not export, reads counters and buckets only through
     rate()/increase(), takes quantiles from buckets grouped by le."""
@@ -104,6 +170,14 @@ def check_expr(c, expr, series, what):
             c.check(in_rate, f"{what}: {m.group(1)} ({kind}) is read through rate() or increase()")
         elif kind == "gauge":
             c.check(not in_rate, f"{what}: gauge {m.group(1)} is not read through rate() or increase()")
+    if documented is not None:
+        allowed = set(TARGET_LABELS)
+        for n in names:
+            allowed |= documented.get(family_of(n, series), set())
+            if n.endswith("_bucket"):
+                allowed.add("le")
+        labels = used_labels(expr, legend)
+        c.eq(sorted(labels - allowed), [], f"{what}: labels its metrics do not carry")
     if "histogram_quantile" in expr:
         used = [n for n in names if n.startswith("outbox_relay_")]
         c.check(used and all(n.endswith("_bucket") and series.get(n) == "histogram" for n in used),
@@ -119,7 +193,7 @@ def panels_of(dash):
         yield from p.get("panels") or []  # collapsed rows hold their panels
 
 
-def check_dashboard(c, r, chart, series, label=("grafana_dashboard", "1"), namespace="default"):
+def check_dashboard(c, r, chart, series, documented, label=("grafana_dashboard", "1"), namespace="default"):
     """The dashboard ConfigMap of render r: labelled for the sidecar, holding
     the chart's dashboard file verbatim (the one source, which docs/grafana/
     links to), a valid dashboard whose every query the relay can answer."""
@@ -159,7 +233,7 @@ def check_dashboard(c, r, chart, series, label=("grafana_dashboard", "1"), names
         c.eq(v.get("datasource"), ds_ref, f"variable {name} uses the datasource variable")
         e = variable_expr(v.get("query"))
         if c.check(e, f"variable {name}: a label_values(series, label) query"):
-            exprs.append((f"variable {name}", e))
+            exprs.append((f"variable {name}", e, "", name))
     ids, used = set(), set()
     for p in panels_of(dash):
         title = p.get("title")
@@ -173,9 +247,11 @@ def check_dashboard(c, r, chart, series, label=("grafana_dashboard", "1"), names
         c.check(targets, f"panel {title!r} has queries")
         for t in targets:
             c.eq(t.get("datasource", ds_ref), ds_ref, f"panel {title!r} query {t.get('refId')} datasource")
-            exprs.append((f"panel {title!r}", t.get("expr", "")))
-    for what, e in exprs:
-        names = check_expr(c, e, series, what)
+            exprs.append((f"panel {title!r}", t.get("expr", ""), t.get("legendFormat", ""), None))
+    for what, e, legend, var_label in exprs:
+        names = check_expr(c, e, series, what, documented, legend)
+        if var_label:
+            c.check(var_label in TARGET_LABELS, f"{what}: lists values of a label every series has")
         used |= names
         if what.startswith("panel"):
             for var in ("namespace", "instance"):
@@ -186,7 +262,7 @@ def check_dashboard(c, r, chart, series, label=("grafana_dashboard", "1"), names
                  "outbox_relay_messages_dead_lettered_total", "outbox_relay_leader",
                  "outbox_relay_publish_ack_seconds_bucket"):
         c.check(need in used, f"the dashboard shows {need}")
-    c.check(any("histogram_quantile" in e for _, e in exprs), "latency quantiles from histogram buckets")
+    c.check(any("histogram_quantile" in x[1] for x in exprs), "latency quantiles from histogram buckets")
 
 
 def strip_selectors(expr):
@@ -194,7 +270,7 @@ def strip_selectors(expr):
     return re.sub(r"\{[^{}]*\}", "", expr)
 
 
-def check_rules(c, r, series, docs_path, lag_threshold):
+def check_rules(c, r, series, documented, docs_path, lag_threshold):
     """The PrometheusRule: each expression as check_expr wants, and the same
     alerts (name, expression without the chart's selectors, for) as the rules
     docs/operations.md shows and its table documents."""
@@ -204,7 +280,8 @@ def check_rules(c, r, series, docs_path, lag_threshold):
     alerts = [x for g in rules[0]["spec"]["groups"] for x in g["rules"]]
     used = set()
     for a in alerts:
-        used |= check_expr(c, a["expr"], series, f"alert {a.get('alert')}")
+        legend = " ".join(str(v) for v in (a.get("annotations") or {}).values())
+        used |= check_expr(c, a["expr"], series, f"alert {a.get('alert')}", documented, legend)
         c.check('namespace="' in a["expr"] and 'job="' in a["expr"],
                 f"alert {a.get('alert')} selects the release's namespace and job: {a['expr']!r}")
     c.check("outbox_relay_oldest_pending_age_seconds" in used, "an alert on outbox lag")
