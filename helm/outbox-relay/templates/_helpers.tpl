@@ -21,6 +21,11 @@ the Secret's name and the checks that stop a release with a clear message.
 {{- end }}
 {{- end }}
 
+{{/* The Grafana dashboard's ConfigMap: "<fullname>-dashboard", within 63 characters. */}}
+{{- define "outbox-relay.dashboardName" -}}
+{{- printf "%s-dashboard" (include "outbox-relay.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "outbox-relay.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
