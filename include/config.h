@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#define CONFIG_MUSTCHECK __attribute__((warn_unused_result))
+#include "compiler.h"
+#include "log.h"
 
 /* A "name=value" pair kept in order (routing rules, librdkafka properties). */
 struct config_kv {
@@ -17,8 +18,6 @@ struct config_kv {
         char *value;
         int from_file; /* value read from a file: a secret, never echoed */
 };
-
-enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 
 struct config {
         char *database_url;         /* libpq conninfo or postgres:// URL; holds secrets */
@@ -51,7 +50,7 @@ struct config {
         int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
         char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
         char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */
-        enum config_log_level log_level;
+        enum log_level log_level;
         struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;
         struct config_kv *kafka_props; /* passed to rd_kafka_conf_set unchanged */
@@ -74,19 +73,19 @@ struct config {
 /* What a command needs; config_validate checks the matching required settings. */
 enum config_need { CONFIG_NEED_DB = 1, CONFIG_NEED_KAFKA = 2 };
 
-struct config *config_new(void);
+struct config *config_new(void) OUTBOX_MUST_CHECK;
 void config_free(struct config *cfg);
 
 /* Reads OUTBOX_* environment variables, then argv flags (which win).
  * argv[0] is the first flag (the command has been taken off already).
  * Returns 0, or -1 with errbuf naming the setting that was wrong. */
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
-                 size_t errsz) CONFIG_MUSTCHECK;
+                 size_t errsz) OUTBOX_MUST_CHECK;
 
 /* Checks ranges and cross-field rules, parses the database URL and every
  * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
 int config_validate(const struct config *cfg, int need, char *errbuf,
-                    size_t errsz) CONFIG_MUSTCHECK;
+                    size_t errsz) OUTBOX_MUST_CHECK;
 
 /* The transactional.id of --exactly-once: --transactional-id, or
  * outbox-relay.<schema>. Writes it to buf. */
@@ -96,7 +95,7 @@ const char *config_transactional_id(const struct config *cfg, char *buf, size_t 
  * sockaddr_in or sockaddr_in6) and *len. Returns 0, or -1 with errbuf
  * naming --http-listen. */
 int config_listen_addr(const char *v, struct sockaddr_storage *addr, socklen_t *len, char *errbuf,
-                       size_t errsz) CONFIG_MUSTCHECK;
+                       size_t errsz) OUTBOX_MUST_CHECK;
 
 void config_print_help(FILE *out);
 /* The README's configuration table, generated from the same table. */

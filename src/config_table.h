@@ -58,6 +58,6 @@ extern const size_t config_n_settings;
  * NUL byte is an error. *out is malloc'ed. Errors name src and the path,
  * never the content. */
 int config_read_file(const char *path, const char *src, char **out, char *errbuf,
-                     size_t errsz) CONFIG_MUSTCHECK;
+                     size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif
