@@ -73,11 +73,25 @@ struct config {
 /* What a command needs; config_validate checks the matching required settings. */
 enum config_need { CONFIG_NEED_DB = 1, CONFIG_NEED_KAFKA = 2 };
 
+/* The commands, as bits: which settings a command reads (for its --help). */
+enum config_command {
+        CONFIG_CMD_RUN = 1,
+        CONFIG_CMD_MIGRATE = 2,
+        CONFIG_CMD_REPLAY = 4,
+        CONFIG_CMD_STATUS = 8,
+        CONFIG_CMD_DLQ = 16,
+        CONFIG_CMD_ALL = 31
+};
+
 struct config *config_new(void) OUTBOX_MUST_CHECK;
 void config_free(struct config *cfg);
 
-/* Reads OUTBOX_* environment variables, then argv flags (which win).
- * argv[0] is the first flag (the command has been taken off already).
+/* Reads OUTBOX_* environment variables, then argv flags (which win), with
+ * getopt_long: --name=VALUE, --name VALUE, -X VALUE, -XVALUE; exact names
+ * only; "--" ends the options. argv[0] is the first flag (the command has
+ * been taken off already); arguments that are not options go to cfg->args
+ * in order. --help and -h are passed over (see config_wants_help).
+ * Not thread-safe: getopt_long keeps its state in globals.
  * Returns 0, or -1 with errbuf naming the setting that was wrong. */
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
                  size_t errsz) OUTBOX_MUST_CHECK;
@@ -97,7 +111,13 @@ const char *config_transactional_id(const struct config *cfg, char *buf, size_t 
 int config_listen_addr(const char *v, struct sockaddr_storage *addr, socklen_t *len, char *errbuf,
                        size_t errsz) OUTBOX_MUST_CHECK;
 
-void config_print_help(FILE *out);
+/* 1 when argv (as for config_parse) holds --help or -h as an option, not
+ * as the value of another and not after "--": even where config_parse
+ * would fail, so that the help of a command is always reachable. */
+int config_wants_help(int argc, char **argv);
+
+/* The options read by any of the commands (CONFIG_CMD_* bits). */
+void config_print_help(FILE *out, unsigned commands);
 /* The README's configuration table, generated from the same table. */
 void config_print_markdown(FILE *out);
 

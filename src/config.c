@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,81 +401,6 @@ static int parse_env(struct config *cfg, struct parse_state *ps, char *errbuf, s
         return 0;
 }
 
-static const struct setting *find_long(const char *name, size_t len)
-{
-        for (size_t i = 0; i < config_n_settings; i++)
-                if (strlen(config_settings[i].flag) == len &&
-                    strncmp(config_settings[i].flag, name, len) == 0)
-                        return &config_settings[i];
-        return NULL;
-}
-
-static const struct setting *find_short(char c)
-{
-        for (size_t i = 0; i < config_n_settings; i++)
-                if (config_settings[i].short_flag != 0 && config_settings[i].short_flag == c)
-                        return &config_settings[i];
-        return NULL;
-}
-
-static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t errsz)
-{
-        if (cfg->args == NULL && (cfg->args = calloc((size_t)argc, sizeof(char *))) == NULL) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        cfg->args[cfg->n_args++] = arg;
-        return 0;
-}
-
-/* One argv element (and its value, which may be the next one): returns how
- * many elements were used, or -1. */
-static int parse_flag(struct config *cfg, struct parse_state *ps, int argc, char **argv, int i,
-                      char *errbuf, size_t errsz)
-{
-        const char *arg = argv[i], *value = NULL, *eq = NULL;
-        const struct setting *s;
-        char src[64];
-        int used = 1;
-
-        if (arg[1] == '-') {
-                eq = strchr(arg + 2, '=');
-                s = find_long(arg + 2, eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2));
-                snprintf(src, sizeof(src), "--%.*s",
-                         (int)(eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
-                if (eq != NULL)
-                        value = eq + 1;
-        } else {
-                s = arg[1] != '\0' ? find_short(arg[1]) : NULL;
-                snprintf(src, sizeof(src), "-%c", arg[1]);
-                if (s != NULL && arg[2] != '\0')
-                        value = arg + 2;
-        }
-        if (s == NULL) {
-                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
-                return -1;
-        }
-        if (s->type == T_BOOL) {
-                if (value != NULL) {
-                        snprintf(errbuf, errsz, "option %s takes no value", src);
-                        return -1;
-                }
-        } else if (value == NULL) {
-                /* "--a --b": a flag is never taken as the value of another. */
-                if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                        value = argv[i + 1];
-                        used = 2;
-                }
-        }
-        if (s->type != T_BOOL && (value == NULL || value[0] == '\0')) {
-                snprintf(errbuf, errsz, "option %s needs a value (%s %s)", src, src, s->metavar);
-                return -1;
-        }
-        if (set_value(cfg, ps, s, value, src, 1, errbuf, errsz) != 0)
-                return -1;
-        return used;
-}
-
 /* --database-url and --database-url-file: one source may give only one of
  * them, a flag of either form overrides the environment's, and then the URL
  * is read from the file. */
@@ -503,29 +429,206 @@ static int resolve_url_file(struct config *cfg, const struct parse_state *ps, ch
         return config_read_file(*path, src, url, errbuf, errsz);
 }
 
+static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t errsz)
+{
+        if (cfg->args == NULL && (cfg->args = calloc((size_t)argc, sizeof(char *))) == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        cfg->args[cfg->n_args++] = arg;
+        return 0;
+}
+
+/* ---- the command line, read by getopt_long ---- */
+
+/* A long option's val is OPT_SETTING + the setting's index: above every
+ * short option's letter, so the two cannot be confused. */
+enum { OPT_HELP = 'h', OPT_SETTING = 256 };
+
+enum scan_item { SCAN_END, SCAN_SETTING, SCAN_ARG, SCAN_HELP, SCAN_ERROR };
+
+/* getopt_long's view of argv: its option table, made from the settings
+ * table, and argv with a program name in front (getopt starts at 1). */
+struct scan {
+        struct option *opts;
+        char optstring[32];
+        int argc;
+        char **argv;
+        int rest; /* after "--": the index of the next positional argument */
+};
+
+static int scan_init(struct scan *sc, int argc, char **argv, char *errbuf, size_t errsz)
+{
+        size_t n = 0, k = 0;
+
+        /* '-': positional arguments come back in order (code 1) whatever
+         * POSIXLY_CORRECT says; ':': a missing value is ':', not '?'. */
+        sc->optstring[k++] = '-';
+        sc->optstring[k++] = ':';
+        sc->optstring[k++] = OPT_HELP;
+        sc->rest = -1;
+        sc->opts = calloc(config_n_settings + 2, sizeof(*sc->opts));
+        sc->argv = calloc((size_t)argc + 2, sizeof(*sc->argv));
+        if (sc->opts == NULL || sc->argv == NULL) {
+                free(sc->opts);
+                free(sc->argv);
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        for (size_t i = 0; i < config_n_settings; i++) {
+                const struct setting *s = &config_settings[i];
+
+                sc->opts[n++] =
+                    (struct option){s->flag, s->type == T_BOOL ? no_argument : required_argument,
+                                    NULL, OPT_SETTING + (int)i};
+                if (s->short_flag != 0 && k + 3 < sizeof(sc->optstring)) {
+                        sc->optstring[k++] = s->short_flag;
+                        if (s->type != T_BOOL)
+                                sc->optstring[k++] = ':';
+                }
+        }
+        sc->opts[n] = (struct option){"help", no_argument, NULL, OPT_HELP};
+        sc->optstring[k] = '\0';
+        sc->argv[0] = "outbox-relay";
+        memcpy(sc->argv + 1, argv, (size_t)argc * sizeof(*argv));
+        sc->argc = argc + 1;
+        optind = 0; /* glibc: start over, whatever an earlier scan left */
+        opterr = 0; /* errors go to errbuf as one line, not to stderr */
+        return 0;
+}
+
+static void scan_free(struct scan *sc)
+{
+        free(sc->opts);
+        free(sc->argv);
+}
+
+static const struct setting *short_setting(int c)
+{
+        for (size_t i = 0; i < config_n_settings; i++)
+                if (config_settings[i].short_flag == c)
+                        return &config_settings[i];
+        return NULL;
+}
+
+/* The next item of the command line: a setting and its value (*value NULL
+ * for a flag without one), a positional argument (*value), --help, the
+ * end, or an error in errbuf naming the option. src receives the option as
+ * typed without its value, for messages. */
+static enum scan_item scan_next(struct scan *sc, const struct setting **s, char **value, char *src,
+                                size_t srcsz, char *errbuf, size_t errsz)
+{
+        int at = optind > 0 ? optind : 1, idx = -1, c;
+        const char *elem;
+        size_t len = 0;
+        int is_long;
+
+        if (sc->rest >= 0) {
+                if (sc->rest >= sc->argc)
+                        return SCAN_END;
+                *value = sc->argv[sc->rest++];
+                return SCAN_ARG;
+        }
+        c = getopt_long(sc->argc, sc->argv, sc->optstring, sc->opts, &idx);
+        if (c == -1) {
+                sc->rest = optind; /* after "--", or the end */
+                return scan_next(sc, s, value, src, srcsz, errbuf, errsz);
+        }
+        if (c == 1) {
+                *value = optarg;
+                return SCAN_ARG;
+        }
+        /* A long option's element is argv[at]; a short one may sit inside
+         * a cluster ("-Xname=v"), which getopt has already stepped past. */
+        elem = at < sc->argc ? sc->argv[at] : NULL;
+        is_long = elem != NULL && strncmp(elem, "--", 2) == 0;
+        if (is_long) {
+                len = strcspn(elem + 2, "=");
+                snprintf(src, srcsz, "--%.*s", (int)(len < 60 ? len : 60), elem + 2);
+        } else {
+                snprintf(src, srcsz, "-%c", c == '?' || c == ':' ? optopt : c);
+        }
+        if (c == '?' && optopt >= OPT_SETTING) {
+                snprintf(errbuf, errsz, "option %s takes no value", src);
+                return SCAN_ERROR;
+        }
+        if (c == '?' && optopt == OPT_HELP && is_long) {
+                snprintf(errbuf, errsz, "option --help takes no value");
+                return SCAN_ERROR;
+        }
+        /* getopt_long also takes a unique prefix ("--dry" for --dry-run);
+         * we do not: "--max 300000" meant for --retry-max-ms would set
+         * --max-attempts, and a prefix that works today breaks (or changes
+         * meaning) when a setting is added. */
+        if (c == '?' || (idx >= 0 && strlen(sc->opts[idx].name) != len)) {
+                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
+                return SCAN_ERROR;
+        }
+        *s = c == ':'           ? (optopt >= OPT_SETTING ? &config_settings[optopt - OPT_SETTING]
+                                                         : short_setting(optopt))
+             : c >= OPT_SETTING ? &config_settings[c - OPT_SETTING]
+                                : short_setting(c);
+        if (c == OPT_HELP)
+                return SCAN_HELP;
+        *value = c == ':' ? NULL : optarg;
+        if ((*s)->type == T_BOOL)
+                return SCAN_SETTING;
+        /* "--a --b": a flag is never taken as the value of another. */
+        if (*value != NULL && optind == at + 2 && strncmp(*value, "--", 2) == 0) {
+                optind--;
+                *value = NULL;
+        }
+        if (*value == NULL || (*value)[0] == '\0') {
+                snprintf(errbuf, errsz, "option %s needs a value (%s %s)", src, src, (*s)->metavar);
+                return SCAN_ERROR;
+        }
+        return SCAN_SETTING;
+}
+
+int config_wants_help(int argc, char **argv)
+{
+        struct scan sc;
+        const struct setting *s;
+        char *value, src[64], err[256];
+        enum scan_item it;
+        int help = 0;
+
+        if (scan_init(&sc, argc, argv, err, sizeof(err)) != 0)
+                return 0;
+        /* An error does not hide a --help that follows: whoever added it
+         * to a failing command line wants the help. */
+        while ((it = scan_next(&sc, &s, &value, src, sizeof(src), err, sizeof(err))) != SCAN_END)
+                if (it == SCAN_HELP)
+                        help = 1;
+        scan_free(&sc);
+        return help;
+}
+
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf, size_t errsz)
 {
         struct parse_state ps = {0, 0, 0, 0};
-        int i = 0, only_args = 0;
+        const struct setting *s = NULL;
+        struct scan sc;
+        char *value = NULL, src[64];
+        enum scan_item it;
+        int rc = -1;
 
-        if (parse_env(cfg, &ps, errbuf, errsz) != 0)
+        if (parse_env(cfg, &ps, errbuf, errsz) != 0 ||
+            scan_init(&sc, argc, argv, errbuf, errsz) != 0)
                 return -1;
-        while (i < argc) {
-                int used = 1;
-
-                if (!only_args && strcmp(argv[i], "--") == 0) {
-                        only_args = 1;
-                } else if (only_args || argv[i][0] != '-') {
-                        if (add_arg(cfg, argc, argv[i], errbuf, errsz) != 0)
-                                return -1;
-                } else {
-                        used = parse_flag(cfg, &ps, argc, argv, i, errbuf, errsz);
-                        if (used < 0)
-                                return -1;
-                }
-                i += used;
+        /* SCAN_HELP is passed over: main answers --help before parsing
+         * (config_wants_help), so that a bad setting cannot hide it. */
+        while ((it = scan_next(&sc, &s, &value, src, sizeof(src), errbuf, errsz)) != SCAN_END) {
+                if (it == SCAN_ERROR ||
+                    (it == SCAN_ARG && add_arg(cfg, argc, value, errbuf, errsz) != 0) ||
+                    (it == SCAN_SETTING &&
+                     set_value(cfg, &ps, s, value, src, 1, errbuf, errsz) != 0))
+                        goto out;
         }
-        return resolve_url_file(cfg, &ps, errbuf, errsz);
+        rc = resolve_url_file(cfg, &ps, errbuf, errsz);
+out:
+        scan_free(&sc);
+        return rc;
 }
 
 /* ---- validation ---- */

@@ -78,7 +78,7 @@ static void synopsis(const struct setting *s, char *buf, size_t sz)
                  s->metavar != NULL ? s->metavar : "");
 }
 
-void config_print_help(FILE *out)
+void config_print_help(FILE *out, unsigned commands)
 {
         unsigned section = 0;
 
@@ -91,6 +91,8 @@ void config_print_help(FILE *out)
                 const struct setting *s = &config_settings[i];
                 char syn[64], desc[1024];
 
+                if ((s->cmds & commands) == 0)
+                        continue;
                 if (s->cmds != section) {
                         section = s->cmds;
                         fprintf(out, "\nOptions for %s:\n", commands_text(section));

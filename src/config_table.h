@@ -23,7 +23,14 @@ enum setting_type {
 };
 
 /* Which commands read a setting: only for --help and the README. */
-enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
+enum {
+        C_RUN = CONFIG_CMD_RUN,
+        C_MIGRATE = CONFIG_CMD_MIGRATE,
+        C_REPLAY = CONFIG_CMD_REPLAY,
+        C_STATUS = CONFIG_CMD_STATUS,
+        C_DLQ = CONFIG_CMD_DLQ,
+        C_ALL = CONFIG_CMD_ALL
+};
 
 #define KPROP_ENV_PREFIX "OUTBOX_RDKAFKA_"
 /* OUTBOX_RDKAFKA_<NAME>_FILE: no librdkafka property name ends in "file"

@@ -37,7 +37,7 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
 struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
 {
         struct relay *r = calloc(1, sizeof(*r));
-        sigset_t mask;
+        sigset_t mask, blocked;
 
         if (r == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
@@ -49,10 +49,15 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
-        /* Blocked before librdkafka starts its threads, so they inherit it
-         * and the signals reach only the signalfd. */
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
-            (r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        /* main blocks them, first thing and before any thread starts (so
+         * librdkafka's inherit the mask); unblocked, they would kill the
+         * process instead of reaching the signalfd. */
+        if (sigprocmask(SIG_BLOCK, NULL, &blocked) != 0 || !sigismember(&blocked, SIGTERM) ||
+            !sigismember(&blocked, SIGINT)) {
+                snprintf(errbuf, errsz, "SIGTERM and SIGINT must be blocked before relay_new");
+                goto fail;
+        }
+        if ((r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
                 snprintf(errbuf, errsz, "signalfd: %s", strerror(errno));
                 goto fail;
         }
