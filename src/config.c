@@ -5,7 +5,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,195 +438,32 @@ static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t
         return 0;
 }
 
-/* ---- the command line, read by getopt_long ---- */
-
-/* A long option's val is OPT_SETTING + the setting's index: above every
- * short option's letter, so the two cannot be confused. */
-enum { OPT_HELP = 'h', OPT_SETTING = 256 };
-
-enum scan_item { SCAN_END, SCAN_SETTING, SCAN_ARG, SCAN_HELP, SCAN_ERROR };
-
-/* getopt_long's view of argv: its option table, made from the settings
- * table, and argv with a program name in front (getopt starts at 1). */
-struct scan {
-        struct option *opts;
-        char optstring[32];
-        int argc;
-        char **argv;
-        int rest; /* after "--": the index of the next positional argument */
-};
-
-static int scan_init(struct scan *sc, int argc, char **argv, char *errbuf, size_t errsz)
-{
-        size_t n = 0, k = 0;
-
-        /* '-': positional arguments come back in order (code 1) whatever
-         * POSIXLY_CORRECT says; ':': a missing value is ':', not '?'. */
-        sc->optstring[k++] = '-';
-        sc->optstring[k++] = ':';
-        sc->optstring[k++] = OPT_HELP;
-        sc->rest = -1;
-        sc->opts = calloc(config_n_settings + 2, sizeof(*sc->opts));
-        sc->argv = calloc((size_t)argc + 2, sizeof(*sc->argv));
-        if (sc->opts == NULL || sc->argv == NULL) {
-                free(sc->opts);
-                free(sc->argv);
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        for (size_t i = 0; i < config_n_settings; i++) {
-                const struct setting *s = &config_settings[i];
-
-                sc->opts[n++] =
-                    (struct option){s->flag, s->type == T_BOOL ? no_argument : required_argument,
-                                    NULL, OPT_SETTING + (int)i};
-                if (s->short_flag != 0 && k + 3 < sizeof(sc->optstring)) {
-                        sc->optstring[k++] = s->short_flag;
-                        if (s->type != T_BOOL)
-                                sc->optstring[k++] = ':';
-                }
-        }
-        sc->opts[n] = (struct option){"help", no_argument, NULL, OPT_HELP};
-        sc->optstring[k] = '\0';
-        sc->argv[0] = "outbox-relay";
-        memcpy(sc->argv + 1, argv, (size_t)argc * sizeof(*argv));
-        sc->argc = argc + 1;
-        optind = 0; /* glibc: start over, whatever an earlier scan left */
-        opterr = 0; /* errors go to errbuf as one line, not to stderr */
-        return 0;
-}
-
-static void scan_free(struct scan *sc)
-{
-        free(sc->opts);
-        free(sc->argv);
-}
-
-static const struct setting *short_setting(int c)
-{
-        for (size_t i = 0; i < config_n_settings; i++)
-                if (config_settings[i].short_flag == c)
-                        return &config_settings[i];
-        return NULL;
-}
-
-/* The next item of the command line: a setting and its value (*value NULL
- * for a flag without one), a positional argument (*value), --help, the
- * end, or an error in errbuf naming the option. src receives the option as
- * typed without its value, for messages. */
-static enum scan_item scan_next(struct scan *sc, const struct setting **s, char **value, char *src,
-                                size_t srcsz, char *errbuf, size_t errsz)
-{
-        int at = optind > 0 ? optind : 1, idx = -1, c;
-        const char *elem;
-        size_t len = 0;
-        int is_long;
-
-        if (sc->rest >= 0) {
-                if (sc->rest >= sc->argc)
-                        return SCAN_END;
-                *value = sc->argv[sc->rest++];
-                return SCAN_ARG;
-        }
-        c = getopt_long(sc->argc, sc->argv, sc->optstring, sc->opts, &idx);
-        if (c == -1) {
-                sc->rest = optind; /* after "--", or the end */
-                return scan_next(sc, s, value, src, srcsz, errbuf, errsz);
-        }
-        if (c == 1) {
-                *value = optarg;
-                return SCAN_ARG;
-        }
-        /* A long option's element is argv[at]; a short one may sit inside
-         * a cluster ("-Xname=v"), which getopt has already stepped past. */
-        elem = at < sc->argc ? sc->argv[at] : NULL;
-        is_long = elem != NULL && strncmp(elem, "--", 2) == 0;
-        if (is_long) {
-                len = strcspn(elem + 2, "=");
-                snprintf(src, srcsz, "--%.*s", (int)(len < 60 ? len : 60), elem + 2);
-        } else {
-                snprintf(src, srcsz, "-%c", c == '?' || c == ':' ? optopt : c);
-        }
-        if (c == '?' && optopt >= OPT_SETTING) {
-                snprintf(errbuf, errsz, "option %s takes no value", src);
-                return SCAN_ERROR;
-        }
-        if (c == '?' && optopt == OPT_HELP && is_long) {
-                snprintf(errbuf, errsz, "option --help takes no value");
-                return SCAN_ERROR;
-        }
-        /* getopt_long also takes a unique prefix ("--dry" for --dry-run);
-         * we do not: "--max 300000" meant for --retry-max-ms would set
-         * --max-attempts, and a prefix that works today breaks (or changes
-         * meaning) when a setting is added. */
-        if (c == '?' || (idx >= 0 && strlen(sc->opts[idx].name) != len)) {
-                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
-                return SCAN_ERROR;
-        }
-        *s = c == ':'           ? (optopt >= OPT_SETTING ? &config_settings[optopt - OPT_SETTING]
-                                                         : short_setting(optopt))
-             : c >= OPT_SETTING ? &config_settings[c - OPT_SETTING]
-                                : short_setting(c);
-        if (c == OPT_HELP)
-                return SCAN_HELP;
-        *value = c == ':' ? NULL : optarg;
-        if ((*s)->type == T_BOOL)
-                return SCAN_SETTING;
-        /* "--a --b": a flag is never taken as the value of another. */
-        if (*value != NULL && optind == at + 2 && strncmp(*value, "--", 2) == 0) {
-                optind--;
-                *value = NULL;
-        }
-        if (*value == NULL || (*value)[0] == '\0') {
-                snprintf(errbuf, errsz, "option %s needs a value (%s %s)", src, src, (*s)->metavar);
-                return SCAN_ERROR;
-        }
-        return SCAN_SETTING;
-}
-
-int config_wants_help(int argc, char **argv)
-{
-        struct scan sc;
-        const struct setting *s;
-        char *value, src[64], err[256];
-        enum scan_item it;
-        int help = 0;
-
-        if (scan_init(&sc, argc, argv, err, sizeof(err)) != 0)
-                return 0;
-        /* An error does not hide a --help that follows: whoever added it
-         * to a failing command line wants the help. */
-        while ((it = scan_next(&sc, &s, &value, src, sizeof(src), err, sizeof(err))) != SCAN_END)
-                if (it == SCAN_HELP)
-                        help = 1;
-        scan_free(&sc);
-        return help;
-}
-
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf, size_t errsz)
 {
         struct parse_state ps = {0, 0, 0, 0};
         const struct setting *s = NULL;
-        struct scan sc;
+        struct config_args *args;
         char *value = NULL, src[64];
-        enum scan_item it;
+        enum config_arg it;
         int rc = -1;
 
         if (parse_env(cfg, &ps, errbuf, errsz) != 0 ||
-            scan_init(&sc, argc, argv, errbuf, errsz) != 0)
+            (args = config_args_new(argc, argv, errbuf, errsz)) == NULL)
                 return -1;
-        /* SCAN_HELP is passed over: main answers --help before parsing
+        /* CONFIG_ARG_HELP is passed over: main answers --help before parsing
          * (config_wants_help), so that a bad setting cannot hide it. */
-        while ((it = scan_next(&sc, &s, &value, src, sizeof(src), errbuf, errsz)) != SCAN_END) {
-                if (it == SCAN_ERROR ||
-                    (it == SCAN_ARG && add_arg(cfg, argc, value, errbuf, errsz) != 0) ||
-                    (it == SCAN_SETTING &&
+        while ((it = config_args_next(args, &s, &value, src, sizeof(src), errbuf, errsz)) !=
+               CONFIG_ARG_END) {
+                if (it == CONFIG_ARG_ERROR ||
+                    (it == CONFIG_ARG_POSITIONAL &&
+                     add_arg(cfg, argc, value, errbuf, errsz) != 0) ||
+                    (it == CONFIG_ARG_SETTING &&
                      set_value(cfg, &ps, s, value, src, 1, errbuf, errsz) != 0))
                         goto out;
         }
         rc = resolve_url_file(cfg, &ps, errbuf, errsz);
 out:
-        scan_free(&sc);
+        config_args_free(args);
         return rc;
 }
 

@@ -67,4 +67,24 @@ extern const size_t config_n_settings;
 int config_read_file(const char *path, const char *src, char **out, char *errbuf,
                      size_t errsz) OUTBOX_MUST_CHECK;
 
+/* The command line, one item at a time (config_args.c). */
+enum config_arg {
+        CONFIG_ARG_END,
+        CONFIG_ARG_SETTING,    /* *s, and *value (NULL for a flag without one) */
+        CONFIG_ARG_POSITIONAL, /* *value: not an option, or after "--" */
+        CONFIG_ARG_HELP,       /* --help or -h */
+        CONFIG_ARG_ERROR       /* errbuf names the option */
+};
+struct config_args;
+
+/* argv[0] is the first flag, as for config_parse; argv is not copied, only
+ * the array of its pointers. Resets getopt_long's global state. */
+struct config_args *config_args_new(int argc, char **argv, char *errbuf,
+                                    size_t errsz) OUTBOX_MUST_CHECK;
+void config_args_free(struct config_args *a);
+/* The next item; src receives the option as typed, without its value, for
+ * messages. */
+enum config_arg config_args_next(struct config_args *a, const struct setting **s, char **value,
+                                 char *src, size_t srcsz, char *errbuf, size_t errsz);
+
 #endif
