@@ -7,7 +7,8 @@
 #include <stddef.h>
 
 #include "compiler.h"
-#include "metrics.h"
+
+struct metrics;
 
 struct http;
 

@@ -4,11 +4,9 @@
 #include "config.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -18,8 +16,6 @@
 #include "route.h"
 
 #include "config_table.h"
-
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 /* While parsing: how many list entries came from the environment, so a flag
  * with the same name replaces the environment's entry instead of adding. */
@@ -120,67 +116,6 @@ static int kprop_from_file(struct config_kv *kv, const char *src, char *errbuf, 
         return 0;
 }
 
-static void range_text(const struct setting *s, char *buf, size_t sz)
-{
-        if (s->max == LLONG_MAX)
-                snprintf(buf, sz, "an integer >= %lld", s->min);
-        else
-                snprintf(buf, sz, "an integer from %lld to %lld", s->min, s->max);
-}
-
-static int parse_int(const struct setting *s, const char *value, const char *src, long long *out,
-                     char *errbuf, size_t errsz)
-{
-        char *end;
-        long long v;
-        char range[96];
-
-        /* strtoll alone would accept blanks, '+', trailing junk and clamp overflow. */
-        errno = 0;
-        v = strtoll(value, &end, 10);
-        if ((isdigit((unsigned char)value[0]) ||
-             (value[0] == '-' && isdigit((unsigned char)value[1]))) &&
-            *end == '\0' && errno == 0 && v >= s->min && v <= s->max) {
-                *out = v;
-                return 0;
-        }
-        range_text(s, range, sizeof(range));
-        snprintf(errbuf, errsz, "invalid value \"%.64s\" for %s: expected %s", value, src, range);
-        return -1;
-}
-
-/* "0", "90s", "15m", "12h" or "7d" into seconds. */
-static int parse_secs(const struct setting *s, const char *value, const char *src, int *out,
-                      char *errbuf, size_t errsz)
-{
-        static const struct {
-                char unit;
-                long long mult;
-        } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
-        char *end;
-        long long v;
-
-        errno = 0;
-        v = strtoll(value, &end, 10);
-        if (isdigit((unsigned char)value[0]) && errno == 0) {
-                if (*end == '\0' && v == 0) {
-                        *out = 0;
-                        return 0;
-                }
-                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-                        if (end[0] != units[i].unit || end[1] != '\0' || v > s->max / units[i].mult)
-                                continue;
-                        *out = (int)(v * units[i].mult);
-                        return 0;
-                }
-        }
-        snprintf(errbuf, errsz,
-                 "invalid value \"%.64s\" for %s: expected 0 or a number with a unit s, m, h or d "
-                 "(e.g. 7d), at most 3650d",
-                 value, src);
-        return -1;
-}
-
 /* Sets one setting from text; src names where the text came from. */
 static int set_value(struct config *cfg, struct parse_state *ps, const struct setting *s,
                      const char *value, const char *src, int from_flag, char *errbuf, size_t errsz)
@@ -206,23 +141,14 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                         ps->url_flag = 1;
                 return 0;
         case T_INT:
-                if (parse_int(s, value, src, &v, errbuf, errsz) != 0)
+                if (config_value_int(s, value, src, &v, errbuf, errsz) != 0)
                         return -1;
                 *(int *)field(cfg, s) = (int)v;
                 return 0;
         case T_ID:
-                return parse_int(s, value, src, field(cfg, s), errbuf, errsz);
+                return config_value_int(s, value, src, field(cfg, s), errbuf, errsz);
         case T_LEVEL:
-                for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-                        if (strcasecmp(value, level_names[i]) == 0) {
-                                *(enum config_log_level *)field(cfg, s) = (enum config_log_level)i;
-                                return 0;
-                        }
-                }
-                snprintf(errbuf, errsz,
-                         "invalid value \"%.64s\" for %s: expected debug, info, warn or error",
-                         value, src);
-                return -1;
+                return config_value_level(value, src, field(cfg, s), errbuf, errsz);
         case T_ROUTE:
                 if (route_parse_rule(value, &kv, msg, sizeof(msg)) != 0) {
                         snprintf(errbuf, errsz, "invalid %s: %s", src, msg);
@@ -239,19 +165,9 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                 return kv_put(&cfg->kafka_props, &cfg->n_kafka_props,
                               from_flag ? &ps->env_props : NULL, kv, errbuf, errsz);
         case T_BOOL:
-                /* A flag on the command line has no value; a variable says which. */
-                if (value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
-                        *(int *)field(cfg, s) = 1;
-                } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
-                        *(int *)field(cfg, s) = 0;
-                } else {
-                        snprintf(errbuf, errsz, "%s must be true or false, not \"%.32s\"", src,
-                                 value);
-                        return -1;
-                }
-                return 0;
+                return config_value_bool(value, src, field(cfg, s), errbuf, errsz);
         case T_SECS:
-                return parse_secs(s, value, src, field(cfg, s), errbuf, errsz);
+                return config_value_secs(s, value, src, field(cfg, s), errbuf, errsz);
         }
         return -1;
 }
@@ -671,7 +587,7 @@ static int check_ints(const struct config *cfg, char *errbuf, size_t errsz)
                 if (s->type == T_ID && v == 0) /* unset */
                         continue;
                 if (v < s->min || v > s->max) {
-                        range_text(s, range, sizeof(range));
+                        config_range_text(s, range, sizeof(range));
                         snprintf(errbuf, errsz, "--%s is %lld: expected %s", s->flag, v, range);
                         return -1;
                 }
@@ -712,13 +628,9 @@ static int check_role(const char *role, const char *what, char *errbuf, size_t e
         return -1;
 }
 
-int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
+/* Required strings are set, and no string is empty. */
+static int check_strings(const struct config *cfg, int need, char *errbuf, size_t errsz)
 {
-        struct sockaddr_storage listen_addr;
-        socklen_t listen_len;
-        struct route *rt;
-        int rc;
-
         for (size_t i = 0; i < config_n_settings; i++) {
                 const struct setting *s = &config_settings[i];
                 const char *v;
@@ -739,9 +651,19 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                         return -1;
                 }
         }
-        if (check_ints(cfg, errbuf, errsz) != 0)
+        return 0;
+}
+
+int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
+{
+        struct sockaddr_storage listen_addr;
+        socklen_t listen_len;
+        struct route *rt;
+        int rc;
+
+        if (check_strings(cfg, need, errbuf, errsz) != 0 || check_ints(cfg, errbuf, errsz) != 0)
                 return -1;
-        if ((unsigned)cfg->log_level > CONFIG_LOG_ERROR) {
+        if ((unsigned)cfg->log_level > LOG_LEVEL_ERROR) {
                 snprintf(errbuf, errsz, "--log-level is out of range");
                 return -1;
         }

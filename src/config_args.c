@@ -85,13 +85,50 @@ static const struct setting *short_setting(int c)
         return NULL;
 }
 
+/* Names the option getopt_long returned c for in src (as typed, without
+ * its value) and refuses what is not a known option given as it takes it.
+ * at: the index of its argv element; idx: its long option's, or -1.
+ * Returns 0, or -1 with errbuf. */
+static int check_option(const struct config_args *a, int c, int at, int idx, char *src,
+                        size_t srcsz, char *errbuf, size_t errsz)
+{
+        const char *elem;
+        size_t len = 0;
+        int is_long;
+
+        /* A long option's element is argv[at]; a short one may sit inside
+         * a cluster ("-Xname=v"), which getopt has already stepped past. */
+        elem = at < a->argc ? a->argv[at] : NULL;
+        is_long = elem != NULL && strncmp(elem, "--", 2) == 0;
+        if (is_long) {
+                len = strcspn(elem + 2, "=");
+                snprintf(src, srcsz, "--%.*s", (int)(len < 60 ? len : 60), elem + 2);
+        } else {
+                snprintf(src, srcsz, "-%c", c == '?' || c == ':' ? optopt : c);
+        }
+        if (c == '?' && optopt >= OPT_SETTING) {
+                snprintf(errbuf, errsz, "option %s takes no value", src);
+                return -1;
+        }
+        if (c == '?' && optopt == OPT_HELP && is_long) {
+                snprintf(errbuf, errsz, "option --help takes no value");
+                return -1;
+        }
+        /* getopt_long also takes a unique prefix ("--dry" for --dry-run);
+         * we do not: "--max 300000" meant for --retry-max-ms would set
+         * --max-attempts, and a prefix that works today breaks (or changes
+         * meaning) when a setting is added. */
+        if (c == '?' || (idx >= 0 && strlen(a->opts[idx].name) != len)) {
+                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
+                return -1;
+        }
+        return 0;
+}
+
 enum config_arg config_args_next(struct config_args *a, const struct setting **s, char **value,
                                  char *src, size_t srcsz, char *errbuf, size_t errsz)
 {
         int at = optind > 0 ? optind : 1, idx = -1, c;
-        const char *elem;
-        size_t len = 0;
-        int is_long;
 
         if (a->rest >= 0) {
                 if (a->rest >= a->argc)
@@ -108,32 +145,8 @@ enum config_arg config_args_next(struct config_args *a, const struct setting **s
                 *value = optarg;
                 return CONFIG_ARG_POSITIONAL;
         }
-        /* A long option's element is argv[at]; a short one may sit inside
-         * a cluster ("-Xname=v"), which getopt has already stepped past. */
-        elem = at < a->argc ? a->argv[at] : NULL;
-        is_long = elem != NULL && strncmp(elem, "--", 2) == 0;
-        if (is_long) {
-                len = strcspn(elem + 2, "=");
-                snprintf(src, srcsz, "--%.*s", (int)(len < 60 ? len : 60), elem + 2);
-        } else {
-                snprintf(src, srcsz, "-%c", c == '?' || c == ':' ? optopt : c);
-        }
-        if (c == '?' && optopt >= OPT_SETTING) {
-                snprintf(errbuf, errsz, "option %s takes no value", src);
+        if (check_option(a, c, at, idx, src, srcsz, errbuf, errsz) != 0)
                 return CONFIG_ARG_ERROR;
-        }
-        if (c == '?' && optopt == OPT_HELP && is_long) {
-                snprintf(errbuf, errsz, "option --help takes no value");
-                return CONFIG_ARG_ERROR;
-        }
-        /* getopt_long also takes a unique prefix ("--dry" for --dry-run);
-         * we do not: "--max 300000" meant for --retry-max-ms would set
-         * --max-attempts, and a prefix that works today breaks (or changes
-         * meaning) when a setting is added. */
-        if (c == '?' || (idx >= 0 && strlen(a->opts[idx].name) != len)) {
-                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
-                return CONFIG_ARG_ERROR;
-        }
         if (c == OPT_HELP)
                 return CONFIG_ARG_HELP;
         *value = c == ':' ? NULL : optarg;

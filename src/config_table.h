@@ -13,7 +13,7 @@ enum setting_type {
         T_SECRET, /* string that is never echoed */
         T_INT,    /* int within [min, max] */
         T_ID,     /* long long within [min, max] */
-        T_LEVEL,  /* enum config_log_level */
+        T_LEVEL,  /* enum log_level */
         T_ROUTE,  /* repeatable pattern=topic -> cfg->routes */
         T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
         T_BOOL,   /* flag without a value */
@@ -66,6 +66,20 @@ extern const size_t config_n_settings;
  * never the content. */
 int config_read_file(const char *path, const char *src, char **out, char *errbuf,
                      size_t errsz) OUTBOX_MUST_CHECK;
+
+/* Text to typed values (config_value.c). src names where the text came
+ * from, for the one-line error. Each returns 0, or -1 with errbuf. */
+void config_range_text(const struct setting *s, char *buf, size_t sz);
+int config_value_int(const struct setting *s, const char *value, const char *src, long long *out,
+                     char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+/* "0", "90s", "15m", "12h" or "7d" into seconds, at most s->max. */
+int config_value_secs(const struct setting *s, const char *value, const char *src, int *out,
+                      char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+int config_value_level(const char *value, const char *src, enum log_level *out, char *errbuf,
+                       size_t errsz) OUTBOX_MUST_CHECK;
+/* NULL (a flag without a value) is true; a variable says true/1 or false/0. */
+int config_value_bool(const char *value, const char *src, int *out, char *errbuf,
+                      size_t errsz) OUTBOX_MUST_CHECK;
 
 /* The command line, one item at a time (config_args.c). */
 enum config_arg {
