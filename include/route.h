@@ -51,6 +51,6 @@ int route_refused(const struct route *rt, const char *topic, char *errbuf,
  * Allocation-free: it runs for every row. Returns NULL when nothing matches,
  * with errbuf saying why (the row is a permanent failure). */
 const char *route_topic(const struct route *rt, const char *topic, const char *event_type,
-                        char *errbuf, size_t errsz);
+                        char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif
