@@ -1,6 +1,8 @@
-/* config_table: the settings table shared by config.c (parsing and
- * validation) and config_doc.c (--help and the README table). Internal to
- * the config module; not installed under include/. */
+/* config_table: the settings table (config_table.c) and what the files of
+ * the config module share: config.c (environment, setting, validation),
+ * config_args.c (the command line), config_value.c (typed values),
+ * config_file.c (values read from files) and config_doc.c (--help and the
+ * README table). Internal to the module; not installed under include/. */
 #ifndef OUTBOX_CONFIG_TABLE_H
 #define OUTBOX_CONFIG_TABLE_H
 
