@@ -92,7 +92,7 @@ START_TEST(test_defaults)
         ck_assert_int_eq(cfg->statement_timeout_ms, 30000);
         ck_assert_int_eq(cfg->lock_timeout_ms, 5000);
         ck_assert(cfg->memory_budget == 64LL * 1024 * 1024);
-        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
+        ck_assert_int_eq(cfg->log_level, LOG_LEVEL_INFO);
         ck_assert_uint_eq(cfg->n_routes, 0);
         ck_assert_uint_eq(cfg->n_kafka_props, 0);
         ck_assert(cfg->replay_from_id == 0 && cfg->replay_to_id == 0);
@@ -140,7 +140,7 @@ START_TEST(test_env_then_flags)
         ck_assert_int_eq(cfg->batch_size, 50);
         ck_assert_str_eq(cfg->schema, "from_env");
         ck_assert_str_eq(cfg->database_url, "host=envhost");
-        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_DEBUG);
+        ck_assert_int_eq(cfg->log_level, LOG_LEVEL_DEBUG);
         ck_assert_int_eq(cfg->pipeline_depth, 4);
         config_free(cfg);
 
@@ -148,7 +148,7 @@ START_TEST(test_env_then_flags)
         ck_assert_int_eq(cfg->batch_size, 60);
         ck_assert_str_eq(cfg->schema, "from_flag");
         ck_assert_str_eq(cfg->database_url, "host=envhost");
-        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_ERROR);
+        ck_assert_int_eq(cfg->log_level, LOG_LEVEL_ERROR);
         config_free(cfg);
 
         /* The last flag wins. */
