@@ -85,7 +85,8 @@ void config_print_help(FILE *out, unsigned commands)
         print_wrapped(out,
                       "Every option can also be set by the environment variable shown after it; "
                       "the command line wins, and an empty variable counts as unset. Options "
-                      "take their value as --name VALUE or --name=VALUE.",
+                      "take their value as --name VALUE or --name=VALUE, are written in "
+                      "full (not abbreviated), and -- ends them.",
                       0, 78);
         for (size_t i = 0; i < config_n_settings; i++) {
                 const struct setting *s = &config_settings[i];
