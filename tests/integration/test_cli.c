@@ -127,6 +127,7 @@ static const struct {
     {"-X", "enable.idempotence=false", "enable.idempotence"},
     {"--retry-base-ms", "5000000", "--retry"},
     {"--no-such-flag", "1", "--no-such-flag"},
+    {"--batch", "5", "--batch"}, /* a prefix of --batch-size: not taken */
     {"--http-listen", "::1:9400", "--http-listen"},
     {"--http-listen", "[::1]", "--http-listen"},
 };
