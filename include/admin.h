@@ -4,17 +4,19 @@
 #ifndef OUTBOX_ADMIN_H
 #define OUTBOX_ADMIN_H
 
-#include "config.h"
-#include "log.h"
+#include "compiler.h"
 
-int admin_migrate(const struct config *cfg, struct log *lg);
+struct config;
+struct log;
+
+int admin_migrate(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
 /* Resets sent rows matching cfg->replay_* filters to pending (or, with
  * --dry-run, only counts them) through the outbox.replay() function. */
-int admin_replay(const struct config *cfg, struct log *lg);
+int admin_replay(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
 /* Backlog, lag, dead letters, recent throughput and the connected relays
  * (which one leads); --json for scripts. */
-int admin_status(const struct config *cfg, struct log *lg);
+int admin_status(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
 /* `dlq list` and `dlq requeue` (cfg->args[0]); 2 on a usage error. */
-int admin_dlq(const struct config *cfg, struct log *lg);
+int admin_dlq(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
 
 #endif

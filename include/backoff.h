@@ -1,6 +1,6 @@
-/* backoff: exponential delays with full jitter, for failed rows and for
- * database reconnects. The random source is a seedable xorshift so tests
- * can check the bounds deterministically. */
+/* backoff: exponential delays with jitter (drawn from [ceiling/2, ceiling]),
+ * for failed rows and for database reconnects. The random source is a
+ * seedable xorshift so tests can check the bounds deterministically. */
 #ifndef OUTBOX_BACKOFF_H
 #define OUTBOX_BACKOFF_H
 

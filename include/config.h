@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#define CONFIG_MUSTCHECK __attribute__((warn_unused_result))
+#include "compiler.h"
+#include "log.h"
 
 /* A "name=value" pair kept in order (routing rules, librdkafka properties). */
 struct config_kv {
@@ -17,8 +18,6 @@ struct config_kv {
         char *value;
         int from_file; /* value read from a file: a secret, never echoed */
 };
-
-enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 
 struct config {
         char *database_url;         /* libpq conninfo or postgres:// URL; holds secrets */
@@ -51,7 +50,7 @@ struct config {
         int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
         char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
         char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */
-        enum config_log_level log_level;
+        enum log_level log_level;
         struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;
         struct config_kv *kafka_props; /* passed to rd_kafka_conf_set unchanged */
@@ -74,19 +73,33 @@ struct config {
 /* What a command needs; config_validate checks the matching required settings. */
 enum config_need { CONFIG_NEED_DB = 1, CONFIG_NEED_KAFKA = 2 };
 
-struct config *config_new(void);
+/* The commands, as bits: which settings a command reads (for its --help). */
+enum config_command {
+        CONFIG_CMD_RUN = 1,
+        CONFIG_CMD_MIGRATE = 2,
+        CONFIG_CMD_REPLAY = 4,
+        CONFIG_CMD_STATUS = 8,
+        CONFIG_CMD_DLQ = 16,
+        CONFIG_CMD_ALL = 31
+};
+
+struct config *config_new(void) OUTBOX_MUST_CHECK;
 void config_free(struct config *cfg);
 
-/* Reads OUTBOX_* environment variables, then argv flags (which win).
- * argv[0] is the first flag (the command has been taken off already).
+/* Reads OUTBOX_* environment variables, then argv flags (which win), with
+ * getopt_long: --name=VALUE, --name VALUE, -X VALUE, -XVALUE; exact names
+ * only; "--" ends the options. argv[0] is the first flag (the command has
+ * been taken off already); arguments that are not options go to cfg->args
+ * in order. --help and -h are passed over (see config_wants_help).
+ * Not thread-safe: getopt_long keeps its state in globals.
  * Returns 0, or -1 with errbuf naming the setting that was wrong. */
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
-                 size_t errsz) CONFIG_MUSTCHECK;
+                 size_t errsz) OUTBOX_MUST_CHECK;
 
 /* Checks ranges and cross-field rules, parses the database URL and every
  * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
 int config_validate(const struct config *cfg, int need, char *errbuf,
-                    size_t errsz) CONFIG_MUSTCHECK;
+                    size_t errsz) OUTBOX_MUST_CHECK;
 
 /* The transactional.id of --exactly-once: --transactional-id, or
  * outbox-relay.<schema>. Writes it to buf. */
@@ -96,9 +109,15 @@ const char *config_transactional_id(const struct config *cfg, char *buf, size_t 
  * sockaddr_in or sockaddr_in6) and *len. Returns 0, or -1 with errbuf
  * naming --http-listen. */
 int config_listen_addr(const char *v, struct sockaddr_storage *addr, socklen_t *len, char *errbuf,
-                       size_t errsz) CONFIG_MUSTCHECK;
+                       size_t errsz) OUTBOX_MUST_CHECK;
 
-void config_print_help(FILE *out);
+/* 1 when argv (as for config_parse) holds --help or -h as an option, not
+ * as the value of another and not after "--": even where config_parse
+ * would fail, so that the help of a command is always reachable. */
+int config_wants_help(int argc, char **argv);
+
+/* The options read by any of the commands (CONFIG_CMD_* bits). */
+void config_print_help(FILE *out, unsigned commands);
 /* The README's configuration table, generated from the same table. */
 void config_print_markdown(FILE *out);
 

@@ -6,7 +6,9 @@
 
 #include <stddef.h>
 
-#include "metrics.h"
+#include "compiler.h"
+
+struct metrics;
 
 struct http;
 
@@ -17,7 +19,7 @@ typedef int (*http_ready_fn)(void *arg, char *why, size_t whysz);
 /* listen is "IPV4:PORT" or "[IPV6]:PORT" (see config_listen_addr). Returns
  * NULL with errbuf. */
 struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready, void *arg,
-                      char *errbuf, size_t errsz);
+                      char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 void http_free(struct http *h);
 /* Readable when a request or connection needs attention. */
 int http_fd(const struct http *h);

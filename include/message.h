@@ -9,6 +9,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "compiler.h"
+
 /* Header names the relay sets itself; a row header of the same name is
  * dropped so consumers always see the relay's value. */
 #define MESSAGE_HDR_EVENT_ID   "event_id"
@@ -38,6 +40,6 @@ struct message_row {
  * the caller until passed to rd_kafka_producev). Returns 0, or -1 with
  * errbuf saying what is wrong with the row's headers. */
 int message_headers(const struct message_row *row, rd_kafka_headers_t **out, char *errbuf,
-                    size_t errsz) __attribute__((warn_unused_result));
+                    size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif

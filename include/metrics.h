@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compiler.h"
+
 /* Per-topic message counters. */
 enum metrics_topic_counter {
         METRICS_PUBLISHED,     /* acknowledged by Kafka */
@@ -61,7 +63,7 @@ enum metrics_histogram {
 
 struct metrics;
 
-struct metrics *metrics_new(void);
+struct metrics *metrics_new(void) OUTBOX_MUST_CHECK;
 void metrics_free(struct metrics *m);
 
 /* topic is copied the first time it is seen (past METRICS_MAX_TOPICS it
@@ -79,6 +81,6 @@ void metrics_observe(struct metrics *m, enum metrics_histogram h, double v);
 void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds);
 
 /* The exposition text (malloc'ed, NUL-terminated), or NULL when out of memory. */
-char *metrics_render(const struct metrics *m, size_t *len);
+char *metrics_render(const struct metrics *m, size_t *len) OUTBOX_MUST_CHECK;
 
 #endif

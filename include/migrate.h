@@ -8,7 +8,9 @@
 
 #include <libpq-fe.h>
 
-#include "log.h"
+#include "compiler.h"
+
+struct log;
 
 struct migrate_file {
         int version;
@@ -28,7 +30,7 @@ int migrate_latest_version(void);
  * A second run applies nothing. *applied gets the number of files applied.
  * Returns 0 or -1 with errbuf. */
 int migrate_run(PGconn *conn, const char *schema, struct log *lg, int *applied, char *errbuf,
-                size_t errsz) __attribute__((warn_unused_result));
+                size_t errsz) OUTBOX_MUST_CHECK;
 
 enum migrate_grantee {
         MIGRATE_WRITER, /* USAGE on the schema, INSERT on events */
@@ -41,7 +43,7 @@ enum migrate_grantee {
  * created here. *superuser is set when the role is a superuser, for whom
  * grants change nothing. Returns 0 or -1 with errbuf. */
 int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migrate_grantee kind,
-                  int *superuser, char *errbuf, size_t errsz) __attribute__((warn_unused_result));
+                  int *superuser, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
 #define MIGRATE_ERR_SCHEMA (-2)
 
@@ -50,8 +52,7 @@ int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migra
  * migrate` (missing schema, older version) or to upgrade the relay (newer
  * version); -1 when the version could not be read (e.g. the connection
  * dropped), which is worth retrying. */
-int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
-    __attribute__((warn_unused_result));
+int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
 /* The same check in steps, for a caller that runs the queries itself
  * without blocking (the relay's setup): migrate_probe_sql ($1 the schema)
@@ -60,7 +61,6 @@ int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz)
  * schema_migrations. migrate_verdict tells whether that version will do, as
  * migrate_check does. */
 extern const char *const migrate_probe_sql;
-int migrate_verdict(const char *schema, int version, char *errbuf, size_t errsz)
-    __attribute__((warn_unused_result));
+int migrate_verdict(const char *schema, int version, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif

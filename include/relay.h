@@ -12,9 +12,10 @@
 
 struct relay;
 
-/* Blocks SIGTERM and SIGINT (they are read from a signalfd in the loop;
- * call before any other thread starts) and creates the producer. The
- * database is contacted only by relay_run. Returns NULL with errbuf. */
+/* Reads SIGTERM and SIGINT from a signalfd in the loop: the caller has
+ * blocked them before starting any thread (main does, first thing), else
+ * relay_new fails. Creates the producer; the database is contacted only by
+ * relay_run. Returns NULL with errbuf. */
 struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz);
 void relay_free(struct relay *r);
 

@@ -10,7 +10,9 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "config.h"
 #include "db.h"
+#include "log.h"
 #include "migrate.h"
 
 /* libpq's text (which may span lines: "...failed: ...\n\tIs the server

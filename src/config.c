@@ -1,14 +1,12 @@
-/* config: one static table of settings (like PgBouncer's bouncer_params[])
- * drives environment and flag parsing, validation, --help and the README
- * table, so a setting cannot be documented one way and parsed another. */
+/* config: reads the settings of config_table.c from the environment and
+ * the command line (getopt_long; flags win) and validates them, so that a
+ * bad setting is one error line before anything is contacted. */
 #include "config.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -18,173 +16,6 @@
 #include "route.h"
 
 #include "config_table.h"
-
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
-
-const struct setting config_settings[] = {
-    {"database-url", 0, "OUTBOX_DATABASE_URL", T_SECRET, OFF(database_url), 0, 0, NULL, 0, C_ALL,
-     CONFIG_NEED_DB, "URL",
-     "PostgreSQL connection: a libpq conninfo string (\"host=db dbname=app\") or a "
-     "postgres:// URL. It may hold a password, so it is never logged or echoed."},
-    {"database-url-file", 0, "OUTBOX_DATABASE_URL_FILE", T_FILE, OFF(database_url_file), 0, 0, NULL,
-     0, C_ALL, 0, "PATH",
-     "Read --database-url from this file instead (a mounted secret, kept out of the "
-     "environment and argv): its content less one trailing newline, at most 64 KiB. Giving "
-     "both forms in the environment, or both as flags, is an error; a flag of either form "
-     "overrides the environment's."},
-    {"schema", 0, "OUTBOX_SCHEMA", T_STR, OFF(schema), 0, 0, "outbox", 0, C_ALL, 0, "NAME",
-     "Schema holding the outbox tables: a lowercase SQL identifier."},
-    {"log-level", 0, "OUTBOX_LOG_LEVEL", T_LEVEL, OFF(log_level), 0, 0, "info", 0, C_ALL, 0,
-     "LEVEL", "Lowest level logged as JSON lines on stderr: debug, info, warn or error."},
-    {"kafka-brokers", 0, "OUTBOX_KAFKA_BROKERS", T_STR, OFF(kafka_brokers), 0, 0, NULL, 0, C_RUN,
-     CONFIG_NEED_KAFKA, "HOST:PORT,...", "Kafka bootstrap servers."},
-    {"kafka-property", 'X', KPROP_ENV_PREFIX "<NAME>", T_KPROP, OFF(kafka_props), 0, 0, NULL, 0,
-     C_RUN, 0, "NAME=VALUE",
-     "librdkafka producer property (e.g. security.protocol=SASL_SSL); repeatable, and wins over "
-     "the environment. The relay itself keeps enable.idempotence=true and acks=all and sets "
-     "bootstrap.servers from --kafka-brokers. It sets allow.auto.create.topics=false, so that "
-     "a row cannot create a topic; -X allow.auto.create.topics=true gives that back where "
-     "brokers allow it."},
-    {"kafka-property-file", 0, KPROP_ENV_PREFIX "<NAME>" KPROP_FILE_SUFFIX, T_KFILE,
-     OFF(kafka_props), 0, 0, NULL, 0, C_RUN, 0, "NAME=PATH",
-     "librdkafka producer property read from a file (e.g. sasl.password=/run/secrets/kafka): "
-     "its content less one trailing newline, never shown in errors. Repeatable; the variable "
-     "form is OUTBOX_RDKAFKA_SASL_PASSWORD_FILE=PATH (no librdkafka property ends in \"file\"). "
-     "Setting one property by two variables is an error; a flag of either form overrides the "
-     "environment's."},
-    {"route", 0, "OUTBOX_ROUTES", T_ROUTE, OFF(routes), 0, 0, NULL, 0, C_RUN, 0, "PATTERN=TOPIC",
-     "Topic for rows whose topic column is NULL, chosen by event_type: an exact type "
-     "(order.created=orders), a prefix (user.*=users) or * for all. An exact rule wins, then "
-     "the longest prefix. Repeatable; the variable takes a comma-separated list."},
-    {"default-topic", 0, "OUTBOX_DEFAULT_TOPIC", T_STR, OFF(default_topic), 0, 0, NULL, 0, C_RUN, 0,
-     "TOPIC",
-     "Topic for rows with a NULL topic that no route matches; without it such rows fail "
-     "permanently."},
-    {"allowed-topics", 0, "OUTBOX_ALLOWED_TOPICS", T_STR, OFF(allowed_topics), 0, 0, NULL, 0, C_RUN,
-     0, "PATTERN,...",
-     "Topics rows may be published to, as comma-separated patterns with * and ? (e.g. "
-     "orders,billing.*); a row naming another topic is dead-lettered at once with the reason. "
-     "Whatever this says, names starting with __ (Kafka's internal topics) and the "
-     "--progress-topic are always refused. Unset: any other topic."},
-    {"batch-size", 0, "OUTBOX_BATCH_SIZE", T_INT, OFF(batch_size), 1, 100000, "1000", 0, C_RUN, 0,
-     "N", "Rows fetched from the outbox per batch."},
-    {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4", 0, C_RUN,
-     0, "N", "Batches being published to Kafka at once."},
-    {"memory-budget-bytes", 0, "OUTBOX_MEMORY_BUDGET_BYTES", T_ID, OFF(memory_budget), 1048576,
-     1099511627776LL, "67108864", 0, C_RUN, 0, "BYTES",
-     "Bytes of rows the relay holds in memory at once, from their fetch until they are marked "
-     "sent: fetches ask for no more rows than fit (by the rows' sizes, estimated in the query) "
-     "and wait while the budget is spent. At least one row is always fetched, so a single row "
-     "larger than the budget still goes out. The default, 64 MiB, leaves room in the Helm "
-     "chart's 256Mi memory limit: count about 48 MB for the process besides."},
-    {"poll-interval-ms", 0, "OUTBOX_POLL_INTERVAL_MS", T_INT, OFF(poll_interval_ms), 10, 3600000,
-     "1000", 0, C_RUN, 0, "MS", "Look for due rows this often even when no notification arrives."},
-    {"retry-base-ms", 0, "OUTBOX_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), 1, 86400000, "1000", 0,
-     C_RUN, 0, "MS",
-     "Delay before the first retry of a row that failed to publish; it doubles with each "
-     "attempt, with jitter."},
-    {"retry-max-ms", 0, "OUTBOX_RETRY_MAX_MS", T_INT, OFF(retry_max_ms), 1, 86400000, "300000", 0,
-     C_RUN, 0, "MS", "Longest retry delay; at least --retry-base-ms."},
-    {"max-attempts", 0, "OUTBOX_MAX_ATTEMPTS", T_INT, OFF(max_attempts), 1, 1000000, "10", 0, C_RUN,
-     0, "N", "Failed attempts after which a row is moved to the dead letters."},
-    {"shutdown-timeout-ms", 0, "OUTBOX_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_timeout_ms), 0,
-     3600000, "10000", 0, C_RUN, 0, "MS",
-     "On SIGTERM or SIGINT, how long to wait for deliveries in flight."},
-    {"reconnect-max-ms", 0, "OUTBOX_RECONNECT_MAX_MS", T_INT, OFF(reconnect_max_ms), 100, 3600000,
-     "30000", 0, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
-    {"statement-timeout-ms", 0, "OUTBOX_STATEMENT_TIMEOUT_MS", T_INT, OFF(statement_timeout_ms),
-     100, 86400000, "30000", 0, C_RUN, 0, "MS",
-     "PostgreSQL's statement_timeout for the relay's sessions: any statement of the relay, "
-     "setup included, that runs longer fails and is retried. Keep it above the slowest "
-     "fetch, mark and count of pending rows."},
-    {"lock-timeout-ms", 0, "OUTBOX_LOCK_TIMEOUT_MS", T_INT, OFF(lock_timeout_ms), 100, 86400000,
-     "5000", 0, C_RUN, 0, "MS",
-     "PostgreSQL's lock_timeout for the relay's sessions: a statement that waits longer for a "
-     "lock (an ALTER TABLE or LOCK TABLE on the outbox, a row an operator's open transaction "
-     "has updated) fails and is retried, so the relay says what it waits for."},
-    {"http-listen", 0, "OUTBOX_HTTP_LISTEN", T_STR, OFF(http_listen), 0, 0, NULL, 0, C_RUN, 0,
-     "HOST:PORT",
-     "Serve /metrics, /healthz and /readyz on this address: IPv4 (0.0.0.0:9400) or IPv6 in "
-     "brackets ([::1]:9400; [::]:9400 listens on IPv6 and IPv4); off when unset. At most 8 "
-     "connections from one client address and 256 in all."},
-    {"busy-poll-ms", 0, "OUTBOX_BUSY_POLL_MS", T_INT, OFF(busy_poll_ms), 1, 1000, "2", 0, C_RUN, 0,
-     "MS",
-     "While events keep coming, look for new rows this often instead of asking writers to "
-     "notify (a notifying commit takes a global lock in PostgreSQL)."},
-    {"mark-delay-ms", 0, "OUTBOX_MARK_DELAY_MS", T_INT, OFF(mark_delay_ms), 0, 60000, "10", 0,
-     C_RUN, 0, "MS",
-     "How long a published batch may wait to be marked sent in one statement with the batches "
-     "published after it: fewer, larger UPDATEs while events trickle in. A batch's worth of "
-     "rows, a full pipeline or shutdown marks at once; 0 marks without waiting. With "
-     "--exactly-once a transaction's batches are marked together at its commit, without "
-     "waiting."},
-    {"idle-after-ms", 0, "OUTBOX_IDLE_AFTER_MS", T_INT, OFF(idle_after_ms), 0, 3600000, "1000", 0,
-     C_RUN, 0, "MS",
-     "After this long without new rows, stop polling and wait for notifications again; 0 always "
-     "waits for notifications."},
-    {"leader-poll-ms", 0, "OUTBOX_LEADER_POLL_MS", T_INT, OFF(leader_poll_ms), 100, 60000, "1000",
-     0, C_RUN, 0, "MS",
-     "How often a standby tries to take the leader lock; with several replicas only the lock "
-     "holder publishes."},
-    {"retention", 0, "OUTBOX_RETENTION", T_SECS, OFF(retention_s), 0, 315360000, "0", 0, C_RUN, 0,
-     "AGE",
-     "Delete sent rows older than AGE (e.g. 7d, 12h, 30m; 0 keeps them), in small batches that "
-     "never block writers."},
-    {"instance-id", 0, "OUTBOX_INSTANCE_ID", T_STR, OFF(instance_id), 0, 0, "<hostname>:<pid>",
-     F_DYNAMIC_DEFAULT, C_RUN, 0, "ID", "Name of this relay in its logs."},
-    {"exactly-once", 0, "OUTBOX_EXACTLY_ONCE", T_BOOL, OFF(exactly_once), 0, 0, NULL, 0, C_RUN, 0,
-     NULL,
-     "Publish each batch in a Kafka transaction together with a progress record, so that "
-     "consumers reading with isolation.level=read_committed see every row exactly once, even "
-     "when the relay dies between Kafka's ack and marking the rows sent. Needs "
-     "--progress-topic to exist. The variable takes true or false."},
-    {"transactional-id", 0, "OUTBOX_TRANSACTIONAL_ID", T_STR, OFF(transactional_id), 0, 0,
-     "outbox-relay.<schema>", F_DYNAMIC_DEFAULT, C_RUN, 0, "ID",
-     "Kafka transactional.id with --exactly-once: the same for every replica of one outbox, so "
-     "a new leader fences the old one, and different for each outbox."},
-    {"progress-topic", 0, "OUTBOX_PROGRESS_TOPIC", T_STR, OFF(progress_topic), 0, 0,
-     "outbox-relay-progress", 0, C_RUN, 0, "TOPIC",
-     "With --exactly-once, the topic for progress records (which rows each transaction "
-     "carried): create it with one partition and cleanup.policy=compact; outboxes may share "
-     "it."},
-    {"transaction-timeout-ms", 0, "OUTBOX_TRANSACTION_TIMEOUT_MS", T_INT,
-     OFF(transaction_timeout_ms), 1000, 900000, "10000", 0, C_RUN, 0, "MS",
-     "With --exactly-once, Kafka's transaction.timeout.ms: an open transaction is aborted after "
-     "this long, and a commit or abort Kafka has not ended this long after it began is left to "
-     "a new producer (the relay's loop never waits for it)."},
-    {"grant-writer", 0, "OUTBOX_GRANT_WRITER", T_STR, OFF(grant_writer), 0, 0, NULL, 0, C_MIGRATE,
-     0, "ROLE",
-     "After migrating, grant this existing role what a service writing events needs and nothing "
-     "more: USAGE on the schema and INSERT on its events table."},
-    {"grant-relay", 0, "OUTBOX_GRANT_RELAY", T_STR, OFF(grant_relay), 0, 0, NULL, 0, C_MIGRATE, 0,
-     "ROLE",
-     "After migrating, grant this existing role what outbox-relay run, status, replay and dlq "
-     "need: reading and changing the outbox's rows and calling its functions, no DDL."},
-    {"from-id", 0, NULL, T_ID, OFF(replay_from_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
-     "Replay rows with id >= ID."},
-    {"to-id", 0, NULL, T_ID, OFF(replay_to_id), 1, LLONG_MAX, NULL, 0, C_REPLAY, 0, "ID",
-     "Replay rows with id <= ID."},
-    {"since", 0, NULL, T_STR, OFF(replay_since), 0, 0, NULL, 0, C_REPLAY, 0, "TIME",
-     "Replay rows created at or after TIME (any timestamp PostgreSQL accepts)."},
-    {"until", 0, NULL, T_STR, OFF(replay_until), 0, 0, NULL, 0, C_REPLAY, 0, "TIME",
-     "Replay rows created before TIME."},
-    {"key", 0, NULL, T_STR, OFF(replay_key), 0, 0, NULL, 0, C_REPLAY, 0, "KEY",
-     "Replay rows with this key."},
-    {"dry-run", 0, NULL, T_BOOL, OFF(dry_run), 0, 0, NULL, 0, C_REPLAY, 0, NULL,
-     "Only count the rows that would be replayed."},
-    {"topic", 0, NULL, T_STR, OFF(replay_topic), 0, 0, NULL, 0, C_REPLAY | C_DLQ, 0, "TOPIC",
-     "Replay rows, or list or requeue dead letters, whose topic column is TOPIC."},
-    {"json", 0, NULL, T_BOOL, OFF(json), 0, 0, NULL, 0, C_STATUS | C_DLQ, 0, NULL,
-     "Print JSON instead of text."},
-    {"id", 0, NULL, T_ID, OFF(id), 1, LLONG_MAX, NULL, 0, C_DLQ, 0, "ID",
-     "dlq requeue: the dead letter with this id."},
-    {"all", 0, NULL, T_BOOL, OFF(all), 0, 0, NULL, 0, C_DLQ, 0, NULL,
-     "dlq requeue: every dead letter."},
-    {"limit", 0, NULL, T_INT, OFF(limit), 1, 100000, "50", 0, C_DLQ, 0, "N",
-     "dlq list: show at most N dead letters, newest first."},
-};
-
-const size_t config_n_settings = sizeof(config_settings) / sizeof(config_settings[0]);
 
 /* While parsing: how many list entries came from the environment, so a flag
  * with the same name replaces the environment's entry instead of adding. */
@@ -285,67 +116,6 @@ static int kprop_from_file(struct config_kv *kv, const char *src, char *errbuf, 
         return 0;
 }
 
-static void range_text(const struct setting *s, char *buf, size_t sz)
-{
-        if (s->max == LLONG_MAX)
-                snprintf(buf, sz, "an integer >= %lld", s->min);
-        else
-                snprintf(buf, sz, "an integer from %lld to %lld", s->min, s->max);
-}
-
-static int parse_int(const struct setting *s, const char *value, const char *src, long long *out,
-                     char *errbuf, size_t errsz)
-{
-        char *end;
-        long long v;
-        char range[96];
-
-        /* strtoll alone would accept blanks, '+', trailing junk and clamp overflow. */
-        errno = 0;
-        v = strtoll(value, &end, 10);
-        if ((isdigit((unsigned char)value[0]) ||
-             (value[0] == '-' && isdigit((unsigned char)value[1]))) &&
-            *end == '\0' && errno == 0 && v >= s->min && v <= s->max) {
-                *out = v;
-                return 0;
-        }
-        range_text(s, range, sizeof(range));
-        snprintf(errbuf, errsz, "invalid value \"%.64s\" for %s: expected %s", value, src, range);
-        return -1;
-}
-
-/* "0", "90s", "15m", "12h" or "7d" into seconds. */
-static int parse_secs(const struct setting *s, const char *value, const char *src, int *out,
-                      char *errbuf, size_t errsz)
-{
-        static const struct {
-                char unit;
-                long long mult;
-        } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
-        char *end;
-        long long v;
-
-        errno = 0;
-        v = strtoll(value, &end, 10);
-        if (isdigit((unsigned char)value[0]) && errno == 0) {
-                if (*end == '\0' && v == 0) {
-                        *out = 0;
-                        return 0;
-                }
-                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-                        if (end[0] != units[i].unit || end[1] != '\0' || v > s->max / units[i].mult)
-                                continue;
-                        *out = (int)(v * units[i].mult);
-                        return 0;
-                }
-        }
-        snprintf(errbuf, errsz,
-                 "invalid value \"%.64s\" for %s: expected 0 or a number with a unit s, m, h or d "
-                 "(e.g. 7d), at most 3650d",
-                 value, src);
-        return -1;
-}
-
 /* Sets one setting from text; src names where the text came from. */
 static int set_value(struct config *cfg, struct parse_state *ps, const struct setting *s,
                      const char *value, const char *src, int from_flag, char *errbuf, size_t errsz)
@@ -371,23 +141,14 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                         ps->url_flag = 1;
                 return 0;
         case T_INT:
-                if (parse_int(s, value, src, &v, errbuf, errsz) != 0)
+                if (config_value_int(s, value, src, &v, errbuf, errsz) != 0)
                         return -1;
                 *(int *)field(cfg, s) = (int)v;
                 return 0;
         case T_ID:
-                return parse_int(s, value, src, field(cfg, s), errbuf, errsz);
+                return config_value_int(s, value, src, field(cfg, s), errbuf, errsz);
         case T_LEVEL:
-                for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-                        if (strcasecmp(value, level_names[i]) == 0) {
-                                *(enum config_log_level *)field(cfg, s) = (enum config_log_level)i;
-                                return 0;
-                        }
-                }
-                snprintf(errbuf, errsz,
-                         "invalid value \"%.64s\" for %s: expected debug, info, warn or error",
-                         value, src);
-                return -1;
+                return config_value_level(value, src, field(cfg, s), errbuf, errsz);
         case T_ROUTE:
                 if (route_parse_rule(value, &kv, msg, sizeof(msg)) != 0) {
                         snprintf(errbuf, errsz, "invalid %s: %s", src, msg);
@@ -404,19 +165,9 @@ static int set_value(struct config *cfg, struct parse_state *ps, const struct se
                 return kv_put(&cfg->kafka_props, &cfg->n_kafka_props,
                               from_flag ? &ps->env_props : NULL, kv, errbuf, errsz);
         case T_BOOL:
-                /* A flag on the command line has no value; a variable says which. */
-                if (value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
-                        *(int *)field(cfg, s) = 1;
-                } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
-                        *(int *)field(cfg, s) = 0;
-                } else {
-                        snprintf(errbuf, errsz, "%s must be true or false, not \"%.32s\"", src,
-                                 value);
-                        return -1;
-                }
-                return 0;
+                return config_value_bool(value, src, field(cfg, s), errbuf, errsz);
         case T_SECS:
-                return parse_secs(s, value, src, field(cfg, s), errbuf, errsz);
+                return config_value_secs(s, value, src, field(cfg, s), errbuf, errsz);
         }
         return -1;
 }
@@ -565,81 +316,6 @@ static int parse_env(struct config *cfg, struct parse_state *ps, char *errbuf, s
         return 0;
 }
 
-static const struct setting *find_long(const char *name, size_t len)
-{
-        for (size_t i = 0; i < config_n_settings; i++)
-                if (strlen(config_settings[i].flag) == len &&
-                    strncmp(config_settings[i].flag, name, len) == 0)
-                        return &config_settings[i];
-        return NULL;
-}
-
-static const struct setting *find_short(char c)
-{
-        for (size_t i = 0; i < config_n_settings; i++)
-                if (config_settings[i].short_flag != 0 && config_settings[i].short_flag == c)
-                        return &config_settings[i];
-        return NULL;
-}
-
-static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t errsz)
-{
-        if (cfg->args == NULL && (cfg->args = calloc((size_t)argc, sizeof(char *))) == NULL) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        cfg->args[cfg->n_args++] = arg;
-        return 0;
-}
-
-/* One argv element (and its value, which may be the next one): returns how
- * many elements were used, or -1. */
-static int parse_flag(struct config *cfg, struct parse_state *ps, int argc, char **argv, int i,
-                      char *errbuf, size_t errsz)
-{
-        const char *arg = argv[i], *value = NULL, *eq = NULL;
-        const struct setting *s;
-        char src[64];
-        int used = 1;
-
-        if (arg[1] == '-') {
-                eq = strchr(arg + 2, '=');
-                s = find_long(arg + 2, eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2));
-                snprintf(src, sizeof(src), "--%.*s",
-                         (int)(eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
-                if (eq != NULL)
-                        value = eq + 1;
-        } else {
-                s = arg[1] != '\0' ? find_short(arg[1]) : NULL;
-                snprintf(src, sizeof(src), "-%c", arg[1]);
-                if (s != NULL && arg[2] != '\0')
-                        value = arg + 2;
-        }
-        if (s == NULL) {
-                snprintf(errbuf, errsz, "unknown option %s (see --help)", src);
-                return -1;
-        }
-        if (s->type == T_BOOL) {
-                if (value != NULL) {
-                        snprintf(errbuf, errsz, "option %s takes no value", src);
-                        return -1;
-                }
-        } else if (value == NULL) {
-                /* "--a --b": a flag is never taken as the value of another. */
-                if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                        value = argv[i + 1];
-                        used = 2;
-                }
-        }
-        if (s->type != T_BOOL && (value == NULL || value[0] == '\0')) {
-                snprintf(errbuf, errsz, "option %s needs a value (%s %s)", src, src, s->metavar);
-                return -1;
-        }
-        if (set_value(cfg, ps, s, value, src, 1, errbuf, errsz) != 0)
-                return -1;
-        return used;
-}
-
 /* --database-url and --database-url-file: one source may give only one of
  * them, a flag of either form overrides the environment's, and then the URL
  * is read from the file. */
@@ -668,29 +344,43 @@ static int resolve_url_file(struct config *cfg, const struct parse_state *ps, ch
         return config_read_file(*path, src, url, errbuf, errsz);
 }
 
+static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t errsz)
+{
+        if (cfg->args == NULL && (cfg->args = calloc((size_t)argc, sizeof(char *))) == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        cfg->args[cfg->n_args++] = arg;
+        return 0;
+}
+
 int config_parse(struct config *cfg, int argc, char **argv, char *errbuf, size_t errsz)
 {
         struct parse_state ps = {0, 0, 0, 0};
-        int i = 0, only_args = 0;
+        const struct setting *s = NULL;
+        struct config_args *args;
+        char *value = NULL, src[64];
+        enum config_arg it;
+        int rc = -1;
 
-        if (parse_env(cfg, &ps, errbuf, errsz) != 0)
+        if (parse_env(cfg, &ps, errbuf, errsz) != 0 ||
+            (args = config_args_new(argc, argv, errbuf, errsz)) == NULL)
                 return -1;
-        while (i < argc) {
-                int used = 1;
-
-                if (!only_args && strcmp(argv[i], "--") == 0) {
-                        only_args = 1;
-                } else if (only_args || argv[i][0] != '-') {
-                        if (add_arg(cfg, argc, argv[i], errbuf, errsz) != 0)
-                                return -1;
-                } else {
-                        used = parse_flag(cfg, &ps, argc, argv, i, errbuf, errsz);
-                        if (used < 0)
-                                return -1;
-                }
-                i += used;
+        /* CONFIG_ARG_HELP is passed over: main answers --help before parsing
+         * (config_wants_help), so that a bad setting cannot hide it. */
+        while ((it = config_args_next(args, &s, &value, src, sizeof(src), errbuf, errsz)) !=
+               CONFIG_ARG_END) {
+                if (it == CONFIG_ARG_ERROR ||
+                    (it == CONFIG_ARG_POSITIONAL &&
+                     add_arg(cfg, argc, value, errbuf, errsz) != 0) ||
+                    (it == CONFIG_ARG_SETTING &&
+                     set_value(cfg, &ps, s, value, src, 1, errbuf, errsz) != 0))
+                        goto out;
         }
-        return resolve_url_file(cfg, &ps, errbuf, errsz);
+        rc = resolve_url_file(cfg, &ps, errbuf, errsz);
+out:
+        config_args_free(args);
+        return rc;
 }
 
 /* ---- validation ---- */
@@ -897,7 +587,7 @@ static int check_ints(const struct config *cfg, char *errbuf, size_t errsz)
                 if (s->type == T_ID && v == 0) /* unset */
                         continue;
                 if (v < s->min || v > s->max) {
-                        range_text(s, range, sizeof(range));
+                        config_range_text(s, range, sizeof(range));
                         snprintf(errbuf, errsz, "--%s is %lld: expected %s", s->flag, v, range);
                         return -1;
                 }
@@ -938,13 +628,9 @@ static int check_role(const char *role, const char *what, char *errbuf, size_t e
         return -1;
 }
 
-int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
+/* Required strings are set, and no string is empty. */
+static int check_strings(const struct config *cfg, int need, char *errbuf, size_t errsz)
 {
-        struct sockaddr_storage listen_addr;
-        socklen_t listen_len;
-        struct route *rt;
-        int rc;
-
         for (size_t i = 0; i < config_n_settings; i++) {
                 const struct setting *s = &config_settings[i];
                 const char *v;
@@ -965,9 +651,19 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                         return -1;
                 }
         }
-        if (check_ints(cfg, errbuf, errsz) != 0)
+        return 0;
+}
+
+int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
+{
+        struct sockaddr_storage listen_addr;
+        socklen_t listen_len;
+        struct route *rt;
+        int rc;
+
+        if (check_strings(cfg, need, errbuf, errsz) != 0 || check_ints(cfg, errbuf, errsz) != 0)
                 return -1;
-        if ((unsigned)cfg->log_level > CONFIG_LOG_ERROR) {
+        if ((unsigned)cfg->log_level > LOG_LEVEL_ERROR) {
                 snprintf(errbuf, errsz, "--log-level is out of range");
                 return -1;
         }

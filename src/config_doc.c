@@ -78,19 +78,22 @@ static void synopsis(const struct setting *s, char *buf, size_t sz)
                  s->metavar != NULL ? s->metavar : "");
 }
 
-void config_print_help(FILE *out)
+void config_print_help(FILE *out, unsigned commands)
 {
         unsigned section = 0;
 
         print_wrapped(out,
                       "Every option can also be set by the environment variable shown after it; "
                       "the command line wins, and an empty variable counts as unset. Options "
-                      "take their value as --name VALUE or --name=VALUE.",
+                      "take their value as --name VALUE or --name=VALUE, are written in "
+                      "full (not abbreviated), and -- ends them.",
                       0, 78);
         for (size_t i = 0; i < config_n_settings; i++) {
                 const struct setting *s = &config_settings[i];
                 char syn[64], desc[1024];
 
+                if ((s->cmds & commands) == 0)
+                        continue;
                 if (s->cmds != section) {
                         section = s->cmds;
                         fprintf(out, "\nOptions for %s:\n", commands_text(section));

@@ -1,6 +1,8 @@
-/* config_table: the settings table shared by config.c (parsing and
- * validation) and config_doc.c (--help and the README table). Internal to
- * the config module; not installed under include/. */
+/* config_table: the settings table (config_table.c) and what the files of
+ * the config module share: config.c (environment, setting, validation),
+ * config_args.c (the command line), config_value.c (typed values),
+ * config_file.c (values read from files) and config_doc.c (--help and the
+ * README table). Internal to the module; not installed under include/. */
 #ifndef OUTBOX_CONFIG_TABLE_H
 #define OUTBOX_CONFIG_TABLE_H
 
@@ -13,7 +15,7 @@ enum setting_type {
         T_SECRET, /* string that is never echoed */
         T_INT,    /* int within [min, max] */
         T_ID,     /* long long within [min, max] */
-        T_LEVEL,  /* enum config_log_level */
+        T_LEVEL,  /* enum log_level */
         T_ROUTE,  /* repeatable pattern=topic -> cfg->routes */
         T_KPROP,  /* repeatable name=value -> cfg->kafka_props */
         T_BOOL,   /* flag without a value */
@@ -23,7 +25,14 @@ enum setting_type {
 };
 
 /* Which commands read a setting: only for --help and the README. */
-enum { C_RUN = 1, C_MIGRATE = 2, C_REPLAY = 4, C_STATUS = 8, C_DLQ = 16, C_ALL = 31 };
+enum {
+        C_RUN = CONFIG_CMD_RUN,
+        C_MIGRATE = CONFIG_CMD_MIGRATE,
+        C_REPLAY = CONFIG_CMD_REPLAY,
+        C_STATUS = CONFIG_CMD_STATUS,
+        C_DLQ = CONFIG_CMD_DLQ,
+        C_ALL = CONFIG_CMD_ALL
+};
 
 #define KPROP_ENV_PREFIX "OUTBOX_RDKAFKA_"
 /* OUTBOX_RDKAFKA_<NAME>_FILE: no librdkafka property name ends in "file"
@@ -58,6 +67,40 @@ extern const size_t config_n_settings;
  * NUL byte is an error. *out is malloc'ed. Errors name src and the path,
  * never the content. */
 int config_read_file(const char *path, const char *src, char **out, char *errbuf,
-                     size_t errsz) CONFIG_MUSTCHECK;
+                     size_t errsz) OUTBOX_MUST_CHECK;
+
+/* Text to typed values (config_value.c). src names where the text came
+ * from, for the one-line error. Each returns 0, or -1 with errbuf. */
+void config_range_text(const struct setting *s, char *buf, size_t sz);
+int config_value_int(const struct setting *s, const char *value, const char *src, long long *out,
+                     char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+/* "0", "90s", "15m", "12h" or "7d" into seconds, at most s->max. */
+int config_value_secs(const struct setting *s, const char *value, const char *src, int *out,
+                      char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+int config_value_level(const char *value, const char *src, enum log_level *out, char *errbuf,
+                       size_t errsz) OUTBOX_MUST_CHECK;
+/* NULL (a flag without a value) is true; a variable says true/1 or false/0. */
+int config_value_bool(const char *value, const char *src, int *out, char *errbuf,
+                      size_t errsz) OUTBOX_MUST_CHECK;
+
+/* The command line, one item at a time (config_args.c). */
+enum config_arg {
+        CONFIG_ARG_END,
+        CONFIG_ARG_SETTING,    /* *s, and *value (NULL for a flag without one) */
+        CONFIG_ARG_POSITIONAL, /* *value: not an option, or after "--" */
+        CONFIG_ARG_HELP,       /* --help or -h */
+        CONFIG_ARG_ERROR       /* errbuf names the option */
+};
+struct config_args;
+
+/* argv[0] is the first flag, as for config_parse; argv is not copied, only
+ * the array of its pointers. Resets getopt_long's global state. */
+struct config_args *config_args_new(int argc, char **argv, char *errbuf,
+                                    size_t errsz) OUTBOX_MUST_CHECK;
+void config_args_free(struct config_args *a);
+/* The next item; src receives the option as typed, without its value, for
+ * messages. */
+enum config_arg config_args_next(struct config_args *a, const struct setting **s, char **value,
+                                 char *src, size_t srcsz, char *errbuf, size_t errsz);
 
 #endif

@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "metrics.h"
 
 /* A neighbour must not starve the probes: one client address may hold a few
  * connections (a scraper and a probe or two need fewer), and the total is

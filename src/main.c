@@ -1,6 +1,7 @@
-/* main: the outbox-relay command line. Picks the command, reads and
- * validates the configuration (exit 2 on a bad setting, before anything is
- * contacted) and hands over to the relay or an admin command. */
+/* main: the outbox-relay command line. One table of commands, each with its
+ * usage and handler; main picks the command, reads and validates the
+ * configuration (exit 2 on a bad setting, before anything is contacted) and
+ * hands over to the handler. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,31 +11,56 @@
 #include <librdkafka/rdkafka.h>
 
 #include "admin.h"
+#include "compiler.h"
 #include "config.h"
 #include "log.h"
 #include "relay.h"
 
 enum { EXIT_OK = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2 };
 
+static int run(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
+
 static const struct command {
         const char *name;
-        int need;
-        const char *help;
+        const char *args; /* after the name in the usage line */
+        const char *summary;
+        unsigned settings; /* CONFIG_CMD_*: the options its --help lists */
+        int need;          /* CONFIG_NEED_*: the settings it requires */
+        /* run stops by reading SIGTERM and SIGINT from a signalfd in its
+         * loop; the one-shot commands are stopped by them at once. */
+        int signalfd;
+        int (*handler)(const struct config *cfg, struct log *lg);
 } commands[] = {
-    {"run", CONFIG_NEED_DB | CONFIG_NEED_KAFKA, "publish outbox rows to Kafka until stopped"},
-    {"migrate", CONFIG_NEED_DB, "create or upgrade the outbox schema"},
-    {"replay", CONFIG_NEED_DB, "set sent rows back to pending (needs a filter)"},
-    {"status", CONFIG_NEED_DB, "backlog, lag, dead letters and which relay leads"},
-    {"dlq", CONFIG_NEED_DB, "dlq list | dlq requeue: inspect or requeue dead letters"},
+    {"run", "[OPTIONS]", "publish outbox rows to Kafka until stopped", CONFIG_CMD_RUN,
+     CONFIG_NEED_DB | CONFIG_NEED_KAFKA, 1, run},
+    {"migrate", "[OPTIONS]", "create or upgrade the outbox schema", CONFIG_CMD_MIGRATE,
+     CONFIG_NEED_DB, 0, admin_migrate},
+    {"replay", "[OPTIONS]", "set sent rows back to pending (needs a filter)", CONFIG_CMD_REPLAY,
+     CONFIG_NEED_DB, 0, admin_replay},
+    {"status", "[OPTIONS]", "backlog, lag, dead letters and which relay leads", CONFIG_CMD_STATUS,
+     CONFIG_NEED_DB, 0, admin_status},
+    {"dlq", "list|requeue [OPTIONS]", "dlq list | dlq requeue: inspect or requeue dead letters",
+     CONFIG_CMD_DLQ, CONFIG_NEED_DB, 0, admin_dlq},
 };
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)
 {
         fprintf(out, "usage: outbox-relay COMMAND [OPTIONS]\n\ncommands:\n");
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+        for (size_t i = 0; i < N_COMMANDS; i++)
+                fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
         fprintf(out, "  --version  print the version and exit\n"
-                     "  --help     print this help and exit\n\n");
+                     "  --help     print this help and exit\n"
+                     "\n`outbox-relay COMMAND --help` shows one command's options.\n\n");
+}
+
+static void command_usage(FILE *out, const struct command *cmd)
+{
+        fprintf(out,
+                "usage: outbox-relay %s %s\n\n%s\n\n  -h, --help  print this help and exit\n\n",
+                cmd->name, cmd->args, cmd->summary);
+        config_print_help(out, cmd->settings);
 }
 
 static int run(const struct config *cfg, struct log *lg)
@@ -57,6 +83,27 @@ static int run(const struct config *cfg, struct log *lg)
         return rc == 0 ? EXIT_OK : EXIT_FAILURE_RUNTIME;
 }
 
+/* Answers what needs no command: --help, --version, --config-markdown.
+ * Returns an exit code, or -1 when argv[1] is none of them. */
+static int global_option(const char *arg)
+{
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0) {
+                usage(stdout);
+                config_print_help(stdout, CONFIG_CMD_ALL);
+                return EXIT_OK;
+        }
+        if (strcmp(arg, "--version") == 0) {
+                printf("outbox-relay %s (librdkafka %s, libpq %d, jansson %s)\n", OUTBOX_VERSION,
+                       rd_kafka_version_str(), PQlibVersion(), JANSSON_VERSION);
+                return EXIT_OK;
+        }
+        if (strcmp(arg, "--config-markdown") == 0) { /* the README's table */
+                config_print_markdown(stdout);
+                return EXIT_OK;
+        }
+        return -1;
+}
+
 int main(int argc, char **argv)
 {
         const struct command *cmd = NULL;
@@ -66,40 +113,35 @@ int main(int argc, char **argv)
         int rc = EXIT_USAGE;
         sigset_t stop;
 
-        /* `run` reads SIGTERM and SIGINT from a signalfd; block them before
-         * anything else so one sent during startup (a quick rollout) is
-         * handled as a clean stop instead of killing the process. */
-        sigemptyset(&stop);
-        sigaddset(&stop, SIGTERM);
-        sigaddset(&stop, SIGINT);
-        sigprocmask(SIG_BLOCK, &stop, NULL);
-
         if (argc < 2) {
                 usage(stderr);
                 return EXIT_USAGE;
         }
-        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-            strcmp(argv[1], "help") == 0) {
-                usage(stdout);
-                config_print_help(stdout);
-                return EXIT_OK;
-        }
-        if (strcmp(argv[1], "--version") == 0) {
-                printf("outbox-relay %s (librdkafka %s, libpq %d, jansson %s)\n", OUTBOX_VERSION,
-                       rd_kafka_version_str(), PQlibVersion(), JANSSON_VERSION);
-                return EXIT_OK;
-        }
-        if (strcmp(argv[1], "--config-markdown") == 0) { /* the README's table */
-                config_print_markdown(stdout);
-                return EXIT_OK;
-        }
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if ((rc = global_option(argv[1])) >= 0)
+                return rc;
+        for (size_t i = 0; i < N_COMMANDS && cmd == NULL; i++)
                 if (strcmp(argv[1], commands[i].name) == 0)
                         cmd = &commands[i];
         if (cmd == NULL) {
                 fprintf(stderr, "outbox-relay: unknown command \"%s\" (see --help)\n", argv[1]);
                 return EXIT_USAGE;
         }
+        /* The only place signals are blocked: before anything else, so a
+         * SIGTERM during startup (a quick rollout) waits in the signalfd
+         * of the loop instead of killing the process; and before any
+         * thread starts, so librdkafka's threads inherit the mask. */
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        if (cmd->signalfd && sigprocmask(SIG_BLOCK, &stop, NULL) != 0) {
+                perror("outbox-relay: sigprocmask");
+                return EXIT_FAILURE_RUNTIME;
+        }
+        if (config_wants_help(argc - 2, argv + 2)) {
+                command_usage(stdout, cmd);
+                return EXIT_OK;
+        }
+        rc = EXIT_USAGE;
         cfg = config_new();
         if (cfg == NULL) {
                 fprintf(stderr, "outbox-relay: out of memory\n");
@@ -117,18 +159,7 @@ int main(int argc, char **argv)
         }
         /* A closed socket must be an error return, not a dead process. */
         signal(SIGPIPE, SIG_IGN);
-        if (strcmp(cmd->name, "run") != 0)
-                sigprocmask(SIG_UNBLOCK, &stop, NULL); /* one-shot commands stop at once */
-        if (strcmp(cmd->name, "run") == 0)
-                rc = run(cfg, lg);
-        else if (strcmp(cmd->name, "migrate") == 0)
-                rc = admin_migrate(cfg, lg);
-        else if (strcmp(cmd->name, "replay") == 0)
-                rc = admin_replay(cfg, lg);
-        else if (strcmp(cmd->name, "status") == 0)
-                rc = admin_status(cfg, lg);
-        else
-                rc = admin_dlq(cfg, lg);
+        rc = cmd->handler(cfg, lg);
 out:
         log_free(lg);
         config_free(cfg);

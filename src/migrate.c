@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
 /* Serialises concurrent `outbox-relay migrate` runs: "outbox" in ASCII. */
 #define MIGRATE_LOCK_KEY "110386039336824" /* 0x6f7574626f78 */
 

@@ -34,6 +34,21 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
  * than --reconnect-max-ms). */
 #define STMT_RETRY_MAX_MS 5000
 
+/* 1 when every signal of mask is blocked. main blocks them first thing,
+ * before any thread starts (librdkafka's inherit the mask): unblocked, they
+ * would kill the process instead of reaching the signalfd. */
+static int signals_blocked(const sigset_t *mask)
+{
+        sigset_t blocked;
+
+        if (sigprocmask(SIG_BLOCK, NULL, &blocked) != 0)
+                return 0;
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sigismember(mask, sig) == 1 && sigismember(&blocked, sig) != 1)
+                        return 0;
+        return 1;
+}
+
 struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
 {
         struct relay *r = calloc(1, sizeof(*r));
@@ -49,10 +64,11 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
-        /* Blocked before librdkafka starts its threads, so they inherit it
-         * and the signals reach only the signalfd. */
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
-            (r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        if (!signals_blocked(&mask)) {
+                snprintf(errbuf, errsz, "SIGTERM and SIGINT must be blocked before relay_new");
+                goto fail;
+        }
+        if ((r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
                 snprintf(errbuf, errsz, "signalfd: %s", strerror(errno));
                 goto fail;
         }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+
 /* pattern is the exact event type, or for a prefix rule the text before the
  * '*' ("user." for "user.*", "" for "*"). */
 struct route_rule {

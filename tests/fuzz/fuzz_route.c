@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "route.h"
 
 #define FUZZ_MAX_LINES 64

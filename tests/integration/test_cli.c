@@ -49,9 +49,49 @@ START_TEST(version_and_help)
         ck_assert_ptr_nonnull(strstr(out, "OUTBOX_KAFKA_BROKERS"));
         ck_assert_ptr_nonnull(strstr(out, "--batch-size"));
         ck_assert_ptr_nonnull(strstr(out, "replay"));
+        ck_assert_ptr_nonnull(strstr(out, "`outbox-relay COMMAND --help`"));
         free(out);
         ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){"frobnicate", NULL}), 2);
         ck_assert_ptr_nonnull(strstr(out, "frobnicate"));
+        free(out);
+}
+END_TEST
+
+static const struct {
+        const char *cmd, *own, *other; /* an option of its own, one of another command's */
+} command_help[] = {
+    {"run", "--batch-size", "--grant-writer"}, {"migrate", "--grant-writer", "--batch-size"},
+    {"replay", "--from-id", "--limit"},        {"status", "--json", "--from-id"},
+    {"dlq", "--limit", "--kafka-brokers"},
+};
+
+/* Every command answers --help and -h with its own usage and options, on
+ * stdout with exit 0, even beside a bad setting in the environment and on
+ * the command line, with no database URL; "-h" as a value or after "--" is
+ * no help request. */
+START_TEST(each_command_has_its_help)
+{
+        const char *cmd = command_help[_i].cmd;
+        const char *env[] = {"OUTBOX_BATCH_SIZE=abc", NULL};
+        const char *flags[] = {"--help", "-h"};
+        char *out = NULL, want[64];
+
+        snprintf(want, sizeof(want), "usage: outbox-relay %s ", cmd);
+        for (size_t f = 0; f < 2; f++) {
+                ck_assert_int_eq(
+                    relay_cmd(&out, env, (const char *[]){cmd, "--limit", "0", flags[f], NULL}), 0);
+                ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "%s %s: %s", cmd, flags[f],
+                              out);
+                ck_assert_msg(strstr(out, command_help[_i].own) != NULL, "%s", out);
+                ck_assert_msg(strstr(out, "--database-url") != NULL, "%s", out);
+                ck_assert_msg(strstr(out, command_help[_i].other) == NULL, "%s", out);
+                free(out);
+        }
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){cmd, "--key", "-h", NULL}), 2);
+        ck_assert_msg(strstr(out, "missing required setting --database-url") != NULL, "%s", out);
+        free(out);
+        ck_assert_int_eq(relay_cmd(&out, NULL, (const char *[]){cmd, "--", "--help", NULL}), 2);
+        ck_assert_msg(strstr(out, "usage:") == NULL, "%s", out);
         free(out);
 }
 END_TEST
@@ -87,6 +127,7 @@ static const struct {
     {"-X", "enable.idempotence=false", "enable.idempotence"},
     {"--retry-base-ms", "5000000", "--retry"},
     {"--no-such-flag", "1", "--no-such-flag"},
+    {"--batch", "5", "--batch"}, /* a prefix of --batch-size: not taken */
     {"--http-listen", "::1:9400", "--http-listen"},
     {"--http-listen", "[::1]", "--http-listen"},
 };
@@ -419,6 +460,8 @@ int main(void)
         int failed;
 
         tcase_add_test(offline, version_and_help);
+        tcase_add_loop_test(offline, each_command_has_its_help, 0,
+                            (int)(sizeof(command_help) / sizeof(command_help[0])));
         tcase_add_loop_test(offline, bad_setting_exits_2_before_contacting_anything, 0,
                             (int)(sizeof(bad_settings) / sizeof(bad_settings[0])));
         tcase_add_test(offline, missing_and_malformed_required_settings);

@@ -92,7 +92,7 @@ START_TEST(test_defaults)
         ck_assert_int_eq(cfg->statement_timeout_ms, 30000);
         ck_assert_int_eq(cfg->lock_timeout_ms, 5000);
         ck_assert(cfg->memory_budget == 64LL * 1024 * 1024);
-        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
+        ck_assert_int_eq(cfg->log_level, LOG_LEVEL_INFO);
         ck_assert_uint_eq(cfg->n_routes, 0);
         ck_assert_uint_eq(cfg->n_kafka_props, 0);
         ck_assert(cfg->replay_from_id == 0 && cfg->replay_to_id == 0);
@@ -140,7 +140,7 @@ START_TEST(test_env_then_flags)
         ck_assert_int_eq(cfg->batch_size, 50);
         ck_assert_str_eq(cfg->schema, "from_env");
         ck_assert_str_eq(cfg->database_url, "host=envhost");
-        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_DEBUG);
+        ck_assert_int_eq(cfg->log_level, LOG_LEVEL_DEBUG);
         ck_assert_int_eq(cfg->pipeline_depth, 4);
         config_free(cfg);
 
@@ -148,7 +148,7 @@ START_TEST(test_env_then_flags)
         ck_assert_int_eq(cfg->batch_size, 60);
         ck_assert_str_eq(cfg->schema, "from_flag");
         ck_assert_str_eq(cfg->database_url, "host=envhost");
-        ck_assert_int_eq(cfg->log_level, CONFIG_LOG_ERROR);
+        ck_assert_int_eq(cfg->log_level, LOG_LEVEL_ERROR);
         config_free(cfg);
 
         /* The last flag wins. */
@@ -557,6 +557,76 @@ START_TEST(test_flag_errors)
         ck_assert_ptr_nonnull(strstr(errbuf, "--database-url"));
         parse_fails(ARGS("--dry-run=yes"));
         ck_assert_ptr_nonnull(strstr(errbuf, "--dry-run"));
+}
+END_TEST
+
+/* getopt_long's forms: a value attached or separate, -X attached or
+ * separate, exact names only, options after arguments whatever
+ * POSIXLY_CORRECT says, and a fresh start on every call (getopt keeps its
+ * state in globals, and a failed parse leaves it mid-argv). */
+START_TEST(test_getopt_forms)
+{
+        struct config *cfg;
+
+        cfg = parse_ok(ARGS("--batch-size=5", "--pipeline-depth", "7", "-Xlinger.ms=5", "-X",
+                            "acks=all", "--kafka-property=batch.size=9"));
+        ck_assert(cfg->batch_size == 5 && cfg->pipeline_depth == 7);
+        ck_assert_uint_eq(cfg->n_kafka_props, 3);
+        ck_assert_str_eq(cfg->kafka_props[0].name, "linger.ms");
+        ck_assert_str_eq(cfg->kafka_props[2].value, "9");
+        config_free(cfg);
+        /* A prefix that getopt_long would take is refused, named as typed. */
+        parse_fails(ARGS("--batch", "5"));
+        ck_assert_str_eq(errbuf, "unknown option --batch (see --help)");
+        parse_fails(ARGS("--max", "300000"));
+        ck_assert_str_eq(errbuf, "unknown option --max (see --help)");
+        parse_fails(ARGS("--dry"));
+        ck_assert_str_eq(errbuf, "unknown option --dry (see --help)");
+        parse_fails(ARGS("--database-url-fil=/x"));
+        ck_assert_str_eq(errbuf, "unknown option --database-url-fil (see --help)");
+        /* Left mid-cluster by the failure above, then a fresh parse. */
+        parse_fails(ARGS("-qX", "a=b"));
+        ck_assert_str_eq(errbuf, "unknown option -q (see --help)");
+        cfg = parse_ok(ARGS("list", "--json", "--", "-X", "--limit"));
+        ck_assert_int_eq(cfg->json, 1);
+        ck_assert_int_eq(cfg->n_args, 3);
+        ck_assert_str_eq(cfg->args[1], "-X");
+        ck_assert_str_eq(cfg->args[2], "--limit");
+        config_free(cfg);
+        setenv("POSIXLY_CORRECT", "1", 1);
+        cfg = parse_ok(ARGS("requeue", "--id", "4", "extra", "--all"));
+        ck_assert(cfg->id == 4 && cfg->all == 1 && cfg->n_args == 2);
+        ck_assert_str_eq(cfg->args[1], "extra");
+        config_free(cfg);
+        unsetenv("POSIXLY_CORRECT");
+        /* A value may start with one '-', not two. */
+        cfg = parse_ok(ARGS("--key", "-h", "--topic", "-"));
+        ck_assert_str_eq(cfg->replay_key, "-h");
+        ck_assert_str_eq(cfg->replay_topic, "-");
+        config_free(cfg);
+        parse_fails(ARGS("-X", "--json"));
+        ck_assert_str_eq(errbuf, "option -X needs a value (-X NAME=VALUE)");
+        parse_fails(ARGS("--help=yes"));
+        ck_assert_str_eq(errbuf, "option --help takes no value");
+}
+END_TEST
+
+/* --help and -h as options, wherever they are, but not as a value or
+ * after "--"; a bad setting before them does not hide them. */
+START_TEST(test_wants_help)
+{
+        ck_assert_int_eq(config_wants_help(1, ARGS("--help")), 1);
+        ck_assert_int_eq(config_wants_help(1, ARGS("-h")), 1);
+        ck_assert_int_eq(config_wants_help(3, ARGS("--batch-size", "x", "-h")), 1);
+        ck_assert_int_eq(config_wants_help(2, ARGS("--no-such-flag", "--help")), 1);
+        ck_assert_int_eq(config_wants_help(3, ARGS("list", "--json", "--help")), 1);
+        ck_assert_int_eq(config_wants_help(0, ARGS(NULL)), 0);
+        ck_assert_int_eq(config_wants_help(2, ARGS("--key", "-h")), 0);
+        ck_assert_int_eq(config_wants_help(2, ARGS("--", "--help")), 0);
+        ck_assert_int_eq(config_wants_help(1, ARGS("--help=1")), 0);
+        ck_assert_int_eq(config_wants_help(1, ARGS("--hel")), 0);
+        /* config_parse passes over it: main has answered it already. */
+        config_free(parse_ok(ARGS("--help", "-h")));
 }
 END_TEST
 
@@ -975,9 +1045,14 @@ START_TEST(test_exactly_once)
 }
 END_TEST
 
+static void print_help_all(FILE *f)
+{
+        config_print_help(f, CONFIG_CMD_ALL);
+}
+
 START_TEST(test_help)
 {
-        char *help = capture(config_print_help);
+        char *help = capture(print_help_all);
         const char *line;
 
         for (size_t i = 0; i < N_DOCUMENTED; i++)
@@ -1058,6 +1133,8 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_http_listen);
         tcase_add_test(tc, test_flag_errors);
         tcase_add_test(tc, test_positional_and_replay);
+        tcase_add_test(tc, test_getopt_forms);
+        tcase_add_test(tc, test_wants_help);
         tcase_add_test(tc, test_exactly_once);
         tcase_add_test(tc, test_help);
         tcase_add_test(tc, test_markdown);

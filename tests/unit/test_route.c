@@ -8,6 +8,7 @@
 
 #include <check.h>
 
+#include "config.h"
 #include "route.h"
 
 static char errbuf[256];
