@@ -138,9 +138,13 @@ fail:
  * or time out as __MSG_TIMED_OUT, which is not the row's fault either),
  * so rows spend no attempts; librdkafka keeps reconnecting. What to check,
  * or NULL for other errors. */
-static const char *refusal(rd_kafka_resp_err_t err)
+static const char *refusal(rd_kafka_resp_err_t *err, const char *reason)
 {
-        switch (err) {
+        /* librdkafka 2.0.2 reports a failed certificate check as a
+         * transport error when OpenSSL notices it while reading. */
+        if (*err == RD_KAFKA_RESP_ERR__TRANSPORT && strstr(reason, "certificate verify failed"))
+                *err = RD_KAFKA_RESP_ERR__SSL;
+        switch (*err) {
         case RD_KAFKA_RESP_ERR__AUTHENTICATION:
                 return "authentication failed (check sasl.mechanisms, sasl.username and "
                        "sasl.password)";
@@ -176,7 +180,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         struct producer *p = opaque;
-        const char *what = refusal((rd_kafka_resp_err_t)err);
+        rd_kafka_resp_err_t code = (rd_kafka_resp_err_t)err;
+        const char *what = refusal(&code, reason);
 
         if (what != NULL) {
                 /* Said once per change of cause, not at every reconnect:
@@ -184,13 +189,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                  * reason names the broker and the failure, never the
                  * credential. */
                 snprintf(p->refused_reason, sizeof(p->refused_reason), "%s: %s", what, reason);
-                if (p->refused != (rd_kafka_resp_err_t)err)
+                if (p->refused != code)
                         log_error(p->lg,
                                   "kafka refuses the connection: rows wait, spending no "
                                   "attempts",
-                                  "{s:s,s:s}", "code", rd_kafka_err2name((rd_kafka_resp_err_t)err),
-                                  "error", p->refused_reason);
-                p->refused = (rd_kafka_resp_err_t)err;
+                                  "{s:s,s:s}", "code", rd_kafka_err2name(code), "error",
+                                  p->refused_reason);
+                p->refused = code;
                 return;
         }
         if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && p->refused) {
