@@ -228,10 +228,14 @@ END
 $$;
 
 -- Trigger functions need no EXECUTE grant to fire; attaching this one
--- lends its owner's INSERT on events, so only roles granted EXECUTE may
--- (docs/migrating-from-debezium.md). install_debezium_outbox() and
--- debezium_column_type() read only the catalog and act with the caller's
--- rights: they stay executable by PUBLIC.
+-- lends its owner's INSERT on events, so only roles granted EXECUTE may.
+-- The other two act with the caller's rights and read only the catalog,
+-- but as every function of the schema but check_headers() they are not
+-- PUBLIC's (docs/security.md): whoever installs the trigger and is not the
+-- outbox's owner needs the grants docs/migrating-from-debezium.md lists.
 REVOKE EXECUTE ON FUNCTION :"schema".debezium_forward() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION :"schema".debezium_column_type(regclass, name, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION :"schema".install_debezium_outbox(regclass, text, name, name, name,
+                                                              name, name, text) FROM PUBLIC;
 
 INSERT INTO :"schema".schema_migrations (version, name) VALUES (6, '006_debezium');

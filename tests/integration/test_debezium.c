@@ -370,6 +370,11 @@ START_TEST(install_and_insert_refuse_bad_input)
         fx_sql(owner, "CREATE TABLE owned (id uuid, aggregatetype text, aggregateid text,"
                       " payload jsonb)");
         expect_error(owner, "SELECT outbox.install_debezium_outbox('owned')",
+                     "permission denied for function install_debezium_outbox");
+        fx_sql(admin, "GRANT EXECUTE ON FUNCTION outbox.install_debezium_outbox(regclass, text,"
+                      " name, name, name, name, name, text),"
+                      " outbox.debezium_column_type(regclass, name, text) TO dbz_table_owner");
+        expect_error(owner, "SELECT outbox.install_debezium_outbox('owned')",
                      "permission denied for function outbox.debezium_forward");
         fx_sql(admin, "GRANT EXECUTE ON FUNCTION outbox.debezium_forward() TO dbz_table_owner");
         fx_sql(owner, "SELECT outbox.install_debezium_outbox('owned')");
