@@ -14,6 +14,9 @@
 -- transition table (debezium_rows), so that an INSERT of many rows costs
 -- one INSERT into events, not one per row; the rows keep the order they
 -- were inserted in, which is the order Debezium reads them from the WAL.
+-- On a partitioned table it is a row trigger (PostgreSQL clones those to
+-- every partition, and a row inserted straight into a partition fires no
+-- statement trigger of the parent), reading NEW.
 -- Security definer, owned by the outbox's owner: a service granted only
 -- INSERT on its own outbox table has no right on events, and needs none.
 -- Firing needs no EXECUTE grant; attaching it does, so EXECUTE is revoked
@@ -35,16 +38,17 @@ DECLARE
     v_route text;
     v_topic text;
     bad bigint;
+    source text := CASE TG_LEVEL WHEN 'ROW' THEN '(SELECT ($2).*) r' ELSE 'debezium_rows r' END;
 BEGIN
     -- A row without an id or a topic Kafka would accept fails the
     -- service's INSERT, naming the row, as any bad row does.
     EXECUTE pg_catalog.format(
-        'SELECT r.%I::text, r.%I::text, t.topic FROM debezium_rows r, '
+        'SELECT r.%I::text, r.%I::text, t.topic FROM %s, '
         'LATERAL (SELECT %s AS topic) t '
         'WHERE r.%I IS NULL OR t.topic IS NULL OR t.topic !~ %L '
         'OR pg_catalog.length(t.topic) > 249 OR t.topic IN (%L, %L) LIMIT 1',
-        TG_ARGV[1], TG_ARGV[2], topic_sql, TG_ARGV[1], '^[A-Za-z0-9._-]+$', '.', '..')
-        USING TG_ARGV[0] INTO v_id, v_route, v_topic;
+        TG_ARGV[1], TG_ARGV[2], source, topic_sql, TG_ARGV[1], '^[A-Za-z0-9._-]+$', '.', '..')
+        USING TG_ARGV[0], NEW INTO v_id, v_route, v_topic;
     GET DIAGNOSTICS bad = ROW_COUNT; -- EXECUTE leaves FOUND alone
     IF bad = 0 THEN
         NULL;
@@ -76,12 +80,12 @@ BEGIN
     EXECUTE pg_catalog.format(
         'INSERT INTO events (event_id, topic, key, event_type, payload, payload_bytes, headers) '
         'SELECT r.%I::uuid, %s, r.%I::text, %s, %s, '
-        'pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(%s)) FROM debezium_rows r',
+        'pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(%s)) FROM %s',
         TG_ARGV[1], topic_sql, TG_ARGV[3],
         CASE WHEN TG_ARGV[6] = '' THEN 'NULL::text'
              ELSE pg_catalog.format('r.%I::text', TG_ARGV[6]) END,
-        payload_sql, headers_sql)
-        USING TG_ARGV[0];
+        payload_sql, headers_sql, source)
+        USING TG_ARGV[0], NEW;
     RETURN NULL;
 END
 $$;
@@ -217,10 +221,12 @@ BEGIN
         args := args || ARRAY[hdr, parts[1]];
     END LOOP;
 
-    EXECUTE format('CREATE OR REPLACE TRIGGER outbox_relay_debezium AFTER INSERT ON %s '
-                   'REFERENCING NEW TABLE AS debezium_rows '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION %I.debezium_forward(%s)',
-                   p_table, (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    EXECUTE format('CREATE OR REPLACE TRIGGER outbox_relay_debezium AFTER INSERT ON %s %s '
+                   'EXECUTE FUNCTION %I.debezium_forward(%s)',
+                   p_table,
+                   CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = p_table) = 'p'
+                        THEN 'FOR EACH ROW'
+                        ELSE 'REFERENCING NEW TABLE AS debezium_rows FOR EACH STATEMENT' END, (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                               WHERE p.oid = 'debezium_forward'::regproc),
                    (SELECT string_agg(quote_literal(a), ', ') FROM unnest(args) a));
     RETURN 'outbox_relay_debezium';

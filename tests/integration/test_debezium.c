@@ -388,6 +388,44 @@ START_TEST(install_and_insert_refuse_bad_input)
 }
 END_TEST
 
+/* A partitioned outbox table: rows inserted through the parent, straight
+ * into a partition, and into a partition made after the install, all reach
+ * events (a statement trigger on the parent would miss the last two). */
+START_TEST(partitioned_table_rows_all_reach_the_outbox)
+{
+        char *ci = fresh_db("dbz_partitioned");
+        PGconn *admin = fx_db_connect(ci);
+
+        fx_sql(admin, "CREATE TABLE part (id uuid NOT NULL, aggregatetype text NOT NULL,"
+                      " aggregateid text NOT NULL, type text, payload jsonb, day date NOT NULL)"
+                      " PARTITION BY RANGE (day)");
+        fx_sql(admin, "CREATE TABLE part_2024 PARTITION OF part"
+                      " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')");
+        fx_sql(admin, "SELECT outbox.install_debezium_outbox('part')");
+        fx_sql(admin, "CREATE TABLE part_2025 PARTITION OF part"
+                      " FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')");
+        fx_sql(admin,
+               "INSERT INTO part VALUES"
+               " ('00000000-0000-4000-8000-000000000001', 'Part', 'a', 't', '{}', '2024-05-01'),"
+               " ('00000000-0000-4000-8000-000000000002', 'Part', 'b', 't', '{}', '2025-05-01')");
+        fx_sql(admin,
+               "INSERT INTO part_2024 VALUES"
+               " ('00000000-0000-4000-8000-000000000003', 'Part', 'c', 't', '{}', '2024-06-01')");
+        fx_sql(admin,
+               "INSERT INTO part_2025 VALUES"
+               " ('00000000-0000-4000-8000-000000000004', 'Part', 'd', 't', '{}', '2025-06-01')");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT count(*) FROM outbox.events"
+                                           " WHERE topic = 'outbox.event.Part'"
+                                           " AND headers ->> 'id' = event_id::text"),
+                         4);
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT string_agg(key, '' ORDER BY id) = 'abcd'"
+                                           " FROM outbox.events"),
+                         1);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("debezium");
@@ -399,6 +437,7 @@ int main(void)
         tcase_set_timeout(tc, 240);
         tcase_add_test(tc, debezium_layout_published_as_the_event_router_would);
         tcase_add_test(tc, install_and_insert_refuse_bad_input);
+        tcase_add_test(tc, partitioned_table_rows_all_reach_the_outbox);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
