@@ -40,6 +40,17 @@ DECLARE
     bad bigint;
     source text := CASE TG_LEVEL WHEN 'ROW' THEN '(SELECT ($2).*) r' ELSE 'debezium_rows r' END;
 BEGIN
+    -- The casts below run with the owner's rights: a column whose type
+    -- became one its table's owner defined (with a cast of their own)
+    -- since install_debezium_outbox() checked it must not reach them.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                 JOIN pg_catalog.pg_type y ON y.oid = a.atttypid
+                WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+                  AND a.attname::text = ANY (TG_ARGV)
+                  AND CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE y.oid END >= 16384) THEN
+        RAISE EXCEPTION 'Debezium outbox table %.% has a column of a type that is not built in: run outbox.install_debezium_outbox() again to see which',
+            TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'datatype_mismatch';
+    END IF;
     -- A row without an id or a topic Kafka would accept fails the
     -- service's INSERT, naming the row, as any bad row does.
     EXECUTE pg_catalog.format(

@@ -360,6 +360,22 @@ START_TEST(install_and_insert_refuse_bad_input)
                      " ('00000000-0000-4000-8000-000000000003', NULL, 'k', 'x', 1)",
                      "has a NULL aggregatetype (it names the topic)");
         ck_assert_int_eq(fx_sql_int(admin, "SELECT count(*) FROM outbox.events"), 1);
+        /* A column changed to a type of the table owner's own after the
+         * install: the trigger, running as the outbox's owner, refuses to
+         * cast it (a cast of the owner's own would run with its rights). */
+        fx_sql(admin, "DROP VIEW a_view");
+        fx_sql(admin, "CREATE TYPE mood AS ENUM ('k')");
+        fx_sql(admin, "ALTER TABLE int_payload ALTER aggregateid TYPE mood USING 'k'");
+        expect_error(admin,
+                     "INSERT INTO int_payload VALUES (gen_random_uuid(), 'Good', 'k', 'x', 1)",
+                     "Debezium outbox table public.int_payload has a column of a type that is "
+                     "not built in");
+        expect_error(admin,
+                     "SELECT outbox.install_debezium_outbox('int_payload',"
+                     " event_type_field => NULL)",
+                     "column \"aggregateid\" of public.int_payload must be text, varchar, uuid or "
+                     "an integer, not public.mood");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT count(*) FROM outbox.events"), 1);
 
         /* A table's owner without EXECUTE on the trigger function cannot
          * attach it; granted, it can, and its rows reach events. */
