@@ -216,6 +216,8 @@ START_TEST(test_upgrade_from_version_1)
         fx_sql(conn, "DROP FUNCTION outbox.next_generation()");
         fx_sql(conn, "ALTER TABLE outbox.events DROP COLUMN generation");
         fx_sql(conn, "ALTER TABLE outbox.dead_letters DROP COLUMN generation");
+        fx_sql(conn, "DROP FUNCTION outbox.install_debezium_outbox, outbox.debezium_column_type,"
+                     " outbox.debezium_forward");
         fx_sql(conn, "DELETE FROM outbox.schema_migrations WHERE version >= 2");
         fx_sql(conn, "INSERT INTO outbox.events (topic, key, payload) VALUES ('t', 'k', '{}')");
         ck_assert_int_eq(migrate_check(conn, "outbox", err, sizeof(err)), MIGRATE_ERR_SCHEMA);
