@@ -599,19 +599,6 @@ void fh_use_apache(struct fx_apache *k)
         apache = k;
 }
 
-int fh_case_selected(const char *name)
-{
-        const char *only = getenv("OUTBOX_FAULT_CASES");
-        size_t n = strlen(name);
-
-        if (!only || !*only)
-                return 1;
-        for (const char *p = only; (p = strstr(p, name)); p += n)
-                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-                        return 1;
-        return 0;
-}
-
 const char *fh_broker(void)
 {
         static char label[48];

@@ -125,9 +125,6 @@ struct fx_apache;
 void fh_use_apache(struct fx_apache *k);
 /* "Apache Kafka 4.4.0" or "librdkafka 2.0.2 mock". */
 const char *fh_broker(void);
-/* 1 when the test function `name` is to run: OUTBOX_FAULT_CASES unset or
- * empty, or a comma-separated list naming it. */
-int fh_case_selected(const char *name);
 void fh_result_init(struct fh_result *r, const char *name, const char *fault);
 void fh_result_recovery(struct fh_result *r, long long ms);
 /* Reads `topic` from the beginning (all partitions) and compares with the

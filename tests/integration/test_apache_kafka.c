@@ -12,6 +12,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_apache *ak;
@@ -462,31 +463,19 @@ START_TEST(unknown_topic_dead_lettered_with_auto_creation_off)
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("apache_kafka");
-        TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        ADD_TEST(tc, ten_thousand_events_exact_and_in_order);
-        ADD_TEST(tc, tombstone_binary_payload_and_timestamp);
-        ADD_TEST(tc, routing_by_event_type);
-        ADD_TEST(tc, replay_through_sql_publishes_again);
-        ADD_TEST(tc, row_above_message_max_bytes_dead_lettered);
-        ADD_TEST(tc, unknown_topic_dead_lettered_with_auto_creation_off);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add(s, ten_thousand_events_exact_and_in_order, NULL, &servers, 240);
+        runner_add(s, tombstone_binary_payload_and_timestamp, NULL, &servers, 240);
+        runner_add(s, routing_by_event_type, NULL, &servers, 240);
+        runner_add(s, replay_through_sql_publishes_again, NULL, &servers, 240);
+        runner_add(s, row_above_message_max_bytes_dead_lettered, NULL, &servers, 240);
+        runner_add(s, unknown_topic_dead_lettered_with_auto_creation_off, NULL, &servers, 240);
+        return s;
 }

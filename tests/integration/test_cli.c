@@ -12,6 +12,7 @@
 #include "fault_harness.h"
 #include "fixture.h"
 #include "migrate.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 
@@ -411,12 +412,10 @@ START_TEST(operator_output_is_escaped)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("cli");
         TCase *offline = tcase_create("offline"), *db = tcase_create("database");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(offline, version_and_help);
         tcase_add_loop_test(offline, bad_setting_exits_2_before_contacting_anything, 0,
@@ -431,9 +430,5 @@ int main(void)
         tcase_add_test(db, operator_output_is_escaped);
         suite_add_tcase(s, offline);
         suite_add_tcase(s, db);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

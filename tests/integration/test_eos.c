@@ -12,6 +12,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -462,12 +463,10 @@ START_TEST(progress_read_back_keeps_the_loop_serving)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("eos");
         TCase *tc = tcase_create("eos");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 180);
@@ -483,9 +482,5 @@ int main(void)
         tcase_add_test(tc, commit_answered_late_keeps_the_loop_serving);
         tcase_add_test(tc, progress_read_back_keeps_the_loop_serving);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

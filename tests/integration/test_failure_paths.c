@@ -14,6 +14,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -577,32 +578,20 @@ START_TEST(failover_that_lost_the_tail)
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("failure_paths");
-        TCase *tc = tcase_create("failure_paths");
-        SRunner *sr;
-        int failed;
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        ADD_TEST(tc, poison_row_is_dead_lettered_not_spun);
-        ADD_TEST(tc, record_failure_failing_backs_off);
-        ADD_TEST(tc, record_failure_refusing_the_text_gets_ascii);
-        ADD_TEST(tc, failing_fetch_backs_off);
-        ADD_TEST(tc, failing_mark_backs_off);
-        ADD_TEST(tc, failing_writers_look_backs_off);
-        ADD_TEST(tc, failover_that_lost_the_tail);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add(s, poison_row_is_dead_lettered_not_spun, NULL, &servers, 240);
+        runner_add(s, record_failure_failing_backs_off, NULL, &servers, 240);
+        runner_add(s, record_failure_refusing_the_text_gets_ascii, NULL, &servers, 240);
+        runner_add(s, failing_fetch_backs_off, NULL, &servers, 240);
+        runner_add(s, failing_mark_backs_off, NULL, &servers, 240);
+        runner_add(s, failing_writers_look_backs_off, NULL, &servers, 240);
+        runner_add(s, failover_that_lost_the_tail, NULL, &servers, 240);
+        return s;
 }

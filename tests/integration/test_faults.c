@@ -14,6 +14,7 @@
 #include "fault_cluster.h"
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static void suite_setup(void)
 {
@@ -766,47 +767,31 @@ START_TEST(eos_standby_takeover)
 }
 END_TEST
 
-/* Tests added to the TCase being filled: one without any gets no fixture,
- * or Check would still start its servers (brokers, PostgreSQL). */
-static int n_added;
+static const struct runner_servers servers = {suite_setup, fc_teardown};
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn)) {                                                       \
-                        tcase_add_test(tc, fn);                                                    \
-                        n_added++;                                                                 \
-                }                                                                                  \
-        } while (0)
+/* The mock's own: it answers Produce with the errors they inject
+ * (test_faults_apache.c has what Apache Kafka can do instead). */
+static void add_mock(Suite *s, const TTest *t)
+{
+        if (!fc_apache())
+                runner_add(s, t, NULL, &servers, 300);
+}
 
-#define ADD_MOCK_TEST(tc, fn)                                                                      \
-        do {                                                                                       \
-                if (!fc_apache())                                                                  \
-                        ADD_TEST(tc, fn);                                                          \
-                else if (getenv("OUTBOX_FAULT_CASES") && fh_case_selected(#fn))                    \
-                        fprintf(stderr, #fn ": left out, it needs the dev Kafka\n");               \
-        } while (0)
-
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("faults");
-        TCase *tc = tcase_create("faults"), *e2e = tcase_create("e2e");
-        SRunner *sr;
-        int failed;
 
-        tcase_set_timeout(tc, 300);
-        ADD_TEST(tc, kill_9_twenty_times_during_stream);
-        ADD_TEST(tc, postgres_immediate_restart_mid_stream);
-        ADD_TEST(tc, postgres_down_10_seconds);
-        ADD_TEST(tc, kafka_down_10_seconds);
-        ADD_TEST(tc, sigterm_during_heavy_stream);
-        ADD_TEST(tc, sigterm_while_kafka_down);
-        ADD_TEST(tc, connection_lost_during_setup);
-        /* The mock's own: it answers Produce with the errors they inject
-         * (test_faults_apache.c has what Apache Kafka can do instead). */
-        ADD_MOCK_TEST(tc, retriable_produce_errors);
-        ADD_MOCK_TEST(tc, fatal_idempotent_producer_errors);
-        ADD_MOCK_TEST(tc, persistent_fatal_error_rebuild_rate);
-        ADD_MOCK_TEST(tc, reconnects_leak_nothing);
+        runner_add(s, kill_9_twenty_times_during_stream, NULL, &servers, 300);
+        runner_add(s, postgres_immediate_restart_mid_stream, NULL, &servers, 300);
+        runner_add(s, postgres_down_10_seconds, NULL, &servers, 300);
+        runner_add(s, kafka_down_10_seconds, NULL, &servers, 300);
+        runner_add(s, sigterm_during_heavy_stream, NULL, &servers, 300);
+        runner_add(s, sigterm_while_kafka_down, NULL, &servers, 300);
+        runner_add(s, connection_lost_during_setup, NULL, &servers, 300);
+        add_mock(s, retriable_produce_errors);
+        add_mock(s, fatal_idempotent_producer_errors);
+        add_mock(s, persistent_fatal_error_rebuild_rate);
+        add_mock(s, reconnects_leak_nothing);
         if (fh_eos()) {
                 /* The relays started by the cases inherit these. */
                 setenv("OUTBOX_EXACTLY_ONCE", "true", 1);
@@ -819,26 +804,10 @@ int main(void)
                  * time out, instead of aborting it at once, fails them. */
                 setenv("OUTBOX_TRANSACTION_TIMEOUT_MS", "120000", 1);
 #ifdef OUTBOX_TEST_HOOKS
-                ADD_TEST(tc, eos_kill_between_commit_and_mark);
-#else
-                if (fh_case_selected("eos_kill_between_commit_and_mark"))
-                        fprintf(stderr, "eos_kill_between_commit_and_mark: left out, the relay is "
-                                        "built without -DOUTBOX_TEST_HOOKS=ON\n");
+                runner_add(s, eos_kill_between_commit_and_mark, NULL, &servers, 300);
 #endif
-                ADD_TEST(tc, eos_standby_takeover);
+                runner_add(s, eos_standby_takeover, NULL, &servers, 300);
         }
-        if (n_added)
-                tcase_add_unchecked_fixture(tc, suite_setup, fc_teardown);
-        suite_add_tcase(s, tc);
-        n_added = 0;
-        tcase_set_timeout(e2e, 900);
-        ADD_TEST(e2e, end_to_end_graceful);
-        if (n_added)
-                tcase_add_unchecked_fixture(e2e, suite_setup, fc_teardown);
-        suite_add_tcase(s, e2e);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add(s, end_to_end_graceful, NULL, &servers, 900);
+        return s;
 }

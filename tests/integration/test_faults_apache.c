@@ -18,6 +18,7 @@
 #include "fault_cluster.h"
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static void cluster_setup(void)
 {
@@ -168,30 +169,16 @@ START_TEST(not_enough_replicas_while_a_broker_is_down)
 }
 END_TEST
 
-int main(void)
+static const struct runner_servers servers = {cluster_setup, fc_teardown};
+
+Suite *test_suite(void)
 {
         Suite *s = suite_create("faults_apache");
-        TCase *tc = tcase_create("three_brokers");
-        SRunner *sr;
-        int n = 0, failed;
 
         /* fault_cluster starts Apache Kafka for these, whatever the caller set. */
         setenv("OUTBOX_FAULT_KAFKA", "apache", 1);
-        tcase_set_timeout(tc, 300);
-        if (fh_case_selected("partition_leader_killed_while_producing")) {
-                tcase_add_test(tc, partition_leader_killed_while_producing);
-                n++;
-        }
-        if (fh_case_selected("not_enough_replicas_while_a_broker_is_down")) {
-                tcase_add_test(tc, not_enough_replicas_while_a_broker_is_down);
-                n++;
-        }
-        if (n > 0)
-                tcase_add_unchecked_fixture(tc, cluster_setup, fc_teardown);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add(s, partition_leader_killed_while_producing, "leader-kill9", &servers, 300);
+        runner_add(s, not_enough_replicas_while_a_broker_is_down, "not-enough-replicas", &servers,
+                   300);
+        return s;
 }

@@ -19,6 +19,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -264,21 +265,15 @@ START_TEST(ipv6_loopback_listen)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("http");
         TCase *tc = tcase_create("http");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, slow_neighbours_do_not_starve_healthz);
         tcase_add_test(tc, ipv6_loopback_listen);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

@@ -10,6 +10,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -134,20 +135,14 @@ START_TEST(long_run_memory_is_flat)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("longrun");
         TCase *tc = tcase_create("longrun");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 3600);
         tcase_add_test(tc, long_run_memory_is_flat);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

@@ -21,6 +21,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -470,30 +471,18 @@ START_TEST(locked_outbox_at_startup_blocks_nothing)
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("loop");
-        TCase *tc = tcase_create("loop");
-        SRunner *sr;
-        int failed;
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 600);
-        ADD_TEST(tc, full_producer_queue_blocks_nothing);
-        ADD_TEST(tc, locked_outbox_at_startup_blocks_nothing);
-        ADD_TEST(tc, rows_of_100_kb_drain_within_the_budget);
-        ADD_TEST(tc, rows_of_1_mb_drain_within_the_budget);
-        ADD_TEST(tc, row_larger_than_the_budget_goes_out);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add(s, full_producer_queue_blocks_nothing, NULL, &servers, 600);
+        runner_add(s, locked_outbox_at_startup_blocks_nothing, NULL, &servers, 600);
+        runner_add(s, rows_of_100_kb_drain_within_the_budget, NULL, &servers, 600);
+        runner_add(s, rows_of_1_mb_drain_within_the_budget, NULL, &servers, 600);
+        runner_add(s, row_larger_than_the_budget_goes_out, NULL, &servers, 600);
+        return s;
 }

@@ -16,6 +16,7 @@
 
 #include "fixture.h"
 #include "progress.h"
+#include "runner.h"
 
 #define TIMEOUT_MS 20000
 
@@ -492,12 +493,10 @@ START_TEST(reader_free_stops_a_read_under_way)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("progress");
         TCase *tc = tcase_create("dev_kafka");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 120);
@@ -509,9 +508,5 @@ int main(void)
         tcase_add_test(tc, reader_thread_reads_the_last_record);
         tcase_add_test(tc, reader_free_stops_a_read_under_way);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

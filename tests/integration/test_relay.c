@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -968,12 +969,10 @@ START_TEST(kcat_reads_the_published_events)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("relay");
         TCase *tc = tcase_create("end_to_end");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 240);
@@ -997,9 +996,5 @@ int main(void)
         tcase_add_test(tc, kcat_reads_the_published_events);
         tcase_add_test(tc, plans_follow_the_statistics);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

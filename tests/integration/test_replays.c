@@ -15,6 +15,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -427,12 +428,10 @@ START_TEST(old_leader_mark_after_replay)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("replays");
         TCase *tc = tcase_create("replays");
-        SRunner *sr;
-        int failed;
 
         if (fh_eos()) {
                 /* The relays started by the cases inherit these. */
@@ -448,9 +447,5 @@ int main(void)
         tcase_add_test(tc, restore_under_a_relay_holding_marks);
         tcase_add_test(tc, old_leader_mark_after_replay);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

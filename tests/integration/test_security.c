@@ -15,6 +15,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -465,7 +466,7 @@ START_TEST(upgrade_keeps_an_existing_relay_role_running)
 }
 END_TEST
 
-static Suite *security_suite(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("security");
         TCase *tc = tcase_create("roles");
@@ -480,15 +481,4 @@ static Suite *security_suite(void)
         tcase_add_test(tc, upgrade_keeps_an_existing_relay_role_running);
         suite_add_tcase(s, tc);
         return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(security_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

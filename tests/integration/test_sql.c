@@ -13,6 +13,7 @@
 #include "fixture.h"
 #include "log.h"
 #include "migrate.h"
+#include "runner.h"
 
 /* The advisory lock key of src/migrate.c, to hold the lock from a test. */
 #define TEST_MIGRATE_LOCK_KEY "110386039336824"
@@ -821,7 +822,7 @@ START_TEST(test_writers_in_progress)
 }
 END_TEST
 
-static Suite *sql_suite(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("sql");
         TCase *tc = tcase_create("contract");
@@ -850,15 +851,4 @@ static Suite *sql_suite(void)
         tcase_add_test(tc, test_writers_in_progress);
         suite_add_tcase(s, tc);
         return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(sql_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -8,6 +8,7 @@
 #include <check.h>
 
 #include "backoff.h"
+#include "runner.h"
 
 START_TEST(test_ceiling_doubles_then_caps)
 {
@@ -132,7 +133,7 @@ START_TEST(test_deterministic_for_seed)
 }
 END_TEST
 
-static Suite *backoff_suite(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("backoff");
         TCase *tc = tcase_create("core");
@@ -144,15 +145,4 @@ static Suite *backoff_suite(void)
         tcase_add_test(tc, test_deterministic_for_seed);
         suite_add_tcase(s, tc);
         return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(backoff_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

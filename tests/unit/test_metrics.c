@@ -8,6 +8,7 @@
 #include <check.h>
 
 #include "metrics.h"
+#include "runner.h"
 
 #define PUBLISHED "outbox_relay_messages_published_total"
 
@@ -191,12 +192,10 @@ START_TEST(test_statement_errors)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("metrics");
         TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(tc, test_topics_counted_apart);
         tcase_add_test(tc, test_topics_bounded);
@@ -204,9 +203,5 @@ int main(void)
         tcase_add_test(tc, test_label_escaping);
         tcase_add_test(tc, test_statement_errors);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return s;
 }
