@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault_harness.h"
 #include "fixture.h"
 #include "runner.h"
 
@@ -47,32 +48,14 @@ static long long outbox_id(const struct fx_msg *m)
         return atoll(h->value);
 }
 
-struct first_seen {
-        const struct fx_msg *m;
-        size_t pos;
-        long long id;
-};
-
-static int by_key_then_pos(const void *a, const void *b)
-{
-        const struct first_seen *x = a, *y = b;
-        size_t n = x->m->key_len < y->m->key_len ? x->m->key_len : y->m->key_len;
-        int c = n > 0 ? memcmp(x->m->key, y->m->key, n) : 0;
-
-        if (c == 0 && x->m->key_len != y->m->key_len)
-                c = x->m->key_len < y->m->key_len ? -1 : 1;
-        if (c == 0)
-                c = x->pos < y->pos ? -1 : 1;
-        return c;
-}
-
 /* Checks that every event 1..max_id arrived and that per-key order holds
  * under at-least-once: dropping repeats (keeping each id's first
  * appearance), each key's ids ascend in log order. Returns the duplicates. */
 static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
 {
         char *seen = calloc((size_t)max_id + 1, 1);
-        struct first_seen *firsts = calloc(n, sizeof(*firsts));
+        struct fh_first *firsts = calloc(n ? n : 1, sizeof(*firsts));
+        char note[512] = "";
         size_t dups = 0, nf = 0;
 
         for (size_t i = 0; i < n; i++) {
@@ -84,18 +67,11 @@ static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
                         continue;
                 }
                 seen[id] = 1;
-                firsts[nf++] = (struct first_seen){&msgs[i], i, id};
+                firsts[nf++] = (struct fh_first){&msgs[i], i, id};
         }
         for (long long id = 1; id <= max_id; id++)
                 ck_assert_msg(seen[id], "event %lld lost", id);
-        qsort(firsts, nf, sizeof(*firsts), by_key_then_pos);
-        for (size_t i = 1; i < nf; i++)
-                if (firsts[i].m->key != NULL && firsts[i - 1].m->key != NULL &&
-                    firsts[i].m->key_len == firsts[i - 1].m->key_len &&
-                    memcmp(firsts[i].m->key, firsts[i - 1].m->key, firsts[i].m->key_len) == 0)
-                        ck_assert_msg(firsts[i - 1].id < firsts[i].id,
-                                      "key order broken: %lld published after %lld", firsts[i].id,
-                                      firsts[i - 1].id);
+        ck_assert_msg(fh_key_order(firsts, nf, note, sizeof(note)) == 0, "per-key %s", note);
         free(firsts);
         free(seen);
         return dups;
