@@ -88,6 +88,29 @@ TCase *runner_add(Suite *s, const TTest *t, const char *tags, const struct runne
         return tc;
 }
 
+void runner_add_each(Suite *s, const TTest *const tests[], const struct runner_servers *srv,
+                     int timeout_s)
+{
+        for (size_t i = 0; tests[i] != NULL; i++)
+                runner_add(s, tests[i], NULL, srv, timeout_s);
+}
+
+Suite *runner_suite(const char *name, const char *tc_name, const struct runner_servers *srv,
+                    int timeout_s, const TTest *const tests[])
+{
+        Suite *s = suite_create(name);
+        TCase *tc = tcase_create(tc_name);
+
+        if (timeout_s > 0)
+                tcase_set_timeout(tc, timeout_s);
+        if (srv)
+                tcase_add_unchecked_fixture(tc, trampolines[servers_index(srv)], NULL);
+        for (size_t i = 0; tests[i] != NULL; i++)
+                tcase_add_test(tc, tests[i]);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
 TCase *runner_add_loop(Suite *s, const char *name, const TTest *t, int i, const char *tags,
                        const struct runner_servers *srv, int timeout_s)
 {

@@ -25,6 +25,16 @@ struct runner_servers {
 TCase *runner_add(Suite *s, const TTest *t, const char *tags, const struct runner_servers *srv,
                   int timeout_s);
 
+/* runner_add for each of tests (NULL-terminated), in order. */
+void runner_add_each(Suite *s, const TTest *const tests[], const struct runner_servers *srv,
+                     int timeout_s);
+
+/* A suite `name` of one test case `tc_name` holding tests (NULL-terminated)
+ * in order, sharing the servers srv (or none) with that timeout (0:
+ * Check's default). */
+Suite *runner_suite(const char *name, const char *tc_name, const struct runner_servers *srv,
+                    int timeout_s, const TTest *const tests[]);
+
 /* The same for one iteration i of a loop test, named `name`. */
 TCase *runner_add_loop(Suite *s, const char *name, const TTest *t, int i, const char *tags,
                        const struct runner_servers *srv, int timeout_s);

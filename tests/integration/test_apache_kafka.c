@@ -470,12 +470,14 @@ static const struct runner_servers servers = {suite_setup, suite_teardown};
 Suite *test_suite(void)
 {
         Suite *s = suite_create("apache_kafka");
+        const TTest *const tests[] = {ten_thousand_events_exact_and_in_order,
+                                      tombstone_binary_payload_and_timestamp,
+                                      routing_by_event_type,
+                                      replay_through_sql_publishes_again,
+                                      row_above_message_max_bytes_dead_lettered,
+                                      unknown_topic_dead_lettered_with_auto_creation_off,
+                                      NULL};
 
-        runner_add(s, ten_thousand_events_exact_and_in_order, NULL, &servers, 240);
-        runner_add(s, tombstone_binary_payload_and_timestamp, NULL, &servers, 240);
-        runner_add(s, routing_by_event_type, NULL, &servers, 240);
-        runner_add(s, replay_through_sql_publishes_again, NULL, &servers, 240);
-        runner_add(s, row_above_message_max_bytes_dead_lettered, NULL, &servers, 240);
-        runner_add(s, unknown_topic_dead_lettered_with_auto_creation_off, NULL, &servers, 240);
+        runner_add_each(s, tests, &servers, 240);
         return s;
 }

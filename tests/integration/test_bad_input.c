@@ -18,20 +18,7 @@
 #include "fixture.h"
 #include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(1, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(1, 4);
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 

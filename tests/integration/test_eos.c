@@ -32,17 +32,9 @@ static void suite_teardown(void)
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 
-/* A fresh migrated database per test; its name is also the relay's
- * transactional id, so that no test reads another's progress records. */
-static char *fresh_db(const char *name, const char *topic)
-{
-        char *conninfo = fx_pg_create_db(pg, name), cmd[128];
-
-        fx_migrate(conninfo, NULL);
-        snprintf(cmd, sizeof(cmd), "topic %s 4", topic);
-        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-        return conninfo;
-}
+/* Each test has a database of its own (fx_fresh_outbox): its name is also
+ * the relay's transactional id, so that no test reads another's progress
+ * records. */
 
 static long long outbox_id(const struct fx_msg *m)
 {
@@ -85,7 +77,7 @@ static int *copies(const char *topic, size_t expect, long long max_id, int order
  * transaction counters move; a replayed row is published once more. */
 START_TEST(publishes_once_counts_transactions_and_replays)
 {
-        char *ci = fresh_db("eos_basic", "eos-basic");
+        char *ci = fx_fresh_outbox(pg, kafka, "eos_basic", "eos-basic", 4);
         PGconn *c = fx_db_connect(ci);
         char listen[32], *body = NULL;
         int port = fx_free_port();
@@ -140,7 +132,7 @@ END_TEST
  * replays column moved on), and publishes them again. */
 START_TEST(replayed_rows_are_not_recovered)
 {
-        char *ci = fresh_db("eos_replayed", "eos-replayed");
+        char *ci = fx_fresh_outbox(pg, kafka, "eos_replayed", "eos-replayed", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--exactly-once", "--transactional-id", "eos_replayed", NULL};
         const char *kill_env[] = {"OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS=1", NULL};
@@ -181,7 +173,7 @@ END_TEST
  * nothing, and goes on by itself once the topic exists. */
 START_TEST(missing_progress_topic_is_explained)
 {
-        char *ci = fresh_db("eos_notopic", "eos-notopic");
+        char *ci = fx_fresh_outbox(pg, kafka, "eos_notopic", "eos-notopic", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--exactly-once",   "--transactional-id", "eos_notopic",
                               "--progress-topic", "eos-progress-late",  NULL};
@@ -222,8 +214,8 @@ static void outbox_identity(PGconn *c, char *buf, size_t size)
  * publish everything (ready) once it has a transactional id of its own. */
 START_TEST(another_outboxs_record_is_refused)
 {
-        char *ci_a = fresh_db("eos_share_a", "eos-share-a");
-        char *ci_b = fresh_db("eos_share_b", "eos-share-b");
+        char *ci_a = fx_fresh_outbox(pg, kafka, "eos_share_a", "eos-share-a", 4);
+        char *ci_b = fx_fresh_outbox(pg, kafka, "eos_share_b", "eos-share-b", 4);
         PGconn *a = fx_db_connect(ci_a), *b = fx_db_connect(ci_b);
         int port = fx_free_port();
         char listen[64], *body = NULL;

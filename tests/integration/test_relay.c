@@ -12,20 +12,7 @@
 #include "fixture.h"
 #include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(3, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(3, 4);
 
 /* A fresh migrated database per test, named after it. */
 static char *fresh_db(const char *name)
@@ -945,32 +932,30 @@ START_TEST(kcat_reads_the_published_events)
 }
 END_TEST
 
+static const struct runner_servers servers = {suite_setup, suite_teardown};
+
 Suite *test_suite(void)
 {
-        Suite *s = suite_create("relay");
-        TCase *tc = tcase_create("end_to_end");
+        const TTest *const tests[] = {rolled_back_transaction_is_never_published,
+                                      ten_thousand_events_exact_and_in_order,
+                                      tombstone_binary_payload_and_timestamp,
+                                      routing_by_event_type,
+                                      unroutable_row_is_dead_lettered_with_reason,
+                                      poison_message_dead_lettered_while_others_flow,
+                                      missing_topic_is_dead_lettered,
+                                      replay_through_sql_publishes_again,
+                                      rows_below_the_floor_are_published,
+                                      kill_9_and_restart_lose_nothing,
+                                      sigterm_exits_zero_with_delivered_rows_marked,
+                                      batches_are_marked_together_and_at_shutdown,
+                                      database_connection_loss_is_survived,
+                                      standby_takes_over_when_the_leader_dies,
+                                      metrics_and_probes,
+                                      retention_deletes_old_sent_rows_only,
+                                      writers_notify_only_while_the_relay_waits,
+                                      kcat_reads_the_published_events,
+                                      plans_follow_the_statistics,
+                                      NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        tcase_add_test(tc, rolled_back_transaction_is_never_published);
-        tcase_add_test(tc, ten_thousand_events_exact_and_in_order);
-        tcase_add_test(tc, tombstone_binary_payload_and_timestamp);
-        tcase_add_test(tc, routing_by_event_type);
-        tcase_add_test(tc, unroutable_row_is_dead_lettered_with_reason);
-        tcase_add_test(tc, poison_message_dead_lettered_while_others_flow);
-        tcase_add_test(tc, missing_topic_is_dead_lettered);
-        tcase_add_test(tc, replay_through_sql_publishes_again);
-        tcase_add_test(tc, rows_below_the_floor_are_published);
-        tcase_add_test(tc, kill_9_and_restart_lose_nothing);
-        tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
-        tcase_add_test(tc, batches_are_marked_together_and_at_shutdown);
-        tcase_add_test(tc, database_connection_loss_is_survived);
-        tcase_add_test(tc, standby_takes_over_when_the_leader_dies);
-        tcase_add_test(tc, metrics_and_probes);
-        tcase_add_test(tc, retention_deletes_old_sent_rows_only);
-        tcase_add_test(tc, writers_notify_only_while_the_relay_waits);
-        tcase_add_test(tc, kcat_reads_the_published_events);
-        tcase_add_test(tc, plans_follow_the_statistics);
-        suite_add_tcase(s, tc);
-        return s;
+        return runner_suite("relay", "end_to_end", &servers, 240, tests);
 }

@@ -297,16 +297,13 @@ START_TEST(verify_full_without_root_cert_says_sslrootcert)
 }
 END_TEST
 
+static const struct runner_servers servers = {suite_setup, suite_teardown};
+
 Suite *test_suite(void)
 {
-        Suite *s = suite_create("tls");
-        TCase *tc = tcase_create("tls");
+        const TTest *const tests[] = {verify_full_from_url_file_publishes,
+                                      wrong_ca_fails_clearly_and_retries,
+                                      verify_full_without_root_cert_says_sslrootcert, NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, verify_full_from_url_file_publishes);
-        tcase_add_test(tc, wrong_ca_fails_clearly_and_retries);
-        tcase_add_test(tc, verify_full_without_root_cert_says_sslrootcert);
-        suite_add_tcase(s, tc);
-        return s;
+        return runner_suite("tls", "tls", &servers, 120, tests);
 }

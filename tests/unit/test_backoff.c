@@ -135,14 +135,9 @@ END_TEST
 
 Suite *test_suite(void)
 {
-        Suite *s = suite_create("backoff");
-        TCase *tc = tcase_create("core");
+        const TTest *const tests[] = {test_ceiling_doubles_then_caps, test_ceiling_no_overflow,
+                                      test_delay_within_bounds,       test_delay_spreads,
+                                      test_deterministic_for_seed,    NULL};
 
-        tcase_add_test(tc, test_ceiling_doubles_then_caps);
-        tcase_add_test(tc, test_ceiling_no_overflow);
-        tcase_add_test(tc, test_delay_within_bounds);
-        tcase_add_test(tc, test_delay_spreads);
-        tcase_add_test(tc, test_deterministic_for_seed);
-        suite_add_tcase(s, tc);
-        return s;
+        return runner_suite("backoff", "core", NULL, 0, tests);
 }

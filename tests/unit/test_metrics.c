@@ -330,17 +330,15 @@ END_TEST
 
 Suite *test_suite(void)
 {
-        Suite *s = suite_create("metrics");
-        TCase *tc = tcase_create("core");
+        const TTest *const tests[] = {test_topics_counted_apart,
+                                      test_topics_bounded,
+                                      test_topics_lookup_exact,
+                                      test_label_escaping,
+                                      test_statement_errors,
+                                      test_histogram_buckets,
+                                      test_every_series_under_its_help_and_type,
+                                      test_counters_gauges_and_brokers,
+                                      NULL};
 
-        tcase_add_test(tc, test_topics_counted_apart);
-        tcase_add_test(tc, test_topics_bounded);
-        tcase_add_test(tc, test_topics_lookup_exact);
-        tcase_add_test(tc, test_label_escaping);
-        tcase_add_test(tc, test_statement_errors);
-        tcase_add_test(tc, test_histogram_buckets);
-        tcase_add_test(tc, test_every_series_under_its_help_and_type);
-        tcase_add_test(tc, test_counters_gauges_and_brokers);
-        suite_add_tcase(s, tc);
-        return s;
+        return runner_suite("metrics", "core", NULL, 0, tests);
 }
