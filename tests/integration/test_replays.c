@@ -13,53 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault_cluster.h"
 #include "fault_harness.h"
 #include "fixture.h"
 #include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
+/* PostgreSQL and the dev Kafka (fault_cluster.c): each case has a migrated
+ * database and a topic of 4 partitions (fc_fresh); in an exactly-once run
+ * the database's name is the transactional id too, and the topic has a
+ * progress topic of its own. */
 static void suite_setup(void)
 {
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(3, 4);
-        if (fh_eos())
-                ck_assert_int_eq(fx_kafka_command(kafka, "topic outbox-relay-progress 1"), 0);
+        fc_setup(1);
 }
 
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
-
-#define BROKERS fx_kafka_bootstraps(kafka)
+#define BROKERS fc_brokers()
 #define FAST    "--poll-interval-ms", "200", "--reconnect-max-ms", "1000", "--leader-poll-ms", "100"
-
-/* A migrated database and its topic; in an exactly-once run its name is
- * the transactional id too (see main). */
-static char *fresh(const char *db, const char *topic)
-{
-        char *ci = fx_pg_create_db(pg, db), cmd[128];
-
-        fx_migrate(ci, NULL);
-        snprintf(cmd, sizeof(cmd), "topic %s 4", topic);
-        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-        setenv("OUTBOX_TRANSACTIONAL_ID", db, 1);
-        /* And a progress topic of its own: the dev Kafka keeps about 5 MiB
-         * a partition, which the records of several cases together pass,
-         * and the oldest would be gone before the relay or the checker
-         * reads them (a compacted topic of a real Kafka keeps each key's
-         * last record). */
-        if (fh_eos()) {
-                snprintf(cmd, sizeof(cmd), "topic %s-progress 1", topic);
-                ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-                snprintf(cmd, sizeof(cmd), "%s-progress", topic);
-                setenv("OUTBOX_PROGRESS_TOPIC", cmd, 1);
-        }
-        return ci;
-}
 
 static void insert(PGconn *c, const char *topic, int n)
 {
@@ -165,7 +134,7 @@ static void report(struct fh_result *res, int ok)
  * failures never do), and a requeued dead letter. */
 START_TEST(generation_counts_every_return_to_pending)
 {
-        char *ci = fresh("gen_rules", "gen-rules");
+        char *ci = fc_fresh("gen_rules", "gen-rules", 4);
         PGconn *c = fx_db_connect(ci), *relay = fx_db_connect_as(ci, FX_RELAY_ROLE);
 
         insert(c, "gen-rules", 3);
@@ -215,7 +184,7 @@ END_TEST
 START_TEST(hand_replay_after_stop)
 {
         const char *topic = "r-handreplay";
-        char *ci = fresh("rhandreplay", topic);
+        char *ci = fc_fresh("rhandreplay", topic, 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         struct fh_result res;
@@ -268,7 +237,7 @@ END_TEST
 START_TEST(restore_that_lost_the_tail)
 {
         const char *topic = "r-restore";
-        char *ci = fresh("rrestore", topic);
+        char *ci = fc_fresh("rrestore", topic, 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         struct fh_result res;
@@ -325,7 +294,7 @@ END_TEST
 START_TEST(restore_under_a_relay_holding_marks)
 {
         const char *topic = "r-restorelive";
-        char *ci = fresh("rrestorelive", topic);
+        char *ci = fc_fresh("rrestorelive", topic, 4);
         PGconn *c = fx_db_connect(ci), *lock = fx_db_connect(ci);
         struct fh_result res;
         struct fx_relay *r;
@@ -378,7 +347,7 @@ END_TEST
 START_TEST(old_leader_mark_after_replay)
 {
         const char *topic = "r-oldleader";
-        char *ci = fresh("roldleader", topic);
+        char *ci = fc_fresh("roldleader", topic, 4);
         PGconn *c = fx_db_connect(ci), *lock = fx_db_connect(ci);
         const char *b_args[] = {FAST, "--instance-id", "relay-b", NULL};
         struct fh_result res;
@@ -438,7 +407,7 @@ Suite *test_suite(void)
                 setenv("OUTBOX_EXACTLY_ONCE", "true", 1);
                 setenv("OUTBOX_PROGRESS_TOPIC", "outbox-relay-progress", 1);
         }
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_add_unchecked_fixture(tc, suite_setup, fc_teardown);
         tcase_set_timeout(tc, 300);
         if (!fh_eos())
                 tcase_add_test(tc, generation_counts_every_return_to_pending);
