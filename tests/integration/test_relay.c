@@ -10,6 +10,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "scenarios.h"
 #include "runner.h"
 
 FX_DEV_SERVERS(3, 4);
@@ -27,14 +28,6 @@ static char *fresh_db(const char *name)
  * arriving prove the LISTEN/NOTIFY wake-up works. */
 #define NO_POLL "--poll-interval-ms", "3600000"
 
-static long long outbox_id(const struct fx_msg *m)
-{
-        const struct fx_header *h = fx_msg_header(m, "outbox_id");
-
-        ck_assert_ptr_nonnull(h);
-        return atoll(h->value);
-}
-
 /* Checks that every event 1..max_id arrived and that per-key order holds
  * under at-least-once: dropping repeats (keeping each id's first
  * appearance), each key's ids ascend in log order. Returns the duplicates. */
@@ -46,7 +39,7 @@ static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
         size_t dups = 0, nf = 0;
 
         for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
+                long long id = sc_outbox_id(&msgs[i]);
 
                 ck_assert(id >= 1 && id <= max_id);
                 if (seen[id]) {
@@ -93,8 +86,8 @@ START_TEST(rolled_back_transaction_is_never_published)
 }
 END_TEST
 
-/* 10,000 events over 100 keys in 10 transactions: all delivered once, per
- * key in order, and every key, payload and header byte-exact. */
+/* 10,000 events over 100 keys in 10 transactions, 1,000 more rolled back:
+ * all delivered once, per key in order, byte-exact (scenarios.c). */
 START_TEST(ten_thousand_events_exact_and_in_order)
 {
         char *ci = fresh_db("tenk");
@@ -102,46 +95,14 @@ START_TEST(ten_thousand_events_exact_and_in_order)
         const char *args[] = {NO_POLL, "--batch-size", "500", NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         struct fx_msg *msgs;
-        PGresult *res;
         size_t n;
 
-        for (int t = 0; t < 10; t++)
-                fx_sql(c,
-                       "INSERT INTO outbox.events (topic, key, event_type, payload, headers) "
-                       "SELECT 'tenk', 'key-' || (g %% 100), 'thing.happened', "
-                       "jsonb_build_object('n', g, 'text', repeat('x', g %% 50), 'u', 'é\"\\'), "
-                       "jsonb_build_object('correlation_id', 'c-' || g, 'tx', '%d') "
-                       "FROM generate_series(%d, %d) g",
-                       t, t * 1000 + 1, t * 1000 + 1000);
-        ck_assert_int_eq(fx_wait_sql(c, 10000, 120000,
+        sc_tenk_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_TENK_ROWS, 120000,
                                      "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         10000);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "tenk", 10000, 10000, &msgs);
-        ck_assert_uint_eq(n, 10000);
-        ck_assert_uint_eq(check_order(msgs, n, 10000), 0);
-
-        res = PQexec(c, "SELECT id, key, payload::text, event_id::text, headers->>'correlation_id',"
-                        " headers->>'tx', kafka_partition, kafka_offset"
-                        " FROM outbox.events ORDER BY id");
-        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
-        ck_assert_int_eq(PQntuples(res), 10000);
-        for (size_t i = 0; i < n; i++) {
-                const struct fx_msg *m = &msgs[i];
-                int row = (int)outbox_id(m) - 1;
-
-                ck_assert_str_eq(PQgetvalue(res, row, 1), m->key ? m->key : "(null)");
-                ck_assert_uint_eq(strlen(PQgetvalue(res, row, 2)), m->value_len);
-                ck_assert(memcmp(PQgetvalue(res, row, 2), m->value, m->value_len) == 0);
-                ck_assert_str_eq(fx_msg_header(m, "event_id")->value, PQgetvalue(res, row, 3));
-                ck_assert_str_eq(fx_msg_header(m, "correlation_id")->value,
-                                 PQgetvalue(res, row, 4));
-                ck_assert_str_eq(fx_msg_header(m, "tx")->value, PQgetvalue(res, row, 5));
-                ck_assert_str_eq(fx_msg_header(m, "event_type")->value, "thing.happened");
-                ck_assert_uint_eq(m->n_headers, 5);
-                ck_assert_int_eq(atoi(PQgetvalue(res, row, 6)), m->partition);
-                ck_assert_int_eq(atoll(PQgetvalue(res, row, 7)), m->offset);
-        }
-        PQclear(res);
+                         SC_TENK_ROWS);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "tenk", SC_TENK_ROWS, 10000, &msgs);
+        sc_tenk_check(c, msgs, n);
         fx_msgs_free(msgs, n);
         fx_relay_free(r);
         PQfinish(c);
@@ -155,36 +116,15 @@ START_TEST(tombstone_binary_payload_and_timestamp)
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {NO_POLL, NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        static const char bin[] = {'\x00', '\x01', '\xff', '\x00', 'A', '\x80'};
         struct fx_msg *msgs;
         size_t n;
 
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, created_at) "
-                  "VALUES ('shapes', 'gone', '2024-02-29 12:34:56.789+00')");
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload_bytes) "
-                  "VALUES ('shapes', 'gone', '\\x0001ff004180'::bytea)");
-        fx_sql(c, "INSERT INTO outbox.events (topic, payload_bytes) VALUES ('shapes', '')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 3, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            3);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", 3, 5000, &msgs);
-        ck_assert_uint_eq(n, 3);
-        for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
-
-                if (id == 1) { /* tombstone: a key and a null value */
-                        ck_assert_ptr_null(msgs[i].value);
-                        ck_assert_uint_eq(msgs[i].key_len, 4);
-                        ck_assert_int_eq(msgs[i].timestamp_ms, 1709210096789LL);
-                } else if (id == 2) {
-                        ck_assert_uint_eq(msgs[i].value_len, sizeof(bin));
-                        ck_assert(memcmp(msgs[i].value, bin, sizeof(bin)) == 0);
-                } else { /* no key, and an empty (not null) value */
-                        ck_assert_ptr_null(msgs[i].key);
-                        ck_assert_ptr_nonnull(msgs[i].value);
-                        ck_assert_uint_eq(msgs[i].value_len, 0);
-                }
-        }
+        sc_shapes_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_SHAPES_ROWS, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         SC_SHAPES_ROWS);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", SC_SHAPES_ROWS, 5000, &msgs);
+        sc_shapes_check(msgs, n);
         fx_msgs_free(msgs, n);
         fx_relay_free(r);
         PQfinish(c);
@@ -196,43 +136,13 @@ START_TEST(routing_by_event_type)
 {
         char *ci = fresh_db("routing");
         PGconn *c = fx_db_connect(ci);
-        const char *args[] = {NO_POLL,
-                              "--route",
-                              "user.*=rt-users",
-                              "--route",
-                              "order.created=rt-orders",
-                              "--default-topic",
-                              "rt-misc",
-                              NULL};
-        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        struct fx_msg *msgs;
-        size_t n;
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), sc_routing_args);
 
-        fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
-                  " ('user.created', 'u1', '{}'), ('user.email.changed', 'u1', '{}'),"
-                  " ('order.created', 'o1', '{}'), ('order.shipped', 'o1', '{}'),"
-                  " (NULL, 'x', '{}')");
-        fx_sql(c, "INSERT INTO outbox.events (topic, event_type, key, payload) "
-                  "VALUES ('rt-explicit', 'user.created', 'u2', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 6, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            6);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-users", 2, 5000, &msgs);
-        ck_assert_uint_eq(n, 2);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 1);
-        ck_assert_int_eq(outbox_id(&msgs[1]), 2);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-orders", 1, 5000, &msgs);
-        ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 3);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-misc", 2, 5000, &msgs);
-        ck_assert_uint_eq(n, 2);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-explicit", 1, 5000, &msgs);
-        ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 6);
-        fx_msgs_free(msgs, n);
+        sc_routing_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_ROUTING_ROWS, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         SC_ROUTING_ROWS);
+        sc_routing_check(fx_kafka_bootstraps(kafka), 0);
         fx_relay_free(r);
         PQfinish(c);
         free(ci);
@@ -544,7 +454,7 @@ START_TEST(sigterm_exits_zero_with_delivered_rows_marked)
                 ck_assert_int_eq(fx_sql_int(c,
                                             "SELECT count(*) FROM outbox.events WHERE id = %lld"
                                             " AND status = 'sent' AND kafka_offset = %lld",
-                                            outbox_id(&msgs[i]), (long long)msgs[i].offset),
+                                            sc_outbox_id(&msgs[i]), (long long)msgs[i].offset),
                                  1);
         fx_msgs_free(msgs, n);
         fx_relay_free(r);
