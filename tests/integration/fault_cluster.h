@@ -110,7 +110,8 @@ struct fc_case {
 };
 
 /* Adds each case that runs against this run's brokers (and mode) to s as
- * a test case of its own, sharing the servers srv. */
+ * a test case of its own, sharing the servers srv. Once per program: the
+ * scaffold finds the case in the last table given. */
 void fc_add_cases(Suite *s, const struct fc_case *cases, size_t n,
                   const struct runner_servers *srv);
 /* Waits for the writers and an empty backlog (fc_finish); sets run->w NULL. */
