@@ -51,16 +51,19 @@ static long long sent(PGconn *c)
         return fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'");
 }
 
-/* Reads the topics back and compares them with the database (fh_check),
- * reports the case and asserts: nothing lost, nothing rolled back or
- * unknown published, per-key order and keys intact, exactly `dups`
- * repeats (0 unless the case replays on purpose; -1: any, as at-least-once
- * allows after a producer restart) and `dead` dead letters. */
-static void check_and_report(PGconn *c, const char *const topics[], struct fh_result *res,
-                             long long dups, long long dead)
+/* Stops the relay, reads the topics back and compares them with the
+ * database (fh_check), reports the case and asserts: nothing lost, nothing
+ * rolled back or unknown published, per-key order and keys intact,
+ * exactly `dups` repeats (0 unless the case replays on purpose; -1: any,
+ * as at-least-once allows after a producer restart) and `dead` dead
+ * letters. Then closes c and frees ci. */
+static void check_and_report(struct fx_relay *r, PGconn *c, char *ci, const char *const topics[],
+                             struct fh_result *res, long long dups, long long dead)
 {
         int ok;
 
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res->name);
         fh_check_topics(c, BROKERS, topics, res);
         ok = res->committed > 0 && res->lost == 0 && res->phantoms == 0 &&
              res->order_violations == 0 && res->key_mismatch == 0 &&
@@ -74,6 +77,8 @@ static void check_and_report(PGconn *c, const char *const topics[], struct fh_re
         if (dups >= 0)
                 ck_assert_int_eq(res->duplicates, dups);
         ck_assert_int_eq(res->dead_letters, dead);
+        PQfinish(c);
+        free(ci);
 }
 
 /* 10,000 events over 100 keys in 10 transactions, with 1,000 rolled back
@@ -103,13 +108,9 @@ START_TEST(ten_thousand_events_exact_and_in_order)
         n = fx_consume(BROKERS, "tenk", SC_TENK_ROWS + 1, 10000, &msgs);
         sc_tenk_check(c, msgs, n);
         fx_msgs_free(msgs, n);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
         res.rolled_back = 1000;
         res.drain_ms = 0;
-        check_and_report(c, topics, &res, 0, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
 }
 END_TEST
 
@@ -138,11 +139,7 @@ START_TEST(tombstone_binary_payload_and_timestamp)
         n = fx_consume(BROKERS, "shapes", SC_SHAPES_ROWS + 1, 5000, &msgs);
         sc_shapes_check(msgs, n);
         fx_msgs_free(msgs, n);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 0, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
 }
 END_TEST
 
@@ -164,11 +161,7 @@ START_TEST(routing_by_event_type)
                                      "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
                          SC_ROUTING_ROWS);
         sc_routing_check(BROKERS, 1);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, sc_routing_topics, &res, 0, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, sc_routing_topics, &res, 0, 0);
 }
 END_TEST
 
@@ -206,11 +199,7 @@ START_TEST(replay_through_sql_publishes_again)
         ck_assert_int_eq(
             fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
             5);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 3, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 3, 0);
 }
 END_TEST
 
@@ -294,14 +283,10 @@ START_TEST(row_above_message_max_bytes_dead_lettered)
         PQclear(q);
         /* No other row paid an attempt for sharing its batch. */
         ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE attempts > 0"), 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
         /* A refused batch is a gap in the idempotent producer's sequence:
          * with enable.gapless.guarantee it restarts, and the rows it had
          * sent but not yet reported go out again (at-least-once). */
-        check_and_report(c, topics, &res, -1, 1);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, -1, 1);
 }
 END_TEST
 
@@ -354,11 +339,7 @@ START_TEST(unknown_topic_dead_lettered_with_auto_creation_off)
                  PQgetvalue(q, 0, 1), PQgetvalue(q, 0, 3));
         PQclear(q);
         ck_assert_int_eq(fx_apache_leader(ak, "no-such-topic", 0), -1);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 0, 1);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 0, 1);
 }
 END_TEST
 

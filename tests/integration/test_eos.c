@@ -13,6 +13,7 @@
 #include "fault_harness.h"
 #include "fixture.h"
 #include "runner.h"
+#include "scenarios.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -36,38 +37,30 @@ static void suite_teardown(void)
  * the relay's transactional id, so that no test reads another's progress
  * records. */
 
-static long long outbox_id(const struct fx_msg *m)
-{
-        const struct fx_header *h = fx_msg_header(m, "outbox_id");
-
-        ck_assert_ptr_nonnull(h);
-        return atoll(h->value);
-}
-
 /* How many messages of topic carry each outbox id (counts[1..max_id]).
- * With ordered set, also checks that each key's ids ascend in the log (keys
- * are "k<n>", n < 100, and one key lives in one partition). */
+ * With ordered set, also checks per-key order (fh_key_order: the first
+ * copy of each id, in log order). */
 static int *copies(const char *topic, size_t expect, long long max_id, int ordered, size_t *n_msgs)
 {
         struct fx_msg *msgs;
-        size_t n = fx_consume(BROKERS, topic, expect, 3000, &msgs);
+        size_t n = fx_consume(BROKERS, topic, expect, 3000, &msgs), nf = 0;
         int *count = calloc((size_t)max_id + 1, sizeof(*count));
-        long long last[100] = {0};
+        struct fh_first *firsts = calloc(n ? n : 1, sizeof(*firsts));
+        char note[512] = "";
 
         ck_assert_ptr_nonnull(count);
+        ck_assert_ptr_nonnull(firsts);
         for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
-                int key;
+                long long id = sc_outbox_id(&msgs[i]);
 
                 ck_assert(id >= 1 && id <= max_id);
-                count[id]++;
-                ck_assert(msgs[i].key_len >= 2 && msgs[i].key[0] == 'k');
-                key = atoi(msgs[i].key + 1) % 100;
-                if (ordered)
-                        ck_assert_msg(last[key] < id, "key k%d: %lld after %lld", key, id,
-                                      last[key]);
-                last[key] = id;
+                if (count[id]++ == 0)
+                        firsts[nf++] = (struct fh_first){&msgs[i], i, id};
         }
+        if (ordered)
+                ck_assert_msg(fh_key_order(firsts, nf, note, sizeof(note)) == 0, "per-key %s",
+                              note);
+        free(firsts);
         fx_msgs_free(msgs, n);
         *n_msgs = n;
         return count;

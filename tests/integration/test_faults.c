@@ -3,7 +3,9 @@
  * Kafka brokers go down or answer produce requests with errors; then an
  * independent consumer reads the topic and fault_harness checks that
  * nothing committed was lost, nothing rolled back was published and every
- * key kept its order. Each case adds a line to the fault report. */
+ * key kept its order. Each case adds a line to the fault report. The cases
+ * are the table at the end: each names only its fault (its act); the
+ * scaffold around it is fault_cluster.c's. */
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
