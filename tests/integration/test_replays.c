@@ -123,10 +123,32 @@ static struct fx_relay *publish_mark_held(const char *ci, PGconn *c, PGconn *loc
         return r;
 }
 
-static void report(struct fh_result *res, int ok)
+/* Adds to res what count[0..n_rows) says: the rows from `from` on were
+ * wanted `high` times each, the others `low` times; a row seen fewer
+ * times counts as lost, every copy beyond the first as a duplicate. */
+static void tally(const int *count, int n_rows, int from, int low, int high, struct fh_result *res)
 {
+        for (int i = 0; i < n_rows; i++) {
+                int want = i >= from ? high : low;
+
+                res->lost += count[i] < want ? want - count[i] : 0;
+                res->duplicates += count[i] > 1 ? count[i] - 1 : 0;
+        }
+}
+
+/* Stops relay r, reports res with the case's verdict ok and asserts it,
+ * and frees what the case holds (lock may be NULL). */
+static void finish(struct fx_relay *r, PGconn *c, PGconn *lock, char *ci, int *count,
+                   struct fh_result *res, int ok)
+{
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res->name);
+        free(count);
         fh_report(res, ok);
         ck_assert_msg(ok, "%s: %s", res->name, res->notes);
+        PQfinish(lock);
+        PQfinish(c);
+        free(ci);
 }
 
 /* Which returns to pending count a generation: every UPDATE that leaves
@@ -210,23 +232,13 @@ START_TEST(hand_replay_after_stop)
         recovered = fh_relay_log_number(r, "recovered_rows");
         count = copies(c, topic, "true", 450, &n_rows, &res);
         res.committed = n_rows;
-        for (int i = 0; i < n_rows; i++) {
-                int want = i >= 150 ? 2 : 1; /* ids above 150 were replayed */
-
-                res.lost += count[i] < want ? want - count[i] : 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 150, 1, 2, &res); /* ids above 150 were replayed */
         snprintf(res.notes + strlen(res.notes), sizeof(res.notes) - strlen(res.notes),
                  "%s150 replays asked for, each counted as a duplicate; lost counts replays never "
                  "published; rows recovered from the progress record: %lld",
                  res.notes[0] ? "; " : "", recovered < 0 ? 0 : recovered);
         ok = res.lost == 0 && res.duplicates == 150 && recovered <= 0;
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(c);
-        free(ci);
+        finish(r, c, NULL, ci, count, &res, ok);
 }
 END_TEST
 
@@ -265,10 +277,7 @@ START_TEST(restore_that_lost_the_tail)
         fh_result_recovery(&res, fx_now_ms() - t0);
         count = copies(c, topic, "id > 20", 80, &n_rows, &res);
         res.committed = 50;
-        for (int i = 0; i < n_rows; i++) {
-                res.lost += count[i] == 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 0, 1, 1, &res);
         snprintf(res.notes, sizeof(res.notes),
                  "%lld of the 30 new rows published; messages read counts the old copies too; "
                  "rows recovered from the progress record: %lld",
@@ -277,12 +286,7 @@ START_TEST(restore_that_lost_the_tail)
                      ? 0
                      : fh_relay_log_number(r, "recovered_rows"));
         ok = n_rows == 30 && res.lost == 0 && (!fh_eos() || res.duplicates == 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(c);
-        free(ci);
+        finish(r, c, NULL, ci, count, &res, ok);
 }
 END_TEST
 
@@ -321,21 +325,12 @@ START_TEST(restore_under_a_relay_holding_marks)
         fh_result_recovery(&res, fx_now_ms() - t0);
         count = copies(c, topic, "id > 10", 20, &n_rows, &res);
         res.committed = 20;
-        for (int i = 0; i < n_rows; i++) {
-                res.lost += count[i] == 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 0, 1, 1, &res);
         snprintf(res.notes, sizeof(res.notes),
                  "%lld of the 10 new rows published; messages read counts the old copies too",
                  (long long)n_rows - res.lost);
         ok = n_rows == 10 && res.lost == 0 && (!fh_eos() || res.duplicates == 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(lock);
-        PQfinish(c);
-        free(ci);
+        finish(r, c, lock, ci, count, &res, ok);
 }
 END_TEST
 
@@ -378,22 +373,13 @@ START_TEST(old_leader_mark_after_replay)
          * A's committed record) and the replay. */
         count = copies(c, topic, "true", (size_t)(10 * want), &n_rows, &res);
         res.committed = n_rows;
-        for (int i = 0; i < n_rows; i++) {
-                res.lost += count[i] < want ? want - count[i] : 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 0, want, want, &res);
         snprintf(res.notes, sizeof(res.notes),
                  "%d copies of each row expected (%s the replay); lost counts replays never "
                  "published",
                  want, fh_eos() ? "A's committed transaction and" : "A's, B's and");
         ok = n_rows == 10 && res.lost == 0;
-        fh_relay_stop(a, 30000);
-        fh_relay_free(a, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(lock);
-        PQfinish(c);
-        free(ci);
+        finish(a, c, lock, ci, count, &res, ok);
 }
 END_TEST
 
