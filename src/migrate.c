@@ -2,6 +2,7 @@
  * transaction per file under an advisory lock, after substituting the
  * schema name the way psql's :"schema" and :'schema' variables would. */
 #include "migrate.h"
+#include "migrate_int.h"
 
 #include <stdlib.h>
 #include <stdio.h>
@@ -493,4 +494,9 @@ out:
         PQfreemem(sch);
         PQfreemem(rol);
         return rc;
+}
+
+size_t migrate_skip_token(const char *sql, size_t i)
+{
+        return skip_token(sql, i);
 }

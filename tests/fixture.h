@@ -68,6 +68,10 @@ const char *fx_kafka_bootstraps(const struct fx_kafka *k);
 /* Sends one control line to its stdin (e.g. "down 1", "up 1") and waits for
  * its "ok" reply; returns 0 or -1. */
 int fx_kafka_command(struct fx_kafka *k, const char *line);
+/* A migrated database `db` of pg and a topic of the dev Kafka with that
+ * many partitions; returns the superuser conninfo (malloc'ed). */
+char *fx_fresh_outbox(struct fx_pg *pg, struct fx_kafka *k, const char *db, const char *topic,
+                      int partitions);
 void fx_kafka_stop(struct fx_kafka *k);
 
 struct fx_header {
@@ -260,5 +264,24 @@ double fx_metric(const char *scrape, const char *series);
 
 /* Milliseconds on the monotonic clock. */
 int64_t fx_now_ms(void);
+
+/* The servers most integration tests share: one PostgreSQL (pg) and the
+ * dev Kafka (kafka) with that many brokers and partitions a topic, as the
+ * test file's statics, started by suite_setup and stopped by
+ * suite_teardown (Check fixtures, or runner.h's servers). */
+#define FX_DEV_SERVERS(brokers, partitions)                                                        \
+        static struct fx_pg *pg;                                                                   \
+        static struct fx_kafka *kafka;                                                             \
+        static void suite_setup(void)                                                              \
+        {                                                                                          \
+                pg = fx_pg_start();                                                                \
+                kafka = fx_kafka_start(brokers, partitions);                                       \
+        }                                                                                          \
+        static void suite_teardown(void)                                                           \
+        {                                                                                          \
+                fx_kafka_stop(kafka);                                                              \
+                fx_pg_stop(pg);                                                                    \
+        }                                                                                          \
+        struct fx_dev_servers_unused_ /* a declaration, for the caller's ";" */
 
 #endif

@@ -393,3 +393,14 @@ const struct fx_header *fx_msg_header(const struct fx_msg *m, const char *name)
         }
         return NULL;
 }
+
+char *fx_fresh_outbox(struct fx_pg *pg, struct fx_kafka *k, const char *db, const char *topic,
+                      int partitions)
+{
+        char *ci = fx_pg_create_db(pg, db), cmd[160];
+
+        fx_migrate(ci, NULL);
+        snprintf(cmd, sizeof(cmd), "topic %s %d", topic, partitions);
+        ck_assert_int_eq(fx_kafka_command(k, cmd), 0);
+        return ci;
+}

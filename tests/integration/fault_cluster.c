@@ -192,3 +192,59 @@ void fc_finish(PGconn *c, struct fh_writers *w, struct fh_result *res)
         res->drain_ms = fh_wait_drained(c, 120000);
         ck_assert_msg(res->drain_ms >= 0, "%s: backlog not drained", res->name);
 }
+
+static const struct fc_case *cases_table;
+
+START_TEST(fault_case)
+{
+        const struct fc_case *k = &cases_table[_i];
+        struct fc_run run = {.k = k};
+
+        run.ci = fc_fresh(k->db, k->topic, k->partitions);
+        run.c = fx_db_connect(run.ci);
+        fh_result_init(&run.res, k->report, k->fault ? k->fault : "");
+        if (k->prepare)
+                k->prepare(&run);
+        if (k->writers.events > 0) {
+                struct fh_writers_opts wo = k->writers;
+
+                wo.conninfo = run.ci;
+                wo.topic = k->topic;
+                run.w = fh_writers_start(&wo);
+        }
+        if (!(k->flags & FC_OWN_RELAY))
+                run.r = fx_relay_start(run.ci, fc_brokers(), k->args);
+        k->act(&run);
+        if (run.w)
+                fc_run_finish(&run);
+        if (run.r) {
+                fh_relay_stop(run.r, 30000);
+                fh_relay_free(run.r, run.res.name);
+        }
+        fh_check(run.c, fc_brokers(), k->topic, &run.res);
+        fh_report_and_assert(&run.res);
+        if (k->after)
+                k->after(&run);
+        PQfinish(run.c);
+        free(run.ci);
+}
+END_TEST
+
+void fc_add_cases(Suite *s, const struct fc_case *cases, size_t n, const struct runner_servers *srv)
+{
+        unsigned broker = fc_apache() ? FC_APACHE : FC_MOCK;
+
+        cases_table = cases;
+        for (size_t i = 0; i < n; i++) {
+                if (!(cases[i].flags & broker) || ((cases[i].flags & FC_EOS_ONLY) && !fh_eos()))
+                        continue;
+                runner_add_loop(s, cases[i].name, fault_case, (int)i, cases[i].report, srv,
+                                cases[i].timeout_s);
+        }
+}
+
+void fc_run_finish(struct fc_run *run)
+{
+        fc_finish(run->c, run->w, &run->res);
+        run->w = NULL;
+}

@@ -481,15 +481,9 @@ void fh_result_recovery(struct fh_result *r, long long ms)
                 r->recover_ms[r->n_recover++] = ms;
 }
 
-struct first_seen {
-        const struct fx_msg *m;
-        size_t pos;
-        long long id;
-};
-
 static int by_key_then_pos(const void *a, const void *b)
 {
-        const struct first_seen *x = a, *y = b;
+        const struct fh_first *x = a, *y = b;
         size_t n = x->m->key_len < y->m->key_len ? x->m->key_len : y->m->key_len;
         int c = n > 0 ? memcmp(x->m->key, y->m->key, n) : 0;
 
@@ -503,6 +497,28 @@ static int by_key_then_pos(const void *a, const void *b)
 static int same_key(const struct fx_msg *a, const struct fx_msg *b)
 {
         return a->key && b->key && a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len);
+}
+
+long long fh_key_order(struct fh_first *firsts, size_t n, char *note, size_t cap)
+{
+        long long violations = 0;
+
+        qsort(firsts, n, sizeof(*firsts), by_key_then_pos);
+        for (size_t i = 1; i < n; i++) {
+                const struct fh_first *a = &firsts[i - 1], *b = &firsts[i];
+                size_t len = note ? strlen(note) : 0;
+
+                if (!same_key(a->m, b->m) || a->id < b->id)
+                        continue;
+                if (violations++ == 0 && note)
+                        snprintf(note + len, cap - len,
+                                 "%sorder: key %.*s has %lld (partition %d offset %lld) before "
+                                 "%lld (offset %lld)",
+                                 len ? "; " : "", (int)(a->m->key_len > 40 ? 40 : a->m->key_len),
+                                 a->m->key, a->id, (int)a->m->partition, (long long)a->m->offset,
+                                 b->id, (long long)b->m->offset);
+        }
+        return violations;
 }
 
 /* The committed rows: id -> key (NULL for a keyless row), and which ids
@@ -597,19 +613,6 @@ static struct fx_apache *apache; /* NULL: the dev Kafka */
 void fh_use_apache(struct fx_apache *k)
 {
         apache = k;
-}
-
-int fh_case_selected(const char *name)
-{
-        const char *only = getenv("OUTBOX_FAULT_CASES");
-        size_t n = strlen(name);
-
-        if (!only || !*only)
-                return 1;
-        for (const char *p = only; (p = strstr(p, name)); p += n)
-                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-                        return 1;
-        return 0;
 }
 
 const char *fh_broker(void)
@@ -791,7 +794,7 @@ void fh_check_topics(PGconn *c, const char *brokers, const char *const topics[],
 {
         struct ledger l;
         struct fx_msg *msgs = NULL;
-        struct first_seen *firsts;
+        struct fh_first *firsts;
         unsigned char *seen;
         size_t n, n_all, nf = 0;
         long long rb_seen = 0;
@@ -827,27 +830,13 @@ void fh_check_topics(PGconn *c, const char *brokers, const char *const topics[],
                     (m->key && (strlen(l.key[id]) != m->key_len ||
                                 memcmp(l.key[id], m->key, m->key_len) != 0)))
                         r->key_mismatch++;
-                firsts[nf++] = (struct first_seen){m, i, id};
+                firsts[nf++] = (struct fh_first){m, i, id};
         }
         /* Dead letters are counted apart: a fault must make none, a bad
          * row is expected to become one. */
         for (long long id = 1; id <= l.max_id; id++)
                 r->lost += l.exists[id] == 1 && !seen[id];
-        qsort(firsts, nf, sizeof(*firsts), by_key_then_pos);
-        for (size_t i = 1; i < nf; i++) {
-                const struct first_seen *a = &firsts[i - 1], *b = &firsts[i];
-                size_t len = strlen(r->notes);
-
-                if (!same_key(a->m, b->m) || a->id < b->id)
-                        continue;
-                if (r->order_violations++ == 0)
-                        snprintf(r->notes + len, sizeof(r->notes) - len,
-                                 "%sorder: key %.*s has %lld (partition %d offset %lld) before "
-                                 "%lld (offset %lld)",
-                                 len ? "; " : "", (int)(a->m->key_len > 40 ? 40 : a->m->key_len),
-                                 a->m->key, a->id, (int)a->m->partition, (long long)a->m->offset,
-                                 b->id, (long long)b->m->offset);
-        }
+        r->order_violations = fh_key_order(firsts, nf, r->notes, sizeof(r->notes));
         if (rb_seen) {
                 size_t len = strlen(r->notes);
 

@@ -125,9 +125,6 @@ struct fx_apache;
 void fh_use_apache(struct fx_apache *k);
 /* "Apache Kafka 4.4.0" or "librdkafka 2.0.2 mock". */
 const char *fh_broker(void);
-/* 1 when the test function `name` is to run: OUTBOX_FAULT_CASES unset or
- * empty, or a comma-separated list naming it. */
-int fh_case_selected(const char *name);
 void fh_result_init(struct fh_result *r, const char *name, const char *fault);
 void fh_result_recovery(struct fh_result *r, long long ms);
 /* Reads `topic` from the beginning (all partitions) and compares with the
@@ -149,6 +146,17 @@ void fh_report(const struct fh_result *r, int ok);
 struct fx_msg;
 size_t fh_eos_visible(const char *brokers, const char *topic, struct fx_msg *msgs, size_t n,
                       struct fh_result *r);
+/* Per-key order under at-least-once: the first appearance of each event,
+ * in log order (pos), its message and outbox id. */
+struct fh_first {
+        const struct fx_msg *m;
+        size_t pos;
+        long long id;
+};
+/* Sorts firsts by key and log order and counts the neighbours of one key
+ * whose ids do not ascend; the first is described, appended to note (of
+ * cap bytes) unless note is NULL. */
+long long fh_key_order(struct fh_first *firsts, size_t n, char *note, size_t cap);
 /* Reports r, then asserts nothing lost, no phantom or rolled-back message,
  * per-key order kept, keys intact and no dead letter. */
 void fh_report_and_assert(const struct fh_result *r);

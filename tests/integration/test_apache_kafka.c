@@ -12,6 +12,8 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "scenarios.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_apache *ak;
@@ -49,16 +51,19 @@ static long long sent(PGconn *c)
         return fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'");
 }
 
-/* Reads the topics back and compares them with the database (fh_check),
- * reports the case and asserts: nothing lost, nothing rolled back or
- * unknown published, per-key order and keys intact, exactly `dups`
- * repeats (0 unless the case replays on purpose; -1: any, as at-least-once
- * allows after a producer restart) and `dead` dead letters. */
-static void check_and_report(PGconn *c, const char *const topics[], struct fh_result *res,
-                             long long dups, long long dead)
+/* Stops the relay, reads the topics back and compares them with the
+ * database (fh_check), reports the case and asserts: nothing lost, nothing
+ * rolled back or unknown published, per-key order and keys intact,
+ * exactly `dups` repeats (0 unless the case replays on purpose; -1: any,
+ * as at-least-once allows after a producer restart) and `dead` dead
+ * letters. Then closes c and frees ci. */
+static void check_and_report(struct fx_relay *r, PGconn *c, char *ci, const char *const topics[],
+                             struct fh_result *res, long long dups, long long dead)
 {
         int ok;
 
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res->name);
         fh_check_topics(c, BROKERS, topics, res);
         ok = res->committed > 0 && res->lost == 0 && res->phantoms == 0 &&
              res->order_violations == 0 && res->key_mismatch == 0 &&
@@ -72,14 +77,8 @@ static void check_and_report(PGconn *c, const char *const topics[], struct fh_re
         if (dups >= 0)
                 ck_assert_int_eq(res->duplicates, dups);
         ck_assert_int_eq(res->dead_letters, dead);
-}
-
-static long long outbox_id(const struct fx_msg *m)
-{
-        const struct fx_header *h = fx_msg_header(m, "outbox_id");
-
-        ck_assert_ptr_nonnull(h);
-        return atoll(h->value);
+        PQfinish(c);
+        free(ci);
 }
 
 /* 10,000 events over 100 keys in 10 transactions, with 1,000 rolled back
@@ -94,7 +93,6 @@ START_TEST(ten_thousand_events_exact_and_in_order)
         struct fx_relay *r;
         struct fh_result res;
         struct fx_msg *msgs;
-        PGresult *rows;
         size_t n;
 
         fh_result_init(&res, "ak-10k-exact",
@@ -102,60 +100,17 @@ START_TEST(ten_thousand_events_exact_and_in_order)
                        "back): each message compared with its row byte for byte");
         fx_apache_create_topic(ak, "tenk", 4, NULL);
         r = fx_relay_start(ci, BROKERS, args);
-        for (int t = 0; t < 11; t++) {
-                /* Transaction 5 is rolled back: its ids are drawn, never committed. */
-                fx_sql(c, "BEGIN");
-                fx_sql(c,
-                       "INSERT INTO outbox.events (topic, key, event_type, payload, headers) "
-                       "SELECT 'tenk', 'key-' || (g %% 100), 'thing.happened', "
-                       "jsonb_build_object('n', g, 'text', repeat('x', g %% 50), 'u', 'é\"\\', "
-                       "'rb', %s), jsonb_build_object('correlation_id', 'c-' || g, 'tx', '%d') "
-                       "FROM generate_series(%d, %d) g",
-                       t == 5 ? "true" : "false", t, t * 1000 + 1, t * 1000 + 1000);
-                fx_sql(c, t == 5 ? "ROLLBACK" : "COMMIT");
-        }
-        ck_assert_int_eq(fx_wait_sql(c, 10000, 120000,
+        sc_tenk_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_TENK_ROWS, 120000,
                                      "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         10000);
-        n = fx_consume(BROKERS, "tenk", 10001, 10000, &msgs);
-        ck_assert_uint_eq(n, 10000);
-        rows = PQexec(c, "SELECT id, key, payload::text, event_id::text,"
-                         " headers->>'correlation_id', headers->>'tx', kafka_partition,"
-                         " kafka_offset, floor(extract(epoch FROM created_at) * 1000)::bigint"
-                         " FROM outbox.events ORDER BY id");
-        ck_assert_int_eq(PQresultStatus(rows), PGRES_TUPLES_OK);
-        ck_assert_int_eq(PQntuples(rows), 10000);
-        for (size_t i = 0; i < n; i++) {
-                const struct fx_msg *m = &msgs[i];
-                long long id = outbox_id(m);
-                /* ids 5001-6000 were rolled back */
-                int row = (int)(id <= 5000 ? id - 1 : id - 1001);
-
-                ck_assert_msg(id >= 1 && id <= 11000 && (id <= 5000 || id > 6000),
-                              "message of id %lld, which was never committed", id);
-                ck_assert_int_eq(atoll(PQgetvalue(rows, row, 0)), id);
-                ck_assert_str_eq(PQgetvalue(rows, row, 1), m->key ? m->key : "(null)");
-                ck_assert_uint_eq(strlen(PQgetvalue(rows, row, 2)), m->value_len);
-                ck_assert(memcmp(PQgetvalue(rows, row, 2), m->value, m->value_len) == 0);
-                ck_assert_str_eq(fx_msg_header(m, "event_id")->value, PQgetvalue(rows, row, 3));
-                ck_assert_str_eq(fx_msg_header(m, "correlation_id")->value,
-                                 PQgetvalue(rows, row, 4));
-                ck_assert_str_eq(fx_msg_header(m, "tx")->value, PQgetvalue(rows, row, 5));
-                ck_assert_str_eq(fx_msg_header(m, "event_type")->value, "thing.happened");
-                ck_assert_uint_eq(m->n_headers, 5);
-                ck_assert_int_eq(atoi(PQgetvalue(rows, row, 6)), m->partition);
-                ck_assert_int_eq(atoll(PQgetvalue(rows, row, 7)), m->offset);
-                ck_assert_int_eq(atoll(PQgetvalue(rows, row, 8)), m->timestamp_ms);
-        }
-        PQclear(rows);
+                         SC_TENK_ROWS);
+        /* One more than written: none may follow. */
+        n = fx_consume(BROKERS, "tenk", SC_TENK_ROWS + 1, 10000, &msgs);
+        sc_tenk_check(c, msgs, n);
         fx_msgs_free(msgs, n);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
         res.rolled_back = 1000;
         res.drain_ms = 0;
-        check_and_report(c, topics, &res, 0, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
 }
 END_TEST
 
@@ -163,7 +118,6 @@ END_TEST
  * and high bytes, an empty value without a key. */
 START_TEST(tombstone_binary_payload_and_timestamp)
 {
-        static const char bin[] = {'\x00', '\x01', '\xff', '\x00', 'A', '\x80'};
         const char *const topics[] = {"shapes", NULL};
         char *ci = fresh_db("shapes");
         PGconn *c = fx_db_connect(ci);
@@ -178,97 +132,36 @@ START_TEST(tombstone_binary_payload_and_timestamp)
                        "an empty value without a key");
         fx_apache_create_topic(ak, "shapes", 1, NULL);
         r = fx_relay_start(ci, BROKERS, args);
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, created_at) "
-                  "VALUES ('shapes', 'gone', '2024-02-29 12:34:56.789+00')");
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload_bytes) "
-                  "VALUES ('shapes', 'gone', '\\x0001ff004180'::bytea)");
-        fx_sql(c, "INSERT INTO outbox.events (topic, payload_bytes) VALUES ('shapes', '')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 3, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            3);
-        n = fx_consume(BROKERS, "shapes", 4, 5000, &msgs);
-        ck_assert_uint_eq(n, 3);
-        for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
-
-                if (id == 1) { /* tombstone: a key and a null value */
-                        ck_assert_ptr_null(msgs[i].value);
-                        ck_assert_uint_eq(msgs[i].key_len, 4);
-                        ck_assert_int_eq(msgs[i].timestamp_ms, 1709210096789LL);
-                } else if (id == 2) {
-                        ck_assert_uint_eq(msgs[i].value_len, sizeof(bin));
-                        ck_assert(memcmp(msgs[i].value, bin, sizeof(bin)) == 0);
-                } else { /* no key, and an empty (not null) value */
-                        ck_assert_int_eq(id, 3);
-                        ck_assert_ptr_null(msgs[i].key);
-                        ck_assert_ptr_nonnull(msgs[i].value);
-                        ck_assert_uint_eq(msgs[i].value_len, 0);
-                }
-        }
+        sc_shapes_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_SHAPES_ROWS, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         SC_SHAPES_ROWS);
+        n = fx_consume(BROKERS, "shapes", SC_SHAPES_ROWS + 1, 5000, &msgs);
+        sc_shapes_check(msgs, n);
         fx_msgs_free(msgs, n);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 0, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
 }
 END_TEST
 
 START_TEST(routing_by_event_type)
 {
-        const char *const topics[] = {"rt-users", "rt-orders", "rt-misc", "rt-explicit", NULL};
         char *ci = fresh_db("routing");
         PGconn *c = fx_db_connect(ci);
-        const char *args[] = {NO_POLL,
-                              "--route",
-                              "user.*=rt-users",
-                              "--route",
-                              "order.created=rt-orders",
-                              "--default-topic",
-                              "rt-misc",
-                              NULL};
         struct fx_relay *r;
         struct fh_result res;
-        struct fx_msg *msgs;
-        size_t n;
 
         fh_result_init(&res, "ak-routing",
                        "rows without a topic routed by event_type (exact rule, prefix rule, "
                        "default topic) next to a row naming its topic");
-        for (size_t i = 0; topics[i]; i++)
-                fx_apache_create_topic(ak, topics[i], 2, NULL);
-        r = fx_relay_start(ci, BROKERS, args);
-        fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
-                  " ('user.created', 'u1', '{}'), ('user.email.changed', 'u1', '{}'),"
-                  " ('order.created', 'o1', '{}'), ('order.shipped', 'o1', '{}'),"
-                  " (NULL, 'x', '{}')");
-        fx_sql(c, "INSERT INTO outbox.events (topic, event_type, key, payload) "
-                  "VALUES ('rt-explicit', 'user.created', 'u2', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 6, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            6);
-        n = fx_consume(BROKERS, "rt-users", 3, 5000, &msgs);
-        ck_assert_uint_eq(n, 2);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 1);
-        ck_assert_int_eq(outbox_id(&msgs[1]), 2);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(BROKERS, "rt-orders", 2, 5000, &msgs);
-        ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 3);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(BROKERS, "rt-misc", 3, 5000, &msgs);
-        ck_assert_uint_eq(n, 2);
-        ck_assert(outbox_id(&msgs[0]) + outbox_id(&msgs[1]) == 4 + 5);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(BROKERS, "rt-explicit", 2, 5000, &msgs);
-        ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 6);
-        fx_msgs_free(msgs, n);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 0, 0);
-        PQfinish(c);
-        free(ci);
+        for (size_t i = 0; sc_routing_topics[i]; i++)
+                fx_apache_create_topic(ak, sc_routing_topics[i], 2, NULL);
+        r = fx_relay_start(ci, BROKERS, sc_routing_args);
+        sc_routing_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_ROUTING_ROWS, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         SC_ROUTING_ROWS);
+        sc_routing_check(BROKERS, 1);
+        check_and_report(r, c, ci, sc_routing_topics, &res, 0, 0);
 }
 END_TEST
 
@@ -306,11 +199,7 @@ START_TEST(replay_through_sql_publishes_again)
         ck_assert_int_eq(
             fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
             5);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 3, 0);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 3, 0);
 }
 END_TEST
 
@@ -394,14 +283,10 @@ START_TEST(row_above_message_max_bytes_dead_lettered)
         PQclear(q);
         /* No other row paid an attempt for sharing its batch. */
         ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE attempts > 0"), 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
         /* A refused batch is a gap in the idempotent producer's sequence:
          * with enable.gapless.guarantee it restarts, and the rows it had
          * sent but not yet reported go out again (at-least-once). */
-        check_and_report(c, topics, &res, -1, 1);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, -1, 1);
 }
 END_TEST
 
@@ -454,39 +339,25 @@ START_TEST(unknown_topic_dead_lettered_with_auto_creation_off)
                  PQgetvalue(q, 0, 1), PQgetvalue(q, 0, 3));
         PQclear(q);
         ck_assert_int_eq(fx_apache_leader(ak, "no-such-topic", 0), -1);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        check_and_report(c, topics, &res, 0, 1);
-        PQfinish(c);
-        free(ci);
+        check_and_report(r, c, ci, topics, &res, 0, 1);
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("apache_kafka");
-        TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
+        const TTest *const tests[] = {ten_thousand_events_exact_and_in_order,
+                                      tombstone_binary_payload_and_timestamp,
+                                      routing_by_event_type,
+                                      replay_through_sql_publishes_again,
+                                      row_above_message_max_bytes_dead_lettered,
+                                      unknown_topic_dead_lettered_with_auto_creation_off,
+                                      NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        ADD_TEST(tc, ten_thousand_events_exact_and_in_order);
-        ADD_TEST(tc, tombstone_binary_payload_and_timestamp);
-        ADD_TEST(tc, routing_by_event_type);
-        ADD_TEST(tc, replay_through_sql_publishes_again);
-        ADD_TEST(tc, row_above_message_max_bytes_dead_lettered);
-        ADD_TEST(tc, unknown_topic_dead_lettered_with_auto_creation_off);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add_each(s, tests, &servers, 240);
+        return s;
 }

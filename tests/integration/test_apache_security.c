@@ -573,30 +573,19 @@ START_TEST(acl_denied_topic_dead_lettered_others_flow)
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the broker started
+ * once for them all; the tag "sanitize" marks the cases the ASan build runs
+ * (the refusal path and a denied topic, the code the sanitizers guard). */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("apache_security");
-        TCase *tc = tcase_create("security");
-        SRunner *sr;
-        int failed;
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 300);
-        ADD_TEST(tc, sasl_ssl_publishes_through_settings_alone);
-        ADD_TEST(tc, wrong_password_spends_no_attempt);
-        ADD_TEST(tc, wrong_ca_spends_no_attempt);
-        ADD_TEST(tc, scram_sha_512);
-        ADD_TEST(tc, acl_denied_topic_dead_lettered_others_flow);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add(s, sasl_ssl_publishes_through_settings_alone, NULL, &servers, 300);
+        runner_add(s, wrong_password_spends_no_attempt, NULL, &servers, 300);
+        runner_add(s, wrong_ca_spends_no_attempt, "sanitize", &servers, 300);
+        runner_add(s, scram_sha_512, NULL, &servers, 300);
+        runner_add(s, acl_denied_topic_dead_lettered_others_flow, "sanitize", &servers, 300);
+        return s;
 }

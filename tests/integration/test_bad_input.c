@@ -16,21 +16,9 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(1, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(1, 4);
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 
@@ -718,12 +706,10 @@ START_TEST(bad_secret_files_exit_2_naming_the_file)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("bad_input");
         TCase *rows = tcase_create("rows"), *cfg = tcase_create("configuration");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(rows, suite_setup, suite_teardown);
         tcase_set_timeout(rows, 180);
@@ -744,9 +730,5 @@ int main(void)
         tcase_add_test(cfg, bad_secret_files_exit_2_naming_the_file);
         suite_add_tcase(s, rows);
         suite_add_tcase(s, cfg);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

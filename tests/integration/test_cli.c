@@ -12,6 +12,7 @@
 #include "fault_harness.h"
 #include "fixture.h"
 #include "migrate.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 
@@ -452,12 +453,10 @@ START_TEST(operator_output_is_escaped)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("cli");
         TCase *offline = tcase_create("offline"), *db = tcase_create("database");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(offline, version_and_help);
         tcase_add_loop_test(offline, each_command_has_its_help, 0,
@@ -474,9 +473,5 @@ int main(void)
         tcase_add_test(db, operator_output_is_escaped);
         suite_add_tcase(s, offline);
         suite_add_tcase(s, db);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fixture.h"
+#include "runner.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -449,22 +450,17 @@ START_TEST(partitioned_table_rows_all_reach_the_outbox)
 }
 END_TEST
 
-int main(void)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
+
+Suite *test_suite(void)
 {
         Suite *s = suite_create("debezium");
-        TCase *tc = tcase_create("debezium");
-        SRunner *sr;
-        int failed;
+        const TTest *const tests[] = {debezium_layout_published_as_the_event_router_would,
+                                      install_and_insert_refuse_bad_input,
+                                      partitioned_table_rows_all_reach_the_outbox, NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        tcase_add_test(tc, debezium_layout_published_as_the_event_router_would);
-        tcase_add_test(tc, install_and_insert_refuse_bad_input);
-        tcase_add_test(tc, partitioned_table_rows_all_reach_the_outbox);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add_each(s, tests, &servers, 240);
+        return s;
 }

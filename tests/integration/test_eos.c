@@ -12,6 +12,8 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
+#include "scenarios.h"
 
 static struct fx_pg *pg;
 static struct fx_kafka *kafka;
@@ -31,50 +33,34 @@ static void suite_teardown(void)
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 
-/* A fresh migrated database per test; its name is also the relay's
- * transactional id, so that no test reads another's progress records. */
-static char *fresh_db(const char *name, const char *topic)
-{
-        char *conninfo = fx_pg_create_db(pg, name), cmd[128];
-
-        fx_migrate(conninfo, NULL);
-        snprintf(cmd, sizeof(cmd), "topic %s 4", topic);
-        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-        return conninfo;
-}
-
-static long long outbox_id(const struct fx_msg *m)
-{
-        const struct fx_header *h = fx_msg_header(m, "outbox_id");
-
-        ck_assert_ptr_nonnull(h);
-        return atoll(h->value);
-}
+/* Each test has a database of its own (fx_fresh_outbox): its name is also
+ * the relay's transactional id, so that no test reads another's progress
+ * records. */
 
 /* How many messages of topic carry each outbox id (counts[1..max_id]).
- * With ordered set, also checks that each key's ids ascend in the log (keys
- * are "k<n>", n < 100, and one key lives in one partition). */
+ * With ordered set, also checks per-key order (fh_key_order: the first
+ * copy of each id, in log order). */
 static int *copies(const char *topic, size_t expect, long long max_id, int ordered, size_t *n_msgs)
 {
         struct fx_msg *msgs;
-        size_t n = fx_consume(BROKERS, topic, expect, 3000, &msgs);
+        size_t n = fx_consume(BROKERS, topic, expect, 3000, &msgs), nf = 0;
         int *count = calloc((size_t)max_id + 1, sizeof(*count));
-        long long last[100] = {0};
+        struct fh_first *firsts = calloc(n ? n : 1, sizeof(*firsts));
+        char note[512] = "";
 
         ck_assert_ptr_nonnull(count);
+        ck_assert_ptr_nonnull(firsts);
         for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
-                int key;
+                long long id = sc_outbox_id(&msgs[i]);
 
                 ck_assert(id >= 1 && id <= max_id);
-                count[id]++;
-                ck_assert(msgs[i].key_len >= 2 && msgs[i].key[0] == 'k');
-                key = atoi(msgs[i].key + 1) % 100;
-                if (ordered)
-                        ck_assert_msg(last[key] < id, "key k%d: %lld after %lld", key, id,
-                                      last[key]);
-                last[key] = id;
+                if (count[id]++ == 0)
+                        firsts[nf++] = (struct fh_first){&msgs[i], i, id};
         }
+        if (ordered)
+                ck_assert_msg(fh_key_order(firsts, nf, note, sizeof(note)) == 0, "per-key %s",
+                              note);
+        free(firsts);
         fx_msgs_free(msgs, n);
         *n_msgs = n;
         return count;
@@ -84,7 +70,7 @@ static int *copies(const char *topic, size_t expect, long long max_id, int order
  * transaction counters move; a replayed row is published once more. */
 START_TEST(publishes_once_counts_transactions_and_replays)
 {
-        char *ci = fresh_db("eos_basic", "eos-basic");
+        char *ci = fx_fresh_outbox(pg, kafka, "eos_basic", "eos-basic", 4);
         PGconn *c = fx_db_connect(ci);
         char listen[32], *body = NULL;
         int port = fx_free_port();
@@ -139,7 +125,7 @@ END_TEST
  * replays column moved on), and publishes them again. */
 START_TEST(replayed_rows_are_not_recovered)
 {
-        char *ci = fresh_db("eos_replayed", "eos-replayed");
+        char *ci = fx_fresh_outbox(pg, kafka, "eos_replayed", "eos-replayed", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--exactly-once", "--transactional-id", "eos_replayed", NULL};
         const char *kill_env[] = {"OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS=1", NULL};
@@ -180,7 +166,7 @@ END_TEST
  * nothing, and goes on by itself once the topic exists. */
 START_TEST(missing_progress_topic_is_explained)
 {
-        char *ci = fresh_db("eos_notopic", "eos-notopic");
+        char *ci = fx_fresh_outbox(pg, kafka, "eos_notopic", "eos-notopic", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--exactly-once",   "--transactional-id", "eos_notopic",
                               "--progress-topic", "eos-progress-late",  NULL};
@@ -221,8 +207,8 @@ static void outbox_identity(PGconn *c, char *buf, size_t size)
  * publish everything (ready) once it has a transactional id of its own. */
 START_TEST(another_outboxs_record_is_refused)
 {
-        char *ci_a = fresh_db("eos_share_a", "eos-share-a");
-        char *ci_b = fresh_db("eos_share_b", "eos-share-b");
+        char *ci_a = fx_fresh_outbox(pg, kafka, "eos_share_a", "eos-share-a", 4);
+        char *ci_b = fx_fresh_outbox(pg, kafka, "eos_share_b", "eos-share-b", 4);
         PGconn *a = fx_db_connect(ci_a), *b = fx_db_connect(ci_b);
         int port = fx_free_port();
         char listen[64], *body = NULL;
@@ -462,12 +448,10 @@ START_TEST(progress_read_back_keeps_the_loop_serving)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("eos");
         TCase *tc = tcase_create("eos");
-        SRunner *sr;
-        int failed;
 
         tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
         tcase_set_timeout(tc, 180);
@@ -483,9 +467,5 @@ int main(void)
         tcase_add_test(tc, commit_answered_late_keeps_the_loop_serving);
         tcase_add_test(tc, progress_read_back_keeps_the_loop_serving);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

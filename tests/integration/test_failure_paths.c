@@ -14,21 +14,9 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(1, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(1, 4);
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 
@@ -76,16 +64,6 @@ static long long wait_pg_log(const char *what, long long before, long long n, in
         return got;
 }
 
-static char *fresh(const char *db, const char *topic)
-{
-        char *ci = fx_pg_create_db(pg, db), cmd[128];
-
-        fx_migrate(ci, NULL);
-        snprintf(cmd, sizeof(cmd), "topic %s 4", topic);
-        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-        return ci;
-}
-
 /* /readyz: its status, and whether its body contains want. */
 static int readyz(int port, const char *want, int *has)
 {
@@ -125,7 +103,7 @@ START_TEST(poison_row_is_dead_lettered_not_spun)
             "'x' || repeat('\U0001F600', 150)",
         };
         const int n_types = (int)(sizeof(types) / sizeof(types[0]));
-        char *ci = fresh("fp_poison", "f-poison");
+        char *ci = fx_fresh_outbox(pg, kafka, "fp_poison", "f-poison", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         long long bad_before = pg_log_count("invalid byte sequence"), bad;
@@ -195,7 +173,7 @@ END_TEST
  * next row of its key goes out. Other keys flow meanwhile. */
 START_TEST(record_failure_failing_backs_off)
 {
-        char *ci = fresh("fp_record", "f-record"), listen[64], *body = NULL;
+        char *ci = fx_fresh_outbox(pg, kafka, "fp_record", "f-record", 4), listen[64], *body = NULL;
         PGconn *c = fx_db_connect(ci);
         int port = fx_free_port(), lines, has, status;
         const char *args[] = {FAST, "--http-listen", listen, NULL};
@@ -262,7 +240,7 @@ END_TEST
  * attempts, is dead-lettered, and the row behind it goes out. */
 START_TEST(record_failure_refusing_the_text_gets_ascii)
 {
-        char *ci = fresh("fp_ascii", "f-ascii");
+        char *ci = fx_fresh_outbox(pg, kafka, "fp_ascii", "f-ascii", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         const char *refused = "violates check constraint \"last_error_ascii\"";
@@ -325,7 +303,7 @@ static void statement_denied(const char *name, const char *privilege, const char
 
         snprintf(db, sizeof(db), "fp_%s", privilege);
         snprintf(topic, sizeof(topic), "f-%s", privilege);
-        ci = fresh(db, topic);
+        ci = fx_fresh_outbox(pg, kafka, db, topic, 4);
         c = fx_db_connect(ci);
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
         fh_result_init(&res, name, what);
@@ -401,7 +379,7 @@ END_TEST
  * 50 times a second. */
 START_TEST(failing_writers_look_backs_off)
 {
-        char *ci = fresh("fp_writers", "f-writers");
+        char *ci = fx_fresh_outbox(pg, kafka, "fp_writers", "f-writers", 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         const char *denied = "permission denied for function writers";
@@ -489,7 +467,7 @@ static void marker(PGconn *c, long long id)
  * in key order. */
 START_TEST(failover_that_lost_the_tail)
 {
-        char *ci = fresh("fp_failover", "f-failover");
+        char *ci = fx_fresh_outbox(pg, kafka, "fp_failover", "f-failover", 4);
         PGconn *c = fx_db_connect(ci), *w = fx_db_connect(ci), *x;
         const char *args[] = {FAST, NULL};
         struct fh_result res;
@@ -577,32 +555,22 @@ START_TEST(failover_that_lost_the_tail)
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("failure_paths");
-        TCase *tc = tcase_create("failure_paths");
-        SRunner *sr;
-        int failed;
+        const TTest *const tests[] = {poison_row_is_dead_lettered_not_spun,
+                                      record_failure_failing_backs_off,
+                                      record_failure_refusing_the_text_gets_ascii,
+                                      failing_fetch_backs_off,
+                                      failing_mark_backs_off,
+                                      failing_writers_look_backs_off,
+                                      failover_that_lost_the_tail,
+                                      NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        ADD_TEST(tc, poison_row_is_dead_lettered_not_spun);
-        ADD_TEST(tc, record_failure_failing_backs_off);
-        ADD_TEST(tc, record_failure_refusing_the_text_gets_ascii);
-        ADD_TEST(tc, failing_fetch_backs_off);
-        ADD_TEST(tc, failing_mark_backs_off);
-        ADD_TEST(tc, failing_writers_look_backs_off);
-        ADD_TEST(tc, failover_that_lost_the_tail);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add_each(s, tests, &servers, 240);
+        return s;
 }

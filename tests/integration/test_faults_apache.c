@@ -18,6 +18,7 @@
 #include "fault_cluster.h"
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 static void cluster_setup(void)
 {
@@ -37,30 +38,22 @@ static void cluster_setup(void)
  * right after it, for a key partition 0 holds: nothing produced after the
  * kill can have been acknowledged by the dead leader (rows it acknowledged
  * before may still be marked after). */
-START_TEST(partition_leader_killed_while_producing)
+static void partition_leader_killed(struct fc_run *run)
 {
-        const char *topic = "f-leader";
-        char *ci = fc_fresh("fleader", topic, 6);
-        PGconn *c = fx_db_connect(ci);
-        struct fh_writers_opts wo = {ci, topic, 4, 8, 40000, 2000, 10, 40};
-        const char *args[] = {FAST_RECOVERY, NULL};
-        struct fh_result res;
-        struct fh_writers *w = fh_writers_start(&wo);
-        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        const char *topic = run->k->topic;
+        struct fh_result *res = &run->res;
+        struct fx_relay *r = run->r;
+        PGconn *c = run->c;
         size_t len = 0;
         PGresult *key;
 
-        fh_result_init(&res, "leader-kill9",
-                       "3 brokers (replication factor 3, min.insync.replicas=2): the leader of "
-                       "partition 0 killed with SIGKILL mid-stream, 3 times; restarted once a new "
-                       "leader is elected");
-        for (res.faults = 0; res.faults < 3; res.faults++) {
+        for (res->faults = 0; res->faults < 3; res->faults++) {
                 int leader, next;
                 long long above;
                 int64_t t0;
                 char *k;
 
-                fc_wait_sent(c, 2000 + 4000LL * res.faults, 60000);
+                fc_wait_sent(c, 2000 + 4000LL * res->faults, 60000);
                 fx_apache_wait_in_sync(fc_cluster(), topic, 60000);
                 leader = fx_apache_leader(fc_cluster(), topic, 0);
                 ck_assert_int_ge(leader, 1);
@@ -82,15 +75,15 @@ START_TEST(partition_leader_killed_while_producing)
                         if (fx_now_ms() - t0 > 60000) {
                                 char *tail = fh_relay_log_tail(r);
 
-                                fh_result_recovery(&res, -1);
-                                fh_report(&res, 0);
+                                fh_result_recovery(res, -1);
+                                fh_report(res, 0);
                                 ck_abort_msg("nothing sent to partition 0 within 60 s of killing "
                                              "its leader (broker %d); relay log:\n%s",
                                              leader, tail);
                         }
                         poll(NULL, 0, 20);
                 }
-                fh_result_recovery(&res, fx_now_ms() - t0);
+                fh_result_recovery(res, fx_now_ms() - t0);
                 ck_assert_int_eq(fx_sql_int(c,
                                             "SELECT min(kafka_partition) FROM outbox.events"
                                             " WHERE id > %lld AND key = '%s' AND status = 'sent'",
@@ -98,100 +91,97 @@ START_TEST(partition_leader_killed_while_producing)
                                  0);
                 free(k);
                 next = fx_apache_leader(fc_cluster(), topic, 0);
-                len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len,
+                len += (size_t)snprintf(res->notes + len, sizeof(res->notes) - len,
                                         "%sleader %d -> %d", len ? ", " : "", leader, next);
                 ck_assert_int_ne(next, leader);
                 fx_apache_restart(fc_cluster(), leader);
         }
-        fc_finish(c, w, &res);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        fh_check(c, BROKERS, topic, &res);
-        fh_report_and_assert(&res);
-        PQfinish(c);
-        free(ci);
 }
-END_TEST
 
 /* A topic that demands all 3 replicas in sync (min.insync.replicas=3),
  * and one broker killed for 10 s: once it is out of the in-sync set every
  * Produce to the topic is answered NOT_ENOUGH_REPLICAS, a retriable error
  * librdkafka retries itself. Rows wait (no attempt, no dead letter) and
  * flow again once the broker is back in sync. Twice. */
-START_TEST(not_enough_replicas_while_a_broker_is_down)
+static void all_replicas_required(struct fc_run *run)
 {
         static const char *const isr3[] = {"min.insync.replicas=3", NULL};
-        const char *topic = "f-isr";
-        char *ci = fc_fresh("fisr", topic, 6);
-        PGconn *c = fx_db_connect(ci);
-        struct fh_writers_opts wo = {ci, topic, 4, 8, 15000, 1500, 10, 40};
-        const char *args[] = {FAST_RECOVERY, NULL};
-        struct fh_result res;
-        struct fh_writers *w;
-        struct fx_relay *r;
+
+        fx_apache_alter_topic(fc_cluster(), run->k->topic, isr3);
+}
+
+static void not_enough_replicas(struct fc_run *run)
+{
+        const char *topic = run->k->topic;
+        struct fh_result *res = &run->res;
+        struct fx_relay *r = run->r;
+        PGconn *c = run->c;
         size_t len = 0;
 
-        fh_result_init(&res, "not-enough-replicas",
-                       "3 brokers, topic with min.insync.replicas=3: one broker killed with "
-                       "SIGKILL for 10 s mid-stream (Produce answered NOT_ENOUGH_REPLICAS), then "
-                       "restarted; twice");
-        fx_apache_alter_topic(fc_cluster(), topic, isr3);
-        w = fh_writers_start(&wo);
-        r = fx_relay_start(ci, BROKERS, args);
-        for (res.faults = 0; res.faults < 2; res.faults++) {
-                int victim = 1 + res.faults;
+        for (res->faults = 0; res->faults < 2; res->faults++) {
+                int victim = 1 + res->faults;
                 long long at_kill, after;
 
-                fc_wait_sent(c, 1500 + 5000LL * res.faults, 60000);
+                fc_wait_sent(c, 1500 + 5000LL * res->faults, 60000);
                 fx_apache_wait_in_sync(fc_cluster(), topic, 60000);
                 fx_apache_kill(fc_cluster(), victim);
                 poll(NULL, 0, 10000); /* the outage; the writers go on */
                 at_kill = fh_sent(c);
                 poll(NULL, 0, 1000);
                 after = fh_sent(c);
-                len += (size_t)snprintf(res.notes + len, sizeof(res.notes) - len,
+                len += (size_t)snprintf(res->notes + len, sizeof(res->notes) - len,
                                         "%sbroker %d down: %lld rows sent in its last second",
                                         len ? ", " : "", victim, after - at_kill);
                 fx_apache_restart(fc_cluster(), victim);
                 fx_apache_wait_in_sync(fc_cluster(), topic, 60000);
-                fc_measure_recovery(c, topic, &res, r);
+                fc_measure_recovery(c, topic, res, r);
         }
-        fc_finish(c, w, &res);
+        fc_run_finish(run);
         /* Refused for want of replicas is Kafka's failure, not the rows'. */
         ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE attempts > 0"), 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        fh_check(c, BROKERS, topic, &res);
-        fh_report_and_assert(&res);
-        PQfinish(c);
-        free(ci);
 }
-END_TEST
 
-int main(void)
+static const char *const fast[] = {FAST_RECOVERY, NULL};
+
+static const struct fc_case cases[] = {
+    {"partition_leader_killed_while_producing",
+     "leader-kill9",
+     "3 brokers (replication factor 3, min.insync.replicas=2): the leader of partition 0 killed "
+     "with SIGKILL mid-stream, 3 times; restarted once a new leader is elected",
+     FC_APACHE,
+     "fleader",
+     "f-leader",
+     6,
+     {NULL, NULL, 4, 8, 40000, 2000, 10, 40},
+     fast,
+     NULL,
+     partition_leader_killed,
+     NULL,
+     300},
+    {"not_enough_replicas_while_a_broker_is_down",
+     "not-enough-replicas",
+     "3 brokers, topic with min.insync.replicas=3: one broker killed with SIGKILL for 10 s "
+     "mid-stream (Produce answered NOT_ENOUGH_REPLICAS), then restarted; twice",
+     FC_APACHE,
+     "fisr",
+     "f-isr",
+     6,
+     {NULL, NULL, 4, 8, 15000, 1500, 10, 40},
+     fast,
+     all_replicas_required,
+     not_enough_replicas,
+     NULL,
+     300},
+};
+
+static const struct runner_servers servers = {cluster_setup, fc_teardown};
+
+Suite *test_suite(void)
 {
         Suite *s = suite_create("faults_apache");
-        TCase *tc = tcase_create("three_brokers");
-        SRunner *sr;
-        int n = 0, failed;
 
         /* fault_cluster starts Apache Kafka for these, whatever the caller set. */
         setenv("OUTBOX_FAULT_KAFKA", "apache", 1);
-        tcase_set_timeout(tc, 300);
-        if (fh_case_selected("partition_leader_killed_while_producing")) {
-                tcase_add_test(tc, partition_leader_killed_while_producing);
-                n++;
-        }
-        if (fh_case_selected("not_enough_replicas_while_a_broker_is_down")) {
-                tcase_add_test(tc, not_enough_replicas_while_a_broker_is_down);
-                n++;
-        }
-        if (n > 0)
-                tcase_add_unchecked_fixture(tc, cluster_setup, fc_teardown);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        fc_add_cases(s, cases, sizeof(cases) / sizeof(cases[0]), &servers);
+        return s;
 }

@@ -19,21 +19,9 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(1, 1);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(1, 1);
 
 /* GET http://host:port/path with curl (host may be "[::1]"); the HTTP
  * status, or -1 when nothing answered within 10 s. */
@@ -264,21 +252,12 @@ START_TEST(ipv6_loopback_listen)
 }
 END_TEST
 
-int main(void)
-{
-        Suite *s = suite_create("http");
-        TCase *tc = tcase_create("http");
-        SRunner *sr;
-        int failed;
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, slow_neighbours_do_not_starve_healthz);
-        tcase_add_test(tc, ipv6_loopback_listen);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+Suite *test_suite(void)
+{
+        const TTest *const tests[] = {slow_neighbours_do_not_starve_healthz, ipv6_loopback_listen,
+                                      NULL};
+
+        return runner_suite("http", "http", &servers, 120, tests);
 }

@@ -10,21 +10,9 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(3, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(3, 4);
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 
@@ -134,20 +122,11 @@ START_TEST(long_run_memory_is_flat)
 }
 END_TEST
 
-int main(void)
-{
-        Suite *s = suite_create("longrun");
-        TCase *tc = tcase_create("longrun");
-        SRunner *sr;
-        int failed;
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 3600);
-        tcase_add_test(tc, long_run_memory_is_flat);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+Suite *test_suite(void)
+{
+        const TTest *const tests[] = {long_run_memory_is_flat, NULL};
+
+        return runner_suite("longrun", "longrun", &servers, 3600, tests);
 }

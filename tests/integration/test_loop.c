@@ -21,9 +21,9 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
+FX_DEV_SERVERS(3, 4);
 
 #define BROKERS fx_kafka_bootstraps(kafka)
 
@@ -42,29 +42,6 @@ static struct fx_kafka *kafka;
 #else
 #define ASSERTED "asserted"
 #endif
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(3, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
-
-/* A migrated database of its own and a topic with `partitions` partitions. */
-static char *fresh(const char *db, const char *topic, int partitions)
-{
-        char *ci = fx_pg_create_db(pg, db), cmd[128];
-
-        fx_migrate(ci, NULL);
-        snprintf(cmd, sizeof(cmd), "topic %s %d", topic, partitions);
-        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-        return ci;
-}
 
 /* The sum of the topic's high watermarks: every message Kafka has of it. */
 static long long topic_messages(const char *topic)
@@ -137,7 +114,7 @@ static void big_rows(const char *name, const char *what, int n, int row_kb, int 
         for (char *p = db; *p != '\0'; p++)
                 *p = *p == '-' ? '_' : *p;
         snprintf(budget, sizeof(budget), "OUTBOX_MEMORY_BUDGET_BYTES=%lld", BUDGET);
-        ci = fresh(db, topic, 16);
+        ci = fx_fresh_outbox(pg, kafka, db, topic, 16);
         c = fx_db_connect(ci);
         fh_result_init(&res, name, what);
         /* Compressible rows are stored compressed at a fiftieth of their
@@ -208,7 +185,7 @@ END_TEST
 START_TEST(row_larger_than_the_budget_goes_out)
 {
         const char *topic = "l-overbudget";
-        char *ci = fresh("loverbudget", topic, 4);
+        char *ci = fx_fresh_outbox(pg, kafka, "loverbudget", topic, 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {"--poll-interval-ms", "200", "-X", "message.max.bytes=4000000", NULL};
         const char *env[] = {"OUTBOX_MEMORY_BUDGET_BYTES=1048576", NULL};
@@ -245,7 +222,7 @@ END_TEST
 START_TEST(full_producer_queue_blocks_nothing)
 {
         const char *topic = "l-qfull";
-        char *ci = fresh("lqfull", topic, 4), listen[32], *body = NULL;
+        char *ci = fx_fresh_outbox(pg, kafka, "lqfull", topic, 4), listen[32], *body = NULL;
         PGconn *c = fx_db_connect(ci);
         int port = fx_free_port(), health, metrics, rc, lines, bad_lines;
         const char *args[] = {"--poll-interval-ms",
@@ -397,7 +374,7 @@ static long long probe_and_stop(struct fx_relay *r, int port, const char *which,
 START_TEST(locked_outbox_at_startup_blocks_nothing)
 {
         const char *topic = "l-locked";
-        char *ci = fresh("llocked", topic, 4);
+        char *ci = fx_fresh_outbox(pg, kafka, "llocked", topic, 4);
         PGconn *c = fx_db_connect(ci), *locker = fx_db_connect(ci);
         const char *lock_env[] = {"OUTBOX_LOCK_TIMEOUT_MS=500", NULL};
         const char *stmt_env[] = {"OUTBOX_STATEMENT_TIMEOUT_MS=500", "OUTBOX_LOCK_TIMEOUT_MS=60000",
@@ -470,30 +447,18 @@ START_TEST(locked_outbox_at_startup_blocks_nothing)
 }
 END_TEST
 
-#define ADD_TEST(tc, fn)                                                                           \
-        do {                                                                                       \
-                if (fh_case_selected(#fn))                                                         \
-                        tcase_add_test(tc, fn);                                                    \
-        } while (0)
+/* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
+ * started once for them all. */
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("loop");
-        TCase *tc = tcase_create("loop");
-        SRunner *sr;
-        int failed;
+        const TTest *const tests[] = {
+            full_producer_queue_blocks_nothing,     locked_outbox_at_startup_blocks_nothing,
+            rows_of_100_kb_drain_within_the_budget, rows_of_1_mb_drain_within_the_budget,
+            row_larger_than_the_budget_goes_out,    NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 600);
-        ADD_TEST(tc, full_producer_queue_blocks_nothing);
-        ADD_TEST(tc, locked_outbox_at_startup_blocks_nothing);
-        ADD_TEST(tc, rows_of_100_kb_drain_within_the_budget);
-        ADD_TEST(tc, rows_of_1_mb_drain_within_the_budget);
-        ADD_TEST(tc, row_larger_than_the_budget_goes_out);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        runner_add_each(s, tests, &servers, 600);
+        return s;
 }

@@ -16,6 +16,7 @@
 
 #include "fixture.h"
 #include "progress.h"
+#include "runner.h"
 
 #define TIMEOUT_MS 20000
 
@@ -492,26 +493,15 @@ START_TEST(reader_free_stops_a_read_under_way)
 }
 END_TEST
 
-int main(void)
-{
-        Suite *s = suite_create("progress");
-        TCase *tc = tcase_create("dev_kafka");
-        SRunner *sr;
-        int failed;
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, last_record_of_key_behind_other_keys);
-        tcase_add_test(tc, window_doubles_back_to_the_start);
-        tcase_add_test(tc, missing_topic_is_a_clear_error);
-        tcase_add_test(tc, malformed_record_is_an_error);
-        tcase_add_test(tc, unreachable_kafka_times_out);
-        tcase_add_test(tc, reader_thread_reads_the_last_record);
-        tcase_add_test(tc, reader_free_stops_a_read_under_way);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+Suite *test_suite(void)
+{
+        const TTest *const tests[] = {
+            last_record_of_key_behind_other_keys, window_doubles_back_to_the_start,
+            missing_topic_is_a_clear_error,       malformed_record_is_an_error,
+            unreachable_kafka_times_out,          reader_thread_reads_the_last_record,
+            reader_free_stops_a_read_under_way,   NULL};
+
+        return runner_suite("progress", "dev_kafka", &servers, 120, tests);
 }

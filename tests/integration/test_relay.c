@@ -8,22 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault_harness.h"
 #include "fixture.h"
+#include "scenarios.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(3, 4);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(3, 4);
 
 /* A fresh migrated database per test, named after it. */
 static char *fresh_db(const char *name)
@@ -38,44 +28,18 @@ static char *fresh_db(const char *name)
  * arriving prove the LISTEN/NOTIFY wake-up works. */
 #define NO_POLL "--poll-interval-ms", "3600000"
 
-static long long outbox_id(const struct fx_msg *m)
-{
-        const struct fx_header *h = fx_msg_header(m, "outbox_id");
-
-        ck_assert_ptr_nonnull(h);
-        return atoll(h->value);
-}
-
-struct first_seen {
-        const struct fx_msg *m;
-        size_t pos;
-        long long id;
-};
-
-static int by_key_then_pos(const void *a, const void *b)
-{
-        const struct first_seen *x = a, *y = b;
-        size_t n = x->m->key_len < y->m->key_len ? x->m->key_len : y->m->key_len;
-        int c = n > 0 ? memcmp(x->m->key, y->m->key, n) : 0;
-
-        if (c == 0 && x->m->key_len != y->m->key_len)
-                c = x->m->key_len < y->m->key_len ? -1 : 1;
-        if (c == 0)
-                c = x->pos < y->pos ? -1 : 1;
-        return c;
-}
-
 /* Checks that every event 1..max_id arrived and that per-key order holds
  * under at-least-once: dropping repeats (keeping each id's first
  * appearance), each key's ids ascend in log order. Returns the duplicates. */
 static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
 {
         char *seen = calloc((size_t)max_id + 1, 1);
-        struct first_seen *firsts = calloc(n, sizeof(*firsts));
+        struct fh_first *firsts = calloc(n ? n : 1, sizeof(*firsts));
+        char note[512] = "";
         size_t dups = 0, nf = 0;
 
         for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
+                long long id = sc_outbox_id(&msgs[i]);
 
                 ck_assert(id >= 1 && id <= max_id);
                 if (seen[id]) {
@@ -83,18 +47,11 @@ static size_t check_order(const struct fx_msg *msgs, size_t n, long long max_id)
                         continue;
                 }
                 seen[id] = 1;
-                firsts[nf++] = (struct first_seen){&msgs[i], i, id};
+                firsts[nf++] = (struct fh_first){&msgs[i], i, id};
         }
         for (long long id = 1; id <= max_id; id++)
                 ck_assert_msg(seen[id], "event %lld lost", id);
-        qsort(firsts, nf, sizeof(*firsts), by_key_then_pos);
-        for (size_t i = 1; i < nf; i++)
-                if (firsts[i].m->key != NULL && firsts[i - 1].m->key != NULL &&
-                    firsts[i].m->key_len == firsts[i - 1].m->key_len &&
-                    memcmp(firsts[i].m->key, firsts[i - 1].m->key, firsts[i].m->key_len) == 0)
-                        ck_assert_msg(firsts[i - 1].id < firsts[i].id,
-                                      "key order broken: %lld published after %lld", firsts[i].id,
-                                      firsts[i - 1].id);
+        ck_assert_msg(fh_key_order(firsts, nf, note, sizeof(note)) == 0, "per-key %s", note);
         free(firsts);
         free(seen);
         return dups;
@@ -129,8 +86,8 @@ START_TEST(rolled_back_transaction_is_never_published)
 }
 END_TEST
 
-/* 10,000 events over 100 keys in 10 transactions: all delivered once, per
- * key in order, and every key, payload and header byte-exact. */
+/* 10,000 events over 100 keys in 10 transactions, 1,000 more rolled back:
+ * all delivered once, per key in order, byte-exact (scenarios.c). */
 START_TEST(ten_thousand_events_exact_and_in_order)
 {
         char *ci = fresh_db("tenk");
@@ -138,46 +95,14 @@ START_TEST(ten_thousand_events_exact_and_in_order)
         const char *args[] = {NO_POLL, "--batch-size", "500", NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         struct fx_msg *msgs;
-        PGresult *res;
         size_t n;
 
-        for (int t = 0; t < 10; t++)
-                fx_sql(c,
-                       "INSERT INTO outbox.events (topic, key, event_type, payload, headers) "
-                       "SELECT 'tenk', 'key-' || (g %% 100), 'thing.happened', "
-                       "jsonb_build_object('n', g, 'text', repeat('x', g %% 50), 'u', 'é\"\\'), "
-                       "jsonb_build_object('correlation_id', 'c-' || g, 'tx', '%d') "
-                       "FROM generate_series(%d, %d) g",
-                       t, t * 1000 + 1, t * 1000 + 1000);
-        ck_assert_int_eq(fx_wait_sql(c, 10000, 120000,
+        sc_tenk_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_TENK_ROWS, 120000,
                                      "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         10000);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "tenk", 10000, 10000, &msgs);
-        ck_assert_uint_eq(n, 10000);
-        ck_assert_uint_eq(check_order(msgs, n, 10000), 0);
-
-        res = PQexec(c, "SELECT id, key, payload::text, event_id::text, headers->>'correlation_id',"
-                        " headers->>'tx', kafka_partition, kafka_offset"
-                        " FROM outbox.events ORDER BY id");
-        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
-        ck_assert_int_eq(PQntuples(res), 10000);
-        for (size_t i = 0; i < n; i++) {
-                const struct fx_msg *m = &msgs[i];
-                int row = (int)outbox_id(m) - 1;
-
-                ck_assert_str_eq(PQgetvalue(res, row, 1), m->key ? m->key : "(null)");
-                ck_assert_uint_eq(strlen(PQgetvalue(res, row, 2)), m->value_len);
-                ck_assert(memcmp(PQgetvalue(res, row, 2), m->value, m->value_len) == 0);
-                ck_assert_str_eq(fx_msg_header(m, "event_id")->value, PQgetvalue(res, row, 3));
-                ck_assert_str_eq(fx_msg_header(m, "correlation_id")->value,
-                                 PQgetvalue(res, row, 4));
-                ck_assert_str_eq(fx_msg_header(m, "tx")->value, PQgetvalue(res, row, 5));
-                ck_assert_str_eq(fx_msg_header(m, "event_type")->value, "thing.happened");
-                ck_assert_uint_eq(m->n_headers, 5);
-                ck_assert_int_eq(atoi(PQgetvalue(res, row, 6)), m->partition);
-                ck_assert_int_eq(atoll(PQgetvalue(res, row, 7)), m->offset);
-        }
-        PQclear(res);
+                         SC_TENK_ROWS);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "tenk", SC_TENK_ROWS, 10000, &msgs);
+        sc_tenk_check(c, msgs, n);
         fx_msgs_free(msgs, n);
         fx_relay_free(r);
         PQfinish(c);
@@ -191,36 +116,15 @@ START_TEST(tombstone_binary_payload_and_timestamp)
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {NO_POLL, NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        static const char bin[] = {'\x00', '\x01', '\xff', '\x00', 'A', '\x80'};
         struct fx_msg *msgs;
         size_t n;
 
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, created_at) "
-                  "VALUES ('shapes', 'gone', '2024-02-29 12:34:56.789+00')");
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload_bytes) "
-                  "VALUES ('shapes', 'gone', '\\x0001ff004180'::bytea)");
-        fx_sql(c, "INSERT INTO outbox.events (topic, payload_bytes) VALUES ('shapes', '')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 3, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            3);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", 3, 5000, &msgs);
-        ck_assert_uint_eq(n, 3);
-        for (size_t i = 0; i < n; i++) {
-                long long id = outbox_id(&msgs[i]);
-
-                if (id == 1) { /* tombstone: a key and a null value */
-                        ck_assert_ptr_null(msgs[i].value);
-                        ck_assert_uint_eq(msgs[i].key_len, 4);
-                        ck_assert_int_eq(msgs[i].timestamp_ms, 1709210096789LL);
-                } else if (id == 2) {
-                        ck_assert_uint_eq(msgs[i].value_len, sizeof(bin));
-                        ck_assert(memcmp(msgs[i].value, bin, sizeof(bin)) == 0);
-                } else { /* no key, and an empty (not null) value */
-                        ck_assert_ptr_null(msgs[i].key);
-                        ck_assert_ptr_nonnull(msgs[i].value);
-                        ck_assert_uint_eq(msgs[i].value_len, 0);
-                }
-        }
+        sc_shapes_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_SHAPES_ROWS, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         SC_SHAPES_ROWS);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", SC_SHAPES_ROWS, 5000, &msgs);
+        sc_shapes_check(msgs, n);
         fx_msgs_free(msgs, n);
         fx_relay_free(r);
         PQfinish(c);
@@ -232,43 +136,13 @@ START_TEST(routing_by_event_type)
 {
         char *ci = fresh_db("routing");
         PGconn *c = fx_db_connect(ci);
-        const char *args[] = {NO_POLL,
-                              "--route",
-                              "user.*=rt-users",
-                              "--route",
-                              "order.created=rt-orders",
-                              "--default-topic",
-                              "rt-misc",
-                              NULL};
-        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        struct fx_msg *msgs;
-        size_t n;
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), sc_routing_args);
 
-        fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
-                  " ('user.created', 'u1', '{}'), ('user.email.changed', 'u1', '{}'),"
-                  " ('order.created', 'o1', '{}'), ('order.shipped', 'o1', '{}'),"
-                  " (NULL, 'x', '{}')");
-        fx_sql(c, "INSERT INTO outbox.events (topic, event_type, key, payload) "
-                  "VALUES ('rt-explicit', 'user.created', 'u2', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 6, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            6);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-users", 2, 5000, &msgs);
-        ck_assert_uint_eq(n, 2);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 1);
-        ck_assert_int_eq(outbox_id(&msgs[1]), 2);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-orders", 1, 5000, &msgs);
-        ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 3);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-misc", 2, 5000, &msgs);
-        ck_assert_uint_eq(n, 2);
-        fx_msgs_free(msgs, n);
-        n = fx_consume(fx_kafka_bootstraps(kafka), "rt-explicit", 1, 5000, &msgs);
-        ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(outbox_id(&msgs[0]), 6);
-        fx_msgs_free(msgs, n);
+        sc_routing_write(c);
+        ck_assert_int_eq(fx_wait_sql(c, SC_ROUTING_ROWS, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         SC_ROUTING_ROWS);
+        sc_routing_check(fx_kafka_bootstraps(kafka), 0);
         fx_relay_free(r);
         PQfinish(c);
         free(ci);
@@ -580,7 +454,7 @@ START_TEST(sigterm_exits_zero_with_delivered_rows_marked)
                 ck_assert_int_eq(fx_sql_int(c,
                                             "SELECT count(*) FROM outbox.events WHERE id = %lld"
                                             " AND status = 'sent' AND kafka_offset = %lld",
-                                            outbox_id(&msgs[i]), (long long)msgs[i].offset),
+                                            sc_outbox_id(&msgs[i]), (long long)msgs[i].offset),
                                  1);
         fx_msgs_free(msgs, n);
         fx_relay_free(r);
@@ -998,39 +872,31 @@ START_TEST(a_clean_run_logs_no_warning)
 }
 END_TEST
 
-int main(void)
-{
-        Suite *s = suite_create("relay");
-        TCase *tc = tcase_create("end_to_end");
-        SRunner *sr;
-        int failed;
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 240);
-        tcase_add_test(tc, rolled_back_transaction_is_never_published);
-        tcase_add_test(tc, ten_thousand_events_exact_and_in_order);
-        tcase_add_test(tc, tombstone_binary_payload_and_timestamp);
-        tcase_add_test(tc, routing_by_event_type);
-        tcase_add_test(tc, unroutable_row_is_dead_lettered_with_reason);
-        tcase_add_test(tc, poison_message_dead_lettered_while_others_flow);
-        tcase_add_test(tc, missing_topic_is_dead_lettered);
-        tcase_add_test(tc, replay_through_sql_publishes_again);
-        tcase_add_test(tc, rows_below_the_floor_are_published);
-        tcase_add_test(tc, kill_9_and_restart_lose_nothing);
-        tcase_add_test(tc, sigterm_exits_zero_with_delivered_rows_marked);
-        tcase_add_test(tc, batches_are_marked_together_and_at_shutdown);
-        tcase_add_test(tc, database_connection_loss_is_survived);
-        tcase_add_test(tc, standby_takes_over_when_the_leader_dies);
-        tcase_add_test(tc, metrics_and_probes);
-        tcase_add_test(tc, retention_deletes_old_sent_rows_only);
-        tcase_add_test(tc, writers_notify_only_while_the_relay_waits);
-        tcase_add_test(tc, kcat_reads_the_published_events);
-        tcase_add_test(tc, a_clean_run_logs_no_warning);
-        tcase_add_test(tc, plans_follow_the_statistics);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+Suite *test_suite(void)
+{
+        const TTest *const tests[] = {rolled_back_transaction_is_never_published,
+                                      ten_thousand_events_exact_and_in_order,
+                                      tombstone_binary_payload_and_timestamp,
+                                      routing_by_event_type,
+                                      unroutable_row_is_dead_lettered_with_reason,
+                                      poison_message_dead_lettered_while_others_flow,
+                                      missing_topic_is_dead_lettered,
+                                      replay_through_sql_publishes_again,
+                                      rows_below_the_floor_are_published,
+                                      kill_9_and_restart_lose_nothing,
+                                      sigterm_exits_zero_with_delivered_rows_marked,
+                                      batches_are_marked_together_and_at_shutdown,
+                                      database_connection_loss_is_survived,
+                                      standby_takes_over_when_the_leader_dies,
+                                      metrics_and_probes,
+                                      retention_deletes_old_sent_rows_only,
+                                      writers_notify_only_while_the_relay_waits,
+                                      kcat_reads_the_published_events,
+                                      a_clean_run_logs_no_warning,
+                                      plans_follow_the_statistics,
+                                      NULL};
+
+        return runner_suite("relay", "end_to_end", &servers, 240, tests);
 }

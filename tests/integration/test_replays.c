@@ -13,52 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault_cluster.h"
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
+/* PostgreSQL and the dev Kafka (fault_cluster.c): each case has a migrated
+ * database and a topic of 4 partitions (fc_fresh); in an exactly-once run
+ * the database's name is the transactional id too, and the topic has a
+ * progress topic of its own. */
 static void suite_setup(void)
 {
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(3, 4);
-        if (fh_eos())
-                ck_assert_int_eq(fx_kafka_command(kafka, "topic outbox-relay-progress 1"), 0);
+        fc_setup(1);
 }
 
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
-
-#define BROKERS fx_kafka_bootstraps(kafka)
+#define BROKERS fc_brokers()
 #define FAST    "--poll-interval-ms", "200", "--reconnect-max-ms", "1000", "--leader-poll-ms", "100"
-
-/* A migrated database and its topic; in an exactly-once run its name is
- * the transactional id too (see main). */
-static char *fresh(const char *db, const char *topic)
-{
-        char *ci = fx_pg_create_db(pg, db), cmd[128];
-
-        fx_migrate(ci, NULL);
-        snprintf(cmd, sizeof(cmd), "topic %s 4", topic);
-        ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-        setenv("OUTBOX_TRANSACTIONAL_ID", db, 1);
-        /* And a progress topic of its own: the dev Kafka keeps about 5 MiB
-         * a partition, which the records of several cases together pass,
-         * and the oldest would be gone before the relay or the checker
-         * reads them (a compacted topic of a real Kafka keeps each key's
-         * last record). */
-        if (fh_eos()) {
-                snprintf(cmd, sizeof(cmd), "topic %s-progress 1", topic);
-                ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
-                snprintf(cmd, sizeof(cmd), "%s-progress", topic);
-                setenv("OUTBOX_PROGRESS_TOPIC", cmd, 1);
-        }
-        return ci;
-}
 
 static void insert(PGconn *c, const char *topic, int n)
 {
@@ -153,10 +123,32 @@ static struct fx_relay *publish_mark_held(const char *ci, PGconn *c, PGconn *loc
         return r;
 }
 
-static void report(struct fh_result *res, int ok)
+/* Adds to res what count[0..n_rows) says: the rows from `from` on were
+ * wanted `high` times each, the others `low` times; a row seen fewer
+ * times counts as lost, every copy beyond the first as a duplicate. */
+static void tally(const int *count, int n_rows, int from, int low, int high, struct fh_result *res)
 {
+        for (int i = 0; i < n_rows; i++) {
+                int want = i >= from ? high : low;
+
+                res->lost += count[i] < want ? want - count[i] : 0;
+                res->duplicates += count[i] > 1 ? count[i] - 1 : 0;
+        }
+}
+
+/* Stops relay r, reports res with the case's verdict ok and asserts it,
+ * and frees what the case holds (lock may be NULL). */
+static void finish(struct fx_relay *r, PGconn *c, PGconn *lock, char *ci, int *count,
+                   struct fh_result *res, int ok)
+{
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res->name);
+        free(count);
         fh_report(res, ok);
         ck_assert_msg(ok, "%s: %s", res->name, res->notes);
+        PQfinish(lock);
+        PQfinish(c);
+        free(ci);
 }
 
 /* Which returns to pending count a generation: every UPDATE that leaves
@@ -164,7 +156,7 @@ static void report(struct fh_result *res, int ok)
  * failures never do), and a requeued dead letter. */
 START_TEST(generation_counts_every_return_to_pending)
 {
-        char *ci = fresh("gen_rules", "gen-rules");
+        char *ci = fc_fresh("gen_rules", "gen-rules", 4);
         PGconn *c = fx_db_connect(ci), *relay = fx_db_connect_as(ci, FX_RELAY_ROLE);
 
         insert(c, "gen-rules", 3);
@@ -214,7 +206,7 @@ END_TEST
 START_TEST(hand_replay_after_stop)
 {
         const char *topic = "r-handreplay";
-        char *ci = fresh("rhandreplay", topic);
+        char *ci = fc_fresh("rhandreplay", topic, 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         struct fh_result res;
@@ -240,23 +232,13 @@ START_TEST(hand_replay_after_stop)
         recovered = fh_relay_log_number(r, "recovered_rows");
         count = copies(c, topic, "true", 450, &n_rows, &res);
         res.committed = n_rows;
-        for (int i = 0; i < n_rows; i++) {
-                int want = i >= 150 ? 2 : 1; /* ids above 150 were replayed */
-
-                res.lost += count[i] < want ? want - count[i] : 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 150, 1, 2, &res); /* ids above 150 were replayed */
         snprintf(res.notes + strlen(res.notes), sizeof(res.notes) - strlen(res.notes),
                  "%s150 replays asked for, each counted as a duplicate; lost counts replays never "
                  "published; rows recovered from the progress record: %lld",
                  res.notes[0] ? "; " : "", recovered < 0 ? 0 : recovered);
         ok = res.lost == 0 && res.duplicates == 150 && recovered <= 0;
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(c);
-        free(ci);
+        finish(r, c, NULL, ci, count, &res, ok);
 }
 END_TEST
 
@@ -267,7 +249,7 @@ END_TEST
 START_TEST(restore_that_lost_the_tail)
 {
         const char *topic = "r-restore";
-        char *ci = fresh("rrestore", topic);
+        char *ci = fc_fresh("rrestore", topic, 4);
         PGconn *c = fx_db_connect(ci);
         const char *args[] = {FAST, NULL};
         struct fh_result res;
@@ -295,10 +277,7 @@ START_TEST(restore_that_lost_the_tail)
         fh_result_recovery(&res, fx_now_ms() - t0);
         count = copies(c, topic, "id > 20", 80, &n_rows, &res);
         res.committed = 50;
-        for (int i = 0; i < n_rows; i++) {
-                res.lost += count[i] == 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 0, 1, 1, &res);
         snprintf(res.notes, sizeof(res.notes),
                  "%lld of the 30 new rows published; messages read counts the old copies too; "
                  "rows recovered from the progress record: %lld",
@@ -307,12 +286,7 @@ START_TEST(restore_that_lost_the_tail)
                      ? 0
                      : fh_relay_log_number(r, "recovered_rows"));
         ok = n_rows == 30 && res.lost == 0 && (!fh_eos() || res.duplicates == 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(c);
-        free(ci);
+        finish(r, c, NULL, ci, count, &res, ok);
 }
 END_TEST
 
@@ -324,7 +298,7 @@ END_TEST
 START_TEST(restore_under_a_relay_holding_marks)
 {
         const char *topic = "r-restorelive";
-        char *ci = fresh("rrestorelive", topic);
+        char *ci = fc_fresh("rrestorelive", topic, 4);
         PGconn *c = fx_db_connect(ci), *lock = fx_db_connect(ci);
         struct fh_result res;
         struct fx_relay *r;
@@ -351,21 +325,12 @@ START_TEST(restore_under_a_relay_holding_marks)
         fh_result_recovery(&res, fx_now_ms() - t0);
         count = copies(c, topic, "id > 10", 20, &n_rows, &res);
         res.committed = 20;
-        for (int i = 0; i < n_rows; i++) {
-                res.lost += count[i] == 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 0, 1, 1, &res);
         snprintf(res.notes, sizeof(res.notes),
                  "%lld of the 10 new rows published; messages read counts the old copies too",
                  (long long)n_rows - res.lost);
         ok = n_rows == 10 && res.lost == 0 && (!fh_eos() || res.duplicates == 0);
-        fh_relay_stop(r, 30000);
-        fh_relay_free(r, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(lock);
-        PQfinish(c);
-        free(ci);
+        finish(r, c, lock, ci, count, &res, ok);
 }
 END_TEST
 
@@ -377,7 +342,7 @@ END_TEST
 START_TEST(old_leader_mark_after_replay)
 {
         const char *topic = "r-oldleader";
-        char *ci = fresh("roldleader", topic);
+        char *ci = fc_fresh("roldleader", topic, 4);
         PGconn *c = fx_db_connect(ci), *lock = fx_db_connect(ci);
         const char *b_args[] = {FAST, "--instance-id", "relay-b", NULL};
         struct fh_result res;
@@ -408,38 +373,27 @@ START_TEST(old_leader_mark_after_replay)
          * A's committed record) and the replay. */
         count = copies(c, topic, "true", (size_t)(10 * want), &n_rows, &res);
         res.committed = n_rows;
-        for (int i = 0; i < n_rows; i++) {
-                res.lost += count[i] < want ? want - count[i] : 0;
-                res.duplicates += count[i] > 1 ? count[i] - 1 : 0;
-        }
+        tally(count, n_rows, 0, want, want, &res);
         snprintf(res.notes, sizeof(res.notes),
                  "%d copies of each row expected (%s the replay); lost counts replays never "
                  "published",
                  want, fh_eos() ? "A's committed transaction and" : "A's, B's and");
         ok = n_rows == 10 && res.lost == 0;
-        fh_relay_stop(a, 30000);
-        fh_relay_free(a, res.name);
-        free(count);
-        report(&res, ok);
-        PQfinish(lock);
-        PQfinish(c);
-        free(ci);
+        finish(a, c, lock, ci, count, &res, ok);
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("replays");
         TCase *tc = tcase_create("replays");
-        SRunner *sr;
-        int failed;
 
         if (fh_eos()) {
                 /* The relays started by the cases inherit these. */
                 setenv("OUTBOX_EXACTLY_ONCE", "true", 1);
                 setenv("OUTBOX_PROGRESS_TOPIC", "outbox-relay-progress", 1);
         }
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_add_unchecked_fixture(tc, suite_setup, fc_teardown);
         tcase_set_timeout(tc, 300);
         if (!fh_eos())
                 tcase_add_test(tc, generation_counts_every_return_to_pending);
@@ -448,9 +402,5 @@ int main(void)
         tcase_add_test(tc, restore_under_a_relay_holding_marks);
         tcase_add_test(tc, old_leader_mark_after_replay);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+        return s;
 }

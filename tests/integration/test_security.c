@@ -15,21 +15,9 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
-static struct fx_pg *pg;
-static struct fx_kafka *kafka;
-
-static void suite_setup(void)
-{
-        pg = fx_pg_start();
-        kafka = fx_kafka_start(1, 1);
-}
-
-static void suite_teardown(void)
-{
-        fx_kafka_stop(kafka);
-        fx_pg_stop(pg);
-}
+FX_DEV_SERVERS(1, 1);
 
 /* Everything a successful attack would change about a role: its
  * attributes, its memberships and its rights on the outbox. */
@@ -465,30 +453,17 @@ START_TEST(upgrade_keeps_an_existing_relay_role_running)
 }
 END_TEST
 
-static Suite *security_suite(void)
+static const struct runner_servers servers = {suite_setup, suite_teardown};
+
+Suite *test_suite(void)
 {
-        Suite *s = suite_create("security");
-        TCase *tc = tcase_create("roles");
+        const TTest *const tests[] = {definer_functions_run_no_callers_code,
+                                      rewind_counts_in_the_outbox_sequence,
+                                      writer_can_only_insert,
+                                      relay_role_runs_without_ddl,
+                                      migrate_grant_names_a_missing_role,
+                                      upgrade_keeps_an_existing_relay_role_running,
+                                      NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 180);
-        tcase_add_test(tc, definer_functions_run_no_callers_code);
-        tcase_add_test(tc, rewind_counts_in_the_outbox_sequence);
-        tcase_add_test(tc, writer_can_only_insert);
-        tcase_add_test(tc, relay_role_runs_without_ddl);
-        tcase_add_test(tc, migrate_grant_names_a_missing_role);
-        tcase_add_test(tc, upgrade_keeps_an_existing_relay_role_running);
-        suite_add_tcase(s, tc);
-        return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(security_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return runner_suite("security", "roles", &servers, 180, tests);
 }

@@ -13,6 +13,7 @@
 #include "fixture.h"
 #include "log.h"
 #include "migrate.h"
+#include "runner.h"
 
 /* The advisory lock key of src/migrate.c, to hold the lock from a test. */
 #define TEST_MIGRATE_LOCK_KEY "110386039336824"
@@ -823,44 +824,31 @@ START_TEST(test_writers_in_progress)
 }
 END_TEST
 
-static Suite *sql_suite(void)
+static const struct runner_servers servers = {suite_setup, suite_teardown};
+
+Suite *test_suite(void)
 {
-        Suite *s = suite_create("sql");
-        TCase *tc = tcase_create("contract");
+        const TTest *const tests[] = {test_migrate_twice_is_noop,
+                                      test_upgrade_from_version_1,
+                                      test_check_missing_and_old_schema,
+                                      test_migrate_error_has_server_message,
+                                      test_concurrent_migrations_apply_once,
+                                      test_custom_schema,
+                                      test_rejects_both_payloads,
+                                      test_rejects_bad_headers,
+                                      test_rejects_illegal_topics,
+                                      test_one_notification_per_statement,
+                                      test_rollback_sends_nothing,
+                                      test_update_back_to_pending_wakes,
+                                      test_relay_role_does_not_notify,
+                                      test_record_failure_retry_then_dead,
+                                      test_replay_by_id_range,
+                                      test_replay_by_time_topic_key,
+                                      test_replay_needs_a_filter,
+                                      test_requeue_dead,
+                                      test_rewinds_counted,
+                                      test_writers_in_progress,
+                                      NULL};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, test_migrate_twice_is_noop);
-        tcase_add_test(tc, test_upgrade_from_version_1);
-        tcase_add_test(tc, test_check_missing_and_old_schema);
-        tcase_add_test(tc, test_migrate_error_has_server_message);
-        tcase_add_test(tc, test_concurrent_migrations_apply_once);
-        tcase_add_test(tc, test_custom_schema);
-        tcase_add_test(tc, test_rejects_both_payloads);
-        tcase_add_test(tc, test_rejects_bad_headers);
-        tcase_add_test(tc, test_rejects_illegal_topics);
-        tcase_add_test(tc, test_one_notification_per_statement);
-        tcase_add_test(tc, test_rollback_sends_nothing);
-        tcase_add_test(tc, test_update_back_to_pending_wakes);
-        tcase_add_test(tc, test_relay_role_does_not_notify);
-        tcase_add_test(tc, test_record_failure_retry_then_dead);
-        tcase_add_test(tc, test_replay_by_id_range);
-        tcase_add_test(tc, test_replay_by_time_topic_key);
-        tcase_add_test(tc, test_replay_needs_a_filter);
-        tcase_add_test(tc, test_requeue_dead);
-        tcase_add_test(tc, test_rewinds_counted);
-        tcase_add_test(tc, test_writers_in_progress);
-        suite_add_tcase(s, tc);
-        return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(sql_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return runner_suite("sql", "contract", &servers, 120, tests);
 }

@@ -19,6 +19,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 #define PASSWORD "hunter2-tls"
 
@@ -296,22 +297,13 @@ START_TEST(verify_full_without_root_cert_says_sslrootcert)
 }
 END_TEST
 
-int main(void)
-{
-        Suite *s = suite_create("tls");
-        TCase *tc = tcase_create("tls");
-        SRunner *sr;
-        int failed;
+static const struct runner_servers servers = {suite_setup, suite_teardown};
 
-        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, verify_full_from_url_file_publishes);
-        tcase_add_test(tc, wrong_ca_fails_clearly_and_retries);
-        tcase_add_test(tc, verify_full_without_root_cert_says_sslrootcert);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? 0 : 1;
+Suite *test_suite(void)
+{
+        const TTest *const tests[] = {verify_full_from_url_file_publishes,
+                                      wrong_ca_fails_clearly_and_retries,
+                                      verify_full_without_root_cert_says_sslrootcert, NULL};
+
+        return runner_suite("tls", "tls", &servers, 120, tests);
 }

@@ -8,6 +8,7 @@
 #include <check.h>
 
 #include "backoff.h"
+#include "runner.h"
 
 START_TEST(test_ceiling_doubles_then_caps)
 {
@@ -132,27 +133,11 @@ START_TEST(test_deterministic_for_seed)
 }
 END_TEST
 
-static Suite *backoff_suite(void)
+Suite *test_suite(void)
 {
-        Suite *s = suite_create("backoff");
-        TCase *tc = tcase_create("core");
+        const TTest *const tests[] = {test_ceiling_doubles_then_caps, test_ceiling_no_overflow,
+                                      test_delay_within_bounds,       test_delay_spreads,
+                                      test_deterministic_for_seed,    NULL};
 
-        tcase_add_test(tc, test_ceiling_doubles_then_caps);
-        tcase_add_test(tc, test_ceiling_no_overflow);
-        tcase_add_test(tc, test_delay_within_bounds);
-        tcase_add_test(tc, test_delay_spreads);
-        tcase_add_test(tc, test_deterministic_for_seed);
-        suite_add_tcase(s, tc);
-        return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(backoff_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return runner_suite("backoff", "core", NULL, 0, tests);
 }

@@ -12,6 +12,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
+#include "runner.h"
 
 /* Runs config_parse on a NULL-terminated list; each test runs in its own
  * process (CK_FORK), so setenv does not leak between tests. */
@@ -1102,7 +1103,7 @@ START_TEST(test_markdown)
 }
 END_TEST
 
-static Suite *config_suite(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("config");
         TCase *tc = tcase_create("core");
@@ -1141,15 +1142,4 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_grant_roles);
         suite_add_tcase(s, tc);
         return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(config_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "runner.h"
 
 static char *buf;
 static size_t len;
@@ -451,12 +452,10 @@ START_TEST(test_clean_text_cut_message)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("log");
         TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(tc, test_shape);
         tcase_add_test(tc, test_levels);
@@ -468,9 +467,5 @@ int main(void)
         tcase_add_loop_test(tc, test_clean_text, 0, (int)(sizeof(cleans) / sizeof(cleans[0])));
         tcase_add_test(tc, test_clean_text_cut_message);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return s;
 }

@@ -1,6 +1,7 @@
-/* Unit tests of metrics: the exposition text, per-topic series bounded at
- * METRICS_MAX_TOPICS (later topics share topic="(other)"), label escaping
- * and the statement error counters. */
+/* Unit tests of metrics: the exposition text (every series under its
+ * HELP and TYPE), per-topic series bounded at METRICS_MAX_TOPICS (later
+ * topics share topic="(other)"), label escaping, statement errors,
+ * counters, gauges, broker round trips and cumulative histogram buckets. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <check.h>
 
 #include "metrics.h"
+#include "runner.h"
 
 #define PUBLISHED "outbox_relay_messages_published_total"
 
@@ -191,22 +193,152 @@ START_TEST(test_statement_errors)
 }
 END_TEST
 
-int main(void)
+/* Buckets are cumulative, a value equal to a bound falls in that bound's
+ * bucket (le: less or equal), +Inf and _count hold every observation. */
+START_TEST(test_histogram_buckets)
 {
-        Suite *s = suite_create("metrics");
-        TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
+        static const double rows[] = {1, 1, 5, 10, 11, 10000, 20000};
+        struct metrics *m = metrics_new();
+        char *text;
 
-        tcase_add_test(tc, test_topics_counted_apart);
-        tcase_add_test(tc, test_topics_bounded);
-        tcase_add_test(tc, test_topics_lookup_exact);
-        tcase_add_test(tc, test_label_escaping);
-        tcase_add_test(tc, test_statement_errors);
-        suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        ck_assert_ptr_nonnull(m);
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+                metrics_observe(m, METRICS_BATCH_ROWS, rows[i]);
+        metrics_observe(m, METRICS_ACK_SECONDS, 0.0005);
+        metrics_observe(m, METRICS_ACK_SECONDS, 0.0006);
+        text = render(m);
+        ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"1\"}") == 2);
+        ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"10\"}") == 4);
+        ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"50\"}") == 5);
+        ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"5000\"}") == 5);
+        ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"10000\"}") == 6);
+        ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"+Inf\"}") == 7);
+        ck_assert(sample(text, "outbox_relay_batch_rows_count") == 7);
+        ck_assert(sample(text, "outbox_relay_batch_rows_sum") == 30028);
+        ck_assert(sample(text, "outbox_relay_publish_ack_seconds_bucket{le=\"0.0005\"}") == 1);
+        ck_assert(sample(text, "outbox_relay_publish_ack_seconds_bucket{le=\"0.001\"}") == 2);
+        ck_assert(sample(text, "outbox_relay_publish_ack_seconds_count") == 2);
+        ck_assert_ptr_nonnull(strstr(text, "# TYPE outbox_relay_batch_rows histogram\n"));
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+/* The length of the metric name a line starts with. */
+static size_t name_len(const char *line)
+{
+        return strcspn(line, "{ \n");
+}
+
+/* Every sample belongs to the family the last # TYPE line named (a
+ * histogram's by its _bucket, _sum and _count), every family has one
+ * # HELP and one # TYPE, every name is prefixed outbox_relay_, and every
+ * value parses whole. */
+START_TEST(test_every_series_under_its_help_and_type)
+{
+        struct metrics *m = metrics_new();
+        char family[128] = "", type[16] = "", *text, *line, *save = NULL;
+        int families = 0, helps = 0;
+
+        ck_assert_ptr_nonnull(m);
+        metrics_topic_add(m, METRICS_PUBLISHED, "orders", 1);
+        metrics_broker_rtt(m, "b1:9092/1", 0.002);
+        metrics_observe(m, METRICS_ACK_SECONDS, 0.01);
+        text = render(m);
+        ck_assert(text[strlen(text) - 1] == '\n');
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                size_t n;
+                char *end;
+
+                if (strncmp(line, "# HELP ", 7) == 0) {
+                        helps++;
+                        ck_assert_msg(strchr(line + 7, ' ') != NULL, "no help text: %s", line);
+                        continue;
+                }
+                if (strncmp(line, "# TYPE ", 7) == 0) {
+                        ck_assert_int_eq(sscanf(line + 7, "%127s %15s", family, type), 2);
+                        ck_assert_msg(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+                                          strcmp(type, "histogram") == 0,
+                                      "%s", line);
+                        ck_assert_msg(strncmp(family, "outbox_relay_", 13) == 0, "%s", line);
+                        if (strcmp(type, "counter") == 0)
+                                ck_assert_msg(strlen(family) > 6 &&
+                                                  strcmp(family + strlen(family) - 6, "_total") ==
+                                                      0,
+                                              "counter without _total: %s", family);
+                        families++;
+                        continue;
+                }
+                ck_assert_msg(line[0] != '#', "%s", line);
+                n = name_len(line);
+                ck_assert_msg(n >= strlen(family) && strncmp(line, family, strlen(family)) == 0,
+                              "%s outside its family %s", line, family);
+                if (strcmp(type, "histogram") == 0)
+                        ck_assert_msg(strncmp(line + strlen(family), "_bucket{", 8) == 0 ||
+                                          strncmp(line + strlen(family), "_sum ", 5) == 0 ||
+                                          strncmp(line + strlen(family), "_count ", 7) == 0,
+                                      "%s", line);
+                else
+                        ck_assert_msg(n == strlen(family), "%s", line);
+                end = strrchr(line, ' ');
+                ck_assert_ptr_nonnull(end);
+                (void)strtod(end + 1, &end);
+                ck_assert_msg(*end == '\0', "value of %s", line);
+        }
+        ck_assert_int_eq(helps, families);
+        /* 4 per-topic, statement errors, 6 counters, 7 gauges, broker rtt, 2 histograms. */
+        ck_assert_int_eq(families, METRICS_TOPIC_COUNTERS + 1 + METRICS_COUNTERS + METRICS_GAUGES +
+                                       1 + METRICS_HISTOGRAMS);
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+/* Counters add up, gauges keep the last value set at full precision, a
+ * broker's round-trip time is replaced, not repeated, and its label is
+ * escaped. */
+START_TEST(test_counters_gauges_and_brokers)
+{
+        struct metrics *m = metrics_new();
+        char *text;
+
+        ck_assert_ptr_nonnull(m);
+        metrics_add(m, METRICS_PRODUCER_REBUILDS, 2);
+        metrics_add(m, METRICS_PRODUCER_REBUILDS, 1);
+        metrics_add(m, METRICS_RECOVERED_ROWS, 40);
+        metrics_set(m, METRICS_PENDING_ROWS, 7);
+        metrics_set(m, METRICS_PENDING_ROWS, 42);
+        metrics_set(m, METRICS_OLDEST_PENDING_AGE, 0.1);
+        ck_assert(metrics_get(m, METRICS_PENDING_ROWS) == 42);
+        metrics_broker_rtt(m, "b1:9092/1", 0.5);
+        metrics_broker_rtt(m, "b\"2", 0.25);
+        metrics_broker_rtt(m, "b1:9092/1", 0.125);
+        text = render(m);
+        ck_assert(sample(text, "outbox_relay_producer_rebuilds_total") == 3);
+        ck_assert(sample(text, "outbox_relay_recovered_rows_total") == 40);
+        ck_assert(sample(text, "outbox_relay_transactions_aborted_total") == 0);
+        ck_assert(sample(text, "outbox_relay_pending_rows") == 42);
+        ck_assert(sample(text, "outbox_relay_oldest_pending_age_seconds") == 0.1);
+        ck_assert(sample(text, "outbox_relay_kafka_broker_rtt_seconds{broker=\"b1:9092/1\"}") ==
+                  0.125);
+        ck_assert(sample(text, "outbox_relay_kafka_broker_rtt_seconds{broker=\"b\\\"2\"}") == 0.25);
+        ck_assert_int_eq(lines_with(text, "outbox_relay_kafka_broker_rtt_seconds{"), 2);
+        free(text);
+        metrics_free(m);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+        const TTest *const tests[] = {test_topics_counted_apart,
+                                      test_topics_bounded,
+                                      test_topics_lookup_exact,
+                                      test_label_escaping,
+                                      test_statement_errors,
+                                      test_histogram_buckets,
+                                      test_every_series_under_its_help_and_type,
+                                      test_counters_gauges_and_brokers,
+                                      NULL};
+
+        return runner_suite("metrics", "core", NULL, 0, tests);
 }

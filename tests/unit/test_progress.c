@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "progress.h"
+#include "runner.h"
 
 static char errbuf[512];
 
@@ -600,7 +601,7 @@ START_TEST(test_rows_grow_and_clear)
 }
 END_TEST
 
-static Suite *progress_suite(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("progress");
         TCase *tc = tcase_create("core");
@@ -621,15 +622,4 @@ static Suite *progress_suite(void)
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
         return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(progress_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

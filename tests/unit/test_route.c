@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "route.h"
+#include "runner.h"
 
 static char errbuf[256];
 
@@ -402,7 +403,7 @@ START_TEST(test_against_reference)
 }
 END_TEST
 
-static Suite *route_suite(void)
+Suite *test_suite(void)
 {
         Suite *s = suite_create("route");
         TCase *tc = tcase_create("core");
@@ -421,15 +422,4 @@ static Suite *route_suite(void)
         tcase_add_test(tc, test_against_reference);
         suite_add_tcase(s, tc);
         return s;
-}
-
-int main(void)
-{
-        SRunner *sr = srunner_create(route_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
