@@ -55,6 +55,12 @@ static const char *const defaults[][2] = {
      * not create a topic on brokers that allow it (librdkafka's producer
      * asks them to by default). The row fails as an unknown topic. */
     {"allow.auto.create.topics", "false"},
+    /* A key goes to the partition Kafka's Java producer picks (murmur2),
+     * so taking over from Debezium or a Java service keeps each key on its
+     * partition; rows without a key are spread as Java's producer does.
+     * -X partitioner=consistent_random is librdkafka's own (CRC32), the
+     * relay's default before (docs/delivery.md: upgrading). */
+    {"partitioner", "murmur2_random"},
 };
 
 /* Settings the relay requires; config validation refuses other values. */

@@ -1,0 +1,340 @@
+/* Partitions a Java producer would choose (issue #19 item 2): rows with the
+ * keys of tests/data/murmur2-vectors.tsv (computed by Apache Kafka's own
+ * client code) published by the real relay to topics of 1 to 100
+ * partitions, read back by an independent consumer, each message's
+ * partition compared with the vector; and librdkafka's CRC32 partitioner
+ * back on request, for relays that must keep their old placement. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "fixture.h"
+
+#define VECTORS_FILE OUTBOX_SOURCE_DIR "/tests/data/murmur2-vectors.tsv"
+#define MAX_VECTORS  512
+#define NULL_KEYS    20 /* rows without a key, beside the vectors */
+
+struct vec {
+        unsigned char *key;
+        size_t key_len;
+        char *key_hex;
+        int partitions;
+        int partition; /* what Kafka's Java producer chooses */
+        char note[96];
+};
+
+static struct vec vecs[MAX_VECTORS];
+static size_t n_vecs;
+static const int counts[] = {1, 3, 6, 64, 100};
+#define N_COUNTS (sizeof(counts) / sizeof(counts[0]))
+
+static struct fx_pg *pg;
+static struct fx_kafka *kafka;
+static struct fx_apache *ak;
+
+static int hexval(char c)
+{
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Reads the committed vectors: key_hex, partitions, partition, murmur2,
+ * note; '#' lines are the header. */
+static void load_vectors(void)
+{
+        FILE *f = fopen(VECTORS_FILE, "r");
+        char *line = NULL;
+        size_t cap = 0;
+
+        ck_assert_msg(f != NULL, "cannot open %s", VECTORS_FILE);
+        while (getline(&line, &cap, f) > 0) {
+                struct vec *v = &vecs[n_vecs];
+                char *tab = strchr(line, '\t'), *note;
+                size_t hex_len;
+
+                if (line[0] == '#')
+                        continue;
+                ck_assert_msg(tab != NULL && n_vecs < MAX_VECTORS, "bad line in %s", VECTORS_FILE);
+                hex_len = (size_t)(tab - line);
+                ck_assert(hex_len % 2 == 0);
+                v->key_hex = strndup(line, hex_len);
+                v->key_len = hex_len / 2;
+                v->key = malloc(v->key_len + 1);
+                for (size_t i = 0; i < v->key_len; i++) {
+                        int hi = hexval(line[2 * i]), lo = hexval(line[2 * i + 1]);
+
+                        ck_assert(hi >= 0 && lo >= 0);
+                        v->key[i] = (unsigned char)(hi << 4 | lo);
+                }
+                ck_assert_int_eq(sscanf(tab + 1, "%d\t%d", &v->partitions, &v->partition), 2);
+                note = strrchr(line, '\t');
+                snprintf(v->note, sizeof(v->note), "%.*s", (int)strcspn(note + 1, "\n"), note + 1);
+                n_vecs++;
+        }
+        free(line);
+        fclose(f);
+        ck_assert_msg(n_vecs > 100, "only %zu vectors in %s", n_vecs, VECTORS_FILE);
+}
+
+static void free_vectors(void)
+{
+        for (size_t i = 0; i < n_vecs; i++) {
+                free(vecs[i].key);
+                free(vecs[i].key_hex);
+        }
+        n_vecs = 0;
+}
+
+static void mock_setup(void)
+{
+        load_vectors();
+        pg = fx_pg_start();
+        kafka = fx_kafka_start(3, 4);
+}
+
+static void mock_teardown(void)
+{
+        fx_kafka_stop(kafka);
+        fx_pg_stop(pg);
+        free_vectors();
+}
+
+static void apache_setup(void)
+{
+        load_vectors();
+        pg = fx_pg_start();
+        ak = fx_apache_start(1);
+}
+
+static void apache_teardown(void)
+{
+        fx_apache_stop(ak);
+        fx_pg_stop(pg);
+        free_vectors();
+}
+
+static char *fresh_db(const char *name)
+{
+        char *conninfo = fx_pg_create_db(pg, name);
+
+        fx_migrate(conninfo, NULL);
+        return conninfo;
+}
+
+/* Topics <prefix>-<count> for each partition count, on the dev Kafka. */
+static void mock_topics(const char *prefix)
+{
+        char cmd[128];
+
+        for (size_t i = 0; i < N_COUNTS; i++) {
+                snprintf(cmd, sizeof(cmd), "topic %s-%d %d", prefix, counts[i], counts[i]);
+                ck_assert_int_eq(fx_kafka_command(kafka, cmd), 0);
+        }
+}
+
+/* One row per vector to <prefix>-<its count>, its index in the payload,
+ * inserted by the writer role; then NULL_KEYS rows without a key to
+ * <prefix>-6. */
+static void insert_rows(const char *conninfo, const char *prefix)
+{
+        PGconn *w = fx_db_connect_as(conninfo, FX_WRITER_ROLE);
+
+        fx_sql(w, "BEGIN");
+        for (size_t i = 0; i < n_vecs; i++)
+                fx_sql(w,
+                       "INSERT INTO outbox.events (topic, key, payload) VALUES ('%s-%d', "
+                       "convert_from(decode('%s', 'hex'), 'UTF8'), '{\"v\": %zu}')",
+                       prefix, vecs[i].partitions, vecs[i].key_hex, i);
+        fx_sql(w,
+               "INSERT INTO outbox.events (topic, key, payload) SELECT '%s-6', NULL, "
+               "jsonb_build_object('null_key', n) FROM generate_series(1, %d) n",
+               prefix, NULL_KEYS);
+        fx_sql(w, "COMMIT");
+        PQfinish(w);
+}
+
+/* Which partition each keyed row should reach under the partitioner the
+ * relay runs with: Kafka's vectors, or librdkafka's consistent_random
+ * (CRC32 of the key, zlib's being the same CRC; an empty key has none). */
+enum expect { EXPECT_JAVA, EXPECT_CRC32 };
+
+static int expected_partition(const struct vec *v, enum expect e)
+{
+        if (e == EXPECT_JAVA)
+                return v->partition;
+        if (v->key_len == 0)
+                return -1; /* spread at random by consistent_random */
+        return (int)(crc32(0L, v->key, (uInt)v->key_len) % (uLong)v->partitions);
+}
+
+/* Runs the relay over the rows, reads every topic back and compares each
+ * message's partition and key with its vector. Returns the mismatches. */
+static int publish_and_compare(const char *conninfo, const char *prefix, const char *brokers,
+                               const char *const extra[], enum expect e)
+{
+        PGconn *c = fx_db_connect(conninfo);
+        struct fx_relay *r;
+        long long total = (long long)n_vecs + NULL_KEYS;
+        int mismatches = 0, checked = 0, null_keys = 0;
+        char *seen = calloc(n_vecs, 1);
+
+        insert_rows(conninfo, prefix);
+        r = fx_relay_start(conninfo, brokers, extra);
+        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         total);
+        for (size_t t = 0; t < N_COUNTS; t++) {
+                char topic[64];
+                size_t expect = counts[t] == 6 ? NULL_KEYS : 0, n;
+                struct fx_msg *msgs;
+
+                for (size_t i = 0; i < n_vecs; i++)
+                        expect += vecs[i].partitions == counts[t];
+                snprintf(topic, sizeof(topic), "%s-%d", prefix, counts[t]);
+                n = fx_consume(brokers, topic, expect, 15000, &msgs);
+                ck_assert_msg(n == expect, "%s: %zu messages, expected %zu", topic, n, expect);
+                for (size_t m = 0; m < n; m++) {
+                        const struct fx_msg *msg = &msgs[m];
+                        size_t idx;
+                        int want;
+
+                        ck_assert(msg->partition >= 0 && msg->partition < counts[t]);
+                        if (msg->value && strstr(msg->value, "null_key")) {
+                                ck_assert_ptr_null(msg->key);
+                                null_keys++;
+                                continue;
+                        }
+                        ck_assert_msg(msg->value && sscanf(msg->value, "{\"v\": %zu}", &idx) == 1 &&
+                                          idx < n_vecs && !seen[idx],
+                                      "%s: unexpected message %.60s", topic,
+                                      msg->value ? msg->value : "(null)");
+                        seen[idx] = 1;
+                        ck_assert_int_eq(vecs[idx].partitions, counts[t]);
+                        /* The key travels as its bytes (an empty key stays
+                         * an empty key, not none). */
+                        ck_assert_msg(msg->key != NULL && msg->key_len == vecs[idx].key_len &&
+                                          memcmp(msg->key, vecs[idx].key, msg->key_len) == 0,
+                                      "%s: key of vector %zu (%s) changed", topic, idx,
+                                      vecs[idx].note);
+                        want = expected_partition(&vecs[idx], e);
+                        if (want < 0)
+                                continue;
+                        checked++;
+                        if (msg->partition != want) {
+                                if (mismatches < 8)
+                                        fprintf(stderr,
+                                                "%s: key %.40s (%s) reached partition %d, "
+                                                "expected %d\n",
+                                                topic, vecs[idx].key_hex, vecs[idx].note,
+                                                msg->partition, want);
+                                mismatches++;
+                        }
+                }
+                fx_msgs_free(msgs, n);
+        }
+        ck_assert_int_eq(null_keys, NULL_KEYS);
+        ck_assert_int_eq(checked, e == EXPECT_JAVA ? (int)n_vecs : (int)(n_vecs - N_COUNTS));
+        fprintf(stderr, "%s: %d keyed messages compared, %d on another partition\n", prefix,
+                checked, mismatches);
+        fx_relay_free(r);
+        free(seen);
+        PQfinish(c);
+        return mismatches;
+}
+
+/* The default: every key on the partition Kafka's Java producer picks. */
+START_TEST(default_partitions_match_java_producer)
+{
+        char *ci = fresh_db("java");
+        const char *args[] = {"--poll-interval-ms", "200", NULL};
+
+        mock_topics("pj");
+        ck_assert_int_eq(
+            publish_and_compare(ci, "pj", fx_kafka_bootstraps(kafka), args, EXPECT_JAVA), 0);
+        free(ci);
+}
+END_TEST
+
+/* The way back for a relay that ran before the change (docs/delivery.md):
+ * librdkafka's CRC32 placement, every key where it went before. */
+START_TEST(consistent_random_on_request)
+{
+        char *ci = fresh_db("crc");
+        const char *args[] = {"--poll-interval-ms", "200", "-X", "partitioner=consistent_random",
+                              NULL};
+
+        mock_topics("pc");
+        ck_assert_int_eq(
+            publish_and_compare(ci, "pc", fx_kafka_bootstraps(kafka), args, EXPECT_CRC32), 0);
+        free(ci);
+}
+END_TEST
+
+/* A partitioner librdkafka does not know is refused before anything is
+ * contacted: exit 2 and one line naming it. */
+START_TEST(unknown_partitioner_is_refused)
+{
+        const char *argv[] = {OUTBOX_RELAY_BIN,
+                              "run",
+                              "--database-url",
+                              "host=127.0.0.1 port=1 dbname=none",
+                              "--kafka-brokers",
+                              "127.0.0.1:1",
+                              "-X",
+                              "partitioner=java",
+                              NULL};
+        char *out = NULL;
+        int rc = fx_run(argv, NULL, &out, 30000);
+
+        ck_assert_msg(rc == 2, "exit %d: %s", rc, out);
+        ck_assert_msg(strstr(out, "partitioner") != NULL, "no line names the setting: %s", out);
+        ck_assert_msg(strchr(out, '\n') == strrchr(out, '\n'), "more than one line: %s", out);
+        free(out);
+}
+END_TEST
+
+/* The same against Apache Kafka 4.4.0, its topics made by its admin API. */
+START_TEST(apache_partitions_match_java_producer)
+{
+        char *ci = fresh_db("java_ak");
+        const char *args[] = {"--poll-interval-ms", "200", NULL};
+        char topic[64];
+
+        for (size_t i = 0; i < N_COUNTS; i++) {
+                snprintf(topic, sizeof(topic), "ak-%d", counts[i]);
+                fx_apache_create_topic(ak, topic, counts[i], NULL);
+        }
+        ck_assert_int_eq(publish_and_compare(ci, "ak", fx_apache_bootstraps(ak), args, EXPECT_JAVA),
+                         0);
+        free(ci);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *mock = suite_create("partitioner");
+        Suite *apache = suite_create("partitioner_apache");
+        TCase *tc = tcase_create("dev_kafka");
+        TCase *ta = tcase_create("apache_kafka");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, mock_setup, mock_teardown);
+        tcase_set_timeout(tc, 300);
+        tcase_add_test(tc, default_partitions_match_java_producer);
+        tcase_add_test(tc, consistent_random_on_request);
+        tcase_add_test(tc, unknown_partitioner_is_refused);
+        suite_add_tcase(mock, tc);
+        tcase_add_unchecked_fixture(ta, apache_setup, apache_teardown);
+        tcase_set_timeout(ta, 600);
+        tcase_add_test(ta, apache_partitions_match_java_producer);
+        suite_add_tcase(apache, ta);
+        sr = srunner_create(mock);
+        srunner_add_suite(sr, apache);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
