@@ -15,7 +15,8 @@
 
 #define VECTORS_FILE OUTBOX_SOURCE_DIR "/tests/data/murmur2-vectors.tsv"
 #define MAX_VECTORS  512
-#define NULL_KEYS    20 /* rows without a key, beside the vectors */
+#define NULL_KEYS    20  /* rows without a key, beside the vectors */
+#define TOMBSTONES   100 /* a tombstone per vector of this count, beside it */
 
 struct vec {
         unsigned char *key;
@@ -135,7 +136,8 @@ static void mock_topics(const char *prefix)
 }
 
 /* One row per vector to <prefix>-<its count>, its index in the payload,
- * inserted by the writer role; then NULL_KEYS rows without a key to
+ * inserted by the writer role, and a tombstone (no payload) after each
+ * vector of TOMBSTONES partitions; then NULL_KEYS rows without a key to
  * <prefix>-6. */
 static void insert_rows(const char *conninfo, const char *prefix)
 {
@@ -147,6 +149,12 @@ static void insert_rows(const char *conninfo, const char *prefix)
                        "INSERT INTO outbox.events (topic, key, payload) VALUES ('%s-%d', "
                        "convert_from(decode('%s', 'hex'), 'UTF8'), '{\"v\": %zu}')",
                        prefix, vecs[i].partitions, vecs[i].key_hex, i);
+        for (size_t i = 0; i < n_vecs; i++)
+                if (vecs[i].partitions == TOMBSTONES)
+                        fx_sql(w,
+                               "INSERT INTO outbox.events (topic, key) VALUES ('%s-%d', "
+                               "convert_from(decode('%s', 'hex'), 'UTF8'))",
+                               prefix, TOMBSTONES, vecs[i].key_hex);
         fx_sql(w,
                "INSERT INTO outbox.events (topic, key, payload) SELECT '%s-6', NULL, "
                "jsonb_build_object('null_key', n) FROM generate_series(1, %d) n",
@@ -177,9 +185,13 @@ static int publish_and_compare(const char *conninfo, const char *prefix, const c
         PGconn *c = fx_db_connect(conninfo);
         struct fx_relay *r;
         long long total = (long long)n_vecs + NULL_KEYS;
-        int mismatches = 0, checked = 0, null_keys = 0;
+        int mismatches = 0, checked = 0, null_keys = 0, tombstones = 0, want_tombstones = 0;
+        int null_key_partitions[6] = {0}, null_key_spread = 0;
         char *seen = calloc(n_vecs, 1);
 
+        for (size_t i = 0; i < n_vecs; i++)
+                want_tombstones += vecs[i].partitions == TOMBSTONES;
+        total += want_tombstones;
         insert_rows(conninfo, prefix);
         r = fx_relay_start(conninfo, brokers, extra);
         ck_assert_int_eq(fx_wait_sql(c, total, 120000,
@@ -188,6 +200,9 @@ static int publish_and_compare(const char *conninfo, const char *prefix, const c
         for (size_t t = 0; t < N_COUNTS; t++) {
                 char topic[64];
                 size_t expect = counts[t] == 6 ? NULL_KEYS : 0, n;
+
+                if (counts[t] == TOMBSTONES)
+                        expect += (size_t)want_tombstones;
                 struct fx_msg *msgs;
 
                 for (size_t i = 0; i < n_vecs; i++)
@@ -204,6 +219,25 @@ static int publish_and_compare(const char *conninfo, const char *prefix, const c
                         if (msg->value && strstr(msg->value, "null_key")) {
                                 ck_assert_ptr_null(msg->key);
                                 null_keys++;
+                                null_key_partitions[msg->partition]++;
+                                continue;
+                        }
+                        if (msg->value == NULL) { /* a tombstone: found by its key */
+                                for (idx = 0; idx < n_vecs; idx++)
+                                        if (vecs[idx].partitions == counts[t] &&
+                                            vecs[idx].key_len == msg->key_len &&
+                                            (msg->key_len == 0 ||
+                                             memcmp(vecs[idx].key, msg->key, msg->key_len) == 0))
+                                                break;
+                                ck_assert_msg(idx < n_vecs, "%s: tombstone of an unknown key",
+                                              topic);
+                                want = expected_partition(&vecs[idx], e);
+                                ck_assert_msg(want < 0 || msg->partition == want,
+                                              "%s: tombstone of key %.40s (%s) on partition %d, "
+                                              "its key's is %d",
+                                              topic, vecs[idx].key_hex, vecs[idx].note,
+                                              msg->partition, want);
+                                tombstones++;
                                 continue;
                         }
                         ck_assert_msg(msg->value && sscanf(msg->value, "{\"v\": %zu}", &idx) == 1 &&
@@ -235,6 +269,12 @@ static int publish_and_compare(const char *conninfo, const char *prefix, const c
                 fx_msgs_free(msgs, n);
         }
         ck_assert_int_eq(null_keys, NULL_KEYS);
+        ck_assert_int_eq(tombstones, want_tombstones);
+        /* Rows without a key are spread at random (no sticky partition at
+         * linger.ms=0): 20 on one of 6 partitions would be 6^-19. */
+        for (int p = 0; p < 6; p++)
+                null_key_spread += null_key_partitions[p] > 0;
+        ck_assert_msg(null_key_spread > 1, "%d rows without a key all on one partition", NULL_KEYS);
         ck_assert_int_eq(checked, e == EXPECT_JAVA ? (int)n_vecs : (int)(n_vecs - N_COUNTS));
         fprintf(stderr, "%s: %d keyed messages compared, %d on another partition\n", prefix,
                 checked, mismatches);
