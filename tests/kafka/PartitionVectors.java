@@ -3,10 +3,11 @@
 // keys and partition counts below: the vectors tests/data/murmur2-vectors.tsv
 // holds and tests/integration/test_partitioner.c checks the relay against.
 // Run from the repository root (Java 17 runs a single-file source):
-//   java -cp "$HOME/.cache/outbox-relay/kafka-4.4.0/*" \
+//   java -cp "$HOME/.cache/outbox-relay/kafka-<version>/*" \
 //     tests/kafka/PartitionVectors.java > tests/data/murmur2-vectors.tsv
-// (the jar is fetched by scripts/kafka-fetch.sh; the ctest
-// apache_kafka_partition_vectors reruns this and compares).
+// with <version> the one tests/kafka/pom.xml names (scripts/kafka-fetch.sh
+// fetches the jars there; the ctest apache_kafka_partition_vectors reruns
+// this and compares, so a new Kafka version means running it again).
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -93,11 +94,12 @@ public class PartitionVectors {
     public static void main(String[] args) throws java.io.IOException {
         // How a Java service turns a String key into bytes.
         StringSerializer ser = new StringSerializer();
+        String version = clientsVersion();
         System.out.println("# Key-to-partition vectors of Apache Kafka's Java producer for keyed records,");
-        System.out.println("# computed by kafka-clients " + clientsVersion()
+        System.out.println("# computed by kafka-clients " + version
                            + " (BuiltInPartitioner.partitionForKey: Utils.toPositive(Utils.murmur2(key)) % partitions),");
         System.out.println("# the key serialized by its StringSerializer (UTF-8). Produced by, from the repository root:");
-        System.out.println("#   java -cp \"$HOME/.cache/outbox-relay/kafka-4.4.0/*\" \\");
+        System.out.println("#   java -cp \"$HOME/.cache/outbox-relay/kafka-" + version + "/*\" \\");
         System.out.println("#     tests/kafka/PartitionVectors.java > tests/data/murmur2-vectors.tsv");
         System.out.println("# Columns: key_hex (its bytes), partitions, partition, murmur2 (signed 32-bit), note.");
         for (Key k : keys()) {
