@@ -312,6 +312,22 @@ START_TEST(consistent_random_on_request)
 }
 END_TEST
 
+/* --exactly-once produces with a transactional producer: the same
+ * placement (fx_consume reads read_committed). */
+START_TEST(exactly_once_partitions_match_java_producer)
+{
+        char *ci = fresh_db("java_eos");
+        const char *args[] = {"--poll-interval-ms", "200", "--exactly-once", "--transactional-id",
+                              "partitioner_eos",    NULL};
+
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic outbox-relay-progress 1"), 0);
+        mock_topics("pe");
+        ck_assert_int_eq(
+            publish_and_compare(ci, "pe", fx_kafka_bootstraps(kafka), args, EXPECT_JAVA), 0);
+        free(ci);
+}
+END_TEST
+
 /* A partitioner librdkafka does not know is refused before anything is
  * contacted: exit 2 and one line naming it. */
 START_TEST(unknown_partitioner_is_refused)
@@ -364,6 +380,7 @@ int main(void)
         tcase_add_unchecked_fixture(tc, mock_setup, mock_teardown);
         tcase_set_timeout(tc, 300);
         tcase_add_test(tc, default_partitions_match_java_producer);
+        tcase_add_test(tc, exactly_once_partitions_match_java_producer);
         tcase_add_test(tc, consistent_random_on_request);
         tcase_add_test(tc, unknown_partitioner_is_refused);
         suite_add_tcase(mock, tc);
