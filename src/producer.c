@@ -57,9 +57,9 @@ static const char *const defaults[][2] = {
     {"allow.auto.create.topics", "false"},
     /* A key goes to the partition Kafka's Java producer picks (murmur2),
      * so taking over from Debezium or a Java service keeps each key on its
-     * partition; rows without a key are spread as Java's producer does.
-     * -X partitioner=consistent_random is librdkafka's own (CRC32), the
-     * relay's default before (docs/delivery.md: upgrading). */
+     * partition; rows without a key go to random partitions, as Java's
+     * spread them. -X partitioner=consistent_random (librdkafka's CRC32)
+     * keeps an older relay's placement (docs/delivery.md#partitions). */
     {"partitioner", "murmur2_random"},
 };
 
