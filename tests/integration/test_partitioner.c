@@ -319,7 +319,19 @@ START_TEST(consistent_random_on_request)
         const char *args[] = {"--poll-interval-ms", "200", "-X", "partitioner=consistent_random",
                               NULL};
 
+        int moved = 0, multi = 0;
+
         ck_assert_uint_eq(crc32_iso((const unsigned char *)"123456789", 9), 0xcbf43926u);
+        /* What an upgrade from this partitioner moves (docs/delivery.md). */
+        for (size_t i = 0; i < n_vecs; i++)
+                if (vecs[i].partitions > 1 && vecs[i].key_len > 0) {
+                        multi++;
+                        moved += expected_partition(&vecs[i], EXPECT_CRC32) != vecs[i].partition;
+                }
+        fprintf(stderr,
+                "consistent_random -> murmur2: %d of %d keyed vectors on topics of more "
+                "than one partition move\n",
+                moved, multi);
         mock_topics("pc");
         ck_assert_int_eq(
             publish_and_compare(ci, "pc", fx_kafka_bootstraps(kafka), args, EXPECT_CRC32), 0);

@@ -43,6 +43,9 @@ public class PartitionVectors {
         k.add(new Key("ascii with space", "hello world"));
         k.add(new Key("ascii", "The quick brown fox jumps over the lazy dog"));
         k.add(new Key("uuid", "5f0c8a3e-9b1d-4c2e-8f7a-6d5e4c3b2a19"));
+        // How Kafka Connect's JsonConverter (schemas off) writes the key
+        // order-42: docs/delivery.md tells users to store that text.
+        k.add(new Key("json string, quotes included", "\"order-42\""));
         // Bytes >= 0x80 are negative in Java: a port of murmur2 that
         // forgets the sign (or adds it) differs here first.
         k.add(new Key("utf-8, 2 bytes", "\u00fc"));
