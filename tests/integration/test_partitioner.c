@@ -214,11 +214,10 @@ static int publish_and_compare(const char *conninfo, const char *prefix, const c
         for (size_t t = 0; t < N_COUNTS; t++) {
                 char topic[64];
                 size_t expect = counts[t] == 6 ? NULL_KEYS : 0, n;
+                struct fx_msg *msgs;
 
                 if (counts[t] == TOMBSTONES)
                         expect += (size_t)want_tombstones;
-                struct fx_msg *msgs;
-
                 for (size_t i = 0; i < n_vecs; i++)
                         expect += vecs[i].partitions == counts[t];
                 snprintf(topic, sizeof(topic), "%s-%d", prefix, counts[t]);
@@ -318,7 +317,6 @@ START_TEST(consistent_random_on_request)
         char *ci = fresh_db("crc");
         const char *args[] = {"--poll-interval-ms", "200", "-X", "partitioner=consistent_random",
                               NULL};
-
         int moved = 0, multi = 0;
 
         ck_assert_uint_eq(crc32_iso((const unsigned char *)"123456789", 9), 0xcbf43926u);
