@@ -57,6 +57,12 @@ static const char *const defaults[][2] = {
      * not create a topic on brokers that allow it (librdkafka's producer
      * asks them to by default). The row fails as an unknown topic. */
     {"allow.auto.create.topics", "false"},
+    /* A key goes to the partition Kafka's Java producer picks (murmur2),
+     * so taking over from Debezium or a Java service keeps each key on its
+     * partition; rows without a key go to random partitions, as Java's
+     * spread them. -X partitioner=consistent_random (librdkafka's CRC32)
+     * keeps an older relay's placement (docs/delivery.md#partitions). */
+    {"partitioner", "murmur2_random"},
 };
 
 /* Settings the relay requires; config validation refuses other values. */

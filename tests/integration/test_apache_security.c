@@ -19,6 +19,7 @@
 
 #include "fault_harness.h"
 #include "fixture.h"
+#include "runner.h"
 
 #define RELAY_USER     "relay"
 #define RELAY_PASSWORD "Relay-pw-7f3c9e"
