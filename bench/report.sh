@@ -111,6 +111,9 @@ report() {
 - In commands: \`\$B\` = $b_label, \`\$DB\` = the throwaway database (also OUTBOX_DATABASE_URL),
   \`\$K\` = the broker of the step (also OUTBOX_KAFKA_BROKERS); every \`outbox-bench\` is \`\$B/bench/outbox-bench\`.
 EOF
+  if [ ${#failed_steps[@]} -gt 0 ]; then
+    echo "- **Failed steps**: $(for f in "${failed_steps[@]}"; do printf '%s (%s); ' "$f" "$(get "$f.failed")"; done | sed 's/; $//')."
+  fi
   [ $mock_full = 1 ] && mock_report
   [ $use_apache = 1 ] || [ $compare = 1 ] && brokers_report
   return 0
@@ -278,8 +281,10 @@ cell_drain() {
     "$(f1 "$(get "$1.mon.elapsed_s")")" "$(us_per "$(get "$1.mon.relay_cpu_s")" "$BENCH_DRAIN_ROWS")" \
     "$(get "$1.loadavg")"
 }
+failed_note() { [ -z "$(get "$1.failed")" ] || printf '**failed**: %s; ' "$(get "$1.failed")"; }
 cell_lat() {
   [ -n "$(get "$1.lat.p50_ms")" ] || { echo —; return; }
+  failed_note "$1"
   printf '**p50 %s, p99 %s, p99.9 %s ms** (max %s; %s samples; achieved %s events/s; %s lost, %s twice; load %s%s)' \
     "$(f2 "$(get "$1.lat.p50_ms")")" "$(f2 "$(get "$1.lat.p99_ms")")" "$(f2 "$(get "$1.lat.p999_ms")")" \
     "$(f2 "$(get "$1.lat.max_ms")")" "$(n0 "$(get "$1.load.samples")")" \
@@ -305,6 +310,7 @@ cell_eos() {
 }
 cell_eoslat() {
   [ -n "$(get "$1.lat.p50_ms")" ] || { echo —; return; }
+  failed_note "$1"
   printf '**p50 %s, p99 %s, p99.9 %s ms** (max %s; %s samples; achieved %s events/s; %s transactions, %s rows each; %s never read, %s read twice; load %s%s)' \
     "$(f2 "$(get "$1.lat.p50_ms")")" "$(f2 "$(get "$1.lat.p99_ms")")" "$(f2 "$(get "$1.lat.p999_ms")")" \
     "$(f2 "$(get "$1.lat.max_ms")")" "$(n0 "$(get "$1.load.samples")")" \

@@ -192,6 +192,19 @@ relay_start() { # name [extra relay options]
   "$RELAY" run "${relay_args[@]}" "$@" 2>"$work/relay-$name.log" &
   relay_pid=$!
 }
+# A latency step whose relay died: the step is reported as failed (with the relay's last log
+# line) and the run goes on, so that one crash does not lose every other figure; run.sh exits 1
+# after writing the table.
+failed_steps=()
+step_failed() { # name
+  local rc=0
+  wait "$relay_pid" 2>/dev/null || rc=$?
+  relay_pid=""
+  R[$1.failed]="the relay exited with $rc: $(tail -1 "$work/relay-$2.log" | cut -c1-240)"
+  failed_steps+=("$1")
+  log "FAILED: $1: $(get "$1.failed")"
+}
+relay_alive() { kill -0 "$relay_pid" 2>/dev/null; }
 relay_stop() {
   local rc=0
   kill -TERM "$relay_pid"
@@ -277,12 +290,16 @@ lat_step() {
     bg_pids+=("$mon_pid")
     "$OB" load --topic "lat-$r" --rate "$r" --seconds "$BENCH_LAT_SECONDS" \
       --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" >"$work/$n.out" || die "load at $r/s"
-    wait "$mon_pid" || die "monitor at $r/s"
+    if ! wait "$mon_pid"; then
+      relay_alive && die "monitor at $r/s"
+      step_failed "$n" "${P}latency"
+    fi
     bg_pids=()
     gc_end "$P" "$n"
     ingest "$n" "$work/$n.out"
     ingest "$n" "$work/$n.mon"
     log "latency at $r events/s: p50 $(get "$n.lat.p50_ms") ms, p99 $(get "$n.lat.p99_ms") ms"
+    [ -n "$relay_pid" ] || relay_start "${P}latency"
   done
   relay_stop "${P}latency"
 }
@@ -335,10 +352,13 @@ eos_step() {
     "$OB" load --topic "eos-lat-$r" "${load_opts[@]}" --rate "$r" \
       --seconds "$BENCH_LAT_SECONDS" --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" \
       >"$work/$n.out" || die "exactly-once load at $r/s"
-    wait "$mon_pid" || die "monitor at $r/s (exactly-once)"
+    if ! wait "$mon_pid"; then
+      relay_alive && die "monitor at $r/s (exactly-once)"
+      step_failed "$n" "$n"
+    fi
     bg_pids=()
     gc_end "$P" "$n"
-    relay_stop "$n"
+    [ -z "$relay_pid" ] || relay_stop "$n"
     ingest "$n" "$work/$n.out"
     ingest "$n" "$work/$n.mon"
     if [ -n "$P" ]; then
@@ -498,3 +518,4 @@ kafka_pid=""
 fi # use_apache
 
 . "$repo/bench/report.sh"
+[ ${#failed_steps[@]} = 0 ] || die "steps that failed (see the table): ${failed_steps[*]}"
