@@ -43,7 +43,9 @@ static int parse_spec(const char *s, struct topic_spec *t)
         return c2 != NULL && !t->compact ? -1 : 0;
 }
 
-/* Whether topic t exists with all its partitions led. */
+/* Whether topic t exists with all its partitions led and answering: the
+ * metadata names a leader before the leader serves the partition (a
+ * watermark query gets NOT_LEADER meanwhile). */
 static int topic_ready(rd_kafka_t *rk, const struct topic_spec *t)
 {
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, t->name, NULL);
@@ -54,8 +56,14 @@ static int topic_ready(rd_kafka_t *rk, const struct topic_spec *t)
             md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
             md->topics[0].partition_cnt == t->partitions) {
                 ok = 1;
-                for (int p = 0; p < md->topics[0].partition_cnt; p++)
-                        ok &= md->topics[0].partitions[p].leader >= 0;
+                for (int p = 0; ok && p < md->topics[0].partition_cnt; p++) {
+                        int64_t lo, hi;
+
+                        ok = md->topics[0].partitions[p].leader >= 0 &&
+                             rd_kafka_query_watermark_offsets(
+                                 rk, t->name, md->topics[0].partitions[p].id, &lo, &hi, 2000) ==
+                                 RD_KAFKA_RESP_ERR_NO_ERROR;
+                }
         }
         if (md != NULL)
                 rd_kafka_metadata_destroy(md);

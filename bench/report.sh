@@ -376,8 +376,9 @@ EOF
   fi
   cat <<EOF
 
-Where the CPU went, per broker (as in the CPU table above; "broker" is the dev Kafka process or
-Apache Kafka's JVM$([ "$BENCH_APACHE_NODES" = 1 ] || echo ' (node 1 only)')):
+Where the CPU went, per broker: CPU seconds over each step, as in the full run's CPU table
+("broker" is the dev Kafka process or Apache Kafka's JVM$([ "$BENCH_APACHE_NODES" = 1 ] || echo ', node 1 only'); "other" is the rest of the
+machine's busy time, the biggest other processes by name in brackets):
 
 | step | wall s | relay (its main thread) | relay's PostgreSQL backend | all PostgreSQL | broker | load generator | other | machine busy | relay CPU per event |
 |---|---|---|---|---|---|---|---|---|---|
