@@ -16,6 +16,7 @@ usage: bench/run.sh [--smoke] [--kafka mock|apache|both] [--compare] [--bin-dir 
                  both (the default when those jars are there, else mock)
   --compare      only the steps run on both brokers (drain, latency, the broker alone,
                  exactly-once), side by side; default --out bench/results/brokers.md
+                 (also that of --kafka apache)
   --bin-dir DIR  measure the binaries of an existing build dir instead of building build-bench/
   --out FILE     where to write the table (default bench/results/latest.md, smoke: bench/out/smoke.md)
   --keep         keep the temporary directory (PostgreSQL log, relay logs, raw results)
@@ -68,8 +69,6 @@ fi
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
 : "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
 : "${BENCH_BUILD_TYPE:=Release}"
-[ $compare = 1 ] && : "${out:=$repo/bench/results/brokers.md}"
-: "${out:=$repo/bench/results/latest.md}"
 read -r -a relay_args <<<"$BENCH_RELAY_ARGS"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -94,6 +93,9 @@ esac
   die "Apache Kafka ${ak_version:-?} is not in $ak_libs: fetch it with scripts/kafka-fetch.sh (or set BENCH_KAFKA_LIBS), and install Java 17 (scripts/install-deps.sh)"
 # The mock-only steps (ceilings, writer cost, memory, table growth) run in a full mock run.
 mock_full=$(( use_mock == 1 && compare == 0 ))
+# latest.md is the full run's: a run without the dev Kafka's full part writes brokers.md.
+[ $mock_full = 1 ] || : "${out:=$repo/bench/results/brokers.md}"
+: "${out:=$repo/bench/results/latest.md}"
 
 # ---- build ----
 if [ -n "$bin_dir" ]; then
