@@ -14,12 +14,19 @@ ak_pids=() ak_dir="" AK=""
 
 ak_available() { [ -n "$ak_version" ] && [ -r "$ak_libs/kafka_2.13-$ak_version.jar" ] && command -v java >/dev/null; }
 
-# A port nothing listens on (taken from a random range; checked by connecting).
+# A port nothing listens on, below the kernel's range for outgoing connections (a port one of
+# those holds cannot be bound either); checked by connecting, and not one handed out already.
+# Sets ak_port (no subshell, so that the ports handed out are remembered).
 ak_free_port() {
-  local p
+  local p lo
+  lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    p=$(( 10000 + RANDOM % (lo - 10000) ))
+    [[ " ${ak_ports_taken:-} " == *" $p "* ]] && continue
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    ak_ports_taken+=" $p"
+    ak_port=$p
+    return
   done
 }
 
@@ -42,7 +49,8 @@ ak_start() {
   mkdir -p "$ak_dir"
   cid=$(ak_cluster_id)
   for i in $(seq "$n"); do
-    ports[i]=$(ak_free_port); cports[i]=$(ak_free_port)
+    ak_free_port; ports[i]=$ak_port
+    ak_free_port; cports[i]=$ak_port
     voters+="${voters:+,}$i@127.0.0.1:${cports[i]}"
     AK+="${AK:+,}127.0.0.1:${ports[i]}"
   done
