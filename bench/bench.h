@@ -64,9 +64,12 @@ rd_kafka_resp_err_t bench_produce(rd_kafka_t *rk, const char *topic, char *value
                                   long i, long keys, void *msg_opaque);
 /* A consumer assigned to every partition of topic (and partition 0 of
  * progress_topic, unless NULL) at its current end, so it reads exactly what
- * is written from now on; NULL with errbuf filled. */
+ * is written from now on; isolation is its isolation.level (read_committed,
+ * librdkafka's default, or read_uncommitted; the dev Kafka ignores it);
+ * NULL with errbuf filled. */
 rd_kafka_t *bench_consumer_new(const char *brokers, const char *topic, const char *progress_topic,
-                               long fetch_wait_ms, char *errbuf, size_t errsz);
+                               long fetch_wait_ms, const char *isolation, char *errbuf,
+                               size_t errsz);
 /* The outbox id of a message (its outbox_id header), or -1. */
 long long bench_header_id(rd_kafka_message_t *m);
 
@@ -75,6 +78,7 @@ long long bench_header_id(rd_kafka_message_t *m);
 int bench_cmd_pg_ceiling(int argc, char **argv);
 int bench_cmd_kafka_ceiling(int argc, char **argv);
 int bench_cmd_hwm(int argc, char **argv);
+int bench_cmd_topics(int argc, char **argv);
 int bench_cmd_load(int argc, char **argv);
 int bench_cmd_monitor(int argc, char **argv);
 int bench_cmd_waits(int argc, char **argv);

@@ -7,7 +7,10 @@
  * With --progress-topic (a relay in --exactly-once mode) a row arrives
  * instead when the progress record listing it does: the dev Kafka does not
  * implement read_committed, so its data messages are readable before their
- * transaction commits, and the record is the last message of it. */
+ * transaction commits, and the record is the last message of it. On Apache
+ * Kafka the consumer reads with isolation.level=read_committed instead (no
+ * --progress-topic): a row arrives when its data message becomes readable,
+ * i.e. once its transaction has committed. */
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +29,7 @@
 struct load_cfg {
         const char *conninfo, *brokers, *topic;
         const char *progress_topic; /* arrival by progress record (--exactly-once) */
+        const char *isolation;      /* the consumer's isolation.level */
         double rate, seconds, warmup, grace;
         long writers, accounts, keys, fetch_wait_ms;
         int no_consumer; /* writers only: no latency, no fetch load on the dev Kafka */
@@ -334,7 +338,8 @@ out:
 }
 
 rd_kafka_t *bench_consumer_new(const char *brokers, const char *topic, const char *progress_topic,
-                               long fetch_wait_ms, char *errbuf, size_t errsz)
+                               long fetch_wait_ms, const char *isolation, char *errbuf,
+                               size_t errsz)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_topic_partition_list_t *parts = NULL;
@@ -347,7 +352,8 @@ rd_kafka_t *bench_consumer_new(const char *brokers, const char *topic, const cha
             rd_kafka_conf_set(conf, "group.id", "outbox-bench-load", errbuf, errsz) ||
             rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, errsz) ||
             rd_kafka_conf_set(conf, "fetch.wait.max.ms", wait, errbuf, errsz) ||
-            rd_kafka_conf_set(conf, "fetch.min.bytes", "1", errbuf, errsz)) {
+            rd_kafka_conf_set(conf, "fetch.min.bytes", "1", errbuf, errsz) ||
+            rd_kafka_conf_set(conf, "isolation.level", isolation, errbuf, errsz)) {
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
@@ -431,10 +437,11 @@ static int report(struct load *L)
                                         (double)ru.ru_stime.tv_usec / 1e6);
         printf("load.offered_rate %.0f\nload.achieved_rate %.0f\nload.writers %ld\n"
                "load.committed %ld\nload.samples %zu\nload.missing %zu\nload.negative %zu\n"
-               "load.unmatched %ld\nload.duplicates %ld\nload.out_of_range %ld\n",
+               "load.unmatched %ld\nload.duplicates %ld\nload.out_of_range %ld\n"
+               "load.isolation %s\n",
                cfg->rate, (double)nd / (cfg->seconds - cfg->warmup), cfg->writers,
                atomic_load(&L->committed), n, missing, negative, L->unmatched, L->duplicates,
-               atomic_load(&L->out_of_range));
+               atomic_load(&L->out_of_range), cfg->isolation);
         /* Arrival by progress record: the data messages only as a check
          * (missing: never read; after_record: read after their record) and
          * for what a consumer ignoring transactions would see. */
@@ -474,6 +481,7 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                              {"fetch-wait-ms", required_argument, NULL, 'f'},
                                              {"no-consumer", no_argument, NULL, 'n'},
                                              {"progress-topic", required_argument, NULL, 'p'},
+                                             {"isolation", required_argument, NULL, 'i'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
         int opt, bad = 0;
@@ -519,17 +527,26 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                 case 'p':
                         cfg->progress_topic = optarg;
                         break;
+                case 'i':
+                        cfg->isolation = optarg;
+                        bad |= strcmp(optarg, "read_committed") != 0 &&
+                               strcmp(optarg, "read_uncommitted") != 0;
+                        break;
                 case 'h':
                         printf("usage: outbox-bench load --conninfo C --brokers B --topic T"
                                " --rate EV_PER_S --seconds S\n"
                                "  [--warmup S] [--grace S] [--writers N] [--accounts N]"
                                " [--keys N] [--fetch-wait-ms MS]\n"
-                               "  [--no-consumer | --progress-topic P]\n"
+                               "  [--no-consumer | --progress-topic P]"
+                               " [--isolation read_committed|read_uncommitted]\n"
                                "Needs bench.accounts and bench.payload() (bench/sql/setup.sql).\n"
                                "--progress-topic: the relay runs --exactly-once with progress"
                                " topic P; a row arrives\n"
                                "when the progress record listing it does (partition 0 of P,"
-                               " read from its end).\n");
+                               " read from its end).\n"
+                               "--isolation: the consumer's isolation.level (read_committed,"
+                               " librdkafka's default;\nthe dev Kafka has no transactions to"
+                               " hide and ignores it).\n");
                         return 1;
                 default:
                         return -1;
@@ -556,7 +573,8 @@ int bench_cmd_load(int argc, char **argv)
                                .writers = 8,
                                .accounts = 100000,
                                .keys = 1000,
-                               .fetch_wait_ms = 1};
+                               .fetch_wait_ms = 1,
+                               .isolation = "read_committed"};
         struct load L = {.cfg = &cfg, .err_mu = PTHREAD_MUTEX_INITIALIZER};
         struct writer_arg wa[LOAD_MAX_WRITERS];
         pthread_t wt[LOAD_MAX_WRITERS], ct;
@@ -592,8 +610,9 @@ int bench_cmd_load(int argc, char **argv)
                 goto out;
         }
         if (!cfg.no_consumer) {
-                ca.rk = bench_consumer_new(cfg.brokers, cfg.topic, cfg.progress_topic,
-                                           cfg.fetch_wait_ms, errbuf, sizeof(errbuf));
+                ca.rk =
+                    bench_consumer_new(cfg.brokers, cfg.topic, cfg.progress_topic,
+                                       cfg.fetch_wait_ms, cfg.isolation, errbuf, sizeof(errbuf));
                 if (ca.rk == NULL)
                         goto out;
         }

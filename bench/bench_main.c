@@ -14,6 +14,7 @@ static const char usage_text[] =
     "  kafka-ceiling   bare idempotent librdkafka production of N outbox-like messages\n"
     "  kafka-latency   the dev Kafka alone: produce -> acknowledged -> read, at a fixed rate\n"
     "  hwm             sum of a topic's high-water offsets\n"
+    "  topics          create topics on a real broker (Apache Kafka) and wait for their leaders\n"
     "  load            writers at a fixed event rate plus a consumer: end-to-end latency\n"
     "  monitor         a relay's CPU and RSS while it drains (or for a duration)\n"
     "  waits           what PostgreSQL client backends wait on, sampled\n"
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
             {"kafka-ceiling", bench_cmd_kafka_ceiling},
             {"kafka-latency", bench_cmd_kafka_latency},
             {"hwm", bench_cmd_hwm},
+            {"topics", bench_cmd_topics},
             {"load", bench_cmd_load},
             {"monitor", bench_cmd_monitor},
             {"waits", bench_cmd_waits},

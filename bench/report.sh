@@ -68,14 +68,26 @@ eos_checks() {
   done
 }
 
+# The brokers of this run, for the header.
+brokers_line() {
+  local m="" a=""
+  [ $use_mock = 1 ] && m="the dev Kafka (librdkafka's mock cluster, $BENCH_KAFKA_BROKERS brokers in one process)"
+  [ $use_apache = 1 ] && a="Apache Kafka $ak_version ($BENCH_APACHE_NODES KRaft node$([ "$BENCH_APACHE_NODES" = 1 ] || echo s), a JVM each: \`$BENCH_KAFKA_JVM_OPTS\`)"
+  if [ -n "$m" ] && [ -n "$a" ]; then echo "$m, then $a"; else echo "$m$a"; fi
+}
+
 report() {
-  local cpu_model mem_gb pg_version rdk_version relay_version mode lower lower_name
+  local cpu_model mem_gb pg_version rdk_version relay_version mode lower lower_name opts=""
   cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   mem_gb=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
   pg_version=$(sql -c "SHOW server_version")
   rdk_version=$("$OB" version | awk '/^librdkafka/ { print $2 }')
   relay_version=$("$RELAY" --version 2>&1 | head -1)
   mode="full"; [ $smoke = 1 ] && mode="smoke (--smoke: small sizes, figures not meaningful)"
+  [ $compare = 1 ] && mode+=", --compare (only the steps run on every broker)"
+  [ $smoke = 1 ] && opts+=" --smoke"
+  [ $compare = 1 ] && opts+=" --compare"
+  opts+=" --kafka $kafka_target"
   lower=$(get pg.pgceil.events_per_s) lower_name="PostgreSQL"
   if awk -v k="$(get k.kceil.events_per_s)" -v p="$lower" 'BEGIN { exit !(k < p) }'; then
     lower=$(get k.kceil.events_per_s) lower_name="librdkafka"
@@ -86,18 +98,31 @@ report() {
   cat <<EOF
 # outbox-relay benchmark
 
-- Run: $(date -u '+%Y-%m-%d %H:%M UTC'), $mode, commit $commit, \`bench/run.sh\`$([ $smoke = 1 ] && echo ' --smoke').
+- Run: $(date -u '+%Y-%m-%d %H:%M UTC'), $mode, commit $commit, \`bench/run.sh$opts\`.
 - Machine: $(nproc) CPUs ($cpu_model), ${mem_gb} GB RAM, Linux $(uname -r). **Everything shares these
-  $(nproc) CPUs**: PostgreSQL, the dev Kafka (librdkafka's mock cluster, $BENCH_KAFKA_BROKERS brokers in one process),
+  $(nproc) CPUs**: PostgreSQL, the broker ($(brokers_line)),
   the relay, the writers and the consumer.
-- Other work: the machine was ${busy_before}% busy in the 2 s before the run started$([ "$busy_before" -le 10 ] || echo ' — **other processes were running: the figures are disturbed**').
-- Software: PostgreSQL $pg_version, librdkafka $rdk_version, $relay_version (CMake ${BENCH_BUILD_TYPE:-unknown} build).
+- Other work: the machine was ${busy_before}% busy in the 2 s before the run started$([ "$busy_before" -le 10 ] || echo ' — **other processes were running: the figures are disturbed**'); load averages (1, 5, 15 min) as each broker's part began: $([ $use_mock = 1 ] && echo "dev Kafka ${mock_load:-?}")$([ $use_mock = 1 ] && [ $use_apache = 1 ] && echo '; ')$([ $use_apache = 1 ] && echo "Apache Kafka ${ak_load:-?}") (per step in the tables).
+- Software: PostgreSQL $pg_version, librdkafka $rdk_version, $relay_version (CMake ${BENCH_BUILD_TYPE:-unknown} build)$([ $use_apache = 1 ] && echo ", Apache Kafka $ak_version on $(java -version 2>&1 | head -1)").
 - PostgreSQL: durable defaults (fsync, synchronous_commit on), shared_buffers=${shared_mb}MB, max_wal_size=32GB,
   autovacuum on, a CHECKPOINT before each step${BENCH_PG_SETTINGS:+, plus \`$BENCH_PG_SETTINGS\`}. Over TCP on 127.0.0.1.
 - Data: JSON payloads of $payload_bytes bytes on average (\`bench.payload()\` in bench/sql/setup.sql),
   $(n0 "$BENCH_KEYS") keys, $BENCH_PARTITIONS partitions per topic. Relay options: \`${BENCH_RELAY_ARGS:-(defaults)}\` (batch size $batch).
 - In commands: \`\$B\` = $b_label, \`\$DB\` = the throwaway database (also OUTBOX_DATABASE_URL),
-  \`\$K\` = the dev Kafka (also OUTBOX_KAFKA_BROKERS); every \`outbox-bench\` is \`\$B/bench/outbox-bench\`.
+  \`\$K\` = the broker of the step (also OUTBOX_KAFKA_BROKERS); every \`outbox-bench\` is \`\$B/bench/outbox-bench\`.
+EOF
+  if [ ${#failed_steps[@]} -gt 0 ]; then
+    echo "- **Failed steps**: $(for f in "${failed_steps[@]}"; do printf '%s (%s); ' "$f" "$(get "$f.failed")"; done | sed 's/; $//')."
+  fi
+  [ $mock_full = 1 ] && mock_report
+  [ $use_apache = 1 ] || [ $compare = 1 ] && brokers_report
+  return 0
+}
+
+# The full table of the dev Kafka run (every step).
+mock_report() {
+  local r c
+  cat <<EOF
 
 | # | figure | value | command |
 |---|---|---|---|
@@ -106,7 +131,6 @@ report() {
 | 2b | Ceiling: bare librdkafka production, same sizes | $(n0 "$(get k.kceil.events_per_s)") events/s (CPU $(f1 "$(get k.kceil.cpu_s)") s) | \`outbox-bench kafka-ceiling --topic kafka-ceiling --count $drows --keys $BENCH_KEYS --value-bytes $payload_bytes\` |
 | 2c | Drain ÷ lower ceiling ($lower_name) | **$(pct "$clean_eps" "$lower")** | 1 ÷ $([ "$lower_name" = PostgreSQL ] && echo 2a || echo 2b) |
 EOF
-  local r
   for r in $BENCH_LAT_RATES; do
     printf '| 3 | Latency, COMMIT → readable by a consumer, at %s events/s | **p50 %s ms, p99 %s ms, p99.9 %s ms** (max %s; %s samples; achieved %s events/s; writer COMMIT p50 %s ms, p99 %s ms) | `outbox-bench load --topic lat-%s --rate %s --seconds %s --writers %s` with `%s` running |\n' \
       "$(n0 "$r")" "$(f2 "$(get "lat$r.lat.p50_ms")")" "$(f2 "$(get "lat$r.lat.p99_ms")")" \
@@ -123,7 +147,6 @@ EOF
       "$(f2 "$(get "klat$r.klat.ack_read.p99_ms")")" "$(n0 "$(get "klat$r.klat.read.samples")")" \
       "$r" "$r" "$BENCH_KLAT_SECONDS" "$BENCH_KEYS" "$payload_bytes"
   done
-  local c
   for c in $BENCH_PGBENCH_CLIENTS; do
     printf '| 4 | Writer transactions/s, %s client%s (median of %s rounds): plain table · outbox, every commit NOTIFYs · outbox, trigger without NOTIFY · outbox with the relay running | %s · %s (%s) · %s (%s) · **%s (%s of plain)** | `pgbench -n -M prepared -c %s -j %s -T %s -f bench/pgbench/writer_{plain,outbox}.sql`; without NOTIFY: `PGOPTIONS="-c outbox_relay.role=relay"` |\n' \
       "$c" "$([ "$c" = 1 ] || echo s)" "$BENCH_PGBENCH_ROUNDS" "$(n0 "$(get "pgb.plain.$c")")" \
@@ -240,6 +263,155 @@ How each figure is measured:
   figures. Writers, schedule and warm-up are as in 3. The consumer reads the data messages too,
   as a real one would; their latency is what a consumer ignoring transactions would see on the
   dev Kafka, and they check the run: $(eos_checks).
+EOF
+}
+
+# ---- the brokers side by side (the steps run on each: 1, 3, 3c, 7) ----
+b_name() { [ -z "$1" ] && echo "dev Kafka" || echo "Apache Kafka"; }
+gc_note() { # step: "; JVM GC: ..." when the step ran on Apache Kafka
+  local g
+  g=$(get "$1.gc")
+  [ -n "$g" ] || return 0
+  set -- $g
+  printf '; JVM GC: %s pause%s, %s ms in all, longest %s ms' "$1" "$([ "$1" = 1 ] || echo s)" "$2" "$3"
+}
+cell_drain() {
+  [ -n "$(get "$1.events_per_s")" ] || { echo —; return; }
+  printf '**%s events/s** (%s s); relay CPU %s/event; load %s' "$(n0 "$(get "$1.events_per_s")")" \
+    "$(f1 "$(get "$1.mon.elapsed_s")")" "$(us_per "$(get "$1.mon.relay_cpu_s")" "$BENCH_DRAIN_ROWS")" \
+    "$(get "$1.loadavg")"
+}
+failed_note() { [ -z "$(get "$1.failed")" ] || printf '**failed**: %s; ' "$(get "$1.failed")"; }
+cell_lat() {
+  [ -n "$(get "$1.lat.p50_ms")" ] || { echo —; return; }
+  failed_note "$1"
+  printf '**p50 %s, p99 %s, p99.9 %s ms** (max %s; %s samples; achieved %s events/s; %s lost, %s twice; load %s%s)' \
+    "$(f2 "$(get "$1.lat.p50_ms")")" "$(f2 "$(get "$1.lat.p99_ms")")" "$(f2 "$(get "$1.lat.p999_ms")")" \
+    "$(f2 "$(get "$1.lat.max_ms")")" "$(n0 "$(get "$1.load.samples")")" \
+    "$(n0 "$(get "$1.load.achieved_rate")")" "$(n0 "$(get "$1.load.missing")")" \
+    "$(n0 "$(get "$1.load.duplicates")")" "$(get "$1.loadavg")" "$(gc_note "$1")"
+}
+cell_klat() {
+  [ -n "$(get "$1.klat.read.p50_ms")" ] || { echo —; return; }
+  printf 'p50 %s, p99 %s, p99.9 %s ms (produce → acknowledged p50 %s, p99 %s; acknowledged → read p50 %s, p99 %s; load %s%s)' \
+    "$(f2 "$(get "$1.klat.read.p50_ms")")" "$(f2 "$(get "$1.klat.read.p99_ms")")" \
+    "$(f2 "$(get "$1.klat.read.p999_ms")")" "$(f2 "$(get "$1.klat.ack.p50_ms")")" \
+    "$(f2 "$(get "$1.klat.ack.p99_ms")")" "$(f2 "$(get "$1.klat.ack_read.p50_ms")")" \
+    "$(f2 "$(get "$1.klat.ack_read.p99_ms")")" "$(get "$1.loadavg")" "$(gc_note "$1")"
+}
+cell_eos() {
+  [ -n "$(get "$1.events_per_s")" ] || { echo —; return; }
+  local p=${1%eos}
+  printf '**%s events/s** (%s s) = %s of the at-least-once drain; %s transactions; relay CPU %s/event; load %s' \
+    "$(n0 "$(get "$1.events_per_s")")" "$(f1 "$(get "$1.mon.elapsed_s")")" \
+    "$(pct "$(get "$1.events_per_s")" "$(get "${p}clean.events_per_s")")" \
+    "$(n0 "$(get "$1.transactions")")" "$(us_per "$(get "$1.mon.relay_cpu_s")" "$BENCH_DRAIN_ROWS")" \
+    "$(get "$1.loadavg")"
+}
+cell_eoslat() {
+  [ -n "$(get "$1.lat.p50_ms")" ] || { echo —; return; }
+  failed_note "$1"
+  printf '**p50 %s, p99 %s, p99.9 %s ms** (max %s; %s samples; achieved %s events/s; %s transactions, %s rows each; %s never read, %s read twice; load %s%s)' \
+    "$(f2 "$(get "$1.lat.p50_ms")")" "$(f2 "$(get "$1.lat.p99_ms")")" "$(f2 "$(get "$1.lat.p999_ms")")" \
+    "$(f2 "$(get "$1.lat.max_ms")")" "$(n0 "$(get "$1.load.samples")")" \
+    "$(n0 "$(get "$1.load.achieved_rate")")" "$(n0 "$(get "$1.progress.records")")" \
+    "$(f1 "$(awk -v n="$(get "$1.load.committed")" -v t="$(get "$1.progress.records")" 'BEGIN { print (t > 0 ? n / t : 0) }')")" \
+    "$(n0 "$(get "$1.load.missing")")" "$(n0 "$(get "$1.load.duplicates")")" "$(get "$1.loadavg")" \
+    "$(gc_note "$1")"
+}
+b_row() { # number label cell-function step
+  local line="| $1 | $2 |" p
+  for p in "${cols[@]}"; do line+=" $($3 "$p$4") |"; done
+  echo "$line"
+}
+
+brokers_report() {
+  local cols=() heads="" seps="" r p
+  if [ $use_mock = 1 ]; then
+    cols+=("")
+    heads+=" dev Kafka (librdkafka $rdk_version mock, $BENCH_KAFKA_BROKERS brokers) |"
+    seps+="---|"
+  fi
+  if [ $use_apache = 1 ]; then
+    cols+=("ak.")
+    heads+=" Apache Kafka $ak_version ($BENCH_APACHE_NODES node$([ "$BENCH_APACHE_NODES" = 1 ] || echo s)) |"
+    seps+="---|"
+  fi
+  cat <<EOF
+
+## The brokers side by side
+
+The same steps, data and commands against each broker, one after the other (the dev Kafka's
+part first, then Apache Kafka's, each broker stopped before the next starts). "load" is the
+machine's load average (1, 5, 15 min) as the step began: **this machine is shared, and a load
+above ~1 means other work competed with the step for the $(nproc) CPUs**.
+
+| # | figure |$heads
+|---|---|$seps
+EOF
+  b_row 1 "Drain, $(n0 "$BENCH_DRAIN_ROWS") pending rows, published and marked" cell_drain clean
+  for r in $BENCH_LAT_RATES; do
+    b_row 3 "Latency, COMMIT → readable by a consumer, at $(n0 "$r") events/s" cell_lat "lat$r"
+  done
+  for r in $BENCH_LAT_RATES; do
+    b_row 3c "The broker and the consumer alone (no PostgreSQL, no relay): produce → read, at $(n0 "$r") events/s" cell_klat "klat$r"
+  done
+  b_row 7 "Exactly-once: drain, $(n0 "$BENCH_DRAIN_ROWS") pending rows, in Kafka transactions" cell_eos eos
+  for r in $BENCH_EOS_LAT_RATES; do
+    b_row 7 "Exactly-once: latency, COMMIT → readable, at $(n0 "$r") events/s (dev Kafka: its transaction's progress record read; Apache Kafka: the row read by a read_committed consumer)" cell_eoslat "eoslat$r"
+  done
+  cat <<EOF
+
+Commands (the same for each broker; \`\$K\` is the broker of the step):
+
+- 1: \`$relay_cmd\`, timed from its start until no row is pending by \`outbox-bench monitor --drain\`; count checked with \`outbox-bench hwm --topic drain-clean\`. A drain of $(n0 "$BENCH_SMALL_ROWS") rows runs first on each broker (warm-up: PostgreSQL's caches, the JVM's JIT).
+- 3: \`outbox-bench load --topic lat-RATE --rate RATE --seconds $BENCH_LAT_SECONDS --writers $BENCH_LAT_WRITERS --keys $BENCH_KEYS\` with \`$relay_cmd\` running; its consumer reads with isolation.level=read_committed and fetch.wait.max.ms=1 on both brokers.
+- 3c: \`outbox-bench kafka-latency --topic klat-RATE --rate RATE --seconds $BENCH_KLAT_SECONDS --keys $BENCH_KEYS --value-bytes $payload_bytes\`.
+- 7: \`$(eos_cmd drain)\` timed as 1 (transactions: the progress topic's high-water offset, halved on Apache Kafka, which writes a commit marker after each record); latency with \`$(eos_cmd lat-RATE)\` running and, on the dev Kafka, \`outbox-bench load --topic eos-lat-RATE --progress-topic eos-progress-lat-RATE ...\` (it has no read_committed: a row arrives with the progress record listing it, before the commit), on Apache Kafka \`outbox-bench load --topic eos-lat-RATE --isolation read_committed ...\` (a row arrives when it is readable, i.e. after the commit and its markers).
+EOF
+  if [ $use_apache = 1 ]; then
+    cat <<EOF
+- Apache Kafka: \`bench/apache.sh\` formats each node with Kafka's storage tool and starts \`java $BENCH_KAFKA_JVM_OPTS -cp '<jars>/*' kafka.Kafka server.properties\` (KRaft, combined broker and controller, on 127.0.0.1, replication factor $BENCH_APACHE_NODES, broker defaults otherwise: no fsync per message, as Kafka's default); the topics are made with \`outbox-bench topics --replication $BENCH_APACHE_NODES NAME:$BENCH_PARTITIONS ... eos-progress-...:1:compact\`. GC pauses from the broker's \`-Xlog:gc\`.
+EOF
+  fi
+  cat <<EOF
+
+Where the CPU went, per broker: CPU seconds over each step, as in the full run's CPU table
+("broker" is the dev Kafka process or Apache Kafka's JVM$([ "$BENCH_APACHE_NODES" = 1 ] || echo ', node 1 only'); "other" is the rest of the
+machine's busy time, the biggest other processes by name in brackets):
+
+| step | wall s | relay (its main thread) | relay's PostgreSQL backend | all PostgreSQL | broker | load generator | other | machine busy | relay CPU per event |
+|---|---|---|---|---|---|---|---|---|---|
+EOF
+  for p in "${cols[@]}"; do
+    cpu_row "${p}clean" "$BENCH_DRAIN_ROWS" "$(b_name "$p"): drain $(n0 "$BENCH_DRAIN_ROWS") (1)"
+    for r in $BENCH_LAT_RATES; do
+      cpu_row "${p}lat$r" "$(get "${p}lat$r.load.committed")" "$(b_name "$p"): $(n0 "$r") events/s (3)"
+    done
+    cpu_row "${p}eos" "$BENCH_DRAIN_ROWS" "$(b_name "$p"): exactly-once drain (7)"
+    for r in $BENCH_EOS_LAT_RATES; do
+      cpu_row "${p}eoslat$r" "$(get "${p}eoslat$r.load.committed")" "$(b_name "$p"): exactly-once $(n0 "$r") events/s (7)"
+    done
+  done
+  cat <<EOF
+
+Reading the two columns (bench/README.md has more):
+
+- **Same measurement, different broker.** The writers, the relay (its defaults: idempotent,
+  acks=all, linger.ms=0, one request in flight), the consumer (fetch.wait.max.ms=1,
+  fetch.min.bytes=1) and the clock are the same. The dev Kafka answers a waiting fetch only when
+  fetch.wait.max.ms runs out, Apache Kafka as soon as data arrives; Apache Kafka writes each
+  partition's log to the page cache and serves it through its request threads, in a JVM.
+- **Exactly-once is not measured the same way, because the dev Kafka cannot be.** Its figure is
+  a lower bound (the progress record is read before the relay commits); Apache Kafka's is the
+  real one: the EndTxn round trip, the coordinator writing the commit markers to every
+  partition of the transaction, and the read_committed consumer's fetch after the last stable
+  offset moved.
+- **$BENCH_APACHE_NODES Apache Kafka node$([ "$BENCH_APACHE_NODES" = 1 ] || echo s) against $BENCH_KAFKA_BROKERS mock brokers.** The mock's brokers live in one
+  process and replicate nothing; with one Apache Kafka node acks=all is the leader's own write,
+  so neither column includes replication. One node also means one connection, so the relay's
+  one request in flight is one request at a time for all $BENCH_PARTITIONS partitions (the mock spreads them over
+  $BENCH_KAFKA_BROKERS connections). BENCH_APACHE_NODES=3 measures three JVMs on the same CPUs.
 EOF
 }
 

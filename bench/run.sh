@@ -1,15 +1,22 @@
 #!/bin/bash
 # outbox-relay benchmark, the one command: builds an optimised relay (build-bench/), starts a
 # throwaway PostgreSQL and the dev Kafka, measures drain, ceilings, latency, writer cost, memory,
-# table growth and the exactly-once mode in one run, and prints a Markdown table (also written to
-# bench/results/latest.md).
+# table growth and the exactly-once mode in one run, then the drain, latency and exactly-once
+# steps again against Apache Kafka (bench/apache.sh) when its jars are there, and prints a
+# Markdown table with a column per broker (also written to bench/results/latest.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 usage() {
   cat <<'EOF'
-usage: bench/run.sh [--smoke] [--bin-dir DIR] [--out FILE] [--keep]
-  --smoke        small sizes, about a minute (CI): checks that every step runs
+usage: bench/run.sh [--smoke] [--kafka mock|apache|both] [--compare] [--bin-dir DIR] [--out FILE] [--keep]
+  --smoke        small sizes, about a minute (two with Apache Kafka; CI): checks that every step runs
+  --kafka WHICH  the brokers measured (also BENCH_KAFKA): mock = the dev Kafka (librdkafka's mock
+                 cluster); apache = Apache Kafka from the jars scripts/kafka-fetch.sh fetches;
+                 both (the default when those jars are there, else mock)
+  --compare      only the steps run on both brokers (drain, latency, the broker alone,
+                 exactly-once), side by side; default --out bench/results/brokers.md
+                 (also that of --kafka apache)
   --bin-dir DIR  measure the binaries of an existing build dir instead of building build-bench/
   --out FILE     where to write the table (default bench/results/latest.md, smoke: bench/out/smoke.md)
   --keep         keep the temporary directory (PostgreSQL log, relay logs, raw results)
@@ -24,13 +31,20 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
   BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
   BENCH_BUILD_DIR=build-bench   BENCH_BUILD_TYPE=Release (CMake build type of that dir)
+Apache Kafka (bench/apache.sh):
+  BENCH_APACHE_NODES=1     1, or 3 (replication factor 3, min.insync.replicas=2)
+  BENCH_KAFKA_LIBS=DIR     the jars (default: scripts/kafka-fetch.sh's cache directory)
+  BENCH_KAFKA_JVM_OPTS="-server -Xms1g -Xmx1g -XX:+UseG1GC ..."   (Kafka's start-script defaults)
+  BENCH_KAFKA_PROPS=""     extra broker properties, space-separated name=value
 EOF
 }
 
-smoke=0 bin_dir="" out="" keep=0
+smoke=0 bin_dir="" out="" keep=0 compare=0 kafka_target=${BENCH_KAFKA:-}
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) smoke=1 ;;
+    --kafka) kafka_target=${2:?--kafka needs mock, apache or both}; shift ;;
+    --compare) compare=1 ;;
     --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift ;;
     --out) out=${2:?--out needs a file}; shift ;;
     --keep) keep=1 ;;
@@ -55,11 +69,33 @@ fi
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
 : "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
 : "${BENCH_BUILD_TYPE:=Release}"
-: "${out:=$repo/bench/results/latest.md}"
 read -r -a relay_args <<<"$BENCH_RELAY_ARGS"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
+
+. "$repo/bench/apache.sh"
+if [ -z "$kafka_target" ]; then
+  if ak_available; then
+    kafka_target=both
+  else
+    kafka_target=mock
+    log "Apache Kafka ${ak_version:-?} is not in $ak_libs (scripts/kafka-fetch.sh fetches it): the dev Kafka only"
+  fi
+fi
+case $kafka_target in
+  mock) use_mock=1 use_apache=0 ;;
+  apache) use_mock=0 use_apache=1 ;;
+  both) use_mock=1 use_apache=1 ;;
+  *) echo "bench/run.sh: --kafka takes mock, apache or both, not '$kafka_target'" >&2; exit 2 ;;
+esac
+[ $use_apache = 0 ] || ak_available ||
+  die "Apache Kafka ${ak_version:-?} is not in $ak_libs: fetch it with scripts/kafka-fetch.sh (or set BENCH_KAFKA_LIBS), and install Java 17 (scripts/install-deps.sh)"
+# The mock-only steps (ceilings, writer cost, memory, table growth) run in a full mock run.
+mock_full=$(( use_mock == 1 && compare == 0 ))
+# latest.md is the full run's: a run without the dev Kafka's full part writes brokers.md.
+[ $mock_full = 1 ] || : "${out:=$repo/bench/results/brokers.md}"
+: "${out:=$repo/bench/results/latest.md}"
 
 # ---- build ----
 if [ -n "$bin_dir" ]; then
@@ -80,7 +116,7 @@ commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git -C "$repo" status --porcelain -- src include sql 2>/dev/null)" ] ||
   commit+=" + uncommitted changes in src/include/sql"
 
-# ---- throwaway PostgreSQL and dev Kafka ----
+# ---- throwaway PostgreSQL ----
 # How busy the machine is before we start anything: other work disturbs every figure.
 cpu_busy() { awk '/^cpu / { printf "%.0f %.0f\n", $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit }' /proc/stat; }
 read -r b0 t0 <<<"$(cpu_busy)"; sleep 2; read -r b1 t1 <<<"$(cpu_busy)"
@@ -96,7 +132,8 @@ cleanup() {
   for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
   [ -n "$relay_pid" ] && kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
   [ -n "$longtx_pid" ] && kill "$longtx_pid" 2>/dev/null && wait "$longtx_pid" 2>/dev/null
-  [ -n "$kafka_pid" ] && kill -TERM "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
+  [ -n "$kafka_pid" ] && [ ${#ak_pids[@]} = 0 ] && kill -TERM "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
+  ak_stop
   [ $pg_started = 1 ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
   if [ $keep = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
 }
@@ -124,29 +161,22 @@ DB="host=127.0.0.1 port=$port dbname=postgres user=postgres"
 export OUTBOX_DATABASE_URL=$DB
 sql() { "$pgbin/psql" -qAtX -v ON_ERROR_STOP=1 "$DB" "$@"; }
 
-lat_topics=""
-for r in $BENCH_LAT_RATES; do lat_topics+=" --topic lat-$r:$BENCH_PARTITIONS --topic klat-$r:$BENCH_PARTITIONS"; done
-# --exactly-once steps: each has its own data topic, transactional id and progress topic (one
-# partition, as the relay needs), so that neither a relay's recovery read nor the consumer's
-# fetches walk an earlier step's records in the dev Kafka's partition log.
-for r in $BENCH_EOS_LAT_RATES; do
-  lat_topics+=" --topic eos-lat-$r:$BENCH_PARTITIONS --topic eos-progress-lat-$r:1"
-done
-lat_topics+=" --topic eos-progress-drain:1"
-topics="drain-small drain-clean kafka-ceiling drain-longtx writer steady drain-sent drain-eos"
-topic_args=""
-for t in $topics; do topic_args+=" --topic $t:$BENCH_PARTITIONS"; done
-# shellcheck disable=SC2086
-"$DEVK" --brokers "$BENCH_KAFKA_BROKERS" $topic_args $lat_topics </dev/null >"$work/kafka.out" 2>"$work/kafka.log" &
-kafka_pid=$!
-for _ in $(seq 100); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
-K=$(head -1 "$work/kafka.out")
-[ -n "$K" ] || die "the dev Kafka printed no bootstrap list: $(tail -3 "$work/kafka.log")"
-export OUTBOX_KAFKA_BROKERS=$K
-log "dev Kafka at $K ($BENCH_KAFKA_BROKERS brokers, $BENCH_PARTITIONS partitions per topic)"
-
 "$RELAY" migrate >"$work/migrate.log" 2>&1 || die "outbox-relay migrate: $(tail -3 "$work/migrate.log")"
 sql -f "$repo/bench/sql/setup.sql" >/dev/null
+
+# The topics of every step, as NAME:PARTITIONS[:compact]. --exactly-once steps: each has its own
+# data topic, transactional id and progress topic (one partition, compacted as the relay would
+# make it), so that neither a relay's recovery read nor the consumer's fetches walk an earlier
+# step's records (in the dev Kafka's partition log, or an open transaction's on a broker).
+topic_specs=""
+for t in drain-small drain-clean kafka-ceiling drain-longtx writer steady drain-sent drain-eos; do
+  topic_specs+=" $t:$BENCH_PARTITIONS"
+done
+for r in $BENCH_LAT_RATES; do topic_specs+=" lat-$r:$BENCH_PARTITIONS klat-$r:$BENCH_PARTITIONS"; done
+for r in $BENCH_EOS_LAT_RATES; do
+  topic_specs+=" eos-lat-$r:$BENCH_PARTITIONS eos-progress-lat-$r:1:compact"
+done
+topic_specs+=" eos-progress-drain:1:compact"
 
 # ---- helpers ----
 declare -A R   # results: R[step.name] = value
@@ -155,6 +185,8 @@ get() { echo "${R[$1]:-}"; }
 # Reads "name value" lines into R under the prefix.
 ingest() { local p=$1 f=$2 k v; while read -r k v; do R[$p.$k]=$v; done <"$f"; }
 step_cmd() { CMD+=("$1"); }
+# The machine's load averages (1, 5, 15 min) as a step starts: other work disturbs every figure.
+note_load() { R[$1.loadavg]=$(cut -d' ' -f1-3 /proc/loadavg); }
 
 relay_start() { # name [extra relay options]
   local name=$1
@@ -162,6 +194,19 @@ relay_start() { # name [extra relay options]
   "$RELAY" run "${relay_args[@]}" "$@" 2>"$work/relay-$name.log" &
   relay_pid=$!
 }
+# A latency step whose relay died: the step is reported as failed (with the relay's last log
+# line) and the run goes on, so that one crash does not lose every other figure; run.sh exits 1
+# after writing the table.
+failed_steps=()
+step_failed() { # name
+  local rc=0
+  wait "$relay_pid" 2>/dev/null || rc=$?
+  relay_pid=""
+  R[$1.failed]="the relay exited with $rc: $(tail -1 "$work/relay-$2.log" | cut -c1-240)"
+  failed_steps+=("$1")
+  log "FAILED: $1: $(get "$1.failed")"
+}
+relay_alive() { kill -0 "$relay_pid" 2>/dev/null; }
 relay_stop() {
   local rc=0
   kill -TERM "$relay_pid"
@@ -188,6 +233,7 @@ load_rows() { # topic rows sent_rows
 }
 
 drain() { # name topic rows [extra relay options]
+  note_load "$1"
   relay_start "$1" "${@:4}"
   "$OB" monitor --drain --relay-pid "$relay_pid" --pg-pid "$pg_pid" --kafka-pid "$kafka_pid" \
     --conninfo "$DB" >"$work/$1.mon" || die "drain $1"
@@ -207,17 +253,143 @@ eos_args() { # step: the relay's --exactly-once options for a step (its own id a
 batch=$(printf '%s\n' "${relay_args[@]}" | awk 'p{print; exit} /^--batch-size$/{p=1} /^--batch-size=/{sub(/.*=/,""); print; exit}')
 batch=${batch:-${OUTBOX_BATCH_SIZE:-1000}}
 
-# ---- 5 (part) / warm-up: a small drain, for peak RSS against backlog size ----
-log "small drain ($BENCH_SMALL_ROWS rows)"
-load_rows drain-small "$BENCH_SMALL_ROWS" 0
-drain small drain-small "$BENCH_SMALL_ROWS"
+# ---- the steps run on every broker; P is the prefix of their results ("" for the dev Kafka,
+# "ak." for Apache Kafka) ----
+# On Apache Kafka, the JVM's garbage-collector pauses during a step (from node 1's gc.log).
+gc_begin() { [ -z "$1" ] || gc_mark=$(ak_gc_mark); }
+gc_end() { # prefix name
+  [ -z "$1" ] || R[$2.gc]=$(ak_gc_since "$gc_mark")
+}
 
-# ---- 1: the drain ----
-log "drain ($BENCH_DRAIN_ROWS rows)"
-load_rows drain-clean "$BENCH_DRAIN_ROWS" 0
-payload_bytes=$(sql -c "SELECT round(avg(octet_length(payload::text))) FROM outbox.events")
-drain clean drain-clean "$BENCH_DRAIN_ROWS"
+# 5 (part) / warm-up: a small drain, for peak RSS against backlog size (and the JVM's JIT).
+small_step() {
+  log "small drain ($BENCH_SMALL_ROWS rows, $1)"
+  load_rows drain-small "$BENCH_SMALL_ROWS" 0
+  drain "${P}small" drain-small "$BENCH_SMALL_ROWS"
+}
 
+# 1: the drain.
+drain_step() {
+  log "drain ($BENCH_DRAIN_ROWS rows, $1)"
+  load_rows drain-clean "$BENCH_DRAIN_ROWS" 0
+  payload_bytes=$(sql -c "SELECT round(avg(octet_length(payload::text))) FROM outbox.events")
+  drain "${P}clean" drain-clean "$BENCH_DRAIN_ROWS"
+}
+
+# 3: latency at each offered load.
+lat_step() {
+  local r n
+  sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+  relay_start "${P}latency"
+  for r in $BENCH_LAT_RATES; do
+    n=${P}lat$r
+    log "latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers, $1)"
+    note_load "$n"
+    gc_begin "$P"
+    "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_LAT_SECONDS" --pg-pid "$pg_pid" \
+      --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/$n.mon" &
+    mon_pid=$!
+    bg_pids+=("$mon_pid")
+    "$OB" load --topic "lat-$r" --rate "$r" --seconds "$BENCH_LAT_SECONDS" \
+      --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" >"$work/$n.out" || die "load at $r/s"
+    if ! wait "$mon_pid"; then
+      relay_alive && die "monitor at $r/s"
+      step_failed "$n" "${P}latency"
+    fi
+    bg_pids=()
+    gc_end "$P" "$n"
+    ingest "$n" "$work/$n.out"
+    ingest "$n" "$work/$n.mon"
+    log "latency at $r events/s: p50 $(get "$n.lat.p50_ms") ms, p99 $(get "$n.lat.p99_ms") ms"
+    [ -n "$relay_pid" ] || relay_start "${P}latency"
+  done
+  relay_stop "${P}latency"
+}
+
+# 3c: what the broker and the consumer add, with nothing else running.
+klat_step() {
+  local r n
+  for r in $BENCH_LAT_RATES; do
+    n=${P}klat$r
+    log "the broker alone at $r events/s ($BENCH_KLAT_SECONDS s, $1)"
+    note_load "$n"
+    gc_begin "$P"
+    "$OB" kafka-latency --topic "klat-$r" --rate "$r" --seconds "$BENCH_KLAT_SECONDS" \
+      --keys "$BENCH_KEYS" --value-bytes "$payload_bytes" >"$work/$n.out" || die "kafka-latency at $r/s"
+    gc_end "$P" "$n"
+    ingest "$n" "$work/$n.out"
+  done
+}
+
+# 7: exactly-once (--exactly-once): the drain, and latency.
+eos_step() {
+  local r n eos_opts load_opts
+  log "exactly-once drain ($BENCH_DRAIN_ROWS rows, $1)"
+  load_rows drain-eos "$BENCH_DRAIN_ROWS" 0
+  mapfile -t eos_opts < <(eos_args drain)
+  drain "${P}eos" drain-eos "$BENCH_DRAIN_ROWS" "${eos_opts[@]}"
+  # One progress record per transaction (committed or aborted); a broker also writes a
+  # transaction marker after each in the same partition, the dev Kafka none.
+  "$OB" hwm --topic eos-progress-drain >"$work/${P}eos.phwm" || die "hwm eos-progress-drain"
+  R[${P}eos.transactions]=$(awk -v m="$([ -n "$P" ] && echo 2 || echo 1)" '$1 == "hwm.sum" { print $2 / m }' "$work/${P}eos.phwm")
+  sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+  for r in $BENCH_EOS_LAT_RATES; do
+    n=${P}eoslat$r
+    log "exactly-once latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers, $1)"
+    mapfile -t eos_opts < <(eos_args "lat-$r")
+    # The dev Kafka has no read_committed: a row arrives when the progress record listing it
+    # does. Apache Kafka has: a read_committed consumer of the data topic says when.
+    if [ -n "$P" ]; then
+      load_opts=(--isolation read_committed)
+    else
+      load_opts=(--progress-topic "eos-progress-lat-$r")
+    fi
+    note_load "$n"
+    relay_start "$n" "${eos_opts[@]}"
+    gc_begin "$P"
+    "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_LAT_SECONDS" --pg-pid "$pg_pid" \
+      --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/$n.mon" &
+    mon_pid=$!
+    bg_pids+=("$mon_pid")
+    "$OB" load --topic "eos-lat-$r" "${load_opts[@]}" --rate "$r" \
+      --seconds "$BENCH_LAT_SECONDS" --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" \
+      >"$work/$n.out" || die "exactly-once load at $r/s"
+    if ! wait "$mon_pid"; then
+      relay_alive && die "monitor at $r/s (exactly-once)"
+      step_failed "$n" "$n"
+    fi
+    bg_pids=()
+    gc_end "$P" "$n"
+    [ -z "$relay_pid" ] || relay_stop "$n"
+    ingest "$n" "$work/$n.out"
+    ingest "$n" "$work/$n.mon"
+    if [ -n "$P" ]; then
+      "$OB" hwm --topic "eos-progress-lat-$r" >"$work/$n.phwm" || die "hwm eos-progress-lat-$r"
+      R[$n.progress.records]=$(awk '$1 == "hwm.sum" { print $2 / 2 }' "$work/$n.phwm")
+    fi
+    log "exactly-once latency at $r events/s: p50 $(get "$n.lat.p50_ms") ms, p99 $(get "$n.lat.p99_ms") ms ($(get "$n.progress.records") transactions, $(get "$n.load.duplicates") rows read twice, $(get "$n.load.missing") never)"
+  done
+}
+
+# ================= the dev Kafka =================
+if [ $use_mock = 1 ]; then
+P=""
+mock_args=""
+for t in $topic_specs; do mock_args+=" --topic ${t%:compact}"; done
+# shellcheck disable=SC2086
+"$DEVK" --brokers "$BENCH_KAFKA_BROKERS" $mock_args </dev/null >"$work/kafka.out" 2>"$work/kafka.log" &
+kafka_pid=$!
+for _ in $(seq 100); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
+K=$(head -1 "$work/kafka.out")
+[ -n "$K" ] || die "the dev Kafka printed no bootstrap list: $(tail -3 "$work/kafka.log")"
+export OUTBOX_KAFKA_BROKERS=$K
+log "dev Kafka at $K ($BENCH_KAFKA_BROKERS brokers, $BENCH_PARTITIONS partitions per topic)"
+mock_load=$(cut -d' ' -f1-3 /proc/loadavg)
+
+small_step "dev Kafka"
+drain_step "dev Kafka"
+
+if [ $mock_full = 1 ]; then
 # ---- 2: ceilings on the same data ----
 log "PostgreSQL ceiling"
 load_rows drain-clean "$BENCH_DRAIN_ROWS" 0
@@ -287,62 +459,13 @@ for c in $BENCH_PGBENCH_CLIENTS; do
   done
 done
 
-# ---- 3: latency at each offered load ----
-sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
-relay_start latency
-for r in $BENCH_LAT_RATES; do
-  log "latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers)"
-  "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_LAT_SECONDS" --pg-pid "$pg_pid" \
-    --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/lat-$r.mon" &
-  mon_pid=$!
-  bg_pids+=("$mon_pid")
-  "$OB" load --topic "lat-$r" --rate "$r" --seconds "$BENCH_LAT_SECONDS" \
-    --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" >"$work/lat-$r.out" || die "load at $r/s"
-  wait "$mon_pid" || die "monitor at $r/s"
-  bg_pids=()
-  ingest "lat$r" "$work/lat-$r.out"
-  ingest "lat$r" "$work/lat-$r.mon"
-done
-relay_stop latency
+fi # mock_full
 
-# ---- 3c: what the dev Kafka and the consumer add, with nothing else running ----
-for r in $BENCH_LAT_RATES; do
-  log "the dev Kafka alone at $r events/s ($BENCH_KLAT_SECONDS s)"
-  "$OB" kafka-latency --topic "klat-$r" --rate "$r" --seconds "$BENCH_KLAT_SECONDS" \
-    --keys "$BENCH_KEYS" --value-bytes "$payload_bytes" >"$work/klat-$r.out" || die "kafka-latency at $r/s"
-  ingest "klat$r" "$work/klat-$r.out"
-done
+lat_step "dev Kafka"
+klat_step "dev Kafka"
+eos_step "dev Kafka"
 
-# ---- 7: exactly-once (--exactly-once): the drain, and latency ----
-log "exactly-once drain ($BENCH_DRAIN_ROWS rows)"
-load_rows drain-eos "$BENCH_DRAIN_ROWS" 0
-mapfile -t eos_opts < <(eos_args drain)
-drain eos drain-eos "$BENCH_DRAIN_ROWS" "${eos_opts[@]}"
-# One progress record per transaction (committed or aborted).
-"$OB" hwm --topic eos-progress-drain >"$work/eos.phwm" || die "hwm eos-progress-drain"
-R[eos.transactions]=$(awk '$1 == "hwm.sum" { print $2 }' "$work/eos.phwm")
-# A consumer of the data topic would see the rows before their transaction commits (the dev
-# Kafka has no read_committed), so a row arrives when the progress record listing it does.
-sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
-for r in $BENCH_EOS_LAT_RATES; do
-  log "exactly-once latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers)"
-  mapfile -t eos_opts < <(eos_args "lat-$r")
-  relay_start "eos-lat-$r" "${eos_opts[@]}"
-  "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_LAT_SECONDS" --pg-pid "$pg_pid" \
-    --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/eos-lat-$r.mon" &
-  mon_pid=$!
-  bg_pids+=("$mon_pid")
-  "$OB" load --topic "eos-lat-$r" --progress-topic "eos-progress-lat-$r" --rate "$r" \
-    --seconds "$BENCH_LAT_SECONDS" --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" \
-    >"$work/eos-lat-$r.out" || die "exactly-once load at $r/s"
-  wait "$mon_pid" || die "monitor at $r/s (exactly-once)"
-  bg_pids=()
-  relay_stop "eos-lat-$r"
-  ingest "eoslat$r" "$work/eos-lat-$r.out"
-  ingest "eoslat$r" "$work/eos-lat-$r.mon"
-  log "exactly-once latency at $r events/s: p50 $(get "eoslat$r.lat.p50_ms") ms, p99 $(get "eoslat$r.lat.p99_ms") ms ($(get "eoslat$r.progress.records") transactions, $(get "eoslat$r.load.duplicates") rows listed twice, $(get "eoslat$r.data.after_record") data messages read after their record)"
-done
-
+if [ $mock_full = 1 ]; then
 # ---- 5: memory under a steady load ----
 log "steady load: $BENCH_STEADY_RATE events/s for $BENCH_STEADY_SECONDS s"
 sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
@@ -366,4 +489,35 @@ load_rows drain-sent "$BENCH_DRAIN_ROWS" "$BENCH_SENT_ROWS"
 table_size=$(sql -c "SELECT pg_size_pretty(pg_total_relation_size('outbox.events'))")
 drain sent drain-sent "$BENCH_DRAIN_ROWS"
 
+fi # mock_full
+kill -TERM "$kafka_pid" 2>/dev/null
+wait "$kafka_pid" 2>/dev/null || true
+kafka_pid=""
+fi # use_mock
+
+# ================= Apache Kafka =================
+if [ $use_apache = 1 ]; then
+P=ak.
+log "starting Apache Kafka $ak_version ($BENCH_APACHE_NODES node$([ "$BENCH_APACHE_NODES" = 1 ] || echo s), jars in $ak_libs)"
+ak_start
+# Only the topics of the steps run here: a broker pays for every partition it hosts.
+ak_specs=""
+for t in $topic_specs; do
+  case ${t%%:*} in drain-small|drain-clean|drain-eos|lat-*|klat-*|eos-*) ak_specs+=" $t" ;; esac
+done
+# shellcheck disable=SC2086
+ak_topics $ak_specs
+export OUTBOX_KAFKA_BROKERS=$AK
+log "Apache Kafka at $AK ($BENCH_PARTITIONS partitions per topic)"
+ak_load=$(cut -d' ' -f1-3 /proc/loadavg)
+small_step "Apache Kafka"
+drain_step "Apache Kafka"
+lat_step "Apache Kafka"
+klat_step "Apache Kafka"
+eos_step "Apache Kafka"
+ak_stop
+kafka_pid=""
+fi # use_apache
+
 . "$repo/bench/report.sh"
+[ ${#failed_steps[@]} = 0 ] || die "steps that failed (see the table): ${failed_steps[*]}"

@@ -446,7 +446,7 @@ int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migra
 {
         const char *const *grants = kind == MIGRATE_WRITER ? writer_grants : relay_grants;
         const char *params[1] = {role};
-        char *sch = NULL, *rol = NULL, sql[512], msg[512], ignore[256];
+        char *sch = NULL, *rol = NULL, sql[512], msg[512], ignore[1024];
         PGresult *res = NULL;
         int rc = -1, in_tx = 0;
 
