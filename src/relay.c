@@ -159,22 +159,10 @@ static void batch_submit(struct relay *r, struct batch *b)
         if (!db_connected(r->db))
                 return;
         b->in_submit = 1;
-        b->submitted = 1;
         relay_mark_due(r, b);
         relay_submit_failures(r, b);
         b->in_submit = 0;
         relay_batch_check_done(r, b);
-}
-
-static int batch_done(const struct batch *b)
-{
-        if (b->producing || b->outstanding > 0 || b->in_submit || !b->marked || b->deferred ||
-            b->in_txn)
-                return 0;
-        for (int i = 0; i < b->n; i++)
-                if (b->rows[i].state == ROW_FAILED && !b->rows[i].fail_recorded)
-                        return 0;
-        return 1;
 }
 
 /* A held key is left out of every fetch, and freed once every batch that
@@ -226,12 +214,15 @@ void relay_batch_check_done(struct relay *r, struct batch *b)
  * --exactly-once let the loop finish its transaction first. */
 void relay_batch_reported(struct relay *r, struct batch *b)
 {
-        if (b->outstanding > 0 || b->producing || b->deferred)
+        if (b->outstanding > 0 || b->state < BATCH_IN_FLIGHT)
                 return;
-        if (b->in_txn)
+        if (b->txn == BATCH_TXN_OPEN) {
                 r->txn_due = 1; /* not from here: this may run inside a librdkafka callback */
-        else
-                batch_submit(r, b);
+                return;
+        }
+        if (b->state == BATCH_IN_FLIGHT)
+                batch_set_state(b, BATCH_REPORTED);
+        batch_submit(r, b);
 }
 
 /* ---- delivery reports ---- */
@@ -239,6 +230,8 @@ void relay_batch_reported(struct relay *r, struct batch *b)
 static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
 {
         row->state = ROW_FAILED;
+        if (row->fail == FAIL_NONE)
+                batch_row_fail_set(row, FAIL_TO_RECORD);
         /* It goes back to PostgreSQL (last_error, the dead letter's reason),
          * which refuses text that is not UTF-8: a reason cut at a byte
          * limit inside a character, or holding a row's own bytes from a
@@ -255,14 +248,14 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
         struct relay *r = arg;
         struct relay_row *row = msg_opaque;
 
-        if (row->batch->in_txn && err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (row->batch->txn == BATCH_TXN_OPEN && err != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 /* The transaction can only be aborted now. Abort at once:
                  * the messages queued behind this one would otherwise be
                  * reported only when they time out. */
                 r->txn_failed = 1;
                 r->txn_due = 1;
         }
-        if (row->batch->outcome == TXN_ABORTED) {
+        if (row->batch->txn == BATCH_TXN_ABORTED) {
                 /* Its transaction was aborted: whatever the report says,
                  * the row was not published. It stays as it was made
                  * (unsent) at the abort. */

@@ -16,66 +16,10 @@
 #include "http.h"
 #include "log.h"
 #include "message.h"
+#include "relay_batch.h"
 #include "metrics.h"
 #include "producer.h"
 #include "route.h"
-
-enum row_state {
-        ROW_INFLIGHT, /* handed to the producer, report awaited */
-        ROW_SENT,     /* acknowledged by Kafka: to be marked sent */
-        ROW_FAILED,   /* rejected for a reason of its own: counts an attempt */
-        ROW_UNSENT,   /* not delivered through no fault of its own (producer
-                       * rebuilt, shutdown, held behind its key): stays pending */
-};
-
-struct batch;
-
-/* --exactly-once: how the transaction a batch was produced in ended. */
-enum batch_txn_outcome {
-        TXN_NONE,      /* not produced in a finished transaction (yet) */
-        TXN_COMMITTED, /* its sent rows may be marked */
-        TXN_ABORTED,   /* aborted, or its outcome is unknown: a report arriving
-                        * now must not make a row sent */
-};
-
-struct relay_row {
-        struct message_row m; /* points into its batch's result, kept until the batch is freed */
-        struct batch *batch;
-        enum row_state state;
-        int32_t partition;
-        int64_t offset;
-        const char *topic; /* where it was produced to (borrowed from route or result) */
-        int64_t produced_us;
-        char *error;       /* why it failed (ROW_FAILED) */
-        int retry_ms;      /* delay asked for when recording the failure */
-        int dead_now;      /* ROW_FAILED for good: dead-lettered at its first failure */
-        int fail_queued;   /* record_failure is queued */
-        int fail_recorded; /* record_failure completed */
-        int fail_ascii;    /* error was made ASCII after PostgreSQL refused it */
-        int produced;      /* handed to the producer (it is part of the transaction) */
-};
-
-struct batch {
-        struct relay *relay;
-        struct batch *next;
-        PGresult *res; /* owns the memory the rows borrow */
-        struct relay_row *rows;
-        int n;
-        int outstanding; /* delivery reports still awaited */
-        int producing;   /* rows from next_row on are still to be handed to the producer */
-        int next_row;    /* the next row to produce (the producer's queue was full) */
-        int64_t bytes;   /* memory it holds: the result and the rows (--memory-budget-bytes) */
-        int mark_due;    /* waits to be marked with the batches after it */
-        int mark_queued, marked;
-        int in_submit;
-        int submitted;     /* every report is in: its failures may be recorded */
-        unsigned long seq; /* fetch order: names the batch holding a key */
-        int left_pending;  /* some row stays pending (unsent): fetch again when done */
-        /* --exactly-once: */
-        int deferred; /* fetched while a transaction was open: waits for the next */
-        int in_txn;   /* produced in the open transaction, outcome not known yet */
-        enum batch_txn_outcome outcome; /* of the transaction it was produced in */
-};
 
 /* Where fetches start (relay_floor.c). */
 struct relay_floor {

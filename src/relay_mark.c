@@ -52,8 +52,7 @@ static void on_marked(void *arg, PGresult *res, const char *error)
         if (r->cfg->exactly_once)
                 r->txn_due = 1;
         for (int i = 0; i < g->n; i++) {
-                g->b[i]->mark_queued = 0;
-                g->b[i]->marked = error == NULL;
+                batch_set_state(g->b[i], error == NULL ? BATCH_MARKED : BATCH_REPORTED);
                 if (error != NULL && db_connected(r->db))
                         relay_mark_due(r, g->b[i]);
         }
@@ -64,17 +63,16 @@ static void on_marked(void *arg, PGresult *res, const char *error)
 
 void relay_mark_due(struct relay *r, struct batch *b)
 {
-        int sent = 0;
+        int sent;
 
-        if (b->marked || b->mark_queued || b->mark_due)
-                return;
-        for (int i = 0; i < b->n; i++)
-                sent += b->rows[i].state == ROW_SENT;
+        if (b->state != BATCH_REPORTED)
+                return; /* due, queued or done already */
+        sent = batch_sent_rows(b);
         if (sent == 0) {
-                b->marked = 1;
+                batch_set_state(b, BATCH_MARKED);
                 return;
         }
-        b->mark_due = 1;
+        batch_set_state(b, BATCH_MARK_DUE);
         r->mark_rows += sent;
         /* With --exactly-once the batches of a transaction are all due at
          * its commit, so they share a mark already: marking stays as it
@@ -105,7 +103,7 @@ int relay_pipeline_full(const struct relay *r)
         int marking = 0;
 
         for (const struct batch *b = r->batches; b != NULL; b = b->next)
-                marking += b->mark_due || b->mark_queued || b->marked;
+                marking += batch_marking(b);
         return r->n_batches - marking >= r->cfg->pipeline_depth ||
                r->n_batches >= 2 * r->cfg->pipeline_depth;
 }
@@ -122,7 +120,7 @@ void relay_mark_tick(struct relay *r, int64_t now)
         if (now < relay_mark_next_at(r))
                 return;
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                if (!b->mark_due)
+                if (b->state != BATCH_MARK_DUE)
                         continue;
                 nb++;
                 for (int i = 0; i < b->n; i++)
@@ -145,7 +143,7 @@ void relay_mark_tick(struct relay *r, int64_t now)
         g->rows = (long)rows;
         g->n = 0;
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                if (!b->mark_due)
+                if (b->state != BATCH_MARK_DUE)
                         continue;
                 for (int i = 0; i < b->n; i++) {
                         if (b->rows[i].state != ROW_SENT)
@@ -157,8 +155,7 @@ void relay_mark_tick(struct relay *r, int64_t now)
                         offs[n] = b->rows[i].offset;
                         n++;
                 }
-                b->mark_due = 0;
-                b->mark_queued = 1;
+                batch_set_state(b, BATCH_MARKING);
                 g->b[g->n++] = b;
         }
         r->mark_rows = 0;

@@ -33,7 +33,7 @@ static void queue_full(struct relay *r, int was_full)
  * pending, like any row not delivered. */
 static int produce_abandoned(const struct relay *r, const struct batch *b)
 {
-        return r->purged || (r->cfg->exactly_once && (!b->in_txn || r->txn_failed));
+        return r->purged || (r->cfg->exactly_once && (b->txn != BATCH_TXN_OPEN || r->txn_failed));
 }
 
 /* Produces the rest of b; 1 if the queue filled before its end. */
@@ -50,7 +50,7 @@ static int produce_rest(struct relay *r, struct batch *b, int was_full)
                         return 1;
                 }
         }
-        b->producing = 0;
+        batch_set_state(b, BATCH_IN_FLIGHT);
         relay_batch_reported(r, b); /* may free b */
         return 0;
 }
@@ -64,7 +64,7 @@ void relay_resume_producing(struct relay *r)
          * the producer in id order. */
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next; /* b may be freed once produced */
-                if (b->producing && produce_rest(r, b, was_full) != 0)
+                if (b->state == BATCH_PRODUCING && produce_rest(r, b, was_full) != 0)
                         return;
                 was_full = 0; /* progress: a new wait if it fills again */
         }
@@ -72,7 +72,7 @@ void relay_resume_producing(struct relay *r)
 
 void relay_produce_batch(struct relay *r, struct batch *b)
 {
-        b->producing = 1;
+        batch_set_state(b, BATCH_PRODUCING);
         b->next_row = 0;
         if (!r->queue_full)
                 relay_resume_producing(r);

@@ -97,16 +97,15 @@ static void txn_begin(struct relay *r)
  * the next. */
 void relay_txn_add(struct relay *r, struct batch *b)
 {
-        b->deferred = 1;
+        batch_set_state(b, BATCH_DEFERRED);
         r->n_deferred++;
         if (r->txn != TXN_PHASE_NONE || producer_fatal(r->producer, NULL, 0))
                 return;
         txn_begin(r);
         if (r->txn != TXN_PHASE_OPEN)
                 return; /* the producer is broken: the rebuild takes the batch back */
-        b->deferred = 0;
         r->n_deferred--;
-        b->in_txn = 1;
+        b->txn = BATCH_TXN_OPEN;
         relay_produce_batch(r, b);
 }
 
@@ -133,14 +132,15 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
                         int *clean)
 {
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                struct progress_rows *to = b->in_txn ? rows : unmarked;
+                int in_txn = b->txn == BATCH_TXN_OPEN;
+                struct progress_rows *to = in_txn ? rows : unmarked;
 
-                if (!b->in_txn && !(b->outcome == TXN_COMMITTED && !b->marked))
+                if (!in_txn && !(b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED))
                         continue;
                 for (int i = 0; i < b->n; i++) {
                         const struct relay_row *row = &b->rows[i];
 
-                        if (b->in_txn && row->produced && row->state != ROW_SENT)
+                        if (in_txn && row->produced && row->state != ROW_SENT)
                                 *clean = 0; /* the transaction is in error: abort */
                         if (row->state == ROW_SENT &&
                             progress_rows_add(to, row->m.id,
@@ -165,7 +165,7 @@ static void txn_next(struct relay *r)
                 return;
         }
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                if (!b->deferred)
+                if (b->state != BATCH_DEFERRED)
                         continue;
                 if (rows > 0 && rows + b->n > TXN_MAX_ROWS)
                         break; /* the rest wait for the transaction after */
@@ -173,9 +173,8 @@ static void txn_next(struct relay *r)
                         txn_begin(r);
                 if (r->txn != TXN_PHASE_OPEN)
                         return;
-                b->deferred = 0;
                 r->n_deferred--;
-                b->in_txn = 1;
+                b->txn = BATCH_TXN_OPEN;
                 rows += b->n;
                 relay_produce_batch(r, b);
         }
@@ -201,10 +200,9 @@ static void txn_ended(struct relay *r, int committed, const char *err)
         }
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next; /* b may be freed once reported */
-                if (!b->in_txn)
+                if (b->txn != BATCH_TXN_OPEN)
                         continue;
-                b->in_txn = 0;
-                b->outcome = committed ? TXN_COMMITTED : TXN_ABORTED;
+                b->txn = committed ? BATCH_TXN_COMMITTED : BATCH_TXN_ABORTED;
                 if (!committed)
                         txn_rows_unsent(r, b);
                 relay_batch_reported(r, b);
@@ -224,7 +222,8 @@ static void txn_end_begin(struct relay *r, int64_t now)
         int clean = !r->txn_failed;
 
         for (struct batch *b = r->batches; b != NULL; b = b->next)
-                if (b->in_txn && (b->producing || (b->outstanding > 0 && !r->txn_failed)))
+                if (b->txn == BATCH_TXN_OPEN &&
+                    (b->state == BATCH_PRODUCING || (b->outstanding > 0 && !r->txn_failed)))
                         return;
         /* The record is written once the rows of the transactions before
          * are confirmed marked (on_marked calls again): a relay that dies
@@ -232,7 +231,7 @@ static void txn_end_begin(struct relay *r, int64_t now)
          * So a record rarely needs to list earlier rows as unmarked, and
          * stays about 44 bytes a row of its own. */
         for (struct batch *b = r->batches; !r->txn_failed && b != NULL; b = b->next)
-                if (!b->in_txn && b->outcome == TXN_COMMITTED && !b->marked)
+                if (b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED)
                         return;
         snprintf(r->txn_error, sizeof(r->txn_error), "%s",
                  r->txn_failed ? "a message of the transaction failed" : "");
@@ -398,13 +397,14 @@ static void give_back(struct relay *r)
 {
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next;
-                if (!b->in_txn && !b->deferred)
+                if (b->txn != BATCH_TXN_OPEN && b->state != BATCH_DEFERRED)
                         continue;
-                r->n_deferred -= b->deferred;
-                if (b->in_txn)
-                        b->outcome = TXN_ABORTED;
-                b->in_txn = 0;
-                b->deferred = 0;
+                if (b->state == BATCH_DEFERRED) {
+                        r->n_deferred--;
+                        batch_set_state(b, BATCH_IN_FLIGHT); /* nothing of it was produced */
+                }
+                if (b->txn == BATCH_TXN_OPEN)
+                        b->txn = BATCH_TXN_ABORTED;
                 txn_rows_unsent(r, b);
                 r->want_fetch = 1;
                 relay_batch_reported(r, b);
