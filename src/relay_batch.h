@@ -8,7 +8,7 @@
 
 #include "message.h"
 
-struct pg_result; /* libpq's PGresult */
+struct db_rows;
 struct relay;
 
 enum row_state {
@@ -72,7 +72,7 @@ struct relay_row {
 struct batch {
         struct relay *relay; /* that fetched it */
         struct batch *next;
-        struct pg_result *res; /* owns the memory the rows borrow */
+        struct db_rows *res; /* owns the memory the rows borrow */
         struct relay_row *rows;
         int n;
         enum batch_state state;

@@ -13,7 +13,33 @@
 
 static void record_failure(struct relay *r, struct relay_row *row, enum row_fail queued);
 
-static void on_failure_recorded(void *arg, PGresult *res, const char *error)
+/* record_failure counted the row's attempt: retried later (its key held
+ * back by the fetch meanwhile), or dead-lettered. */
+static void recorded(struct relay *r, struct relay_row *row, enum db_outcome outcome)
+{
+        int dead = outcome == DB_OUTCOME_DEAD;
+
+        relay_stmt_ok(r, RELAY_STMT_RECORD);
+        batch_row_fail_set(row, FAIL_RECORDED);
+        metrics_topic_add(r->metrics, dead ? METRICS_DEAD_LETTERED : METRICS_RETRIED, row->topic,
+                          1);
+        if (!dead) {
+                int64_t at = now_ms() + row->retry_ms;
+
+                r->duty->failing = 1;
+                r->duty->failing_gen++;
+                if (r->retry_at == 0 || at < r->retry_at)
+                        r->retry_at = at;
+                log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
+                         (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                         row->error);
+        } else {
+                log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id", (json_int_t)row->m.id,
+                          "attempts", row->m.attempts + 1, "reason", row->error);
+        }
+}
+
+static void on_failure_recorded(void *arg, enum db_outcome outcome, const char *error)
 {
         struct relay_row *row = arg;
         struct batch *b = row->batch;
@@ -50,33 +76,9 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                 if (!db_connected(r->db))
                         r->record_retry_at = 0;
         } else {
-                const char *outcome = PQgetvalue(res, 0, 0);
-
-                relay_stmt_ok(r, RELAY_STMT_RECORD);
-                batch_row_fail_set(row, FAIL_RECORDED);
-                metrics_topic_add(r->metrics,
-                                  strcmp(outcome, "dead") == 0 ? METRICS_DEAD_LETTERED
-                                                               : METRICS_RETRIED,
-                                  row->topic, 1);
-                if (strcmp(outcome, "retry") == 0) {
-                        r->failing = 1;
-                        r->failing_gen++;
-                        int64_t at = now_ms() + row->retry_ms;
-
-                        if (r->retry_at == 0 || at < r->retry_at)
-                                r->retry_at = at;
-                }
-                if (strcmp(outcome, "dead") == 0)
-                        log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id",
-                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                                  row->error);
-                else
-                        log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
-                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                                 row->error);
+                recorded(r, row, outcome);
         }
-        PQclear(res);
-        relay_batch_check_done(r, b);
+        r->hooks.batch_check_done(r, b);
 }
 
 /* Queues record_failure for a failed row. */
@@ -115,6 +117,6 @@ void relay_retry_records(struct relay *r, int64_t now)
                 b->in_submit = 1;
                 relay_submit_failures(r, b);
                 b->in_submit = 0;
-                relay_batch_check_done(r, b);
+                r->hooks.batch_check_done(r, b);
         }
 }
