@@ -24,10 +24,12 @@ static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbu
         int rc = 0;
 
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                char msg[512];
+                /* "what: why", the message written in place (no truncation
+                 * of a copy at a fixed size). */
+                int n = snprintf(errbuf, errsz, "%s: ", what);
 
-                pq_failure(conn, res, msg, sizeof(msg));
-                snprintf(errbuf, errsz, "%s: %s", what, msg);
+                if (n >= 0 && (size_t)n < errsz)
+                        pq_failure(conn, res, errbuf + n, errsz - (size_t)n);
                 rc = -1;
         }
         PQclear(res);

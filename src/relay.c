@@ -1,7 +1,8 @@
 /* relay: the event loop. Data flows one way: database (fetch) -> producer
  * -> delivery reports -> database (mark sent / record failure). Up to
  * pipeline_depth batches are in flight at once; one poll() waits on the
- * database socket, the producer's wake-up pipe and a signalfd. */
+ * database sockets, the producer's wake-up pipe, the HTTP listener and a
+ * signalfd. The loop owns the batches and acts on what its modules decide. */
 #include "relay.h"
 
 #include <errno.h>

@@ -1,6 +1,8 @@
-/* relay_int: the relay's state, shared by relay.c (the loop and the
- * pipeline of batches) and relay_duties.c (leadership, busy polling,
- * metrics and retention). Internal to the relay module. */
+/* relay_int: the loop's state (struct relay) and what relay.c's modules
+ * offer it: relay_produce.c, relay_mark.c, relay_fail.c, relay_duties.c and
+ * relay_txn.c (the pure parts have headers of their own: relay_batch.h,
+ * relay_floor.h, relay_mark.h, relay_txn_state.h). Modules call down, and
+ * back into the loop only through struct relay_hooks. Internal. */
 #ifndef OUTBOX_RELAY_INT_H
 #define OUTBOX_RELAY_INT_H
 

@@ -1,5 +1,6 @@
 /* relay_produce: hands the rows of fetched batches to the producer, in id
- * order across batches. A full producer queue (QUEUE_FULL) pauses that in
+ * order across batches, holding back the keys of rows left pending, and
+ * takes the delivery reports. A full producer queue (QUEUE_FULL) pauses that in
  * the loop, which serves the delivery reports that make room and then
  * resumes here: producer_send never waits, so signals, probes and the
  * database keep being served while Kafka is slow or away. */
