@@ -19,28 +19,36 @@ const char *batch_state_name(enum batch_state s)
         return s < BATCH_STATES ? state_names[s] : "?";
 }
 
+#define TO(s) (1u << (s))
+
+/* The legal moves: for each state, the states it may go to. */
+static const unsigned batch_moves[BATCH_STATES] = {
+    /* --exactly-once waits for a transaction */
+    [BATCH_FETCHED] = TO(BATCH_DEFERRED) | TO(BATCH_PRODUCING),
+    /* taken by a transaction, or given back unproduced */
+    [BATCH_DEFERRED] = TO(BATCH_PRODUCING) | TO(BATCH_IN_FLIGHT),
+    [BATCH_PRODUCING] = TO(BATCH_IN_FLIGHT),
+    [BATCH_IN_FLIGHT] = TO(BATCH_REPORTED),
+    /* nothing sent: nothing to mark */
+    [BATCH_REPORTED] = TO(BATCH_MARK_DUE) | TO(BATCH_MARKED),
+    [BATCH_MARK_DUE] = TO(BATCH_MARKING),
+    /* a failed mark is due again */
+    [BATCH_MARKING] = TO(BATCH_MARKED) | TO(BATCH_REPORTED),
+};
+
+/* A failed row's record_failure: refused, it is recorded again in ASCII at
+ * once, or later as it is. */
+static const unsigned fail_moves[] = {
+    [FAIL_NONE] = TO(FAIL_TO_RECORD),
+    [FAIL_TO_RECORD] = TO(FAIL_RECORDING),
+    [FAIL_RECORDING] = TO(FAIL_RECORDED) | TO(FAIL_RECORDING_ASCII) | TO(FAIL_TO_RECORD),
+    [FAIL_TO_RECORD_ASCII] = TO(FAIL_RECORDING_ASCII),
+    [FAIL_RECORDING_ASCII] = TO(FAIL_RECORDED) | TO(FAIL_TO_RECORD_ASCII),
+};
+
 int batch_transition_ok(enum batch_state from, enum batch_state to)
 {
-        switch (from) {
-        case BATCH_FETCHED: /* --exactly-once waits for a transaction */
-                return to == BATCH_DEFERRED || to == BATCH_PRODUCING;
-        case BATCH_DEFERRED: /* taken by a transaction, or given back unproduced */
-                return to == BATCH_PRODUCING || to == BATCH_IN_FLIGHT;
-        case BATCH_PRODUCING:
-                return to == BATCH_IN_FLIGHT;
-        case BATCH_IN_FLIGHT:
-                return to == BATCH_REPORTED;
-        case BATCH_REPORTED: /* nothing sent: nothing to mark */
-                return to == BATCH_MARK_DUE || to == BATCH_MARKED;
-        case BATCH_MARK_DUE:
-                return to == BATCH_MARKING;
-        case BATCH_MARKING: /* a failed mark is due again */
-                return to == BATCH_MARKED || to == BATCH_REPORTED;
-        case BATCH_MARKED:
-        case BATCH_STATES:
-                break;
-        }
-        return 0;
+        return from < BATCH_STATES && (batch_moves[from] & TO(to)) != 0;
 }
 
 void batch_set_state(struct batch *b, enum batch_state to)
@@ -57,21 +65,8 @@ void batch_set_state(struct batch *b, enum batch_state to)
 
 static int fail_transition_ok(enum row_fail from, enum row_fail to)
 {
-        switch (from) {
-        case FAIL_NONE:
-                return to == FAIL_TO_RECORD;
-        case FAIL_TO_RECORD:
-                return to == FAIL_RECORDING;
-        case FAIL_RECORDING: /* refused: again in ASCII, or later as it is */
-                return to == FAIL_RECORDED || to == FAIL_RECORDING_ASCII || to == FAIL_TO_RECORD;
-        case FAIL_TO_RECORD_ASCII:
-                return to == FAIL_RECORDING_ASCII;
-        case FAIL_RECORDING_ASCII:
-                return to == FAIL_RECORDED || to == FAIL_TO_RECORD_ASCII;
-        case FAIL_RECORDED:
-                break;
-        }
-        return 0;
+        return (size_t)from < sizeof(fail_moves) / sizeof(fail_moves[0]) &&
+               (fail_moves[from] & TO(to)) != 0;
 }
 
 void batch_row_fail_set(struct relay_row *row, enum row_fail to)

@@ -23,43 +23,39 @@ void relay_txn_state_free(struct relay_txn *t)
         free(t);
 }
 
+#define TO(s) (1u << (s))
+
+/* The legal moves: for each state, the states it may go to. Any state may
+ * go back to EOS_INIT (a new producer: rebuilt, or after a lost term), and
+ * any but EOS_INIT to EOS_STALE (the session ended after it began). */
+static const unsigned eos_moves[EOS_STATES] = {
+    [EOS_INIT] = TO(EOS_INIT) | TO(EOS_READ),
+    /* nothing to recover, or its rows to mark */
+    [EOS_READ] = TO(EOS_INIT) | TO(EOS_MARKING) | TO(EOS_READY) | TO(EOS_STALE),
+    /* marked, or read and mark again */
+    [EOS_MARKING] = TO(EOS_INIT) | TO(EOS_READ) | TO(EOS_READY) | TO(EOS_STALE),
+    [EOS_READY] = TO(EOS_INIT) | TO(EOS_STALE),
+    [EOS_STALE] = TO(EOS_INIT) | TO(EOS_STALE),
+};
+
+static const unsigned txn_moves[TXN_PHASES] = {
+    [TXN_PHASE_NONE] = TO(TXN_PHASE_OPEN),
+    /* ended; or its producer is gone (abandoned) */
+    [TXN_PHASE_OPEN] = TO(TXN_PHASE_COMMITTING) | TO(TXN_PHASE_ABORTING) | TO(TXN_PHASE_NONE),
+    /* a refused commit is aborted */
+    [TXN_PHASE_COMMITTING] = TO(TXN_PHASE_ABORTING) | TO(TXN_PHASE_NONE),
+    /* an abort Kafka wants again starts again */
+    [TXN_PHASE_ABORTING] = TO(TXN_PHASE_ABORTING) | TO(TXN_PHASE_NONE),
+};
+
 int relay_eos_transition_ok(enum relay_eos_state from, enum relay_eos_state to)
 {
-        if (to == EOS_INIT) /* a new producer (rebuilt, or after a lost term) */
-                return 1;
-        if (to == EOS_STALE) /* the session ended: unless nothing was begun */
-                return from != EOS_INIT;
-        switch (from) {
-        case EOS_INIT:
-                return to == EOS_READ;
-        case EOS_READ: /* nothing to recover, or its rows to mark */
-                return to == EOS_MARKING || to == EOS_READY;
-        case EOS_MARKING: /* marked, or read and mark again */
-                return to == EOS_READY || to == EOS_READ;
-        case EOS_READY:
-        case EOS_STALE:
-        case EOS_STATES:
-                break;
-        }
-        return 0;
+        return from < EOS_STATES && (eos_moves[from] & TO(to)) != 0;
 }
 
 int relay_txn_transition_ok(enum relay_txn_phase from, enum relay_txn_phase to)
 {
-        switch (from) {
-        case TXN_PHASE_NONE:
-                return to == TXN_PHASE_OPEN;
-        case TXN_PHASE_OPEN: /* ended; or its producer is gone (abandoned) */
-                return to == TXN_PHASE_COMMITTING || to == TXN_PHASE_ABORTING ||
-                       to == TXN_PHASE_NONE;
-        case TXN_PHASE_COMMITTING: /* a refused commit is aborted */
-                return to == TXN_PHASE_ABORTING || to == TXN_PHASE_NONE;
-        case TXN_PHASE_ABORTING: /* an abort Kafka wants again starts again */
-                return to == TXN_PHASE_ABORTING || to == TXN_PHASE_NONE;
-        case TXN_PHASES:
-                break;
-        }
-        return 0;
+        return from < TXN_PHASES && (txn_moves[from] & TO(to)) != 0;
 }
 
 void relay_txn_set_eos(struct relay_txn *t, enum relay_eos_state to)
