@@ -1,16 +1,23 @@
 /* db_statements: the SQL of the relay's sessions, made once from the
  * schema's name: what each session runs at setup and the statements it
  * prepares. Only db.c knows the columns they return (it decodes them). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db_int.h"
 
-/* Adds a statement for every session to prepare. */
-static int prepare(struct db *db, const char *name, const char *sql, char *errbuf, size_t errsz)
+/* Adds a statement for every session to prepare, its SQL made from fmt. */
+static int prepare(struct db *db, char *errbuf, size_t errsz, const char *name, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+static int prepare(struct db *db, char *errbuf, size_t errsz, const char *name, const char *fmt,
+                   ...)
 {
         struct db_stmt *grown = realloc(db->stmts, (db->n_stmts + 1) * sizeof(*grown));
+        va_list ap;
+        int n;
 
         if (grown == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
@@ -18,7 +25,10 @@ static int prepare(struct db *db, const char *name, const char *sql, char *errbu
         }
         db->stmts = grown;
         snprintf(grown[db->n_stmts].name, sizeof(grown[db->n_stmts].name), "%s", name);
-        if ((grown[db->n_stmts].sql = strdup(sql)) == NULL) {
+        va_start(ap, fmt);
+        n = vasprintf(&grown[db->n_stmts].sql, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
                 snprintf(errbuf, errsz, "out of memory");
                 return -1;
         }
@@ -85,99 +95,87 @@ static int prepare_fetches(struct db *db, const char *s, char *errbuf, size_t er
                                 " AND b.attempts > 0 AND b.key = e.key AND b.id < e.id))"
                               : "");
                 snprintf(name, sizeof(name), "outbox_fetch_%d", held);
-                if (prepare(db, name, sql, errbuf, errsz) != 0)
+                if (prepare(db, errbuf, errsz, name, "%s", sql) != 0)
                         return -1;
         }
         return 0;
 }
 
 /* What the relay writes back: a published row sent (the mark), a failed
- * one retried or dead-lettered (record_failure). */
+ * one retried or dead-lettered (record_failure). A mark applies only to
+ * the copy that was published: the same event (a restore or a failover
+ * that lost the sequence's tail hands published ids to new rows) in the
+ * same generation (a row made pending again since is published again,
+ * whatever an old leader that reconnects still has to mark). The relay's
+ * own marks and --exactly-once's recovery share it: a row of a version 2
+ * progress record (written before migration 005) is named by id and
+ * replays only (ev NULL), and is marked only if no return to pending has
+ * happened since the migration (generation 0) and replay() has not counted
+ * one since the record; its partition and offset may not be known (-1). */
 static int prepare_outcomes(struct db *db, const char *s, char *errbuf, size_t errsz)
 {
-        char sql[1536];
-
-        /* A mark applies only to the copy that was published: the same
-         * event (a restore or a failover that lost the sequence's tail
-         * hands published ids to new rows) in the same generation (a row
-         * made pending again since is published again, whatever an old
-         * leader that reconnects still has to mark). The relay's own marks
-         * and --exactly-once's recovery share it: a row of a version 2
-         * progress record (written before migration 005) is named by id
-         * and replays only (ev NULL), and is marked only if no return to
-         * pending has happened since the migration (generation 0) and
-         * replay() has not counted one since the record; its partition
-         * and offset may not be known (-1). */
-        snprintf(sql, sizeof(sql),
-                 "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
-                 " kafka_partition = nullif(u.p, -1), kafka_offset = nullif(u.o, -1)"
-                 " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::integer[],"
-                 " $5::integer[], $6::bigint[]) AS u(id, ev, g, r, p, o)"
-                 " WHERE e.id = u.id AND coalesce(e.generation, 0) = u.g AND e.status = 'pending'"
-                 " AND (e.event_id = u.ev OR (u.ev IS NULL AND e.replays = u.r))",
-                 s);
-        if (prepare(db, "outbox_mark", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, $4::integer,"
-                 " $5::integer)",
-                 s);
-        if (prepare(db, "outbox_fail", sql, errbuf, errsz) != 0)
-                return -1;
-        return 0;
+        return prepare(db, errbuf, errsz, "outbox_mark",
+                       "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
+                       " kafka_partition = nullif(u.p, -1), kafka_offset = nullif(u.o, -1)"
+                       " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::integer[],"
+                       " $5::integer[], $6::bigint[]) AS u(id, ev, g, r, p, o)"
+                       " WHERE e.id = u.id AND coalesce(e.generation, 0) = u.g"
+                       " AND e.status = 'pending'"
+                       " AND (e.event_id = u.ev OR (u.ev IS NULL AND e.replays = u.r))",
+                       s) ||
+                       prepare(db, errbuf, errsz, "outbox_fail",
+                               "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, "
+                               "$4::integer,"
+                               " $5::integer)",
+                               s)
+                   ? -1
+                   : 0;
 }
 
-/* The relay's other statements. */
+/* The relay's other statements. The third column of outbox_stats: whether
+ * the table's statistics are stale for planning (db_plan_for_statistics):
+ * they describe under 1 MB (an empty or new table), or the table has grown
+ * to more than 4 times what they describe. The leader lock of this outbox
+ * (outbox_lock): one key per schema, held by the session, so it goes away
+ * with the connection or the process. */
 static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
 {
-        char sql[1536];
-
-        if (prepare_fetches(db, s, errbuf, errsz) != 0)
+        if (prepare_fetches(db, s, errbuf, errsz) != 0 ||
+            prepare_outcomes(db, s, errbuf, errsz) != 0)
                 return -1;
-        snprintf(
-            sql, sizeof(sql),
-            "SELECT EXISTS (SELECT 1 FROM %s.events WHERE status = 'pending' AND attempts > 0)", s);
-        if (prepare(db, "outbox_failing", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "SELECT last_id, rewind_count, id_cache, writers, earlier_done"
-                 " FROM %s.writers($1::text[])",
-                 s);
-        if (prepare(db, "outbox_writers", sql, errbuf, errsz) != 0)
-                return -1;
-        if (prepare_outcomes(db, s, errbuf, errsz) != 0)
-                return -1;
-        /* The third column: whether the table's statistics are stale for
-         * planning (db_plan_for_statistics): they describe under 1 MB (an
-         * empty or new table), or the table has grown to more than 4 times
-         * what they describe. */
-        snprintf(sql, sizeof(sql),
-                 "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0),"
-                 " (SELECT c.relpages < 128 OR pg_relation_size(c.oid)"
-                 "  > 4 * c.relpages::bigint * current_setting('block_size')::bigint"
-                 "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                 "  WHERE n.nspname = $1 AND c.relname = 'events')"
-                 " FROM %s.events WHERE status = 'pending'",
-                 s);
-        if (prepare(db, "outbox_stats", sql, errbuf, errsz) != 0 ||
-            prepare(db, "outbox_plans", "SELECT set_config('plan_cache_mode', $1, false)", errbuf,
-                    errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "DELETE FROM %s.events WHERE id IN (SELECT id FROM %s.events"
-                 " WHERE status = 'sent' AND sent_at < now() - $1 * interval '1 second'"
-                 " LIMIT $2) AND status = 'sent' AND sent_at < now() - $1 * interval '1 second'",
-                 s, s);
-        if (prepare(db, "outbox_retention", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql), "UPDATE %s.relay_state SET waiting = $1::boolean", s);
-        if (prepare(db, "outbox_waiting", sql, errbuf, errsz) != 0)
-                return -1;
-        /* The leader lock of this outbox: one key per schema, held by the
-         * session, so it goes away with the connection or the process. */
-        snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
-                 DB_LEADER_LOCK_CLASS);
-        return prepare(db, "outbox_lock", sql, errbuf, errsz);
+        return prepare(db, errbuf, errsz, "outbox_failing",
+                       "SELECT EXISTS (SELECT 1 FROM %s.events"
+                       " WHERE status = 'pending' AND attempts > 0)",
+                       s) ||
+                       prepare(db, errbuf, errsz, "outbox_writers",
+                               "SELECT last_id, rewind_count, id_cache, writers, earlier_done"
+                               " FROM %s.writers($1::text[])",
+                               s) ||
+                       prepare(db, errbuf, errsz, "outbox_stats",
+                               "SELECT count(*), coalesce(extract(epoch FROM now() - "
+                               "min(created_at)), 0),"
+                               " (SELECT c.relpages < 128 OR pg_relation_size(c.oid)"
+                               "  > 4 * c.relpages::bigint * current_setting('block_size')::bigint"
+                               "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                               "  WHERE n.nspname = $1 AND c.relname = 'events')"
+                               " FROM %s.events WHERE status = 'pending'",
+                               s) ||
+                       prepare(db, errbuf, errsz, "outbox_plans",
+                               "SELECT set_config('plan_cache_mode', $1, false)") ||
+                       prepare(
+                           db, errbuf, errsz, "outbox_retention",
+                           "DELETE FROM %s.events WHERE id IN (SELECT id FROM %s.events"
+                           " WHERE status = 'sent' AND sent_at < now() - $1 * interval '1 second'"
+                           " LIMIT $2) AND status = 'sent'"
+                           " AND sent_at < now() - $1 * interval '1 second'",
+                           s, s) ||
+                       prepare(db, errbuf, errsz, "outbox_waiting",
+                               "UPDATE %s.relay_state SET waiting = $1::boolean", s) ||
+                       prepare(db, errbuf, errsz, "outbox_lock",
+                               "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
+                               DB_LEADER_LOCK_CLASS)
+                   ? -1
+                   : 0;
 }
 
 /* The session's settings, run first: the timeouts (so that no statement
