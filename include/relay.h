@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "compiler.h"
 #include "config.h"
 #include "log.h"
 
@@ -16,11 +17,12 @@ struct relay;
  * blocked them before starting any thread (main does, first thing), else
  * relay_new fails. Creates the producer; the database is contacted only by
  * relay_run. Returns NULL with errbuf. */
-struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz);
+struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf,
+                        size_t errsz) OUTBOX_MUST_CHECK;
 void relay_free(struct relay *r);
 
 /* Runs until SIGTERM or SIGINT and returns 0 after a clean stop; returns
  * -1 with errbuf when it cannot go on (e.g. the schema is missing). */
-int relay_run(struct relay *r, char *errbuf, size_t errsz);
+int relay_run(struct relay *r, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif

@@ -14,29 +14,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
-
-/* libpq's text (which may span lines: "...failed: ...\n\tIs the server
- * running...") on one line, each run of white space made one space. */
-static void one_line(const char *msg, char *out, size_t outsz)
-{
-        size_t n = 0;
-        int space = 0;
-
-        if (msg == NULL || *msg == '\0')
-                msg = "unknown error";
-        for (; *msg != '\0' && n + 1 < outsz; msg++) {
-                if (*msg == ' ' || *msg == '\n' || *msg == '\t' || *msg == '\r') {
-                        space = 1;
-                        continue;
-                }
-                if (space && n > 0 && n + 2 < outsz)
-                        out[n++] = ' ';
-                space = 0;
-                out[n++] = *msg;
-        }
-        if (outsz > 0)
-                out[n] = '\0';
-}
+#include "pq_util.h"
 
 /* Server messages can quote what a writer put in a row (a header name, a
  * topic), so they are escaped like row text. */
@@ -106,7 +84,7 @@ static PGconn *connect_db(const struct config *cfg, const char *cmd)
         if (PQstatus(conn) != CONNECTION_OK) {
                 const char *host = PQhost(conn), *port = PQport(conn), *db = PQdb(conn);
 
-                one_line(PQerrorMessage(conn), msg, sizeof(msg));
+                pq_error_line(PQerrorMessage(conn), msg, sizeof(msg));
                 fprintf(stderr,
                         "outbox-relay %s: cannot connect to database \"%s\" on host %s port %s: "
                         "%s\n",
@@ -214,7 +192,7 @@ int admin_replay(const struct config *cfg, struct log *lg)
                 const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
                 char msg[1024];
 
-                one_line(primary != NULL ? primary : PQerrorMessage(conn), msg, sizeof(msg));
+                pq_error_line(primary != NULL ? primary : PQerrorMessage(conn), msg, sizeof(msg));
                 fprintf(stderr, "outbox-relay replay: replay failed: %s\n", msg);
                 goto out;
         }
@@ -266,10 +244,7 @@ static PGresult *query(PGconn *conn, const char *cmd, const char *sql, int n,
 
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
                 return res;
-        one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) != NULL
-                     ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                     : PQerrorMessage(conn),
-                 msg, sizeof(msg));
+        pq_failure(conn, res, msg, sizeof(msg));
         fail(cmd, msg);
         PQclear(res);
         return NULL;

@@ -1,10 +1,10 @@
-/* db: the relay's PostgreSQL sessions. Every query goes through a FIFO per
- * session and is sent with the asynchronous libpq calls, so delivery
- * reports keep being served while a query runs; the sessions are opened and
- * set up the same way (db_connect.c). Three sessions ("lanes") work in
+/* db: the relay's PostgreSQL sessions, as the relay sees them: its queries
+ * and their results decoded into typed values, so that no libpq type or
+ * column index leaves the db module. Three sessions ("lanes") work in
  * parallel: one reads (fetch, LISTEN, the leader lock), two write (marks,
  * failures, retention), so marking a batch never waits behind fetching the
- * next one. */
+ * next one. Queries go through each session's FIFO (db_lane.c); sessions
+ * are opened and set up without blocking (db_connect.c). */
 #include "db.h"
 
 #include <endian.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "db_int.h"
+#include "pq_util.h"
 
 struct db *db_new(const struct config *cfg, struct log *lg)
 {
@@ -33,47 +34,6 @@ struct db *db_new(const struct config *cfg, struct log *lg)
                 return NULL;
         }
         return db;
-}
-
-static void op_free(struct db_op *op)
-{
-        for (int i = 0; i < op->nparams; i++)
-                free(op->params[i]);
-        PQclear(op->res);
-        free(op);
-}
-
-/* Fails every queued query; callbacks may queue new ones, which then fail
- * too because the connections are gone. */
-static void fail_all(struct lane *l, const char *why)
-{
-        while (l->head != NULL) {
-                struct db_op *op = l->head;
-
-                l->head = op->next;
-                if (l->head == NULL)
-                        l->tail = NULL;
-                l->queued--;
-                op->cb(op->arg, NULL, why);
-                op_free(op);
-        }
-        l->sent = 0;
-}
-
-/* Every lane goes together: the leader lock lives on the reader, and a
- * writer without it must not go on marking for a relay that lost it. */
-void db_close_all(struct db *db, const char *why)
-{
-        db->state = DB_DOWN; /* first: setup callbacks failed below ignore it */
-        for (int i = 0; i < DB_LANES; i++) {
-                if (db->lanes[i].conn != NULL) {
-                        PQfinish(db->lanes[i].conn);
-                        db->lanes[i].conn = NULL;
-                }
-                db->lanes[i].state = LANE_DOWN;
-        }
-        for (int i = 0; i < DB_LANES; i++)
-                fail_all(&db->lanes[i], why);
 }
 
 void db_disconnect(struct db *db, const char *why)
@@ -105,206 +65,6 @@ const char *db_last_error(const struct db *db)
         return db->error;
 }
 
-/* libpq's messages end with a newline and put DETAIL, HINT and advice on
- * lines of their own; a log wants one line. An error at a position in a
- * statement comes with the statement's text and a caret under it ("LINE 1:
- * ..."), which says nothing on one line: left out. */
-void db_copy_pq_error(const char *msg, char *errbuf, size_t errsz)
-{
-        size_t len = 0;
-
-        if (errsz == 0)
-                return;
-        errbuf[0] = '\0';
-        for (const char *line = msg != NULL ? msg : "unknown error"; *line != '\0';) {
-                size_t n = strcspn(line, "\n"), blank = strspn(line, " ");
-
-                if (strncmp(line, "LINE ", 5) != 0 && !(blank < n && line[blank] == '^') &&
-                    blank < n && len + 1 < errsz)
-                        len += (size_t)snprintf(errbuf + len, errsz - len, "%s%.*s",
-                                                len > 0 ? " " : "", (int)n, line);
-                if (len >= errsz)
-                        len = errsz - 1;
-                line += n + (line[n] == '\n');
-        }
-        while (len > 0 && errbuf[len - 1] == ' ')
-                errbuf[--len] = '\0';
-        if (len == 0)
-                snprintf(errbuf, errsz, "unknown error");
-}
-
-/* Adds a statement for every session to prepare. */
-static int prepare(struct db *db, const char *name, const char *sql, char *errbuf, size_t errsz)
-{
-        struct db_stmt *grown = realloc(db->stmts, (db->n_stmts + 1) * sizeof(*grown));
-
-        if (grown == NULL) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        db->stmts = grown;
-        snprintf(grown[db->n_stmts].name, sizeof(grown[db->n_stmts].name), "%s", name);
-        if ((grown[db->n_stmts].sql = strdup(sql)) == NULL) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        db->n_stmts++;
-        return 0;
-}
-
-/* The two fetch statements, outbox_fetch_<held>: due pending rows above
- * the relay's floor ($4: below it every pending row is in the relay's
- * hands), leaving out the rows in flight ($1, a hashed NOT IN in any plan)
- * and the keys the relay holds back in memory ($3, usually empty). The
- * floor stays below every writer still in progress, so a row whose
- * transaction commits late with a lower id than rows already published is
- * found by the next fetch, before any later row of its key (whose writer
- * committed after it). A row that never failed is due whatever its
- * next_attempt_at says: one skipped for a clock step could fall below the
- * floor.
- * - held: leave out rows of a key whose earlier row failed and waits for its
- *   retry (the NOT EXISTS over the small index of failing rows), so retries
- *   never reorder a key; skipped while no row is failing.
- * Memory: the rows come in id order while the ones before a row come to
- * less than $5 bytes (so at least one), as the window's running sum of
- * each row's size says (the last column, db_fetched_bytes): what arrives,
- * plus DB_ROW_OVERHEAD. The jsonb columns come as their text (what the
- * binary jsonb format sends anyway, less a version byte), made once and
- * measured as it is: a compressed payload's stored size can be a fiftieth
- * of it. Only the rows the LIMIT lets through are turned into text: the
- * OFFSET 0 keeps the planner from doing it below a sort of every pending
- * row (250 MB of text sorted on disk for 2,500 rows of 100 KB while the
- * statistics were stale), and its ORDER BY tells the window the rows come
- * sorted (else it sorts them again, on disk past work_mem). $2 bounds how
- * many rows the server reads. */
-static int prepare_fetches(struct db *db, const char *s, char *errbuf, size_t errsz)
-{
-        char sql[2560], name[32];
-
-        for (int held = 0; held <= 1; held++) {
-                snprintf(sql, sizeof(sql),
-                         "SELECT * FROM (SELECT t.*, sum(t.row_bytes)"
-                         " OVER (ORDER BY t.id ROWS UNBOUNDED PRECEDING)::bigint AS upto"
-                         " FROM (SELECT c.*, (%d + coalesce(octet_length(c.payload),"
-                         " octet_length(c.payload_bytes), 0) + octet_length(c.headers)"
-                         " + coalesce(octet_length(c.key), 0) + coalesce(octet_length(c.topic), 0)"
-                         " + coalesce(octet_length(c.event_type), 0))::bigint AS row_bytes"
-                         " FROM (SELECT r.id, r.event_id, r.topic, r.key, r.event_type,"
-                         " r.payload::text AS payload, r.payload_bytes, r.headers::text AS headers,"
-                         " r.created_at, r.attempts, r.replays, r.generation FROM ("
-                         "SELECT e.id, e.event_id::text AS event_id, e.topic, e.key, e.event_type,"
-                         " e.payload, e.payload_bytes, coalesce(e.headers, '{}') AS headers,"
-                         " coalesce(e.created_at, now()) AS created_at,"
-                         " coalesce(e.attempts, 0) AS attempts, coalesce(e.replays, 0) AS replays,"
-                         " coalesce(e.generation, 0) AS generation"
-                         " FROM %s.events e"
-                         " WHERE e.status = 'pending' AND e.id > $4::bigint"
-                         " AND (e.attempts = 0 OR e.next_attempt_at <= now())"
-                         " AND e.id NOT IN (SELECT unnest($1::bigint[]))"
-                         " AND (e.key IS NULL OR e.key NOT IN (SELECT unnest($3::text[]))) %s%s%s"
-                         " ORDER BY e.id LIMIT $2) r ORDER BY r.id OFFSET 0) c) t) w"
-                         " WHERE w.upto - w.row_bytes < $5::bigint ORDER BY w.id",
-                         DB_ROW_OVERHEAD, s,
-                         held ? "AND (e.key IS NULL OR NOT EXISTS (SELECT 1 FROM " : "",
-                         held ? s : "",
-                         held ? ".events b WHERE b.status = 'pending'"
-                                " AND b.attempts > 0 AND b.key = e.key AND b.id < e.id))"
-                              : "");
-                snprintf(name, sizeof(name), "outbox_fetch_%d", held);
-                if (prepare(db, name, sql, errbuf, errsz) != 0)
-                        return -1;
-        }
-        return 0;
-}
-
-/* The relay's other statements. */
-int db_prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
-{
-        char sql[1536];
-
-        if (prepare_fetches(db, s, errbuf, errsz) != 0)
-                return -1;
-        snprintf(
-            sql, sizeof(sql),
-            "SELECT EXISTS (SELECT 1 FROM %s.events WHERE status = 'pending' AND attempts > 0)", s);
-        if (prepare(db, "outbox_failing", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "SELECT last_id, rewind_count, id_cache, writers, earlier_done"
-                 " FROM %s.writers($1::text[])",
-                 s);
-        if (prepare(db, "outbox_writers", sql, errbuf, errsz) != 0)
-                return -1;
-        /* A mark applies only to the copy that was published: the same
-         * event (a restore or a failover that lost the sequence's tail
-         * hands published ids to new rows) in the same generation (a row
-         * made pending again since is published again, whatever an old
-         * leader that reconnects still has to mark). */
-        snprintf(sql, sizeof(sql),
-                 "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
-                 " kafka_partition = u.p, kafka_offset = u.o"
-                 " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::integer[],"
-                 " $5::bigint[]) AS u(id, ev, g, p, o)"
-                 " WHERE e.id = u.id AND e.event_id = u.ev AND coalesce(e.generation, 0) = u.g"
-                 " AND e.status = 'pending'",
-                 s);
-        if (prepare(db, "outbox_mark", sql, errbuf, errsz) != 0)
-                return -1;
-        /* --exactly-once: rows a committed transaction carried, as its
-         * progress record lists them, by the same rule. A version 2 record
-         * (written before migration 005) names rows by id and replays only
-         * (ev NULL): such a row is marked only if no return to pending has
-         * happened since the migration (generation 0) and replay() has not
-         * counted one since the record. */
-        snprintf(sql, sizeof(sql),
-                 "UPDATE %s.events AS e SET status = 'sent', sent_at = now(),"
-                 " kafka_partition = nullif(u.p, -1), kafka_offset = nullif(u.o, -1)"
-                 " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::integer[],"
-                 " $5::integer[], $6::bigint[]) AS u(id, ev, g, r, p, o)"
-                 " WHERE e.id = u.id AND coalesce(e.generation, 0) = u.g AND e.status = 'pending'"
-                 " AND (e.event_id = u.ev OR (u.ev IS NULL AND e.replays = u.r))",
-                 s);
-        if (prepare(db, "outbox_mark_committed", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, $4::integer,"
-                 " $5::integer)",
-                 s);
-        if (prepare(db, "outbox_fail", sql, errbuf, errsz) != 0)
-                return -1;
-        /* The third column: whether the table's statistics are stale for
-         * planning (db_plan_for_statistics): they describe under 1 MB (an
-         * empty or new table), or the table has grown to more than 4 times
-         * what they describe. */
-        snprintf(sql, sizeof(sql),
-                 "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0),"
-                 " (SELECT c.relpages < 128 OR pg_relation_size(c.oid)"
-                 "  > 4 * c.relpages::bigint * current_setting('block_size')::bigint"
-                 "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                 "  WHERE n.nspname = $1 AND c.relname = 'events')"
-                 " FROM %s.events WHERE status = 'pending'",
-                 s);
-        if (prepare(db, "outbox_stats", sql, errbuf, errsz) != 0 ||
-            prepare(db, "outbox_plans", "SELECT set_config('plan_cache_mode', $1, false)", errbuf,
-                    errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql),
-                 "DELETE FROM %s.events WHERE id IN (SELECT id FROM %s.events"
-                 " WHERE status = 'sent' AND sent_at < now() - $1 * interval '1 second'"
-                 " LIMIT $2) AND status = 'sent' AND sent_at < now() - $1 * interval '1 second'",
-                 s, s);
-        if (prepare(db, "outbox_retention", sql, errbuf, errsz) != 0)
-                return -1;
-        snprintf(sql, sizeof(sql), "UPDATE %s.relay_state SET waiting = $1::boolean", s);
-        if (prepare(db, "outbox_waiting", sql, errbuf, errsz) != 0)
-                return -1;
-        /* The leader lock of this outbox: one key per schema, held by the
-         * session, so it goes away with the connection or the process. */
-        snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
-                 DB_LEADER_LOCK_CLASS);
-        return prepare(db, "outbox_lock", sql, errbuf, errsz);
-}
-
 const char *db_outbox_id(const struct db *db)
 {
         return db->outbox_id;
@@ -322,84 +82,74 @@ static int writer(const struct db *db)
         return best;
 }
 
-static int send_head(struct lane *l)
-{
-        struct db_op *op = l->head;
-        const char *values[DB_MAX_PARAMS];
-        int ok;
+/* A query's callback as its caller gave it, with the decoder that turns
+ * libpq's result into what that callback takes: the columns of every
+ * statement are known here only. */
+struct call {
+        void (*decode)(const struct call *c, PGresult *res, const char *error);
+        union {
+                db_rows_cb rows;
+                db_count_cb count;
+                db_flag_cb flag;
+                db_writers_cb writers;
+                db_outcome_cb outcome;
+                db_stats_cb stats;
+        } cb;
+        void *arg;
+};
 
-        for (int i = 0; i < op->nparams; i++)
-                values[i] = op->params[i];
-        if (op->kind == OP_PREPARE)
-                ok = PQsendPrepare(l->conn, op->stmt, op->sql, 0, NULL);
-        else if (op->kind == OP_QUERY && op->nparams == 0)
-                ok = PQsendQuery(l->conn, op->sql); /* may hold several statements */
-        else if (op->kind == OP_QUERY)
-                ok = PQsendQueryParams(l->conn, op->sql, op->nparams, NULL, values, NULL, NULL,
-                                       op->binary_result);
-        else
-                ok = PQsendQueryPrepared(l->conn, op->stmt, op->nparams, values, NULL, NULL,
-                                         op->binary_result);
-        if (!ok)
-                return -1;
-        l->sent = 1;
-        return PQflush(l->conn) < 0 ? -1 : 0;
+static void on_result(void *arg, PGresult *res, const char *error)
+{
+        struct call *c = arg;
+
+        c->decode(c, res, error); /* it clears res, or hands it over */
+        free(c);
 }
 
-int db_enqueue(struct db *db, int lane, enum db_op_kind kind, const char *stmt, const char *sql,
-               int nparams, char *const params[], int binary_result, db_done_cb cb, void *arg)
+/* Queues one of the relay's queries (only once the db is up); its
+ * callback is called in any case. */
+static void submit(struct db *db, int lane, const char *stmt, int nparams, char *const params[],
+                   int binary_result, const struct call *proto)
 {
-        struct lane *l = &db->lanes[lane];
-        struct db_op *op;
+        struct call *c;
 
-        if (l->conn == NULL || (l->state != LANE_SETUP && l->state != LANE_READY)) {
-                cb(arg, NULL, "not connected to the database");
-                return -1;
-        }
-        op = calloc(1, sizeof(*op));
-        if (op == NULL) {
-                cb(arg, NULL, "out of memory");
-                return -1;
-        }
-        op->kind = kind;
-        op->stmt = stmt;
-        op->sql = sql;
-        op->binary_result = binary_result;
-        op->cb = cb;
-        op->arg = arg;
-        for (int i = 0; i < nparams; i++) {
-                op->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
-                op->nparams++;
-        }
-        if (l->tail != NULL)
-                l->tail->next = op;
-        else
-                l->head = op;
-        l->tail = op;
-        l->queued++;
-        if (!l->sent && send_head(l) != 0) {
-                char msg[512];
-
-                db_copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
-                if (db->state == DB_CONNECTING)
-                        db_connect_fail(db, DB_EV_FAILED, "%s", msg); /* db_service closes */
-                else
-                        db_disconnect(db, msg);
-                return -1;
-        }
-        return 0;
-}
-
-/* Queues one of the relay's queries: only once the db is up. */
-static int enqueue(struct db *db, int lane, const char *stmt, int nparams, char *const params[],
-                   int binary_result, db_done_cb cb, void *arg)
-{
         if (db->state != DB_UP) {
-                cb(arg, NULL, "not connected to the database");
-                return -1;
+                proto->decode(proto, NULL, "not connected to the database");
+                return;
         }
-        return db_enqueue(db, lane, OP_EXECUTE, stmt, NULL, nparams, params, binary_result, cb,
-                          arg);
+        if ((c = malloc(sizeof(*c))) == NULL) {
+                proto->decode(proto, NULL, "out of memory");
+                return;
+        }
+        *c = *proto;
+        db_enqueue(db, lane, OP_EXECUTE, stmt, NULL, nparams, params, binary_result, on_result, c);
+}
+
+/* A statement that returns one row: a result without it is an error. */
+static const char *one_row(const PGresult *res, const char *error)
+{
+        if (error == NULL && PQntuples(res) < 1)
+                return "the statement returned no row";
+        return error;
+}
+
+static void decode_count(const struct call *c, PGresult *res, const char *error)
+{
+        long n = error == NULL ? atol(PQcmdTuples(res)) : 0;
+
+        PQclear(res);
+        c->cb.count(c->arg, n, error);
+}
+
+static void decode_flag(const struct call *c, PGresult *res, const char *error)
+{
+        int yes = 0;
+
+        error = one_row(res, error);
+        if (error == NULL)
+                yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        c->cb.flag(c->arg, yes, error);
+        PQclear(res);
 }
 
 /* Writes "{v1,v2,...}" for n values (int64_t when is64, else int32_t). */
@@ -473,14 +223,16 @@ static char *uuid_array_literal(size_t n, const char *const *values)
         return buf;
 }
 
-int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
-             const char *const *keys, int limit, int64_t max_bytes, int hold_keys, db_done_cb cb,
-             void *arg)
+static void decode_rows(const struct call *c, PGresult *res, const char *error);
+
+void db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, size_t n_keys,
+              const char *const *keys, int limit, int64_t max_bytes, int hold_keys, db_rows_cb cb,
+              void *arg)
 {
+        struct call c = {decode_rows, {.rows = cb}, arg};
         char l[16], f[24], mb[24],
             *params[5] = {array_literal(n_skip, skip, 1), l, text_array_literal(n_keys, keys), f,
                           mb};
-        int rc = -1;
 
         snprintf(l, sizeof(l), "%d", limit);
         snprintf(f, sizeof(f), "%lld", (long long)floor);
@@ -488,11 +240,10 @@ int db_fetch(struct db *db, int64_t floor, size_t n_skip, const int64_t *skip, s
         if (params[0] == NULL || params[2] == NULL)
                 cb(arg, NULL, "out of memory");
         else
-                rc = enqueue(db, DB_READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 5,
-                             params, 1, cb, arg);
+                submit(db, DB_READER, hold_keys ? "outbox_fetch_1" : "outbox_fetch_0", 5, params, 1,
+                       &c);
         free(params[0]);
         free(params[2]);
-        return rc;
 }
 
 static int64_t be64(const char *p)
@@ -511,9 +262,14 @@ static int32_t be32(const char *p)
         return (int32_t)be32toh(v);
 }
 
-/* Decodes row i of a binary fetch result (column order of db_fetch). */
-void db_decode_row(const PGresult *res, int i, struct message_row *m)
+struct db_rows {
+        PGresult *res;
+};
+
+/* Row i of a fetch's binary result (column order of outbox_fetch_*). */
+void db_rows_decode(const struct db_rows *rows, int i, struct message_row *m)
 {
+        const PGresult *res = rows->res;
         /* PostgreSQL timestamps count microseconds from 2000-01-01 UTC. */
         const int64_t pg_epoch_ms = 946684800000LL;
         int64_t us;
@@ -545,68 +301,113 @@ void db_decode_row(const PGresult *res, int i, struct message_row *m)
         m->generation = be64(PQgetvalue(res, i, 11));
 }
 
-int64_t db_fetched_bytes(const PGresult *res)
+static void decode_rows(const struct call *c, PGresult *res, const char *error)
 {
-        int n = PQntuples(res);
+        struct db_rows *rows = NULL;
+
+        if (error == NULL && (rows = malloc(sizeof(*rows))) == NULL)
+                error = "out of memory for a batch";
+        if (error != NULL) {
+                PQclear(res);
+                c->cb.rows(c->arg, NULL, error);
+                return;
+        }
+        rows->res = res;
+        c->cb.rows(c->arg, rows, NULL);
+}
+
+int db_rows_count(const struct db_rows *rows)
+{
+        return PQntuples(rows->res);
+}
+
+int64_t db_rows_bytes(const struct db_rows *rows)
+{
+        int n = PQntuples(rows->res);
 
         /* The window's running sum, the last column, at the last row. */
-        return n > 0 ? be64(PQgetvalue(res, n - 1, PQnfields(res) - 1)) : 0;
+        return n > 0 ? be64(PQgetvalue(rows->res, n - 1, PQnfields(rows->res) - 1)) : 0;
 }
 
-int db_writers(struct db *db, const char *earlier, db_done_cb cb, void *arg)
+int64_t db_rows_memory(const struct db_rows *rows)
 {
+        return (int64_t)PQresultMemorySize(rows->res);
+}
+
+void db_rows_free(struct db_rows *rows)
+{
+        if (rows == NULL)
+                return;
+        PQclear(rows->res);
+        free(rows);
+}
+
+/* Columns last_id, rewind_count, id_cache, writers, earlier_done. */
+static void decode_writers(const struct call *c, PGresult *res, const char *error)
+{
+        struct db_writers w = {0, 0, 0, "{}", 0};
+
+        error = one_row(res, error);
+        if (error == NULL) {
+                w.last_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+                w.rewinds = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+                w.id_cache = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+                w.writers = PQgetvalue(res, 0, 3);
+                w.earlier_done = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+        }
+        c->cb.writers(c->arg, &w, error);
+        PQclear(res);
+}
+
+void db_writers(struct db *db, const char *earlier, db_writers_cb cb, void *arg)
+{
+        struct call c = {decode_writers, {.writers = cb}, arg};
         char *params[1] = {(char *)earlier};
 
-        return enqueue(db, DB_READER, "outbox_writers", 1, params, 0, cb, arg);
+        submit(db, DB_READER, "outbox_writers", 1, params, 0, &c);
 }
 
-int db_any_failing(struct db *db, db_done_cb cb, void *arg)
+void db_any_failing(struct db *db, db_flag_cb cb, void *arg)
 {
-        return enqueue(db, DB_READER, "outbox_failing", 0, NULL, 0, cb, arg);
+        struct call c = {decode_flag, {.flag = cb}, arg};
+
+        submit(db, DB_READER, "outbox_failing", 0, NULL, 0, &c);
 }
 
-/* Queues stmt with the n params built (NULL: out of memory), then frees them. */
-static int enqueue_built(struct db *db, const char *stmt, int n, char *params[], db_done_cb cb,
-                         void *arg)
+void db_mark(struct db *db, const struct db_marks *m, db_count_cb cb, void *arg)
 {
-        int rc = -1, built = 1;
+        struct call c = {decode_count, {.count = cb}, arg};
+        char *params[6] = {
+            array_literal(m->n, m->ids, 1),         uuid_array_literal(m->n, m->event_ids),
+            array_literal(m->n, m->generations, 1), array_literal(m->n, m->replays, 0),
+            array_literal(m->n, m->partitions, 0),  array_literal(m->n, m->offsets, 1)};
+        int built = 1;
 
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < 6; i++)
                 built &= params[i] != NULL;
         if (!built)
-                cb(arg, NULL, "out of memory");
+                cb(arg, 0, "out of memory");
         else
-                rc = enqueue(db, writer(db), stmt, n, params, 0, cb, arg);
-        for (int i = 0; i < n; i++)
+                submit(db, writer(db), "outbox_mark", 6, params, 0, &c);
+        for (int i = 0; i < 6; i++)
                 free(params[i]);
-        return rc;
 }
 
-int db_mark(struct db *db, size_t n, const int64_t *ids, const char *const *event_ids,
-            const int64_t *generations, const int32_t *partitions, const int64_t *offsets,
-            db_done_cb cb, void *arg)
+static void decode_outcome(const struct call *c, PGresult *res, const char *error)
 {
-        char *params[5] = {array_literal(n, ids, 1), uuid_array_literal(n, event_ids),
-                           array_literal(n, generations, 1), array_literal(n, partitions, 0),
-                           array_literal(n, offsets, 1)};
+        enum db_outcome o = DB_OUTCOME_RETRY;
 
-        return enqueue_built(db, "outbox_mark", 5, params, cb, arg);
+        error = one_row(res, error);
+        if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "dead") == 0)
+                o = DB_OUTCOME_DEAD;
+        c->cb.outcome(c->arg, o, error);
+        PQclear(res);
 }
 
-int db_mark_committed(struct db *db, size_t n, const int64_t *ids, const char *const *event_ids,
-                      const int64_t *generations, const int32_t *replays, const int32_t *partitions,
-                      const int64_t *offsets, db_done_cb cb, void *arg)
+void db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
+                       int max_attempts, db_outcome_cb cb, void *arg)
 {
-        char *params[6] = {array_literal(n, ids, 1),         uuid_array_literal(n, event_ids),
-                           array_literal(n, generations, 1), array_literal(n, replays, 0),
-                           array_literal(n, partitions, 0),  array_literal(n, offsets, 1)};
-
-        return enqueue_built(db, "outbox_mark_committed", 6, params, cb, arg);
-}
-
-int db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
-                      int max_attempts, db_done_cb cb, void *arg)
-{
+        struct call c = {decode_outcome, {.outcome = cb}, arg};
         char i[24], a[16], r[16], m[16];
         char *params[5] = {i, a, (char *)error, r, m};
 
@@ -614,21 +415,37 @@ int db_record_failure(struct db *db, int64_t id, int attempts, const char *error
         snprintf(a, sizeof(a), "%d", attempts);
         snprintf(r, sizeof(r), "%d", retry_ms);
         snprintf(m, sizeof(m), "%d", max_attempts);
-        return enqueue(db, writer(db), "outbox_fail", 5, params, 0, cb, arg);
+        submit(db, writer(db), "outbox_fail", 5, params, 0, &c);
 }
 
-int db_try_leader_lock(struct db *db, db_done_cb cb, void *arg)
+void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)
 {
+        struct call c = {decode_flag, {.flag = cb}, arg};
         char *params[1] = {db->cfg->schema};
 
-        return enqueue(db, DB_READER, "outbox_lock", 1, params, 0, cb, arg);
+        submit(db, DB_READER, "outbox_lock", 1, params, 0, &c);
 }
 
-int db_pending_stats(struct db *db, db_done_cb cb, void *arg)
+static void decode_stats(const struct call *c, PGresult *res, const char *error)
 {
+        struct db_stats st = {0, 0, 0};
+
+        error = one_row(res, error);
+        if (error == NULL) {
+                st.pending = atof(PQgetvalue(res, 0, 0));
+                st.oldest_age_s = atof(PQgetvalue(res, 0, 1));
+                st.stale = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        }
+        c->cb.stats(c->arg, &st, error);
+        PQclear(res);
+}
+
+void db_pending_stats(struct db *db, db_stats_cb cb, void *arg)
+{
+        struct call c = {decode_stats, {.stats = cb}, arg};
         char *params[1] = {(char *)db->cfg->schema};
 
-        return enqueue(db, writer(db), "outbox_stats", 1, params, 0, cb, arg);
+        submit(db, writer(db), "outbox_stats", 1, params, 0, &c);
 }
 
 static void on_plans_set(void *arg, PGresult *res, const char *error)
@@ -661,25 +478,27 @@ int db_plan_for_statistics(struct db *db, int stale)
                 return first;
         db->custom_plans = stale;
         for (int i = 0; i < DB_LANES; i++)
-                enqueue(db, i, "outbox_plans", 1, params, 0, on_plans_set, db);
+                db_enqueue(db, i, OP_EXECUTE, "outbox_plans", NULL, 1, params, 0, on_plans_set, db);
         return 1;
 }
 
-int db_delete_sent(struct db *db, int older_than_s, int limit, db_done_cb cb, void *arg)
+void db_delete_sent(struct db *db, int older_than_s, int limit, db_count_cb cb, void *arg)
 {
+        struct call c = {decode_count, {.count = cb}, arg};
         char a[16], l[16];
         char *params[2] = {a, l};
 
         snprintf(a, sizeof(a), "%d", older_than_s);
         snprintf(l, sizeof(l), "%d", limit);
-        return enqueue(db, writer(db), "outbox_retention", 2, params, 0, cb, arg);
+        submit(db, writer(db), "outbox_retention", 2, params, 0, &c);
 }
 
-int db_set_waiting(struct db *db, int waiting, db_done_cb cb, void *arg)
+void db_set_waiting(struct db *db, int waiting, db_count_cb cb, void *arg)
 {
+        struct call c = {decode_count, {.count = cb}, arg};
         char *params[1] = {waiting ? "true" : "false"};
 
-        return enqueue(db, writer(db), "outbox_waiting", 1, params, 0, cb, arg);
+        submit(db, writer(db), "outbox_waiting", 1, params, 0, &c);
 }
 
 int db_socket(const struct db *db, int lane)
@@ -723,75 +542,6 @@ int64_t db_next_deadline(const struct db *db)
         return at;
 }
 
-/* The head query has returned all its results: hand them over. */
-static void complete_head(struct lane *l)
-{
-        struct db_op *op = l->head;
-        PGresult *res = op->res;
-        ExecStatusType st = PQresultStatus(res);
-
-        l->head = op->next;
-        if (l->head == NULL)
-                l->tail = NULL;
-        l->queued--;
-        l->sent = 0;
-        op->res = NULL;
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-                op->cb(op->arg, res, NULL);
-        } else {
-                char msg[512];
-
-                db_copy_pq_error(res != NULL ? PQresultErrorMessage(res) : "no result", msg,
-                                 sizeof(msg));
-                PQclear(res);
-                op->cb(op->arg, NULL, msg);
-        }
-        op_free(op);
-}
-
-static int is_error(const PGresult *res)
-{
-        ExecStatusType st = PQresultStatus(res);
-
-        return st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK;
-}
-
-int db_service_lane(struct db *db, struct lane *l, int *notified)
-{
-        PGnotify *n;
-
-        if (PQflush(l->conn) < 0 || !PQconsumeInput(l->conn))
-                return -1;
-        while ((n = PQnotifies(l->conn)) != NULL) {
-                *notified = 1;
-                PQfreemem(n);
-        }
-        while (l->sent && !PQisBusy(l->conn)) {
-                PGresult *res = PQgetResult(l->conn);
-
-                if (res != NULL) {
-                        /* The first result, unless a later one is an error
-                         * (a setup string holds several statements). */
-                        if (l->head->res == NULL) {
-                                l->head->res = res;
-                        } else if (is_error(res) && !is_error(l->head->res)) {
-                                PQclear(l->head->res);
-                                l->head->res = res;
-                        } else {
-                                PQclear(res);
-                        }
-                        continue;
-                }
-                complete_head(l);
-                if (l->conn == NULL || db->failed || db->state == DB_DOWN)
-                        return -1; /* a callback disconnected or failed the setup */
-                /* A callback may have queued (and so sent) the next one. */
-                if (l->head != NULL && !l->sent && send_head(l) != 0)
-                        return -1;
-        }
-        return PQstatus(l->conn) == CONNECTION_OK ? 0 : -1;
-}
-
 /* A session of an attempt under way that is taking too long. */
 static void check_deadlines(struct db *db, int64_t now)
 {
@@ -831,7 +581,7 @@ int db_service(struct db *db, const short revents[DB_LANES], int64_t now, int *n
                         continue;
                 if (db->failed || db->state == DB_DOWN)
                         break; /* a callback failed the attempt or disconnected */
-                db_copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
+                pq_error_line(PQerrorMessage(l->conn), msg, sizeof(msg));
                 if (db->state == DB_CONNECTING) {
                         db_connect_fail(db, DB_EV_FAILED,
                                         "connection lost while setting up the session: %s", msg);

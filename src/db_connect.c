@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "db_int.h"
+#include "pq_util.h"
 #include "migrate.h"
 
 /* After a setup statement's statement_timeout, how long a server that
@@ -41,56 +42,6 @@ static int64_t mono_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The session's settings, run first: the timeouts (so that no statement
- * of the relay, setup included, waits for a lock or runs without bound),
- * the role that keeps the relay's own updates from notifying it, and
- * plans made per execution until the first look at the statistics (see
- * db_plan_for_statistics). */
-static char *session_sql(const struct config *cfg)
-{
-        char *sql;
-
-        if (asprintf(&sql,
-                     "SET statement_timeout = %d; SET lock_timeout = %d;"
-                     " SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_custom_plan",
-                     cfg->statement_timeout_ms, cfg->lock_timeout_ms) < 0)
-                return NULL;
-        return sql;
-}
-
-int db_build_statements(struct db *db, char *errbuf, size_t errsz)
-{
-        /* The schema is a lowercase identifier (config_validate), so
-         * quoting it needs no escaping. */
-        const char *sch = db->cfg->schema;
-        char s[64];
-
-        snprintf(s, sizeof(s), "\"%s\"", sch);
-        db->session_sql = session_sql(db->cfg);
-        if (db->session_sql == NULL ||
-            asprintf(&db->version_sql, "SELECT coalesce(max(version), 0) FROM %s.schema_migrations",
-                     s) < 0 ||
-            asprintf(&db->listen_sql, "LISTEN \"%s.events\"", sch) < 0 ||
-            asprintf(&db->outbox_id_sql, "SELECT outbox_id::text FROM %s.relay_state", s) < 0) {
-                snprintf(errbuf, errsz, "out of memory");
-                return -1;
-        }
-        return db_prepare_all(db, s, errbuf, errsz);
-}
-
-void db_free_statements(struct db *db)
-{
-        for (size_t i = 0; i < db->n_stmts; i++)
-                free(db->stmts[i].sql);
-        free(db->stmts);
-        db->stmts = NULL;
-        db->n_stmts = 0;
-        free(db->session_sql);
-        free(db->version_sql);
-        free(db->listen_sql);
-        free(db->outbox_id_sql);
-}
-
 /* PostgreSQL notices (e.g. "terminating connection due to administrator
  * command") go to the JSON log instead of raw onto stderr. */
 static void on_notice(void *arg, const char *message)
@@ -98,7 +49,7 @@ static void on_notice(void *arg, const char *message)
         struct db *db = arg;
         char msg[512];
 
-        db_copy_pq_error(message, msg, sizeof(msg));
+        pq_error_line(message, msg, sizeof(msg));
         log_warn(db->lg, "postgresql notice", "{s:s}", "notice", msg);
 }
 
@@ -116,19 +67,6 @@ static void tls_hint(char *msg, size_t sz)
         else if (strstr(msg, "certificate verify failed") != NULL)
                 snprintf(msg + n, sz - n,
                          " (is sslrootcert the CA that signed the server's certificate?)");
-}
-
-void db_connect_fail(struct db *db, int code, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (db->state != DB_CONNECTING || db->failed)
-                return; /* the first reason is the one worth telling */
-        va_start(ap, fmt);
-        vsnprintf(db->error, sizeof(db->error), fmt, ap);
-        va_end(ap);
-        db->failed = 1;
-        db->event = code;
 }
 
 /* libpq leaves connect_timeout to whoever drives PQconnectPoll: the
@@ -170,7 +108,7 @@ static int start_lane(struct db *db, struct lane *l, int64_t now, char *errbuf, 
         }
         PQsetNoticeProcessor(l->conn, on_notice, db);
         if (PQstatus(l->conn) == CONNECTION_BAD) {
-                db_copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
+                pq_error_line(PQerrorMessage(l->conn), msg, sizeof(msg));
                 tls_hint(msg, sizeof(msg));
                 snprintf(errbuf, errsz, "cannot connect to the database: %s", msg);
                 return -1;
@@ -207,7 +145,7 @@ void db_connect_poll(struct db *db, struct lane *l, int64_t now)
 
         l->poll = PQconnectPoll(l->conn);
         if (l->poll == PGRES_POLLING_FAILED) {
-                db_copy_pq_error(PQerrorMessage(l->conn), msg, sizeof(msg));
+                pq_error_line(PQerrorMessage(l->conn), msg, sizeof(msg));
                 tls_hint(msg, sizeof(msg));
                 db_connect_fail(db, DB_EV_FAILED, "cannot connect to the database: %s", msg);
                 return;
@@ -263,6 +201,36 @@ static void schema_checked(struct db *db, int version, int64_t now)
         }
 }
 
+/* The reader's probe: does the schema exist, with its schema_migrations?
+ * Returns the next step. */
+static int probed(struct db *db, const PGresult *res, int64_t now)
+{
+        if (PQntuples(res) != 1) {
+                db_connect_fail(db, DB_EV_FAILED,
+                                "cannot read the outbox schema version: no answer");
+        } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+                schema_checked(db, -1, now);
+        } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+                schema_checked(db, 0, now);
+        } else {
+                return ST_VERSION;
+        }
+        return ST_PREPARE;
+}
+
+/* The outbox's identity (migration 002): --exactly-once writes it into its
+ * progress records and refuses another's. */
+static void outbox_id_read(struct db *db, const PGresult *res)
+{
+        if (PQntuples(res) != 1)
+                db_connect_fail(db, DB_EV_FAILED,
+                                "relay_state has %d rows instead of 1: run outbox-relay migrate on "
+                                "a fresh schema",
+                                PQntuples(res));
+        else
+                snprintf(db->outbox_id, sizeof(db->outbox_id), "%s", PQgetvalue(res, 0, 0));
+}
+
 static void on_setup(void *arg, PGresult *res, const char *error)
 {
         struct lane *l = arg;
@@ -284,18 +252,7 @@ static void on_setup(void *arg, PGresult *res, const char *error)
                 l->step = l->index == DB_READER ? ST_PROBE : ST_WAIT_SCHEMA;
                 break;
         case ST_PROBE:
-                if (PQntuples(res) != 1) {
-                        db_connect_fail(db, DB_EV_FAILED,
-                                        "cannot read the outbox schema version: no answer");
-                } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-                        schema_checked(db, -1, now);
-                } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-                        schema_checked(db, 0, now);
-                } else {
-                        l->step = ST_VERSION;
-                        break;
-                }
-                l->step = ST_PREPARE;
+                l->step = probed(db, res, now);
                 break;
         case ST_VERSION:
                 if (PQntuples(res) != 1)
@@ -312,15 +269,7 @@ static void on_setup(void *arg, PGresult *res, const char *error)
                 l->step = ST_OUTBOX_ID;
                 break;
         case ST_OUTBOX_ID:
-                /* The outbox's identity (migration 002): --exactly-once writes
-                 * it into its progress records and refuses another's. */
-                if (PQntuples(res) != 1)
-                        db_connect_fail(db, DB_EV_FAILED,
-                                        "relay_state has %d rows instead of 1: run outbox-relay "
-                                        "migrate on a fresh schema",
-                                        PQntuples(res));
-                else
-                        snprintf(db->outbox_id, sizeof(db->outbox_id), "%s", PQgetvalue(res, 0, 0));
+                outbox_id_read(db, res);
                 l->step = ST_READY;
                 break;
         default:

@@ -1,6 +1,8 @@
-/* db_int: the state of the db module, shared by db.c (the FIFO of queries
- * on each session and the relay's statements) and db_connect.c (opening and
- * setting up the sessions without blocking). Internal to the db module. */
+/* db_int: the state of the db module, shared by db.c (the relay's queries
+ * and their decoding), db_lane.c (the FIFO of queries on each session),
+ * db_connect.c (opening and setting up the sessions without blocking) and
+ * db_statements.c (their SQL). Internal to the db module; calls go one
+ * way: db -> db_connect -> db_lane, db_statements. */
 #ifndef OUTBOX_DB_INT_H
 #define OUTBOX_DB_INT_H
 
@@ -9,6 +11,11 @@
 #include <libpq-fe.h>
 
 #include "db.h"
+
+/* A query's raw outcome, inside the db module: on success res (owned by
+ * the callback, which must PQclear it) and error NULL; on failure res NULL
+ * and error saying why. db.c decodes it for the public callbacks. */
+typedef void (*db_done_cb)(void *arg, PGresult *res, const char *error);
 
 #define DB_MAX_PARAMS 6
 
@@ -76,31 +83,30 @@ struct db {
 
 enum { DB_READER = 0 }; /* lanes 1 .. DB_LANES-1 write */
 
-/* db.c */
+/* db_lane.c */
 /* Queues an op on a lane whatever the db's state (setup uses it before the
- * db is up); params are copied. Returns 0, or -1 after calling cb with the
- * error (the connection is then torn down if sending failed). */
-int db_enqueue(struct db *db, int lane, enum db_op_kind kind, const char *stmt, const char *sql,
-               int nparams, char *const params[], int binary_result, db_done_cb cb, void *arg);
+ * db is up); params are copied. cb is called in any case: when the op
+ * cannot be queued, at once with the error (the connection is then torn
+ * down if sending failed). */
+void db_enqueue(struct db *db, int lane, enum db_op_kind kind, const char *stmt, const char *sql,
+                int nparams, char *const params[], int binary_result, db_done_cb cb, void *arg);
 /* Fails every queued op of every lane and closes the connections. */
 void db_close_all(struct db *db, const char *why);
-/* The relay's statements, into db->stmts; s is the quoted schema. */
-int db_prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz);
-/* libpq's message as one line, without the trailing newline. */
-void db_copy_pq_error(const char *msg, char *errbuf, size_t errsz);
 /* Flushes, reads and completes what it can on an up or setting-up lane;
  * -1 when its connection broke or a callback closed or failed it. */
-int db_service_lane(struct db *db, struct lane *l, int *notified);
-
-/* db_connect.c */
-/* Makes the statements every session runs at setup (db->stmts and the
- * setup queries). */
-int db_build_statements(struct db *db, char *errbuf, size_t errsz);
-void db_free_statements(struct db *db);
-/* PQconnectPoll once the lane's socket is ready; then the setup steps. */
-void db_connect_poll(struct db *db, struct lane *l, int64_t now);
+int db_service_lane(struct db *db, struct lane *l, int *notified) OUTBOX_MUST_CHECK;
 /* Ends the attempt under way: the connections are closed by db_service. */
 void db_connect_fail(struct db *db, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* db_statements.c */
+/* Makes the statements every session runs at setup (db->stmts and the
+ * setup queries). */
+int db_build_statements(struct db *db, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+void db_free_statements(struct db *db);
+
+/* db_connect.c */
+/* PQconnectPoll once the lane's socket is ready; then the setup steps. */
+void db_connect_poll(struct db *db, struct lane *l, int64_t now);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pq_util.h"
 
 /* Serialises concurrent `outbox-relay migrate` runs: "outbox" in ASCII. */
 #define MIGRATE_LOCK_KEY "110386039336824" /* 0x6f7574626f78 */
@@ -18,25 +19,6 @@ int migrate_latest_version(void)
         return migrate_file_count > 0 ? migrate_files[migrate_file_count - 1].version : 0;
 }
 
-/* Copies libpq's message without its trailing newline; libpq's messages
- * name host and port at most, never the conninfo or its password. */
-static void pq_message(PGconn *conn, const PGresult *res, char *out, size_t outsz)
-{
-        const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-        size_t n;
-
-        if (msg == NULL && res != NULL)
-                msg = PQresultErrorMessage(res);
-        if (msg == NULL || *msg == '\0')
-                msg = PQerrorMessage(conn);
-        if (msg == NULL || *msg == '\0')
-                msg = "unknown error (out of memory?)";
-        snprintf(out, outsz, "%s", msg);
-        n = strlen(out);
-        while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-                out[--n] = '\0';
-}
-
 static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbuf, size_t errsz)
 {
         PGresult *res = PQexec(conn, sql);
@@ -44,10 +26,12 @@ static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbu
         int rc = 0;
 
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                char msg[512];
+                /* "what: why", the message written in place (no truncation
+                 * of a copy at a fixed size). */
+                int n = snprintf(errbuf, errsz, "%s: ", what);
 
-                pq_message(conn, res, msg, sizeof(msg));
-                snprintf(errbuf, errsz, "%s: %s", what, msg);
+                if (n >= 0 && (size_t)n < errsz)
+                        pq_failure(conn, res, errbuf + n, errsz - (size_t)n);
                 rc = -1;
         }
         PQclear(res);
@@ -74,7 +58,7 @@ static int read_version(PGconn *conn, const char *schema, int *version, char *er
 
         res = PQexecParams(conn, probe, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-                pq_message(conn, res, msg, sizeof(msg));
+                pq_failure(conn, res, msg, sizeof(msg));
                 snprintf(errbuf, errsz, "cannot read the outbox schema version: %s", msg);
                 goto out;
         }
@@ -99,7 +83,7 @@ static int read_version(PGconn *conn, const char *schema, int *version, char *er
                  ident);
         res = PQexec(conn, sql);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-                pq_message(conn, res, msg, sizeof(msg));
+                pq_failure(conn, res, msg, sizeof(msg));
                 snprintf(errbuf, errsz, "cannot read the outbox schema version: %s", msg);
                 goto out;
         }
@@ -305,7 +289,7 @@ static int apply_file(PGconn *conn, const char *schema, const struct migrate_fil
         /* Simple query protocol: the file's statements run one after another. */
         res = PQexec(conn, sql);
         if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-                pq_message(conn, res, msg, sizeof(msg));
+                pq_failure(conn, res, msg, sizeof(msg));
                 snprintf(errbuf, errsz, "migration %s failed: %s", f->name, msg);
                 goto out;
         }
@@ -454,7 +438,7 @@ int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migra
         res = PQexecParams(conn, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", 1,
                            NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                pq_message(conn, res, msg, sizeof(msg));
+                pq_failure(conn, res, msg, sizeof(msg));
                 snprintf(errbuf, errsz, "cannot look up role \"%.63s\": %s", role, msg);
                 goto out;
         }

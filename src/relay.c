@@ -1,7 +1,8 @@
 /* relay: the event loop. Data flows one way: database (fetch) -> producer
  * -> delivery reports -> database (mark sent / record failure). Up to
  * pipeline_depth batches are in flight at once; one poll() waits on the
- * database socket, the producer's wake-up pipe and a signalfd. */
+ * database sockets, the producer's wake-up pipe, the HTTP listener and a
+ * signalfd. The loop owns the batches and acts on what its modules decide. */
 #include "relay.h"
 
 #include <errno.h>
@@ -27,12 +28,8 @@
 #include "producer.h"
 #include "route.h"
 
-static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
-                        int64_t offset);
-
-/* Longest wait before a failed statement is sent again (and never longer
- * than --reconnect-max-ms). */
-#define STMT_RETRY_MAX_MS 5000
+static void batch_reported(struct relay *r, struct batch *b);
+static void batch_check_done(struct relay *r, struct batch *b);
 
 /* 1 when every signal of mask is blocked. main blocks them first thing,
  * before any thread starts (librdkafka's inherit the mask): unblocked, they
@@ -60,6 +57,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         }
         r->cfg = cfg;
         r->lg = lg;
+        r->hooks.batch_reported = batch_reported;
+        r->hooks.batch_check_done = batch_check_done;
         r->sig_fd = -1;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -76,15 +75,19 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         if (r->route == NULL ||
             route_guard(r->route, cfg->allowed_topics, cfg->progress_topic, errbuf, errsz) != 0)
                 goto fail;
-        r->fl.rewinds = -1;
         r->held = json_object();
+        r->floor = relay_floor_new(lg);
+        r->marks = relay_marks_new(cfg->exactly_once ? 0 : cfg->mark_delay_ms, cfg->batch_size,
+                                   cfg->pipeline_depth);
+        r->duty = relay_duties_new(cfg);
         r->db = db_new(cfg, lg);
         r->metrics = metrics_new();
-        if (r->held == NULL || r->db == NULL || r->metrics == NULL) {
+        if (r->held == NULL || r->floor == NULL || r->marks == NULL || r->duty == NULL ||
+            r->db == NULL || r->metrics == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
                 goto fail;
         }
-        r->producer = producer_new(cfg, lg, r->metrics, on_delivery, r, errbuf, errsz);
+        r->producer = producer_new(cfg, lg, r->metrics, relay_on_delivery, r, errbuf, errsz);
         if (r->producer == NULL)
                 goto fail;
         if (cfg->http_listen != NULL) {
@@ -95,13 +98,6 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         backoff_init(&r->retry_backoff, cfg->retry_base_ms, cfg->retry_max_ms,
                      (uint64_t)now_ms() ^ (uint64_t)getpid());
         backoff_init(&r->reconnect_backoff, 100, cfg->reconnect_max_ms, (uint64_t)now_ms());
-        /* A statement failing with the connection fine is retried sooner
-         * than a lost server: its cause (a grant, a lock) is often fixed
-         * by hand, and the relay should notice within seconds. */
-        backoff_init(&r->stmt_backoff, 100,
-                     cfg->reconnect_max_ms < STMT_RETRY_MAX_MS ? cfg->reconnect_max_ms
-                                                               : STMT_RETRY_MAX_MS,
-                     (uint64_t)now_ms() ^ 0x5bd1e995u);
         if (cfg->exactly_once && relay_txn_init(r, errbuf, errsz) != 0)
                 goto fail;
         return r;
@@ -117,7 +113,7 @@ static void batch_free(struct batch *b)
         for (int i = 0; i < b->n; i++)
                 free(b->rows[i].error);
         free(b->rows);
-        PQclear(b->res);
+        db_rows_free(b->res);
         free(b);
 }
 
@@ -140,30 +136,12 @@ void relay_free(struct relay *r)
         metrics_free(r->metrics);
         route_free(r->route);
         json_decref(r->held);
-        relay_floor_free(r);
+        relay_floor_free(r->floor);
+        relay_marks_free(r->marks);
+        relay_duties_free(r->duty);
         if (r->sig_fd >= 0)
                 close(r->sig_fd);
         free(r);
-}
-
-/* ---- holding keys ---- */
-
-/* The row stays pending (unsent, or failed and waiting for its retry):
- * later rows of its key must not be produced until its batch is done, by
- * when the database knows the failure (the fetch then holds the key back)
- * or the row is fetchable again, ahead of the rest of its key. */
-void relay_hold_key(struct relay *r, const struct relay_row *row)
-{
-        row->batch->left_pending = 1;
-        /* The newest batch: every row produced so far is in it or before. */
-        if (row->m.key != NULL)
-                json_object_set_new_nocheck(r->held, row->m.key,
-                                            json_integer((json_int_t)r->batch_seq));
-}
-
-static int key_held(const struct relay *r, const struct relay_row *row)
-{
-        return row->m.key != NULL && json_object_get(r->held, row->m.key) != NULL;
 }
 
 /* ---- finishing a batch: mark sent rows, record failures ---- */
@@ -175,47 +153,13 @@ static void batch_submit(struct relay *r, struct batch *b)
         if (!db_connected(r->db))
                 return;
         b->in_submit = 1;
-        b->submitted = 1;
-        relay_mark_due(r, b);
+        relay_marks_due(r->marks, b, now_ms());
         relay_submit_failures(r, b);
         b->in_submit = 0;
-        relay_batch_check_done(r, b);
+        batch_check_done(r, b);
 }
 
-static int batch_done(const struct batch *b)
-{
-        if (b->producing || b->outstanding > 0 || b->in_submit || !b->marked || b->deferred ||
-            b->in_txn)
-                return 0;
-        for (int i = 0; i < b->n; i++)
-                if (b->rows[i].state == ROW_FAILED && !b->rows[i].fail_recorded)
-                        return 0;
-        return 1;
-}
-
-/* A held key is left out of every fetch, and freed once every batch that
- * holds a row of it is done: by then the failure is in the database (where
- * the fetch holds the key back) or the rows are pending and not in flight
- * (and the next fetch returns them first, in order). Not while a fetch runs
- * or batches wait for a transaction: they may come from a fetch sent before
- * the key was held, without its rows then in flight but with later ones. */
-void relay_release_keys(struct relay *r)
-{
-        unsigned long oldest = r->batches != NULL ? r->batches->seq : ULONG_MAX;
-        const char *key;
-        json_t *v;
-        void *tmp;
-
-        if (r->fetch_queued || r->n_deferred > 0)
-                return;
-        json_object_foreach_safe(r->held, tmp, key, v)
-        {
-                if ((unsigned long)json_integer_value(v) < oldest)
-                        json_object_del(r->held, key);
-        }
-}
-
-void relay_batch_check_done(struct relay *r, struct batch *b)
+static void batch_check_done(struct relay *r, struct batch *b)
 {
         struct batch **pp;
 
@@ -230,169 +174,33 @@ void relay_batch_check_done(struct relay *r, struct batch *b)
          * floor); and after failures the next row of a failing key may be
          * due as soon as the row before it was published. */
         if (b->left_pending)
-                relay_floor_reset(r);
-        if (b->left_pending || r->failing)
+                relay_floor_lower(r->floor);
+        if (b->left_pending || r->duty->failing)
                 r->want_fetch = 1;
         batch_free(b);
-        if (r->n_batches == 0 && r->failing && r->leader && db_connected(r->db))
+        if (r->n_batches == 0 && r->duty->failing && r->duty->leader && db_connected(r->db))
                 relay_check_failing(r);
 }
 
 /* Every row of b has its outcome from the producer: finish it, or with
  * --exactly-once let the loop finish its transaction first. */
-void relay_batch_reported(struct relay *r, struct batch *b)
+static void batch_reported(struct relay *r, struct batch *b)
 {
-        if (b->outstanding > 0 || b->producing || b->deferred)
+        if (b->outstanding > 0 || b->state < BATCH_IN_FLIGHT)
                 return;
-        if (b->in_txn)
-                r->txn_due = 1; /* not from here: this may run inside a librdkafka callback */
-        else
-                batch_submit(r, b);
+        if (b->txn == BATCH_TXN_OPEN) {
+                relay_txn_poke(
+                    r->tx); /* not from here: this may run inside a librdkafka callback */
+                return;
+        }
+        if (b->state == BATCH_IN_FLIGHT)
+                batch_set_state(b, BATCH_REPORTED);
+        batch_submit(r, b);
 }
 
-/* ---- delivery reports ---- */
+static void fetched(struct relay *r, struct db_rows *res, const char *error);
 
-static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
-{
-        row->state = ROW_FAILED;
-        /* It goes back to PostgreSQL (last_error, the dead letter's reason),
-         * which refuses text that is not UTF-8: a reason cut at a byte
-         * limit inside a character, or holding a row's own bytes from a
-         * database that does not check them, is made whole. NULL (out of
-         * memory) records no text. */
-        row->error = log_clean_text(reason, RELAY_REASON_MAX, 0);
-        metrics_topic_add(r->metrics, METRICS_FAILED, row->topic, 1);
-        relay_hold_key(r, row);
-}
-
-static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
-                        int64_t offset)
-{
-        struct relay *r = arg;
-        struct relay_row *row = msg_opaque;
-
-        if (row->batch->in_txn && err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                /* The transaction can only be aborted now. Abort at once:
-                 * the messages queued behind this one would otherwise be
-                 * reported only when they time out. */
-                r->txn_failed = 1;
-                r->txn_due = 1;
-        }
-        if (row->batch->outcome == TXN_ABORTED) {
-                /* Its transaction was aborted: whatever the report says,
-                 * the row was not published. It stays as it was made
-                 * (unsent) at the abort. */
-        } else if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                row->state = ROW_SENT;
-                row->partition = partition;
-                row->offset = offset;
-                r->rebuild_attempt = 0;
-                metrics_topic_add(r->metrics, METRICS_PUBLISHED, row->topic, 1);
-                metrics_observe(r->metrics, METRICS_ACK_SECONDS,
-                                (double)(now_us() - row->produced_us) / 1e6);
-        } else if (producer_err_is_permanent(err)) {
-                char reason[300];
-
-                /* The topic named: an authorization failure (an ACL) or an
-                 * unknown topic is about it, not the row's content. */
-                snprintf(reason, sizeof(reason), "%s (topic %s)", rd_kafka_err2str(err),
-                         row->topic);
-                fail_row(r, row, reason);
-        } else {
-                /* Kafka or the producer failed, not the row: it stays pending
-                 * without using an attempt, and its key waits behind it. */
-                row->state = ROW_UNSENT;
-                relay_hold_key(r, row);
-                log_debug(r->lg, "delivery not confirmed, row stays pending", "{s:I,s:s}", "id",
-                          (json_int_t)row->m.id, "error", rd_kafka_err2str(err));
-        }
-        row->batch->outstanding--;
-        relay_batch_reported(r, row->batch);
-}
-
-/* ---- fetching and producing ---- */
-
-int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row)
-{
-        char err[512];
-        const char *topic;
-        rd_kafka_headers_t *hdrs;
-        rd_kafka_resp_err_t kerr;
-        if (key_held(r, row)) {
-                /* An earlier row of its key is not published. This one stays
-                 * pending too, and the key stays held until its batch is done
-                 * (else a fetch that left it out as in flight could hand a
-                 * later row of the key over first). */
-                row->state = ROW_UNSENT;
-                relay_hold_key(r, row);
-                return 0;
-        }
-        topic = route_topic(r->route, row->m.topic, row->m.event_type, err, sizeof(err));
-        row->topic = topic != NULL ? topic : "(unrouted)";
-        if (topic == NULL) {
-                fail_row(r, row, err);
-                return 0;
-        }
-        /* Routes and --default-topic were checked at startup (route_guard);
-         * a row's own topic (route_topic returns it as is) only by the
-         * table's CHECK, which a user may have dropped: checked here. */
-        if (topic == row->m.topic && !route_topic_name_ok(topic)) {
-                snprintf(err, sizeof(err),
-                         "topic \"%.64s\" is not a legal Kafka topic name ([A-Za-z0-9._-], 1 to "
-                         "%d characters, not \".\" or \"..\")",
-                         topic, ROUTE_TOPIC_MAX);
-                row->topic = "(illegal)";
-                fail_row(r, row, err);
-                return 0;
-        }
-        /* A writer chose a topic the relay must not write (Kafka's own, the
-         * progress topic, or outside --allowed-topics): no retry can help. */
-        if (topic == row->m.topic && route_refused(r->route, topic, err, sizeof(err)) != 0) {
-                row->topic = "(refused)";
-                fail_row(r, row, err);
-                row->dead_now = 1;
-                return 0;
-        }
-        if (row->m.event_id == NULL) {
-                fail_row(r, row, "column event_id is NULL (was its NOT NULL constraint dropped?)");
-                return 0;
-        }
-        if (message_headers(&row->m, &hdrs, err, sizeof(err)) != 0) {
-                fail_row(r, row, err);
-                return 0;
-        }
-        row->state = ROW_INFLIGHT;
-        row->produced_us = now_us();
-        b->outstanding++;
-        kerr = producer_send(r->producer, topic, &row->m, hdrs, row);
-        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                row->produced = 1;
-                return 0;
-        }
-        b->outstanding--;
-        /* Full with nothing in it: the message alone exceeds
-         * queue.buffering.max.kbytes and no report will ever make room. */
-        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL && producer_outstanding(r->producer) == 0) {
-                snprintf(err, sizeof(err),
-                         "message larger than the producer's queue (queue.buffering.max.kbytes)");
-                fail_row(r, row, err);
-                return 0;
-        }
-        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                return 1;
-        if (producer_err_is_permanent(kerr)) {
-                snprintf(err, sizeof(err), "%s (topic %s)", rd_kafka_err2str(kerr), topic);
-                fail_row(r, row, err);
-        } else {
-                row->state = ROW_UNSENT;
-                relay_hold_key(r, row);
-        }
-        return 0;
-}
-
-static void fetched(struct relay *r, PGresult *res, const char *error);
-
-static void on_fetched(void *arg, PGresult *res, const char *error)
+static void on_fetched(void *arg, struct db_rows *res, const char *error)
 {
         struct relay *r = arg;
 
@@ -401,7 +209,30 @@ static void on_fetched(void *arg, PGresult *res, const char *error)
         relay_release_keys(r);
 }
 
-static void fetched(struct relay *r, PGresult *res, const char *error)
+/* b takes the n rows of res and goes last in the pipeline: appended
+ * before producing, as reports may arrive while it is produced. */
+static void append_batch(struct relay *r, struct batch *b, struct db_rows *res, int n)
+{
+        struct batch **pp = &r->batches;
+
+        b->relay = r;
+        b->res = res;
+        b->n = n;
+        b->seq = ++r->batch_seq;
+        /* What it really holds, against the budget, until it is freed. */
+        b->bytes = db_rows_memory(res) + (int64_t)n * (int64_t)sizeof(*b->rows);
+        r->held_bytes += b->bytes;
+        r->n_batches++;
+        while (*pp != NULL)
+                pp = &(*pp)->next;
+        *pp = b;
+        for (int i = 0; i < n; i++) {
+                b->rows[i].batch = b;
+                db_rows_decode(res, i, &b->rows[i].m);
+        }
+}
+
+static void fetched(struct relay *r, struct db_rows *res, const char *error)
 {
         struct batch *b;
         int64_t est;
@@ -416,11 +247,11 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
                 r->want_fetch = 1;
                 return;
         }
-        n = PQntuples(res);
+        n = db_rows_count(res);
         if (n == 0) {
                 relay_stmt_ok(r, RELAY_STMT_FETCH);
-                relay_floor_fetched(r, 0, 0, 0);
-                PQclear(res);
+                relay_floor_fetched(r->floor, 0, 0, 0);
+                db_rows_free(res);
                 return;
         }
         relay_go_busy(r, now_ms());
@@ -429,44 +260,28 @@ static void fetched(struct relay *r, PGresult *res, const char *error)
                 b->rows = calloc((size_t)n, sizeof(*b->rows));
         if (b == NULL || b->rows == NULL) {
                 free(b);
-                PQclear(res);
+                db_rows_free(res);
                 /* Fetched again after the backoff, not at once. */
                 relay_stmt_failed(r, RELAY_STMT_FETCH, "out of memory for a batch", now_ms());
                 r->want_fetch = 1;
                 return;
         }
         relay_stmt_ok(r, RELAY_STMT_FETCH);
-        b->relay = r;
-        b->res = res;
-        b->n = n;
-        b->seq = ++r->batch_seq;
-        /* What it really holds, against the budget, until it is freed. */
-        b->bytes = (int64_t)PQresultMemorySize(res) + (int64_t)n * (int64_t)sizeof(*b->rows);
-        r->held_bytes += b->bytes;
+        append_batch(r, b, res, n);
         /* Stopped by its byte limit (the rows before its last one came to
          * less than the limit, the last one may have crossed it) or by its
          * row limit: more rows are likely waiting, and those above its last
          * one were not looked at. */
-        est = db_fetched_bytes(res);
+        est = db_rows_bytes(res);
         full = n >= r->fetch_limit || est >= r->fetch_bytes;
         r->row_bytes = est / n;
-        /* Appended before producing: reports may arrive while we produce. */
-        r->n_batches++;
-        struct batch **pp = &r->batches;
-        while (*pp != NULL)
-                pp = &(*pp)->next;
-        *pp = b;
-        for (int i = 0; i < n; i++) {
-                b->rows[i].batch = b;
-                db_decode_row(res, i, &b->rows[i].m);
-        }
-        relay_floor_fetched(r, n, b->rows[n - 1].m.id, full);
+        relay_floor_fetched(r->floor, n, b->rows[n - 1].m.id, full);
         metrics_observe(r->metrics, METRICS_BATCH_ROWS, n);
         if (full)
                 r->want_fetch = 1; /* more are likely waiting */
         log_debug(r->lg, "batch fetched", "{s:i,s:I,s:I,s:I}", "rows", n, "last_id",
-                  (json_int_t)b->rows[n - 1].m.id, "above_id", (json_int_t)r->fl.fetch_floor,
-                  "bytes", (json_int_t)b->bytes);
+                  (json_int_t)b->rows[n - 1].m.id, "above_id",
+                  (json_int_t)relay_floor_fetching(r->floor), "bytes", (json_int_t)b->bytes);
         if (r->cfg->exactly_once)
                 relay_txn_add(r, b);
         else
@@ -503,10 +318,11 @@ static void maybe_fetch(struct relay *r)
         size_t n = 0, n_keys;
         json_t *v;
 
-        if (!r->want_fetch || r->fetch_queued || r->stopping || !r->leader ||
-            (r->cfg->exactly_once && r->eos != EOS_READY) || producer_fatal(r->producer, NULL, 0) ||
-            !db_connected(r->db) || relay_pipeline_full(r) ||
-            now_ms() < r->stmt[RELAY_STMT_FETCH].retry_at ||
+        if (!r->want_fetch || r->fetch_queued || r->stopping || !r->duty->leader ||
+            !relay_txn_ready(r->tx) || producer_fatal(r->producer, NULL, 0) ||
+            !db_connected(r->db) ||
+            relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth) ||
+            now_ms() < r->duty->stmt[RELAY_STMT_FETCH].retry_at ||
             !fetch_size(r, &r->fetch_limit, &r->fetch_bytes))
                 return;
         /* Every row of the pipeline is left out, whatever its state: until
@@ -532,9 +348,10 @@ static void maybe_fetch(struct relay *r)
         r->want_fetch = 0;
         r->fetch_queued = 1;
         now = now_ms();
-        db_fetch(r->db, relay_floor_for_fetch(r, n_keys == 0 && !r->failing, now), n, skip, n_keys,
-                 keys, r->fetch_limit, r->fetch_bytes, r->failing, on_fetched, r);
-        relay_floor_look(r, now);
+        db_fetch(r->db, relay_floor_for_fetch(r->floor, n_keys == 0 && !r->duty->failing, now), n,
+                 skip, n_keys, keys, r->fetch_limit, r->fetch_bytes, r->duty->failing, on_fetched,
+                 r);
+        relay_look_writers(r, now);
         free(skip);
         free(keys);
 }
@@ -549,13 +366,13 @@ static void connected(struct relay *r, int64_t now)
         r->record_retry_at = 0; /* the batches are submitted again below */
         if (r->connected_once++)
                 metrics_add(r->metrics, METRICS_DB_RECONNECTS, 1);
-        r->next_stats_at = now;
+        r->duty->next_stats_at = now;
         r->reconnect_attempt = 0;
         r->want_fetch = 1;
-        r->next_lock_at = now;
+        r->duty->next_lock_at = now;
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next; /* b may be freed by submit */
-                relay_batch_reported(r, b);
+                batch_reported(r, b);
         }
 }
 
@@ -578,7 +395,7 @@ static void try_connect(struct relay *r, int64_t now)
 {
         char err[512];
 
-        r->leader = 0; /* a new session holds no lock */
+        r->duty->leader = 0; /* a new session holds no lock */
         if (db_connect(r->db, now, err, sizeof(err)) != 0)
                 connect_failed(r, now, DB_EV_FAILED, err);
 }
@@ -615,7 +432,7 @@ static int rebuild_producer(struct relay *r)
                  * go. Drop the session (and the lock, if it was still held)
                  * rather than fence the new leader in turn. */
                 log_error(r->lg, "fenced by another relay with the same transactional.id", "{s:s}",
-                          "transactional_id", r->tid);
+                          "transactional_id", relay_txn_id(r->tx));
                 if (db_connected(r->db))
                         db_disconnect(r->db, "fenced by another relay");
                 relay_lost_connection(r, now_ms());
@@ -624,7 +441,8 @@ static int rebuild_producer(struct relay *r)
         if (r->cfg->exactly_once)
                 relay_txn_abandon(r);
         metrics_add(r->metrics, METRICS_PRODUCER_REBUILDS, 1);
-        r->producer = producer_new(r->cfg, r->lg, r->metrics, on_delivery, r, err, sizeof(err));
+        r->producer =
+            producer_new(r->cfg, r->lg, r->metrics, relay_on_delivery, r, err, sizeof(err));
         if (r->producer == NULL) {
                 snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", err);
                 return -1;
@@ -662,27 +480,28 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = db_next_deadline(r->db);
         if (r->next_poll_at < next)
                 next = r->next_poll_at;
-        if (!r->leader && !r->lock_queued && db_connected(r->db) && r->next_lock_at < next)
-                next = r->next_lock_at;
+        if (!r->duty->leader && !r->duty->lock_queued && db_connected(r->db) &&
+            r->duty->next_lock_at < next)
+                next = r->duty->next_lock_at;
         if (r->retry_at != 0 && r->retry_at < next)
                 next = r->retry_at;
-        if (r->busy && r->next_busy_poll_at < next)
-                next = r->next_busy_poll_at;
-        if (r->cfg->exactly_once && relay_txn_next_at(r) < next)
+        if (r->duty->busy && r->duty->next_busy_poll_at < next)
+                next = r->duty->next_busy_poll_at;
+        if (r->tx != NULL && relay_txn_next_at(r) < next)
                 next = relay_txn_next_at(r);
-        if (r->busy && r->last_rows_at + r->cfg->idle_after_ms < next)
-                next = r->last_rows_at + r->cfg->idle_after_ms;
+        if (r->duty->busy && r->duty->last_rows_at + r->cfg->idle_after_ms < next)
+                next = r->duty->last_rows_at + r->cfg->idle_after_ms;
         if (r->stopping && r->stop_deadline < next)
                 next = r->stop_deadline;
         if (r->rebuild_at != 0 && r->rebuild_at < next)
                 next = r->rebuild_at;
-        if (db_connected(r->db) && relay_floor_next_at(r) < next)
-                next = relay_floor_next_at(r);
+        if (r->duty->leader && db_connected(r->db) && relay_floor_next_at(r->floor) < next)
+                next = relay_floor_next_at(r->floor);
         if (relay_mark_next_at(r) < next)
                 next = relay_mark_next_at(r);
-        if (r->want_fetch && r->stmt[RELAY_STMT_FETCH].retry_at > now &&
-            r->stmt[RELAY_STMT_FETCH].retry_at < next)
-                next = r->stmt[RELAY_STMT_FETCH].retry_at;
+        if (r->want_fetch && r->duty->stmt[RELAY_STMT_FETCH].retry_at > now &&
+            r->duty->stmt[RELAY_STMT_FETCH].retry_at < next)
+                next = r->duty->stmt[RELAY_STMT_FETCH].retry_at;
         if (r->record_retry_at != 0 && r->record_retry_at < next)
                 next = r->record_retry_at;
         return next <= now ? 0 : (int)(next - now);
@@ -694,11 +513,12 @@ static void run_timers(struct relay *r, int64_t now)
                 r->want_fetch = 1; /* notifications are lost while disconnected */
                 r->next_poll_at = now + r->cfg->poll_interval_ms;
         }
-        if (r->busy && now >= r->next_busy_poll_at) {
+        if (r->duty->busy && now >= r->duty->next_busy_poll_at) {
                 r->want_fetch = 1;
-                r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
+                r->duty->next_busy_poll_at = now + r->cfg->busy_poll_ms;
         }
-        if (r->busy && r->leader && now >= r->last_rows_at + r->cfg->idle_after_ms)
+        if (r->duty->busy && r->duty->leader &&
+            now >= r->duty->last_rows_at + r->cfg->idle_after_ms)
                 relay_go_waiting(r);
         if (r->retry_at != 0 && now >= r->retry_at) {
                 r->want_fetch = 1;
@@ -710,6 +530,83 @@ static void run_timers(struct relay *r, int64_t now)
                 producer_purge(r->producer);
                 r->purged = 1;
         }
+}
+
+/* Whether the loop is over: stopped cleanly (1), or the database stayed
+ * away past the shutdown deadline (1, said). */
+static int loop_done(struct relay *r, int64_t now)
+{
+        if (r->stopping && r->n_batches == 0 && db_idle(r->db))
+                return 1;
+        if (r->stopping && r->purged && now >= r->stop_deadline + 5000) {
+                log_warn(r->lg,
+                         "database unavailable at shutdown: delivered rows left pending will be "
+                         "published again",
+                         "{s:i}", "batches", r->n_batches);
+                return 1;
+        }
+        return 0;
+}
+
+/* The first rebuild of a failed producer is immediate; a fatal condition
+ * that persists (e.g. an ACL refusing the producer id) is retried with the
+ * reconnect backoff instead of in a tight loop. -1 when it cannot be. */
+static int maybe_rebuild(struct relay *r, int64_t now)
+{
+        if (producer_fatal(r->producer, NULL, 0) && r->rebuild_at == 0)
+                r->rebuild_at =
+                    now + (r->rebuild_attempt++ == 0
+                               ? 0
+                               : backoff_delay_ms(&r->reconnect_backoff, r->rebuild_attempt));
+        if (r->rebuild_at == 0 || now < r->rebuild_at)
+                return 0;
+        r->rebuild_at = 0;
+        return rebuild_producer(r);
+}
+
+/* What the modules decided since the last look (their callbacks run
+ * inside the database's turn): a fetch, for now. */
+static void collect_news(struct relay *r)
+{
+        int fetch = (relay_txn_news(r->tx) & RELAY_TXN_FETCH) != 0;
+
+        fetch |= relay_duties_want_fetch(r->duty);
+        fetch |= relay_marks_want_fetch(r->marks);
+        if (fetch)
+                r->want_fetch = 1;
+}
+
+/* What follows one poll(): every source in a fixed order, then what the
+ * modules decided. -1 (fatal_msg) when the relay cannot go on. */
+static int loop_turn(struct relay *r, const struct pollfd *fds, int64_t now)
+{
+        if (fds[0].revents)
+                handle_signal(r, now);
+        producer_poll(r->producer);
+        if (r->queue_full)
+                relay_resume_producing(r); /* the reports made room */
+        if (r->tx != NULL)
+                relay_txn_tick(r, now);
+        db_turn(r, fds + 3, now);
+        if (maybe_rebuild(r, now) != 0)
+                return -1;
+        if (db_state(r->db) == DB_DOWN && now >= r->reconnect_at)
+                try_connect(r, now);
+        run_timers(r, now);
+        relay_maybe_lock(r, now);
+        if (r->tx != NULL)
+                relay_txn_recover(r, now);
+        relay_mark_tick(r, now);
+        relay_retry_records(r, now);
+        collect_news(r);
+        maybe_fetch(r);
+        relay_look_writers(r, now);
+        relay_maybe_stats(r, now);
+        relay_maybe_retention(r, now);
+        if (r->http != NULL)
+                http_serve(r->http);
+        log_flush_repeats(r->lg, 0);
+        return 0;
 }
 
 int relay_run(struct relay *r, char *errbuf, size_t errsz)
@@ -729,19 +626,13 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                         snprintf(errbuf, errsz, "%s", r->fatal_msg);
                         return -1;
                 }
-                if (r->stopping && r->n_batches == 0 && db_idle(r->db))
+                if (loop_done(r, now))
                         break;
-                if (r->stopping && r->purged && now >= r->stop_deadline + 5000) {
-                        log_warn(r->lg,
-                                 "database unavailable at shutdown: delivered rows left "
-                                 "pending will be published again",
-                                 "{s:i}", "batches", r->n_batches);
-                        break;
-                }
                 for (int lane = 0; lane < DB_LANES; lane++) {
                         fds[3 + lane].fd = db_socket(r->db, lane);
                         fds[3 + lane].events = db_events(r->db, lane);
                 }
+                collect_news(r); /* news from callbacks after the last turn's look */
                 timeout = loop_timeout(r, now);
                 if (r->http != NULL && http_timeout_ms(r->http) >= 0 &&
                     http_timeout_ms(r->http) < timeout)
@@ -751,44 +642,10 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                         return -1;
                 }
                 now = now_ms();
-                if (fds[0].revents)
-                        handle_signal(r, now);
-                producer_poll(r->producer);
-                if (r->queue_full)
-                        relay_resume_producing(r); /* the reports made room */
-                if (r->cfg->exactly_once)
-                        relay_txn_tick(r, now);
-                db_turn(r, fds + 3, now);
-                /* The first rebuild is immediate; a fatal condition that
-                 * persists (e.g. an ACL refusing the producer id) is retried
-                 * with the reconnect backoff instead of in a tight loop. */
-                if (producer_fatal(r->producer, NULL, 0) && r->rebuild_at == 0)
-                        r->rebuild_at = now + (r->rebuild_attempt++ == 0
-                                                   ? 0
-                                                   : backoff_delay_ms(&r->reconnect_backoff,
-                                                                      r->rebuild_attempt));
-                if (r->rebuild_at != 0 && now >= r->rebuild_at) {
-                        r->rebuild_at = 0;
-                        if (rebuild_producer(r) != 0) {
-                                snprintf(errbuf, errsz, "%s", r->fatal_msg);
-                                return -1;
-                        }
+                if (loop_turn(r, fds, now) != 0) {
+                        snprintf(errbuf, errsz, "%s", r->fatal_msg);
+                        return -1;
                 }
-                if (db_state(r->db) == DB_DOWN && now >= r->reconnect_at)
-                        try_connect(r, now);
-                run_timers(r, now);
-                relay_maybe_lock(r, now);
-                if (r->cfg->exactly_once)
-                        relay_txn_recover(r, now);
-                relay_mark_tick(r, now);
-                relay_retry_records(r, now);
-                maybe_fetch(r);
-                relay_floor_tick(r, now);
-                relay_maybe_stats(r, now);
-                relay_maybe_retention(r, now);
-                if (r->http != NULL)
-                        http_serve(r->http);
-                log_flush_repeats(r->lg, 0);
         }
         log_flush_repeats(r->lg, 1);
         log_info(r->lg, "stopped", NULL);

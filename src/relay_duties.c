@@ -9,9 +9,42 @@
 
 #include "relay_int.h"
 
+/* Longest wait before a failed statement is sent again (and never longer
+ * than --reconnect-max-ms). */
+#define STMT_RETRY_MAX_MS 5000
+
+struct relay_duties *relay_duties_new(const struct config *cfg)
+{
+        struct relay_duties *d = calloc(1, sizeof(*d));
+
+        if (d == NULL)
+                return NULL;
+        /* A statement failing with the connection fine is retried sooner
+         * than a lost server: its cause (a grant, a lock) is often fixed
+         * by hand, and the relay should notice within seconds. */
+        backoff_init(&d->stmt_backoff, 100,
+                     cfg->reconnect_max_ms < STMT_RETRY_MAX_MS ? cfg->reconnect_max_ms
+                                                               : STMT_RETRY_MAX_MS,
+                     (uint64_t)now_ms() ^ 0x5bd1e995u);
+        return d;
+}
+
+void relay_duties_free(struct relay_duties *d)
+{
+        free(d);
+}
+
+int relay_duties_want_fetch(struct relay_duties *d)
+{
+        int fetch = d->fetch;
+
+        d->fetch = 0;
+        return fetch;
+}
+
 /* ---- busy polling or waiting for notifications ---- */
 
-static void on_waiting_set(void *arg, PGresult *res, const char *error)
+static void on_waiting_set(void *arg, long count, const char *error)
 {
         struct relay *r = arg;
 
@@ -21,26 +54,26 @@ static void on_waiting_set(void *arg, PGresult *res, const char *error)
                 log_limited(r->lg, CONFIG_LOG_WARN, "updating relay_state failed", error, NULL);
         /* Rows committed by writers that still saw the old flag: look once
          * more now that every new commit notifies. */
-        else if (!r->busy)
-                r->want_fetch = 1;
-        PQclear(res);
+        else if (!r->duty->busy)
+                r->duty->fetch = 1;
+        (void)count;
 }
 
 /* Rows keep coming: poll every --busy-poll-ms and let writers commit
  * without NOTIFY and its global commit lock. */
 void relay_go_busy(struct relay *r, int64_t now)
 {
-        r->last_rows_at = now;
-        if (r->busy || r->cfg->idle_after_ms == 0)
+        r->duty->last_rows_at = now;
+        if (r->duty->busy || r->cfg->idle_after_ms == 0)
                 return;
-        r->busy = 1;
-        r->next_busy_poll_at = now + r->cfg->busy_poll_ms;
+        r->duty->busy = 1;
+        r->duty->next_busy_poll_at = now + r->cfg->busy_poll_ms;
         db_set_waiting(r->db, 0, on_waiting_set, r);
 }
 
 void relay_go_waiting(struct relay *r)
 {
-        r->busy = 0;
+        r->duty->busy = 0;
         db_set_waiting(r->db, 1, on_waiting_set, r);
 }
 
@@ -51,16 +84,14 @@ struct failing_check {
         unsigned gen;
 };
 
-static void on_failing(void *arg, PGresult *res, const char *error)
+static void on_failing(void *arg, int failing, const char *error)
 {
         struct failing_check *fc = arg;
 
         /* A failure recorded since the check was sent may be newer than
          * its snapshot: then keep holding keys back. */
-        if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
-            fc->gen == fc->relay->failing_gen)
-                fc->relay->failing = 0;
-        PQclear(res);
+        if (error == NULL && !failing && fc->gen == fc->relay->duty->failing_gen)
+                fc->relay->duty->failing = 0;
         free(fc);
 }
 
@@ -72,52 +103,96 @@ void relay_check_failing(struct relay *r)
         if (fc == NULL)
                 return; /* stays holding keys back: slower, still correct */
         fc->relay = r;
-        fc->gen = r->failing_gen;
+        fc->gen = r->duty->failing_gen;
         db_any_failing(r->db, on_failing, fc);
 }
 
+/* ---- the floor's look at the writers ---- */
+
+static void on_writers(void *arg, const struct db_writers *dw, const char *error)
+{
+        struct relay *r = arg;
+        struct relay_floor_writers w;
+        unsigned d;
+
+        if (error != NULL) {
+                relay_floor_look_failed(r->floor, db_connected(r->db), &r->duty->stmt_backoff,
+                                        now_ms());
+                if (db_connected(r->db))
+                        metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
+                log_limited(r->lg, CONFIG_LOG_WARN, "reading the outbox's writers failed", error,
+                            NULL);
+                return;
+        }
+        w.last_id = dw->last_id;
+        w.rewinds = dw->rewinds;
+        w.id_cache = dw->id_cache;
+        w.writers = dw->writers;
+        w.earlier_done = dw->earlier_done;
+        d = relay_floor_writers(r->floor, &w);
+        if (d & RELAY_FLOOR_FETCH)
+                r->duty->fetch = 1;
+        if (d & RELAY_FLOOR_REWOUND) {
+                /* A hand-made update may have left rows failing: hold keys
+                 * back until a check says none is. */
+                r->duty->failing = 1;
+                r->duty->failing_gen++;
+                relay_check_failing(r);
+        }
+}
+
+void relay_look_writers(struct relay *r, int64_t now)
+{
+        const char *earlier;
+
+        if (!r->duty->leader || !db_connected(r->db) ||
+            (earlier = relay_floor_look(r->floor, now)) == NULL)
+                return;
+        db_writers(r->db, earlier, on_writers, r);
+}
+
 /* ---- leadership ---- */
-static void on_lock(void *arg, PGresult *res, const char *error)
+static void on_lock(void *arg, int locked, const char *error)
 {
         struct relay *r = arg;
 
-        r->lock_queued = 0;
+        r->duty->lock_queued = 0;
         if (error == NULL)
-                r->session_ok = 1;
+                r->duty->session_ok = 1;
         if (error != NULL) {
                 /* Tried again after --leader-poll-ms anyway. */
                 if (db_connected(r->db))
                         metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
                 log_limited(r->lg, CONFIG_LOG_WARN, "trying the leader lock failed", error, NULL);
-        } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-                r->leader = 1;
-                r->standby_logged = 0;
-                relay_floor_reset(r); /* rows may have been made pending meanwhile */
-                r->want_fetch = 1;
-                r->failing = 1; /* until checked: a former leader may have left failures */
+        } else if (locked) {
+                r->duty->leader = 1;
+                r->duty->standby_logged = 0;
+                /* Rows may have been made pending meanwhile. */
+                relay_floor_lower(r->floor);
+                r->duty->fetch = 1;
+                r->duty->failing = 1; /* until checked: a former leader may have left failures */
                 relay_check_failing(r);
                 /* A former leader may have left relay_state either way. */
-                r->busy = 0;
+                r->duty->busy = 0;
                 if (r->cfg->idle_after_ms == 0)
                         relay_go_waiting(r);
                 else
                         relay_go_busy(r, now_ms());
                 log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
-        } else if (!r->standby_logged) {
-                r->standby_logged = 1;
+        } else if (!r->duty->standby_logged) {
+                r->duty->standby_logged = 1;
                 log_info(r->lg, "standby: another relay holds the leader lock", "{s:s,s:i}",
                          "instance", r->cfg->instance_id, "retry_ms", r->cfg->leader_poll_ms);
         }
-        r->next_lock_at = now_ms() + r->cfg->leader_poll_ms;
-        PQclear(res);
+        r->duty->next_lock_at = now_ms() + r->cfg->leader_poll_ms;
 }
 
 void relay_maybe_lock(struct relay *r, int64_t now)
 {
-        if (r->leader || r->lock_queued || r->stopping || !db_connected(r->db) ||
-            now < r->next_lock_at)
+        if (r->duty->leader || r->duty->lock_queued || r->stopping || !db_connected(r->db) ||
+            now < r->duty->next_lock_at)
                 return;
-        r->lock_queued = 1;
+        r->duty->lock_queued = 1;
         db_try_leader_lock(r->db, on_lock, r);
 }
 
@@ -125,18 +200,17 @@ void relay_maybe_lock(struct relay *r, int64_t now)
  * relay told the database (busy polling) or learnt from it. */
 static void session_ended(struct relay *r)
 {
-        r->leader = 0;
-        r->busy = 0;
+        r->duty->leader = 0;
+        r->duty->busy = 0;
         /* Another relay may lead meanwhile and fence this producer; the
          * next term starts with a new one (init, then recovery). */
-        if (r->cfg->exactly_once && r->eos != EOS_INIT)
-                r->eos = EOS_STALE;
+        relay_txn_session_ended(r->tx);
 }
 
 /* The lock belonged to the session that just ended. */
 void relay_lost_connection(struct relay *r, int64_t now)
 {
-        if (r->leader)
+        if (r->duty->leader)
                 log_warn(r->lg, "leader lock lost with the database connection", NULL);
         session_ended(r);
         /* At once after a session that worked (a restart, a failover:
@@ -144,13 +218,14 @@ void relay_lost_connection(struct relay *r, int64_t now)
          * on it (cut as soon as it is made, a server that takes
          * connections and drops them) backs off like a failed connect, or
          * the relay would reconnect in a tight loop. */
-        if (r->session_ok) {
-                r->flap_attempt = 0;
+        if (r->duty->session_ok) {
+                r->duty->flap_attempt = 0;
                 r->reconnect_at = now;
         } else {
-                r->reconnect_at = now + backoff_delay_ms(&r->reconnect_backoff, ++r->flap_attempt);
+                r->reconnect_at =
+                    now + backoff_delay_ms(&r->reconnect_backoff, ++r->duty->flap_attempt);
         }
-        r->session_ok = 0;
+        r->duty->session_ok = 0;
 }
 
 void relay_session_started(struct relay *r, int64_t now)
@@ -159,18 +234,18 @@ void relay_session_started(struct relay *r, int64_t now)
         /* However the old session ended (a failed statement may have
          * dropped it without relay_lost_connection). */
         session_ended(r);
-        r->session_ok = 0;
+        r->duty->session_ok = 0;
         /* The old server's writers, settled ids, rewind count and sequence
          * cache; its failed statements (their backoff starts again). The
          * rest is asked again: failing rows and the waiting flag when
          * leadership begins, statistics and plans by the next stats query,
          * the outbox identity by db_connect. Held keys stay: they keep the
          * order of batches still in memory, whatever the server. */
-        relay_floor_forget(r);
+        relay_floor_forget(r->floor);
         for (int i = 0; i < RELAY_STMTS; i++) {
-                r->stmt[i].attempt = 0;
-                r->stmt[i].retry_at = 0;
-                r->stmt[i].error[0] = '\0';
+                r->duty->stmt[i].attempt = 0;
+                r->duty->stmt[i].retry_at = 0;
+                r->duty->stmt[i].error[0] = '\0';
         }
 }
 
@@ -191,7 +266,7 @@ static const struct {
 
 int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error, int64_t now)
 {
-        struct relay_stmt_state *st = &r->stmt[s];
+        struct relay_stmt_state *st = &r->duty->stmt[s];
         char *clean;
         int delay;
 
@@ -203,7 +278,7 @@ int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error,
         /* The same failure again at once would fail the same way (a grant
          * taken away, a lock timeout, a trigger refusing): wait, longer
          * each time, up to a few seconds. */
-        delay = backoff_delay_ms(&r->stmt_backoff, ++st->attempt);
+        delay = backoff_delay_ms(&r->duty->stmt_backoff, ++st->attempt);
         st->retry_at = now + delay;
         metrics_statement_error(r->metrics, stmt_info[s].metric);
         log_limited(r->lg, CONFIG_LOG_WARN, stmt_info[s].failed, error, "{s:i,s:i}", "attempt",
@@ -220,9 +295,9 @@ int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error,
 
 void relay_stmt_ok(struct relay *r, enum relay_stmt s)
 {
-        struct relay_stmt_state *st = &r->stmt[s];
+        struct relay_stmt_state *st = &r->duty->stmt[s];
 
-        r->session_ok = 1;
+        r->duty->session_ok = 1;
         if (st->attempt > 0)
                 log_info(r->lg, "statement works again", "{s:s,s:i}", "statement",
                          stmt_info[s].name, "failures", st->attempt);
@@ -233,16 +308,16 @@ void relay_stmt_ok(struct relay *r, enum relay_stmt s)
 
 /* ---- metrics and readiness ---- */
 
-static void on_stats(void *arg, PGresult *res, const char *error)
+static void on_stats(void *arg, const struct db_stats *st, const char *error)
 {
         struct relay *r = arg;
 
-        r->stats_queued = 0;
+        r->duty->stats_queued = 0;
         if (error == NULL) {
-                int stale = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+                int stale = st->stale;
 
-                metrics_set(r->metrics, METRICS_PENDING_ROWS, atof(PQgetvalue(res, 0, 0)));
-                metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, atof(PQgetvalue(res, 0, 1)));
+                metrics_set(r->metrics, METRICS_PENDING_ROWS, st->pending);
+                metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, st->oldest_age_s);
                 if (db_plan_for_statistics(r->db, stale))
                         log_info(r->lg,
                                  stale ? "planning every statement until the outbox table is "
@@ -252,47 +327,46 @@ static void on_stats(void *arg, PGresult *res, const char *error)
                                          "are current",
                                  NULL);
         }
-        PQclear(res);
 }
 
 void relay_maybe_stats(struct relay *r, int64_t now)
 {
         metrics_set(r->metrics, METRICS_DB_CONNECTED, db_connected(r->db));
-        metrics_set(r->metrics, METRICS_LEADER, r->leader);
+        metrics_set(r->metrics, METRICS_LEADER, r->duty->leader);
         metrics_set(r->metrics, METRICS_IN_FLIGHT, r->n_batches);
-        if (r->stats_queued || !db_connected(r->db) || now < r->next_stats_at)
+        if (r->duty->stats_queued || !db_connected(r->db) || now < r->duty->next_stats_at)
                 return;
-        r->stats_queued = 1;
-        r->next_stats_at = now + STATS_INTERVAL_MS;
+        r->duty->stats_queued = 1;
+        r->duty->next_stats_at = now + STATS_INTERVAL_MS;
         db_pending_stats(r->db, on_stats, r);
 }
 
-static void on_retention(void *arg, PGresult *res, const char *error)
+static void on_retention(void *arg, long count, const char *error)
 {
         struct relay *r = arg;
         long deleted = 0;
 
-        r->retention_queued = 0;
+        r->duty->retention_queued = 0;
         if (error != NULL && db_connected(r->db))
                 metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
                 log_limited(r->lg, CONFIG_LOG_WARN, "deleting old sent rows failed", error, NULL);
         else
-                deleted = atol(PQcmdTuples(res));
-        PQclear(res);
+                deleted = count;
         metrics_add(r->metrics, METRICS_RETENTION_DELETED, (uint64_t)deleted);
         /* A full batch: more are due, go on as soon as the relay is idle. */
-        r->next_retention_at = now_ms() + (deleted == RETENTION_BATCH ? 0 : RETENTION_INTERVAL_MS);
+        r->duty->next_retention_at =
+            now_ms() + (deleted == RETENTION_BATCH ? 0 : RETENTION_INTERVAL_MS);
 }
 
 /* Retention runs on the leader only, and only while nothing else waits
  * for the database, so it never delays publishing. */
 void relay_maybe_retention(struct relay *r, int64_t now)
 {
-        if (r->cfg->retention_s == 0 || !r->leader || r->retention_queued || !db_connected(r->db) ||
-            !db_idle(r->db) || now < r->next_retention_at)
+        if (r->cfg->retention_s == 0 || !r->duty->leader || r->duty->retention_queued ||
+            !db_connected(r->db) || !db_idle(r->db) || now < r->duty->next_retention_at)
                 return;
-        r->retention_queued = 1;
+        r->duty->retention_queued = 1;
         db_delete_sent(r->db, r->cfg->retention_s, RETENTION_BATCH, on_retention, r);
 }
 
@@ -325,17 +399,15 @@ int relay_is_ready(void *arg, char *why, size_t whysz)
         }
         /* A leader that cannot recover its transactional id publishes
          * nothing: a rollout should stop there, not replace the old pods. */
-        if (r->cfg->exactly_once && r->leader && r->eos != EOS_READY) {
-                snprintf(why, whysz, "exactly-once: not publishing yet (transactional id %s): %s",
-                         r->tid, r->eos_error[0] != '\0' ? r->eos_error : "recovering");
+        if (r->duty->leader && relay_txn_not_ready(r->tx, why, whysz))
                 return 0;
-        }
         /* Connected, but a statement the relay needs keeps failing (a
          * grant taken away, say): nothing moves until someone acts. */
         for (int i = 0; i < RELAY_STMTS; i++) {
-                if (r->stmt[i].attempt > 0) {
+                if (r->duty->stmt[i].attempt > 0) {
                         snprintf(why, whysz, "%s (%d times in a row, retrying): %s",
-                                 stmt_info[i].ready, r->stmt[i].attempt, r->stmt[i].error);
+                                 stmt_info[i].ready, r->duty->stmt[i].attempt,
+                                 r->duty->stmt[i].error);
                         return 0;
                 }
         }

@@ -11,16 +11,41 @@
 
 #include "relay_int.h"
 
-static void record_failure(struct relay *r, struct relay_row *row);
+static void record_failure(struct relay *r, struct relay_row *row, enum row_fail queued);
 
-static void on_failure_recorded(void *arg, PGresult *res, const char *error)
+/* record_failure counted the row's attempt: retried later (its key held
+ * back by the fetch meanwhile), or dead-lettered. */
+static void recorded(struct relay *r, struct relay_row *row, enum db_outcome outcome)
+{
+        int dead = outcome == DB_OUTCOME_DEAD;
+
+        relay_stmt_ok(r, RELAY_STMT_RECORD);
+        batch_row_fail_set(row, FAIL_RECORDED);
+        metrics_topic_add(r->metrics, dead ? METRICS_DEAD_LETTERED : METRICS_RETRIED, row->topic,
+                          1);
+        if (!dead) {
+                int64_t at = now_ms() + row->retry_ms;
+
+                r->duty->failing = 1;
+                r->duty->failing_gen++;
+                if (r->retry_at == 0 || at < r->retry_at)
+                        r->retry_at = at;
+                log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
+                         (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                         row->error);
+        } else {
+                log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id", (json_int_t)row->m.id,
+                          "attempts", row->m.attempts + 1, "reason", row->error);
+        }
+}
+
+static void on_failure_recorded(void *arg, enum db_outcome outcome, const char *error)
 {
         struct relay_row *row = arg;
         struct batch *b = row->batch;
         struct relay *r = b->relay;
 
-        row->fail_queued = 0;
-        if (error != NULL && db_connected(r->db) && !row->fail_ascii) {
+        if (error != NULL && db_connected(r->db) && row->fail == FAIL_RECORDING) {
                 /* The connection is fine: the statement itself failed. The
                  * text is the likely cause (a server encoding without its
                  * characters, a CHECK on last_error): once more at once with
@@ -38,51 +63,28 @@ static void on_failure_recorded(void *arg, PGresult *res, const char *error)
                         free(row->error);
                         row->error = ascii;
                 }
-                row->fail_ascii = 1;
-                record_failure(r, row);
+                record_failure(r, row, FAIL_RECORDING_ASCII);
         } else if (error != NULL) {
                 /* Still refused (record_failure itself is broken: EXECUTE
                  * revoked, a trigger), or the connection is lost. The row
                  * stays in its batch, its key held, and is recorded again
                  * after a backoff (relay_retry_records) or once reconnected;
                  * other keys flow meanwhile. */
+                batch_row_fail_set(row, row->fail == FAIL_RECORDING_ASCII ? FAIL_TO_RECORD_ASCII
+                                                                          : FAIL_TO_RECORD);
                 r->record_retry_at = relay_stmt_failed(r, RELAY_STMT_RECORD, error, now_ms());
                 if (!db_connected(r->db))
                         r->record_retry_at = 0;
         } else {
-                const char *outcome = PQgetvalue(res, 0, 0);
-
-                relay_stmt_ok(r, RELAY_STMT_RECORD);
-                row->fail_recorded = 1;
-                metrics_topic_add(r->metrics,
-                                  strcmp(outcome, "dead") == 0 ? METRICS_DEAD_LETTERED
-                                                               : METRICS_RETRIED,
-                                  row->topic, 1);
-                if (strcmp(outcome, "retry") == 0) {
-                        r->failing = 1;
-                        r->failing_gen++;
-                        int64_t at = now_ms() + row->retry_ms;
-
-                        if (r->retry_at == 0 || at < r->retry_at)
-                                r->retry_at = at;
-                }
-                if (strcmp(outcome, "dead") == 0)
-                        log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id",
-                                  (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                                  row->error);
-                else
-                        log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
-                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                                 row->error);
+                recorded(r, row, outcome);
         }
-        PQclear(res);
-        relay_batch_check_done(r, b);
+        r->hooks.batch_check_done(r, b);
 }
 
 /* Queues record_failure for a failed row. */
-static void record_failure(struct relay *r, struct relay_row *row)
+static void record_failure(struct relay *r, struct relay_row *row, enum row_fail queued)
 {
-        row->fail_queued = 1;
+        batch_row_fail_set(row, queued);
         /* A row dead at once counts its last attempt now. */
         db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
                           row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
@@ -94,10 +96,12 @@ void relay_submit_failures(struct relay *r, struct batch *b)
         for (int i = 0; i < b->n && db_connected(r->db); i++) {
                 struct relay_row *row = &b->rows[i];
 
-                if (row->state != ROW_FAILED || row->fail_recorded || row->fail_queued)
+                if (row->state != ROW_FAILED ||
+                    (row->fail != FAIL_TO_RECORD && row->fail != FAIL_TO_RECORD_ASCII))
                         continue;
                 row->retry_ms = backoff_delay_ms(&r->retry_backoff, row->m.attempts + 1);
-                record_failure(r, row);
+                record_failure(r, row,
+                               row->fail == FAIL_TO_RECORD ? FAIL_RECORDING : FAIL_RECORDING_ASCII);
         }
 }
 
@@ -108,11 +112,11 @@ void relay_retry_records(struct relay *r, int64_t now)
         r->record_retry_at = 0;
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next; /* b may be freed */
-                if (!b->submitted || b->in_submit)
+                if (!batch_submitted(b) || b->in_submit)
                         continue;
                 b->in_submit = 1;
                 relay_submit_failures(r, b);
                 b->in_submit = 0;
-                relay_batch_check_done(r, b);
+                r->hooks.batch_check_done(r, b);
         }
 }

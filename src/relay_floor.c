@@ -12,12 +12,13 @@
  * leadership begins, and when an old row was made pending again (a rewind,
  * migration 003); and it forgets all it learnt when a new database session
  * starts (relay_floor_forget). */
+#include "relay_floor.h"
+
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay_int.h"
+#include <jansson.h>
 
 /* How often the writers are looked at while fetching: the floor trails the
  * newest settled id by about this much. */
@@ -27,123 +28,144 @@
  * costs little even when a long transaction makes that fetch slow. */
 #define FLOOR_SWEEP_MS 60000
 
-/* Back to the lowest id; a fetch already sent must not move it up. */
-static void lower(struct relay_floor *f)
+struct relay_floor {
+        struct log *lg;
+        int64_t floor;   /* every pending row with a lower or equal id is in a batch */
+        unsigned gen;    /* counts lowerings: a fetch sent before one must not advance */
+        int64_t settled; /* every writer of an id up to this one has ended */
+        char *earlier;   /* writers seen last (text[]) whose end is awaited; NULL: none */
+        int64_t earlier_id;
+        long long earlier_rewinds;
+        long long rewinds; /* rewinds acted on (-1: none yet) */
+        int queued, disabled, look_due;
+        int fail_attempt; /* looks failed in a row (they back off) */
+        int64_t next_at, sweep_at;
+        /* the fetch running */
+        int64_t fetch_floor;
+        int fetch_may_advance;
+        unsigned fetch_gen;
+        int64_t fetch_settled;
+};
+
+struct relay_floor *relay_floor_new(struct log *lg)
+{
+        struct relay_floor *f = calloc(1, sizeof(*f));
+
+        if (f == NULL)
+                return NULL;
+        f->lg = lg;
+        f->rewinds = -1;
+        return f;
+}
+
+void relay_floor_free(struct relay_floor *f)
+{
+        if (f == NULL)
+                return;
+        free(f->earlier);
+        free(f);
+}
+
+void relay_floor_lower(struct relay_floor *f)
 {
         f->floor = 0;
         f->gen++;
 }
 
-void relay_floor_reset(struct relay *r)
-{
-        lower(&r->fl);
-        /* An idle relay fetches only when woken: rows below the old floor
-         * (made pending again, say) would wait for the next wake-up. */
-        r->want_fetch = 1;
-}
-
 /* Every writer of an id up to last_id has ended, and every rewind counted
  * up to rewinds is committed or rolled back. */
-static void settle(struct relay *r, int64_t last_id, long long rewinds)
+static unsigned settle(struct relay_floor *f, int64_t last_id, long long rewinds)
 {
-        struct relay_floor *f = &r->fl;
-
         if (last_id > f->settled)
                 f->settled = last_id;
         if (rewinds == f->rewinds)
-                return;
-        if (f->rewinds >= 0)
-                log_info(r->lg, "rows were made pending again: fetching from the lowest id",
+                return 0;
+        if (f->rewinds >= 0 && f->lg != NULL)
+                log_info(f->lg, "rows were made pending again: fetching from the lowest id",
                          "{s:I}", "rewinds", (json_int_t)(rewinds - f->rewinds));
         f->rewinds = rewinds;
-        relay_floor_reset(r);
-        /* A hand-made update may have left rows failing: hold keys back
-         * until a check says none is. */
-        r->failing = 1;
-        r->failing_gen++;
-        relay_check_failing(r);
+        relay_floor_lower(f);
+        /* A hand-made update may have left rows failing. */
+        return RELAY_FLOOR_FETCH | RELAY_FLOOR_REWOUND;
 }
 
-static void on_writers(void *arg, PGresult *res, const char *error)
+unsigned relay_floor_writers(struct relay_floor *f, const struct relay_floor_writers *w)
 {
-        struct relay *r = arg;
-        struct relay_floor *f = &r->fl;
-        long long last_id, rewinds, cache;
-        const char *writers;
+        unsigned d = 0;
 
         f->queued = 0;
-        if (error != NULL) {
-                /* The floor stays where it is (safe: fetches start lower,
-                 * nothing is skipped). A look follows every fetch, so a
-                 * refused writers() would be sent 50 times a second while
-                 * rows flow: back off instead, like the other statements. */
-                if (db_connected(r->db)) {
-                        metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
-                        f->next_at =
-                            now_ms() + backoff_delay_ms(&r->stmt_backoff, ++f->fail_attempt);
-                }
-                log_limited(r->lg, CONFIG_LOG_WARN, "reading the outbox's writers failed", error,
-                            NULL);
-                return;
-        }
         f->fail_attempt = 0;
-        last_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        rewinds = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        cache = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-        writers = PQgetvalue(res, 0, 3);
-        if (cache != 1) {
+        if (w->id_cache != 1) {
                 /* A writer's session hands out ids from its cache long after
                  * drawing them: nothing says when an id is settled. */
-                log_warn(r->lg,
-                         "the sequence of events.id caches ids per session (CACHE > 1): every "
-                         "fetch starts from the lowest pending id, which is slower while a long "
-                         "transaction keeps old row versions",
-                         "{s:I}", "cache", (json_int_t)cache);
+                if (f->lg != NULL)
+                        log_warn(f->lg,
+                                 "the sequence of events.id caches ids per session (CACHE > 1): "
+                                 "every fetch starts from the lowest pending id, which is slower "
+                                 "while a long transaction keeps old row versions",
+                                 "{s:I}", "cache", (json_int_t)w->id_cache);
                 f->disabled = 1;
-                relay_floor_reset(r);
-                PQclear(res);
-                return;
+                relay_floor_lower(f);
+                return RELAY_FLOOR_FETCH;
         }
-        if (last_id < f->settled) {
+        if (w->last_id < f->settled) {
                 /* The sequence was set back (TRUNCATE ... RESTART IDENTITY):
                  * ids below the floor are drawn again. */
-                log_warn(r->lg, "the sequence of events.id went back: fetching from the lowest id",
-                         "{s:I,s:I}", "last_id", (json_int_t)last_id, "was",
-                         (json_int_t)f->settled);
+                if (f->lg != NULL)
+                        log_warn(f->lg,
+                                 "the sequence of events.id went back: fetching from the lowest id",
+                                 "{s:I,s:I}", "last_id", (json_int_t)w->last_id, "was",
+                                 (json_int_t)f->settled);
                 f->settled = 0;
                 free(f->earlier);
                 f->earlier = NULL;
-                relay_floor_reset(r);
+                relay_floor_lower(f);
+                d |= RELAY_FLOOR_FETCH;
         }
-        if (f->earlier != NULL && strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
-                settle(r, f->earlier_id, f->earlier_rewinds);
+        if (f->earlier != NULL && w->earlier_done) {
+                d |= settle(f, f->earlier_id, f->earlier_rewinds);
                 free(f->earlier);
                 f->earlier = NULL;
         }
-        if (strcmp(writers, "{}") == 0) {
-                settle(r, last_id, rewinds);
-        } else if (f->earlier == NULL && (f->earlier = strdup(writers)) != NULL) {
-                f->earlier_id = last_id;
-                f->earlier_rewinds = rewinds;
+        if (strcmp(w->writers, "{}") == 0) {
+                d |= settle(f, w->last_id, w->rewinds);
+        } else if (f->earlier == NULL && (f->earlier = strdup(w->writers)) != NULL) {
+                f->earlier_id = w->last_id;
+                f->earlier_rewinds = w->rewinds;
         }
-        PQclear(res);
+        return d;
 }
 
-int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now)
+void relay_floor_look_failed(struct relay_floor *f, int connected, struct backoff *bo, int64_t now)
 {
-        struct relay_floor *f = &r->fl;
+        /* The floor stays where it is (safe: fetches start lower, nothing
+         * is skipped). A look follows every fetch, so a refused writers()
+         * would be sent 50 times a second while rows flow: back off
+         * instead, like the other statements. */
+        f->queued = 0;
+        if (connected)
+                f->next_at = now + backoff_delay_ms(bo, ++f->fail_attempt);
+}
 
+int64_t relay_floor_for_fetch(struct relay_floor *f, int may_advance, int64_t now)
+{
         /* The fetch being sent is the sweep: no other one is needed. */
         if (now >= f->sweep_at) {
                 f->sweep_at = now + FLOOR_SWEEP_MS;
-                lower(f);
+                relay_floor_lower(f);
         }
         /* Disabled, the floor stays 0: relay_floor_fetched never moves it. */
         f->fetch_floor = f->floor;
         f->fetch_may_advance = may_advance;
         f->fetch_gen = f->gen;
         f->fetch_settled = f->settled;
+        f->look_due = 1;
         return f->floor;
+}
+
+int64_t relay_floor_fetching(const struct relay_floor *f)
+{
+        return f->fetch_floor;
 }
 
 /* A look is wanted after every fetch (one that came too soon after the
@@ -156,34 +178,23 @@ static int wants_look(const struct relay_floor *f)
                (f->look_due || (f->earlier != NULL && f->earlier_rewinds != f->rewinds));
 }
 
-void relay_floor_look(struct relay *r, int64_t now)
+const char *relay_floor_look(struct relay_floor *f, int64_t now)
 {
-        struct relay_floor *f = &r->fl;
-
-        f->look_due = 1;
-        relay_floor_tick(r, now);
-}
-
-void relay_floor_tick(struct relay *r, int64_t now)
-{
-        struct relay_floor *f = &r->fl;
-
-        if (!wants_look(f) || now < f->next_at || !r->leader || !db_connected(r->db))
-                return;
+        if (!wants_look(f) || now < f->next_at)
+                return NULL;
         f->queued = 1;
         f->look_due = 0;
         f->next_at = now + FLOOR_SAMPLE_MS;
-        db_writers(r->db, f->earlier != NULL ? f->earlier : "{}", on_writers, r);
+        return f->earlier != NULL ? f->earlier : "{}";
 }
 
-int64_t relay_floor_next_at(const struct relay *r)
+int64_t relay_floor_next_at(const struct relay_floor *f)
 {
-        return wants_look(&r->fl) && r->leader ? r->fl.next_at : INT64_MAX;
+        return wants_look(f) ? f->next_at : INT64_MAX;
 }
 
-void relay_floor_fetched(struct relay *r, int n, int64_t last_id, int full)
+void relay_floor_fetched(struct relay_floor *f, int n, int64_t last_id, int full)
 {
-        struct relay_floor *f = &r->fl;
         int64_t to = f->fetch_settled;
 
         /* Not if the fetch left rows out that are not in a batch (rows of
@@ -206,11 +217,10 @@ void relay_floor_fetched(struct relay *r, int n, int64_t last_id, int full)
  * would then wait for the sweep, behind later rows of their keys. So a new
  * session starts from nothing: floor 0, nothing settled, no rewind seen
  * (the first look takes the count as it is), the sequence's cache asked
- * again. Fetches sent on the old session have failed by now. */
-void relay_floor_forget(struct relay *r)
+ * again. Fetches sent on the old session have failed by now. A look sent
+ * on it has failed too (its callback ran when the session closed). */
+void relay_floor_forget(struct relay_floor *f)
 {
-        struct relay_floor *f = &r->fl;
-
         free(f->earlier);
         f->earlier = NULL;
         f->earlier_id = 0;
@@ -220,11 +230,5 @@ void relay_floor_forget(struct relay *r)
         f->disabled = 0;
         f->next_at = 0;
         f->fail_attempt = 0;
-        lower(f);
-}
-
-void relay_floor_free(struct relay *r)
-{
-        free(r->fl.earlier);
-        r->fl.earlier = NULL;
+        relay_floor_lower(f);
 }

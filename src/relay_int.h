@@ -1,6 +1,8 @@
-/* relay_int: the relay's state, shared by relay.c (the loop and the
- * pipeline of batches) and relay_duties.c (leadership, busy polling,
- * metrics and retention). Internal to the relay module. */
+/* relay_int: the loop's state (struct relay) and what relay.c's modules
+ * offer it: relay_produce.c, relay_mark.c, relay_fail.c, relay_duties.c and
+ * relay_txn.c (the pure parts have headers of their own: relay_batch.h,
+ * relay_floor.h, relay_mark.h, relay_txn_state.h). Modules call down, and
+ * back into the loop only through struct relay_hooks. Internal. */
 #ifndef OUTBOX_RELAY_INT_H
 #define OUTBOX_RELAY_INT_H
 
@@ -8,7 +10,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <libpq-fe.h>
 
 #include "backoff.h"
 #include "config.h"
@@ -16,85 +17,13 @@
 #include "http.h"
 #include "log.h"
 #include "message.h"
+#include "relay_batch.h"
+#include "relay_floor.h"
+#include "relay_mark.h"
+#include "relay_txn_state.h"
 #include "metrics.h"
 #include "producer.h"
 #include "route.h"
-
-enum row_state {
-        ROW_INFLIGHT, /* handed to the producer, report awaited */
-        ROW_SENT,     /* acknowledged by Kafka: to be marked sent */
-        ROW_FAILED,   /* rejected for a reason of its own: counts an attempt */
-        ROW_UNSENT,   /* not delivered through no fault of its own (producer
-                       * rebuilt, shutdown, held behind its key): stays pending */
-};
-
-struct batch;
-
-/* --exactly-once: how the transaction a batch was produced in ended. */
-enum batch_txn_outcome {
-        TXN_NONE,      /* not produced in a finished transaction (yet) */
-        TXN_COMMITTED, /* its sent rows may be marked */
-        TXN_ABORTED,   /* aborted, or its outcome is unknown: a report arriving
-                        * now must not make a row sent */
-};
-
-struct relay_row {
-        struct message_row m; /* points into its batch's result, kept until the batch is freed */
-        struct batch *batch;
-        enum row_state state;
-        int32_t partition;
-        int64_t offset;
-        const char *topic; /* where it was produced to (borrowed from route or result) */
-        int64_t produced_us;
-        char *error;       /* why it failed (ROW_FAILED) */
-        int retry_ms;      /* delay asked for when recording the failure */
-        int dead_now;      /* ROW_FAILED for good: dead-lettered at its first failure */
-        int fail_queued;   /* record_failure is queued */
-        int fail_recorded; /* record_failure completed */
-        int fail_ascii;    /* error was made ASCII after PostgreSQL refused it */
-        int produced;      /* handed to the producer (it is part of the transaction) */
-};
-
-struct batch {
-        struct relay *relay;
-        struct batch *next;
-        PGresult *res; /* owns the memory the rows borrow */
-        struct relay_row *rows;
-        int n;
-        int outstanding; /* delivery reports still awaited */
-        int producing;   /* rows from next_row on are still to be handed to the producer */
-        int next_row;    /* the next row to produce (the producer's queue was full) */
-        int64_t bytes;   /* memory it holds: the result and the rows (--memory-budget-bytes) */
-        int mark_due;    /* waits to be marked with the batches after it */
-        int mark_queued, marked;
-        int in_submit;
-        int submitted;     /* every report is in: its failures may be recorded */
-        unsigned long seq; /* fetch order: names the batch holding a key */
-        int left_pending;  /* some row stays pending (unsent): fetch again when done */
-        /* --exactly-once: */
-        int deferred; /* fetched while a transaction was open: waits for the next */
-        int in_txn;   /* produced in the open transaction, outcome not known yet */
-        enum batch_txn_outcome outcome; /* of the transaction it was produced in */
-};
-
-/* Where fetches start (relay_floor.c). */
-struct relay_floor {
-        int64_t floor;   /* every pending row with a lower or equal id is in a batch */
-        unsigned gen;    /* counts resets: a fetch sent before one must not advance */
-        int64_t settled; /* every writer of an id up to this one has ended */
-        char *earlier;   /* writers seen last (text[]) whose end is awaited; NULL: none */
-        int64_t earlier_id;
-        long long earlier_rewinds;
-        long long rewinds; /* rewinds acted on (-1: none yet) */
-        int queued, disabled, look_due;
-        int fail_attempt; /* looks failed in a row (they back off) */
-        int64_t next_at, sweep_at;
-        /* the fetch running */
-        int64_t fetch_floor;
-        int fetch_may_advance;
-        unsigned fetch_gen;
-        int64_t fetch_settled;
-};
 
 /* Statements that are sent again after a failure with the connection
  * fine (relay_duties.c): each backs off on its own, and /readyz says which
@@ -112,99 +41,73 @@ struct relay_stmt_state {
         char error[160];  /* the last failure's, for /readyz (whose reason fits 255) */
 };
 
-/* --exactly-once: the Kafka transaction of the leader's producer. Commit
- * and abort run in short resumable steps from the loop, so that it keeps
- * serving signals, probes and the database while Kafka is slow. */
-enum relay_txn_phase {
-        TXN_PHASE_NONE,       /* no transaction has begun */
-        TXN_PHASE_OPEN,       /* begun: its batches are being published */
-        TXN_PHASE_COMMITTING, /* its progress record is sent, commit in progress */
-        TXN_PHASE_ABORTING,   /* abort in progress */
+/* What the loop (relay.c) does for its modules, registered by relay_new:
+ * they call down into each other and back up only through these, so no
+ * two files call each other. */
+struct relay_hooks {
+        /* Every row of b has its outcome from the producer (or its
+         * transaction ended): finish it, or let the transaction end first. */
+        void (*batch_reported)(struct relay *r, struct batch *b);
+        /* Unlinks and frees b if nothing of it is left to do. */
+        void (*batch_check_done)(struct relay *r, struct batch *b);
 };
 
-struct progress_reader;
-
-/* --exactly-once: where the leader is before it may publish. */
-enum relay_eos_state {
-        EOS_INIT,    /* the producer needs init_transactions (fences older ones) */
-        EOS_READ,    /* read the last committed progress record */
-        EOS_MARKING, /* marking that record's rows sent */
-        EOS_READY,   /* publishing */
-        EOS_STALE,   /* leadership was lost: a new term needs a new producer */
+/* relay_duties.c's own state: leadership, busy polling, the check for
+ * failing rows, the statistics, retention, and the statements that fail. */
+struct relay_duties {
+        int leader; /* holds the outbox's leader lock: only the leader publishes */
+        int lock_queued, standby_logged;
+        int64_t next_lock_at;
+        int busy; /* polling on its own; writers were told not to notify */
+        int64_t last_rows_at, next_busy_poll_at;
+        int failing;          /* some pending row failed before: fetch holds keys back */
+        unsigned failing_gen; /* counts recorded failures, to order them with checks */
+        int stats_queued, retention_queued;
+        int64_t next_stats_at, next_retention_at;
+        /* Statements failing with the connection fine, and sessions lost
+         * as soon as they are made. */
+        struct backoff stmt_backoff;
+        struct relay_stmt_state stmt[RELAY_STMTS];
+        int session_ok;   /* a statement succeeded on the current session */
+        int flap_attempt; /* sessions in a row lost before any statement succeeded */
+        int fetch;        /* news for the loop (relay_duties_want_fetch) */
 };
 
+/* The loop's own state, and the modules it drives. */
 struct relay {
+        struct relay_hooks hooks;
         const struct config *cfg;
         struct log *lg;
         struct route *route;
         struct producer *producer;
         struct db *db;
         struct metrics *metrics;
-        struct http *http; /* NULL unless --http-listen */
-        int64_t next_stats_at;
-        int stats_queued, connected_once;
-        int retention_queued;
-        int64_t next_retention_at;
+        struct http *http;         /* NULL unless --http-listen */
+        struct relay_floor *floor; /* where fetches start */
+        struct relay_marks *marks; /* when the due rows are marked */
+        struct relay_duties *duty; /* leadership, polling, statements that fail */
+        struct relay_txn *tx;      /* --exactly-once (NULL without) */
         struct backoff retry_backoff, reconnect_backoff;
         int sig_fd;
 
         struct batch *batches; /* in fetch order */
         int n_batches;
-        int64_t held_bytes;    /* the batches' bytes, against --memory-budget-bytes */
-        int64_t row_bytes;     /* estimated bytes per row of the last fetch (0: none yet) */
-        int fetch_limit;       /* the running fetch's row limit ... */
-        int64_t fetch_bytes;   /* ... and byte limit */
+        unsigned long batch_seq;
+        int64_t held_bytes;  /* the batches' bytes, against --memory-budget-bytes */
+        json_t *held;        /* key -> newest batch seq when a row of it was held */
+        int64_t row_bytes;   /* estimated bytes per row of the last fetch (0: none yet) */
+        int fetch_limit;     /* the running fetch's row limit ... */
+        int64_t fetch_bytes; /* ... and byte limit */
+        int fetch_queued;    /* a fetch is running */
+        int want_fetch;
         int queue_full;        /* a batch waits for room in the producer's queue */
         long queue_full_count; /* times it filled since the last log line */
         int64_t queue_full_logged_at;
-        unsigned long batch_seq;
-        int n_deferred;   /* --exactly-once: batches waiting for the next transaction */
-        json_t *held;     /* key -> newest batch seq when a row of it was held */
-        int mark_rows;    /* sent rows of the batches whose mark is due */
-        int64_t mark_at;  /* when they are marked at the latest (0: none due) */
-        int fetch_queued; /* a fetch is running */
-        int want_fetch;
-        struct relay_floor fl;
-        int failing;          /* some pending row failed before: fetch holds keys back */
-        unsigned failing_gen; /* counts recorded failures, to order them with checks */
         int64_t next_poll_at, retry_at, reconnect_at;
-        int reconnect_attempt;
-
-        /* Failure paths (relay_duties.c): statements failing with the
-         * connection fine, and sessions lost as soon as they are made. */
-        struct backoff stmt_backoff;
-        struct relay_stmt_state stmt[RELAY_STMTS];
+        int reconnect_attempt, connected_once;
         int64_t record_retry_at; /* record failures whose record_failure failed (0: none) */
-        int session_ok;          /* a statement succeeded on the current session */
-        int flap_attempt;        /* sessions in a row lost before any statement succeeded */
-
-        int64_t rebuild_at; /* rebuild the failed producer then (0: not pending) */
+        int64_t rebuild_at;      /* rebuild the failed producer then (0: not pending) */
         int rebuild_attempt;
-        int leader; /* holds the outbox's leader lock: only the leader publishes */
-        int busy;   /* polling on its own; writers were told not to notify */
-        int64_t last_rows_at, next_busy_poll_at;
-        int lock_queued;
-        int64_t next_lock_at;
-        int standby_logged;
-        enum relay_eos_state eos;
-        enum relay_txn_phase txn;
-        int txn_due;    /* its batches have all been reported: commit or abort */
-        int txn_failed; /* a message of it failed: abort now, without waiting */
-        int txn_rows;   /* rows its progress record lists */
-        int txn_empty;  /* nothing of it was published: its end is not news */
-        int txn_steps;  /* commit or abort steps so far */
-        int64_t txn_step_at, txn_deadline;
-        char txn_error[512]; /* why it is being aborted */
-        struct progress_reader *reader;
-        unsigned long read_ticket; /* the read of the progress record under way (0: none) */
-        int64_t eos_retry_at;
-        int eos_attempt;
-        char eos_error[512]; /* why the leader is not publishing yet ("": none known) */
-        char tid[300];       /* transactional.id */
-#ifdef OUTBOX_TEST_HOOKS
-        long kill_after_commits; /* test hook: OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS */
-        long commits;
-#endif
         int stopping, purged;
         int64_t stop_deadline;
         int fatal_schema;
@@ -231,26 +134,22 @@ static inline int64_t now_ms(void)
 #define RETENTION_BATCH       1000
 #define RETENTION_INTERVAL_MS 10000
 
-/* relay.c, for relay_txn.c and relay_produce.c */
+/* relay_produce.c */
+/* The row stays pending: later rows of its key wait until its batch is done. */
 void relay_hold_key(struct relay *r, const struct relay_row *row);
-/* Hands one row to the producer (or settles it: failed, held back).
- * Returns 0, or 1 when the producer's queue is full (nothing changed). */
-int relay_produce_row(struct relay *r, struct batch *b, struct relay_row *row);
-void relay_batch_reported(struct relay *r, struct batch *b);
-/* Unlinks and frees b if nothing of it is left to do. */
-void relay_batch_check_done(struct relay *r, struct batch *b);
 /* Frees the held keys whose batches are all done, once no fetched row waits. */
 void relay_release_keys(struct relay *r);
-
-/* relay_produce.c */
+/* The producer's delivery report callback (producer_new's on_delivery). */
+void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
+                       int64_t offset);
 /* Hands b's rows to the producer in id order, after those of the batches
  * before it; a full queue pauses it until relay_resume_producing. */
 void relay_produce_batch(struct relay *r, struct batch *b);
 /* From the loop, once reports made room: goes on producing. */
 void relay_resume_producing(struct relay *r);
 
-/* relay_txn.c: --exactly-once */
-int relay_txn_init(struct relay *r, char *errbuf, size_t errsz);
+/* relay_txn.c: --exactly-once (the state machines: relay_txn_state.h) */
+int relay_txn_init(struct relay *r, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 void relay_txn_free(struct relay *r);
 void relay_txn_add(struct relay *r, struct batch *b);
 /* From the loop: ends the transaction once its batches are reported, and
@@ -272,38 +171,19 @@ void relay_submit_failures(struct relay *r, struct batch *b);
  * once the backoff is up. */
 void relay_retry_records(struct relay *r, int64_t now);
 
-/* relay_mark.c */
-/* b's sent rows are to be marked: within --mark-delay-ms, with the batches
- * that finish meanwhile (b is marked at once when it has none). */
-void relay_mark_due(struct relay *r, struct batch *b);
+/* relay_mark.c: sending the marks */
 /* From the loop: marks what is due; and when that is (INT64_MAX: never). */
 void relay_mark_tick(struct relay *r, int64_t now);
 int64_t relay_mark_next_at(const struct relay *r);
-/* Whether a fetch must wait: --pipeline-depth batches are being published,
- * or as many again wait for their mark (which is then sent at once). */
-int relay_pipeline_full(const struct relay *r);
-
-/* relay_floor.c */
-void relay_floor_reset(struct relay *r);
-/* The floor for a fetch about to be sent; may_advance: it leaves out no
- * pending row but those in batches. */
-int64_t relay_floor_for_fetch(struct relay *r, int may_advance, int64_t now);
-/* Looks at the writers behind the fetch just sent, or once it is time
- * (what it learns serves the next fetch). */
-void relay_floor_look(struct relay *r, int64_t now);
-/* From the loop: a look that is due. */
-void relay_floor_tick(struct relay *r, int64_t now);
-/* When relay_floor_tick has something to do (INT64_MAX: nothing). */
-int64_t relay_floor_next_at(const struct relay *r);
-/* A fetch returned n rows, the last with last_id; full: it stopped at its
- * limit (of rows or bytes), so rows above last_id were not looked at. */
-void relay_floor_fetched(struct relay *r, int n, int64_t last_id, int full);
-/* A new database session, perhaps on another server: forgets what the
- * floor learnt from the old one. */
-void relay_floor_forget(struct relay *r);
-void relay_floor_free(struct relay *r);
 
 /* relay_duties.c */
+struct relay_duties *relay_duties_new(const struct config *cfg) OUTBOX_MUST_CHECK;
+void relay_duties_free(struct relay_duties *d);
+/* Whether a duty's outcome calls for a fetch (leadership began, the floor
+ * went down, writers were told to notify); cleared as it is read. */
+int relay_duties_want_fetch(struct relay_duties *d);
+/* Sends the look at the writers the floor wants, if any (leader only). */
+void relay_look_writers(struct relay *r, int64_t now);
 void relay_go_busy(struct relay *r, int64_t now);
 void relay_go_waiting(struct relay *r);
 void relay_check_failing(struct relay *r);

@@ -5,18 +5,161 @@
  * never from inside a callback that may be walking the batches. A mark
  * names each row by id, event_id and generation, so that it only ever
  * marks the copy that was published (see db_mark). */
+#include "relay_mark.h"
+
 #include <stdlib.h>
+#include <string.h>
 
 #include "relay_int.h"
 
-struct mark_group {
-        struct relay *relay;
-        long rows; /* rows the mark names */
-        int n;
-        struct batch *b[];
+struct relay_marks {
+        int delay_ms, batch_size, pipeline_depth;
+        int rows;   /* sent rows of the batches whose mark is due */
+        int64_t at; /* when they are marked at the latest (0: none due) */
+        int fetch;  /* news for the loop: a marked row was not there (relay_marks_want_fetch) */
 };
 
-static void on_marked(void *arg, PGresult *res, const char *error)
+int relay_marks_want_fetch(struct relay_marks *m)
+{
+        int fetch = m->fetch;
+
+        m->fetch = 0;
+        return fetch;
+}
+
+/* A mark on its way: what on_marked needs. */
+struct mark_group {
+        struct relay *relay;
+        struct relay_mark_set set;
+};
+
+struct relay_marks *relay_marks_new(int delay_ms, int batch_size, int pipeline_depth)
+{
+        struct relay_marks *m = calloc(1, sizeof(*m));
+
+        if (m == NULL)
+                return NULL;
+        m->delay_ms = delay_ms;
+        m->batch_size = batch_size;
+        m->pipeline_depth = pipeline_depth;
+        return m;
+}
+
+void relay_marks_free(struct relay_marks *m)
+{
+        free(m);
+}
+
+void relay_marks_due(struct relay_marks *m, struct batch *b, int64_t now)
+{
+        int sent;
+
+        if (b->state != BATCH_REPORTED)
+                return; /* due, queued or done already */
+        sent = batch_sent_rows(b);
+        if (sent == 0) {
+                batch_set_state(b, BATCH_MARKED);
+                return;
+        }
+        batch_set_state(b, BATCH_MARK_DUE);
+        m->rows += sent;
+        if (m->at == 0)
+                m->at = now + m->delay_ms;
+}
+
+int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stopping)
+{
+        if (m->at == 0)
+                return INT64_MAX;
+        if (m->rows >= m->batch_size || n_batches >= 2 * m->pipeline_depth || stopping)
+                return 0;
+        return m->at;
+}
+
+int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth)
+{
+        int marking = 0;
+
+        for (const struct batch *b = batches; b != NULL; b = b->next)
+                marking += batch_marking(b);
+        return n_batches - marking >= pipeline_depth || n_batches >= 2 * pipeline_depth;
+}
+
+void relay_marks_postpone(struct relay_marks *m, int64_t until)
+{
+        if (m->at != 0)
+                m->at = until;
+}
+
+void relay_mark_set_free(struct relay_mark_set *set)
+{
+        free((void *)set->rows.ids);
+        free((void *)set->rows.event_ids);
+        free((void *)set->rows.generations);
+        free((void *)set->rows.replays);
+        free((void *)set->rows.partitions);
+        free((void *)set->rows.offsets);
+        free(set->batches);
+        memset(set, 0, sizeof(*set));
+}
+
+int relay_marks_collect(struct relay_marks *m, struct batch *batches, struct relay_mark_set *set,
+                        int64_t now)
+{
+        size_t rows = 0, n = 0;
+        int nb = 0;
+        int64_t *ids, *gens, *offs;
+        const char **evs;
+        int32_t *reps, *parts;
+
+        memset(set, 0, sizeof(*set));
+        for (struct batch *b = batches; b != NULL; b = b->next) {
+                if (b->state != BATCH_MARK_DUE)
+                        continue;
+                nb++;
+                rows += (size_t)batch_sent_rows(b);
+        }
+        set->rows.ids = ids = malloc(sizeof(*ids) * (rows + 1));
+        set->rows.event_ids = evs = malloc(sizeof(*evs) * (rows + 1));
+        set->rows.generations = gens = malloc(sizeof(*gens) * (rows + 1));
+        set->rows.replays = reps = malloc(sizeof(*reps) * (rows + 1));
+        set->rows.partitions = parts = malloc(sizeof(*parts) * (rows + 1));
+        set->rows.offsets = offs = malloc(sizeof(*offs) * (rows + 1));
+        set->batches = malloc(sizeof(*set->batches) * (size_t)(nb + 1));
+        if (ids == NULL || evs == NULL || gens == NULL || reps == NULL || parts == NULL ||
+            offs == NULL || set->batches == NULL) {
+                relay_mark_set_free(set);
+                relay_marks_postpone(m, now + 100);
+                return -1;
+        }
+        for (struct batch *b = batches; b != NULL; b = b->next) {
+                if (b->state != BATCH_MARK_DUE)
+                        continue;
+                for (int i = 0; i < b->n; i++) {
+                        const struct relay_row *row = &b->rows[i];
+
+                        if (row->state != ROW_SENT)
+                                continue;
+                        ids[n] = row->m.id;
+                        evs[n] = row->m.event_id != NULL ? row->m.event_id : "";
+                        gens[n] = row->m.generation;
+                        reps[n] = row->m.replays;
+                        parts[n] = row->partition;
+                        offs[n] = row->offset;
+                        n++;
+                }
+                batch_set_state(b, BATCH_MARKING);
+                set->batches[set->n_batches++] = b;
+        }
+        set->rows.n = n;
+        m->rows = 0;
+        m->at = 0;
+        return 0;
+}
+
+/* ---- sending marks (the loop's side) ---- */
+
+static void on_marked(void *arg, long marked, const char *error)
 {
         struct mark_group *g = arg;
         struct relay *r = g->relay;
@@ -30,144 +173,60 @@ static void on_marked(void *arg, PGresult *res, const char *error)
                  * marked. */
                 relay_stmt_failed(r, RELAY_STMT_MARK, error, now_ms());
         } else {
-                long marked = atol(PQcmdTuples(res));
-
                 relay_stmt_ok(r, RELAY_STMT_MARK);
                 log_debug(r->lg, "rows marked sent", "{s:I,s:i}", "rows", (json_int_t)marked,
-                          "batches", g->n);
-                if (marked < g->rows) {
+                          "batches", g->set.n_batches);
+                if (marked < (long)g->set.rows.n) {
                         /* Made pending again (or marked by another relay)
                          * while being published: not this copy's to mark.
                          * Such a row is fetched again, from below the floor. */
                         log_info(r->lg,
                                  "published rows not marked sent: made pending again, marked by "
                                  "another relay or deleted since they were fetched",
-                                 "{s:I}", "rows", (json_int_t)(g->rows - marked));
-                        relay_floor_reset(r);
-                        r->want_fetch = 1;
+                                 "{s:I}", "rows", (json_int_t)((long)g->set.rows.n - marked));
+                        relay_floor_lower(r->floor);
+                        r->marks->fetch = 1;
                 }
         }
-        PQclear(res);
         /* --exactly-once: the open transaction may wait for this mark. */
-        if (r->cfg->exactly_once)
-                r->txn_due = 1;
-        for (int i = 0; i < g->n; i++) {
-                g->b[i]->mark_queued = 0;
-                g->b[i]->marked = error == NULL;
+        relay_txn_poke(r->tx);
+        for (int i = 0; i < g->set.n_batches; i++) {
+                struct batch *b = g->set.batches[i];
+
+                batch_set_state(b, error == NULL ? BATCH_MARKED : BATCH_REPORTED);
                 if (error != NULL && db_connected(r->db))
-                        relay_mark_due(r, g->b[i]);
+                        relay_marks_due(r->marks, b, now_ms());
         }
-        for (int i = 0; i < g->n; i++)
-                relay_batch_check_done(r, g->b[i]); /* may free it */
+        for (int i = 0; i < g->set.n_batches; i++)
+                r->hooks.batch_check_done(r, g->set.batches[i]); /* may free it */
+        relay_mark_set_free(&g->set);
         free(g);
-}
-
-void relay_mark_due(struct relay *r, struct batch *b)
-{
-        int sent = 0;
-
-        if (b->marked || b->mark_queued || b->mark_due)
-                return;
-        for (int i = 0; i < b->n; i++)
-                sent += b->rows[i].state == ROW_SENT;
-        if (sent == 0) {
-                b->marked = 1;
-                return;
-        }
-        b->mark_due = 1;
-        r->mark_rows += sent;
-        /* With --exactly-once the batches of a transaction are all due at
-         * its commit, so they share a mark already: marking stays as it
-         * was, right after each commit. */
-        if (r->mark_at == 0)
-                r->mark_at = now_ms() + (r->cfg->exactly_once ? 0 : r->cfg->mark_delay_ms);
 }
 
 int64_t relay_mark_next_at(const struct relay *r)
 {
-        int64_t at;
+        int64_t at, retry = r->duty->stmt[RELAY_STMT_MARK].retry_at;
 
-        if (r->mark_at == 0 || !db_connected(r->db))
+        if (!db_connected(r->db))
                 return INT64_MAX;
-        /* At once when waiting would gain nothing (a batch's worth of
-         * rows), hold up fetching (relay_pipeline_full) or delay shutdown. */
-        if (r->mark_rows >= r->cfg->batch_size || r->n_batches >= 2 * r->cfg->pipeline_depth ||
-            r->stopping)
-                at = 0;
-        else
-                at = r->mark_at;
+        at = relay_marks_next_at(r->marks, r->n_batches, r->stopping);
         /* Never before the backoff of a mark that failed. */
-        return at > r->stmt[RELAY_STMT_MARK].retry_at ? at : r->stmt[RELAY_STMT_MARK].retry_at;
-}
-
-int relay_pipeline_full(const struct relay *r)
-{
-        int marking = 0;
-
-        for (const struct batch *b = r->batches; b != NULL; b = b->next)
-                marking += b->mark_due || b->mark_queued || b->marked;
-        return r->n_batches - marking >= r->cfg->pipeline_depth ||
-               r->n_batches >= 2 * r->cfg->pipeline_depth;
+        return at == INT64_MAX || at > retry ? at : retry;
 }
 
 void relay_mark_tick(struct relay *r, int64_t now)
 {
-        struct mark_group *g = NULL;
-        int64_t *ids = NULL, *offs = NULL, *gens = NULL;
-        const char **evs = NULL;
-        int32_t *parts = NULL;
-        size_t n = 0, rows = 0;
-        int nb = 0;
+        struct mark_group *g;
 
         if (now < relay_mark_next_at(r))
                 return;
-        for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                if (!b->mark_due)
-                        continue;
-                nb++;
-                for (int i = 0; i < b->n; i++)
-                        rows += b->rows[i].state == ROW_SENT;
-        }
-        g = malloc(sizeof(*g) + sizeof(g->b[0]) * (size_t)nb);
-        ids = malloc(sizeof(*ids) * rows);
-        evs = malloc(sizeof(*evs) * rows);
-        gens = malloc(sizeof(*gens) * rows);
-        parts = malloc(sizeof(*parts) * rows);
-        offs = malloc(sizeof(*offs) * rows);
-        if (g == NULL || ids == NULL || evs == NULL || gens == NULL || parts == NULL ||
-            offs == NULL) {
-                log_error(r->lg, "out of memory for marking rows sent", "{s:i}", "rows", (int)rows);
-                r->mark_at = now + 100;
+        g = malloc(sizeof(*g));
+        if (g == NULL || relay_marks_collect(r->marks, r->batches, &g->set, now) != 0) {
+                log_error(r->lg, "out of memory for marking rows sent", NULL);
+                relay_marks_postpone(r->marks, now + 100);
                 free(g);
-                goto out;
+                return;
         }
         g->relay = r;
-        g->rows = (long)rows;
-        g->n = 0;
-        for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                if (!b->mark_due)
-                        continue;
-                for (int i = 0; i < b->n; i++) {
-                        if (b->rows[i].state != ROW_SENT)
-                                continue;
-                        ids[n] = b->rows[i].m.id;
-                        evs[n] = b->rows[i].m.event_id != NULL ? b->rows[i].m.event_id : "";
-                        gens[n] = b->rows[i].m.generation;
-                        parts[n] = b->rows[i].partition;
-                        offs[n] = b->rows[i].offset;
-                        n++;
-                }
-                b->mark_due = 0;
-                b->mark_queued = 1;
-                g->b[g->n++] = b;
-        }
-        r->mark_rows = 0;
-        r->mark_at = 0;
-        db_mark(r->db, n, ids, evs, gens, parts, offs, on_marked, g);
-out:
-        free(ids);
-        free(evs);
-        free(gens);
-        free(parts);
-        free(offs);
+        db_mark(r->db, &g->set.rows, on_marked, g);
 }

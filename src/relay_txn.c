@@ -41,12 +41,12 @@ static void test_hook_init(struct relay *r)
 {
         const char *kill_after = getenv("OUTBOX_RELAY_TEST_KILL_AFTER_COMMITS");
 
-        r->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
+        r->tx->kill_after_commits = kill_after != NULL ? strtol(kill_after, NULL, 10) : 0;
 }
 
 static void test_hook_committed(struct relay *r)
 {
-        if (r->kill_after_commits > 0 && ++r->commits == r->kill_after_commits) {
+        if (r->tx->kill_after_commits > 0 && ++r->tx->commits == r->tx->kill_after_commits) {
                 log_warn(r->lg, "test hook: killed after a commit, before the mark", NULL);
                 raise(SIGKILL);
         }
@@ -65,18 +65,23 @@ static void test_hook_committed(struct relay *r)
 
 int relay_txn_init(struct relay *r, char *errbuf, size_t errsz)
 {
-        config_transactional_id(r->cfg, r->tid, sizeof(r->tid));
-        r->eos = EOS_INIT;
-        r->txn = TXN_PHASE_NONE;
+        if ((r->tx = relay_txn_state_new()) == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        config_transactional_id(r->cfg, r->tx->tid, sizeof(r->tx->tid));
         test_hook_init(r);
-        r->reader = progress_reader_new(r->cfg, r->lg, errbuf, errsz);
-        return r->reader != NULL ? 0 : -1;
+        r->tx->reader = progress_reader_new(r->cfg, r->lg, errbuf, errsz);
+        return r->tx->reader != NULL ? 0 : -1;
 }
 
 void relay_txn_free(struct relay *r)
 {
-        progress_reader_free(r->reader);
-        r->reader = NULL;
+        if (r->tx == NULL)
+                return;
+        progress_reader_free(r->tx->reader);
+        relay_txn_state_free(r->tx);
+        r->tx = NULL;
 }
 
 static void give_back(struct relay *r);
@@ -89,7 +94,7 @@ static void txn_begin(struct relay *r)
                 log_error(r->lg, "cannot begin a Kafka transaction", "{s:s}", "error", err);
                 return;
         }
-        r->txn = TXN_PHASE_OPEN;
+        relay_txn_set_phase(r->tx, TXN_PHASE_OPEN);
 }
 
 /* Produces b in the open transaction, or in a new one; while a transaction
@@ -97,16 +102,15 @@ static void txn_begin(struct relay *r)
  * the next. */
 void relay_txn_add(struct relay *r, struct batch *b)
 {
-        b->deferred = 1;
-        r->n_deferred++;
-        if (r->txn != TXN_PHASE_NONE || producer_fatal(r->producer, NULL, 0))
+        batch_set_state(b, BATCH_DEFERRED);
+        r->tx->n_deferred++;
+        if (r->tx->phase != TXN_PHASE_NONE || producer_fatal(r->producer, NULL, 0))
                 return;
         txn_begin(r);
-        if (r->txn != TXN_PHASE_OPEN)
+        if (r->tx->phase != TXN_PHASE_OPEN)
                 return; /* the producer is broken: the rebuild takes the batch back */
-        b->deferred = 0;
-        r->n_deferred--;
-        b->in_txn = 1;
+        r->tx->n_deferred--;
+        b->txn = BATCH_TXN_OPEN;
         relay_produce_batch(r, b);
 }
 
@@ -133,14 +137,15 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
                         int *clean)
 {
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                struct progress_rows *to = b->in_txn ? rows : unmarked;
+                int in_txn = b->txn == BATCH_TXN_OPEN;
+                struct progress_rows *to = in_txn ? rows : unmarked;
 
-                if (!b->in_txn && !(b->outcome == TXN_COMMITTED && !b->marked))
+                if (!in_txn && !(b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED))
                         continue;
                 for (int i = 0; i < b->n; i++) {
                         const struct relay_row *row = &b->rows[i];
 
-                        if (b->in_txn && row->produced && row->state != ROW_SENT)
+                        if (in_txn && row->produced && row->state != ROW_SENT)
                                 *clean = 0; /* the transaction is in error: abort */
                         if (row->state == ROW_SENT &&
                             progress_rows_add(to, row->m.id,
@@ -165,17 +170,16 @@ static void txn_next(struct relay *r)
                 return;
         }
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
-                if (!b->deferred)
+                if (b->state != BATCH_DEFERRED)
                         continue;
                 if (rows > 0 && rows + b->n > TXN_MAX_ROWS)
                         break; /* the rest wait for the transaction after */
-                if (r->txn == TXN_PHASE_NONE)
+                if (r->tx->phase == TXN_PHASE_NONE)
                         txn_begin(r);
-                if (r->txn != TXN_PHASE_OPEN)
+                if (r->tx->phase != TXN_PHASE_OPEN)
                         return;
-                b->deferred = 0;
-                r->n_deferred--;
-                b->in_txn = 1;
+                r->tx->n_deferred--;
+                b->txn = BATCH_TXN_OPEN;
                 rows += b->n;
                 relay_produce_batch(r, b);
         }
@@ -186,28 +190,27 @@ static void txn_next(struct relay *r)
  * the next producer). Its batches go on to be marked, or stay pending. */
 static void txn_ended(struct relay *r, int committed, const char *err)
 {
-        r->txn = TXN_PHASE_NONE;
-        r->txn_due = 0;
-        r->txn_failed = 0; /* after the abort: it reports the purged messages */
+        relay_txn_set_phase(r->tx, TXN_PHASE_NONE);
+        r->tx->due = 0;
+        r->tx->failed = 0; /* after the abort: it reports the purged messages */
         if (committed) {
                 metrics_add(r->metrics, METRICS_TXN_COMMITTED, 1);
-                log_debug(r->lg, "transaction committed", "{s:i,s:i}", "rows", r->txn_rows, "steps",
-                          r->txn_steps);
+                log_debug(r->lg, "transaction committed", "{s:i,s:i}", "rows", r->tx->rows, "steps",
+                          r->tx->steps);
                 test_hook_committed(r);
-        } else if (!r->txn_empty) {
+        } else if (!r->tx->empty) {
                 metrics_add(r->metrics, METRICS_TXN_ABORTED, 1);
                 log_warn(r->lg, "transaction aborted; its rows will be published again",
-                         "{s:i,s:s}", "rows", r->txn_rows, "error", err != NULL ? err : "");
+                         "{s:i,s:s}", "rows", r->tx->rows, "error", err != NULL ? err : "");
         }
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next; /* b may be freed once reported */
-                if (!b->in_txn)
+                if (b->txn != BATCH_TXN_OPEN)
                         continue;
-                b->in_txn = 0;
-                b->outcome = committed ? TXN_COMMITTED : TXN_ABORTED;
+                b->txn = committed ? BATCH_TXN_COMMITTED : BATCH_TXN_ABORTED;
                 if (!committed)
                         txn_rows_unsent(r, b);
-                relay_batch_reported(r, b);
+                r->hooks.batch_reported(r, b);
         }
         txn_next(r);
 }
@@ -221,40 +224,41 @@ static void txn_end_begin(struct relay *r, int64_t now)
 {
         struct progress_rows rows = {0}, unmarked = {0};
         char *record = NULL;
-        int clean = !r->txn_failed;
+        int clean = !r->tx->failed;
 
         for (struct batch *b = r->batches; b != NULL; b = b->next)
-                if (b->in_txn && (b->producing || (b->outstanding > 0 && !r->txn_failed)))
+                if (b->txn == BATCH_TXN_OPEN &&
+                    (b->state == BATCH_PRODUCING || (b->outstanding > 0 && !r->tx->failed)))
                         return;
         /* The record is written once the rows of the transactions before
          * are confirmed marked (on_marked calls again): a relay that dies
          * before then reads one of their records back, which lists them.
          * So a record rarely needs to list earlier rows as unmarked, and
          * stays about 44 bytes a row of its own. */
-        for (struct batch *b = r->batches; !r->txn_failed && b != NULL; b = b->next)
-                if (!b->in_txn && b->outcome == TXN_COMMITTED && !b->marked)
+        for (struct batch *b = r->batches; !r->tx->failed && b != NULL; b = b->next)
+                if (b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED)
                         return;
-        snprintf(r->txn_error, sizeof(r->txn_error), "%s",
-                 r->txn_failed ? "a message of the transaction failed" : "");
+        snprintf(r->tx->error, sizeof(r->tx->error), "%s",
+                 r->tx->failed ? "a message of the transaction failed" : "");
         if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
-                snprintf(r->txn_error, sizeof(r->txn_error),
+                snprintf(r->tx->error, sizeof(r->tx->error),
                          "out of memory for the progress record");
                 clean = 0;
         }
-        r->txn_rows = (int)rows.n;
+        r->tx->rows = (int)rows.n;
         if (clean && rows.n > 0) {
-                record =
-                    progress_encode(r->tid, r->cfg->schema, db_outbox_id(r->db), &rows, &unmarked);
+                record = progress_encode(r->tx->tid, r->cfg->schema, db_outbox_id(r->db), &rows,
+                                         &unmarked);
                 if (record == NULL) {
-                        snprintf(r->txn_error, sizeof(r->txn_error),
+                        snprintf(r->tx->error, sizeof(r->tx->error),
                                  "out of memory for the progress record");
                         clean = 0;
                 } else {
                         rd_kafka_resp_err_t kerr = producer_send_progress(
-                            r->producer, r->cfg->progress_topic, r->tid, record);
+                            r->producer, r->cfg->progress_topic, r->tx->tid, record);
 
                         if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                                snprintf(r->txn_error, sizeof(r->txn_error),
+                                snprintf(r->tx->error, sizeof(r->tx->error),
                                          "progress record of %zu rows (%zu bytes) refused: %s%s",
                                          rows.n + unmarked.n, strlen(record),
                                          rd_kafka_err2str(kerr),
@@ -265,11 +269,11 @@ static void txn_end_begin(struct relay *r, int64_t now)
                         }
                 }
         }
-        r->txn_empty = clean && rows.n == 0; /* every row was held back or refused locally */
-        r->txn = clean && rows.n > 0 ? TXN_PHASE_COMMITTING : TXN_PHASE_ABORTING;
-        r->txn_steps = 0;
-        r->txn_step_at = now;
-        r->txn_deadline = now + r->cfg->transaction_timeout_ms;
+        r->tx->empty = clean && rows.n == 0; /* every row was held back or refused locally */
+        relay_txn_set_phase(r->tx, clean && rows.n > 0 ? TXN_PHASE_COMMITTING : TXN_PHASE_ABORTING);
+        r->tx->steps = 0;
+        r->tx->step_at = now;
+        r->tx->deadline = now + r->cfg->transaction_timeout_ms;
         free(record);
         progress_rows_free(&rows);
         progress_rows_free(&unmarked);
@@ -278,22 +282,22 @@ static void txn_end_begin(struct relay *r, int64_t now)
 /* One step of the commit or the abort. */
 static void txn_step(struct relay *r, int64_t now)
 {
-        int committing = r->txn == TXN_PHASE_COMMITTING, rc;
+        int committing = r->tx->phase == TXN_PHASE_COMMITTING, rc;
         char err[512] = "";
         int64_t gap;
 
-        r->txn_steps++;
+        r->tx->steps++;
         rc = committing ? producer_txn_commit(r->producer, STEP_MS, err, sizeof(err))
                         : producer_txn_abort(r->producer, STEP_MS, err, sizeof(err));
         now = now_ms();
-        if (rc == PRODUCER_TXN_RETRY && now < r->txn_deadline) {
-                gap = r->txn_steps >= 7 ? STEP_MAX_GAP_MS : (int64_t)1 << (r->txn_steps - 1);
-                r->txn_step_at = now + (gap < STEP_MAX_GAP_MS ? gap : STEP_MAX_GAP_MS);
+        if (rc == PRODUCER_TXN_RETRY && now < r->tx->deadline) {
+                gap = r->tx->steps >= 7 ? STEP_MAX_GAP_MS : (int64_t)1 << (r->tx->steps - 1);
+                r->tx->step_at = now + (gap < STEP_MAX_GAP_MS ? gap : STEP_MAX_GAP_MS);
                 /* About every 5 s once it has taken a second. */
-                if (now - (r->txn_deadline - r->cfg->transaction_timeout_ms) >= SLOW_MS &&
-                    r->txn_steps % 100 == 0)
+                if (now - (r->tx->deadline - r->cfg->transaction_timeout_ms) >= SLOW_MS &&
+                    r->tx->steps % 100 == 0)
                         log_warn(r->lg, "waiting for Kafka to end a transaction", "{s:s,s:i,s:s}",
-                                 "phase", committing ? "commit" : "abort", "rows", r->txn_rows,
+                                 "phase", committing ? "commit" : "abort", "rows", r->tx->rows,
                                  "error", err);
                 return;
         }
@@ -302,26 +306,26 @@ static void txn_step(struct relay *r, int64_t now)
                  * the coordinator did, a new producer settles it (its
                  * init_transactions aborts an open transaction; a commit
                  * that went through is in the progress record). */
-                snprintf(r->txn_error, sizeof(r->txn_error),
+                snprintf(r->tx->error, sizeof(r->tx->error),
                          "%s did not end within --transaction-timeout-ms (%d ms): %.300s",
                          committing ? "the commit" : "the abort", r->cfg->transaction_timeout_ms,
                          err);
-                producer_txn_give_up(r->producer, r->txn_error);
-                txn_ended(r, 0, r->txn_error);
+                producer_txn_give_up(r->producer, r->tx->error);
+                txn_ended(r, 0, r->tx->error);
                 return;
         }
         if (rc == PRODUCER_TXN_MUST_ABORT) {
-                snprintf(r->txn_error, sizeof(r->txn_error), "%s", err);
-                r->txn = TXN_PHASE_ABORTING;
-                r->txn_steps = 0;
-                r->txn_step_at = now;
-                r->txn_deadline = now + r->cfg->transaction_timeout_ms;
+                snprintf(r->tx->error, sizeof(r->tx->error), "%s", err);
+                relay_txn_set_phase(r->tx, TXN_PHASE_ABORTING);
+                r->tx->steps = 0;
+                r->tx->step_at = now;
+                r->tx->deadline = now + r->cfg->transaction_timeout_ms;
                 return;
         }
         if (rc == 0 && committing)
                 txn_ended(r, 1, NULL);
         else /* aborted, or left to the next producer (-1: fatal) */
-                txn_ended(r, 0, rc == 0 ? r->txn_error : err);
+                txn_ended(r, 0, rc == 0 ? r->tx->error : err);
 }
 
 /* Shutdown's deadline passed while Kafka had not answered the commit or
@@ -333,11 +337,11 @@ static void txn_left_at_shutdown(struct relay *r)
         log_warn(r->lg,
                  "stopping with the transaction unfinished: its outcome is left to the next "
                  "start; its rows stay pending",
-                 "{s:i,s:s}", "rows", r->txn_rows, "phase",
-                 r->txn == TXN_PHASE_COMMITTING ? "commit" : "abort");
-        r->txn = TXN_PHASE_NONE;
-        r->txn_due = 0;
-        r->txn_failed = 0;
+                 "{s:i,s:s}", "rows", r->tx->rows, "phase",
+                 r->tx->phase == TXN_PHASE_COMMITTING ? "commit" : "abort");
+        relay_txn_set_phase(r->tx, TXN_PHASE_NONE);
+        r->tx->due = 0;
+        r->tx->failed = 0;
         give_back(r);
 }
 
@@ -345,20 +349,22 @@ void relay_txn_tick(struct relay *r, int64_t now)
 {
         int ending;
 
-        if (r->txn == TXN_PHASE_OPEN && r->txn_due) {
-                r->txn_due = 0;
+        if (r->tx->phase == TXN_PHASE_OPEN && r->tx->due) {
+                r->tx->due = 0;
                 txn_end_begin(r, now);
-        } else if (r->txn != TXN_PHASE_OPEN) {
-                r->txn_due = 0; /* reports of an abort's purged messages: nothing to do */
+        } else if (r->tx->phase != TXN_PHASE_OPEN) {
+                r->tx->due = 0; /* reports of an abort's purged messages: nothing to do */
         }
-        ending = r->txn == TXN_PHASE_COMMITTING || r->txn == TXN_PHASE_ABORTING;
+        ending = r->tx->phase == TXN_PHASE_COMMITTING || r->tx->phase == TXN_PHASE_ABORTING;
         if (ending && r->stopping && now >= r->stop_deadline) {
                 txn_left_at_shutdown(r);
                 return;
         }
         /* Twice at most: a refused commit turns into an abort at once. */
-        for (int i = 0; i < 2 && (r->txn == TXN_PHASE_COMMITTING || r->txn == TXN_PHASE_ABORTING) &&
-                        now >= r->txn_step_at;
+        for (int i = 0;
+             i < 2 &&
+             (r->tx->phase == TXN_PHASE_COMMITTING || r->tx->phase == TXN_PHASE_ABORTING) &&
+             now >= r->tx->step_at;
              i++)
                 txn_step(r, now);
 }
@@ -367,13 +373,14 @@ int64_t relay_txn_next_at(const struct relay *r)
 {
         int64_t next = INT64_MAX;
 
-        if (r->txn == TXN_PHASE_COMMITTING || r->txn == TXN_PHASE_ABORTING) {
-                next = r->txn_step_at;
+        if (r->tx->phase == TXN_PHASE_COMMITTING || r->tx->phase == TXN_PHASE_ABORTING) {
+                next = r->tx->step_at;
                 if (r->stopping && r->stop_deadline < next)
                         next = r->stop_deadline;
         }
-        if (r->leader && r->eos != EOS_READY && r->eos != EOS_MARKING && r->eos_retry_at < next)
-                next = r->eos_retry_at;
+        if (r->duty->leader && r->tx->eos != EOS_READY && r->tx->eos != EOS_MARKING &&
+            r->tx->retry_at < next)
+                next = r->tx->retry_at;
         return next;
 }
 
@@ -384,12 +391,13 @@ int64_t relay_txn_next_at(const struct relay *r)
  * progress record under way is dropped (it may predate the last commit). */
 void relay_txn_abandon(struct relay *r)
 {
-        r->txn = TXN_PHASE_NONE;
-        r->txn_due = 0;
-        r->txn_failed = 0;
-        r->eos = EOS_INIT;
-        r->eos_attempt = 0;
-        r->read_ticket = 0;
+        if (r->tx->phase != TXN_PHASE_NONE)
+                relay_txn_set_phase(r->tx, TXN_PHASE_NONE);
+        r->tx->due = 0;
+        r->tx->failed = 0;
+        relay_txn_set_eos(r->tx, EOS_INIT);
+        r->tx->attempt = 0;
+        r->tx->read_ticket = 0;
         give_back(r);
 }
 
@@ -398,23 +406,24 @@ static void give_back(struct relay *r)
 {
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next;
-                if (!b->in_txn && !b->deferred)
+                if (b->txn != BATCH_TXN_OPEN && b->state != BATCH_DEFERRED)
                         continue;
-                r->n_deferred -= b->deferred;
-                if (b->in_txn)
-                        b->outcome = TXN_ABORTED;
-                b->in_txn = 0;
-                b->deferred = 0;
+                if (b->state == BATCH_DEFERRED) {
+                        r->tx->n_deferred--;
+                        batch_set_state(b, BATCH_IN_FLIGHT); /* nothing of it was produced */
+                }
+                if (b->txn == BATCH_TXN_OPEN)
+                        b->txn = BATCH_TXN_ABORTED;
                 txn_rows_unsent(r, b);
-                r->want_fetch = 1;
-                relay_batch_reported(r, b);
+                r->tx->fetch = 1;
+                r->hooks.batch_reported(r, b);
         }
         relay_release_keys(r);
 }
 
 static void retry_later(struct relay *r, int64_t now);
 
-static void on_recovered(void *arg, PGresult *res, const char *error)
+static void on_recovered(void *arg, long n, const char *error)
 {
         struct relay *r = arg;
 
@@ -424,25 +433,27 @@ static void on_recovered(void *arg, PGresult *res, const char *error)
                 /* Read and mark again, after a backoff: at once, a failing
                  * statement would be sent again in a tight loop. */
                 retry_later(r, now_ms());
-                if (r->eos == EOS_MARKING)
-                        r->eos = EOS_READ; /* read and mark again once leader again */
-        } else {
-                long n = atol(PQcmdTuples(res));
-
+                if (r->tx->eos == EOS_MARKING)
+                        relay_txn_set_eos(r->tx,
+                                          EOS_READ); /* read and mark again once leader again */
+        } else if (r->tx->eos != EOS_MARKING) {
+                /* The producer was rebuilt (or the term ended) meanwhile:
+                 * its recovery starts again, and finds these rows marked. */
                 metrics_add(r->metrics, METRICS_RECOVERED_ROWS, (uint64_t)n);
-                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,
+        } else {
+                metrics_add(r->metrics, METRICS_RECOVERED_ROWS, (uint64_t)n);
+                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tx->tid,
                          "recovered_rows", (int)n);
-                r->eos = EOS_READY;
-                r->eos_error[0] = '\0';
-                r->want_fetch = 1;
+                relay_txn_set_eos(r->tx, EOS_READY);
+                r->tx->eos_error[0] = '\0';
+                r->tx->fetch = 1;
         }
-        PQclear(res);
 }
 
 static void retry_later(struct relay *r, int64_t now)
 {
-        r->eos_attempt++;
-        r->eos_retry_at = now + backoff_delay_ms(&r->reconnect_backoff, r->eos_attempt);
+        r->tx->attempt++;
+        r->tx->retry_at = now + backoff_delay_ms(&r->reconnect_backoff, r->tx->attempt);
 }
 
 /* Marks the rows of the last record sent where they still are the copies
@@ -458,10 +469,12 @@ static void mark_recovered(struct relay *r, const struct progress_rows *rows, in
         }
         for (size_t i = 0; i < rows->n; i++)
                 evs[i] = rows->event_ids[i];
-        r->eos_attempt = 0;
-        r->eos = EOS_MARKING;
-        db_mark_committed(r->db, rows->n, rows->ids, evs, rows->generations, rows->replays,
-                          rows->partitions, rows->offsets, on_recovered, r);
+        struct db_marks marks = {rows->n,       rows->ids,        evs,          rows->generations,
+                                 rows->replays, rows->partitions, rows->offsets};
+
+        r->tx->attempt = 0;
+        relay_txn_set_eos(r->tx, EOS_MARKING);
+        db_mark(r->db, &marks, on_recovered, r);
         free(evs);
 }
 
@@ -472,24 +485,36 @@ static int init_step(struct relay *r, int64_t now)
         int rc = producer_txn_init(r->producer, STEP_MS, err, sizeof(err));
 
         if (rc == PRODUCER_TXN_RETRY) {
-                snprintf(r->eos_error, sizeof(r->eos_error),
+                snprintf(r->tx->eos_error, sizeof(r->tx->eos_error),
                          "waiting for Kafka to initialise transactions: %.400s", err);
-                if (r->eos_attempt++ % 1000 == 0) /* about every 15 s */
+                if (r->tx->attempt++ % 1000 == 0) /* about every 15 s */
                         log_warn(r->lg, "waiting for Kafka to initialise transactions", "{s:s,s:s}",
-                                 "transactional_id", r->tid, "error", err);
-                r->eos_retry_at = now_ms() + INIT_RETRY_MS;
+                                 "transactional_id", r->tx->tid, "error", err);
+                r->tx->retry_at = now_ms() + INIT_RETRY_MS;
                 return 0;
         }
         if (rc != 0) {
                 log_error(r->lg, "cannot initialise Kafka transactions", "{s:s,s:s}",
-                          "transactional_id", r->tid, "error", err);
+                          "transactional_id", r->tx->tid, "error", err);
                 return 0; /* fatal: the producer is rebuilt */
         }
         (void)now;
-        r->eos_attempt = 0;
-        r->eos_error[0] = '\0';
-        r->eos = EOS_READ;
+        r->tx->attempt = 0;
+        r->tx->eos_error[0] = '\0';
+        relay_txn_set_eos(r->tx, EOS_READ);
         return 1;
+}
+
+/* Starts reading the last progress record, beside the loop. */
+static void start_read(struct relay *r, int64_t now)
+{
+        r->tx->read_ticket = progress_reader_start(r->tx->reader, r->tx->tid, READ_TIMEOUT_MS);
+        if (r->tx->eos_error[0] == '\0')
+                snprintf(r->tx->eos_error, sizeof(r->tx->eos_error),
+                         "reading the last progress record");
+        log_debug(r->lg, "reading the last progress record", "{s:s}", "transactional_id",
+                  r->tx->tid);
+        r->tx->retry_at = now + READ_POLL_MS;
 }
 
 /* A new leader (or a rebuilt producer) fences older producers, then marks
@@ -501,37 +526,32 @@ void relay_txn_recover(struct relay *r, int64_t now)
         char err[512] = "", outbox_id[PROGRESS_OUTBOX_ID_SIZE] = "";
         int rc, found = 0;
 
-        if (r->eos == EOS_READY || r->eos == EOS_MARKING || !r->leader || r->stopping ||
-            !db_connected(r->db) || producer_fatal(r->producer, NULL, 0) || now < r->eos_retry_at)
+        if (r->tx->eos == EOS_READY || r->tx->eos == EOS_MARKING || !r->duty->leader ||
+            r->stopping || !db_connected(r->db) || producer_fatal(r->producer, NULL, 0) ||
+            now < r->tx->retry_at)
                 return;
-        if (r->eos == EOS_STALE) {
+        if (r->tx->eos == EOS_STALE) {
                 if (r->rebuild_at == 0)
                         r->rebuild_at = now; /* the loop rebuilds; abandon sets EOS_INIT */
                 return;
         }
-        if (r->eos == EOS_INIT && !init_step(r, now))
+        if (r->tx->eos == EOS_INIT && !init_step(r, now))
                 return;
-        if (r->read_ticket == 0) {
-                r->read_ticket = progress_reader_start(r->reader, r->tid, READ_TIMEOUT_MS);
-                if (r->eos_error[0] == '\0')
-                        snprintf(r->eos_error, sizeof(r->eos_error),
-                                 "reading the last progress record");
-                log_debug(r->lg, "reading the last progress record", "{s:s}", "transactional_id",
-                          r->tid);
-                r->eos_retry_at = now + READ_POLL_MS;
+        if (r->tx->read_ticket == 0) {
+                start_read(r, now);
                 return;
         }
-        rc = progress_reader_poll(r->reader, r->read_ticket, &rows, &found, outbox_id, err,
+        rc = progress_reader_poll(r->tx->reader, r->tx->read_ticket, &rows, &found, outbox_id, err,
                                   sizeof(err));
         if (rc == PROGRESS_READING) {
-                r->eos_retry_at = now + READ_POLL_MS;
+                r->tx->retry_at = now + READ_POLL_MS;
                 return;
         }
-        r->read_ticket = 0;
+        r->tx->read_ticket = 0;
         if (rc != 0) {
                 log_error(r->lg, "cannot read the last progress record, will retry", "{s:s}",
                           "error", err);
-                snprintf(r->eos_error, sizeof(r->eos_error),
+                snprintf(r->tx->eos_error, sizeof(r->tx->eos_error),
                          "cannot read the last progress record: %.400s", err);
                 retry_later(r, now_ms());
         } else if (found && strcmp(outbox_id, db_outbox_id(r->db)) != 0) {
@@ -542,19 +562,19 @@ void relay_txn_recover(struct relay *r, int64_t now)
                           "the last progress record of this transactional id belongs to another "
                           "outbox: two outboxes share it; give each its own --transactional-id. "
                           "Not publishing, will check again",
-                          "{s:s,s:s,s:s}", "transactional_id", r->tid, "record_outbox_id",
+                          "{s:s,s:s,s:s}", "transactional_id", r->tx->tid, "record_outbox_id",
                           outbox_id, "outbox_id", db_outbox_id(r->db));
-                snprintf(r->eos_error, sizeof(r->eos_error),
+                snprintf(r->tx->eos_error, sizeof(r->tx->eos_error),
                          "the last progress record of this transactional id belongs to another "
                          "outbox");
                 retry_later(r, now_ms());
         } else if (!found || rows.n == 0) {
-                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tid,
+                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tx->tid,
                          "recovered_rows", 0);
-                r->eos_attempt = 0;
-                r->eos = EOS_READY;
-                r->eos_error[0] = '\0';
-                r->want_fetch = 1;
+                r->tx->attempt = 0;
+                relay_txn_set_eos(r->tx, EOS_READY);
+                r->tx->eos_error[0] = '\0';
+                r->tx->fetch = 1;
         } else {
                 mark_recovered(r, &rows, now);
         }

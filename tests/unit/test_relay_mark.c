@@ -1,0 +1,165 @@
+/* Unit tests of the marks (relay_mark.h): which rows a mark names (the
+ * sent ones of the due batches, in fetch order, each with its event_id,
+ * generation, replays and Kafka position), which batches it moves on, and
+ * when it is due. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "runner.h"
+
+#include "relay_mark.h"
+
+#define EV(n) "00000000-0000-0000-0000-00000000000" #n
+
+static void row(struct relay_row *r, struct batch *b, int64_t id, enum row_state st, int gen)
+{
+        memset(r, 0, sizeof(*r));
+        r->batch = b;
+        r->m.id = id;
+        r->m.generation = gen;
+        r->m.replays = gen + 10;
+        r->m.event_id = id == 6 ? NULL : EV(1); /* NULL: refused before producing, in practice */
+        r->state = st;
+        r->partition = (int32_t)(id % 3);
+        r->offset = id * 100;
+}
+
+START_TEST(test_collect_names_sent_rows_in_order)
+{
+        struct relay_row r1[3], r2[1], r3[2];
+        struct batch b1 = {.rows = r1, .n = 3, .state = BATCH_MARK_DUE};
+        struct batch b2 = {.rows = r2, .n = 1, .state = BATCH_MARKED};
+        struct batch b3 = {.rows = r3, .n = 2, .state = BATCH_MARK_DUE};
+        struct relay_marks *m = relay_marks_new(10, 100, 4);
+        struct relay_mark_set set;
+        static const int64_t want[] = {1, 3, 6};
+
+        b1.next = &b2;
+        b2.next = &b3;
+        row(&r1[0], &b1, 1, ROW_SENT, 0);
+        row(&r1[1], &b1, 2, ROW_FAILED, 0);
+        row(&r1[2], &b1, 3, ROW_SENT, 2);
+        row(&r2[0], &b2, 4, ROW_SENT, 0); /* its batch is marked already */
+        row(&r3[0], &b3, 5, ROW_UNSENT, 0);
+        row(&r3[1], &b3, 6, ROW_SENT, 1);
+        ck_assert_int_eq(relay_marks_collect(m, &b1, &set, 0), 0);
+        ck_assert_uint_eq(set.rows.n, 3);
+        for (size_t i = 0; i < set.rows.n; i++) {
+                ck_assert_int_eq(set.rows.ids[i], want[i]);
+                ck_assert_str_eq(set.rows.event_ids[i], i == 2 ? "" : EV(1));
+                ck_assert_int_eq(set.rows.offsets[i], want[i] * 100);
+                ck_assert_int_eq(set.rows.partitions[i], want[i] % 3);
+                ck_assert_int_eq(set.rows.replays[i], set.rows.generations[i] + 10);
+        }
+        ck_assert_int_eq(set.rows.generations[1], 2);
+        ck_assert_int_eq(set.n_batches, 2);
+        ck_assert_ptr_eq(set.batches[0], &b1);
+        ck_assert_ptr_eq(set.batches[1], &b3);
+        ck_assert_int_eq(b1.state, BATCH_MARKING);
+        ck_assert_int_eq(b2.state, BATCH_MARKED);
+        ck_assert_int_eq(b3.state, BATCH_MARKING);
+        relay_mark_set_free(&set);
+        relay_marks_free(m);
+}
+END_TEST
+
+/* A batch with nothing sent is marked at once; one with sent rows waits
+ * for --mark-delay-ms, or not at all once a batch's worth is due. */
+START_TEST(test_due_and_when)
+{
+        struct relay_row r1[2], r2[1];
+        struct batch b1 = {.rows = r1, .n = 2, .state = BATCH_REPORTED};
+        struct batch b2 = {.rows = r2, .n = 1, .state = BATCH_REPORTED};
+        struct relay_marks *m = relay_marks_new(10, 3, 4);
+        struct relay_mark_set set;
+
+        row(&r1[0], &b1, 1, ROW_SENT, 0);
+        row(&r1[1], &b1, 2, ROW_SENT, 0);
+        row(&r2[0], &b2, 3, ROW_FAILED, 0);
+        ck_assert(relay_marks_next_at(m, 2, 0) == INT64_MAX);
+        relay_marks_due(m, &b2, 1000);
+        ck_assert_int_eq(b2.state, BATCH_MARKED);
+        ck_assert(relay_marks_next_at(m, 2, 0) == INT64_MAX);
+        relay_marks_due(m, &b1, 1000);
+        ck_assert_int_eq(b1.state, BATCH_MARK_DUE);
+        ck_assert_int_eq(relay_marks_next_at(m, 2, 0), 1010);
+        ck_assert_int_eq(relay_marks_next_at(m, 2, 1), 0); /* stopping */
+        ck_assert_int_eq(relay_marks_next_at(m, 8, 0), 0); /* fetching waits */
+        /* Again: nothing changes (due already). */
+        relay_marks_due(m, &b1, 2000);
+        ck_assert_int_eq(relay_marks_next_at(m, 2, 0), 1010);
+        ck_assert_int_eq(relay_marks_collect(m, &b1, &set, 1010), 0);
+        ck_assert(relay_marks_next_at(m, 2, 0) == INT64_MAX);
+        relay_mark_set_free(&set);
+        relay_marks_free(m);
+}
+END_TEST
+
+START_TEST(test_batch_size_marks_at_once)
+{
+        struct relay_row r1[3];
+        struct batch b1 = {.rows = r1, .n = 3, .state = BATCH_REPORTED};
+        struct relay_marks *m = relay_marks_new(1000, 3, 4);
+
+        for (int i = 0; i < 3; i++)
+                row(&r1[i], &b1, i + 1, ROW_SENT, 0);
+        relay_marks_due(m, &b1, 5);
+        ck_assert_int_eq(relay_marks_next_at(m, 1, 0), 0);
+        relay_marks_free(m);
+}
+END_TEST
+
+/* Only a reported batch becomes due: one still producing is left alone. */
+START_TEST(test_due_only_when_reported)
+{
+        struct relay_row r1[1];
+        struct batch b1 = {.rows = r1, .n = 1, .state = BATCH_IN_FLIGHT};
+        struct relay_marks *m = relay_marks_new(10, 3, 4);
+
+        row(&r1[0], &b1, 1, ROW_SENT, 0);
+        relay_marks_due(m, &b1, 5);
+        ck_assert_int_eq(b1.state, BATCH_IN_FLIGHT);
+        ck_assert(relay_marks_next_at(m, 1, 0) == INT64_MAX);
+        relay_marks_free(m);
+}
+END_TEST
+
+/* depth batches being published, or twice as many in all, stop fetching. */
+START_TEST(test_pipeline_full)
+{
+        struct batch b[4] = {{.state = BATCH_IN_FLIGHT},
+                             {.state = BATCH_MARK_DUE},
+                             {.state = BATCH_MARKING},
+                             {.state = BATCH_PRODUCING}};
+
+        for (int i = 0; i < 3; i++)
+                b[i].next = &b[i + 1];
+        ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 2 publishing */
+        ck_assert(relay_marks_pipeline_full(b, 4, 2));  /* 2 publishing, depth 2 */
+        b[3].state = BATCH_MARKED;
+        ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 1 publishing, 4 in all */
+        ck_assert(relay_marks_pipeline_full(b, 4, 2));  /* 1 publishing, but 4 in all */
+}
+END_TEST
+
+static Suite *relay_mark_suite(void)
+{
+        Suite *s = suite_create("relay_mark");
+        TCase *tc = tcase_create("core");
+
+        tcase_add_test(tc, test_collect_names_sent_rows_in_order);
+        tcase_add_test(tc, test_due_and_when);
+        tcase_add_test(tc, test_batch_size_marks_at_once);
+        tcase_add_test(tc, test_due_only_when_reported);
+        tcase_add_test(tc, test_pipeline_full);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+Suite *test_suite(void)
+{
+        return relay_mark_suite();
+}
