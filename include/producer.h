@@ -74,6 +74,10 @@ int producer_fd(const struct producer *p);
 /* Non-zero once the producer hit a fatal error and must be rebuilt;
  * errbuf gets the reason. */
 int producer_fatal(const struct producer *p, char *errbuf, size_t errsz);
+/* Non-zero while the brokers refuse the relay's connections for a reason
+ * of its setup (authentication, TLS), until a broker is up again; errbuf
+ * gets the cause. Rows wait meanwhile; none spends an attempt. */
+int producer_refused(const struct producer *p, char *errbuf, size_t errsz);
 /* Messages not yet reported. */
 int producer_outstanding(const struct producer *p);
 /* Fails everything queued or in flight now (reports follow on poll). */

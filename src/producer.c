@@ -22,6 +22,8 @@ struct producer {
         int outstanding;
         int fatal;
         char fatal_reason[512];
+        rd_kafka_resp_err_t refused; /* see refusal(); 0 when none */
+        char refused_reason[512];
 };
 
 /* Settings the relay chooses unless the user set them with -X. */
@@ -131,12 +133,45 @@ fail:
         return NULL;
 }
 
+/* Connection failures of the relay's setup, not of any row: credentials
+ * or a CA the brokers refuse. No message fails with these (messages wait,
+ * or time out as __MSG_TIMED_OUT, which is not the row's fault either),
+ * so rows spend no attempts; librdkafka keeps reconnecting. What to check,
+ * or NULL for other errors. */
+static const char *refusal(rd_kafka_resp_err_t *err, const char *reason)
+{
+        /* librdkafka 2.0.2 reports a failed certificate check as a
+         * transport error when OpenSSL notices it while reading. */
+        if (*err == RD_KAFKA_RESP_ERR__TRANSPORT && strstr(reason, "certificate verify failed"))
+                *err = RD_KAFKA_RESP_ERR__SSL;
+        switch (*err) {
+        case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+                return "authentication failed (check sasl.mechanisms, sasl.username and "
+                       "sasl.password)";
+        case RD_KAFKA_RESP_ERR__SSL:
+                return "TLS failed (check ssl.ca.location and the brokers' certificates)";
+        default:
+                return NULL;
+        }
+}
+
+/* A broker is up, or a message was delivered: the refusal is over. */
+static void refusal_over(struct producer *p)
+{
+        if (p->refused == RD_KAFKA_RESP_ERR_NO_ERROR)
+                return;
+        log_info(p->lg, "kafka: connected again", "{s:s}", "after", rd_kafka_err2name(p->refused));
+        p->refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         struct producer *p = opaque;
 
         (void)rk;
         p->outstanding--;
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                refusal_over(p);
         /* A progress record's failure shows in the commit, not per row. */
         if (m->_private != p)
                 p->cb(p->cb_arg, m->_private, m->err, m->partition, m->offset);
@@ -145,6 +180,30 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         struct producer *p = opaque;
+        rd_kafka_resp_err_t code = (rd_kafka_resp_err_t)err;
+        const char *what = refusal(&code, reason);
+
+        if (what != NULL) {
+                /* Said once per change of cause, not at every reconnect:
+                 * /readyz and the log line say what to fix. librdkafka's
+                 * reason names the broker and the failure, never the
+                 * credential. */
+                snprintf(p->refused_reason, sizeof(p->refused_reason), "%s: %s", what, reason);
+                if (p->refused != code)
+                        log_error(p->lg,
+                                  "kafka refuses the connection: rows wait, spending no "
+                                  "attempts",
+                                  "{s:s,s:s}", "code", rd_kafka_err2name(code), "error",
+                                  p->refused_reason);
+                p->refused = code;
+                return;
+        }
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && p->refused) {
+                /* The refusal said it already. */
+                log_debug(p->lg, "kafka error", "{s:s,s:s}", "code",
+                          rd_kafka_err2name((rd_kafka_resp_err_t)err), "error", reason);
+                return;
+        }
 
         if (err == RD_KAFKA_RESP_ERR__FATAL) {
                 char why[400];
@@ -188,6 +247,8 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
                         1e6);
         }
         metrics_set(p->metrics, METRICS_KAFKA_CONNECTED, up);
+        if (up)
+                refusal_over(p);
         json_decref(root);
         return 0; /* librdkafka frees json */
 }
@@ -202,9 +263,12 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 
         /* librdkafka warns at every start that enable.gapless.guarantee is
          * experimental, however it is set; the relay sets it on purpose (see
-         * defaults[]) and cannot do without it, so that is no warning. */
-        if (strcmp(fac, "CONFWARN") == 0 &&
-            strstr(buf, "property enable.gapless.guarantee is experimental") != NULL)
+         * defaults[]) and cannot do without it, so that is no warning. A
+         * broker's failure (FAIL) also comes as an error event, which
+         * error_cb logs (once per cause for a refusal): not twice. */
+        if ((strcmp(fac, "CONFWARN") == 0 &&
+             strstr(buf, "property enable.gapless.guarantee is experimental") != NULL) ||
+            strcmp(fac, "FAIL") == 0)
                 lvl = CONFIG_LOG_DEBUG;
         log_write(p->lg, lvl, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
@@ -443,6 +507,13 @@ int producer_fatal(const struct producer *p, char *errbuf, size_t errsz)
         if (p->fatal)
                 snprintf(errbuf, errsz, "%s", p->fatal_reason);
         return p->fatal;
+}
+
+int producer_refused(const struct producer *p, char *errbuf, size_t errsz)
+{
+        if (p->refused && errbuf != NULL)
+                snprintf(errbuf, errsz, "%s", p->refused_reason);
+        return p->refused != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 int producer_outstanding(const struct producer *p)

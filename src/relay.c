@@ -291,7 +291,13 @@ static void on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, in
                 metrics_observe(r->metrics, METRICS_ACK_SECONDS,
                                 (double)(now_us() - row->produced_us) / 1e6);
         } else if (producer_err_is_permanent(err)) {
-                fail_row(r, row, rd_kafka_err2str(err));
+                char reason[300];
+
+                /* The topic named: an authorization failure (an ACL) or an
+                 * unknown topic is about it, not the row's content. */
+                snprintf(reason, sizeof(reason), "%s (topic %s)", rd_kafka_err2str(err),
+                         row->topic);
+                fail_row(r, row, reason);
         } else {
                 /* Kafka or the producer failed, not the row: it stays pending
                  * without using an attempt, and its key waits behind it. */

@@ -301,6 +301,7 @@ void relay_maybe_retention(struct relay *r, int64_t now)
 int relay_is_ready(void *arg, char *why, size_t whysz)
 {
         struct relay *r = arg;
+        char refused[512];
 
         if (!db_connected(r->db)) {
                 const char *err = db_last_error(r->db);
@@ -315,6 +316,11 @@ int relay_is_ready(void *arg, char *why, size_t whysz)
         }
         if (producer_fatal(r->producer, NULL, 0)) {
                 snprintf(why, whysz, "the Kafka producer is being rebuilt");
+                return 0;
+        }
+        /* A credential or CA the brokers refuse: a rollout should stop here. */
+        if (producer_refused(r->producer, refused, sizeof(refused))) {
+                snprintf(why, whysz, "kafka refuses the connection: %s", refused);
                 return 0;
         }
         /* A leader that cannot recover its transactional id publishes

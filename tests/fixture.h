@@ -193,6 +193,25 @@ struct fx_pos {
  * until nothing new came for 5 s. *out is malloc'ed. */
 size_t fx_apache_read_committed(struct fx_apache *k, const char *topic, struct fx_pos **out);
 
+/* ---- Apache Kafka security (fixture_apache_admin.c) ---- */
+/* A CA (dir/ca.crt) and, signed by it, a certificate for 127.0.0.1 and
+ * localhost with its key in one PEM file (dir/broker.pem), as a broker's
+ * ssl.keystore.type=PEM takes it; made with openssl. */
+void fx_apache_make_tls(const char *dir);
+/* Adds one ACL on a topic (a prefix when `prefixed`) for principal
+ * ("User:name"), from any host: operation as Kafka names it ("WRITE",
+ * "DESCRIBE", "READ", "ALL"), allowed or denied. Sent over PLAINTEXT, whose
+ * principal (User:ANONYMOUS) a test with an authorizer makes a super user. */
+void fx_apache_add_acl(struct fx_apache *k, const char *principal, const char *topic, int prefixed,
+                       const char *operation, int allow);
+/* Reads topic from the beginning with Kafka's own console consumer over
+ * `bootstraps` with the client properties in the file `client_config`
+ * (security.protocol, sasl.*, ssl.* ...): every message's partition,
+ * offset, key and value (printed as text: no tab or newline in them).
+ * Reads until nothing new came for 5 s; *out is malloc'ed (fx_msgs_free). */
+size_t fx_apache_read_over(struct fx_apache *k, const char *bootstraps, const char *client_config,
+                           const char *topic, struct fx_msg **out);
+
 /* ---- Processes ---- */
 /* Runs argv (argv[0] a path) to completion with a deadline, capturing stdout
  * and stderr together into *output (malloc'ed, may be NULL to discard).

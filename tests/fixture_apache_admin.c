@@ -254,3 +254,198 @@ size_t fx_apache_read_committed(struct fx_apache *k, const char *topic, struct f
         *out = pos;
         return n;
 }
+
+/* ---- security: certificates, ACLs, reading over a listener ---- */
+
+static void openssl(const char *const args[])
+{
+        const char *argv[32] = {"/usr/bin/openssl"};
+        char *out = NULL;
+        int n = 1, rc;
+
+        for (; args[n - 1] != NULL && n < 31; n++)
+                argv[n] = args[n - 1];
+        argv[n] = NULL;
+        rc = fx_run(argv, NULL, &out, 60000);
+        ck_assert_msg(rc == 0, "openssl %s failed (%d): %.*s", args[0], rc, AK_TAIL_BYTES,
+                      out ? out : "");
+        free(out);
+}
+
+/* Concatenates files into dest. */
+static void cat_files(const char *dest, const char *a, const char *b)
+{
+        FILE *out = fopen(dest, "w");
+        const char *in[] = {a, b};
+        char buf[4096];
+        size_t n;
+
+        ck_assert_msg(out != NULL, "%s: cannot write", dest);
+        for (int i = 0; i < 2; i++) {
+                FILE *f = fopen(in[i], "r");
+
+                ck_assert_msg(f != NULL, "%s: cannot read", in[i]);
+                while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+                        ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+                fclose(f);
+        }
+        ck_assert_int_eq(fclose(out), 0);
+}
+
+void fx_apache_make_tls(const char *dir)
+{
+        char key[256], csr[256], crt[256], ext[256], ca[256], cakey[256], pem[256];
+        FILE *f;
+
+        fx_make_ca(dir, "ca");
+        snprintf(key, sizeof(key), "%s/broker.key", dir);
+        snprintf(csr, sizeof(csr), "%s/broker.csr", dir);
+        snprintf(crt, sizeof(crt), "%s/broker.crt", dir);
+        snprintf(ext, sizeof(ext), "%s/broker.ext", dir);
+        snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+        snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
+        snprintf(pem, sizeof(pem), "%s/broker.pem", dir);
+        /* PKCS#8 ("BEGIN PRIVATE KEY"), unencrypted: what Kafka's PEM key
+         * store reads without ssl.key.password. */
+        openssl((const char *const[]){"req", "-new", "-newkey", "ec", "-pkeyopt",
+                                      "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                                      "-out", csr, "-subj", "/CN=127.0.0.1", NULL});
+        f = fopen(ext, "w");
+        ck_assert_msg(f != NULL, "%s: cannot write", ext);
+        fputs("subjectAltName = IP:127.0.0.1, DNS:localhost\n", f);
+        ck_assert_int_eq(fclose(f), 0);
+        openssl((const char *const[]){"x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey,
+                                      "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext,
+                                      NULL});
+        cat_files(pem, key, crt);
+}
+
+static const struct {
+        const char *name;
+        rd_kafka_AclOperation_t op;
+} acl_ops[] = {
+    {"ALL", RD_KAFKA_ACL_OPERATION_ALL},
+    {"READ", RD_KAFKA_ACL_OPERATION_READ},
+    {"WRITE", RD_KAFKA_ACL_OPERATION_WRITE},
+    {"DESCRIBE", RD_KAFKA_ACL_OPERATION_DESCRIBE},
+};
+
+void fx_apache_add_acl(struct fx_apache *k, const char *principal, const char *topic, int prefixed,
+                       const char *operation, int allow)
+{
+        rd_kafka_t *rk = ak_client(k->bootstraps);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AclOperation_t op = RD_KAFKA_ACL_OPERATION_UNKNOWN;
+        const rd_kafka_acl_result_t **res;
+        rd_kafka_AclBinding_t *acl;
+        rd_kafka_event_t *ev;
+        char errstr[256], what[300];
+        size_t n;
+
+        for (size_t i = 0; i < sizeof(acl_ops) / sizeof(acl_ops[0]); i++)
+                if (strcmp(acl_ops[i].name, operation) == 0)
+                        op = acl_ops[i].op;
+        ck_assert_msg(op != RD_KAFKA_ACL_OPERATION_UNKNOWN, "ACL operation %s?", operation);
+        acl = rd_kafka_AclBinding_new(
+            RD_KAFKA_RESOURCE_TOPIC, topic,
+            prefixed ? RD_KAFKA_RESOURCE_PATTERN_PREFIXED : RD_KAFKA_RESOURCE_PATTERN_LITERAL,
+            principal, "*", op,
+            allow ? RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW : RD_KAFKA_ACL_PERMISSION_TYPE_DENY, errstr,
+            sizeof(errstr));
+        ck_assert_msg(acl != NULL, "ACL on %s: %s", topic, errstr);
+        rd_kafka_CreateAcls(rk, &acl, 1, NULL, q);
+        rd_kafka_AclBinding_destroy(acl);
+        snprintf(what, sizeof(what), "%s %s %s on topic %s%s", allow ? "allow" : "deny", principal,
+                 operation, topic, prefixed ? "*" : "");
+        ev = admin_wait(q, what);
+        res = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &n);
+        ck_assert_msg(n == 1, "%s: %zu results", what, n);
+        if (rd_kafka_acl_result_error(res[0]) != NULL) {
+                snprintf(errstr, sizeof(errstr), "%s",
+                         rd_kafka_error_string(rd_kafka_acl_result_error(res[0])));
+                rd_kafka_event_destroy(ev);
+                ck_abort_msg("%s: %s", what, errstr);
+        }
+        rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+        char *c = strndup(s, n);
+
+        ck_assert_msg(c != NULL, "out of memory");
+        return c;
+}
+
+size_t fx_apache_read_over(struct fx_apache *k, const char *bootstraps, const char *client_config,
+                           const char *topic, struct fx_msg **out)
+{
+        char group[96], *text = NULL, *line, *save = NULL;
+        const char *args[] = {"--bootstrap-server",
+                              bootstraps,
+                              "--topic",
+                              topic,
+                              "--group",
+                              group,
+                              "--from-beginning",
+                              "--command-config",
+                              client_config,
+                              "--timeout-ms",
+                              "5000",
+                              "--command-property",
+                              "enable.auto.commit=false",
+                              "--formatter-property",
+                              "print.partition=true",
+                              "--formatter-property",
+                              "print.offset=true",
+                              "--formatter-property",
+                              "print.key=true",
+                              NULL};
+        struct fx_msg *msgs = NULL;
+        size_t n = 0, cap = 0;
+        long long total = -1;
+        int rc;
+
+        snprintf(group, sizeof(group), "fx-read-over-%d-%lld", (int)getpid(),
+                 (long long)fx_now_ms());
+        rc = ak_run_tool(k, "org.apache.kafka.tools.consumer.ConsoleConsumer", args, &text,
+                         AK_TOOL_TIMEOUT_MS);
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                int partition, used = 0;
+                long long offset;
+                const char *key, *tab;
+
+                if (sscanf(line, "Partition:%d\tOffset:%lld\t%n", &partition, &offset, &used) ==
+                        2 &&
+                    used > 0) {
+                        key = line + used;
+                        tab = strchr(key, '\t');
+                        ck_assert_msg(tab != NULL, "console consumer line: %s", line);
+                        if (n == cap) {
+                                cap = cap ? cap * 2 : 256;
+                                msgs = realloc(msgs, cap * sizeof(*msgs));
+                                ck_assert_msg(msgs != NULL, "out of memory");
+                        }
+                        memset(&msgs[n], 0, sizeof(msgs[n]));
+                        msgs[n].topic = xstrndup(topic, strlen(topic));
+                        msgs[n].partition = partition;
+                        msgs[n].offset = offset;
+                        msgs[n].key = xstrndup(key, (size_t)(tab - key));
+                        msgs[n].key_len = (size_t)(tab - key);
+                        msgs[n].value = xstrndup(tab + 1, strlen(tab + 1));
+                        msgs[n].value_len = strlen(tab + 1);
+                        n++;
+                } else {
+                        sscanf(line, "Processed a total of %lld messages", &total);
+                }
+        }
+        ck_assert_msg(rc == 0 && total == (long long)n,
+                      "console consumer of %s over %s: exit %d, %lld messages counted, %zu "
+                      "printed: %.*s",
+                      topic, bootstraps, rc, total, n, AK_TAIL_BYTES, text ? text : "");
+        free(text);
+        *out = msgs;
+        return n;
+}
