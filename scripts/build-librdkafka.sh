@@ -54,6 +54,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "$0: pkg-config finds no ${missing[*]}: install libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev" >&2
   exit 1
 fi
+# The prefix is emptied before installing: never one that holds anything
+# but an earlier build of this script (say --prefix /usr/local).
+if [ -e "$prefix" ] && [ ! -f "$prefix/.built" ] && [ -n "$(ls -A "$prefix" 2>/dev/null)" ]; then
+  echo "$0: $prefix is not empty and was not made by this script: choose another --prefix" >&2
+  exit 1
+fi
 mkdir -p "$cache"
 if [ -z "$tarball" ]; then
   tarball=$cache/librdkafka_${version}.orig.tar.gz
