@@ -40,11 +40,13 @@ static const char *const defaults[][2] = {
      * is answered (no linger): rows that arrive meanwhile travel together
      * in the next request, so a drain batches as well as with linger.ms=1,
      * and a light load saves the linger (bench/README.md). Per-key order
-     * across a refused request still rests on the broker checking the
+     * across a refused request cannot rest on the broker checking the
      * idempotent sequence numbers: the producer may send the next request
-     * between the refusal and its fatal error, and only a broker that
-     * checks refuses it (librdkafka's mock cluster does not; see
-     * MOCK_SEQUENCES in tests/integration/test_faults.c). */
+     * between the refusal and its fatal error, and a broker may take it
+     * (Apache Kafka when the refused request was a new producer id's
+     * first; librdkafka's mock cluster always): relay_fail.c then
+     * dead-letters the refused row rather than publish it after a later
+     * row of its key. */
     {"linger.ms", "0"},
     {"max.in.flight.requests.per.connection", "1"},
     {"queue.buffering.max.messages", "1000000"},

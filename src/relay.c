@@ -155,6 +155,8 @@ static void batch_submit(struct relay *r, struct batch *b)
         b->in_submit = 1;
         relay_marks_due(r->marks, b, now_ms());
         relay_submit_failures(r, b);
+        /* Failures of earlier batches may have waited for these reports. */
+        relay_submit_waiting(r);
         b->in_submit = 0;
         batch_check_done(r, b);
 }

@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *const state_names[BATCH_STATES] = {
     [BATCH_FETCHED] = "fetched",     [BATCH_DEFERRED] = "deferred", [BATCH_PRODUCING] = "producing",
@@ -36,10 +37,13 @@ static const unsigned batch_moves[BATCH_STATES] = {
     [BATCH_MARKING] = TO(BATCH_MARKED) | TO(BATCH_REPORTED),
 };
 
-/* A failed row's record_failure: refused, it is recorded again in ASCII at
- * once, or later as it is. */
+/* A failed row's record_failure: it waits for the reports of the rows
+ * produced before it; refused, it is recorded again in ASCII at once, or
+ * later as it is. */
 static const unsigned fail_moves[] = {
-    [FAIL_NONE] = TO(FAIL_TO_RECORD),
+    [FAIL_NONE] = TO(FAIL_WAITING),
+    /* the reports of the rows produced before it are in */
+    [FAIL_WAITING] = TO(FAIL_TO_RECORD),
     [FAIL_TO_RECORD] = TO(FAIL_RECORDING),
     [FAIL_RECORDING] = TO(FAIL_RECORDED) | TO(FAIL_RECORDING_ASCII) | TO(FAIL_TO_RECORD),
     [FAIL_TO_RECORD_ASCII] = TO(FAIL_RECORDING_ASCII),
@@ -76,7 +80,33 @@ void batch_row_fail_set(struct relay_row *row, enum row_fail to)
                         (int)row->fail, (int)to, (long long)row->m.id);
                 abort();
         }
+        /* Counted per batch, so that the scans for a row overtaken run
+         * only while some failure is unrecorded. */
+        if (row->batch != NULL && row->fail == FAIL_NONE)
+                row->batch->unrecorded++;
+        if (row->batch != NULL && to == FAIL_RECORDED)
+                row->batch->unrecorded--;
         row->fail = to;
+}
+
+int batch_row_unrecorded(const struct relay_row *row)
+{
+        return row->state == ROW_FAILED && row->fail != FAIL_NONE && row->fail != FAIL_RECORDED;
+}
+
+int batch_overtakes(const struct batch *b, const struct relay_row *failed)
+{
+        if (failed->m.key == NULL)
+                return 0; /* no key, no order to keep */
+        for (int i = 0; i < b->n; i++) {
+                const struct relay_row *x = &b->rows[i];
+
+                if (x->state == ROW_SENT && x->m.id > failed->m.id && x->m.key != NULL &&
+                    x->m.key_len == failed->m.key_len &&
+                    memcmp(x->m.key, failed->m.key, x->m.key_len) == 0)
+                        return 1;
+        }
+        return 0;
 }
 
 int batch_sent_rows(const struct batch *b)

@@ -19,10 +19,14 @@ enum row_state {
                        * rebuilt, shutdown, held behind its key): stays pending */
 };
 
-/* A failed row's record_failure. A reason PostgreSQL refuses is recorded
- * again once in ASCII (the _ASCII states), then retried as it is. */
+/* A failed row's record_failure. It waits for the reports of every row
+ * produced before it failed (a later row of its key may be among them,
+ * acknowledged behind its refusal: then it is dead-lettered, not retried).
+ * A reason PostgreSQL refuses is recorded again once in ASCII (the _ASCII
+ * states), then retried as it is. */
 enum row_fail {
         FAIL_NONE,            /* not failed */
+        FAIL_WAITING,         /* failed: reports of the rows produced before awaited */
         FAIL_TO_RECORD,       /* failed: record_failure not queued yet */
         FAIL_RECORDING,       /* record_failure queued */
         FAIL_TO_RECORD_ASCII, /* its reason was made ASCII: record again */
@@ -67,6 +71,9 @@ struct relay_row {
         int retry_ms; /* delay asked for when recording the failure */
         int dead_now; /* ROW_FAILED for good: dead-lettered at its first failure */
         int produced; /* handed to the producer (it is part of the transaction) */
+        /* The newest batch when it failed: the rows produced before the
+         * failure are in it or before it (later rows of its key are held). */
+        unsigned long wait_seq;
 };
 
 struct batch {
@@ -83,6 +90,7 @@ struct batch {
         unsigned long seq; /* fetch order: names the batch holding a key */
         int left_pending;  /* some row stays pending (unsent): fetch again when done */
         int in_submit;     /* being submitted: not to be freed under the caller */
+        int unrecorded;    /* failed rows whose failure is not recorded yet */
 };
 
 /* The one transition function: an illegal move is a bug (assertion). */
@@ -91,8 +99,14 @@ void batch_set_state(struct batch *b, enum batch_state to);
 int batch_transition_ok(enum batch_state from, enum batch_state to);
 const char *batch_state_name(enum batch_state s);
 
-/* The row's failure moves on (assertion on an illegal move). */
+/* The row's failure moves on (assertion on an illegal move); its batch
+ * counts the failures not recorded yet. */
 void batch_row_fail_set(struct relay_row *row, enum row_fail to);
+/* Whether row failed and its failure is not recorded yet. */
+int batch_row_unrecorded(const struct relay_row *row);
+/* Whether b holds a row acknowledged by Kafka that is a later row of
+ * failed's key (published after failed was refused). */
+int batch_overtakes(const struct batch *b, const struct relay_row *failed);
 
 /* Sent rows (those a mark names). */
 int batch_sent_rows(const struct batch *b);

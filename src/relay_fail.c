@@ -5,7 +5,13 @@
  * back to the table unrecorded, be fetched again at once, for ever): a
  * reason PostgreSQL refuses is recorded again in ASCII, and a
  * record_failure that keeps failing is repeated after a backoff while the
- * row waits in its batch. */
+ * row waits in its batch.
+ * A broker may append the requests that follow a refused one (Apache Kafka
+ * when the refused request was a new producer id's first; the dev Kafka
+ * always): a later row of the failed row's key can be in the topic
+ * already, and retried the failed row would follow it. So a failure is
+ * recorded only once every row produced before it has its report, and a
+ * row overtaken so is dead-lettered at once. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,11 +97,57 @@ static void record_failure(struct relay *r, struct relay_row *row, enum row_fail
                           on_failure_recorded, row);
 }
 
+/* Whether every row produced before row failed has its report: they are
+ * in the batches up to row->wait_seq. */
+static int reports_in(const struct relay *r, const struct relay_row *row)
+{
+        for (const struct batch *b = r->batches; b != NULL && b->seq <= row->wait_seq; b = b->next)
+                if (b->outstanding > 0)
+                        return 0;
+        return 1;
+}
+
+/* Whether Kafka acknowledged a later row of row's key. */
+static int overtaken(const struct relay *r, const struct relay_row *row)
+{
+        for (const struct batch *b = r->batches; b != NULL && b->seq <= row->wait_seq; b = b->next)
+                if (batch_overtakes(b, row))
+                        return 1;
+        return 0;
+}
+
+/* row is overtaken: retried it would be published after a later row of its
+ * key, so it is dead-lettered now (a requeue is the operator's call). */
+static void dead_overtaken(struct relay *r, struct relay_row *row)
+{
+        static const char why[] = "; not retried: a later row of its key was published";
+        size_t len = row->error != NULL ? strlen(row->error) : 0;
+        char *e = malloc(len + sizeof(why));
+
+        if (e != NULL) {
+                memcpy(e, row->error != NULL ? row->error : "", len);
+                memcpy(e + len, why, sizeof(why));
+                free(row->error);
+                /* Within the reason's limit, in whole characters. */
+                row->error = log_clean_text(e, RELAY_REASON_MAX, 0);
+                free(e);
+        }
+        row->dead_now = 1;
+        log_warn(r->lg,
+                 "a later row of a failed row's key was published: dead-lettering the failed row",
+                 "{s:I}", "id", (json_int_t)row->m.id);
+}
+
 void relay_submit_failures(struct relay *r, struct batch *b)
 {
         for (int i = 0; i < b->n && db_connected(r->db); i++) {
                 struct relay_row *row = &b->rows[i];
 
+                if (row->state == ROW_FAILED && row->fail == FAIL_WAITING && reports_in(r, row)) {
+                        if (!row->dead_now && overtaken(r, row))
+                                dead_overtaken(r, row);
+                        batch_row_fail_set(row, FAIL_TO_RECORD);
+                }
                 if (row->state != ROW_FAILED ||
                     (row->fail != FAIL_TO_RECORD && row->fail != FAIL_TO_RECORD_ASCII))
                         continue;
@@ -113,6 +165,19 @@ void relay_retry_records(struct relay *r, int64_t now)
         for (struct batch *b = r->batches, *next; b != NULL; b = next) {
                 next = b->next; /* b may be freed */
                 if (!batch_submitted(b) || b->in_submit)
+                        continue;
+                b->in_submit = 1;
+                relay_submit_failures(r, b);
+                b->in_submit = 0;
+                r->hooks.batch_check_done(r, b);
+        }
+}
+
+void relay_submit_waiting(struct relay *r)
+{
+        for (struct batch *b = r->batches, *next; b != NULL; b = next) {
+                next = b->next; /* b may be freed */
+                if (b->unrecorded == 0 || !batch_submitted(b) || b->in_submit)
                         continue;
                 b->in_submit = 1;
                 relay_submit_failures(r, b);

@@ -167,6 +167,9 @@ void relay_txn_recover(struct relay *r, int64_t now);
 #define RELAY_REASON_MAX 512
 /* Records the failures of b not recorded yet (nor being recorded). */
 void relay_submit_failures(struct relay *r, struct batch *b);
+/* A batch's reports are in: the failures of other batches that waited
+ * for them are recorded. */
+void relay_submit_waiting(struct relay *r);
 /* From the loop: failures whose record_failure failed are recorded again
  * once the backoff is up. */
 void relay_retry_records(struct relay *r, int64_t now);

@@ -103,6 +103,36 @@ void relay_mark_set_free(struct relay_mark_set *set)
         memset(set, 0, sizeof(*set));
 }
 
+/* Whether b holds a later row of a failed row's key whose failure is not
+ * recorded yet. Its mark waits for that record: marked first, a crash
+ * between the two would leave the failed row pending, to be published
+ * after the row marked sent (relay_fail.c). Only the batches with such a
+ * failure are scanned: none, as a rule. */
+static int mark_blocked(const struct batch *batches, const struct batch *b)
+{
+        for (const struct batch *f = batches; f != NULL; f = f->next) {
+                if (f->unrecorded == 0)
+                        continue;
+                for (int i = 0; i < f->n; i++)
+                        if (batch_row_unrecorded(&f->rows[i]) && batch_overtakes(b, &f->rows[i]))
+                                return 1;
+        }
+        return 0;
+}
+
+static int mark_now(const struct batch *batches, const struct batch *b)
+{
+        return b->state == BATCH_MARK_DUE && !mark_blocked(batches, b);
+}
+
+int relay_marks_ready(const struct batch *batches)
+{
+        for (const struct batch *b = batches; b != NULL; b = b->next)
+                if (mark_now(batches, b))
+                        return 1;
+        return 0;
+}
+
 int relay_marks_collect(struct relay_marks *m, struct batch *batches, struct relay_mark_set *set,
                         int64_t now)
 {
@@ -114,7 +144,7 @@ int relay_marks_collect(struct relay_marks *m, struct batch *batches, struct rel
 
         memset(set, 0, sizeof(*set));
         for (struct batch *b = batches; b != NULL; b = b->next) {
-                if (b->state != BATCH_MARK_DUE)
+                if (!mark_now(batches, b))
                         continue;
                 nb++;
                 rows += (size_t)batch_sent_rows(b);
@@ -133,7 +163,7 @@ int relay_marks_collect(struct relay_marks *m, struct batch *batches, struct rel
                 return -1;
         }
         for (struct batch *b = batches; b != NULL; b = b->next) {
-                if (b->state != BATCH_MARK_DUE)
+                if (!mark_now(batches, b))
                         continue;
                 for (int i = 0; i < b->n; i++) {
                         const struct relay_row *row = &b->rows[i];
@@ -152,8 +182,15 @@ int relay_marks_collect(struct relay_marks *m, struct batch *batches, struct rel
                 set->batches[set->n_batches++] = b;
         }
         set->rows.n = n;
+        /* The batches held back stay due, marked once the failure is
+         * recorded (relay_marks_ready says when). */
         m->rows = 0;
         m->at = 0;
+        for (struct batch *b = batches; b != NULL; b = b->next)
+                if (b->state == BATCH_MARK_DUE)
+                        m->rows += batch_sent_rows(b);
+        if (m->rows > 0)
+                m->at = now;
         return 0;
 }
 
@@ -210,6 +247,10 @@ int64_t relay_mark_next_at(const struct relay *r)
         if (!db_connected(r->db))
                 return INT64_MAX;
         at = relay_marks_next_at(r->marks, r->n_batches, r->stopping);
+        /* Every due batch held back by an unrecorded failure: nothing to
+         * do until it is recorded, no loop turning meanwhile. */
+        if (at != INT64_MAX && !relay_marks_ready(r->batches))
+                return INT64_MAX;
         /* Never before the backoff of a mark that failed. */
         return at == INT64_MAX || at > retry ? at : retry;
 }

@@ -57,7 +57,10 @@ static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
 {
         row->state = ROW_FAILED;
         if (row->fail == FAIL_NONE)
-                batch_row_fail_set(row, FAIL_TO_RECORD);
+                batch_row_fail_set(row, FAIL_WAITING);
+        /* Its failure waits for the reports of every row produced so far
+         * (relay_fail.c); rows produced from now on of its key are held. */
+        row->wait_seq = r->batch_seq;
         /* It goes back to PostgreSQL (last_error, the dead letter's reason),
          * which refuses text that is not UTF-8: a reason cut at a byte
          * limit inside a character, or holding a row's own bytes from a

@@ -272,10 +272,29 @@ START_TEST(row_above_message_max_bytes_dead_lettered)
         ck_assert_int_eq(atoi(PQgetvalue(q, 0, 0)), 1);
         ck_assert_msg(strstr(PQgetvalue(q, 0, 1), "too large") != NULL, "reason: %s",
                       PQgetvalue(q, 0, 1));
-        ck_assert_int_eq(atoi(PQgetvalue(q, 0, 2)), 3);
-        ck_assert_str_eq(PQgetvalue(q, 0, 3), "t"); /* held back until dead-lettered */
-        /* Other keys did not wait for it. */
-        ck_assert_int_gt(atoi(PQgetvalue(q, 0, 4)), 0);
+        /* Its three attempts; or fewer when the broker appended the requests
+         * behind a refused one (a new producer id's first: Apache Kafka keeps
+         * no sequence state for it), so that later rows of its key were
+         * published: then it is not retried, which would put it after them
+         * (tests/integration/test_key_order.c). */
+        if (strstr(PQgetvalue(q, 0, 1), "a later row of its key was published") != NULL)
+                ck_assert_int_le(atoi(PQgetvalue(q, 0, 2)), 3);
+        else
+                ck_assert_int_eq(atoi(PQgetvalue(q, 0, 2)), 3);
+        /* Row 51 held back until row 1's death was recorded: its mark, a
+         * later transaction, began after the one that dead-lettered row 1
+         * (now() of each is its transaction's start, on one server). */
+        if (strcmp(PQgetvalue(q, 0, 3), "t") != 0) {
+                char *log = fx_relay_log(r);
+
+                fprintf(stderr, "%s\n", log);
+                free(log);
+        }
+        ck_assert_str_eq(PQgetvalue(q, 0, 3), "t");
+        /* Other keys did not wait for its three attempts (dead at its first,
+         * the rows that overtook it are marked only after its record). */
+        if (strstr(PQgetvalue(q, 0, 1), "a later row of its key was published") == NULL)
+                ck_assert_int_gt(atoi(PQgetvalue(q, 0, 4)), 0);
         snprintf(res.notes, sizeof(res.notes),
                  "reason: %.200s; %s rows of other keys sent before; %d producer restarts",
                  PQgetvalue(q, 0, 1), PQgetvalue(q, 0, 4),

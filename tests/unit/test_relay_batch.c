@@ -66,6 +66,7 @@ START_TEST(test_done_waits)
 
         rows[0].state = ROW_SENT;
         rows[1].state = ROW_FAILED;
+        batch_row_fail_set(&rows[1], FAIL_WAITING);
         batch_row_fail_set(&rows[1], FAIL_TO_RECORD);
         ck_assert_int_eq(batch_sent_rows(&b), 1);
         batch_set_state(&b, BATCH_MARK_DUE);

@@ -145,6 +145,61 @@ START_TEST(test_pipeline_full)
 }
 END_TEST
 
+/* A later row of a failed row's key, acknowledged while that failure is
+ * unrecorded, is not marked until it is recorded (a crash between the two
+ * would leave the failed row pending behind a row marked sent); rows of
+ * other keys are marked meanwhile. */
+START_TEST(test_later_row_of_unrecorded_failure_held_back)
+{
+        struct relay_row r1[1], r2[2], r3[1];
+        struct batch b1 = {.rows = r1, .n = 1, .state = BATCH_MARKED};
+        struct batch b2 = {.rows = r2, .n = 2, .state = BATCH_MARK_DUE};
+        struct batch b3 = {.rows = r3, .n = 1, .state = BATCH_MARK_DUE};
+        struct relay_marks *m = relay_marks_new(10, 100, 4);
+        struct relay_mark_set set;
+
+        b1.next = &b2;
+        b2.next = &b3;
+        row(&r1[0], &b1, 1, ROW_FAILED, 0);
+        row(&r2[0], &b2, 2, ROW_SENT, 0);
+        row(&r2[1], &b2, 3, ROW_SENT, 0);
+        row(&r3[0], &b3, 4, ROW_SENT, 0);
+        r1[0].m.key = "k";
+        r2[1].m.key = "k\0x"; /* another key, equal as a C string */
+        r2[1].m.key_len = 3;
+        r3[0].m.key = "k";
+        r1[0].m.key_len = r3[0].m.key_len = 1;
+        ck_assert(relay_marks_ready(&b1)); /* no failure yet */
+        batch_row_fail_set(&r1[0], FAIL_WAITING);
+        ck_assert_int_eq(b1.unrecorded, 1);
+        ck_assert(batch_row_unrecorded(&r1[0]));
+        ck_assert(!batch_overtakes(&b2, &r1[0]));
+        ck_assert(batch_overtakes(&b3, &r1[0]));
+        ck_assert(relay_marks_ready(&b1)); /* b2 may be marked */
+        ck_assert_int_eq(relay_marks_collect(m, &b1, &set, 50), 0);
+        ck_assert_uint_eq(set.rows.n, 2);
+        ck_assert_int_eq(set.n_batches, 1);
+        ck_assert_ptr_eq(set.batches[0], &b2);
+        ck_assert_int_eq(b3.state, BATCH_MARK_DUE); /* still due ... */
+        ck_assert_int_eq(relay_marks_next_at(m, 3, 0), 50);
+        ck_assert(!relay_marks_ready(&b1)); /* ... but not before the record */
+        relay_mark_set_free(&set);
+        batch_row_fail_set(&r1[0], FAIL_TO_RECORD);
+        batch_row_fail_set(&r1[0], FAIL_RECORDING);
+        ck_assert(!relay_marks_ready(&b1));
+        batch_row_fail_set(&r1[0], FAIL_RECORDED);
+        ck_assert_int_eq(b1.unrecorded, 0);
+        ck_assert(relay_marks_ready(&b1));
+        ck_assert_int_eq(relay_marks_collect(m, &b1, &set, 60), 0);
+        ck_assert_uint_eq(set.rows.n, 1);
+        ck_assert_int_eq(set.rows.ids[0], 4);
+        ck_assert_int_eq(b3.state, BATCH_MARKING);
+        ck_assert(relay_marks_next_at(m, 3, 0) == INT64_MAX);
+        relay_mark_set_free(&set);
+        relay_marks_free(m);
+}
+END_TEST
+
 static Suite *relay_mark_suite(void)
 {
         Suite *s = suite_create("relay_mark");
@@ -155,6 +210,7 @@ static Suite *relay_mark_suite(void)
         tcase_add_test(tc, test_batch_size_marks_at_once);
         tcase_add_test(tc, test_due_only_when_reported);
         tcase_add_test(tc, test_pipeline_full);
+        tcase_add_test(tc, test_later_row_of_unrecorded_failure_held_back);
         suite_add_tcase(s, tc);
         return s;
 }
