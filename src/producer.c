@@ -24,6 +24,7 @@ struct producer {
         char fatal_reason[512];
         rd_kafka_resp_err_t refused; /* see refusal(); 0 when none */
         char refused_reason[512];
+        int committing; /* a commit call returned "retry": its EndTxn may be in flight */
 };
 
 /* Settings the relay chooses unless the user set them with -X. */
@@ -438,27 +439,63 @@ static int txn_unsettled(struct producer *p, const char *what, rd_kafka_error_t 
         return txn_error(p, what, error, errbuf, errsz);
 }
 
+/* A resumed commit call waits at least this long. librdkafka 2.0.2 (and
+ * 2.8.0) starts each commit call with a "begin commit" step handled by its
+ * own thread; when that step times out the call returns a retriable
+ * TIMED_OUT but forgets that a commit is the current call, and the step's
+ * late answer is later taken for another step's. Once the EndTxn request
+ * is in flight, its answer then finds no commit call, is taken for an
+ * abort's, and librdkafka asserts (CommittingTransaction -> AbortNotAcked).
+ * A step answered within its first few ms keeps that from happening; this
+ * margin is for a loaded machine. It holds the loop only while Kafka is
+ * slow to answer a commit. */
+#define TXN_RESUME_MS 100
+/* The stale answer above shows as ERR__STATE "Operation not valid in state
+ * CommittingTransaction" (or BeginCommit); calling again at once makes the
+ * commit the current call again before the EndTxn's answer can arrive. */
+#define TXN_STATE_RECALLS 3
+
+/* The commit is still under way in librdkafka: see TXN_STATE_RECALLS. */
+static int txn_commit_state_error(const struct producer *p, const rd_kafka_error_t *error)
+{
+        return p->committing && rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__STATE &&
+               !rd_kafka_error_is_fatal(error) && !rd_kafka_error_txn_requires_abort(error);
+}
+
 /* commit and abort are resumable: a retriable error (their own timeout
  * among them) leaves the operation going on in librdkafka, and calling
- * again picks it up, so each call waits at most timeout_ms. */
+ * again picks it up, so each call waits at most timeout_ms (TXN_RESUME_MS
+ * once the commit is under way). */
 int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
 {
-        rd_kafka_error_t *error = rd_kafka_commit_transaction(p->rk, timeout_ms);
+        int tmo = p->committing && timeout_ms >= 0 && timeout_ms < TXN_RESUME_MS ? TXN_RESUME_MS
+                                                                                 : timeout_ms;
+        rd_kafka_error_t *error = rd_kafka_commit_transaction(p->rk, tmo);
 
-        if (error == NULL)
+        for (int i = 0; error != NULL && i < TXN_STATE_RECALLS && txn_commit_state_error(p, error);
+             i++) {
+                rd_kafka_error_destroy(error);
+                error = rd_kafka_commit_transaction(p->rk, tmo);
+        }
+        if (error == NULL) {
+                p->committing = 0;
                 return 0;
+        }
         if (rd_kafka_error_txn_requires_abort(error)) {
+                p->committing = 0;
                 snprintf(errbuf, errsz, "committing a transaction: %s",
                          rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
                 return PRODUCER_TXN_MUST_ABORT;
         }
         if (rd_kafka_error_is_retriable(error)) {
+                p->committing = 1;
                 snprintf(errbuf, errsz, "committing a transaction: %s",
                          rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
                 return PRODUCER_TXN_RETRY;
         }
+        p->committing = 0;
         return txn_unsettled(p, "committing a transaction", error, errbuf, errsz);
 }
 

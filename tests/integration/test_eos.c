@@ -448,6 +448,77 @@ START_TEST(progress_read_back_keeps_the_loop_serving)
 }
 END_TEST
 
+/* Commits answered late (EndTxn 300 ms) while librdkafka's own thread is
+ * kept busy (its statistics every 50 ms over a topic of 100 partitions), so
+ * that commit calls are resumed, some after a first step that timed out.
+ * librdkafka 2.0.2 then forgets the commit and takes that step's late answer
+ * for a later one's: the relay logged "Operation not valid in state
+ * CommittingTransaction", rebuilt the producer, and the EndTxn's answer
+ * aborted the process (rd_kafka_txn_set_state's assertion). Outcomes only:
+ * the relay stays up through every round, every row is published once, and
+ * SIGTERM ends it with exit 0. It guards the resumed-commit path; the crash
+ * itself needs a first step slower than the call's timeout, which this case
+ * does not force (the relay before the fix passed it too). */
+#define BUSY_ROUNDS 4
+#define BUSY_ROWS   20
+START_TEST(resumed_commits_survive_a_busy_librdkafka)
+{
+        static const char *const topics[] = {"outbox-relay-progress", NULL};
+        struct fx_kafka *k = own_kafka(topics);
+        char *ci = fx_pg_create_db(pg, "eos_busy"), cmd[BUSY_ROUNDS * 8 + 32], *tail;
+        const char *args[] = {"--exactly-once",
+                              "--transactional-id",
+                              "eos_busy",
+                              "--transaction-timeout-ms",
+                              "60000",
+                              "-X",
+                              "statistics.interval.ms=50",
+                              NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        int sent = 0, code = -1;
+        size_t n, len;
+        PGconn *c;
+
+        ck_assert_int_eq(fx_kafka_command(k, "topic eos-busy 100"), 0);
+        len = (size_t)snprintf(cmd, sizeof(cmd), "broker-errors 1 26 ");
+        for (int i = 0; i < BUSY_ROUNDS; i++)
+                len += (size_t)snprintf(cmd + len, sizeof(cmd) - len, "%s0@300", i ? "," : "");
+        fx_migrate(ci, NULL);
+        c = fx_db_connect(ci);
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        ck_assert_int_eq(fx_kafka_command(k, cmd), 0); /* each EndTxn answered 300 ms late */
+        for (int round = 1; round <= BUSY_ROUNDS && code == -1; round++) {
+                int64_t deadline = fx_now_ms() + 30000;
+
+                fx_sql(c,
+                       "INSERT INTO outbox.events (topic, key, payload) SELECT 'eos-busy', "
+                       "'r%d-' || g, '{}' FROM generate_series(1, %d) g",
+                       round, BUSY_ROWS);
+                /* Until this round's rows are sent or the relay is gone. */
+                while ((sent = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = "
+                                             "'sent'")) < round * BUSY_ROWS &&
+                       fx_now_ms() < deadline && (code = fx_relay_wait(r, 20)) == -1)
+                        ;
+        }
+        tail = fh_relay_log_tail(r);
+        ck_assert_msg(code == -1, "the relay ended (%d) with %d of %d rows sent: %s", code, sent,
+                      BUSY_ROUNDS * BUSY_ROWS, tail);
+        ck_assert_msg(sent == BUSY_ROUNDS * BUSY_ROWS, "%d of %d rows sent: %s", sent,
+                      BUSY_ROUNDS * BUSY_ROWS, tail);
+        free(tail);
+        n = fx_consume(fx_kafka_bootstraps(k), "eos-busy", BUSY_ROUNDS * BUSY_ROWS + 1, 3000,
+                       &msgs);
+        fx_msgs_free(msgs, n);
+        ck_assert_uint_eq(n, BUSY_ROUNDS * BUSY_ROWS);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        PQfinish(c);
+        fx_kafka_stop(k);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("eos");
@@ -466,6 +537,12 @@ Suite *test_suite(void)
         tcase_add_test(tc, another_outboxs_record_is_refused);
         tcase_add_test(tc, commit_answered_late_keeps_the_loop_serving);
         tcase_add_test(tc, progress_read_back_keeps_the_loop_serving);
+        suite_add_tcase(s, tc);
+        /* A case of its own (CK_RUN_CASE=eos_busy): it loads the machine. */
+        tc = tcase_create("eos_busy");
+        tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+        tcase_set_timeout(tc, 300);
+        tcase_add_test(tc, resumed_commits_survive_a_busy_librdkafka);
         suite_add_tcase(s, tc);
         return s;
 }
