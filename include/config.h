@@ -47,6 +47,8 @@ struct config {
         int exactly_once;           /* publish in Kafka transactions with progress records */
         char *transactional_id;     /* NULL: outbox-relay.<schema> (config_transactional_id) */
         char *progress_topic;       /* compacted topic of progress records */
+        int progress_no_create;     /* never create a missing progress topic */
+        int progress_replication;   /* its replication factor if created; -1: brokers' */
         int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
         char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
         char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */

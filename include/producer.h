@@ -28,10 +28,6 @@ struct producer *producer_new(const struct config *cfg, struct log *lg, struct m
  * purge error, so every message gets exactly one report) and destroys. */
 void producer_free(struct producer *p);
 
-/* Builds the full librdkafka configuration from cfg, for validation
- * without connecting as well as for producer_new. */
-rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t errsz);
-
 /* Enqueues one message (key, value and headers borrowed from row, which
  * must stay valid until its report). Returns RD_KAFKA_RESP_ERR_NO_ERROR or
  * the error that made librdkafka refuse it (e.g. MSG_SIZE_TOO_LARGE).

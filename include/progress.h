@@ -6,15 +6,13 @@
  * named by id, event_id and generation, never by id alone: a row made
  * pending again keeps its id and event_id but not its generation, and after
  * a restore or a failover that lost the sequence's tail a new row may have
- * the id of a published one, never its event_id. */
+ * the id of a published one, never its event_id.
+ * This is the records' codec, pure; progress_reader.h reads them back. */
 #ifndef OUTBOX_PROGRESS_H
 #define OUTBOX_PROGRESS_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "config.h"
-#include "log.h"
 
 /* A uuid in its text form (8-4-4-4-12 hex digits), with its NUL. */
 #define PROGRESS_UUID_SIZE 37
@@ -69,39 +67,5 @@ char *progress_encode(const char *transactional_id, const char *schema, const ch
  * wrong, and leaves out as it was. */
 int progress_decode(const char *json, size_t len, struct progress_rows *out,
                     char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
-
-/* Reads the last committed record keyed transactional_id on partition 0 of
- * cfg->progress_topic (a read_committed consumer made for the call) and
- * appends its rows to out, and its outbox_id; *found is 0 when there is
- * none (or it is a tombstone). Blocks up to about timeout_ms. A missing
- * topic is an error saying how to create it. */
-int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
-                       int timeout_ms, struct progress_rows *out, int *found,
-                       char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
-
-/* The same read, for the relay's loop, which must never wait for Kafka: a
- * thread of the reader's own does it with one consumer kept for every read.
- * (librdkafka 2.0 has no asynchronous call for the topic's metadata or its
- * watermarks, and a blocking call cut into short waits never completes
- * against a broker slower than the wait.) */
-struct progress_reader;
-
-struct progress_reader *progress_reader_new(const struct config *cfg, struct log *lg, char *errbuf,
-                                            size_t errsz);
-/* Stops the thread (a read under way gives up within about a second) and
- * frees. Accepts NULL. */
-void progress_reader_free(struct progress_reader *pr);
-/* Asks for the last record of transactional_id; returns a ticket for
- * progress_reader_poll. A read asked for before is given up: its result,
- * if it comes, is dropped. */
-unsigned long progress_reader_start(struct progress_reader *pr, const char *transactional_id,
-                                    int timeout_ms);
-#define PROGRESS_READING 1
-/* Never blocks: PROGRESS_READING while the read of ticket goes on; then,
- * once, what progress_read_last would have returned, with the rows moved
- * into out (which must be empty). */
-int progress_reader_poll(struct progress_reader *pr, unsigned long ticket,
-                         struct progress_rows *out, int *found,
-                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
 
 #endif

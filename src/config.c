@@ -11,8 +11,8 @@
 #include <arpa/inet.h>
 
 #include <libpq-fe.h>
-#include <librdkafka/rdkafka.h>
 
+#include "kafka_conf.h"
 #include "route.h"
 
 #include "config_table.h"
@@ -27,14 +27,6 @@ struct parse_state {
 static void *field(const struct config *cfg, const struct setting *s)
 {
         return (char *)cfg + s->off;
-}
-
-/* Kafka properties whose values may be credentials. */
-static int looks_secret(const char *s)
-{
-        return strstr(s, "password") != NULL || strstr(s, "secret") != NULL ||
-               strstr(s, "jaas") != NULL || strstr(s, "key.pem") != NULL ||
-               strstr(s, "oauthbearer.config") != NULL;
 }
 
 static void kv_free(struct config_kv *kv, size_t n)
@@ -83,7 +75,7 @@ static int parse_kprop(const char *text, struct config_kv *out, const char *src,
         out->from_file = 0;
         if (eq == NULL || eq == text) {
                 /* After a '=' may be a value; only a lone name is quoted. */
-                if (eq == NULL && !looks_secret(text))
+                if (eq == NULL && !kafka_conf_is_secret(text))
                         snprintf(errbuf, errsz, "%s needs NAME=VALUE, got \"%.64s\"", src, text);
                 else
                         snprintf(errbuf, errsz, "%s needs NAME=VALUE", src);
@@ -440,85 +432,6 @@ static int check_database_url(const char *url, const char *file, char *errbuf, s
         return -1;
 }
 
-static int conf_is(rd_kafka_conf_t *conf, const char *name, const char *want)
-{
-        char buf[64];
-        size_t sz = sizeof(buf);
-
-        return rd_kafka_conf_get(conf, name, buf, &sz) == RD_KAFKA_CONF_OK &&
-               strcmp(buf, want) == 0;
-}
-
-/* Properties the relay sets itself or that would break its guarantees. */
-static const char *owned_reason(const char *name)
-{
-        if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
-                return "use --kafka-brokers (OUTBOX_KAFKA_BROKERS) instead";
-        if (strcmp(name, "transactional.id") == 0)
-                return "use --transactional-id with --exactly-once instead";
-        if (strcmp(name, "delivery.report.only.error") == 0)
-                return "the relay needs a delivery report for every message to mark rows sent";
-        return NULL;
-}
-
-static int check_kafka_props(const struct config *cfg, char *errbuf, size_t errsz)
-{
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        int rc = -1;
-        char kerr[512];
-
-        for (size_t i = 0; i < cfg->n_kafka_props; i++) {
-                const char *name = cfg->kafka_props[i].name, *why = owned_reason(name);
-                rd_kafka_conf_res_t res;
-                size_t len;
-
-                if (why != NULL) {
-                        snprintf(errbuf, errsz, "librdkafka property %s cannot be set: %s", name,
-                                 why);
-                        goto out;
-                }
-                res = rd_kafka_conf_set(conf, name, cfg->kafka_props[i].value, kerr, sizeof(kerr));
-                len = strlen(kerr);
-                while (len > 0 && isspace((unsigned char)kerr[len - 1]))
-                        kerr[--len] = '\0';
-                if (res == RD_KAFKA_CONF_UNKNOWN) {
-                        snprintf(errbuf, errsz, "unknown librdkafka property \"%s\"", name);
-                        goto out;
-                }
-                if (res != RD_KAFKA_CONF_OK) {
-                        /* librdkafka quotes the value, which may be a credential:
-                         * any value read from a file counts as one. */
-                        if (looks_secret(name) || cfg->kafka_props[i].from_file)
-                                snprintf(errbuf, errsz,
-                                         "invalid value for librdkafka property %s (value not "
-                                         "shown)",
-                                         name);
-                        else
-                                snprintf(errbuf, errsz, "librdkafka property %s: %s", name, kerr);
-                        goto out;
-                }
-                if (strcmp(name, "enable.idempotence") == 0 &&
-                    !conf_is(conf, "enable.idempotence", "true")) {
-                        snprintf(errbuf, errsz,
-                                 "librdkafka property enable.idempotence must stay true: retries "
-                                 "must not duplicate or reorder messages");
-                        goto out;
-                }
-                if ((strcmp(name, "acks") == 0 || strcmp(name, "request.required.acks") == 0) &&
-                    !conf_is(conf, "request.required.acks", "-1")) {
-                        snprintf(errbuf, errsz,
-                                 "librdkafka property %s must be all (or -1): a row is marked "
-                                 "sent only when every in-sync replica has it",
-                                 name);
-                        goto out;
-                }
-        }
-        rc = 0;
-out:
-        rd_kafka_conf_destroy(conf);
-        return rc;
-}
-
 /* HOST:PORT: an IPv4 address, or an IPv6 address in brackets ([::] is every
  * interface, IPv4 too). Names are refused: what a name resolves to can
  * change, and the probes and the scraper need one fixed address. */
@@ -601,6 +514,12 @@ static int check_ints(const struct config *cfg, char *errbuf, size_t errsz)
             cfg->replay_from_id > cfg->replay_to_id) {
                 snprintf(errbuf, errsz, "--from-id (%lld) must not be greater than --to-id (%lld)",
                          cfg->replay_from_id, cfg->replay_to_id);
+                return -1;
+        }
+        if (cfg->progress_replication == 0) {
+                snprintf(errbuf, errsz,
+                         "--progress-topic-replication-factor is 0: expected -1 (the brokers' "
+                         "default) or 1 to 32767");
                 return -1;
         }
         return 0;
@@ -696,7 +615,7 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         if (cfg->http_listen != NULL &&
             config_listen_addr(cfg->http_listen, &listen_addr, &listen_len, errbuf, errsz) != 0)
                 return -1;
-        if (check_kafka_props(cfg, errbuf, errsz) != 0)
+        if (kafka_conf_validate(cfg, errbuf, errsz) != 0)
                 return -1;
         /* Duplicate patterns are only visible once all rules are compiled. */
         rt = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);

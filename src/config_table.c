@@ -122,8 +122,8 @@ const struct setting config_settings[] = {
      NULL,
      "Publish each batch in a Kafka transaction together with a progress record, so that "
      "consumers reading with isolation.level=read_committed see every row exactly once, even "
-     "when the relay dies between Kafka's ack and marking the rows sent. Needs "
-     "--progress-topic to exist. The variable takes true or false."},
+     "when the relay dies between Kafka's ack and marking the rows sent. Creates "
+     "--progress-topic when it is missing. The variable takes true or false."},
     {"transactional-id", 0, "OUTBOX_TRANSACTIONAL_ID", T_STR, OFF(transactional_id), 0, 0,
      "outbox-relay.<schema>", F_DYNAMIC_DEFAULT, C_RUN, 0, "ID",
      "Kafka transactional.id with --exactly-once: the same for every replica of one outbox, so "
@@ -131,8 +131,17 @@ const struct setting config_settings[] = {
     {"progress-topic", 0, "OUTBOX_PROGRESS_TOPIC", T_STR, OFF(progress_topic), 0, 0,
      "outbox-relay-progress", 0, C_RUN, 0, "TOPIC",
      "With --exactly-once, the topic for progress records (which rows each transaction "
-     "carried): create it with one partition and cleanup.policy=compact; outboxes may share "
-     "it."},
+     "carried); outboxes may share it. Created by the relay when missing, as Kafka Connect "
+     "creates its internal topics: one partition, cleanup.policy=compact."},
+    {"progress-topic-no-create", 0, "OUTBOX_PROGRESS_TOPIC_NO_CREATE", T_BOOL,
+     OFF(progress_no_create), 0, 0, NULL, 0, C_RUN, 0, NULL,
+     "With --exactly-once, never create --progress-topic: while it is missing the relay says "
+     "so, publishes nothing and is not ready (for a principal without the CREATE permission, "
+     "or topics made by the platform). The variable takes true or false."},
+    {"progress-topic-replication-factor", 0, "OUTBOX_PROGRESS_TOPIC_REPLICATION_FACTOR", T_INT,
+     OFF(progress_replication), -1, 32767, "-1", 0, C_RUN, 0, "N",
+     "Replication factor of the progress topic the relay creates; -1 takes the brokers' "
+     "default.replication.factor. min.insync.replicas is left to the brokers."},
     {"transaction-timeout-ms", 0, "OUTBOX_TRANSACTION_TIMEOUT_MS", T_INT,
      OFF(transaction_timeout_ms), 1000, 900000, "10000", 0, C_RUN, 0, "MS",
      "With --exactly-once, Kafka's transaction.timeout.ms: an open transaction is aborted after "

@@ -12,6 +12,8 @@
 
 #include <jansson.h>
 
+#include "kafka_conf.h"
+
 struct producer {
         rd_kafka_t *rk;
         struct log *lg;
@@ -26,121 +28,6 @@ struct producer {
         char refused_reason[512];
         int committing; /* a commit call returned "retry": its EndTxn may be in flight */
 };
-
-/* Settings the relay chooses unless the user set them with -X. */
-static const char *const defaults[][2] = {
-    {"client.id", "outbox-relay"},
-    /* Never give up on a message by time: while Kafka is down rows wait
-     * in order instead of failing, and a timed-out message can never let
-     * a later message of its key overtake it. */
-    {"message.timeout.ms", "0"},
-    /* Any error that could leave a gap in a partition stops the
-     * producer; the relay rebuilds it and republishes in id order. */
-    {"enable.gapless.guarantee", "true"},
-    /* One request in flight per broker, sent as soon as the previous one
-     * is answered (no linger): rows that arrive meanwhile travel together
-     * in the next request, so a drain batches as well as with linger.ms=1,
-     * and a light load saves the linger (bench/README.md). Per-key order
-     * across a refused request cannot rest on the broker checking the
-     * idempotent sequence numbers: the producer may send the next request
-     * between the refusal and its fatal error, and a broker may take it
-     * (Apache Kafka when the refused request was a new producer id's
-     * first; librdkafka's mock cluster always): relay_fail.c then
-     * dead-letters the refused row rather than publish it after a later
-     * row of its key. */
-    {"linger.ms", "0"},
-    {"max.in.flight.requests.per.connection", "1"},
-    {"queue.buffering.max.messages", "1000000"},
-    {"compression.type", "none"},
-    {"statistics.interval.ms", "5000"}, /* queue depth and broker RTT for the metrics */
-    /* After an outage, try the brokers again within a second: with the
-     * default (10 s) a recovered cluster may sit unused for 10 s. */
-    {"reconnect.backoff.max.ms", "1000"},
-    /* A row's topic comes from any writer: a typo or a hostile name must
-     * not create a topic on brokers that allow it (librdkafka's producer
-     * asks them to by default). The row fails as an unknown topic. */
-    {"allow.auto.create.topics", "false"},
-    /* A key goes to the partition Kafka's Java producer picks (murmur2),
-     * so taking over from Debezium or a Java service keeps each key on its
-     * partition; rows without a key go to random partitions, as Java's
-     * spread them. -X partitioner=consistent_random (librdkafka's CRC32)
-     * keeps an older relay's placement (docs/delivery.md#partitions). */
-    {"partitioner", "murmur2_random"},
-};
-
-/* Settings the relay requires; config validation refuses other values. */
-static const char *const required[][2] = {
-    {"enable.idempotence", "true"},
-    {"acks", "all"},
-    {"log.queue", "true"},
-};
-
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
-                    size_t errsz)
-{
-        char err[512];
-
-        if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-                snprintf(errbuf, errsz, "kafka property %s: %s", name, err);
-                return -1;
-        }
-        return 0;
-}
-
-/* --exactly-once: a transactional producer. A message may not outlive its
- * transaction (librdkafka's default for message.timeout.ms then), and an
- * error that could leave a gap aborts the transaction (everything in it is
- * sent again) instead of needing enable.gapless.guarantee. */
-static int transactional_conf(const struct config *cfg, rd_kafka_conf_t *conf, char *errbuf,
-                              size_t errsz)
-{
-        char tid[300], ms[16];
-
-        snprintf(ms, sizeof(ms), "%d", cfg->transaction_timeout_ms);
-        if (conf_set(conf, "transactional.id", config_transactional_id(cfg, tid, sizeof(tid)),
-                     errbuf, errsz) != 0 ||
-            conf_set(conf, "transaction.timeout.ms", ms, errbuf, errsz) != 0)
-                return -1;
-        return 0;
-}
-
-rd_kafka_conf_t *producer_conf(const struct config *cfg, char *errbuf, size_t errsz)
-{
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        size_t i;
-
-        for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-                if (cfg->exactly_once && (strcmp(defaults[i][0], "message.timeout.ms") == 0 ||
-                                          strcmp(defaults[i][0], "enable.gapless.guarantee") == 0))
-                        continue; /* see transactional_conf */
-                if (conf_set(conf, defaults[i][0], defaults[i][1], errbuf, errsz) != 0)
-                        goto fail;
-        }
-        if (cfg->kafka_brokers != NULL &&
-            conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errbuf, errsz) != 0)
-                goto fail;
-        for (i = 0; i < cfg->n_kafka_props; i++) {
-                char ignored[512];
-
-                /* librdkafka's message quotes the value, which may be a
-                 * credential; config_validate has explained bad ones already. */
-                if (rd_kafka_conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value,
-                                      ignored, sizeof(ignored)) != RD_KAFKA_CONF_OK) {
-                        snprintf(errbuf, errsz, "kafka property %s was rejected",
-                                 cfg->kafka_props[i].name);
-                        goto fail;
-                }
-        }
-        for (i = 0; i < sizeof(required) / sizeof(required[0]); i++)
-                if (conf_set(conf, required[i][0], required[i][1], errbuf, errsz) != 0)
-                        goto fail;
-        if (cfg->exactly_once && transactional_conf(cfg, conf, errbuf, errsz) != 0)
-                goto fail;
-        return conf;
-fail:
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-}
 
 /* Connection failures of the relay's setup, not of any row: credentials
  * or a CA the brokers refuse. No message fails with these (messages wait,
@@ -272,7 +159,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 
         /* librdkafka warns at every start that enable.gapless.guarantee is
          * experimental, however it is set; the relay sets it on purpose (see
-         * defaults[]) and cannot do without it, so that is no warning. A
+         * kafka_conf.c) and cannot do without it, so that is no warning. A
          * broker's failure (FAIL) also comes as an error event, which
          * error_cb logs (once per cause for a refusal): not twice. */
         if ((strcmp(fac, "CONFWARN") == 0 &&
@@ -303,7 +190,7 @@ struct producer *producer_new(const struct config *cfg, struct log *lg, struct m
                 snprintf(errbuf, errsz, "pipe: %s", strerror(errno));
                 goto fail;
         }
-        conf = producer_conf(cfg, errbuf, errsz);
+        conf = kafka_conf_producer(cfg, errbuf, errsz);
         if (conf == NULL)
                 goto fail;
         rd_kafka_conf_set_opaque(conf, p);

@@ -1,10 +1,8 @@
 /* progress_reader: reads the last committed progress record of one
- * transactional.id back from partition 0 of the progress topic. Once per
- * call (progress_read_last), or for the relay's loop in a thread of its own
- * that keeps one consumer for every read (progress_reader_*), so that the
- * loop never waits for Kafka: librdkafka 2.0 has no asynchronous form of
- * the metadata and watermark requests a read starts with. */
-#include "progress.h"
+ * transactional.id back from partition 0 of the progress topic, in a thread
+ * of its own that keeps one consumer for every read. A read creates the
+ * topic when it is missing and warns when its shape is another. */
+#include "progress_reader.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,6 +14,8 @@
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+
+#include "kafka_conf.h"
 
 #define PROGRESS_WINDOW   1000 /* offsets read first; doubled while not found */
 #define PROGRESS_RETRY_MS 100  /* pause between attempts to locate the partition */
@@ -46,25 +46,16 @@ struct reader {
         rd_kafka_t *rk;
         rd_kafka_topic_t **rkt; /* made once the topic is known to exist, kept by the caller */
         struct log *lg;
+        const struct config *cfg;
         const char *topic, *key;
+        int created;    /* this read asked Kafka to create the topic */
+        int controller; /* the cluster names a controller among its brokers */
         int timeout_ms;
         int64_t deadline;         /* monotonic ms */
         const atomic_int *cancel; /* NULL, or set when the read must stop */
         int matched;              /* a record of key was seen (maybe a tombstone) */
         char *value;              /* the last one's value; NULL for a tombstone */
         size_t value_len;
-};
-
-/* What the reader needs, set after the user's -X properties. */
-static const char *const reader_props[][2] = {
-    {"enable.auto.commit", "false"},
-    {"enable.auto.offset.store", "false"},
-    {"isolation.level", "read_committed"},
-    {"enable.partition.eof", "true"},
-    {"allow.auto.create.topics", "false"}, /* where the broker obeys it (see locate) */
-    {"auto.offset.reset", "earliest"},     /* compaction may have moved the start past ours */
-    {"log.queue", "false"},                /* log_cb on librdkafka's threads: log is safe there */
-    {"fetch.wait.max.ms", "100"},          /* at the end, how long a Fetch waits for the EOF */
 };
 
 static int64_t now_ms(void)
@@ -114,41 +105,192 @@ static void reader_log_cb(const rd_kafka_t *rk, int level, const char *fac, cons
 
 static rd_kafka_t *reader_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
 {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_t *conf = kafka_conf_reader(cfg, lg, errbuf, errsz);
         rd_kafka_t *rk;
         char err[512];
-        size_t i;
 
+        if (conf == NULL)
+                return NULL;
         rd_kafka_conf_set_opaque(conf, lg);
         rd_kafka_conf_set_log_cb(conf, reader_log_cb);
-        if (cfg->kafka_brokers != NULL &&
-            rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, sizeof(err))) {
-                fail(errbuf, errsz, "progress reader: kafka property bootstrap.servers: %s", err);
-                goto fail;
-        }
-        for (i = 0; i < cfg->n_kafka_props; i++) {
-                /* librdkafka's message may quote the value (a credential
-                 * perhaps), so only the name is logged. */
-                if (rd_kafka_conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value,
-                                      err, sizeof(err)) != RD_KAFKA_CONF_OK)
-                        log_debug(lg, "progress reader ignores a kafka property", "{s:s}",
-                                  "property", cfg->kafka_props[i].name);
-        }
-        for (i = 0; i < sizeof(reader_props) / sizeof(reader_props[0]); i++) {
-                if (rd_kafka_conf_set(conf, reader_props[i][0], reader_props[i][1], err,
-                                      sizeof(err)) != RD_KAFKA_CONF_OK) {
-                        fail(errbuf, errsz, "progress reader: kafka property %s: %s",
-                             reader_props[i][0], err);
-                        goto fail;
-                }
-        }
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
         if (rk != NULL)
                 return rk;
-        fail(errbuf, errsz, "cannot create the progress topic reader: %s", err);
-fail:
         rd_kafka_conf_destroy(conf); /* still ours when rd_kafka_new fails */
+        fail(errbuf, errsz, "cannot create the progress topic reader: %s", err);
         return NULL;
+}
+
+/* ---- The topic's creation and shape ---- */
+
+/* The result event of an admin request on q, waited for in slices so that
+ * a read asked to stop does; NULL (errbuf set) when stopped or timed out. */
+static rd_kafka_event_t *admin_wait(struct reader *r, rd_kafka_queue_t *q, char *errbuf,
+                                    size_t errsz)
+{
+        for (;;) {
+                rd_kafka_event_t *ev = rd_kafka_queue_poll(q, slice_ms(r, PROGRESS_SLICE_MS));
+
+                if (ev != NULL)
+                        return ev;
+                if (cancelled(r, errbuf, errsz))
+                        return NULL;
+                if (remaining_ms(r) == 0) {
+                        timed_out(r, errbuf, errsz);
+                        return NULL;
+                }
+        }
+}
+
+/* Admin options whose request ends by the read's deadline. */
+static rd_kafka_AdminOptions_t *admin_options(struct reader *r, rd_kafka_admin_op_t op)
+{
+        rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(r->rk, op);
+        int ms = remaining_ms(r) > 0 ? remaining_ms(r) : 1;
+        char err[256];
+
+        rd_kafka_AdminOptions_set_request_timeout(opt, ms, err, sizeof(err));
+        if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS) /* answered once the topic exists */
+                rd_kafka_AdminOptions_set_operation_timeout(opt, ms, err, sizeof(err));
+        return opt;
+}
+
+/* Creates the progress topic as Kafka Connect creates its internal topics:
+ * one partition (records are written to and read from partition 0) and
+ * compacted (the last record of each transactional.id stays however old it
+ * is). Another relay creating it at the same time is as good. */
+static int create_topic(struct reader *r, char *errbuf, size_t errsz)
+{
+        const char *how = "; create it with one partition and cleanup.policy=compact";
+        int rf = r->cfg->progress_replication;
+        rd_kafka_NewTopic_t *nt;
+        rd_kafka_AdminOptions_t *opt;
+        rd_kafka_queue_t *q;
+        rd_kafka_event_t *ev;
+        const rd_kafka_topic_result_t **res;
+        rd_kafka_resp_err_t err;
+        char why[256];
+        size_t n = 0;
+
+        /* librdkafka sends admin requests to the controller, and waits
+         * for one until the request times out where there is none. */
+        if (!r->controller)
+                return fail(errbuf, errsz,
+                            "cannot create progress topic \"%s\": the cluster names no "
+                            "controller to ask (librdkafka's mock cluster does not)%s",
+                            r->topic, how);
+        nt = rd_kafka_NewTopic_new(r->topic, 1, rf, why, sizeof(why));
+        if (nt == NULL)
+                return fail(errbuf, errsz, "cannot create progress topic \"%s\": %s%s", r->topic,
+                            why, how);
+        if (rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != 0) {
+                rd_kafka_NewTopic_destroy(nt);
+                return fail(errbuf, errsz, "out of memory");
+        }
+        q = rd_kafka_queue_new(r->rk);
+        opt = admin_options(r, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_CreateTopics(r->rk, &nt, 1, opt, q);
+        rd_kafka_AdminOptions_destroy(opt);
+        rd_kafka_NewTopic_destroy(nt);
+        ev = admin_wait(r, q, errbuf, errsz);
+        rd_kafka_queue_destroy(q);
+        if (ev == NULL)
+                return -1;
+        res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        err = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
+              : n == 1                 ? rd_kafka_topic_result_error(res[0])
+                                       : RD_KAFKA_RESP_ERR__BAD_MSG;
+        snprintf(why, sizeof(why), "%s",
+                 rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+                 : n == 1 && rd_kafka_topic_result_error_string(res[0]) != NULL
+                     ? rd_kafka_topic_result_error_string(res[0])
+                     : rd_kafka_err2str(err));
+        rd_kafka_event_destroy(ev);
+        if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                log_info(r->lg, "the progress topic was created meanwhile (by another relay?)",
+                         "{s:s}", "topic", r->topic);
+                return 0;
+        }
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return fail(errbuf, errsz, "cannot create progress topic \"%s\": %s: %s%s",
+                            r->topic, rd_kafka_err2name(err), why, how);
+        log_info(r->lg, "created the progress topic", "{s:s,s:i,s:i,s:s}", "topic", r->topic,
+                 "partitions", 1, "replication_factor", rf, "cleanup.policy", "compact");
+        return 0;
+}
+
+/* The topic's cleanup.policy into buf ("" when Kafka did not say: an old
+ * broker, the mock, or no DESCRIBE_CONFIGS permission, logged at debug). */
+static void cleanup_policy(struct reader *r, char *buf, size_t size)
+{
+        rd_kafka_ConfigResource_t *cr =
+            rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, r->topic);
+        rd_kafka_AdminOptions_t *opt = admin_options(r, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
+        const rd_kafka_ConfigResource_t **res;
+        const rd_kafka_ConfigEntry_t **entries;
+        rd_kafka_event_t *ev = NULL;
+        char err[256];
+        size_t n = 0, ne = 0;
+
+        buf[0] = '\0';
+        if (!r->controller) {
+                log_debug(r->lg, "cannot describe the progress topic's configuration", "{s:s,s:s}",
+                          "topic", r->topic, "error", "the cluster names no controller");
+                goto cleanup;
+        }
+        rd_kafka_DescribeConfigs(r->rk, &cr, 1, opt, q);
+        ev = admin_wait(r, q, err, sizeof(err));
+        if (ev == NULL)
+                goto cleanup;
+        res = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev),
+                                                        &n);
+        if (rd_kafka_event_error(ev) || n != 1 || rd_kafka_ConfigResource_error(res[0])) {
+                log_debug(r->lg, "cannot describe the progress topic's configuration", "{s:s,s:s}",
+                          "topic", r->topic, "error",
+                          rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+                          : n == 1 ? rd_kafka_err2str(rd_kafka_ConfigResource_error(res[0]))
+                                   : "no result");
+                goto cleanup;
+        }
+        entries = rd_kafka_ConfigResource_configs(res[0], &ne);
+        for (size_t i = 0; i < ne; i++)
+                if (strcmp(rd_kafka_ConfigEntry_name(entries[i]), "cleanup.policy") == 0 &&
+                    rd_kafka_ConfigEntry_value(entries[i]) != NULL)
+                        snprintf(buf, size, "%s", rd_kafka_ConfigEntry_value(entries[i]));
+cleanup:
+        if (ev != NULL)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_AdminOptions_destroy(opt);
+        rd_kafka_ConfigResource_destroy(cr);
+}
+
+/* A progress topic not made as create_topic makes it is worth a warning,
+ * not a refusal: records are written to and read from partition 0 by
+ * number, so other partitions only stay empty; and a policy that deletes
+ * records loses the last one only after retention.ms without a commit,
+ * when an outbox's rows are long marked unless a relay died between a
+ * commit and its mark and stayed away that long (its rows would then be
+ * published again: duplicates, never a loss). Refusing would stop every
+ * existing deployment whose topic was made otherwise. */
+static void check_shape(struct reader *r, int partitions)
+{
+        char policy[64];
+
+        if (partitions > 1)
+                log_warn(r->lg,
+                         "the progress topic has more than one partition: the relay uses "
+                         "partition 0 only; give it one",
+                         "{s:s,s:i}", "topic", r->topic, "partitions", partitions);
+        cleanup_policy(r, policy, sizeof(policy));
+        if (policy[0] != '\0' && (strstr(policy, "compact") == NULL || strstr(policy, "delete")))
+                log_warn(r->lg,
+                         "the progress topic's cleanup.policy is not compact: a progress record "
+                         "older than retention.ms is deleted, and rows a relay committed but "
+                         "had not marked sent would then be published again; set "
+                         "cleanup.policy=compact",
+                         "{s:s,s:s}", "topic", r->topic, "cleanup.policy", policy);
 }
 
 /* The watermarks of partition 0, once the topic is known to have it; a
@@ -156,7 +298,8 @@ fail:
  * a request naming the topic may create it (brokers before 0.11, and the
  * 2.0.2 mock, whose Metadata stops at v2, ignore allow.auto.create.topics),
  * and rd_kafka_topic_new makes such a request, so it must come after. */
-static int locate(struct reader *r, int64_t *low, int64_t *high, char *errbuf, size_t errsz)
+static int locate(struct reader *r, int64_t *low, int64_t *high, int *partitions, char *errbuf,
+                  size_t errsz)
 {
         for (;;) {
                 const struct rd_kafka_metadata *md = NULL;
@@ -165,21 +308,31 @@ static int locate(struct reader *r, int64_t *low, int64_t *high, char *errbuf, s
                 rd_kafka_resp_err_t terr = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
                 int has_p0 = 0;
 
+                for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < md->broker_cnt; i++)
+                        r->controller |= md->brokers[i].id == rd_kafka_controllerid(r->rk, 0);
                 for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < md->topic_cnt; i++) {
                         if (strcmp(md->topics[i].topic, r->topic) != 0)
                                 continue;
                         terr = md->topics[i].err;
+                        *partitions = md->topics[i].partition_cnt;
                         for (int j = 0; j < md->topics[i].partition_cnt; j++)
                                 has_p0 |= md->topics[i].partitions[j].id == 0;
                 }
                 if (md != NULL)
                         rd_kafka_metadata_destroy(md);
-                if (!err && !has_p0 && (!terr || terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
-                        return fail(errbuf, errsz,
-                                    "progress topic \"%s\" does not exist: create it with one "
-                                    "partition and cleanup.policy=compact",
-                                    r->topic);
-                if (!err && !has_p0 && terr != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+                if (!err && !has_p0 && (!terr || terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)) {
+                        if (r->cfg->progress_no_create)
+                                return fail(errbuf, errsz,
+                                            "progress topic \"%s\" does not exist and "
+                                            "--progress-topic-no-create is set: create it with "
+                                            "one partition and cleanup.policy=compact",
+                                            r->topic);
+                        /* Created once; then its metadata is waited for. */
+                        if (!r->created && create_topic(r, errbuf, errsz) != 0)
+                                return -1;
+                        r->created = 1;
+                        err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+                } else if (!err && !has_p0 && terr != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
                         return fail(errbuf, errsz, "progress topic \"%s\": %s", r->topic,
                                     rd_kafka_err2str(terr));
                 if (has_p0 &&
@@ -258,26 +411,29 @@ static int read_range(struct reader *r, int64_t start, int64_t stop, char *errbu
 }
 
 /* Reads with the consumer rk (and its topic handle *rkt, made here when
- * NULL and left to the caller) as progress_read_last says. */
-static int read_last(rd_kafka_t *rk, rd_kafka_topic_t **rkt, struct log *lg, const char *topic,
-                     const char *key, int timeout_ms, const atomic_int *cancel,
-                     struct progress_rows *out, int *found, char outbox_id[PROGRESS_OUTBOX_ID_SIZE],
-                     char *errbuf, size_t errsz)
+ * NULL and left to the caller) as progress_reader_start says. */
+static int read_last(rd_kafka_t *rk, rd_kafka_topic_t **rkt, struct log *lg,
+                     const struct config *cfg, const char *key, int timeout_ms,
+                     const atomic_int *cancel, struct progress_rows *out, int *found,
+                     char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
 {
         struct reader r = {.rk = rk,
                            .rkt = rkt,
                            .lg = lg,
-                           .topic = topic,
+                           .cfg = cfg,
+                           .topic = cfg->progress_topic,
                            .key = key,
                            .timeout_ms = timeout_ms,
                            .deadline = now_ms() + timeout_ms,
                            .cancel = cancel};
         int64_t low, high, start, stop, window = PROGRESS_WINDOW;
-        int rc = -1;
+        const char *topic = cfg->progress_topic;
+        int rc = -1, partitions = 0;
 
         *found = 0;
-        if (locate(&r, &low, &high, errbuf, errsz) != 0)
+        if (locate(&r, &low, &high, &partitions, errbuf, errsz) != 0)
                 goto cleanup;
+        check_shape(&r, partitions);
         if (*rkt == NULL && (*rkt = rd_kafka_topic_new(rk, topic, NULL)) == NULL) {
                 fail(errbuf, errsz, "progress topic \"%s\": %s", topic,
                      rd_kafka_err2str(rd_kafka_last_error()));
@@ -306,25 +462,6 @@ cleanup:
         return rc;
 }
 
-int progress_read_last(const struct config *cfg, struct log *lg, const char *transactional_id,
-                       int timeout_ms, struct progress_rows *out, int *found,
-                       char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
-{
-        rd_kafka_topic_t *rkt = NULL;
-        rd_kafka_t *rk = reader_new(cfg, lg, errbuf, errsz);
-        int rc;
-
-        *found = 0;
-        if (rk == NULL)
-                return -1;
-        rc = read_last(rk, &rkt, lg, cfg->progress_topic, transactional_id, timeout_ms, NULL, out,
-                       found, outbox_id, errbuf, errsz);
-        if (rkt != NULL)
-                rd_kafka_topic_destroy(rkt);
-        rd_kafka_destroy(rk);
-        return rc;
-}
-
 /* ---- The reader thread ----
  * One request at a time: the newest asked for wins, and a result is handed
  * over only for the request it answers. */
@@ -336,7 +473,8 @@ struct progress_reader {
         int started;
         atomic_int cancel;
         pthread_mutex_t mu;
-        pthread_cond_t cv;
+        pthread_cond_t cv;   /* a request, or cancel */
+        pthread_cond_t done; /* an answer */
         /* under mu */
         unsigned long asked, taken, answered; /* request numbers */
         char key[512];
@@ -361,8 +499,8 @@ static void serve(struct progress_reader *pr, const char *key, int timeout_ms, u
         if (pr->rk == NULL)
                 pr->rk = reader_new(pr->cfg, pr->lg, err, sizeof(err));
         if (pr->rk != NULL)
-                rc = read_last(pr->rk, &pr->rkt, pr->lg, pr->cfg->progress_topic, key, timeout_ms,
-                               &pr->cancel, &rows, &found, oid, err, sizeof(err));
+                rc = read_last(pr->rk, &pr->rkt, pr->lg, pr->cfg, key, timeout_ms, &pr->cancel,
+                               &rows, &found, oid, err, sizeof(err));
         pthread_mutex_lock(&pr->mu);
         if (seq == pr->asked) { /* else a newer request waits: this one is dropped */
                 progress_rows_free(&pr->rows);
@@ -373,6 +511,7 @@ static void serve(struct progress_reader *pr, const char *key, int timeout_ms, u
                 memcpy(pr->outbox_id, oid, sizeof(oid));
                 memcpy(pr->error, err, sizeof(err));
                 pr->answered = seq;
+                pthread_cond_broadcast(&pr->done);
         }
         pthread_mutex_unlock(&pr->mu);
         progress_rows_free(&rows);
@@ -417,6 +556,7 @@ struct progress_reader *progress_reader_new(const struct config *cfg, struct log
         atomic_init(&pr->cancel, 0);
         pthread_mutex_init(&pr->mu, NULL);
         pthread_cond_init(&pr->cv, NULL);
+        pthread_cond_init(&pr->done, NULL);
         /* Signals stay blocked in it as in the loop's thread (signalfd). */
         if ((err = pthread_create(&pr->thread, NULL, reader_main, pr)) != 0) {
                 fail(errbuf, errsz, "cannot start the progress reader thread: %s", strerror(err));
@@ -444,6 +584,7 @@ void progress_reader_free(struct progress_reader *pr)
                 rd_kafka_destroy(pr->rk);
         progress_rows_free(&pr->rows);
         pthread_cond_destroy(&pr->cv);
+        pthread_cond_destroy(&pr->done);
         pthread_mutex_destroy(&pr->mu);
         free(pr);
 }
@@ -483,4 +624,17 @@ int progress_reader_poll(struct progress_reader *pr, unsigned long ticket,
         rc = pr->rc;
         pthread_mutex_unlock(&pr->mu);
         return rc;
+}
+
+int progress_reader_read(struct progress_reader *pr, const char *transactional_id, int timeout_ms,
+                         struct progress_rows *out, int *found,
+                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz)
+{
+        unsigned long ticket = progress_reader_start(pr, transactional_id, timeout_ms);
+
+        pthread_mutex_lock(&pr->mu);
+        while (pr->answered != ticket)
+                pthread_cond_wait(&pr->done, &pr->mu);
+        pthread_mutex_unlock(&pr->mu);
+        return progress_reader_poll(pr, ticket, out, found, outbox_id, errbuf, errsz);
 }

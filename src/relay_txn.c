@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "relay_int.h"
-#include "progress.h"
+#include "progress_reader.h"
 
 /* A transactional call waits at most this long per step: the loop's
  * longest stall. Kafka's answer is usually there within it (a local

@@ -174,6 +174,11 @@ void fx_apache_create_topic(struct fx_apache *k, const char *topic, int partitio
 void fx_apache_alter_topic(struct fx_apache *k, const char *topic, const char *const configs[]);
 /* The node id leading the partition, -1 when there is none. */
 int fx_apache_leader(struct fx_apache *k, const char *topic, int partition);
+/* The topic's partition count (-1 when it does not exist), and the value
+ * of one of its configs as the brokers report it (DescribeConfigs; malloc'ed,
+ * NULL when the topic does not exist). */
+int fx_apache_partitions(struct fx_apache *k, const char *topic);
+char *fx_apache_topic_config(struct fx_apache *k, const char *topic, const char *name);
 /* Waits until every replica of every partition of topic is in sync. */
 void fx_apache_wait_in_sync(struct fx_apache *k, const char *topic, int timeout_ms);
 /* Node 1..n: whether it runs; SIGKILL it (and wait until it is gone);

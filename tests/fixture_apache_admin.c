@@ -192,6 +192,54 @@ int fx_apache_leader(struct fx_apache *k, const char *topic, int partition)
         return leader;
 }
 
+int fx_apache_partitions(struct fx_apache *k, const char *topic)
+{
+        rd_kafka_t *rk = ak_client(k->bootstraps);
+        const struct rd_kafka_metadata *md = NULL;
+        const rd_kafka_metadata_topic_t *t;
+        int n = -1;
+
+        ck_assert_int_eq(rd_kafka_metadata(rk, 1, NULL, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+        t = find_topic(md, topic);
+        if (t != NULL && !t->err)
+                n = t->partition_cnt;
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_destroy(rk);
+        return n;
+}
+
+char *fx_apache_topic_config(struct fx_apache *k, const char *topic, const char *name)
+{
+        rd_kafka_t *rk = ak_client(k->bootstraps);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+        const rd_kafka_ConfigResource_t **res;
+        const rd_kafka_ConfigEntry_t **entries;
+        rd_kafka_event_t *ev;
+        char what[300], *value = NULL;
+        size_t n, ne = 0;
+
+        rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
+        rd_kafka_ConfigResource_destroy(cr);
+        snprintf(what, sizeof(what), "describe topic %s", topic);
+        ev = admin_wait(q, what);
+        res = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev),
+                                                        &n);
+        ck_assert_msg(n == 1, "%s: %zu results", what, n);
+        if (!rd_kafka_ConfigResource_error(res[0])) {
+                entries = rd_kafka_ConfigResource_configs(res[0], &ne);
+                for (size_t i = 0; i < ne && value == NULL; i++)
+                        if (strcmp(rd_kafka_ConfigEntry_name(entries[i]), name) == 0)
+                                value = strdup(rd_kafka_ConfigEntry_value(entries[i])
+                                                   ? rd_kafka_ConfigEntry_value(entries[i])
+                                                   : "");
+        }
+        rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return value;
+}
+
 void fx_apache_wait_in_sync(struct fx_apache *k, const char *topic, int timeout_ms)
 {
         wait_topic(k, topic, -1, 1, timeout_ms);

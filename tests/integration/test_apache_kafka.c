@@ -362,6 +362,246 @@ START_TEST(unknown_topic_dead_lettered_with_auto_creation_off)
 }
 END_TEST
 
+/* ---- --exactly-once's progress topic ---- */
+
+static long long wait_sent(PGconn *c, long long n)
+{
+        return fx_wait_sql(c, n, 90000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'");
+}
+
+static void insert_rows(PGconn *c, const char *topic, int n)
+{
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload)"
+               " SELECT '%s', 'k' || (g %% 7), jsonb_build_object('n', g)"
+               " FROM generate_series(1, %d) g",
+               topic, n);
+}
+
+/* Without its progress topic the relay creates it, as Kafka Connect creates
+ * its internal topics: one partition and cleanup.policy=compact, read back
+ * here from the brokers' own metadata and DescribeConfigs; then every row
+ * reaches a read_committed consumer once. */
+START_TEST(eos_creates_its_progress_topic)
+{
+        const char *const topics[] = {"eos-auto", NULL};
+        char *ci = fresh_db("eos_auto"), *policy;
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL,    "--exactly-once",   "--transactional-id",
+                              "eos_auto", "--progress-topic", "eos-auto-progress",
+                              NULL};
+        struct fx_relay *r;
+        struct fh_result res;
+
+        setenv("OUTBOX_FAULT_EOS", "1", 1); /* the check reads as read_committed */
+        fh_result_init(&res, "ak-eos-progress-topic-created",
+                       "--exactly-once without its progress topic: the relay creates it "
+                       "(one partition, cleanup.policy=compact); 500 rows over 7 keys");
+        fx_apache_create_topic(ak, "eos-auto", 2, NULL);
+        ck_assert_int_eq(fx_apache_partitions(ak, "eos-auto-progress"), -1);
+        r = fx_relay_start(ci, BROKERS, args);
+        insert_rows(c, "eos-auto", 500);
+        ck_assert_int_eq(wait_sent(c, 500), 500);
+        ck_assert_int_eq(fh_relay_log_count(r, "created the progress topic"), 1);
+        ck_assert_int_eq(fx_apache_partitions(ak, "eos-auto-progress"), 1);
+        policy = fx_apache_topic_config(ak, "eos-auto-progress", "cleanup.policy");
+        ck_assert_ptr_nonnull(policy);
+        ck_assert_str_eq(policy, "compact");
+        free(policy);
+        ck_assert_int_eq(fh_relay_log_count(r, "the progress topic has more than one partition"),
+                         0);
+        ck_assert_int_eq(fh_relay_log_count(r, "cleanup.policy is not compact"), 0);
+        snprintf(res.notes, sizeof(res.notes), "progress topic created: 1 partition, compact");
+        check_and_report(r, c, ci, topics, &res, 0, 0);
+}
+END_TEST
+
+/* --progress-topic-no-create: while the topic is missing the relay says so
+ * naming the topic and the setting, publishes nothing, is not ready, and
+ * does not create it; once an operator creates it, everything flows. */
+START_TEST(eos_progress_topic_not_created_when_told)
+{
+        const char *const topics[] = {"eos-manual", NULL};
+        static const char *const compact[] = {"cleanup.policy=compact", NULL};
+        const char *missing = "progress topic \\\"eos-manual-progress\\\" does not exist and "
+                              "--progress-topic-no-create is set";
+        char *ci = fresh_db("eos_manual"), listen[64], *body = NULL;
+        PGconn *c = fx_db_connect(ci);
+        int port = fx_free_port();
+        const char *args[] = {NO_POLL,
+                              "--exactly-once",
+                              "--transactional-id",
+                              "eos_manual",
+                              "--progress-topic",
+                              "eos-manual-progress",
+                              "--progress-topic-no-create",
+                              "--http-listen",
+                              listen,
+                              NULL};
+        struct fx_relay *r;
+        struct fh_result res;
+
+        setenv("OUTBOX_FAULT_EOS", "1", 1);
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        fh_result_init(&res, "ak-eos-progress-topic-no-create",
+                       "--exactly-once --progress-topic-no-create without the progress topic: "
+                       "nothing published, not ready; then the topic is created by hand");
+        fx_apache_create_topic(ak, "eos-manual", 2, NULL);
+        r = fx_relay_start(ci, BROKERS, args);
+        insert_rows(c, "eos-manual", 100);
+        fh_wait_relay_log(r, missing, 1, 60000);
+        ck_assert_int_ge(fh_relay_log_count(r, missing), 1);
+        ck_assert_int_eq(sent(c), 0);
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 503);
+        ck_assert_msg(strstr(body, "--progress-topic-no-create") != NULL, "readyz: %s", body);
+        free(body);
+        ck_assert_int_eq(fx_apache_partitions(ak, "eos-manual-progress"), -1);
+        ck_assert_int_eq(fh_relay_log_count(r, "created the progress topic"), 0);
+        fx_apache_create_topic(ak, "eos-manual-progress", 1, compact);
+        ck_assert_int_eq(wait_sent(c, 100), 100);
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 200);
+        free(body);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
+}
+END_TEST
+
+/* A creation Kafka refuses (a replication factor of 3 on one broker): one
+ * line with Kafka's error and how to create the topic, nothing published,
+ * not ready, no topic; a relay given a factor the cluster has creates it
+ * with that factor and publishes everything. */
+START_TEST(eos_progress_topic_creation_refused_by_kafka)
+{
+        const char *const topics[] = {"eos-rf", NULL};
+        const char *refused = "cannot create progress topic \\\"eos-rf-progress\\\": "
+                              "INVALID_REPLICATION_FACTOR";
+        char *ci = fresh_db("eos_rf"), listen[64], *body = NULL;
+        PGconn *c = fx_db_connect(ci);
+        int port = fx_free_port();
+        const char *args[] = {NO_POLL,
+                              "--exactly-once",
+                              "--transactional-id",
+                              "eos_rf",
+                              "--progress-topic",
+                              "eos-rf-progress",
+                              "--progress-topic-replication-factor",
+                              "3",
+                              "--http-listen",
+                              listen,
+                              NULL};
+        struct fx_relay *r;
+        struct fh_result res;
+
+        setenv("OUTBOX_FAULT_EOS", "1", 1);
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        fh_result_init(&res, "ak-eos-progress-topic-refused",
+                       "--exactly-once --progress-topic-replication-factor 3 on one broker: "
+                       "creation refused, nothing published; then factor 1");
+        fx_apache_create_topic(ak, "eos-rf", 2, NULL);
+        r = fx_relay_start(ci, BROKERS, args);
+        insert_rows(c, "eos-rf", 100);
+        fh_wait_relay_log(r, refused, 1, 60000);
+        ck_assert_int_ge(fh_relay_log_count(r, refused), 1);
+        ck_assert_int_eq(sent(c), 0);
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 503);
+        ck_assert_msg(strstr(body, "INVALID_REPLICATION_FACTOR") != NULL, "readyz: %s", body);
+        free(body);
+        ck_assert_int_eq(fx_apache_partitions(ak, "eos-rf-progress"), -1);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        args[8] = "1"; /* the factor */
+        r = fx_relay_start(ci, BROKERS, args);
+        ck_assert_int_eq(wait_sent(c, 100), 100);
+        ck_assert_int_eq(fh_relay_log_count(r, "created the progress topic"), 1);
+        ck_assert_int_eq(fh_relay_log_count(r, "\"replication_factor\":1,"), 1);
+        ck_assert_int_eq(fx_apache_partitions(ak, "eos-rf-progress"), 1);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
+}
+END_TEST
+
+/* Two relays (two outboxes sharing the progress topic) started together
+ * both find it missing: one creates it, the other's creation finds it
+ * there (TOPIC_ALREADY_EXISTS) or sees it made; both publish everything.
+ * Whether both asked at once depends on timing; what is asserted holds
+ * either way. */
+START_TEST(eos_two_relays_create_one_progress_topic)
+{
+        const char *const topics_a[] = {"eos-race-a", NULL}, *const topics_b[] = {"eos-race-b",
+                                                                                  NULL};
+        char *ci_a = fresh_db("eos_race_a"), *ci_b = fresh_db("eos_race_b"), *policy;
+        PGconn *a = fx_db_connect(ci_a), *b = fx_db_connect(ci_b);
+        const char *args_a[] = {NO_POLL,      "--exactly-once",   "--transactional-id",
+                                "eos_race_a", "--progress-topic", "eos-race-progress",
+                                NULL};
+        const char *args_b[] = {NO_POLL,      "--exactly-once",   "--transactional-id",
+                                "eos_race_b", "--progress-topic", "eos-race-progress",
+                                NULL};
+        struct fx_relay *ra, *rb;
+        struct fh_result res_a, res_b;
+
+        setenv("OUTBOX_FAULT_EOS", "1", 1);
+        fh_result_init(&res_a, "ak-eos-progress-topic-race-a",
+                       "two relays started together without their shared progress topic (a)");
+        fh_result_init(&res_b, "ak-eos-progress-topic-race-b",
+                       "two relays started together without their shared progress topic (b)");
+        fx_apache_create_topic(ak, "eos-race-a", 2, NULL);
+        fx_apache_create_topic(ak, "eos-race-b", 2, NULL);
+        insert_rows(a, "eos-race-a", 200);
+        insert_rows(b, "eos-race-b", 200);
+        ra = fx_relay_start(ci_a, BROKERS, args_a);
+        rb = fx_relay_start(ci_b, BROKERS, args_b);
+        ck_assert_int_eq(wait_sent(a, 200), 200);
+        ck_assert_int_eq(wait_sent(b, 200), 200);
+        ck_assert_int_eq(fh_relay_log_count(ra, "created the progress topic") +
+                             fh_relay_log_count(rb, "created the progress topic"),
+                         1);
+        ck_assert_int_eq(fx_apache_partitions(ak, "eos-race-progress"), 1);
+        policy = fx_apache_topic_config(ak, "eos-race-progress", "cleanup.policy");
+        ck_assert_ptr_nonnull(policy);
+        ck_assert_str_eq(policy, "compact");
+        free(policy);
+        snprintf(res_a.notes, sizeof(res_a.notes), "%s",
+                 fh_relay_log_count(ra, "created meanwhile") +
+                         fh_relay_log_count(rb, "created meanwhile")
+                     ? "both asked to create it: one got TOPIC_ALREADY_EXISTS"
+                     : "one saw the topic the other made");
+        check_and_report(ra, a, ci_a, topics_a, &res_a, 0, 0);
+        check_and_report(rb, b, ci_b, topics_b, &res_b, 0, 0);
+}
+END_TEST
+
+/* A progress topic made otherwise (three partitions, cleanup.policy=delete)
+ * is warned about, each in one line, and used: records are written to and
+ * read from partition 0 by number, and deletion only matters after
+ * retention.ms (docs/exactly-once.md). */
+START_TEST(eos_progress_topic_of_another_shape_is_warned)
+{
+        const char *const topics[] = {"eos-shape", NULL};
+        static const char *const del[] = {"cleanup.policy=delete", NULL};
+        char *ci = fresh_db("eos_shape");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL,     "--exactly-once",   "--transactional-id",
+                              "eos_shape", "--progress-topic", "eos-shape-progress",
+                              NULL};
+        struct fx_relay *r;
+        struct fh_result res;
+
+        setenv("OUTBOX_FAULT_EOS", "1", 1);
+        fh_result_init(&res, "ak-eos-progress-topic-shape",
+                       "--exactly-once with a progress topic of 3 partitions and "
+                       "cleanup.policy=delete: warned, used");
+        fx_apache_create_topic(ak, "eos-shape", 2, NULL);
+        fx_apache_create_topic(ak, "eos-shape-progress", 3, del);
+        r = fx_relay_start(ci, BROKERS, args);
+        insert_rows(c, "eos-shape", 200);
+        ck_assert_int_eq(wait_sent(c, 200), 200);
+        ck_assert_int_ge(fh_relay_log_count(r, "the progress topic has more than one partition"),
+                         1);
+        ck_assert_int_ge(fh_relay_log_count(r, "cleanup.policy is not compact"), 1);
+        ck_assert_int_eq(fh_relay_log_count(r, "created the progress topic"), 0);
+        check_and_report(r, c, ci, topics, &res, 0, 0);
+}
+END_TEST
+
 /* Each test a test case of its own (CK_RUN_CASE=<test>), the servers
  * started once for them all. */
 static const struct runner_servers servers = {suite_setup, suite_teardown};
@@ -375,6 +615,11 @@ Suite *test_suite(void)
                                       replay_through_sql_publishes_again,
                                       row_above_message_max_bytes_dead_lettered,
                                       unknown_topic_dead_lettered_with_auto_creation_off,
+                                      eos_creates_its_progress_topic,
+                                      eos_progress_topic_not_created_when_told,
+                                      eos_progress_topic_of_another_shape_is_warned,
+                                      eos_progress_topic_creation_refused_by_kafka,
+                                      eos_two_relays_create_one_progress_topic,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 240);

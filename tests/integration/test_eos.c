@@ -162,24 +162,41 @@ START_TEST(replayed_rows_are_not_recovered)
 END_TEST
 #endif
 
-/* Without its progress topic the relay says how to create it, publishes
- * nothing, and goes on by itself once the topic exists. */
+/* Without its progress topic, and told not to create it, the relay says
+ * so naming the topic and the setting, publishes nothing, is not ready, and
+ * goes on by itself once the topic exists. (Creation itself needs a broker
+ * with CreateTopics, which the mock lacks: test_apache_kafka.c.) */
 START_TEST(missing_progress_topic_is_explained)
 {
         char *ci = fx_fresh_outbox(pg, kafka, "eos_notopic", "eos-notopic", 4);
         PGconn *c = fx_db_connect(ci);
-        const char *args[] = {"--exactly-once",   "--transactional-id", "eos_notopic",
-                              "--progress-topic", "eos-progress-late",  NULL};
-        const char *missing = "progress topic \\\"eos-progress-late\\\" does not exist: create it "
-                              "with one partition and cleanup.policy=compact";
-        struct fx_relay *r = fx_relay_start(ci, BROKERS, args);
+        int port = fx_free_port();
+        char listen[64], *body = NULL;
+        const char *args[] = {"--exactly-once",
+                              "--transactional-id",
+                              "eos_notopic",
+                              "--progress-topic",
+                              "eos-progress-late",
+                              "--progress-topic-no-create",
+                              "--http-listen",
+                              listen,
+                              NULL};
+        const char *missing = "progress topic \\\"eos-progress-late\\\" does not exist and "
+                              "--progress-topic-no-create is set: create it with one partition "
+                              "and cleanup.policy=compact";
+        struct fx_relay *r;
 
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        r = fx_relay_start(ci, BROKERS, args);
         fx_sql(c,
                "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-notopic', 'k', '{}')");
         fh_wait_relay_log(r, missing, 1, 30000);
         ck_assert_int_ge(fh_relay_log_count(r, missing), 1);
         ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
                          0);
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 503);
+        ck_assert_msg(strstr(body, "--progress-topic-no-create") != NULL, "readyz: %s", body);
+        free(body);
         ck_assert_int_eq(fx_kafka_command(kafka, "topic eos-progress-late 1"), 0);
         ck_assert_int_eq(
             fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
@@ -386,6 +403,7 @@ START_TEST(progress_read_back_keeps_the_loop_serving)
                               "eos_slowread",
                               "--progress-topic",
                               "eos-slowread-prog",
+                              "--progress-topic-no-create", /* fails at once, see below */
                               "--http-listen",
                               listen,
                               "--reconnect-max-ms",

@@ -1,7 +1,8 @@
-/* Integration tests of progress_read_last against outbox-dev-kafka: records
- * written by a plain transactional librdkafka producer, as the relay writes
- * them, and read back for one key behind other keys' records, past the
- * first window, for unknown keys and for a missing topic.
+/* Integration tests of the progress reader against outbox-dev-kafka:
+ * records written by a plain transactional librdkafka producer, as the relay
+ * writes them, and read back (one reader, so one consumer, for all the reads
+ * of a case) for one key behind other keys' records, past the first window,
+ * for unknown keys and for a missing topic.
  * librdkafka 2.0.2's mock cluster does not implement read_committed: its
  * Fetch reports no aborted transactions and the last stable offset is the
  * high watermark, so aborted records stay visible there and no test here
@@ -15,7 +16,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "fixture.h"
-#include "progress.h"
+#include "progress_reader.h"
 #include "runner.h"
 
 #define TIMEOUT_MS 20000
@@ -38,7 +39,7 @@ static void suite_teardown(void)
 
 /* A configuration as the relay has it, with producer -X properties the
  * reader must take or ignore without failing (one the consumer refuses). */
-static struct config *make_config(const char *brokers, const char *topic)
+static struct config *make_config_with(const char *brokers, const char *topic, const char *flag)
 {
         char *argv[] = {"--kafka-brokers",
                         (char *)brokers,
@@ -49,14 +50,20 @@ static struct config *make_config(const char *brokers, const char *topic)
                         "-X",
                         "linger.ms=5",
                         "-X",
-                        "enable.idempotence=true"};
+                        "enable.idempotence=true",
+                        (char *)flag};
+        int argc = (int)(sizeof(argv) / sizeof(argv[0])) - (flag == NULL);
         struct config *cfg = config_new();
 
         ck_assert_ptr_nonnull(cfg);
-        ck_assert_msg(config_parse(cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv, errbuf,
-                                   sizeof(errbuf)) == 0,
-                      "config: %s", errbuf);
+        ck_assert_msg(config_parse(cfg, argc, argv, errbuf, sizeof(errbuf)) == 0, "config: %s",
+                      errbuf);
         return cfg;
+}
+
+static struct config *make_config(const char *brokers, const char *topic)
+{
+        return make_config_with(brokers, topic, NULL);
 }
 
 static FILE *devnull;
@@ -167,17 +174,30 @@ static char *record(int64_t first, int64_t last, const int64_t *u, size_t nu)
         return json;
 }
 
-/* progress_read_last, asserting success; returns *found. */
-static int read_last(const struct config *cfg, struct log *lg, const char *key,
-                     struct progress_rows *out)
+static struct progress_reader *make_reader(const struct config *cfg, struct log *lg)
+{
+        struct progress_reader *pr = progress_reader_new(cfg, lg, errbuf, sizeof(errbuf));
+
+        ck_assert_msg(pr != NULL, "%s", errbuf);
+        return pr;
+}
+
+/* A read with pr (progress_reader_read: start and wait). */
+static int read_with(struct progress_reader *pr, const char *key, int timeout_ms,
+                     struct progress_rows *out, int *found, char oid[PROGRESS_OUTBOX_ID_SIZE])
+{
+        errbuf[0] = '\0';
+        return progress_reader_read(pr, key, timeout_ms, out, found, oid, errbuf, sizeof(errbuf));
+}
+
+/* A read asserting success; returns *found. */
+static int read_last(struct progress_reader *pr, const char *key, struct progress_rows *out)
 {
         char oid[PROGRESS_OUTBOX_ID_SIZE] = "";
         int found = -1;
 
-        errbuf[0] = '\0';
-        ck_assert_msg(progress_read_last(cfg, lg, key, TIMEOUT_MS, out, &found, oid, errbuf,
-                                         sizeof(errbuf)) == 0,
-                      "read %s: %s", key, errbuf);
+        ck_assert_msg(read_with(pr, key, TIMEOUT_MS, out, &found, oid) == 0, "read %s: %s", key,
+                      errbuf);
         ck_assert_int_ge(found, 0);
         if (found)
                 ck_assert_str_eq(oid, OID);
@@ -204,11 +224,14 @@ START_TEST(last_record_of_key_behind_other_keys)
         static const int64_t unmarked[] = {1, 2, 3};
         struct log *lg = make_log();
         struct progress_rows out = {0};
+        struct progress_reader *pr;
         rd_kafka_t *rk;
 
         ck_assert_int_eq(fx_kafka_command(kafka, "topic progress-keys 1"), 0);
-        /* An empty topic: nothing to find. */
-        ck_assert_int_eq(read_last(cfg, lg, "a", &out), 0);
+        pr = make_reader(cfg, lg);
+        /* An empty topic: nothing to find. The same reader (consumer and
+         * topic handle kept) then finds what was committed since. */
+        ck_assert_int_eq(read_last(pr, "a", &out), 0);
         rk = txn_producer("progress-keys-writer");
         {
                 struct rec t1[] = {{"a", record(1, 3, NULL, 0)}};
@@ -227,7 +250,7 @@ START_TEST(last_record_of_key_behind_other_keys)
         }
         rd_kafka_destroy(rk);
 
-        ck_assert_int_eq(read_last(cfg, lg, "a", &out), 1);
+        ck_assert_int_eq(read_last(pr, "a", &out), 1);
         {
                 static const int64_t want[] = {4, 5, 1, 2, 3};
 
@@ -236,7 +259,7 @@ START_TEST(last_record_of_key_behind_other_keys)
                 ck_assert_int_eq(out.generations[0], 0);
         }
         progress_rows_clear(&out);
-        ck_assert_int_eq(read_last(cfg, lg, "b", &out), 1);
+        ck_assert_int_eq(read_last(pr, "b", &out), 1);
         {
                 static const int64_t want[] = {101, 102};
 
@@ -244,10 +267,11 @@ START_TEST(last_record_of_key_behind_other_keys)
         }
         progress_rows_clear(&out);
         /* A key whose last record is a tombstone has no progress. */
-        ck_assert_int_eq(read_last(cfg, lg, "c", &out), 0);
-        ck_assert_int_eq(read_last(cfg, lg, "unknown", &out), 0);
-        ck_assert_int_eq(read_last(cfg, lg, "", &out), 0);
+        ck_assert_int_eq(read_last(pr, "c", &out), 0);
+        ck_assert_int_eq(read_last(pr, "unknown", &out), 0);
+        ck_assert_int_eq(read_last(pr, "", &out), 0);
         ck_assert_uint_eq(out.n, 0);
+        progress_reader_free(pr);
         progress_rows_free(&out);
         free_log(lg);
         config_free(cfg);
@@ -264,6 +288,7 @@ START_TEST(window_doubles_back_to_the_start)
         struct progress_rows out = {0};
         struct rec *others = calloc(500, sizeof(*others));
         struct rec a = {"a", record(10, 19, NULL, 0)};
+        struct progress_reader *pr = make_reader(cfg, lg);
         rd_kafka_t *rk;
         int64_t t0;
 
@@ -282,7 +307,7 @@ START_TEST(window_doubles_back_to_the_start)
         rd_kafka_destroy(rk);
 
         t0 = fx_now_ms();
-        ck_assert_int_eq(read_last(cfg, lg, "a", &out), 1);
+        ck_assert_int_eq(read_last(pr, "a", &out), 1);
         {
                 static const int64_t want[] = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
 
@@ -293,37 +318,72 @@ START_TEST(window_doubles_back_to_the_start)
                 (long long)(fx_now_ms() - t0));
         progress_rows_clear(&out);
         /* The newest record of "b" is in the first window. */
-        ck_assert_int_eq(read_last(cfg, lg, "b", &out), 1);
+        ck_assert_int_eq(read_last(pr, "b", &out), 1);
         {
                 static const int64_t want[] = {1499};
 
                 assert_ids(&out, want, 1, 1);
         }
         progress_rows_clear(&out);
-        ck_assert_int_eq(read_last(cfg, lg, "nobody", &out), 0);
+        ck_assert_int_eq(read_last(pr, "nobody", &out), 0);
+        progress_reader_free(pr);
         progress_rows_free(&out);
         free_log(lg);
         config_free(cfg);
 }
 END_TEST
 
+/* With --progress-topic-no-create, a missing topic is an error naming the
+ * topic and the setting. */
 START_TEST(missing_topic_is_a_clear_error)
 {
-        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), "progress-missing");
+        struct config *cfg = make_config_with(fx_kafka_bootstraps(kafka), "progress-missing",
+                                              "--progress-topic-no-create");
+        struct progress_reader *pr = make_reader(cfg, NULL);
         struct progress_rows out = {0};
         char oid[PROGRESS_OUTBOX_ID_SIZE];
         int found = -1;
 
         /* Twice: asking for its metadata must not have created it. */
         for (int i = 0; i < 2; i++) {
-                ck_assert_int_eq(progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found, oid,
-                                                    errbuf, sizeof(errbuf)),
-                                 -1);
-                ck_assert_str_eq(errbuf, "progress topic \"progress-missing\" does not exist: "
-                                         "create it with one partition and cleanup.policy=compact");
+                ck_assert_int_eq(read_with(pr, "a", TIMEOUT_MS, &out, &found, oid), -1);
+                ck_assert_str_eq(errbuf, "progress topic \"progress-missing\" does not exist and "
+                                         "--progress-topic-no-create is set: create it with one "
+                                         "partition and cleanup.policy=compact");
                 ck_assert_int_eq(found, 0);
         }
         ck_assert_uint_eq(out.n, 0);
+        progress_reader_free(pr);
+        progress_rows_free(&out);
+        config_free(cfg);
+}
+END_TEST
+
+/* librdkafka 2.0.2's mock cluster has no CreateTopics (nor DescribeConfigs):
+ * the relay's attempt to create the topic fails with one line saying so and
+ * how to create it, and the topic is not created some other way (by a
+ * Metadata request naming it, which the mock would obey). */
+START_TEST(creation_refused_by_the_mock_is_a_clear_error)
+{
+        struct config *cfg = make_config(fx_kafka_bootstraps(kafka), "progress-uncreatable");
+        struct progress_reader *pr = make_reader(cfg, NULL);
+        struct progress_rows out = {0};
+        char oid[PROGRESS_OUTBOX_ID_SIZE];
+        int found = -1;
+
+        for (int i = 0; i < 2; i++) {
+                ck_assert_int_eq(read_with(pr, "a", TIMEOUT_MS, &out, &found, oid), -1);
+                ck_assert_msg(
+                    strncmp(errbuf,
+                            "cannot create progress topic \"progress-uncreatable\": ", 52) == 0,
+                    "%s", errbuf);
+                ck_assert_msg(strstr(errbuf, "; create it with one partition and "
+                                             "cleanup.policy=compact") != NULL,
+                              "%s", errbuf);
+                ck_assert_int_eq(found, 0);
+        }
+        ck_assert_uint_eq(out.n, 0);
+        progress_reader_free(pr);
         progress_rows_free(&out);
         config_free(cfg);
 }
@@ -339,6 +399,7 @@ START_TEST(malformed_record_is_an_error)
                                   "\"outbox\",\"outbox_id\":\"" OID "\",\"rows\":[[1,3]],"
                                   "\"unmarked\":[],\"replays\":[]}"}};
         struct progress_rows out = {0};
+        struct progress_reader *pr;
         rd_kafka_t *rk;
         char oid[PROGRESS_OUTBOX_ID_SIZE];
         int found = -1;
@@ -347,20 +408,18 @@ START_TEST(malformed_record_is_an_error)
         rk = txn_producer("progress-bad-writer");
         commit_records(rk, topic, bad, 2);
         rd_kafka_destroy(rk);
-        ck_assert_int_eq(progress_read_last(cfg, NULL, "a", TIMEOUT_MS, &out, &found, oid, errbuf,
-                                            sizeof(errbuf)),
-                         -1);
+        pr = make_reader(cfg, NULL);
+        ck_assert_int_eq(read_with(pr, "a", TIMEOUT_MS, &out, &found, oid), -1);
         ck_assert_msg(strstr(errbuf, "progress record: not JSON") != NULL, "%s", errbuf);
         ck_assert_int_eq(found, 0);
         ck_assert_uint_eq(out.n, 0);
         found = -1;
-        ck_assert_int_eq(progress_read_last(cfg, NULL, "b", TIMEOUT_MS, &out, &found, oid, errbuf,
-                                            sizeof(errbuf)),
-                         -1);
+        ck_assert_int_eq(read_with(pr, "b", TIMEOUT_MS, &out, &found, oid), -1);
         ck_assert_str_eq(errbuf, "progress record: \"rows\" item 0 is not an "
                                  "[id,partition,offset] triple of non-negative integers");
         ck_assert_int_eq(found, 0);
         ck_assert_uint_eq(out.n, 0);
+        progress_reader_free(pr);
         progress_rows_free(&out);
         config_free(cfg);
 }
@@ -369,18 +428,18 @@ END_TEST
 START_TEST(unreachable_kafka_times_out)
 {
         struct config *cfg = make_config("127.0.0.1:1", "progress-keys");
+        struct progress_reader *pr = make_reader(cfg, NULL);
         struct progress_rows out = {0};
         int64_t t0 = fx_now_ms(), took;
         char oid[PROGRESS_OUTBOX_ID_SIZE];
         int found = -1;
 
-        ck_assert_int_eq(
-            progress_read_last(cfg, NULL, "a", 1500, &out, &found, oid, errbuf, sizeof(errbuf)),
-            -1);
+        ck_assert_int_eq(read_with(pr, "a", 1500, &out, &found, oid), -1);
         took = fx_now_ms() - t0;
         ck_assert_str_eq(errbuf,
                          "reading progress topic \"progress-keys\" timed out after 1500 ms");
         ck_assert_msg(took >= 1300 && took < 5000, "took %lld ms", (long long)took);
+        progress_reader_free(pr);
         progress_rows_free(&out);
         config_free(cfg);
 }
@@ -402,9 +461,8 @@ static int reader_wait(struct progress_reader *pr, unsigned long ticket, struct 
         return rc;
 }
 
-/* The reader thread reads what progress_read_last reads, one consumer for
- * every read; a read asked for again before the first ended answers the
- * second request only, and its result is handed over once. */
+/* Start and poll, as the relay's loop reads: a read asked for again before the first ended answers
+ * the second request only, and its result is handed over once. */
 START_TEST(reader_thread_reads_the_last_record)
 {
         const char *topic = "progress-thread";
@@ -460,13 +518,15 @@ START_TEST(reader_thread_reads_the_last_record)
         ck_assert_uint_eq(out.n, 0);
         progress_reader_free(pr);
         config_free(cfg);
-        cfg = make_config(fx_kafka_bootstraps(kafka), "progress-thread-missing");
+        cfg = make_config_with(fx_kafka_bootstraps(kafka), "progress-thread-missing",
+                               "--progress-topic-no-create");
         pr = progress_reader_new(cfg, lg, errbuf, sizeof(errbuf));
         ck_assert_msg(pr != NULL, "%s", errbuf);
         t1 = progress_reader_start(pr, "a", TIMEOUT_MS);
         ck_assert_int_eq(reader_wait(pr, t1, &out, &found, oid), -1);
-        ck_assert_str_eq(errbuf, "progress topic \"progress-thread-missing\" does not exist: "
-                                 "create it with one partition and cleanup.policy=compact");
+        ck_assert_str_eq(errbuf, "progress topic \"progress-thread-missing\" does not exist "
+                                 "and --progress-topic-no-create is set: create it with one "
+                                 "partition and cleanup.policy=compact");
         progress_reader_free(pr);
         progress_rows_free(&out);
         free_log(lg);
@@ -497,11 +557,15 @@ static const struct runner_servers servers = {suite_setup, suite_teardown};
 
 Suite *test_suite(void)
 {
-        const TTest *const tests[] = {
-            last_record_of_key_behind_other_keys, window_doubles_back_to_the_start,
-            missing_topic_is_a_clear_error,       malformed_record_is_an_error,
-            unreachable_kafka_times_out,          reader_thread_reads_the_last_record,
-            reader_free_stops_a_read_under_way,   NULL};
+        const TTest *const tests[] = {last_record_of_key_behind_other_keys,
+                                      window_doubles_back_to_the_start,
+                                      missing_topic_is_a_clear_error,
+                                      creation_refused_by_the_mock_is_a_clear_error,
+                                      malformed_record_is_an_error,
+                                      unreachable_kafka_times_out,
+                                      reader_thread_reads_the_last_record,
+                                      reader_free_stops_a_read_under_way,
+                                      NULL};
 
         return runner_suite("progress", "dev_kafka", &servers, 120, tests);
 }

@@ -919,6 +919,10 @@ static const char *const documented[] = {
     "OUTBOX_TRANSACTIONAL_ID",
     "--progress-topic",
     "OUTBOX_PROGRESS_TOPIC",
+    "--progress-topic-no-create",
+    "OUTBOX_PROGRESS_TOPIC_NO_CREATE",
+    "--progress-topic-replication-factor",
+    "OUTBOX_PROGRESS_TOPIC_REPLICATION_FACTOR",
     "--transaction-timeout-ms",
     "OUTBOX_TRANSACTION_TIMEOUT_MS",
     "--http-listen",
@@ -1051,6 +1055,38 @@ static void print_help_all(FILE *f)
         config_print_help(f, CONFIG_CMD_ALL);
 }
 
+/* The progress topic is created unless told not to, with the brokers'
+ * replication factor unless one is given; 0 is no replication factor. */
+START_TEST(test_progress_topic_creation)
+{
+        struct config *cfg = parse_ok(ARGS("--exactly-once"));
+
+        ck_assert_int_eq(cfg->progress_no_create, 0);
+        ck_assert_int_eq(cfg->progress_replication, -1);
+        config_free(cfg);
+        cfg = parse_ok(
+            ARGS("--progress-topic-no-create", "--progress-topic-replication-factor", "3"));
+        ck_assert_int_eq(cfg->progress_no_create, 1);
+        ck_assert_int_eq(cfg->progress_replication, 3);
+        config_free(cfg);
+        setenv("OUTBOX_PROGRESS_TOPIC_NO_CREATE", "true", 1);
+        setenv("OUTBOX_PROGRESS_TOPIC_REPLICATION_FACTOR", "2", 1);
+        cfg = parse_ok(ARGS("--exactly-once"));
+        ck_assert_int_eq(cfg->progress_no_create, 1);
+        ck_assert_int_eq(cfg->progress_replication, 2);
+        config_free(cfg);
+        unsetenv("OUTBOX_PROGRESS_TOPIC_NO_CREATE");
+        unsetenv("OUTBOX_PROGRESS_TOPIC_REPLICATION_FACTOR");
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--progress-topic-replication-factor", "0")),
+                         -1);
+        ck_assert_str_eq(errbuf, "--progress-topic-replication-factor is 0: expected -1 (the "
+                                 "brokers' default) or 1 to 32767");
+        parse_fails(ARGS("--progress-topic-replication-factor", "-2"));
+        ck_assert_str_eq(errbuf, "invalid value \"-2\" for --progress-topic-replication-factor: "
+                                 "expected an integer from -1 to 32767");
+}
+END_TEST
+
 START_TEST(test_help)
 {
         char *help = capture(print_help_all);
@@ -1137,6 +1173,7 @@ Suite *test_suite(void)
         tcase_add_test(tc, test_getopt_forms);
         tcase_add_test(tc, test_wants_help);
         tcase_add_test(tc, test_exactly_once);
+        tcase_add_test(tc, test_progress_topic_creation);
         tcase_add_test(tc, test_help);
         tcase_add_test(tc, test_markdown);
         tcase_add_test(tc, test_grant_roles);
