@@ -15,7 +15,10 @@ pkgs=(build-essential cmake pkg-config git
       clang libclang-rt-14-dev valgrind
       # the tests against Apache Kafka: its broker runs on Java 17, and
       # Maven fetches it from Maven Central (scripts/kafka-fetch.sh)
-      openjdk-17-jre-headless maven)
+      openjdk-17-jre-headless maven
+      # scripts/build-librdkafka.sh: librdkafka 2.8.0 for SCRAM against
+      # Kafka 4.x (scripts/test.sh's last stage, docs/security.md)
+      libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -104,7 +104,11 @@ void relay_txn_add(struct relay *r, struct batch *b)
 {
         batch_set_state(b, BATCH_DEFERRED);
         r->tx->n_deferred++;
-        if (r->tx->phase != TXN_PHASE_NONE || producer_fatal(r->producer, NULL, 0))
+        /* Not ready: a fetch sent before the producer was rebuilt came back
+         * while the new one recovers (a transaction begun now would fail
+         * beside init_transactions). It waits, and is given back at ready. */
+        if (r->tx->phase != TXN_PHASE_NONE || r->tx->eos != EOS_READY ||
+            producer_fatal(r->producer, NULL, 0))
                 return;
         txn_begin(r);
         if (r->tx->phase != TXN_PHASE_OPEN)
@@ -423,6 +427,21 @@ static void give_back(struct relay *r)
 
 static void retry_later(struct relay *r, int64_t now);
 
+/* Recovery is over: publishing may start. Batches fetched before it (their
+ * fetch was under way when the producer was rebuilt) are given back, not
+ * produced: recovery may just have marked some of their rows sent, and a
+ * new fetch leaves those out. */
+static void became_ready(struct relay *r, long recovered_rows)
+{
+        log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tx->tid,
+                 "recovered_rows", (int)recovered_rows);
+        relay_txn_set_eos(r->tx, EOS_READY);
+        r->tx->eos_error[0] = '\0';
+        r->tx->fetch = 1;
+        if (r->tx->n_deferred > 0 && r->tx->phase == TXN_PHASE_NONE)
+                give_back(r);
+}
+
 static void on_recovered(void *arg, long n, const char *error)
 {
         struct relay *r = arg;
@@ -442,11 +461,7 @@ static void on_recovered(void *arg, long n, const char *error)
                 metrics_add(r->metrics, METRICS_RECOVERED_ROWS, (uint64_t)n);
         } else {
                 metrics_add(r->metrics, METRICS_RECOVERED_ROWS, (uint64_t)n);
-                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tx->tid,
-                         "recovered_rows", (int)n);
-                relay_txn_set_eos(r->tx, EOS_READY);
-                r->tx->eos_error[0] = '\0';
-                r->tx->fetch = 1;
+                became_ready(r, n);
         }
 }
 
@@ -569,12 +584,8 @@ void relay_txn_recover(struct relay *r, int64_t now)
                          "outbox");
                 retry_later(r, now_ms());
         } else if (!found || rows.n == 0) {
-                log_info(r->lg, "exactly-once: ready", "{s:s,s:i}", "transactional_id", r->tx->tid,
-                         "recovered_rows", 0);
                 r->tx->attempt = 0;
-                relay_txn_set_eos(r->tx, EOS_READY);
-                r->tx->eos_error[0] = '\0';
-                r->tx->fetch = 1;
+                became_ready(r, 0);
         } else {
                 mark_recovered(r, &rows, now);
         }
