@@ -433,11 +433,16 @@ static int read_last(rd_kafka_t *rk, rd_kafka_topic_t **rkt, struct log *lg,
         *found = 0;
         if (locate(&r, &low, &high, &partitions, errbuf, errsz) != 0)
                 goto cleanup;
-        check_shape(&r, partitions);
-        if (*rkt == NULL && (*rkt = rd_kafka_topic_new(rk, topic, NULL)) == NULL) {
-                fail(errbuf, errsz, "progress topic \"%s\": %s", topic,
-                     rd_kafka_err2str(rd_kafka_last_error()));
-                goto cleanup;
+        /* The shape is looked at once per consumer, at its first read: each
+         * recovery reads again, and a DescribeConfigs round trip each time
+         * would repeat a warning that cannot change the outcome. */
+        if (*rkt == NULL) {
+                check_shape(&r, partitions);
+                if ((*rkt = rd_kafka_topic_new(rk, topic, NULL)) == NULL) {
+                        fail(errbuf, errsz, "progress topic \"%s\": %s", topic,
+                             rd_kafka_err2str(rd_kafka_last_error()));
+                        goto cleanup;
+                }
         }
         /* The newest records first. While none has the key, the window
          * doubles and only the part before what was read is read. (high is
