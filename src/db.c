@@ -70,15 +70,33 @@ const char *db_outbox_id(const struct db *db)
         return db->outbox_id;
 }
 
-/* The writer with the shortest queue: marks of different batches touch
- * different rows, so they run in parallel on as many server cores. */
+/* A writer whose statement has run this long is most likely waiting for
+ * a lock (a row another session holds blocks record_failure until
+ * lock_timeout): work queued behind it would wait as long. */
+#define DB_WRITER_STUCK_MS 200
+
+static int writer_stuck(const struct lane *l, int64_t now)
+{
+        return l->sent && now - l->sent_ms >= DB_WRITER_STUCK_MS;
+}
+
+/* The writer with the shortest queue among those not stuck: marks of
+ * different batches touch different rows, so they run in parallel on as
+ * many server cores, and one held by a lock does not hold the rest. */
 static int writer(const struct db *db)
 {
-        int best = 1;
+        int64_t now = db_mono_ms();
+        int best = 1, best_stuck = writer_stuck(&db->lanes[1], now);
 
-        for (int i = 2; i < DB_LANES; i++)
-                if (db->lanes[i].queued < db->lanes[best].queued)
+        for (int i = 2; i < DB_LANES; i++) {
+                int stuck = writer_stuck(&db->lanes[i], now);
+
+                if (stuck < best_stuck ||
+                    (stuck == best_stuck && db->lanes[i].queued < db->lanes[best].queued)) {
                         best = i;
+                        best_stuck = stuck;
+                }
+        }
         return best;
 }
 

@@ -34,7 +34,7 @@ enum setup_step {
 
 static void setup_next(struct lane *l, int64_t now);
 
-static int64_t mono_ms(void)
+int64_t db_mono_ms(void)
 {
         struct timespec ts;
 
@@ -235,7 +235,7 @@ static void on_setup(void *arg, PGresult *res, const char *error)
 {
         struct lane *l = arg;
         struct db *db = l->db;
-        int64_t now = mono_ms();
+        int64_t now = db_mono_ms();
         char what[64];
 
         if (db->state != DB_CONNECTING || db->failed) {

@@ -52,8 +52,9 @@ struct lane {
         size_t prep;                    /* SETUP: the next statement to prepare */
         int64_t deadline;               /* CONNECTING, SETUP: give up at (ms) */
         struct db_op *head, *tail;
-        int sent;   /* head has been sent */
-        int queued; /* ops in the FIFO, to spread writes over the writers */
+        int sent;        /* head has been sent */
+        int64_t sent_ms; /* when (db_mono_ms) */
+        int queued;      /* ops in the FIFO, to spread writes over the writers */
 };
 
 /* A statement every session prepares. */
@@ -108,5 +109,7 @@ void db_free_statements(struct db *db);
 /* db_connect.c */
 /* PQconnectPoll once the lane's socket is ready; then the setup steps. */
 void db_connect_poll(struct db *db, struct lane *l, int64_t now);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t db_mono_ms(void);
 
 #endif

@@ -71,6 +71,7 @@ static int send_head(struct lane *l)
         if (!ok)
                 return -1;
         l->sent = 1;
+        l->sent_ms = db_mono_ms();
         return PQflush(l->conn) < 0 ? -1 : 0;
 }
 

@@ -4,6 +4,7 @@
  * does the dev Kafka), so the later row is in the topic for good. The
  * earlier row must then never be published after it. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,13 +102,116 @@ START_TEST(refused_row_never_published_after_a_later_row_of_its_key)
 }
 END_TEST
 
+/* The relay killed while a failure is unrecorded: row 1 of key k refused,
+ * rows 2..20 of k acknowledged behind it, and row 1's record_failure held
+ * by a row lock another session keeps. The marks of rows 2..20 must wait
+ * for that record: marked first, a crash would leave row 1 pending, to be
+ * published again after them with nothing to follow it. A later row of
+ * another key (21) is marked meanwhile, which shows marks are being made.
+ * After the kill and a restart, the last copy of row 1 in the topic comes
+ * before the last copy of every later row of k. */
+START_TEST(killed_before_a_failure_is_recorded_the_later_rows_stay_pending)
+{
+        char *ci = fx_fresh_outbox(pg, kafka, "keyorderkill", "kk", 1);
+        PGconn *c = fx_db_connect(ci), *locker = fx_db_connect(ci);
+        const char *args[] = {"--poll-interval-ms",
+                              "100",
+                              "--lock-timeout-ms",
+                              "600000",
+                              "--statement-timeout-ms",
+                              "600000",
+                              "-X",
+                              "max.in.flight.requests.per.connection=5",
+                              "-X",
+                              "batch.size=1",
+                              NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs = NULL;
+        size_t n;
+        long last_1 = -1, first_later_after = -1;
+        long last_copy[21] = {0};
+
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'kk', 'k', jsonb_build_object('n', g) FROM generate_series(1, 20) g");
+        fx_sql(locker, "BEGIN");
+        fx_sql(locker, "SELECT id FROM outbox.events WHERE id = 1 FOR UPDATE");
+        ck_assert_int_eq(fx_kafka_command(kafka, "broker-errors 1 0 INVALID_RECORD@300"), 0);
+        r = fx_relay_start(ci, BROKERS, args);
+        /* record_failure waits on the lock ... */
+        ck_assert_int_eq(fx_wait_sql(c, 1, 60000,
+                                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type"
+                                     " = 'Lock' AND query LIKE '%%record_failure%%'"),
+                         1);
+        /* ... while a row of another key, committed now, is published and
+         * marked through the other writer session. */
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " VALUES ('kk', 'other', '{\"n\": 21}')");
+        if (fx_wait_sql(c, 1, 60000,
+                        "SELECT count(*) FROM outbox.events WHERE id = 21 AND status = 'sent'") !=
+            1) {
+                char *log = fx_relay_log(r);
+
+                fprintf(stderr, "%s\n", log);
+                free(log);
+                ck_abort_msg("row 21, of another key, was not marked while row 1's failure waited");
+        }
+        /* The later rows of k are in the topic (acknowledged), yet pending. */
+        n = fx_consume(BROKERS, "kk", 20, 30000, &msgs);
+        for (size_t i = 0; i < n; i++) {
+                long id = msg_n(&msgs[i]);
+
+                if (id > 1 && id <= 20)
+                        last_copy[id] = 1;
+        }
+        fx_msgs_free(msgs, n);
+        ck_assert_int_ge(last_copy[2] + last_copy[3] + last_copy[4] + last_copy[5], 1);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE key = 'k'"
+                                       " AND status = 'sent'"),
+                         0);
+        fx_relay_kill(r, SIGKILL);
+        fx_relay_wait(r, 30000);
+        fx_relay_free(r);
+        fx_sql(locker, "ROLLBACK");
+
+        r = fx_relay_start(ci, BROKERS, args);
+        ck_assert_int_eq(fx_wait_sql(c, 21, 60000,
+                                     "SELECT (SELECT count(*) FROM outbox.events WHERE status ="
+                                     " 'sent') + (SELECT count(*) FROM outbox.dead_letters)"),
+                         21);
+        n = fx_consume(BROKERS, "kk", 100, 5000, &msgs);
+        memset(last_copy, 0, sizeof(last_copy));
+        for (size_t i = 0; i < n; i++) {
+                long id = msg_n(&msgs[i]);
+
+                if (id == 1)
+                        last_1 = (long)i;
+                if (id >= 1 && id <= 20)
+                        last_copy[id] = (long)i + 1;
+        }
+        for (int id = 2; id <= 20; id++) {
+                ck_assert_msg(last_copy[id] > 0, "row %d of key k never reached the topic", id);
+                if (last_1 >= 0 && last_copy[id] - 1 < last_1 && first_later_after < 0)
+                        first_later_after = id;
+        }
+        ck_assert_msg(first_later_after < 0,
+                      "row 1's last copy follows the last copy of row %ld of its key",
+                      first_later_after);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(locker);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 static const struct runner_servers servers = {suite_setup, suite_teardown};
 
 Suite *test_suite(void)
 {
         Suite *s = suite_create("key_order");
-        const TTest *const tests[] = {refused_row_never_published_after_a_later_row_of_its_key,
-                                      NULL};
+        const TTest *const tests[] = {
+            refused_row_never_published_after_a_later_row_of_its_key,
+            killed_before_a_failure_is_recorded_the_later_rows_stay_pending, NULL};
 
         runner_add_each(s, tests, &servers, 120);
         return s;
