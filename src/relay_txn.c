@@ -447,7 +447,7 @@ static void on_recovered(void *arg, long n, const char *error)
         struct relay *r = arg;
 
         if (error != NULL) {
-                log_limited(r->lg, CONFIG_LOG_WARN,
+                log_limited(r->lg, LOG_LEVEL_WARN,
                             "marking the rows of the last transaction failed", error, NULL);
                 /* Read and mark again, after a backoff: at once, a failing
                  * statement would be sent again in a tight loop. */

@@ -162,7 +162,7 @@ START_TEST(test_migrate_twice_is_noop)
 {
         PGconn *conn = fresh_db("migrate_twice", NULL);
         FILE *logf = tmpfile();
-        struct log *lg = log_new(logf, CONFIG_LOG_INFO);
+        struct log *lg = log_new(logf, LOG_LEVEL_INFO);
         char err[512] = "", line[1024];
         int applied = -1, found = 0;
 
