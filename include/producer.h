@@ -10,10 +10,12 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "config.h"
-#include "log.h"
-#include "message.h"
-#include "metrics.h"
+#include "compiler.h"
+
+struct config;
+struct log;
+struct message_row;
+struct metrics;
 
 struct producer;
 

@@ -10,9 +10,11 @@
 
 #include <stddef.h>
 
-#include "config.h"
-#include "log.h"
+#include "compiler.h"
 #include "progress.h"
+
+struct config;
+struct log;
 
 struct progress_reader;
 

@@ -13,6 +13,9 @@
 #include <jansson.h>
 
 #include "kafka_conf.h"
+#include "log.h"
+#include "message.h"
+#include "metrics.h"
 
 struct producer {
         rd_kafka_t *rk;

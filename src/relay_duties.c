@@ -7,7 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "producer.h"
+#include "relay_floor.h"
 #include "relay_int.h"
+#include "relay_txn_state.h"
 
 /* Longest wait before a failed statement is sent again (and never longer
  * than --reconnect-max-ms). */

@@ -15,6 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "relay_batch.h"
 #include "relay_int.h"
 
 static void record_failure(struct relay *r, struct relay_row *row, enum row_fail queued);

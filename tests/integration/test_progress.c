@@ -15,7 +15,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "fixture.h"
+#include "log.h"
 #include "progress_reader.h"
 #include "runner.h"
 
