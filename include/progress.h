@@ -31,7 +31,7 @@ struct progress_rows {
 };
 
 /* event_id may be NULL or "" (not known: such a row is matched by a
- * version 2 record's rule, see db_mark_committed). */
+ * version 2 record's rule, see struct db_marks in db.h). */
 int progress_rows_add(struct progress_rows *s, int64_t id, const char *event_id, int64_t generation,
                       int32_t partition, int64_t offset) OUTBOX_MUST_CHECK;
 void progress_rows_clear(struct progress_rows *s);
