@@ -10,9 +10,10 @@
 #include <stdint.h>
 
 #include "compiler.h"
-#include "config.h"
-#include "log.h"
-#include "message.h"
+
+struct config;
+struct log;
+struct message_row;
 
 struct db;
 

@@ -10,8 +10,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include "compiler.h"
-#include "config.h"
-#include "log.h"
+
+struct config;
+struct log;
 
 /* The producer's: the relay's defaults, then the -X properties, then what
  * the relay requires (with --exactly-once, a transactional producer). NULL

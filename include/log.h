@@ -11,15 +11,6 @@
 
 /* Not LOG_DEBUG and friends: <syslog.h> defines those. */
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
-/* The names of before the levels moved here from config.h, kept so that
- * modules being restructured in parallel build unchanged; new code uses
- * the names above. */
-#define config_log_level log_level
-#define CONFIG_LOG_DEBUG LOG_LEVEL_DEBUG
-#define CONFIG_LOG_INFO  LOG_LEVEL_INFO
-#define CONFIG_LOG_WARN  LOG_LEVEL_WARN
-#define CONFIG_LOG_ERROR LOG_LEVEL_ERROR
-
 struct log;
 
 /* out is usually stderr; the log does not own it. */

@@ -45,13 +45,10 @@ enum migrate_grantee {
 int migrate_grant(PGconn *conn, const char *schema, const char *role, enum migrate_grantee kind,
                   int *superuser, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
-#define MIGRATE_ERR_SCHEMA (-2)
-
-/* Returns 0 when the schema exists at migrate_latest_version();
- * MIGRATE_ERR_SCHEMA with errbuf telling the user to run `outbox-relay
- * migrate` (missing schema, older version) or to upgrade the relay (newer
- * version); -1 when the version could not be read (e.g. the connection
- * dropped), which is worth retrying. */
+/* Returns 0 when the schema exists at migrate_latest_version(); else -1
+ * with errbuf: telling the user to run `outbox-relay migrate` (missing
+ * schema, older version) or to upgrade the relay (newer version), or why
+ * the version could not be read (e.g. the connection dropped). */
 int migrate_check(PGconn *conn, const char *schema, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
 /* The same check in steps, for a caller that runs the queries itself

@@ -10,10 +10,12 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "config.h"
-#include "log.h"
-#include "message.h"
-#include "metrics.h"
+#include "compiler.h"
+
+struct config;
+struct log;
+struct message_row;
+struct metrics;
 
 struct producer;
 
@@ -23,7 +25,8 @@ typedef void (*producer_dr_cb)(void *arg, void *msg_opaque, rd_kafka_resp_err_t 
 
 /* metrics receives the queue depth, broker state and round-trip times. */
 struct producer *producer_new(const struct config *cfg, struct log *lg, struct metrics *metrics,
-                              producer_dr_cb cb, void *arg, char *errbuf, size_t errsz);
+                              producer_dr_cb cb, void *arg, char *errbuf,
+                              size_t errsz) OUTBOX_MUST_CHECK;
 /* Purges what is still queued or in flight (their reports arrive with a
  * purge error, so every message gets exactly one report) and destroys. */
 void producer_free(struct producer *p);
@@ -35,7 +38,7 @@ void producer_free(struct producer *p);
  * producer_poll has served delivery reports (hdrs is freed either way). */
 rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
                                   const struct message_row *row, rd_kafka_headers_t *hdrs,
-                                  void *msg_opaque);
+                                  void *msg_opaque) OUTBOX_MUST_CHECK;
 
 /* ---- --exactly-once (a transactional producer) ----
  * A fatal error also sets producer_fatal (the producer must be rebuilt). */
@@ -44,19 +47,22 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
 /* Once per producer, by the leader: fences older producers of the same
  * transactional.id and aborts their open transaction. Resumable: waits at
  * most timeout_ms. */
-int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
-int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz);
+int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf,
+                      size_t errsz) OUTBOX_MUST_CHECK;
+int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 /* The transaction's progress record (copied), on partition 0 of topic. */
 rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic, const char *key,
-                                           const char *value);
+                                           const char *value) OUTBOX_MUST_CHECK;
 /* Commit and abort, resumable: each call waits at most timeout_ms, and
  * PRODUCER_TXN_RETRY means call the same again (the operation goes on in
  * librdkafka meanwhile; no other transactional call is allowed until it
  * ends). 0 when committed (its messages are visible to read_committed
  * consumers) or aborted; commit may return PRODUCER_TXN_MUST_ABORT; -1 when
  * the outcome is left to the next producer (producer_fatal is then set). */
-int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
-int producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf, size_t errsz);
+int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf,
+                        size_t errsz) OUTBOX_MUST_CHECK;
+int producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf,
+                       size_t errsz) OUTBOX_MUST_CHECK;
 /* Leaves a commit or abort that does not end to the next producer: sets
  * producer_fatal with why. */
 void producer_txn_give_up(struct producer *p, const char *why);

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compiler.h"
+
 /* A uuid in its text form (8-4-4-4-12 hex digits), with its NUL. */
 #define PROGRESS_UUID_SIZE 37
 
@@ -29,9 +31,9 @@ struct progress_rows {
 };
 
 /* event_id may be NULL or "" (not known: such a row is matched by a
- * version 2 record's rule, see db_mark_committed). */
+ * version 2 record's rule, see struct db_marks in db.h). */
 int progress_rows_add(struct progress_rows *s, int64_t id, const char *event_id, int64_t generation,
-                      int32_t partition, int64_t offset);
+                      int32_t partition, int64_t offset) OUTBOX_MUST_CHECK;
 void progress_rows_clear(struct progress_rows *s);
 void progress_rows_free(struct progress_rows *s);
 
@@ -58,7 +60,8 @@ void progress_rows_free(struct progress_rows *s);
  * A row listed twice (it cannot be: a row is in one batch at a time) is
  * named once, by its newest generation. */
 char *progress_encode(const char *transactional_id, const char *schema, const char *outbox_id,
-                      const struct progress_rows *rows, const struct progress_rows *unmarked);
+                      const struct progress_rows *rows,
+                      const struct progress_rows *unmarked) OUTBOX_MUST_CHECK;
 
 /* Appends every row a record lists (rows, then unmarked) to out, and copies
  * its outbox_id. Reads version 3 and, for upgrades, version 2 (rows named
@@ -66,6 +69,7 @@ char *progress_encode(const char *transactional_id, const char *schema, const ch
  * what the encoder of that version writes is an error naming what was
  * wrong, and leaves out as it was. */
 int progress_decode(const char *json, size_t len, struct progress_rows *out,
-                    char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
+                    char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf,
+                    size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif

@@ -10,16 +10,18 @@
 
 #include <stddef.h>
 
-#include "config.h"
-#include "log.h"
+#include "compiler.h"
 #include "progress.h"
+
+struct config;
+struct log;
 
 struct progress_reader;
 
 /* The consumer is made by the first read (an error there is that read's,
  * and the next read tries again). */
 struct progress_reader *progress_reader_new(const struct config *cfg, struct log *lg, char *errbuf,
-                                            size_t errsz);
+                                            size_t errsz) OUTBOX_MUST_CHECK;
 /* Stops the thread (a read under way gives up within about a second) and
  * frees. Accepts NULL. */
 void progress_reader_free(struct progress_reader *pr);
@@ -39,11 +41,13 @@ unsigned long progress_reader_start(struct progress_reader *pr, const char *tran
  * tombstone); or -1 with errbuf set. */
 int progress_reader_poll(struct progress_reader *pr, unsigned long ticket,
                          struct progress_rows *out, int *found,
-                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
+                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf,
+                         size_t errsz) OUTBOX_MUST_CHECK;
 /* Start and wait: the same result, blocking (for callers without a loop of
  * their own; not to be mixed with start and poll from another thread). */
 int progress_reader_read(struct progress_reader *pr, const char *transactional_id, int timeout_ms,
                          struct progress_rows *out, int *found,
-                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf, size_t errsz);
+                         char outbox_id[PROGRESS_OUTBOX_ID_SIZE], char *errbuf,
+                         size_t errsz) OUTBOX_MUST_CHECK;
 
 #endif

@@ -8,9 +8,9 @@
 #include <stddef.h>
 
 #include "compiler.h"
-#include "config.h"
-#include "log.h"
 
+struct config;
+struct log;
 struct relay;
 
 /* Reads SIGTERM and SIGINT from a signalfd in the loop: the caller has

@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "db_int.h"
+#include "log.h"
+#include "message.h"
 #include "pq_util.h"
 
 struct db *db_new(const struct config *cfg, struct log *lg)

@@ -13,9 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "db_int.h"
-#include "pq_util.h"
+#include "log.h"
 #include "migrate.h"
+#include "pq_util.h"
 
 /* After a setup statement's statement_timeout, how long a server that
  * answers nothing is given before the attempt is abandoned. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "db_int.h"
 
 /* Adds a statement for every session to prepare, its SQL made from fmt. */

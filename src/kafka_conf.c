@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
+#include "log.h"
+
 /* ---- The producer ---- */
 
 /* Settings the relay chooses unless the user set them with -X. */

@@ -218,7 +218,7 @@ char *log_json_dumps(const json_t *v, size_t flags)
 struct repeat {
         uint64_t hash;
         int used;
-        enum config_log_level level;
+        enum log_level level;
         char *msg, *error;
         int64_t last_ms;        /* when it was last written */
         unsigned long withheld; /* repeats not written since */
@@ -230,7 +230,7 @@ struct repeat {
 
 struct log {
         FILE *out;
-        enum config_log_level level;
+        enum log_level level;
         pthread_mutex_t lock; /* the repeats: librdkafka's threads may log too */
         struct repeat repeats[REPEAT_SLOTS];
         int withheld; /* slots with repeats not yet written */
@@ -249,7 +249,7 @@ static int64_t monotonic_ms(void *arg)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct log *log_new(FILE *out, enum config_log_level level)
+struct log *log_new(FILE *out, enum log_level level)
 {
         struct log *lg = calloc(1, sizeof(*lg));
 
@@ -292,9 +292,9 @@ void log_set_clock(struct log *lg, int64_t (*clock_ms)(void *arg), void *arg)
         pthread_mutex_unlock(&lg->lock);
 }
 
-int log_enabled(const struct log *lg, enum config_log_level level)
+int log_enabled(const struct log *lg, enum log_level level)
 {
-        return lg != NULL && lg->out != NULL && level >= lg->level && level <= CONFIG_LOG_ERROR;
+        return lg != NULL && lg->out != NULL && level >= lg->level && level <= LOG_LEVEL_ERROR;
 }
 
 /* UTC with milliseconds: "2026-11-23T12:00:00.123Z". */
@@ -389,9 +389,8 @@ out:
 
 /* Writes one line: ts, level, msg, then error and repeated when given,
  * then the caller's fields (fields_fmt NULL: none). */
-static void write_line(struct log *lg, enum config_log_level level, const char *msg,
-                       const char *error, unsigned long repeated, const char *fields_fmt,
-                       va_list ap)
+static void write_line(struct log *lg, enum log_level level, const char *msg, const char *error,
+                       unsigned long repeated, const char *fields_fmt, va_list ap)
 {
         char ts[64];
         json_t *obj = json_object();
@@ -413,8 +412,8 @@ static void write_line(struct log *lg, enum config_log_level level, const char *
 }
 
 /* write_line without caller's fields (a va_list cannot be made empty). */
-static void write_plain(struct log *lg, enum config_log_level level, const char *msg,
-                        const char *error, unsigned long repeated, ...)
+static void write_plain(struct log *lg, enum log_level level, const char *msg, const char *error,
+                        unsigned long repeated, ...)
 {
         va_list ap;
 
@@ -423,8 +422,7 @@ static void write_plain(struct log *lg, enum config_log_level level, const char 
         va_end(ap);
 }
 
-void log_write(struct log *lg, enum config_log_level level, const char *msg, const char *fields_fmt,
-               ...)
+void log_write(struct log *lg, enum log_level level, const char *msg, const char *fields_fmt, ...)
 {
         va_list ap;
 
@@ -437,7 +435,7 @@ void log_write(struct log *lg, enum config_log_level level, const char *msg, con
 
 /* FNV-1a over level, message and error, with separators that neither
  * contains (a NUL), so "ab"+"c" and "a"+"bc" differ. */
-static uint64_t repeat_hash(enum config_log_level level, const char *msg, const char *error)
+static uint64_t repeat_hash(enum log_level level, const char *msg, const char *error)
 {
         uint64_t h = 0xcbf29ce484222325ULL;
         const char *parts[2] = {msg, error};
@@ -488,7 +486,7 @@ static struct repeat *repeat_slot(struct log *lg, uint64_t hash, int64_t now, in
         return rp;
 }
 
-void log_limited(struct log *lg, enum config_log_level level, const char *msg, const char *error,
+void log_limited(struct log *lg, enum log_level level, const char *msg, const char *error,
                  const char *fields_fmt, ...)
 {
         uint64_t hash;

@@ -127,69 +127,79 @@ static int ident_char(char c)
                c == '_' || c == '$' || (unsigned char)c >= 0x80;
 }
 
-/* Length of the quoted/commented token starting at sql[i], which psql would
- * pass through untouched, or 0 when sql[i] starts none. Unterminated tokens
- * run to the end, as in psql. */
-static size_t skip_token(const char *sql, size_t i)
+/* Length of the block comment at p, which nests as SQL's do (C's do not). */
+static size_t block_comment_len(const char *p)
 {
-        const char *p = sql + i, *end;
-        size_t tag_len;
+        size_t n = 2;
+        int depth = 1;
 
-        if (p[0] == '-' && p[1] == '-') {
-                end = strchr(p, '\n');
-                return end != NULL ? (size_t)(end - p) : strlen(p);
-        }
-        if (p[0] == '/' && p[1] == '*') {
-                size_t n = 2;
-                int depth = 1; /* SQL block comments nest */
-
-                while (p[n] != '\0' && depth > 0) {
-                        if (p[n] == '/' && p[n + 1] == '*') {
-                                depth++;
-                                n += 2;
-                        } else if (p[n] == '*' && p[n + 1] == '/') {
-                                depth--;
-                                n += 2;
-                        } else {
-                                n++;
-                        }
+        while (p[n] != '\0' && depth > 0) {
+                if ((p[n] == '/' && p[n + 1] == '*') || (p[n] == '*' && p[n + 1] == '/')) {
+                        depth += p[n] == '/' ? 1 : -1;
+                        n += 2;
+                } else {
+                        n++;
                 }
-                return n;
         }
-        if (p[0] == '\'' || p[0] == '"') {
-                /* E'...' strings take backslash escapes; '' and "" double. */
-                int backslash = p[0] == '\'' && i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
-                                (i < 2 || !ident_char(sql[i - 2]));
-                size_t n = 1;
+        return n;
+}
 
-                while (p[n] != '\0') {
-                        if (backslash && p[n] == '\\' && p[n + 1] != '\0') {
-                                n += 2;
-                        } else if (p[n] == p[0] && p[n + 1] == p[0]) {
-                                n += 2;
-                        } else if (p[n] == p[0]) {
-                                return n + 1;
-                        } else {
-                                n++;
-                        }
-                }
-                return n;
+/* Length of the '...' or "..." at p, where the quote doubles; with
+ * backslash (an E'...' string) a backslash also escapes what follows. */
+static size_t quoted_len(const char *p, int backslash)
+{
+        size_t n = 1;
+
+        while (p[n] != '\0') {
+                if ((backslash && p[n] == '\\' && p[n + 1] != '\0') ||
+                    (p[n] == p[0] && p[n + 1] == p[0]))
+                        n += 2;
+                else if (p[n] == p[0])
+                        return n + 1;
+                else
+                        n++;
         }
-        if (p[0] == '$' && (i == 0 || !ident_char(sql[i - 1]))) {
-                /* $tag$ ... $tag$; "$1" is a parameter, not a quote. */
-                tag_len = 1;
-                if (p[1] >= '0' && p[1] <= '9')
-                        return 0;
-                while (p[tag_len] != '\0' && p[tag_len] != '$' && ident_char(p[tag_len]))
-                        tag_len++;
-                if (p[tag_len] != '$')
-                        return 0;
+        return n;
+}
+
+/* Length of the $tag$...$tag$ at p, or 0 when p starts no tag: "$1" is a
+ * parameter and the tag must be an identifier. */
+static size_t dollar_quote_len(const char *p)
+{
+        size_t tag_len = 1;
+        const char *end;
+
+        if (p[1] >= '0' && p[1] <= '9')
+                return 0;
+        while (p[tag_len] != '\0' && p[tag_len] != '$' && ident_char(p[tag_len]))
                 tag_len++;
-                for (end = p + tag_len; (end = strchr(end, '$')) != NULL; end++)
-                        if (strncmp(end, p, tag_len) == 0)
-                                return (size_t)(end - p) + tag_len;
-                return strlen(p);
-        }
+        if (p[tag_len] != '$')
+                return 0;
+        tag_len++;
+        for (end = p + tag_len; (end = strchr(end, '$')) != NULL; end++)
+                if (strncmp(end, p, tag_len) == 0)
+                        return (size_t)(end - p) + tag_len;
+        return strlen(p);
+}
+
+/* What starts at sql[i] is told by its first characters; the quoted forms
+ * also look back, since E'...' and a $ inside an identifier depend on what
+ * precedes them. Unterminated tokens run to the end, as in psql. */
+size_t migrate_skip_token(const char *sql, size_t i)
+{
+        const char *p = sql + i;
+
+        if (p[0] == '-' && p[1] == '-')
+                return strcspn(p, "\n");
+        if (p[0] == '/' && p[1] == '*')
+                return block_comment_len(p);
+        if (p[0] == '"')
+                return quoted_len(p, 0);
+        if (p[0] == '\'')
+                return quoted_len(p, i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
+                                         (i < 2 || !ident_char(sql[i - 2])));
+        if (p[0] == '$' && (i == 0 || !ident_char(sql[i - 1])))
+                return dollar_quote_len(p);
         return 0;
 }
 
@@ -211,7 +221,7 @@ static char *substitute(PGconn *conn, const struct migrate_file *f, const char *
                 goto out;
         }
         while (sql[i] != '\0') {
-                size_t n = skip_token(sql, i);
+                size_t n = migrate_skip_token(sql, i);
                 const char *q;
 
                 if (n > 0) {
@@ -382,21 +392,21 @@ int migrate_verdict(const char *schema, int version, char *errbuf, size_t errsz)
         if (version < 0) {
                 snprintf(errbuf, errsz,
                          "database has no outbox schema \"%s\": run outbox-relay migrate", schema);
-                return MIGRATE_ERR_SCHEMA;
+                return -1;
         }
         if (version < need) {
                 snprintf(errbuf, errsz,
                          "outbox schema \"%s\" is at version %d but this relay needs version %d: "
                          "run outbox-relay migrate",
                          schema, version, need);
-                return MIGRATE_ERR_SCHEMA;
+                return -1;
         }
         if (version > need) {
                 snprintf(errbuf, errsz,
                          "outbox schema \"%s\" is at version %d but this relay supports only up "
                          "to version %d: upgrade outbox-relay",
                          schema, version, need);
-                return MIGRATE_ERR_SCHEMA;
+                return -1;
         }
         return 0;
 }
@@ -478,9 +488,4 @@ out:
         PQfreemem(sch);
         PQfreemem(rol);
         return rc;
-}
-
-size_t migrate_skip_token(const char *sql, size_t i)
-{
-        return skip_token(sql, i);
 }

@@ -13,6 +13,9 @@
 #include <jansson.h>
 
 #include "kafka_conf.h"
+#include "log.h"
+#include "message.h"
+#include "metrics.h"
 
 struct producer {
         rd_kafka_t *rk;
@@ -152,10 +155,10 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
         struct producer *p = rd_kafka_opaque(rk);
-        enum config_log_level lvl = level <= 3   ? CONFIG_LOG_ERROR
-                                    : level <= 4 ? CONFIG_LOG_WARN
-                                    : level <= 6 ? CONFIG_LOG_INFO
-                                                 : CONFIG_LOG_DEBUG;
+        enum log_level lvl = level <= 3   ? LOG_LEVEL_ERROR
+                             : level <= 4 ? LOG_LEVEL_WARN
+                             : level <= 6 ? LOG_LEVEL_INFO
+                                          : LOG_LEVEL_DEBUG;
 
         /* librdkafka warns at every start that enable.gapless.guarantee is
          * experimental, however it is set; the relay sets it on purpose (see
@@ -165,7 +168,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
         if ((strcmp(fac, "CONFWARN") == 0 &&
              strstr(buf, "property enable.gapless.guarantee is experimental") != NULL) ||
             strcmp(fac, "FAIL") == 0)
-                lvl = CONFIG_LOG_DEBUG;
+                lvl = LOG_LEVEL_DEBUG;
         log_write(p->lg, lvl, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
 

@@ -446,7 +446,7 @@ static int decode_v3(json_t *root, struct progress_rows *out, size_t base, const
  * Rows are named by id and replays only. They are read so that an upgrade
  * after a crash does not publish the last transaction again; the relay
  * marks such a row only while its generation is still 0 (never made
- * pending since the migration), see db_mark_committed. */
+ * pending since the migration), see struct db_marks in db.h. */
 
 static int64_t *find_id(struct progress_rows *s, size_t from, size_t to, int64_t id)
 {

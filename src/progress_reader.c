@@ -15,7 +15,9 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "kafka_conf.h"
+#include "log.h"
 
 #define PROGRESS_WINDOW   1000 /* offsets read first; doubled while not found */
 #define PROGRESS_RETRY_MS 100  /* pause between attempts to locate the partition */

@@ -19,13 +19,19 @@
 
 #include <jansson.h>
 
-#include "relay_int.h"
 #include "backoff.h"
+#include "config.h"
 #include "db.h"
 #include "http.h"
+#include "log.h"
 #include "message.h"
 #include "metrics.h"
 #include "producer.h"
+#include "relay_batch.h"
+#include "relay_floor.h"
+#include "relay_int.h"
+#include "relay_mark.h"
+#include "relay_txn_state.h"
 #include "route.h"
 
 static void batch_reported(struct relay *r, struct batch *b);

@@ -7,7 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "producer.h"
+#include "relay_floor.h"
 #include "relay_int.h"
+#include "relay_txn_state.h"
 
 /* Longest wait before a failed statement is sent again (and never longer
  * than --reconnect-max-ms). */
@@ -51,7 +59,7 @@ static void on_waiting_set(void *arg, long count, const char *error)
         if (error != NULL && db_connected(r->db))
                 metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
-                log_limited(r->lg, CONFIG_LOG_WARN, "updating relay_state failed", error, NULL);
+                log_limited(r->lg, LOG_LEVEL_WARN, "updating relay_state failed", error, NULL);
         /* Rows committed by writers that still saw the old flag: look once
          * more now that every new commit notifies. */
         else if (!r->duty->busy)
@@ -120,7 +128,7 @@ static void on_writers(void *arg, const struct db_writers *dw, const char *error
                                         now_ms());
                 if (db_connected(r->db))
                         metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
-                log_limited(r->lg, CONFIG_LOG_WARN, "reading the outbox's writers failed", error,
+                log_limited(r->lg, LOG_LEVEL_WARN, "reading the outbox's writers failed", error,
                             NULL);
                 return;
         }
@@ -163,7 +171,7 @@ static void on_lock(void *arg, int locked, const char *error)
                 /* Tried again after --leader-poll-ms anyway. */
                 if (db_connected(r->db))
                         metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
-                log_limited(r->lg, CONFIG_LOG_WARN, "trying the leader lock failed", error, NULL);
+                log_limited(r->lg, LOG_LEVEL_WARN, "trying the leader lock failed", error, NULL);
         } else if (locked) {
                 r->duty->leader = 1;
                 r->duty->standby_logged = 0;
@@ -272,7 +280,7 @@ int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error,
 
         if (!db_connected(r->db)) {
                 /* Not the statement's fault: sent again once reconnected. */
-                log_limited(r->lg, CONFIG_LOG_WARN, stmt_info[s].failed, error, NULL);
+                log_limited(r->lg, LOG_LEVEL_WARN, stmt_info[s].failed, error, NULL);
                 return now;
         }
         /* The same failure again at once would fail the same way (a grant
@@ -281,7 +289,7 @@ int64_t relay_stmt_failed(struct relay *r, enum relay_stmt s, const char *error,
         delay = backoff_delay_ms(&r->duty->stmt_backoff, ++st->attempt);
         st->retry_at = now + delay;
         metrics_statement_error(r->metrics, stmt_info[s].metric);
-        log_limited(r->lg, CONFIG_LOG_WARN, stmt_info[s].failed, error, "{s:i,s:i}", "attempt",
+        log_limited(r->lg, LOG_LEVEL_WARN, stmt_info[s].failed, error, "{s:i,s:i}", "attempt",
                     st->attempt, "retry_in_ms", delay);
         /* For /readyz: the first line of the message, without PostgreSQL's
          * DETAIL (a failing row's values), in whole characters. */
@@ -350,7 +358,7 @@ static void on_retention(void *arg, long count, const char *error)
         if (error != NULL && db_connected(r->db))
                 metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
         if (error != NULL)
-                log_limited(r->lg, CONFIG_LOG_WARN, "deleting old sent rows failed", error, NULL);
+                log_limited(r->lg, LOG_LEVEL_WARN, "deleting old sent rows failed", error, NULL);
         else
                 deleted = count;
         metrics_add(r->metrics, METRICS_RETENTION_DELETED, (uint64_t)deleted);

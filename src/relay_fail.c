@@ -15,6 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "relay_batch.h"
 #include "relay_int.h"
 
 static void record_failure(struct relay *r, struct relay_row *row, enum row_fail queued);
@@ -61,7 +69,7 @@ static void on_failure_recorded(void *arg, enum db_outcome outcome, const char *
                 char *ascii = log_clean_text(row->error, RELAY_REASON_MAX, 1);
 
                 metrics_statement_error(r->metrics, METRICS_STMT_RECORD_FAILURE);
-                log_limited(r->lg, CONFIG_LOG_WARN,
+                log_limited(r->lg, LOG_LEVEL_WARN,
                             "recording a failed row was refused; recording it again with the "
                             "reason in ASCII",
                             error, "{s:I}", "id", (json_int_t)row->m.id);

@@ -20,6 +20,9 @@
 
 #include <jansson.h>
 
+#include "backoff.h"
+#include "log.h"
+
 /* How often the writers are looked at while fetching: the floor trails the
  * newest settled id by about this much. */
 #define FLOOR_SAMPLE_MS 20

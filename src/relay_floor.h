@@ -6,10 +6,10 @@
 
 #include <stdint.h>
 
-#include "backoff.h"
 #include "compiler.h"
-#include "log.h"
 
+struct backoff;
+struct log;
 struct relay_floor;
 
 /* What <schema>.writers() said (see db_writers). */

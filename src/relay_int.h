@@ -6,24 +6,30 @@
 #ifndef OUTBOX_RELAY_INT_H
 #define OUTBOX_RELAY_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
 #include <jansson.h>
+#include <librdkafka/rdkafka.h>
 
 #include "backoff.h"
-#include "config.h"
-#include "db.h"
-#include "http.h"
-#include "log.h"
-#include "message.h"
-#include "relay_batch.h"
-#include "relay_floor.h"
-#include "relay_mark.h"
-#include "relay_txn_state.h"
-#include "metrics.h"
-#include "producer.h"
-#include "route.h"
+#include "compiler.h"
+
+/* Only pointed to here: each .c includes the headers of what it uses. */
+struct batch;
+struct config;
+struct db;
+struct http;
+struct log;
+struct metrics;
+struct producer;
+struct relay;
+struct relay_floor;
+struct relay_marks;
+struct relay_row;
+struct relay_txn;
+struct route;
 
 /* Statements that are sent again after a failure with the connection
  * fine (relay_duties.c): each backs off on its own, and /readyz says which

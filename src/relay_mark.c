@@ -10,7 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "db.h"
+#include "log.h"
+#include "relay_batch.h"
+#include "relay_floor.h"
 #include "relay_int.h"
+#include "relay_txn_state.h"
 
 struct relay_marks {
         int delay_ms, batch_size, pipeline_depth;

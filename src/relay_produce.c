@@ -7,7 +7,17 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "log.h"
+#include "message.h"
+#include "metrics.h"
+#include "producer.h"
+#include "relay_batch.h"
 #include "relay_int.h"
+#include "relay_txn_state.h"
+#include "route.h"
 
 /* ---- holding keys ---- */
 

@@ -11,8 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay_int.h"
+#include <librdkafka/rdkafka.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "producer.h"
+#include "progress.h"
 #include "progress_reader.h"
+#include "relay_batch.h"
+#include "relay_int.h"
+#include "relay_txn_state.h"
 
 /* A transactional call waits at most this long per step: the loop's
  * longest stall. Kafka's answer is usually there within it (a local
@@ -447,7 +458,7 @@ static void on_recovered(void *arg, long n, const char *error)
         struct relay *r = arg;
 
         if (error != NULL) {
-                log_limited(r->lg, CONFIG_LOG_WARN,
+                log_limited(r->lg, LOG_LEVEL_WARN,
                             "marking the rows of the last transaction failed", error, NULL);
                 /* Read and mark again, after a backoff: at once, a failing
                  * statement would be sent again in a tight loop. */

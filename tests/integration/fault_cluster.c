@@ -35,7 +35,7 @@ void fc_setup(int apache_nodes)
                 mock = fx_kafka_start(3, 4);
         }
         /* Exactly-once runs: the relays find their settings in the
-         * environment they inherit (see test_faults.c's main). */
+         * environment they inherit (see test_faults.c's test_suite). */
         if (fh_eos()) {
                 static const char *const compact[] = {"cleanup.policy=compact", NULL};
 

@@ -15,7 +15,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "fixture.h"
+#include "log.h"
 #include "progress_reader.h"
 #include "runner.h"
 
@@ -75,7 +77,7 @@ static struct log *make_log(void)
 
         devnull = fopen("/dev/null", "w");
         ck_assert_ptr_nonnull(devnull);
-        lg = log_new(devnull, CONFIG_LOG_DEBUG);
+        lg = log_new(devnull, LOG_LEVEL_DEBUG);
         ck_assert_ptr_nonnull(lg);
         return lg;
 }

@@ -14,7 +14,7 @@
 static char *buf;
 static size_t len;
 
-static struct log *open_log(enum config_log_level level, FILE **f)
+static struct log *open_log(enum log_level level, FILE **f)
 {
         struct log *lg;
 
@@ -45,7 +45,7 @@ static json_t *line(int i)
 START_TEST(test_shape)
 {
         FILE *f;
-        struct log *lg = open_log(CONFIG_LOG_INFO, &f);
+        struct log *lg = open_log(LOG_LEVEL_INFO, &f);
         json_t *j;
         const char *ts;
 
@@ -102,12 +102,12 @@ END_TEST
 START_TEST(test_levels)
 {
         FILE *f;
-        struct log *lg = open_log(CONFIG_LOG_WARN, &f);
+        struct log *lg = open_log(LOG_LEVEL_WARN, &f);
         char big[5000];
 
-        ck_assert(!log_enabled(lg, CONFIG_LOG_INFO));
-        ck_assert(log_enabled(lg, CONFIG_LOG_WARN));
-        ck_assert(!log_enabled(NULL, CONFIG_LOG_ERROR));
+        ck_assert(!log_enabled(lg, LOG_LEVEL_INFO));
+        ck_assert(log_enabled(lg, LOG_LEVEL_WARN));
+        ck_assert(!log_enabled(NULL, LOG_LEVEL_ERROR));
         log_info(lg, "no", NULL);
         log_debug(lg, "no", NULL);
         fflush(f);
@@ -118,7 +118,7 @@ START_TEST(test_levels)
         fflush(f);
         ck_assert_uint_gt(len, 10000);
         json_decref(line(0));
-        log_write(NULL, CONFIG_LOG_ERROR, "null log", NULL);
+        log_write(NULL, LOG_LEVEL_ERROR, "null log", NULL);
         log_free(lg);
         log_free(NULL);
         fclose(f);
@@ -174,7 +174,7 @@ END_TEST
 START_TEST(test_json_guard)
 {
         FILE *f;
-        struct log *lg = open_log(CONFIG_LOG_INFO, &f);
+        struct log *lg = open_log(LOG_LEVEL_INFO, &f);
         const char *evil = "a\x1b[2J\x7f\xc2\x9b\xe2\x80\xae\r\n\xc3\xa9";
         json_t *v = json_pack("{s:s}", "reason", evil), *j;
         char *text = log_json_dumps(v, JSON_INDENT(2));
@@ -239,14 +239,14 @@ static json_int_t repeated_of(json_t *j)
 START_TEST(test_limited_once_a_second)
 {
         FILE *f;
-        struct log *lg = open_log(CONFIG_LOG_INFO, &f);
+        struct log *lg = open_log(LOG_LEVEL_INFO, &f);
         json_t *j;
 
         fake_now = 1000000;
         log_set_clock(lg, fake_clock, NULL);
         /* 10 seconds of a failure every millisecond: 10,000 calls. */
         for (int i = 0; i < 10000; i++) {
-                log_limited(lg, CONFIG_LOG_WARN, "fetching rows failed", "permission denied",
+                log_limited(lg, LOG_LEVEL_WARN, "fetching rows failed", "permission denied",
                             "{s:i}", "attempt", i + 1);
                 fake_now++;
         }
@@ -282,7 +282,7 @@ START_TEST(test_limited_once_a_second)
         json_decref(j);
         /* Flushed: the count starts again, and the next call within the
          * second after the flush is held back. */
-        log_limited(lg, CONFIG_LOG_WARN, "fetching rows failed", "permission denied", NULL);
+        log_limited(lg, LOG_LEVEL_WARN, "fetching rows failed", "permission denied", NULL);
         log_flush_repeats(lg, 0);
         fflush(f);
         ck_assert_int_eq(count_lines(), 11);
@@ -301,21 +301,21 @@ END_TEST
 START_TEST(test_limited_apart)
 {
         FILE *f;
-        struct log *lg = open_log(CONFIG_LOG_INFO, &f);
+        struct log *lg = open_log(LOG_LEVEL_INFO, &f);
         json_t *j;
 
         fake_now = 5;
         log_set_clock(lg, fake_clock, NULL);
         for (int i = 0; i < 3; i++) {
-                log_limited(lg, CONFIG_LOG_WARN, "fetching rows failed", "a", NULL);
-                log_limited(lg, CONFIG_LOG_WARN, "fetching rows failed", "b", NULL);
-                log_limited(lg, CONFIG_LOG_WARN, "marking rows sent failed", "a", NULL);
-                log_limited(lg, CONFIG_LOG_ERROR, "fetching rows failed", "a", NULL);
+                log_limited(lg, LOG_LEVEL_WARN, "fetching rows failed", "a", NULL);
+                log_limited(lg, LOG_LEVEL_WARN, "fetching rows failed", "b", NULL);
+                log_limited(lg, LOG_LEVEL_WARN, "marking rows sent failed", "a", NULL);
+                log_limited(lg, LOG_LEVEL_ERROR, "fetching rows failed", "a", NULL);
                 /* "ab"+"c" is not "a"+"bc" */
-                log_limited(lg, CONFIG_LOG_WARN, "fetching rows failedx", "", NULL);
-                log_limited(lg, CONFIG_LOG_WARN, "fetching rows failed", "x", NULL);
-                log_limited(lg, CONFIG_LOG_DEBUG, "not enabled", "a", NULL);
-                log_limited(lg, CONFIG_LOG_WARN, NULL, NULL, NULL);
+                log_limited(lg, LOG_LEVEL_WARN, "fetching rows failedx", "", NULL);
+                log_limited(lg, LOG_LEVEL_WARN, "fetching rows failed", "x", NULL);
+                log_limited(lg, LOG_LEVEL_DEBUG, "not enabled", "a", NULL);
+                log_limited(lg, LOG_LEVEL_WARN, NULL, NULL, NULL);
         }
         fflush(f);
         ck_assert_int_eq(count_lines(), 7);
@@ -346,7 +346,7 @@ END_TEST
 START_TEST(test_limited_many_errors)
 {
         FILE *f;
-        struct log *lg = open_log(CONFIG_LOG_INFO, &f);
+        struct log *lg = open_log(LOG_LEVEL_INFO, &f);
         char err[32];
         long long total = 0;
 
@@ -355,7 +355,7 @@ START_TEST(test_limited_many_errors)
         for (int round = 0; round < 5; round++)
                 for (int e = 0; e < 100; e++) {
                         snprintf(err, sizeof(err), "error %d", e);
-                        log_limited(lg, CONFIG_LOG_WARN, "failed", err, "{s:b}", "call", 1);
+                        log_limited(lg, LOG_LEVEL_WARN, "failed", err, "{s:b}", "call", 1);
                 }
         log_free(lg);
         fclose(f);

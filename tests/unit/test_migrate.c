@@ -1,4 +1,4 @@
-/* Unit tests of the migration tokenizer (src/migrate.c's skip_token): what
+/* Unit tests of the migration tokenizer (migrate_skip_token): what
  * the :"schema" substitution steps over untouched, as psql would: line and
  * nested block comments, string literals holding ';' or ':"schema"', E''
  * strings with backslash escapes, quoted identifiers and dollar quotes. */

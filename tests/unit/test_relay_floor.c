@@ -10,6 +10,7 @@
 
 #include "runner.h"
 
+#include "backoff.h"
 #include "relay_floor.h"
 
 static struct relay_floor *f;
