@@ -45,7 +45,7 @@ struct config {
         int leader_poll_ms;         /* how often a standby tries to take the leader lock */
         int retention_s;            /* delete sent rows older than this; 0: keep */
         int exactly_once;           /* publish in Kafka transactions with progress records */
-        char *transactional_id;     /* NULL: outbox-relay.<schema> (config_transactional_id) */
+        char *transactional_id;     /* NULL: outbox-relay.<schema> (kafka_conf_transactional_id) */
         char *progress_topic;       /* compacted topic of progress records */
         int progress_no_create;     /* never create a missing progress topic */
         int progress_replication;   /* its replication factor if created; -1: brokers' */
@@ -102,10 +102,6 @@ int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
  * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
 int config_validate(const struct config *cfg, int need, char *errbuf,
                     size_t errsz) OUTBOX_MUST_CHECK;
-
-/* The transactional.id of --exactly-once: --transactional-id, or
- * outbox-relay.<schema>. Writes it to buf. */
-const char *config_transactional_id(const struct config *cfg, char *buf, size_t bufsz);
 
 /* Parses an --http-listen value, IPV4:PORT or [IPV6]:PORT, into addr (a
  * sockaddr_in or sockaddr_in6) and *len. Returns 0, or -1 with errbuf

@@ -32,6 +32,10 @@ rd_kafka_conf_t *kafka_conf_reader(const struct config *cfg, struct log *lg, cha
  * 0, or -1 with one line in errbuf (never a credential's value). */
 int kafka_conf_validate(const struct config *cfg, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 
+/* The transactional.id of --exactly-once: --transactional-id, or
+ * outbox-relay.<schema>. Writes it to buf. */
+const char *kafka_conf_transactional_id(const struct config *cfg, char *buf, size_t bufsz);
+
 /* Whether a property's value may be a credential (never to be echoed). */
 int kafka_conf_is_secret(const char *name);
 

@@ -208,15 +208,6 @@ void config_free(struct config *cfg)
         free(cfg);
 }
 
-const char *config_transactional_id(const struct config *cfg, char *buf, size_t bufsz)
-{
-        if (cfg->transactional_id != NULL)
-                snprintf(buf, bufsz, "%s", cfg->transactional_id);
-        else
-                snprintf(buf, bufsz, "outbox-relay.%s", cfg->schema);
-        return buf;
-}
-
 /* OUTBOX_RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL, and
  * OUTBOX_RDKAFKA_SASL_PASSWORD_FILE=/run/secrets/pw -> sasl.password=<its content>. */
 static int parse_kprop_env(struct config *cfg, struct parse_state *ps, char *errbuf, size_t errsz)

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
 #include "db_int.h"
@@ -35,14 +34,6 @@ enum setup_step {
 };
 
 static void setup_next(struct lane *l, int64_t now);
-
-int64_t db_mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* PostgreSQL notices (e.g. "terminating connection due to administrator
  * command") go to the JSON log instead of raw onto stderr. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db_int.h"
 #include "pq_util.h"
@@ -48,6 +49,14 @@ void db_close_all(struct db *db, const char *why)
         }
         for (int i = 0; i < DB_LANES; i++)
                 fail_all(&db->lanes[i], why);
+}
+
+int64_t db_mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int send_head(struct lane *l)

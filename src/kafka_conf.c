@@ -83,11 +83,20 @@ static int transactional_conf(const struct config *cfg, rd_kafka_conf_t *conf, c
         char tid[300], ms[16];
 
         snprintf(ms, sizeof(ms), "%d", cfg->transaction_timeout_ms);
-        if (conf_set(conf, "transactional.id", config_transactional_id(cfg, tid, sizeof(tid)),
+        if (conf_set(conf, "transactional.id", kafka_conf_transactional_id(cfg, tid, sizeof(tid)),
                      errbuf, errsz) != 0 ||
             conf_set(conf, "transaction.timeout.ms", ms, errbuf, errsz) != 0)
                 return -1;
         return 0;
+}
+
+const char *kafka_conf_transactional_id(const struct config *cfg, char *buf, size_t bufsz)
+{
+        if (cfg->transactional_id != NULL)
+                snprintf(buf, bufsz, "%s", cfg->transactional_id);
+        else
+                snprintf(buf, bufsz, "outbox-relay.%s", cfg->schema);
+        return buf;
 }
 
 rd_kafka_conf_t *kafka_conf_producer(const struct config *cfg, char *errbuf, size_t errsz)

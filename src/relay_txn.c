@@ -16,6 +16,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "db.h"
+#include "kafka_conf.h"
 #include "log.h"
 #include "metrics.h"
 #include "producer.h"
@@ -80,7 +81,7 @@ int relay_txn_init(struct relay *r, char *errbuf, size_t errsz)
                 snprintf(errbuf, errsz, "out of memory");
                 return -1;
         }
-        config_transactional_id(r->cfg, r->tx->tid, sizeof(r->tx->tid));
+        kafka_conf_transactional_id(r->cfg, r->tx->tid, sizeof(r->tx->tid));
         test_hook_init(r);
         r->tx->reader = progress_reader_new(r->cfg, r->lg, errbuf, errsz);
         return r->tx->reader != NULL ? 0 : -1;

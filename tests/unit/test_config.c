@@ -12,6 +12,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
+#include "kafka_conf.h"
 #include "runner.h"
 
 /* Runs config_parse on a NULL-terminated list; each test runs in its own
@@ -1018,13 +1019,13 @@ START_TEST(test_exactly_once)
         ck_assert_int_eq(cfg->exactly_once, 0);
         ck_assert_str_eq(cfg->progress_topic, "outbox-relay-progress");
         ck_assert_int_eq(cfg->transaction_timeout_ms, 10000);
-        ck_assert_str_eq(config_transactional_id(cfg, tid, sizeof(tid)), "outbox-relay.orders");
+        ck_assert_str_eq(kafka_conf_transactional_id(cfg, tid, sizeof(tid)), "outbox-relay.orders");
         config_free(cfg);
 
         setenv("OUTBOX_EXACTLY_ONCE", "true", 1);
         cfg = parse_ok(ARGS("--transactional-id", "orders-outbox"));
         ck_assert_int_eq(cfg->exactly_once, 1);
-        ck_assert_str_eq(config_transactional_id(cfg, tid, sizeof(tid)), "orders-outbox");
+        ck_assert_str_eq(kafka_conf_transactional_id(cfg, tid, sizeof(tid)), "orders-outbox");
         config_free(cfg);
         setenv("OUTBOX_EXACTLY_ONCE", "false", 1);
         cfg = parse_ok(ARGS("--batch-size", "5"));
