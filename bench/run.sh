@@ -26,6 +26,7 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_EOS_LAT_RATES="100 1000" [1000]   latency rates with the relay in --exactly-once mode
   BENCH_KLAT_SECONDS=20 [3]   the dev Kafka's own latency (3c), at each of BENCH_LAT_RATES
   BENCH_STEADY_RATE=1000   BENCH_STEADY_SECONDS=600 [10]
+  BENCH_IDLE_SECONDS=60 [5]   the idle step: the latency step's relay, no events, on each broker
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
@@ -57,14 +58,14 @@ done
 if [ $smoke = 1 ]; then
   : "${BENCH_DRAIN_ROWS:=50000}" "${BENCH_SMALL_ROWS:=10000}" "${BENCH_SENT_ROWS:=10000}"
   : "${BENCH_LAT_RATES:=1000}" "${BENCH_LAT_SECONDS:=5}" "${BENCH_STEADY_SECONDS:=10}"
-  : "${BENCH_EOS_LAT_RATES:=1000}" "${BENCH_KLAT_SECONDS:=3}"
+  : "${BENCH_EOS_LAT_RATES:=1000}" "${BENCH_KLAT_SECONDS:=3}" "${BENCH_IDLE_SECONDS:=5}"
   : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}" "${BENCH_PGBENCH_ROUNDS:=1}"
   : "${out:=$repo/bench/out/smoke.md}"
 fi
 : "${BENCH_DRAIN_ROWS:=1000000}" "${BENCH_SMALL_ROWS:=100000}" "${BENCH_SENT_ROWS:=10000000}"
 : "${BENCH_LAT_RATES:=100 1000 10000}" "${BENCH_LAT_SECONDS:=60}" "${BENCH_LAT_WRITERS:=8}"
 : "${BENCH_EOS_LAT_RATES:=100 1000}" "${BENCH_KLAT_SECONDS:=20}"
-: "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}"
+: "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}" "${BENCH_IDLE_SECONDS:=60}"
 : "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=15}" "${BENCH_PGBENCH_ROUNDS:=3}"
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
 : "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
@@ -303,6 +304,18 @@ lat_step() {
     log "latency at $r events/s: p50 $(get "$n.lat.p50_ms") ms, p99 $(get "$n.lat.p99_ms") ms"
     [ -n "$relay_pid" ] || relay_start "${P}latency"
   done
+  # Idle: the same relay, no events at all (the load above has ended and every row it wrote
+  # was read): what the relay and its backends cost while nothing happens.
+  n=${P}idle
+  log "idle: no events for $BENCH_IDLE_SECONDS s ($1)"
+  note_load "$n"
+  "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_IDLE_SECONDS" --pg-pid "$pg_pid" \
+    --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/$n.mon" ||
+    die "idle monitor"
+  ingest "$n" "$work/$n.mon"
+  [ "$(sql -c "SELECT count(*) FROM outbox.events WHERE created_at > now() - interval '$BENCH_IDLE_SECONDS seconds'")" = 0 ] ||
+    log "WARNING: rows were written during the idle step"
+  log "idle: relay $(get "$n.mon.relay_cpu_s") CPU-s + its backends $(get "$n.mon.backend_cpu_s") CPU-s in $(get "$n.mon.elapsed_s") s"
   relay_stop "${P}latency"
 }
 
@@ -469,6 +482,7 @@ if [ $mock_full = 1 ]; then
 # ---- 5: memory under a steady load ----
 log "steady load: $BENCH_STEADY_RATE events/s for $BENCH_STEADY_SECONDS s"
 sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+note_load steady
 relay_start steady
 "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_STEADY_SECONDS" --pg-pid "$pg_pid" \
   --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/steady.mon" &
