@@ -2,6 +2,8 @@
 # its results in R) as Markdown: machine, settings, the figures with the command behind each,
 # a CPU breakdown per step and how each figure was measured. Written to stdout and to $out.
 
+. "$repo/bench/charts.sh"
+
 n0() { awk -v x="$1" 'BEGIN { x = sprintf("%.0f", x); s = ""; neg = x < 0; if (neg) x = -x;
   while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
   printf "%s%s%s", neg ? "-" : "", x, s }'; }
@@ -101,6 +103,82 @@ targets() {
   fi
   [ -z "$hwm_max" ] || echo "- relay peak RSS ≤ 32 MB, flat: at most $(mb "$hwm_max") over all drains and the steady load — $(verdict "$hwm_max" 32768 le)"
 }
+# ---- where the relay's database work goes (pg_stat_statements, WAL) ----
+per() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b <= 0) printf "—"; else if (a / b >= 100) printf "%.0f", a / b; else if (a / b >= 1) printf "%.2f", a / b; else printf "%.4f", a / b }'; }
+pgss_row() { # step label
+  local n=$1 ev calls unit="" stime
+  [ -n "$(get "$n.wal_bytes")" ] || return 0
+  ev=$(get "$n.events") calls=$(get "$n.pgss.calls")
+  stime=$(awk -v x="$(get "$n.pgss.exec_ms")" -v p="$(get "$n.pgss.plan_ms")" 'BEGIN { print 1000 * (x + p) }')
+  if [ "${ev:-0}" = 0 ]; then # no events (idle): per second instead
+    ev=$(get "$n.mon.elapsed_s") unit=" per s"
+    printf '| %s | none, %s s |' "$2" "$(f1 "$ev")"
+  else
+    printf '| %s | %s |' "$2" "$(n0 "$ev")"
+  fi
+  printf ' %s%s | %s | %s%s | %s µs%s | %s B%s | %s B%s |\n' \
+    "$(per "$calls" "$ev")" "$unit" "$(per "$(get "$n.pgss.rows")" "$calls")" \
+    "$(per "$(get "$n.pgss.plans")" "$ev")" "$unit" "$(per "$stime" "$ev")" "$unit" \
+    "$(per "$(get "$n.pgss.wal_bytes")" "$ev")" "$unit" "$(per "$(get "$n.wal_bytes")" "$ev")" "$unit"
+}
+pgss_detail() { # step label
+  local n=$1 ev unit="per event"
+  [ -s "$work/$n.pgss" ] || return 0
+  ev=$(get "$n.events")
+  [ "${ev:-0}" != 0 ] || { ev=$(get "$n.mon.elapsed_s"); unit="per s"; }
+  echo
+  echo "$2 ($(n0 "$(get "$n.events")") events; the statements of the relay's role, most time first):"
+  echo
+  echo "| calls $unit | rows per call | mean exec ms | plans | mean plan ms | WAL bytes $unit | statement |"
+  echo "|---|---|---|---|---|---|---|"
+  awk -F'\t' -v ev="$ev" 'NR <= 12 { q = $7; gsub(/\|/, "\\|", q)
+    printf "| %.4g | %.4g | %.4f | %d | %.4f | %.4g | `%s` |\n", $1 / ev, ($1 > 0 ? $2 / $1 : 0), $3, $4, $5, $6 / ev, q }' "$work/$n.pgss"
+}
+pgss_report() {
+  local p r b
+  [ -n "$(get clean.wal_bytes)$(get ak.clean.wal_bytes)" ] || return 0
+  cat <<EOF
+
+## Where the relay's database work goes
+
+Per event (per second when idle), from pg_stat_statements$([ "$BENCH_PGSS" = 0 ] && echo ' (**off in this run**, BENCH_PGSS=0: WAL only)') (PostgreSQL's contrib,
+\`shared_preload_libraries=pg_stat_statements\`, \`pg_stat_statements.track_planning=on\`), reset as each step
+begins (\`SELECT pg_stat_statements_reset()\`) and read as it ends: the statements of the role the relay
+(and the reference loop) logs in as, \`bench_relay\`, a superuser like the writers' \`postgres\`,
+so the writers' and the monitor's statements are not counted. A statement is one round trip
+unless the relay pipelines; BEGIN and COMMIT count as statements. "All WAL" is the whole server's
+(\`pg_wal_lsn_diff(pg_current_wal_lsn(), <at the start>)\`), including the writers' inserts in the rate steps.
+
+| step | events | relay statements per event | rows per statement | plans per event | statement time per event (exec + plan) | relay statements' WAL per event | all WAL per event |
+|---|---|---|---|---|---|---|---|
+EOF
+  for p in "${tcols[@]}"; do
+    b=$(b_name "$p")
+    pgss_row "${p}clean" "$b: drain (1)"
+    if [ -z "$p" ]; then
+      pgss_row ref.clean "reference loop, same rows (2a)"
+      pgss_row sent "$b: drain after $(n0 "$BENCH_SENT_ROWS") sent (6)"
+      pgss_row ref.sent "reference loop after $(n0 "$BENCH_SENT_ROWS") sent (2r)"
+      pgss_row longtx "$b: drain, long transaction (6)"
+      pgss_row ref.longtx "reference loop, long transaction (2r)"
+    fi
+    for r in $BENCH_LAT_RATES; do pgss_row "${p}lat$r" "$b: $(n0 "$r") events/s (3)"; done
+    [ -n "$p" ] || pgss_row steady "$b: steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
+    pgss_row "${p}idle" "$b: idle (3)"
+    pgss_row "${p}eos" "$b: exactly-once drain (7)"
+  done
+  [ "$BENCH_PGSS" = 0 ] && return 0
+  for p in "${tcols[@]}"; do
+    b=$(b_name "$p")
+    pgss_detail "${p}clean" "$b, drain (1)"
+    [ -n "$p" ] || pgss_detail ref.clean "The reference loop on the same rows (2a, \`$ref_cmd\`)"
+    pgss_detail "${p}lat1000" "$b, 1,000 events/s (3)"
+    [ -n "$p" ] || pgss_detail steady "$b, steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
+    pgss_detail "${p}idle" "$b, idle (3)"
+  done
+  return 0
+}
+
 ref_label() { case $1 in clean) echo "$(n0 "$BENCH_DRAIN_ROWS") pending rows" ;; sent) echo "after $(n0 "$BENCH_SENT_ROWS") sent rows" ;; longtx) echo "under a long transaction" ;; esac; }
 
 # The relay command of an --exactly-once step (run.sh's eos_args).
@@ -170,7 +248,9 @@ EOF
   local tcols=()
   [ $use_mock = 1 ] && tcols+=("")
   [ $use_apache = 1 ] && tcols+=("ak.")
+  pgss_report
   targets
+  charts
   return 0
 }
 
@@ -182,7 +262,8 @@ mock_report() {
 | # | figure | value | command |
 |---|---|---|---|
 | 1 | Drain, $(n0 "$drows") pending rows, published and marked | **$(n0 "$clean_eps") events/s** ($(f1 "$(get clean.mon.elapsed_s)") s); relay CPU $(f1 "$(get clean.mon.relay_cpu_s)") s ($(us_per "$(get clean.mon.relay_cpu_s)" "$drows")/event) | \`$relay_cmd\`, timed from its start until no row is pending by \`outbox-bench monitor --drain\`; count checked with \`outbox-bench hwm --topic drain-clean\` |
-| 2a | Ceiling: bare PostgreSQL claim-and-mark, same rows | $(n0 "$(get pg.pgceil.events_per_s)") events/s (PostgreSQL backend CPU $(f1 "$(get pg.pgceil.backend_cpu_s)") s, client $(f1 "$(get pg.pgceil.client_cpu_s)") s) | \`outbox-bench pg-ceiling --batch-size $batch\` |
+| 2a | Ceiling and reference (2r): bare PostgreSQL claim-and-mark, same rows | $(n0 "$(get pg.pgceil.events_per_s)") events/s (PostgreSQL backend CPU $(f1 "$(get pg.pgceil.backend_cpu_s)") s, client $(f1 "$(get pg.pgceil.client_cpu_s)") s); the drain (1) = **$(f2 "$(ratio "$clean_eps" "$(get pg.pgceil.events_per_s)")")× this loop** | \`$ref_cmd\` ($ref_note) |
+| 2r | Reference loop on the rows of 6: after $(n0 "$BENCH_SENT_ROWS") sent rows · under a long transaction (its own, same rows loaded again) | $(n0 "$(get ref.sent.pgceil.events_per_s)") · $(n0 "$(get ref.longtx.pgceil.events_per_s)") events/s; the drains of 6 = **$(f2 "$(ratio "$(get sent.events_per_s)" "$(get ref.sent.pgceil.events_per_s)")")× · $(f2 "$(ratio "$(get longtx.events_per_s)" "$(get ref.longtx.pgceil.events_per_s)")")×** these | \`$ref_cmd\` on the same rows pending again (after 6's drain; the sent rows kept) |
 | 2b | Ceiling: bare librdkafka production, same sizes | $(n0 "$(get k.kceil.events_per_s)") events/s (CPU $(f1 "$(get k.kceil.cpu_s)") s) | \`outbox-bench kafka-ceiling --topic kafka-ceiling --count $drows --keys $BENCH_KEYS --value-bytes $payload_bytes\` |
 | 2c | Drain ÷ lower ceiling ($lower_name) | **$(pct "$clean_eps" "$lower")** | 1 ÷ $([ "$lower_name" = PostgreSQL ] && echo 2a || echo 2b) |
 EOF
