@@ -30,6 +30,8 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
+  BENCH_RELAY_BIN=""       another relay binary to measure (e.g. /work/before-main/outbox-relay), with
+                           this tree's bench tools (before/after comparisons)
   BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
   BENCH_BUILD_DIR=build-bench   BENCH_BUILD_TYPE=Release (CMake build type of that dir)
   BENCH_PGSS=1             pg_stat_statements (with track_planning) in the throwaway PostgreSQL:
@@ -113,12 +115,13 @@ else
   cmake -S "$repo" -B "$B" -DCMAKE_BUILD_TYPE="$BENCH_BUILD_TYPE" -DOUTBOX_TESTS=OFF -DOUTBOX_BENCH=ON >/dev/null
   cmake --build "$B" -j "$(nproc)" --target outbox-relay outbox-dev-kafka outbox-bench >/dev/null
 fi
-RELAY=$B/outbox-relay DEVK=$B/outbox-dev-kafka OB=$B/bench/outbox-bench
+RELAY=${BENCH_RELAY_BIN:-$B/outbox-relay} DEVK=$B/outbox-dev-kafka OB=$B/bench/outbox-bench
 for f in "$RELAY" "$DEVK" "$OB"; do [ -x "$f" ] || die "$f is missing"; done
 # What is measured: the source as built (the tree may change while the benchmark runs).
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git -C "$repo" status --porcelain -- src include sql 2>/dev/null)" ] ||
   commit+=" + uncommitted changes in src/include/sql"
+[ -z "${BENCH_RELAY_BIN:-}" ] || commit="bench tools of $commit, the relay $BENCH_RELAY_BIN"
 
 # ---- throwaway PostgreSQL ----
 # How busy the machine is before we start anything: other work disturbs every figure.
@@ -297,7 +300,7 @@ drain() { # name topic rows [extra relay options]
   log "drain $1: $3 rows in $(get "$1.mon.elapsed_s") s = $(get "$1.events_per_s") events/s"
 }
 
-relay_cmd="\$B/outbox-relay run${BENCH_RELAY_ARGS:+ $BENCH_RELAY_ARGS}"
+relay_cmd="${BENCH_RELAY_BIN:-\$B/outbox-relay} run${BENCH_RELAY_ARGS:+ $BENCH_RELAY_ARGS}"
 
 # 2r: the reference claim-and-mark loop on the rows just loaded (issue #18: the bench's pg-ceiling
 # as it was on 7416745's schema, run in the same benchmark run); the drains of 1 and 6 are
