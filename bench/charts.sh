@@ -14,15 +14,17 @@ cdf_points() { # samples-file
 
 # One latency CDF chart: prefix of the sample files (lat, eoslat), rates, title, file name.
 latency_chart() { # kind rates title name
-  local kind=$1 rates=$2 p r f plot="" dt png
+  local kind=$1 rates=$2 p r f plot="" dt png lc
   png=$(chart_path "$4")
   for p in "${tcols[@]}"; do
+    lc=0 # one colour per rate, the same on both brokers
     for r in $rates; do
+      lc=$((lc + 1))
       f=$work/${p}$kind$r.samples
       [ -s "$f" ] || continue
       cdf_points "$f" >"$work/$p$kind$r.cdf"
       dt=$([ -z "$p" ] && echo 1 || echo 2)
-      plot+="${plot:+, }'$work/$p$kind$r.cdf' using (\$1 < 0.01 ? 0.01 : \$1):2 with lines dt $dt lw 2 title '$(b_name "$p"), $(n0 "$r")/s'"
+      plot+="${plot:+, }'$work/$p$kind$r.cdf' using (\$1 < 0.01 ? 0.01 : \$1):2 with lines dt $dt lc $lc lw 2 title '$(b_name "$p"), $(n0 "$r")/s'"
     done
   done
   [ -n "$plot" ] || return 1
@@ -44,9 +46,10 @@ EOF
 # CPU per event (the relay and its PostgreSQL backends) by offered rate, per broker, with the
 # issue's targets as points.
 cpu_chart() {
-  local p r ev plot="" png f
+  local p r ev plot="" png f lc=0
   png=$(chart_path cpu)
   for p in "${tcols[@]}"; do
+    lc=$((lc + 1)) # one colour per broker
     f=$work/${p}cpu.dat
     : >"$f"
     for r in $BENCH_LAT_RATES; do
@@ -56,8 +59,8 @@ cpu_chart() {
         -v n="$ev" 'BEGIN { printf "%s %.2f %.2f\n", r, 1e6 * (a + b) / n, 1e6 * a / n }' >>"$f"
     done
     [ -s "$f" ] || continue
-    plot+="${plot:+, }'$f' using 1:2 with linespoints lw 2 pt 7 title '$(b_name "$p"): relay + its backends'"
-    plot+=", '$f' using 1:3 with linespoints dt 2 pt 6 title '$(b_name "$p"): relay process alone'"
+    plot+="${plot:+, }'$f' using 1:2 with linespoints lc $lc lw 2 pt 7 title '$(b_name "$p"): relay + its backends'"
+    plot+=", '$f' using 1:3 with linespoints lc $lc dt 2 pt 6 title '$(b_name "$p"): relay process alone'"
   done
   [ -n "$plot" ] || return 1
   printf '100 500\n1000 100\n' >"$work/cpu-targets.dat"
