@@ -30,6 +30,7 @@ struct load_cfg {
         const char *conninfo, *brokers, *topic;
         const char *progress_topic; /* arrival by progress record (--exactly-once) */
         const char *isolation;      /* the consumer's isolation.level */
+        const char *samples;        /* --samples: where the latencies go, one ms a line */
         double rate, seconds, warmup, grace;
         long writers, accounts, keys, fetch_wait_ms;
         int no_consumer; /* writers only: no latency, no fetch load on the dev Kafka */
@@ -381,6 +382,25 @@ fail:
         return NULL;
 }
 
+/* The latencies behind the percentiles, for bench/run.sh's charts. */
+static int write_samples(const char *path, const int64_t *lat, size_t n)
+{
+        FILE *f = fopen(path, "w");
+        int rc = 0;
+
+        if (f == NULL) {
+                fprintf(stderr, "load: --samples %s: cannot be written\n", path);
+                return -1;
+        }
+        for (size_t i = 0; i < n && rc == 0; i++)
+                rc = fprintf(f, "%.3f\n", (double)lat[i] / 1e6) < 0 ? -1 : 0;
+        if (fclose(f) != 0 || rc != 0) {
+                fprintf(stderr, "load: --samples %s: write failed\n", path);
+                return -1;
+        }
+        return 0;
+}
+
 /* Latency and COMMIT-duration percentiles over the rows committed after
  * the warm-up. */
 static int report(struct load *L)
@@ -431,6 +451,12 @@ static int report(struct load *L)
         bench_sort_ns(lat, n);
         bench_sort_ns(dur, nd);
         bench_sort_ns(dlat, ndl);
+        if (cfg->samples != NULL && write_samples(cfg->samples, lat, n) != 0) {
+                free(lat);
+                free(dur);
+                free(dlat);
+                return -1;
+        }
         getrusage(RUSAGE_SELF, &ru);
         printf("load.cpu_s %.2f\n", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                                         (double)ru.ru_stime.tv_sec +
@@ -482,6 +508,7 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                              {"no-consumer", no_argument, NULL, 'n'},
                                              {"progress-topic", required_argument, NULL, 'p'},
                                              {"isolation", required_argument, NULL, 'i'},
+                                             {"samples", required_argument, NULL, 'S'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
         int opt, bad = 0;
@@ -532,13 +559,17 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                         bad |= strcmp(optarg, "read_committed") != 0 &&
                                strcmp(optarg, "read_uncommitted") != 0;
                         break;
+                case 'S':
+                        cfg->samples = optarg;
+                        break;
                 case 'h':
                         printf("usage: outbox-bench load --conninfo C --brokers B --topic T"
                                " --rate EV_PER_S --seconds S\n"
                                "  [--warmup S] [--grace S] [--writers N] [--accounts N]"
                                " [--keys N] [--fetch-wait-ms MS]\n"
                                "  [--no-consumer | --progress-topic P]"
-                               " [--isolation read_committed|read_uncommitted]\n"
+                               " [--isolation read_committed|read_uncommitted]"
+                               " [--samples FILE]\n"
                                "Needs bench.accounts and bench.payload() (bench/sql/setup.sql).\n"
                                "--progress-topic: the relay runs --exactly-once with progress"
                                " topic P; a row arrives\n"
@@ -546,7 +577,9 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                " read from its end).\n"
                                "--isolation: the consumer's isolation.level (read_committed,"
                                " librdkafka's default;\nthe dev Kafka has no transactions to"
-                               " hide and ignores it).\n");
+                               " hide and ignores it).\n"
+                               "--samples: writes every latency after the warm-up to FILE,"
+                               " in ms, sorted, one a line.\n");
                         return 1;
                 default:
                         return -1;

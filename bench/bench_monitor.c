@@ -12,9 +12,10 @@
 
 #include "bench.h"
 
-#define MON_MAX_SERIES 100000
-#define MON_SERIES_OUT 12
-#define WAITS_MAX      64
+#define MON_MAX_SERIES   100000
+#define MON_SERIES_OUT   12
+#define WAITS_MAX        64
+#define MON_MAX_BACKENDS 64
 
 struct mon_cfg {
         const char *conninfo;
@@ -162,22 +163,54 @@ static void print_others(const struct proc_cpu *a, size_t na, const struct proc_
         printf("\n");
 }
 
-/* CPU of the relay's backends (application_name outbox-relay...), by pid. */
-static double backend_cpu(PGconn *conn)
+/* The relay's PostgreSQL backends (application_name outbox-relay...) seen
+ * during a step, by pid: a backend that connects during the step counts from
+ * 0, one that leaves keeps its last reading, so reconnections are counted. */
+struct backends {
+        struct {
+                long pid;
+                double first, last;
+        } b[MON_MAX_BACKENDS];
+        size_t n;
+};
+
+/* Reads every live relay backend's CPU; born_now: a pid not seen before
+ * started during the step (its CPU so far counts). */
+static void backends_update(PGconn *conn, struct backends *bs, int born_now)
 {
         PGresult *res;
-        double total = 0, s;
+        double s;
 
         if (conn == NULL)
-                return 0;
+                return;
         res = PQexec(conn, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE "
                            "'outbox-relay%'");
-        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-                for (int i = 0; i < PQntuples(res); i++)
-                        if (bench_proc_cpu((pid_t)atol(PQgetvalue(res, i, 0)), 0, 0, &s) == 0)
-                                total += s;
+        for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
+                long pid = atol(PQgetvalue(res, i, 0));
+                size_t k;
+
+                if (bench_proc_cpu((pid_t)pid, 0, 0, &s) != 0)
+                        continue;
+                for (k = 0; k < bs->n && bs->b[k].pid != pid; k++)
+                        ;
+                if (k == bs->n) {
+                        if (bs->n == MON_MAX_BACKENDS)
+                                continue;
+                        bs->n++;
+                        bs->b[k].pid = pid;
+                        bs->b[k].first = born_now ? 0 : s;
+                }
+                bs->b[k].last = s;
         }
         PQclear(res);
+}
+
+static double backends_cpu(const struct backends *bs)
+{
+        double total = 0;
+
+        for (size_t k = 0; k < bs->n; k++)
+                total += bs->b[k].last - bs->b[k].first;
         return total;
 }
 
@@ -292,13 +325,14 @@ int bench_cmd_monitor(int argc, char **argv)
         struct mon_cfg cfg = {
             .conninfo = getenv("OUTBOX_DATABASE_URL"), .interval_ms = 20, .timeout_s = 3600};
         struct bench_cpustat cs0, cs1;
-        double relay0 = 0, main0 = 0, kafka0 = 0, pg0, be0, relay1 = 0, main1 = 0, kafka1 = 0,
+        double relay0 = 0, main0 = 0, kafka0 = 0, pg0, relay1 = 0, main1 = 0, kafka1 = 0,
                start_s = 0, t_s, now_boot_s;
         long *series = NULL, rss, rss_max = 0, hwm = 0, last_rss = 0;
         struct proc_cpu *procs0 = NULL, *procs1 = NULL;
         size_t nprocs0 = 0, nprocs1 = 0;
         size_t nseries = 0;
-        int64_t t0, next_series, deadline;
+        int64_t t0, next_series, next_backends, deadline;
+        struct backends bs = {.n = 0};
         char errbuf[512] = "", last_id[24] = "0";
         PGconn *conn = NULL;
         PGresult *res;
@@ -336,11 +370,13 @@ int bench_cmd_monitor(int argc, char **argv)
         if (cfg.kafka_pid)
                 bench_proc_cpu((pid_t)cfg.kafka_pid, 0, 0, &kafka0);
         pg0 = pg_cpu((pid_t)cfg.pg_pid);
-        be0 = cfg.drain ? 0 : backend_cpu(conn);
+        /* A drain's relay started with the step: all its backends' CPU counts. */
+        backends_update(conn, &bs, cfg.drain);
         bench_cpustat_read(&cs0);
         procs_take(&procs0, &nprocs0);
         t0 = bench_now_ns(CLOCK_MONOTONIC);
         next_series = t0;
+        next_backends = t0 + 1000000000;
         deadline = t0 + (int64_t)((cfg.drain ? cfg.timeout_s : cfg.seconds) * 1e9);
         for (;;) {
                 int64_t now = bench_now_ns(CLOCK_MONOTONIC);
@@ -356,6 +392,10 @@ int bench_cmd_monitor(int argc, char **argv)
                 if (now >= next_series && nseries < MON_MAX_SERIES) {
                         series[nseries++] = rss;
                         next_series += 1000000000;
+                }
+                if (now >= next_backends) {
+                        backends_update(conn, &bs, 1);
+                        next_backends += 1000000000;
                 }
                 if (cfg.drain) {
                         int d = drained(conn, last_id, &stage, errbuf, sizeof(errbuf));
@@ -379,6 +419,7 @@ int bench_cmd_monitor(int argc, char **argv)
         t_s = cfg.drain ? now_boot_s - start_s : (double)(bench_now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
         bench_cpustat_read(&cs1);
         procs_take(&procs1, &nprocs1);
+        backends_update(conn, &bs, 1);
         bench_proc_cpu((pid_t)cfg.relay_pid, 0, 0, &relay1);
         bench_proc_cpu((pid_t)cfg.relay_pid, (pid_t)cfg.relay_pid, 0, &main1);
         bench_proc_status_kb((pid_t)cfg.relay_pid, "VmHWM", &hwm);
@@ -388,8 +429,9 @@ int bench_cmd_monitor(int argc, char **argv)
                "mon.backend_cpu_s %.2f\nmon.pg_cpu_s %.2f\nmon.kafka_cpu_s %.2f\n"
                "mon.cpus %ld\nmon.machine_busy %.3f\nmon.machine_busy_cpu_s %.2f\n"
                "mon.machine_softirq_cpu_s %.2f\nmon.machine_iowait %.3f\n"
-               "mon.relay_hwm_kb %ld\nmon.relay_rss_max_kb %ld\nmon.relay_rss_last_kb %ld\n",
-               t_s, relay1 - relay0, main1 - main0, backend_cpu(conn) - be0,
+               "mon.relay_hwm_kb %ld\nmon.relay_rss_max_kb %ld\nmon.relay_rss_last_kb %ld\n"
+               "mon.backends %zu\n",
+               t_s, relay1 - relay0, main1 - main0, backends_cpu(&bs),
                pg_cpu((pid_t)cfg.pg_pid) - pg0, kafka1 - kafka0, sysconf(_SC_NPROCESSORS_ONLN),
                cs1.total > cs0.total
                    ? (double)(cs1.busy - cs0.busy) / (double)(cs1.total - cs0.total)
@@ -399,7 +441,7 @@ int bench_cmd_monitor(int argc, char **argv)
                cs1.total > cs0.total
                    ? (double)(cs1.iowait - cs0.iowait) / (double)(cs1.total - cs0.total)
                    : 0.0,
-               hwm, rss_max, last_rss);
+               hwm, rss_max, last_rss, bs.n);
         print_series(series, nseries);
         print_others(procs0, nprocs0, procs1, nprocs1, &cfg);
         rc = 0;

@@ -2,6 +2,8 @@
 # its results in R) as Markdown: machine, settings, the figures with the command behind each,
 # a CPU breakdown per step and how each figure was measured. Written to stdout and to $out.
 
+. "$repo/bench/charts.sh"
+
 n0() { awk -v x="$1" 'BEGIN { x = sprintf("%.0f", x); s = ""; neg = x < 0; if (neg) x = -x;
   while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
   printf "%s%s%s", neg ? "-" : "", x, s }'; }
@@ -29,28 +31,155 @@ cpu_row() { # prefix events label
     "$(f1 "$(get "$p.mon.kafka_cpu_s")")" "$([ -n "$load" ] && f1 "$load" || echo —)" "$other" \
     "$(t=$(get "$p.mon.other_top"); [ -n "$t" ] && echo " (${t//,/, })")" \
     "$(pct "$(get "$p.mon.machine_busy")" 1)" \
-    "$(get "$p.mon.cpus")" "$(us_per "$(get "$p.mon.relay_cpu_s")" "$2")"
+    "$(get "$p.mon.cpus")" "$(cpu_per_event "$p" "$2")"
 }
+# The relay's CPU as the issue counts it: its process plus its PostgreSQL backends.
+relay_total() { awk -v r="$(get "$1.mon.relay_cpu_s")" -v b="$(get "$1.mon.backend_cpu_s")" 'BEGIN { printf "%.2f", r + b }'; }
+cpu_per_event() { # prefix events: "X µs (relay Y µs)"; no events: the share of one core
+  if [ "${2:-0}" = 0 ]; then
+    printf '**%s of one core** (no events)' "$(core_share "$1")"
+    return
+  fi
+  printf '**%s** (relay %s)' "$(us_per "$(relay_total "$1")" "$2")" "$(us_per "$(get "$1.mon.relay_cpu_s")" "$2")"
+}
+core_share() { awk -v c="$(relay_total "$1")" -v t="$(get "$1.mon.elapsed_s")" 'BEGIN { if (t > 0) printf "%.2f%%", 100 * c / t; else printf "n/a" }'; }
 
-# The targets of the performance issue, each against this run (for reading, never asserted).
+# The targets of issue #18, each against this run and per broker (for reading, never asserted):
+# "met" / "**not met**", the figure, and where it comes from (its row and command above).
+verdict() { # value target ge|le
+  awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { if (v == "") { printf "not measured"; exit }
+    ok = (op == "ge") ? v + 0 >= t : v + 0 <= t; printf "%s", ok ? "met" : "**not met**" }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b <= 0) print ""; else printf "%.3f", a / b }'; }
+us_val() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", 1e6 * c / n }'; }
 targets() {
-  local c_last hwm_max r1000=""
-  c_last=$(echo "$BENCH_PGBENCH_CLIENTS" | awk '{ print $NF }')
+  local hwm_max p b r c v ref rp
   hwm_max=$(printf '%s\n' "$(get small.mon.relay_hwm_kb)" "$(get clean.mon.relay_hwm_kb)" \
     "$(get sent.mon.relay_hwm_kb)" "$(get longtx.mon.relay_hwm_kb)" "$(get steady.mon.relay_hwm_kb)" |
     sort -n | tail -1)
-  for r in $BENCH_LAT_RATES; do [ "$r" = 1000 ] && r1000=1; done
   echo
-  echo "Targets of the performance issue (not asserted), against this run:"
+  echo "## Targets of issue #18 against this run"
   echo
-  verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? v >= t : v <= t; printf "%s", ok ? "met" : "**not met**" }'; }
-  echo "- drain ≥ 80% of the lower ceiling: $(pct "$clean_eps" "$lower") — $(verdict "$(awk -v a="$clean_eps" -v b="$lower" 'BEGIN { print (b > 0 ? a / b : 0) }')" 0.8 ge)"
-  if [ -n "$r1000" ]; then
-    echo "- latency at 1,000 events/s, p99 ≤ 5 ms: $(f2 "$(get lat1000.lat.p99_ms)") ms — $(verdict "$(get lat1000.lat.p99_ms)" 5 le); p50 ≤ 2 ms: $(f2 "$(get lat1000.lat.p50_ms)") ms — $(verdict "$(get lat1000.lat.p50_ms)" 2 le) (the dev Kafka and the consumer alone, 3c: p50 $(f2 "$(get klat1000.klat.read.p50_ms)") ms, p99 $(f2 "$(get klat1000.klat.read.p99_ms)") ms)"
+  echo "Reported, never asserted. CPU is the relay process plus its PostgreSQL backends (utime+stime from /proc, \`outbox-bench monitor\`); each line names the step whose command is given above."
+  echo
+  for p in "${tcols[@]}"; do
+    b=$(b_name "$p")
+    # CPU per event at 1,000 and 100 events/s, and idle.
+    if [ -z "$p" ] && [ -n "$(get steady.mon.elapsed_s)" ]; then
+      v=$(us_val "$(relay_total steady)" "$(get steady.load.committed)")
+      echo "- $b, relay + backends CPU per event at a steady $(n0 "$BENCH_STEADY_RATE") events/s for $BENCH_STEADY_SECONDS s (5) ≤ 100 µs: ${v:-?} µs (relay $(f1 "$(get steady.mon.relay_cpu_s)") + backends $(f1 "$(get steady.mon.backend_cpu_s)") CPU-s for $(n0 "$(get steady.load.committed)") events; load $(get steady.loadavg)) — $(verdict "$v" 100 le)"
+    fi
+    for r in 1000 100; do
+      [ -n "$(get "${p}lat$r.mon.elapsed_s")" ] || continue
+      v=$(us_val "$(relay_total "${p}lat$r")" "$(get "${p}lat$r.load.committed")")
+      echo "- $b, relay + backends CPU per event at $(n0 "$r") events/s (3, $BENCH_LAT_SECONDS s) ≤ $([ $r = 1000 ] && echo 100 || echo 500) µs: ${v:-?} µs (relay $(f1 "$(get "${p}lat$r.mon.relay_cpu_s")") + backends $(f1 "$(get "${p}lat$r.mon.backend_cpu_s")") CPU-s for $(n0 "$(get "${p}lat$r.load.committed")") events; load $(get "${p}lat$r.loadavg")) — $(verdict "$v" "$([ $r = 1000 ] && echo 100 || echo 500)" le)"
+    done
+    if [ -n "$(get "${p}idle.mon.elapsed_s")" ]; then
+      v=$(awk -v c="$(relay_total "${p}idle")" -v t="$(get "${p}idle.mon.elapsed_s")" 'BEGIN { if (t > 0) printf "%.3f", 100 * c / t }')
+      echo "- $b, idle (no events for $(f1 "$(get "${p}idle.mon.elapsed_s")") s, the latency step's relay) < 1% of one core: ${v}% (relay $(f2 "$(get "${p}idle.mon.relay_cpu_s")") + backends $(f2 "$(get "${p}idle.mon.backend_cpu_s")") CPU-s; \`outbox-bench monitor --seconds $BENCH_IDLE_SECONDS\`; load $(get "${p}idle.loadavg")) — $(awk -v v="$v" 'BEGIN { printf "%s", (v != "" && v + 0 < 1) ? "met" : "**not met**" }')"
+    fi
+    # Latency at 1,000 events/s, and exactly-once.
+    if [ -n "$(get "${p}lat1000.lat.p50_ms")" ]; then
+      echo "- $b, latency at 1,000 events/s (3), COMMIT → readable: p50 ≤ 2 ms: $(f2 "$(get "${p}lat1000.lat.p50_ms")") ms — $(verdict "$(get "${p}lat1000.lat.p50_ms")" 2 le); p99 ≤ 5 ms: $(f2 "$(get "${p}lat1000.lat.p99_ms")") ms — $(verdict "$(get "${p}lat1000.lat.p99_ms")" 5 le) (the broker and the consumer alone, 3c: p50 $(f2 "$(get "${p}klat1000.klat.read.p50_ms")"), p99 $(f2 "$(get "${p}klat1000.klat.read.p99_ms")") ms)"
+    fi
+    if [ -n "$(get "${p}eoslat1000.lat.p99_ms")" ]; then
+      echo "- $b, exactly-once at 1,000 events/s (7), COMMIT → readable$([ -n "$p" ] && echo " by a read_committed consumer" || echo " (its progress record read: a lower bound, the dev Kafka has no read_committed)"): p99 ≤ 25 ms: $(f2 "$(get "${p}eoslat1000.lat.p99_ms")") ms — $(verdict "$(get "${p}eoslat1000.lat.p99_ms")" 25 le)"
+    fi
+  done
+  # Writers (the dev Kafka's full run only).
+  for c in $BENCH_PGBENCH_CLIENTS; do
+    [ "$c" != 1 ] && [ -n "$(get "pgb.plain.$c")" ] || continue
+    echo "- writers with the relay running ≥ 90% of plain at $c clients (4): $(pct "$(get "pgb.relay.$c")" "$(get "pgb.plain.$c")") — $(verdict "$(ratio "$(get "pgb.relay.$c")" "$(get "pgb.plain.$c")")" 0.9 ge) (every commit notifying: $(pct "$(get "pgb.outbox.$c")" "$(get "pgb.plain.$c")"); without NOTIFY: $(pct "$(get "pgb.nonotify.$c")" "$(get "pgb.plain.$c")"))"
+  done
+  # The drain against the reference claim-and-mark loop, run in this run on the same rows.
+  for rp in clean:1 sent:6 longtx:6; do
+    r=${rp%:*}
+    [ -n "$(get "$r.events_per_s")" ] && [ -n "$(get "ref.$r.pgceil.events_per_s")" ] || continue
+    ref=$(get "ref.$r.pgceil.events_per_s")
+    echo "- drain ≥ 1.3× the reference claim-and-mark loop, $(ref_label "$r") (${rp#*:} and 2r): $(n0 "$(get "$r.events_per_s")") ÷ $(n0 "$ref") events/s = **$(f2 "$(ratio "$(get "$r.events_per_s")" "$ref")")×** — $(verdict "$(ratio "$(get "$r.events_per_s")" "$ref")" 1.3 ge)${ref_note:+ ($ref_note)}"
+  done
+  if [ -n "$(get pg.pgceil.events_per_s)" ]; then
+    echo "- drain ≥ 80% of the lower ceiling (kept from the previous issue): $(pct "$clean_eps" "$lower") — $(verdict "$(ratio "$clean_eps" "$lower")" 0.8 ge)"
   fi
-  echo "- writers with the outbox ≥ 90% of plain at $c_last clients: $(pct "$(get "pgb.relay.$c_last")" "$(get "pgb.plain.$c_last")") with the relay running — $(verdict "$(awk -v a="$(get "pgb.relay.$c_last")" -v b="$(get "pgb.plain.$c_last")" 'BEGIN { print (b > 0 ? a / b : 0) }')" 0.9 ge) (every commit notifying: $(pct "$(get "pgb.outbox.$c_last")" "$(get "pgb.plain.$c_last")"))"
-  echo "- relay peak RSS ≤ 32 MB, flat: at most $(mb "$hwm_max") over all drains and the steady load — $(verdict "$hwm_max" 32768 le)"
+  [ -z "$hwm_max" ] || echo "- relay peak RSS ≤ 32 MB, flat: at most $(mb "$hwm_max") over all drains and the steady load — $(verdict "$hwm_max" 32768 le)"
 }
+# ---- where the relay's database work goes (pg_stat_statements, WAL) ----
+per() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b <= 0) printf "—"; else if (a / b >= 100) printf "%.0f", a / b; else if (a / b >= 1) printf "%.2f", a / b; else printf "%.4f", a / b }'; }
+pgss_row() { # step label
+  local n=$1 ev calls unit="" stime
+  [ -n "$(get "$n.wal_bytes")" ] || return 0
+  ev=$(get "$n.events") calls=$(get "$n.pgss.calls")
+  stime=$(awk -v x="$(get "$n.pgss.exec_ms")" -v p="$(get "$n.pgss.plan_ms")" 'BEGIN { print 1000 * (x + p) }')
+  if [ "${ev:-0}" = 0 ]; then # no events (idle): per second instead
+    ev=$(get "$n.mon.elapsed_s") unit=" per s"
+    printf '| %s | none, %s s |' "$2" "$(f1 "$ev")"
+  else
+    printf '| %s | %s |' "$2" "$(n0 "$ev")"
+  fi
+  printf ' %s%s | %s | %s%s | %s µs%s | %s B%s | %s B%s |\n' \
+    "$(per "$calls" "$ev")" "$unit" "$(per "$(get "$n.pgss.rows")" "$calls")" \
+    "$(per "$(get "$n.pgss.plans")" "$ev")" "$unit" "$(per "$stime" "$ev")" "$unit" \
+    "$(per "$(get "$n.pgss.wal_bytes")" "$ev")" "$unit" "$(per "$(get "$n.wal_bytes")" "$ev")" "$unit"
+}
+pgss_detail() { # step label
+  local n=$1 ev unit="per event"
+  [ -s "$work/$n.pgss" ] || return 0
+  ev=$(get "$n.events")
+  [ "${ev:-0}" != 0 ] || { ev=$(get "$n.mon.elapsed_s"); unit="per s"; }
+  echo
+  echo "$2 ($(n0 "$(get "$n.events")") events; the statements of the relay's role, most time first):"
+  echo
+  echo "| calls $unit | rows per call | mean exec ms | plans | mean plan ms | WAL bytes $unit | statement |"
+  echo "|---|---|---|---|---|---|---|"
+  awk -F'\t' -v ev="$ev" 'NR <= 12 { q = $7; gsub(/\|/, "\\|", q)
+    printf "| %.4g | %.4g | %.4f | %d | %.4f | %.4g | `%s` |\n", $1 / ev, ($1 > 0 ? $2 / $1 : 0), $3, $4, $5, $6 / ev, q }' "$work/$n.pgss"
+}
+pgss_report() {
+  local p r b
+  [ -n "$(get clean.wal_bytes)$(get ak.clean.wal_bytes)" ] || return 0
+  cat <<EOF
+
+## Where the relay's database work goes
+
+Per event (per second when idle), from pg_stat_statements$([ "$BENCH_PGSS" = 0 ] && echo ' (**off in this run**, BENCH_PGSS=0: WAL only)') (PostgreSQL's contrib,
+\`shared_preload_libraries=pg_stat_statements\`, \`pg_stat_statements.track_planning=on\`), reset as each step
+begins (\`SELECT pg_stat_statements_reset()\`) and read as it ends: the statements of the role the relay
+(and the reference loop) logs in as, \`bench_relay\`, a superuser like the writers' \`postgres\`,
+so the writers' and the monitor's statements are not counted. A statement is one round trip
+unless the relay pipelines; BEGIN and COMMIT count as statements. "All WAL" is the whole server's
+(\`pg_wal_lsn_diff(pg_current_wal_lsn(), <at the start>)\`), including the writers' inserts in the rate steps.
+
+| step | events | relay statements per event | rows per statement | plans per event | statement time per event (exec + plan) | relay statements' WAL per event | all WAL per event |
+|---|---|---|---|---|---|---|---|
+EOF
+  for p in "${tcols[@]}"; do
+    b=$(b_name "$p")
+    pgss_row "${p}clean" "$b: drain (1)"
+    if [ -z "$p" ]; then
+      pgss_row ref.clean "reference loop, same rows (2a)"
+      pgss_row sent "$b: drain after $(n0 "$BENCH_SENT_ROWS") sent (6)"
+      pgss_row ref.sent "reference loop after $(n0 "$BENCH_SENT_ROWS") sent (2r)"
+      pgss_row longtx "$b: drain, long transaction (6)"
+      pgss_row ref.longtx "reference loop, long transaction (2r)"
+    fi
+    for r in $BENCH_LAT_RATES; do pgss_row "${p}lat$r" "$b: $(n0 "$r") events/s (3)"; done
+    [ -n "$p" ] || pgss_row steady "$b: steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
+    pgss_row "${p}idle" "$b: idle (3)"
+    pgss_row "${p}eos" "$b: exactly-once drain (7)"
+  done
+  [ "$BENCH_PGSS" = 0 ] && return 0
+  for p in "${tcols[@]}"; do
+    b=$(b_name "$p")
+    pgss_detail "${p}clean" "$b, drain (1)"
+    [ -n "$p" ] || pgss_detail ref.clean "The reference loop on the same rows (2a, \`$ref_cmd\`)"
+    pgss_detail "${p}lat1000" "$b, 1,000 events/s (3)"
+    [ -n "$p" ] || pgss_detail steady "$b, steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
+    pgss_detail "${p}idle" "$b, idle (3)"
+  done
+  return 0
+}
+
+ref_label() { case $1 in clean) echo "$(n0 "$BENCH_DRAIN_ROWS") pending rows" ;; sent) echo "after $(n0 "$BENCH_SENT_ROWS") sent rows" ;; longtx) echo "under a long transaction" ;; esac; }
 
 # The relay command of an --exactly-once step (run.sh's eos_args).
 eos_cmd() { echo "$relay_cmd $(eos_args "$1" | paste -sd ' ')"; }
@@ -116,6 +245,12 @@ EOF
   fi
   [ $mock_full = 1 ] && mock_report
   [ $use_apache = 1 ] || [ $compare = 1 ] && brokers_report
+  local tcols=()
+  [ $use_mock = 1 ] && tcols+=("")
+  [ $use_apache = 1 ] && tcols+=("ak.")
+  pgss_report
+  targets
+  charts
   return 0
 }
 
@@ -127,7 +262,8 @@ mock_report() {
 | # | figure | value | command |
 |---|---|---|---|
 | 1 | Drain, $(n0 "$drows") pending rows, published and marked | **$(n0 "$clean_eps") events/s** ($(f1 "$(get clean.mon.elapsed_s)") s); relay CPU $(f1 "$(get clean.mon.relay_cpu_s)") s ($(us_per "$(get clean.mon.relay_cpu_s)" "$drows")/event) | \`$relay_cmd\`, timed from its start until no row is pending by \`outbox-bench monitor --drain\`; count checked with \`outbox-bench hwm --topic drain-clean\` |
-| 2a | Ceiling: bare PostgreSQL claim-and-mark, same rows | $(n0 "$(get pg.pgceil.events_per_s)") events/s (PostgreSQL backend CPU $(f1 "$(get pg.pgceil.backend_cpu_s)") s, client $(f1 "$(get pg.pgceil.client_cpu_s)") s) | \`outbox-bench pg-ceiling --batch-size $batch\` |
+| 2a | Ceiling and reference (2r): bare PostgreSQL claim-and-mark, same rows | $(n0 "$(get pg.pgceil.events_per_s)") events/s (PostgreSQL backend CPU $(f1 "$(get pg.pgceil.backend_cpu_s)") s, client $(f1 "$(get pg.pgceil.client_cpu_s)") s); the drain (1) = **$(f2 "$(ratio "$clean_eps" "$(get pg.pgceil.events_per_s)")")× this loop** | \`$ref_cmd\` ($ref_note) |
+| 2r | Reference loop on the rows of 6: after $(n0 "$BENCH_SENT_ROWS") sent rows · under a long transaction (its own, same rows loaded again) | $(n0 "$(get ref.sent.pgceil.events_per_s)") · $(n0 "$(get ref.longtx.pgceil.events_per_s)") events/s; the drains of 6 = **$(f2 "$(ratio "$(get sent.events_per_s)" "$(get ref.sent.pgceil.events_per_s)")")× · $(f2 "$(ratio "$(get longtx.events_per_s)" "$(get ref.longtx.pgceil.events_per_s)")")×** these | \`$ref_cmd\` on the same rows pending again (after 6's drain; the sent rows kept) |
 | 2b | Ceiling: bare librdkafka production, same sizes | $(n0 "$(get k.kceil.events_per_s)") events/s (CPU $(f1 "$(get k.kceil.cpu_s)") s) | \`outbox-bench kafka-ceiling --topic kafka-ceiling --count $drows --keys $BENCH_KEYS --value-bytes $payload_bytes\` |
 | 2c | Drain ÷ lower ceiling ($lower_name) | **$(pct "$clean_eps" "$lower")** | 1 ÷ $([ "$lower_name" = PostgreSQL ] && echo 2a || echo 2b) |
 EOF
@@ -186,7 +322,7 @@ the rest of the machine's busy time (monitoring, kernel work not charged to thes
 any other process; the biggest of those by name, CPU seconds, in brackets); "machine busy" is the
 share of all $(nproc) CPUs in use.
 
-| step | wall s | relay (its main thread) | relay's PostgreSQL backend | all PostgreSQL | dev Kafka | load generator | other | machine busy | relay CPU per event |
+| step | wall s | relay (its main thread) | relay's PostgreSQL backends | all PostgreSQL | dev Kafka | load generator | other | machine busy | relay + its backends, CPU per event |
 |---|---|---|---|---|---|---|---|---|---|
 EOF
   cpu_row small "$BENCH_SMALL_ROWS" "drain $(n0 "$BENCH_SMALL_ROWS")"
@@ -201,7 +337,7 @@ EOF
     cpu_row "eoslat$r" "$(get "eoslat$r.load.committed")" "exactly-once $(n0 "$r") events/s (7)"
   done
   cpu_row steady "$(get steady.load.committed)" "steady $(n0 "$BENCH_STEADY_RATE") events/s (5)"
-  targets
+  cpu_row idle 0 "idle, no events (3)"
   cat <<EOF
 
 How each figure is measured:
@@ -380,7 +516,7 @@ Where the CPU went, per broker: CPU seconds over each step, as in the full run's
 ("broker" is the dev Kafka process or Apache Kafka's JVM$([ "$BENCH_APACHE_NODES" = 1 ] || echo ', node 1 only'); "other" is the rest of the
 machine's busy time, the biggest other processes by name in brackets):
 
-| step | wall s | relay (its main thread) | relay's PostgreSQL backend | all PostgreSQL | broker | load generator | other | machine busy | relay CPU per event |
+| step | wall s | relay (its main thread) | relay's PostgreSQL backends | all PostgreSQL | broker | load generator | other | machine busy | relay + its backends, CPU per event |
 |---|---|---|---|---|---|---|---|---|---|
 EOF
   for p in "${cols[@]}"; do
@@ -392,6 +528,7 @@ EOF
     for r in $BENCH_EOS_LAT_RATES; do
       cpu_row "${p}eoslat$r" "$(get "${p}eoslat$r.load.committed")" "$(b_name "$p"): exactly-once $(n0 "$r") events/s (7)"
     done
+    cpu_row "${p}idle" 0 "$(b_name "$p"): idle, no events (3)"
   done
   cat <<EOF
 

@@ -26,11 +26,17 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_EOS_LAT_RATES="100 1000" [1000]   latency rates with the relay in --exactly-once mode
   BENCH_KLAT_SECONDS=20 [3]   the dev Kafka's own latency (3c), at each of BENCH_LAT_RATES
   BENCH_STEADY_RATE=1000   BENCH_STEADY_SECONDS=600 [10]
+  BENCH_IDLE_SECONDS=60 [5]   the idle step: the latency step's relay, no events, on each broker
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
+  BENCH_RELAY_BIN=""       another relay binary to measure (e.g. /work/before-main/outbox-relay), with
+                           this tree's bench tools (before/after comparisons)
   BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
   BENCH_BUILD_DIR=build-bench   BENCH_BUILD_TYPE=Release (CMake build type of that dir)
+  BENCH_PGSS=1             pg_stat_statements (with track_planning) in the throwaway PostgreSQL:
+                           the relay's statements per step; 0 leaves it out (its own overhead)
+  BENCH_PG_REFERENCE_ARGS=""   extra `outbox-bench pg-ceiling` options of the reference loop (2r)
 Apache Kafka (bench/apache.sh):
   BENCH_APACHE_NODES=1     1, or 3 (replication factor 3, min.insync.replicas=2)
   BENCH_KAFKA_LIBS=DIR     the jars (default: scripts/kafka-fetch.sh's cache directory)
@@ -57,18 +63,18 @@ done
 if [ $smoke = 1 ]; then
   : "${BENCH_DRAIN_ROWS:=50000}" "${BENCH_SMALL_ROWS:=10000}" "${BENCH_SENT_ROWS:=10000}"
   : "${BENCH_LAT_RATES:=1000}" "${BENCH_LAT_SECONDS:=5}" "${BENCH_STEADY_SECONDS:=10}"
-  : "${BENCH_EOS_LAT_RATES:=1000}" "${BENCH_KLAT_SECONDS:=3}"
+  : "${BENCH_EOS_LAT_RATES:=1000}" "${BENCH_KLAT_SECONDS:=3}" "${BENCH_IDLE_SECONDS:=5}"
   : "${BENCH_PGBENCH_CLIENTS:=8}" "${BENCH_PGBENCH_SECONDS:=3}" "${BENCH_PGBENCH_ROUNDS:=1}"
   : "${out:=$repo/bench/out/smoke.md}"
 fi
 : "${BENCH_DRAIN_ROWS:=1000000}" "${BENCH_SMALL_ROWS:=100000}" "${BENCH_SENT_ROWS:=10000000}"
 : "${BENCH_LAT_RATES:=100 1000 10000}" "${BENCH_LAT_SECONDS:=60}" "${BENCH_LAT_WRITERS:=8}"
 : "${BENCH_EOS_LAT_RATES:=100 1000}" "${BENCH_KLAT_SECONDS:=20}"
-: "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}"
+: "${BENCH_STEADY_RATE:=1000}" "${BENCH_STEADY_SECONDS:=600}" "${BENCH_IDLE_SECONDS:=60}"
 : "${BENCH_PGBENCH_CLIENTS:=1 8 32}" "${BENCH_PGBENCH_SECONDS:=15}" "${BENCH_PGBENCH_ROUNDS:=3}"
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
 : "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
-: "${BENCH_BUILD_TYPE:=Release}"
+: "${BENCH_BUILD_TYPE:=Release}" "${BENCH_PGSS:=1}" "${BENCH_PG_REFERENCE_ARGS:=}"
 read -r -a relay_args <<<"$BENCH_RELAY_ARGS"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -109,12 +115,13 @@ else
   cmake -S "$repo" -B "$B" -DCMAKE_BUILD_TYPE="$BENCH_BUILD_TYPE" -DOUTBOX_TESTS=OFF -DOUTBOX_BENCH=ON >/dev/null
   cmake --build "$B" -j "$(nproc)" --target outbox-relay outbox-dev-kafka outbox-bench >/dev/null
 fi
-RELAY=$B/outbox-relay DEVK=$B/outbox-dev-kafka OB=$B/bench/outbox-bench
+RELAY=${BENCH_RELAY_BIN:-$B/outbox-relay} DEVK=$B/outbox-dev-kafka OB=$B/bench/outbox-bench
 for f in "$RELAY" "$DEVK" "$OB"; do [ -x "$f" ] || die "$f is missing"; done
 # What is measured: the source as built (the tree may change while the benchmark runs).
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git -C "$repo" status --porcelain -- src include sql 2>/dev/null)" ] ||
   commit+=" + uncommitted changes in src/include/sql"
+[ -z "${BENCH_RELAY_BIN:-}" ] || commit="bench tools of $commit, the relay $BENCH_RELAY_BIN"
 
 # ---- throwaway PostgreSQL ----
 # How busy the machine is before we start anything: other work disturbs every figure.
@@ -147,6 +154,12 @@ as_pg "$pgbin/initdb" -D "$work/pg" -U postgres -A trust -E UTF8 --no-sync >/dev
 # checkpoint inside a measurement (each step starts with an explicit CHECKPOINT).
 shared_mb=$(awk '/^MemTotal/ { m = int($2 / 4096); print (m < 2048 ? m : 2048); exit }' /proc/meminfo)
 pg_settings="-c shared_buffers=${shared_mb}MB -c max_wal_size=32GB -c checkpoint_timeout=1h -c max_connections=200"
+# pg_stat_statements (contrib, in Debian's postgresql-15): calls, rows, planning and WAL bytes of
+# the relay's statements, told apart from everyone else's by the relay's own login role.
+[ "$BENCH_PGSS" = 0 ] || [ -f "$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)/pg_stat_statements.so" ] ||
+  { log "pg_stat_statements is not installed: the statement figures are left out"; BENCH_PGSS=0; }
+[ "$BENCH_PGSS" = 0 ] ||
+  pg_settings+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on"
 for attempt in 1 2 3 4 5; do # a random port may be taken
   port=$(( 20000 + RANDOM % 30000 ))
   # shellcheck disable=SC2086
@@ -163,6 +176,12 @@ sql() { "$pgbin/psql" -qAtX -v ON_ERROR_STOP=1 "$DB" "$@"; }
 
 "$RELAY" migrate >"$work/migrate.log" 2>&1 || die "outbox-relay migrate: $(tail -3 "$work/migrate.log")"
 sql -f "$repo/bench/sql/setup.sql" >/dev/null
+# The relay and the reference loop log in as bench_relay: a superuser like postgres (the same
+# rights, so the same behaviour), only so that pg_stat_statements can tell their statements
+# from the writers' and the monitor's.
+sql -c "CREATE ROLE bench_relay SUPERUSER LOGIN"
+DB_RELAY="host=127.0.0.1 port=$port dbname=postgres user=bench_relay"
+[ "$BENCH_PGSS" = 0 ] || sql -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 
 # The topics of every step, as NAME:PARTITIONS[:compact]. --exactly-once steps: each has its own
 # data topic, transactional id and progress topic (one partition, compacted as the relay would
@@ -191,8 +210,32 @@ note_load() { R[$1.loadavg]=$(cut -d' ' -f1-3 /proc/loadavg); }
 relay_start() { # name [extra relay options]
   local name=$1
   shift
-  "$RELAY" run "${relay_args[@]}" "$@" 2>"$work/relay-$name.log" &
+  OUTBOX_DATABASE_URL=$DB_RELAY "$RELAY" run "${relay_args[@]}" "$@" 2>"$work/relay-$name.log" &
   relay_pid=$!
+}
+
+# Where the relay's database work goes in a step: pg_stat_statements of bench_relay's
+# statements (reset as the step begins) and the WAL the whole server wrote.
+pgss_begin() { # name
+  R[$1.wal_lsn0]=$(sql -c "SELECT pg_current_wal_lsn()")
+  [ "$BENCH_PGSS" = 0 ] || sql -c "SELECT pg_stat_statements_reset()" >/dev/null
+}
+pgss_end() { # name events
+  local n=$1 ev=$2
+  [ "${ev:-0}" -gt 0 ] 2>/dev/null || ev=0
+  R[$n.events]=$ev
+  R[$n.wal_bytes]=$(sql -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$(get "$n.wal_lsn0")')")
+  [ "$BENCH_PGSS" = 0 ] && return 0
+  # One line per statement: calls, rows, mean exec ms, plans, mean plan ms, WAL bytes, query.
+  sql -F $'\t' -c "SELECT calls, rows, round(mean_exec_time::numeric, 4), plans,
+                           round(mean_plan_time::numeric, 4), wal_bytes,
+                           left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+                    FROM pg_stat_statements
+                    WHERE userid = 'bench_relay'::regrole AND query NOT LIKE '%pg_stat_statements%'
+                    ORDER BY total_exec_time + total_plan_time DESC" >"$work/$n.pgss"
+  read -r R[$n.pgss.calls] R[$n.pgss.rows] R[$n.pgss.exec_ms] R[$n.pgss.plans] R[$n.pgss.plan_ms] \
+    R[$n.pgss.wal_bytes] <<<"$(awk -F'\t' '{ c += $1; r += $2; e += $1 * $3; p += $4; pt += $4 * $5; w += $6 }
+      END { printf "%d %d %.3f %d %.3f %d\n", c, r, e, p, pt, w }' "$work/$n.pgss")"
 }
 # A latency step whose relay died: the step is reported as failed (with the relay's last log
 # line) and the run goes on, so that one crash does not lose every other figure; run.sh exits 1
@@ -226,18 +269,29 @@ load_rows() { # topic rows sent_rows
                    'sent', now(), g % $BENCH_PARTITIONS, g / $BENCH_PARTITIONS
             FROM generate_series(1, $3) g"
   fi
+  insert_pending "$1" "$2"
+}
+insert_pending() { # topic rows
   sql -c "INSERT INTO outbox.events (topic, key, event_type, payload)
           SELECT '$1', 'customer-' || (g % $BENCH_KEYS), 'order.updated', bench.payload(g)
           FROM generate_series(1, $2) g"
   sql -c "VACUUM (ANALYZE) outbox.events" -c "CHECKPOINT"
 }
+# The same pending rows again after a drain, keeping the rows with id <= $3 (the sent ones of
+# step 6, which take long to load): the drained rows are deleted and vacuumed away first.
+reload_pending() { # topic rows keep_max_id
+  sql -c "DELETE FROM outbox.events WHERE id > $3" -c "VACUUM outbox.events"
+  insert_pending "$1" "$2"
+}
 
 drain() { # name topic rows [extra relay options]
   note_load "$1"
+  pgss_begin "$1"
   relay_start "$1" "${@:4}"
   "$OB" monitor --drain --relay-pid "$relay_pid" --pg-pid "$pg_pid" --kafka-pid "$kafka_pid" \
     --conninfo "$DB" >"$work/$1.mon" || die "drain $1"
   relay_stop "$1"
+  pgss_end "$1" "$3"
   ingest "$1" "$work/$1.mon"
   "$OB" hwm --topic "$2" >"$work/$1.hwm" || die "hwm $2"
   ingest "$1" "$work/$1.hwm"
@@ -246,12 +300,52 @@ drain() { # name topic rows [extra relay options]
   log "drain $1: $3 rows in $(get "$1.mon.elapsed_s") s = $(get "$1.events_per_s") events/s"
 }
 
-relay_cmd="\$B/outbox-relay run${BENCH_RELAY_ARGS:+ $BENCH_RELAY_ARGS}"
+relay_cmd="${BENCH_RELAY_BIN:-\$B/outbox-relay} run${BENCH_RELAY_ARGS:+ $BENCH_RELAY_ARGS}"
+
+# 2r: the reference claim-and-mark loop on the rows just loaded (issue #18: the bench's pg-ceiling
+# as it was on 7416745's schema, run in the same benchmark run); the drains of 1 and 6 are
+# reported as a ratio to it.
+# ======== REFERENCE: the one place where the reference loop's command is set. ========
+# Today this is pg-ceiling on the live schema (today's loop, not the frozen 7416745 one): when
+# pg-ceiling can run on a frozen copy of that schema (bench/bench_pg.c, bench/sql/), put its
+# option(s) in ref_args here (or BENCH_PG_REFERENCE_ARGS) and its setup, if any, in ref_ceiling.
+read -r -a ref_args <<<"$BENCH_PG_REFERENCE_ARGS"
+ref_note="live schema: the frozen reference of 7416745 is not in the bench yet"
+[ -z "$BENCH_PG_REFERENCE_ARGS" ] || ref_note="with \`$BENCH_PG_REFERENCE_ARGS\`"
+ref_ceiling() { # name: the reference loop over the pending rows, as ref.NAME
+  local n=ref.$1
+  note_load "$n"
+  pgss_begin "$n"
+  "$OB" pg-ceiling --conninfo "$DB_RELAY" --batch-size "$batch" "${ref_args[@]}" >"$work/$n.out" ||
+    die "pg-ceiling ($n)"
+  ingest "$n" "$work/$n.out"
+  pgss_end "$n" "$(get "$n.pgceil.rows")"
+  log "reference loop, $1: $(get "$n.pgceil.events_per_s") events/s"
+}
+# A long-running transaction in another session, held open while a drain runs (6).
+longtx_begin() {
+  PGAPPNAME=bench-longtx "$pgbin/psql" -qAtX "$DB" \
+    -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT pg_sleep(86400)" \
+    >/dev/null 2>&1 &
+  longtx_pid=$!
+  for _ in $(seq 100); do
+    [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bench-longtx'
+                 AND backend_xid IS NOT NULL")" = 1 ] && return 0
+    sleep 0.1
+  done
+  die "the long transaction did not begin"
+}
+longtx_end() {
+  sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench-longtx'" >/dev/null
+  wait "$longtx_pid" 2>/dev/null || true
+  longtx_pid=""
+}
 eos_args() { # step: the relay's --exactly-once options for a step (its own id and progress topic)
   printf '%s\n' --exactly-once --transactional-id "bench-eos-$1" --progress-topic "eos-progress-$1"
 }
 batch=$(printf '%s\n' "${relay_args[@]}" | awk 'p{print; exit} /^--batch-size$/{p=1} /^--batch-size=/{sub(/.*=/,""); print; exit}')
 batch=${batch:-${OUTBOX_BATCH_SIZE:-1000}}
+ref_cmd="outbox-bench pg-ceiling --batch-size $batch${BENCH_PG_REFERENCE_ARGS:+ $BENCH_PG_REFERENCE_ARGS}"
 
 # ---- the steps run on every broker; P is the prefix of their results ("" for the dev Kafka,
 # "ak." for Apache Kafka) ----
@@ -290,8 +384,10 @@ lat_step() {
       --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/$n.mon" &
     mon_pid=$!
     bg_pids+=("$mon_pid")
+    pgss_begin "$n"
     "$OB" load --topic "lat-$r" --rate "$r" --seconds "$BENCH_LAT_SECONDS" \
-      --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" >"$work/$n.out" || die "load at $r/s"
+      --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" --samples "$work/$n.samples" \
+      >"$work/$n.out" || die "load at $r/s"
     if ! wait "$mon_pid"; then
       relay_alive && die "monitor at $r/s"
       step_failed "$n" "${P}latency"
@@ -300,9 +396,24 @@ lat_step() {
     gc_end "$P" "$n"
     ingest "$n" "$work/$n.out"
     ingest "$n" "$work/$n.mon"
+    pgss_end "$n" "$(get "$n.load.committed")"
     log "latency at $r events/s: p50 $(get "$n.lat.p50_ms") ms, p99 $(get "$n.lat.p99_ms") ms"
     [ -n "$relay_pid" ] || relay_start "${P}latency"
   done
+  # Idle: the same relay, no events at all (the load above has ended and every row it wrote
+  # was read): what the relay and its backends cost while nothing happens.
+  n=${P}idle
+  log "idle: no events for $BENCH_IDLE_SECONDS s ($1)"
+  note_load "$n"
+  pgss_begin "$n"
+  "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_IDLE_SECONDS" --pg-pid "$pg_pid" \
+    --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/$n.mon" ||
+    die "idle monitor"
+  ingest "$n" "$work/$n.mon"
+  pgss_end "$n" 0
+  [ "$(sql -c "SELECT count(*) FROM outbox.events WHERE created_at > now() - interval '$BENCH_IDLE_SECONDS seconds'")" = 0 ] ||
+    log "WARNING: rows were written during the idle step"
+  log "idle: relay $(get "$n.mon.relay_cpu_s") CPU-s + its backends $(get "$n.mon.backend_cpu_s") CPU-s in $(get "$n.mon.elapsed_s") s"
   relay_stop "${P}latency"
 }
 
@@ -353,7 +464,7 @@ eos_step() {
     bg_pids+=("$mon_pid")
     "$OB" load --topic "eos-lat-$r" "${load_opts[@]}" --rate "$r" \
       --seconds "$BENCH_LAT_SECONDS" --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" \
-      >"$work/$n.out" || die "exactly-once load at $r/s"
+      --samples "$work/$n.samples" >"$work/$n.out" || die "exactly-once load at $r/s"
     if ! wait "$mon_pid"; then
       relay_alive && die "monitor at $r/s (exactly-once)"
       step_failed "$n" "$n"
@@ -393,8 +504,8 @@ if [ $mock_full = 1 ]; then
 # ---- 2: ceilings on the same data ----
 log "PostgreSQL ceiling"
 load_rows drain-clean "$BENCH_DRAIN_ROWS" 0
-"$OB" pg-ceiling --batch-size "$batch" >"$work/pgceil.out" || die "pg-ceiling"
-ingest pg "$work/pgceil.out"
+ref_ceiling clean
+ingest pg "$work/ref.clean.out"
 log "librdkafka ceiling"
 "$OB" kafka-ceiling --topic kafka-ceiling --count "$BENCH_DRAIN_ROWS" --keys "$BENCH_KEYS" \
   --value-bytes "$payload_bytes" >"$work/kceil.out" || die "kafka-ceiling"
@@ -403,19 +514,14 @@ ingest k "$work/kceil.out"
 # ---- 6b: a long-running transaction held open while the relay drains ----
 log "drain under a long-running transaction"
 load_rows drain-longtx "$BENCH_DRAIN_ROWS" 0
-PGAPPNAME=bench-longtx "$pgbin/psql" -qAtX "$DB" \
-  -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT pg_sleep(86400)" \
-  >/dev/null 2>&1 &
-longtx_pid=$!
-for _ in $(seq 100); do
-  [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bench-longtx'
-               AND backend_xid IS NOT NULL")" = 1 ] && break
-  sleep 0.1
-done
+longtx_begin
 drain longtx drain-longtx "$BENCH_DRAIN_ROWS"
-sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench-longtx'" >/dev/null
-wait "$longtx_pid" 2>/dev/null || true
-longtx_pid=""
+longtx_end
+log "the reference loop under a long-running transaction (its own, on the same rows loaded again)"
+load_rows drain-longtx "$BENCH_DRAIN_ROWS" 0
+longtx_begin
+ref_ceiling longtx
+longtx_end
 
 # ---- 4: writer cost (pgbench) ----
 # One pgbench run of a few seconds on this kind of machine varies by ±15% (WAL flushes), so the
@@ -469,6 +575,8 @@ if [ $mock_full = 1 ]; then
 # ---- 5: memory under a steady load ----
 log "steady load: $BENCH_STEADY_RATE events/s for $BENCH_STEADY_SECONDS s"
 sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
+note_load steady
+pgss_begin steady
 relay_start steady
 "$OB" monitor --relay-pid "$relay_pid" --seconds "$BENCH_STEADY_SECONDS" --pg-pid "$pg_pid" \
   --kafka-pid "$kafka_pid" --interval-ms 200 --conninfo "$DB" >"$work/steady.mon" &
@@ -482,12 +590,17 @@ bg_pids=()
 relay_stop steady
 ingest steady "$work/steady.out"
 ingest steady "$work/steady.mon"
+pgss_end steady "$(get steady.load.committed)"
 
 # ---- 6a: drain with many already-sent rows in the table ----
 log "drain with $BENCH_SENT_ROWS sent rows in the table (loading them takes a while)"
 load_rows drain-sent "$BENCH_DRAIN_ROWS" "$BENCH_SENT_ROWS"
 table_size=$(sql -c "SELECT pg_size_pretty(pg_total_relation_size('outbox.events'))")
+sent_max=$(sql -c "SELECT min(id) - 1 FROM outbox.events WHERE status = 'pending'")
 drain sent drain-sent "$BENCH_DRAIN_ROWS"
+log "the reference loop with $BENCH_SENT_ROWS sent rows in the table"
+reload_pending drain-sent "$BENCH_DRAIN_ROWS" "$sent_max"
+ref_ceiling sent
 
 fi # mock_full
 kill -TERM "$kafka_pid" 2>/dev/null

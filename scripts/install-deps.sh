@@ -18,7 +18,9 @@ pkgs=(build-essential cmake pkg-config git
       openjdk-17-jre-headless maven
       # scripts/build-librdkafka.sh: librdkafka 2.8.0 for SCRAM against
       # Kafka 4.x (scripts/test.sh's last stage, docs/security.md)
-      libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev)
+      libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev
+      # bench/run.sh: its PNG charts (bench/charts.sh)
+      gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
