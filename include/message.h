@@ -42,4 +42,9 @@ struct message_row {
 int message_headers(const struct message_row *row, rd_kafka_headers_t **out, char *errbuf,
                     size_t errsz) OUTBOX_MUST_CHECK;
 
+/* The value of the row's own header `name` (e.g. "traceparent"), for
+ * logging: a malloc'ed copy, or NULL when the row has none (or its headers
+ * are not an object of strings, or the value holds a NUL). */
+char *message_row_header(const struct message_row *row, const char *name) OUTBOX_MUST_CHECK;
+
 #endif

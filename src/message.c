@@ -4,6 +4,7 @@
 #include "message.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -73,4 +74,21 @@ int message_headers(const struct message_row *row, rd_kafka_headers_t **out, cha
 fail:
         rd_kafka_headers_destroy(hdrs);
         return -1;
+}
+
+char *message_row_header(const struct message_row *row, const char *name)
+{
+        json_t *obj, *val;
+        char *out = NULL;
+
+        if (row->headers == NULL || (row->headers_len == 2 && memcmp(row->headers, "{}", 2) == 0))
+                return NULL;
+        obj = json_loadb(row->headers, row->headers_len, JSON_REJECT_DUPLICATES, NULL);
+        val = json_is_object(obj) ? json_object_get(obj, name) : NULL;
+        /* A header is a JSON string: anything else the row could not publish. */
+        if (json_is_string(val) &&
+            memchr(json_string_value(val), '\0', json_string_length(val)) == NULL)
+                out = strdup(json_string_value(val));
+        json_decref(obj);
+        return out;
 }
