@@ -615,7 +615,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         if (cfg->http_listen != NULL &&
             config_listen_addr(cfg->http_listen, &listen_addr, &listen_len, errbuf, errsz) != 0)
                 return -1;
-        if (kafka_conf_validate(cfg, errbuf, errsz) != 0)
+        if (kafka_conf_validate(cfg, errbuf, errsz) != 0 ||
+            config_check_envelope(cfg, errbuf, errsz) != 0)
                 return -1;
         /* Duplicate patterns are only visible once all rules are compiled. */
         rt = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);

@@ -291,11 +291,15 @@ void db_rows_decode(const struct db_rows *rows, int i, struct message_row *m)
         } else if (!PQgetisnull(res, i, 6)) {
                 m->value = PQgetvalue(res, i, 6);
                 m->value_len = (size_t)PQgetlength(res, i, 6);
+                m->value_is_bytes = 1;
         }
         m->headers = PQgetvalue(res, i, 7); /* jsonb, as its text */
         m->headers_len = (size_t)PQgetlength(res, i, 7);
         us = be64(PQgetvalue(res, i, 8));
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
+        /* Saturated: infinity is INT64_MAX, which the epoch would overflow. */
+        m->created_at_us =
+            us > INT64_MAX - pg_epoch_ms * 1000 ? INT64_MAX : us + pg_epoch_ms * 1000;
         m->attempts = be32(PQgetvalue(res, i, 9));
         m->replays = be32(PQgetvalue(res, i, 10));
         m->generation = be64(PQgetvalue(res, i, 11));

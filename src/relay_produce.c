@@ -176,7 +176,7 @@ static int produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 fail_row(r, row, "column event_id is NULL (was its NOT NULL constraint dropped?)");
                 return 0;
         }
-        if (message_headers(&row->m, &hdrs, err, sizeof(err)) != 0) {
+        if (message_headers_env(&row->m, r->envelope, topic, &hdrs, err, sizeof(err)) != 0) {
                 fail_row(r, row, err);
                 return 0;
         }
@@ -279,4 +279,22 @@ void relay_produce_batch(struct relay *r, struct batch *b)
         b->next_row = 0;
         if (!r->queue_full)
                 relay_resume_producing(r);
+}
+
+int relay_envelope_init(struct relay *r, char *errbuf, size_t errsz)
+{
+        char source[1100];
+        int ce = config_cloudevents(r->cfg);
+
+        if (ce)
+                config_cloudevents_source(r->cfg, source, sizeof(source));
+        r->envelope = message_envelope_new(ce, ce ? source : NULL);
+        if (r->envelope == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        if (ce)
+                log_info(r->lg, "publishing CloudEvents (binary content mode)", "{s:s}", "source",
+                         source);
+        return 0;
 }

@@ -166,11 +166,157 @@ START_TEST(trace_headers_unchanged_and_logged)
 }
 END_TEST
 
+/* ---- CloudEvents, binary content mode ---- */
+
+/* The scalar text of a one-row query (malloc'ed; NULL for SQL NULL). */
+static char *sql_text(PGconn *c, const char *sql, long long id)
+{
+        char q[512], *out = NULL;
+        PGresult *res;
+
+        snprintf(q, sizeof(q), sql, id);
+        res = PQexec(c, q);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", q,
+                      PQresultErrorMessage(res));
+        if (!PQgetisnull(res, 0, 0))
+                out = strdup(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return out;
+}
+
+static const char *header_text(const struct fx_msg *m, const char *name, char *buf, size_t size)
+{
+        const struct fx_header *h = fx_msg_header(m, name);
+
+        if (h == NULL || h->value == NULL)
+                return NULL;
+        snprintf(buf, size, "%.*s", (int)h->value_len, h->value);
+        return buf;
+}
+
+/* The attributes of message m are those of row id, as PostgreSQL has it:
+ * the spec's required ones (specversion, id, source, type) once each and
+ * non-empty, time as PostgreSQL prints created_at in UTC, subject and
+ * content type when the row gives them, and the value untouched. */
+static void check_event(PGconn *su, const struct fx_msg *m, long long id, const char *type,
+                        const char *subject, const char *content_type)
+{
+        static const char *const required[] = {"ce_specversion", "ce_id", "ce_source", "ce_type"};
+        char buf[256];
+        char *event_id =
+            sql_text(su, "SELECT event_id::text FROM outbox.events WHERE id = %lld", id);
+        char *when = sql_text(su,
+                              "SELECT (to_json(created_at AT TIME ZONE 'UTC') #>> '{}') || 'Z'"
+                              " FROM outbox.events WHERE id = %lld",
+                              id);
+        char *value = sql_text(su,
+                               "SELECT encode(coalesce(convert_to(payload::text, 'UTF8'),"
+                               " payload_bytes), 'hex')"
+                               " FROM outbox.events WHERE id = %lld",
+                               id);
+
+        for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+                ck_assert_msg(header_count(m, required[i]) == 1, "row %lld: %s %d times", id,
+                              required[i], header_count(m, required[i]));
+                ck_assert_msg(fx_msg_header(m, required[i])->value_len > 0, "row %lld: empty %s",
+                              id, required[i]);
+        }
+        ck_assert_msg(header_is(m, "ce_specversion", "1.0"), "row %lld: specversion", id);
+        ck_assert_msg(header_is(m, "ce_id", event_id), "row %lld: ce_id %s, event_id %s", id,
+                      header_text(m, "ce_id", buf, sizeof(buf)), event_id);
+        ck_assert_msg(header_is(m, "ce_source", "/outbox-relay/env_ce/outbox"),
+                      "row %lld: ce_source %s", id, header_text(m, "ce_source", buf, sizeof(buf)));
+        ck_assert_msg(header_is(m, "ce_type", type), "row %lld: ce_type %s, wanted %s", id,
+                      header_text(m, "ce_type", buf, sizeof(buf)), type);
+        ck_assert_int_eq(header_count(m, "ce_time"), 1);
+        ck_assert_msg(header_is(m, "ce_time", when), "row %lld: ce_time %s, created_at %s", id,
+                      header_text(m, "ce_time", buf, sizeof(buf)), when);
+        if (subject != NULL)
+                ck_assert_msg(header_is(m, "ce_subject", subject) &&
+                                  header_count(m, "ce_subject") == 1,
+                              "row %lld: ce_subject", id);
+        else
+                ck_assert_ptr_null(fx_msg_header(m, "ce_subject"));
+        if (content_type != NULL)
+                ck_assert_msg(header_is(m, "content-type", content_type) &&
+                                  header_count(m, "content-type") == 1,
+                              "row %lld: content-type %s, wanted %s", id,
+                              header_text(m, "content-type", buf, sizeof(buf)), content_type);
+        else
+                ck_assert_ptr_null(fx_msg_header(m, "content-type"));
+        /* Binary mode: the value is the data, as without the envelope. */
+        if (value == NULL) {
+                ck_assert_ptr_null(m->value);
+        } else {
+                ck_assert_msg(m->value != NULL && m->value_len * 2 == strlen(value),
+                              "row %lld: value changed", id);
+                for (size_t i = 0; i < m->value_len; i++) {
+                        snprintf(buf, sizeof(buf), "%02x", (unsigned char)m->value[i]);
+                        ck_assert_msg(memcmp(buf, value + 2 * i, 2) == 0,
+                                      "row %lld: value changed at byte %zu", id, i);
+                }
+        }
+        ck_assert_msg(header_is(m, "event_id", event_id), "row %lld: event_id header", id);
+        free(event_id);
+        free(when);
+        free(value);
+}
+
+/* --envelope cloudevents against the dev Kafka: a JSON event with a type,
+ * key and microseconds; a routed bytes event without a type or key (its
+ * type is the topic); a tombstone (no content type); a row forging the
+ * relay's attributes and giving its own content type and subject. Read
+ * back with a consumer, each message's attributes are the row's. */
+START_TEST(cloudevents_read_back)
+{
+        char *ci = fx_fresh_outbox(pg, kafka, "env_ce", "e-ce", 1);
+        PGconn *su = fx_db_connect(ci);
+        const char *args[] = {"--envelope", "cloudevents", "--default-topic", "e-ce", NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs = NULL;
+        long long id[4];
+        size_t n;
+
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, event_type, payload, created_at)"
+                   " VALUES ('e-ce', 'order-1', 'order.created', '{\"n\": 1}',"
+                   " '2026-01-02 03:04:05.06789+00')");
+        fx_sql(su, "INSERT INTO outbox.events (topic, payload_bytes, created_at)"
+                   " VALUES (NULL, '\\x00ff0a'::bytea, '1999-12-31 23:59:59+00')");
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, event_type) VALUES ('e-ce', 'order-1',"
+                   " 'order.deleted')");
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, event_type, payload_bytes, headers)"
+                   " VALUES ('e-ce', 'order-2', 'order.avro', '\\x01'::bytea,"
+                   " '{\"ce_id\": \"forged\", \"ce_source\": \"/elsewhere\","
+                   " \"ce_specversion\": \"0.3\", \"ce_type\": \"t\", \"ce_time\": \"x\","
+                   " \"content-type\": \"application/avro\", \"ce_subject\": \"orders/2\"}')");
+        for (int i = 0; i < 4; i++)
+                id[i] =
+                    fx_sql_int(su, "SELECT id FROM outbox.events ORDER BY id OFFSET %d LIMIT 1", i);
+        r = fx_relay_start(ci, BROKERS, args);
+        n = fx_consume(BROKERS, "e-ce", 4, 10000, &msgs);
+        ck_assert_uint_eq(n, 4);
+        check_event(su, &msgs[0], id[0], "order.created", "order-1", "application/json");
+        check_event(su, &msgs[1], id[1], "e-ce", NULL, "application/octet-stream");
+        check_event(su, &msgs[2], id[2], "order.deleted", "order-1", NULL);
+        check_event(su, &msgs[3], id[3], "order.avro", "orders/2", "application/avro");
+        ck_assert_int_eq(
+            fx_wait_sql(su, 0, 10000, "SELECT count(*) FROM outbox.events WHERE status <> 'sent'"),
+            0);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 15000), 0);
+        fx_relay_free(r);
+        fx_msgs_free(msgs, n);
+        PQfinish(su);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         static const struct runner_servers servers = {suite_setup, suite_teardown};
         Suite *s = suite_create("envelope");
-        const TTest *const tests[] = {trace_headers_unchanged_and_logged, NULL};
+        const TTest *const tests[] = {trace_headers_unchanged_and_logged, cloudevents_read_back,
+                                      NULL};
 
         runner_add_each(s, tests, &servers, 120);
         return s;
