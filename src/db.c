@@ -432,13 +432,14 @@ void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)
 
 static void decode_stats(const struct call *c, PGresult *res, const char *error)
 {
-        struct db_stats st = {0, 0, 0};
+        struct db_stats st = {0, 0, 0, 0};
 
         error = one_row(res, error);
         if (error == NULL) {
                 st.pending = atof(PQgetvalue(res, 0, 0));
                 st.oldest_age_s = atof(PQgetvalue(res, 0, 1));
                 st.stale = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+                st.dead_letters = atof(PQgetvalue(res, 0, 3));
         }
         c->cb.stats(c->arg, &st, error);
         PQclear(res);

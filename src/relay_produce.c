@@ -71,6 +71,23 @@ static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
         relay_hold_key(r, row);
 }
 
+/* created_at to ack, on the wall clock (created_at is PostgreSQL's): a
+ * database clock ahead of the relay's counts as 0. A replayed row is
+ * published again on purpose, long after it was written: left out. */
+static void observe_lag(struct relay *r, const struct relay_row *row)
+{
+        struct timespec ts;
+        int64_t now;
+
+        if (row->m.replays > 0)
+                return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        metrics_observe(r->metrics, METRICS_LAG_SECONDS,
+                        now > row->m.created_at_us ? (double)(now - row->m.created_at_us) / 1e6
+                                                   : 0);
+}
+
 void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                        int64_t offset)
 {
@@ -95,6 +112,7 @@ void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int
                 metrics_topic_add(r->metrics, METRICS_PUBLISHED, row->topic, 1);
                 metrics_observe(r->metrics, METRICS_ACK_SECONDS,
                                 (double)(now_us() - row->produced_us) / 1e6);
+                observe_lag(r, row);
         } else if (producer_err_is_permanent(err)) {
                 char reason[300];
 

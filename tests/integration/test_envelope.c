@@ -1,7 +1,9 @@
 /* What a message carries besides its value, end to end: trace context
  * headers (traceparent, tracestate) arriving unchanged and named in the log
  * line of a failed row, and the CloudEvents binary mode (--envelope
- * cloudevents). The real relay, PostgreSQL and the dev Kafka. */
+ * cloudevents); and what the relay reports about messages in /metrics: the
+ * dead-letter table's size and the created_at-to-ack lag. The real relay,
+ * PostgreSQL and the dev Kafka. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -311,12 +313,100 @@ START_TEST(cloudevents_read_back)
 }
 END_TEST
 
+/* ---- What the relay reports about them: dead letters, event lag ---- */
+
+/* The value of series in the relay's /metrics once it equals want, or the
+ * last one seen when the deadline passed (-1: absent). */
+static double wait_metric(int port, const char *series, double want, int timeout_ms)
+{
+        int64_t deadline = fx_now_ms() + timeout_ms;
+        double v = -1;
+        char *body;
+
+        do {
+                if (fx_http_get(port, "/metrics", &body) == 200)
+                        v = fx_metric(body, series);
+                free(body);
+                if (v == want)
+                        break;
+                usleep(20000); /* the poll's interval */
+        } while (fx_now_ms() < deadline);
+        return v;
+}
+
+/* The dead-letter gauge counts the table, not this process's dead
+ * letters: a relay started after two rows were dead-lettered by another
+ * reports 2 at once (its counter says 0). The event lag histogram takes
+ * each published row's created_at: one two minutes old lands between the
+ * 60 s and 300 s buckets (the case's timeout is under 180 s), one dated in
+ * the future (a database clock ahead) counts as 0, a replayed one is left
+ * out. */
+START_TEST(dead_letter_gauge_and_event_lag)
+{
+        char *ci = fx_fresh_outbox(pg, kafka, "env_metrics", "e-metrics", 1);
+        PGconn *su = fx_db_connect(ci);
+        const char *first[] = {"--max-attempts", "1", "--poll-interval-ms", "100", NULL};
+        int port = fx_free_port();
+        char listen[32];
+        const char *second[] = {"--http-listen", listen, NULL};
+        struct fx_relay *r;
+
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, payload) VALUES"
+                   " (NULL, 'a', '{}'), (NULL, 'b', '{}')");
+        r = fx_relay_start(ci, BROKERS, first);
+        ck_assert_int_eq(fx_wait_sql(su, 2, 15000, "SELECT count(*) FROM outbox.dead_letters"), 2);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 15000), 0);
+        fx_relay_free(r);
+
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, payload, created_at) VALUES"
+                   " ('e-metrics', 'old', '{}', now() - interval '120 seconds'),"
+                   " ('e-metrics', 'future', '{}', now() + interval '1 hour')");
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, payload, created_at, replays) VALUES"
+                   " ('e-metrics', 'replayed', '{}', now() - interval '2 hours', 1)");
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        r = fx_relay_start(ci, BROKERS, second);
+        ck_assert_int_eq(fx_wait_sql(su, 0, 15000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
+                         0);
+        ck_assert_int_eq(wait_metric(port, "outbox_relay_dead_letter_rows", 2, 15000), 2);
+        ck_assert_int_eq(
+            wait_metric(port, "outbox_relay_messages_dead_lettered_total{topic=\"(unrouted)\"}", -1,
+                        0),
+            -1);
+        ck_assert_int_eq(wait_metric(port, "outbox_relay_event_lag_seconds_count", 2, 15000), 2);
+        ck_assert_int_eq(
+            wait_metric(port, "outbox_relay_event_lag_seconds_bucket{le=\"0.005\"}", 1, 0), 1);
+        ck_assert_int_eq(
+            wait_metric(port, "outbox_relay_event_lag_seconds_bucket{le=\"60\"}", 1, 0), 1);
+        ck_assert_int_eq(
+            wait_metric(port, "outbox_relay_event_lag_seconds_bucket{le=\"300\"}", 2, 0), 2);
+        ck_assert_int_eq(
+            wait_metric(port, "outbox_relay_event_lag_seconds_bucket{le=\"+Inf\"}", 2, 0), 2);
+        ck_assert_msg(wait_metric(port, "outbox_relay_event_lag_seconds_sum", 0, 0) >= 120,
+                      "the lag's sum holds the two-minute-old row's");
+
+        /* The gauge follows the table: a dead letter requeued leaves it. */
+        fx_sql(su, "DELETE FROM outbox.dead_letters WHERE key = 'a'");
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 15000), 0);
+        fx_relay_free(r);
+        r = fx_relay_start(ci, BROKERS, second);
+        ck_assert_int_eq(wait_metric(port, "outbox_relay_dead_letter_rows", 1, 15000), 1);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 15000), 0);
+        fx_relay_free(r);
+        PQfinish(su);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         static const struct runner_servers servers = {suite_setup, suite_teardown};
         Suite *s = suite_create("envelope");
         const TTest *const tests[] = {trace_headers_unchanged_and_logged, cloudevents_read_back,
-                                      NULL};
+                                      dead_letter_gauge_and_event_lag, NULL};
 
         runner_add_each(s, tests, &servers, 120);
         return s;
