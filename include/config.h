@@ -52,6 +52,7 @@ struct config {
         int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
         char *envelope;             /* "plain" or "cloudevents" (config_cloudevents) */
         char *cloudevents_source;   /* NULL: /outbox-relay/<database>/<schema> */
+        char *dead_letter_topic;    /* also announce dead letters there; NULL: no */
         char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
         char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */
         enum log_level log_level;

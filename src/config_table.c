@@ -162,6 +162,14 @@ const struct setting config_settings[] = {
      "of at most 1024 characters. The default names the database of --database-url (as libpq "
      "defaults it when the URL names none: PGDATABASE, then the user name), percent-encoded, "
      "and --schema, so that each outbox is a source of its own."},
+    {"dead-letter-topic", 0, "OUTBOX_DEAD_LETTER_TOPIC", T_STR, OFF(dead_letter_topic), 0, 0, NULL,
+     0, C_RUN, 0, "TOPIC",
+     "Also announce every dead-lettered row on this Kafka topic, as one JSON record (the "
+     "event with its key and headers, its topic, the reason, the attempts, the first and last "
+     "attempt), keyed by the row's key, like Kafka Connect's errors.deadletterqueue.topic.name. "
+     "The record is an outbox row written in the transaction that moves the row to "
+     "dead_letters, so it is published like any event, also after Kafka was down. Unset: "
+     "none."},
     {"grant-writer", 0, "OUTBOX_GRANT_WRITER", T_STR, OFF(grant_writer), 0, 0, NULL, 0, C_MIGRATE,
      0, "ROLE",
      "After migrating, grant this existing role what a service writing events needs and nothing "

@@ -413,13 +413,14 @@ void db_record_failure(struct db *db, int64_t id, int attempts, const char *erro
 {
         struct call c = {decode_outcome, {.outcome = cb}, arg};
         char i[24], a[16], r[16], m[16];
-        char *params[5] = {i, a, (char *)error, r, m};
+        /* NULL: no --dead-letter-topic (sql/007_dead_letter_topic.sql). */
+        char *params[6] = {i, a, (char *)error, r, m, db->cfg->dead_letter_topic};
 
         snprintf(i, sizeof(i), "%lld", (long long)id);
         snprintf(a, sizeof(a), "%d", attempts);
         snprintf(r, sizeof(r), "%d", retry_ms);
         snprintf(m, sizeof(m), "%d", max_attempts);
-        submit(db, writer(db), "outbox_fail", 5, params, 0, &c);
+        submit(db, writer(db), "outbox_fail", 6, params, 0, &c);
 }
 
 void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)

@@ -126,7 +126,7 @@ static int prepare_outcomes(struct db *db, const char *s, char *errbuf, size_t e
                        prepare(db, errbuf, errsz, "outbox_fail",
                                "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, "
                                "$4::integer,"
-                               " $5::integer)",
+                               " $5::integer, $6::text)",
                                s)
                    ? -1
                    : 0;

@@ -133,6 +133,7 @@ static const struct {
     {"--http-listen", "[::1]", "--http-listen"},
     {"--envelope", "cloudevent", "--envelope"},
     {"--cloudevents-source", "/orders db", "--cloudevents-source"},
+    {"--dead-letter-topic", "outbox-relay-progress", "--dead-letter-topic"},
 };
 
 /* Each bad setting: one line naming it, exit 2, and neither the database

@@ -401,12 +401,124 @@ START_TEST(dead_letter_gauge_and_event_lag)
 }
 END_TEST
 
+/* ---- The dead-letter topic (--dead-letter-topic) ---- */
+
+static const char *json_str(json_t *o, const char *path1, const char *path2)
+{
+        json_t *v = json_object_get(o, path1);
+
+        if (path2 != NULL)
+                v = json_object_get(v, path2);
+        return json_string_value(v);
+}
+
+/* With Kafka down, rows that cannot be routed are dead-lettered all the
+ * same, each with its record for the topic waiting as a pending row; once
+ * Kafka is back the records arrive, one JSON object each, keyed by the
+ * row's key, holding the event (headers and all), the reason and the
+ * attempts. A dead letter of the topic itself is not announced again. */
+START_TEST(dead_letter_topic_records)
+{
+        char *ci = fx_fresh_outbox(pg, kafka, "env_dlq", "e-dlq", 1);
+        PGconn *su = fx_db_connect(ci);
+        /* One attempt: a retry would wait behind the record in flight to
+         * the Kafka that is down (a failure is recorded once every row
+         * produced before it has its report). */
+        const char *args[] = {"--dead-letter-topic",
+                              "e-dlq",
+                              "--max-attempts",
+                              "1",
+                              "--poll-interval-ms",
+                              "100",
+                              NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs = NULL;
+        long long a, b;
+        int seen = 0;
+        size_t n;
+
+        /* The loop guard, on the function itself before any relay runs. */
+        fx_sql(su,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('e-dlq', 'loop', '{}')");
+        ck_assert_int_eq(fx_sql_int(su, "SELECT (outbox.record_failure(id, 0, 'boom', 0, 1,"
+                                        " 'e-dlq') = 'dead')::int FROM outbox.events"
+                                        " WHERE key = 'loop'"),
+                         1);
+        ck_assert_int_eq(fx_sql_int(su, "SELECT count(*) FROM outbox.events"), 0);
+
+        ck_assert_int_eq(fx_kafka_command(kafka, "down -1"), 0);
+        fx_sql(su, "INSERT INTO outbox.events (topic, key, event_type, payload, headers) VALUES"
+                   " (NULL, 'k1', 'no.route', '{\"n\": 1}', '{\"traceparent\": \"" TP1 "\"}')");
+        fx_sql(su,
+               "INSERT INTO outbox.events (topic, payload_bytes) VALUES (NULL, '\\x00ff'::bytea)");
+        a = fx_sql_int(su, "SELECT id FROM outbox.events WHERE key = 'k1'");
+        b = fx_sql_int(su, "SELECT id FROM outbox.events WHERE key IS NULL");
+        r = fx_relay_start(ci, BROKERS, args);
+        if (fx_wait_sql(su, 3, 20000, "SELECT count(*) FROM outbox.dead_letters") != 3) {
+                char *log = fx_relay_log(r);
+
+                ck_abort_msg("not dead-lettered with Kafka down; the relay's log:\n%s", log);
+        }
+        ck_assert_int_eq(fx_sql_int(su, "SELECT count(*) FROM outbox.events"
+                                        " WHERE topic = 'e-dlq' AND status = 'pending'"
+                                        " AND event_type = 'outbox.dead_letter'"),
+                         2);
+        ck_assert_int_eq(fx_kafka_command(kafka, "up -1"), 0);
+        ck_assert_int_eq(
+            fx_wait_sql(su, 0, 20000, "SELECT count(*) FROM outbox.events WHERE status <> 'sent'"),
+            0);
+        n = fx_consume(BROKERS, "e-dlq", 2, 10000, &msgs);
+        ck_assert_uint_eq(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                json_t *j = json_loadb(msgs[i].value, msgs[i].value_len, 0, NULL);
+                long long id;
+
+                ck_assert_msg(json_is_object(j), "record %zu is not a JSON object", i);
+                id = json_integer_value(json_object_get(json_object_get(j, "event"), "id"));
+                /* The two died independently: their records in either order. */
+                ck_assert_msg(id == a || id == b, "record %zu is of row %lld", i, id);
+                seen |= id == a ? 1 : 2;
+                ck_assert_ptr_nonnull(json_str(j, "event", "event_id"));
+                ck_assert_ptr_null(json_str(j, "event", "topic"));
+                ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 1);
+                ck_assert_ptr_nonnull(strstr(json_str(j, "reason", NULL), "no --default-topic"));
+                ck_assert_ptr_nonnull(json_str(j, "first_attempt_at", NULL));
+                ck_assert_ptr_nonnull(json_str(j, "last_attempt_at", NULL));
+                ck_assert_ptr_nonnull(json_str(j, "event", "created_at"));
+                if (id == a) {
+                        ck_assert(msgs[i].key != NULL && msgs[i].key_len == 2 &&
+                                  memcmp(msgs[i].key, "k1", 2) == 0);
+                        ck_assert_str_eq(json_str(j, "event", "key"), "k1");
+                        ck_assert_str_eq(json_str(j, "event", "event_type"), "no.route");
+                        ck_assert_int_eq(
+                            json_integer_value(json_object_get(
+                                json_object_get(json_object_get(j, "event"), "payload"), "n")),
+                            1);
+                        ck_assert_str_eq(
+                            json_str(json_object_get(j, "event"), "headers", "traceparent"), TP1);
+                } else {
+                        ck_assert_ptr_null(msgs[i].key);
+                        ck_assert_str_eq(json_str(j, "event", "payload_bytes_base64"), "AP8=");
+                }
+                json_decref(j);
+        }
+        ck_assert_int_eq(seen, 3);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 15000), 0);
+        fx_relay_free(r);
+        fx_msgs_free(msgs, n);
+        PQfinish(su);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         static const struct runner_servers servers = {suite_setup, suite_teardown};
         Suite *s = suite_create("envelope");
         const TTest *const tests[] = {trace_headers_unchanged_and_logged, cloudevents_read_back,
-                                      dead_letter_gauge_and_event_lag, NULL};
+                                      dead_letter_gauge_and_event_lag, dead_letter_topic_records,
+                                      NULL};
 
         runner_add_each(s, tests, &servers, 120);
         return s;

@@ -911,6 +911,8 @@ static const char *const documented[] = {
     "OUTBOX_ENVELOPE",
     "--cloudevents-source",
     "OUTBOX_CLOUDEVENTS_SOURCE",
+    "--dead-letter-topic",
+    "OUTBOX_DEAD_LETTER_TOPIC",
     "--allowed-topics",
     "OUTBOX_ALLOWED_TOPICS",
     "--grant-writer",
