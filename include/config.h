@@ -50,6 +50,9 @@ struct config {
         int progress_no_create;     /* never create a missing progress topic */
         int progress_replication;   /* its replication factor if created; -1: brokers' */
         int transaction_timeout_ms; /* Kafka transaction.timeout.ms */
+        char *envelope;             /* "plain" or "cloudevents" (config_cloudevents) */
+        char *cloudevents_source;   /* NULL: /outbox-relay/<database>/<schema> */
+        char *dead_letter_topic;    /* also announce dead letters there; NULL: no */
         char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
         char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */
         enum log_level log_level;
@@ -102,6 +105,13 @@ int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
  * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
 int config_validate(const struct config *cfg, int need, char *errbuf,
                     size_t errsz) OUTBOX_MUST_CHECK;
+
+/* Whether --envelope is cloudevents. */
+int config_cloudevents(const struct config *cfg);
+/* The ce_source of --envelope cloudevents: --cloudevents-source, or
+ * /outbox-relay/<database>/<schema> (the database percent-encoded). Writes
+ * it to buf, cut at bufsz. */
+const char *config_cloudevents_source(const struct config *cfg, char *buf, size_t bufsz);
 
 /* Parses an --http-listen value, IPV4:PORT or [IPV6]:PORT, into addr (a
  * sockaddr_in or sockaddr_in6) and *len. Returns 0, or -1 with errbuf

@@ -53,6 +53,7 @@ struct db_stats {
         double pending;      /* how many */
         double oldest_age_s; /* age of the oldest */
         int stale;           /* the outbox table's statistics are stale for planning */
+        double dead_letters; /* rows in the dead-letter table */
 };
 typedef void (*db_stats_cb)(void *arg, const struct db_stats *st, const char *error);
 

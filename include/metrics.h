@@ -52,12 +52,14 @@ enum metrics_gauge {
         METRICS_LEADER,
         METRICS_KAFKA_QUEUE,
         METRICS_IN_FLIGHT,
+        METRICS_DEAD_LETTER_ROWS, /* rows in <schema>.dead_letters, on the stats cadence */
         METRICS_GAUGES
 };
 
 enum metrics_histogram {
         METRICS_BATCH_ROWS,  /* rows per fetched batch */
         METRICS_ACK_SECONDS, /* produce to delivery report */
+        METRICS_LAG_SECONDS, /* the row's created_at to its delivery report */
         METRICS_HISTOGRAMS
 };
 

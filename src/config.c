@@ -569,6 +569,7 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         struct sockaddr_storage listen_addr;
         socklen_t listen_len;
         struct route *rt;
+        char msg[256];
         int rc;
 
         if (check_strings(cfg, need, errbuf, errsz) != 0 || check_ints(cfg, errbuf, errsz) != 0)
@@ -598,6 +599,7 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                 return -1;
         if (check_topic(cfg->progress_topic, "--progress-topic", errbuf, errsz) != 0 ||
             check_topic(cfg->default_topic, "--default-topic", errbuf, errsz) != 0 ||
+            check_topic(cfg->dead_letter_topic, "--dead-letter-topic", errbuf, errsz) != 0 ||
             check_topic(cfg->replay_topic, "--topic", errbuf, errsz) != 0)
                 return -1;
         if (cfg->database_url != NULL &&
@@ -606,13 +608,20 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
         if (cfg->http_listen != NULL &&
             config_listen_addr(cfg->http_listen, &listen_addr, &listen_len, errbuf, errsz) != 0)
                 return -1;
-        if (kafka_conf_validate(cfg, errbuf, errsz) != 0)
+        if (kafka_conf_validate(cfg, errbuf, errsz) != 0 ||
+            config_check_envelope(cfg, errbuf, errsz) != 0)
                 return -1;
         /* Duplicate patterns are only visible once all rules are compiled. */
         rt = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
         if (rt == NULL)
                 return -1;
         rc = route_guard(rt, cfg->allowed_topics, cfg->progress_topic, errbuf, errsz);
+        /* Its records would be refused as they come, each a dead letter. */
+        if (rc == 0 && cfg->dead_letter_topic != NULL &&
+            route_refused(rt, cfg->dead_letter_topic, msg, sizeof(msg)) != 0) {
+                snprintf(errbuf, errsz, "invalid --dead-letter-topic: %s", msg);
+                rc = -1;
+        }
         route_free(rt);
         return rc;
 }

@@ -147,6 +147,29 @@ const struct setting config_settings[] = {
      "With --exactly-once, Kafka's transaction.timeout.ms: an open transaction is aborted after "
      "this long, and a commit or abort Kafka has not ended this long after it began is left to "
      "a new producer (the relay's loop never waits for it)."},
+    {"envelope", 0, "OUTBOX_ENVELOPE", T_STR, OFF(envelope), 0, 0, "plain", 0, C_RUN, 0,
+     "plain|cloudevents",
+     "plain: each message carries the row's headers and the relay's event_id, event_type and "
+     "outbox_id. cloudevents: besides these, the CloudEvents 1.0 attributes in binary content "
+     "mode (Kafka binding): ce_specversion, ce_id (event_id), ce_source, ce_type (event_type, "
+     "else the topic), ce_time (created_at, RFC 3339 UTC), ce_subject (the key, when set) and "
+     "content-type (application/json for payload, application/octet-stream for payload_bytes, "
+     "none for a tombstone). A row's own content-type or ce_subject header wins; a row header "
+     "named like another of these is dropped. The message value is unchanged."},
+    {"cloudevents-source", 0, "OUTBOX_CLOUDEVENTS_SOURCE", T_STR, OFF(cloudevents_source), 0, 0,
+     "/outbox-relay/<database>/<schema>", F_DYNAMIC_DEFAULT, C_RUN, 0, "URI-REFERENCE",
+     "With --envelope cloudevents, the ce_source of every message: a URI-reference (RFC 3986) "
+     "of at most 1024 characters. The default names the database of --database-url (as libpq "
+     "defaults it when the URL names none: PGDATABASE, then the user name), percent-encoded, "
+     "and --schema, so that each outbox is a source of its own."},
+    {"dead-letter-topic", 0, "OUTBOX_DEAD_LETTER_TOPIC", T_STR, OFF(dead_letter_topic), 0, 0, NULL,
+     0, C_RUN, 0, "TOPIC",
+     "Also announce every dead-lettered row on this Kafka topic, as one JSON record (the "
+     "event with its key and headers, its topic, the reason, the attempts, the first and last "
+     "attempt), keyed by the row's key, like Kafka Connect's errors.deadletterqueue.topic.name. "
+     "The record is an outbox row written in the transaction that moves the row to "
+     "dead_letters, so it is published like any event, also after Kafka was down. Unset: "
+     "none."},
     {"grant-writer", 0, "OUTBOX_GRANT_WRITER", T_STR, OFF(grant_writer), 0, 0, NULL, 0, C_MIGRATE,
      0, "ROLE",
      "After migrating, grant this existing role what a service writing events needs and nothing "

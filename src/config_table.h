@@ -62,6 +62,10 @@ extern const struct setting config_settings[];
 
 extern const size_t config_n_settings;
 
+/* --envelope and --cloudevents-source (config_envelope.c). Returns 0, or
+ * -1 with one line in errbuf naming the setting. */
+int config_check_envelope(const struct config *cfg, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+
 /* Reads a setting's value from path (config_file.c): the whole file less one
  * trailing "\n" or "\r\n"; empty, larger than CONFIG_FILE_MAX or holding a
  * NUL byte is an error. *out is malloc'ed. Errors name src and the path,

@@ -312,11 +312,15 @@ void db_rows_decode(const struct db_rows *rows, int i, struct message_row *m)
         } else if (!PQgetisnull(res, i, 6)) {
                 m->value = PQgetvalue(res, i, 6);
                 m->value_len = (size_t)PQgetlength(res, i, 6);
+                m->value_is_bytes = 1;
         }
         m->headers = PQgetvalue(res, i, 7); /* jsonb, as its text */
         m->headers_len = (size_t)PQgetlength(res, i, 7);
         us = be64(PQgetvalue(res, i, 8));
         m->created_at_ms = (us >= 0 ? us / 1000 : -((999 - us) / 1000)) + pg_epoch_ms;
+        /* Saturated: infinity is INT64_MAX, which the epoch would overflow. */
+        m->created_at_us =
+            us > INT64_MAX - pg_epoch_ms * 1000 ? INT64_MAX : us + pg_epoch_ms * 1000;
         m->attempts = be32(PQgetvalue(res, i, 9));
         m->replays = be32(PQgetvalue(res, i, 10));
         m->generation = be64(PQgetvalue(res, i, 11));
@@ -430,13 +434,14 @@ void db_record_failure(struct db *db, int64_t id, int attempts, const char *erro
 {
         struct call c = {decode_outcome, {.outcome = cb}, arg};
         char i[24], a[16], r[16], m[16];
-        char *params[5] = {i, a, (char *)error, r, m};
+        /* NULL: no --dead-letter-topic (sql/007_dead_letter_topic.sql). */
+        char *params[6] = {i, a, (char *)error, r, m, db->cfg->dead_letter_topic};
 
         snprintf(i, sizeof(i), "%lld", (long long)id);
         snprintf(a, sizeof(a), "%d", attempts);
         snprintf(r, sizeof(r), "%d", retry_ms);
         snprintf(m, sizeof(m), "%d", max_attempts);
-        submit(db, writer(db), "outbox_fail", 5, params, 0, &c);
+        submit(db, writer(db), "outbox_fail", 6, params, 0, &c);
 }
 
 void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)
@@ -449,13 +454,14 @@ void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)
 
 static void decode_stats(const struct call *c, PGresult *res, const char *error)
 {
-        struct db_stats st = {0, 0, 0};
+        struct db_stats st = {0, 0, 0, 0};
 
         error = one_row(res, error);
         if (error == NULL) {
                 st.pending = atof(PQgetvalue(res, 0, 0));
                 st.oldest_age_s = atof(PQgetvalue(res, 0, 1));
                 st.stale = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+                st.dead_letters = atof(PQgetvalue(res, 0, 3));
         }
         c->cb.stats(c->arg, &st, error);
         PQclear(res);

@@ -127,7 +127,7 @@ static int prepare_outcomes(struct db *db, const char *s, char *errbuf, size_t e
                        prepare(db, errbuf, errsz, "outbox_fail",
                                "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, "
                                "$4::integer,"
-                               " $5::integer)",
+                               " $5::integer, $6::text)",
                                s)
                    ? -1
                    : 0;
@@ -158,9 +158,10 @@ static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
                                " (SELECT c.relpages < 128 OR pg_relation_size(c.oid)"
                                "  > 4 * c.relpages::bigint * current_setting('block_size')::bigint"
                                "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                               "  WHERE n.nspname = $1 AND c.relname = 'events')"
+                               "  WHERE n.nspname = $1 AND c.relname = 'events'),"
+                               " (SELECT count(*) FROM %s.dead_letters)"
                                " FROM %s.events WHERE status = 'pending'",
-                               s) ||
+                               s, s) ||
                        prepare(db, errbuf, errsz, "outbox_plans",
                                "SELECT set_config('plan_cache_mode', $1, false)") ||
                        prepare(

@@ -23,6 +23,10 @@ struct broker_rtt {
 static const double batch_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                     0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
+/* created_at to ack: what a consumer waits for an event, from the
+ * writer's transaction to Kafka; up to an hour, for retries and outages. */
+static const double lag_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                    2.5,   5,    10,    30,   60,  300,  900, 3600};
 #define MAX_BOUNDS 16
 
 struct histogram {
@@ -89,6 +93,9 @@ static const struct {
     {"leader", "1 when this relay holds the leader lock and publishes; 0 on a standby."},
     {"kafka_queue_messages", "Messages in librdkafka's queues, waiting or in flight."},
     {"in_flight_batches", "Batches fetched and not yet marked."},
+    {"dead_letter_rows",
+     "Rows in the dead-letter table now (requeued or deleted ones leave it), counted every "
+     "10 s."},
 };
 
 static const struct {
@@ -96,6 +103,9 @@ static const struct {
 } hist_info[METRICS_HISTOGRAMS] = {
     {"batch_rows", "Rows per batch fetched from the outbox."},
     {"publish_ack_seconds", "Time from handing a message to the producer to Kafka's ack."},
+    {"event_lag_seconds",
+     "Time from a row's created_at (its transaction's start) to Kafka's ack, by the relay's "
+     "clock; replayed rows are left out."},
 };
 
 struct metrics *metrics_new(void)
@@ -108,6 +118,8 @@ struct metrics *metrics_new(void)
         m->hists[METRICS_BATCH_ROWS].n_bounds = sizeof(batch_bounds) / sizeof(batch_bounds[0]);
         m->hists[METRICS_ACK_SECONDS].bounds = ack_bounds;
         m->hists[METRICS_ACK_SECONDS].n_bounds = sizeof(ack_bounds) / sizeof(ack_bounds[0]);
+        m->hists[METRICS_LAG_SECONDS].bounds = lag_bounds;
+        m->hists[METRICS_LAG_SECONDS].n_bounds = sizeof(lag_bounds) / sizeof(lag_bounds[0]);
         return m;
 }
 

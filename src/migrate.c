@@ -432,6 +432,8 @@ static const char *const relay_grants[] = {
     " %1$s.record_failure(bigint, integer, text, integer, integer),"
     " %1$s.replay(bigint, bigint, timestamptz, timestamptz, text, text, boolean),"
     " %1$s.requeue_dead(bigint, text, boolean) TO %2$s",
+    "GRANT EXECUTE ON FUNCTION %1$s.record_failure(bigint, integer, text, integer, integer, text)"
+    " TO %2$s",
     NULL,
 };
 

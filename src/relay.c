@@ -81,6 +81,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         if (r->route == NULL ||
             route_guard(r->route, cfg->allowed_topics, cfg->progress_topic, errbuf, errsz) != 0)
                 goto fail;
+        if (relay_envelope_init(r, errbuf, errsz) != 0)
+                goto fail;
         r->held = json_object();
         r->floor = relay_floor_new(lg);
         r->marks = relay_marks_new(cfg->exactly_once ? 0 : cfg->mark_delay_ms, cfg->batch_size,
@@ -141,6 +143,7 @@ void relay_free(struct relay *r)
         http_free(r->http);
         metrics_free(r->metrics);
         route_free(r->route);
+        message_envelope_free(r->envelope);
         json_decref(r->held);
         relay_floor_free(r->floor);
         relay_marks_free(r->marks);

@@ -326,6 +326,7 @@ static void on_stats(void *arg, const struct db_stats *st, const char *error)
 
                 metrics_set(r->metrics, METRICS_PENDING_ROWS, st->pending);
                 metrics_set(r->metrics, METRICS_OLDEST_PENDING_AGE, st->oldest_age_s);
+                metrics_set(r->metrics, METRICS_DEAD_LETTER_ROWS, st->dead_letters);
                 if (db_plan_for_statistics(r->db, stale))
                         log_info(r->lg,
                                  stale ? "planning every statement until the outbox table is "

@@ -27,11 +27,29 @@
 
 static void record_failure(struct relay *r, struct relay_row *row, enum row_fail queued);
 
+/* A W3C traceparent is 55 characters; a longer value is cut, whole
+ * characters, so a row cannot make the line long. */
+#define TRACEPARENT_LOG_MAX 128
+
+/* The row's traceparent header, made fit for the log (NULL: none), so that
+ * a failed row's line can be found from the trace it belongs to. */
+static char *row_traceparent(const struct relay_row *row)
+{
+        char *tp = message_row_header(&row->m, "traceparent"), *clean;
+
+        if (tp == NULL)
+                return NULL;
+        clean = log_clean_text(tp, TRACEPARENT_LOG_MAX, 0);
+        free(tp);
+        return clean;
+}
+
 /* record_failure counted the row's attempt: retried later (its key held
  * back by the fetch meanwhile), or dead-lettered. */
 static void recorded(struct relay *r, struct relay_row *row, enum db_outcome outcome)
 {
         int dead = outcome == DB_OUTCOME_DEAD;
+        char *tp = row_traceparent(row);
 
         relay_stmt_ok(r, RELAY_STMT_RECORD);
         batch_row_fail_set(row, FAIL_RECORDED);
@@ -44,13 +62,15 @@ static void recorded(struct relay *r, struct relay_row *row, enum db_outcome out
                 r->duty->failing_gen++;
                 if (r->retry_at == 0 || at < r->retry_at)
                         r->retry_at = at;
-                log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s}", "id",
+                log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s,s:s*}", "id",
                          (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                         row->error);
+                         row->error, "traceparent", tp);
         } else {
-                log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s}", "id", (json_int_t)row->m.id,
-                          "attempts", row->m.attempts + 1, "reason", row->error);
+                log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s,s:s*}", "id",
+                          (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                          row->error, "traceparent", tp);
         }
+        free(tp);
 }
 
 static void on_failure_recorded(void *arg, enum db_outcome outcome, const char *error)
@@ -130,7 +150,7 @@ static void dead_overtaken(struct relay *r, struct relay_row *row)
 {
         static const char why[] = "; not retried: a later row of its key was published";
         size_t len = row->error != NULL ? strlen(row->error) : 0;
-        char *e = malloc(len + sizeof(why));
+        char *e = malloc(len + sizeof(why)), *tp;
 
         if (e != NULL) {
                 memcpy(e, row->error != NULL ? row->error : "", len);
@@ -141,9 +161,11 @@ static void dead_overtaken(struct relay *r, struct relay_row *row)
                 free(e);
         }
         row->dead_now = 1;
+        tp = row_traceparent(row);
         log_warn(r->lg,
                  "a later row of a failed row's key was published: dead-lettering the failed row",
-                 "{s:I}", "id", (json_int_t)row->m.id);
+                 "{s:I,s:s*}", "id", (json_int_t)row->m.id, "traceparent", tp);
+        free(tp);
 }
 
 void relay_submit_failures(struct relay *r, struct batch *b)

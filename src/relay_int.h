@@ -85,6 +85,7 @@ struct relay {
         const struct config *cfg;
         struct log *lg;
         struct route *route;
+        struct message_envelope *envelope; /* --envelope */
         struct producer *producer;
         struct db *db;
         struct metrics *metrics;
@@ -148,6 +149,8 @@ void relay_release_keys(struct relay *r);
 /* The producer's delivery report callback (producer_new's on_delivery). */
 void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                        int64_t offset);
+/* Makes r->envelope from --envelope and --cloudevents-source. */
+int relay_envelope_init(struct relay *r, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 /* Hands b's rows to the producer in id order, after those of the batches
  * before it; a full queue pauses it until relay_resume_producing. */
 void relay_produce_batch(struct relay *r, struct batch *b);

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
@@ -81,6 +82,23 @@ static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
         relay_hold_key(r, row);
 }
 
+/* created_at to ack, on the wall clock (created_at is PostgreSQL's): a
+ * database clock ahead of the relay's counts as 0. A replayed row is
+ * published again on purpose, long after it was written: left out. */
+static void observe_lag(struct relay *r, const struct relay_row *row)
+{
+        struct timespec ts;
+        int64_t now;
+
+        if (row->m.replays > 0)
+                return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        metrics_observe(r->metrics, METRICS_LAG_SECONDS,
+                        now > row->m.created_at_us ? (double)(now - row->m.created_at_us) / 1e6
+                                                   : 0);
+}
+
 void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int32_t partition,
                        int64_t offset)
 {
@@ -105,6 +123,7 @@ void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int
                 metrics_topic_add(r->metrics, METRICS_PUBLISHED, row->topic, 1);
                 metrics_observe(r->metrics, METRICS_ACK_SECONDS,
                                 (double)(now_us() - row->produced_us) / 1e6);
+                observe_lag(r, row);
         } else if (producer_err_is_permanent(err)) {
                 char reason[300];
 
@@ -186,7 +205,7 @@ static int produce_row(struct relay *r, struct batch *b, struct relay_row *row)
                 fail_row(r, row, "column event_id is NULL (was its NOT NULL constraint dropped?)");
                 return 0;
         }
-        if (message_headers(&row->m, &hdrs, err, sizeof(err)) != 0) {
+        if (message_headers_env(&row->m, r->envelope, topic, &hdrs, err, sizeof(err)) != 0) {
                 fail_row(r, row, err);
                 return 0;
         }
@@ -289,4 +308,22 @@ void relay_produce_batch(struct relay *r, struct batch *b)
         b->next_row = 0;
         if (!r->queue_full)
                 relay_resume_producing(r);
+}
+
+int relay_envelope_init(struct relay *r, char *errbuf, size_t errsz)
+{
+        char source[1100];
+        int ce = config_cloudevents(r->cfg);
+
+        if (ce)
+                config_cloudevents_source(r->cfg, source, sizeof(source));
+        r->envelope = message_envelope_new(ce, ce ? source : NULL);
+        if (r->envelope == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        if (ce)
+                log_info(r->lg, "publishing CloudEvents (binary content mode)", "{s:s}", "source",
+                         source);
+        return 0;
 }

@@ -131,6 +131,9 @@ static const struct {
     {"--batch", "5", "--batch"}, /* a prefix of --batch-size: not taken */
     {"--http-listen", "::1:9400", "--http-listen"},
     {"--http-listen", "[::1]", "--http-listen"},
+    {"--envelope", "cloudevent", "--envelope"},
+    {"--cloudevents-source", "/orders db", "--cloudevents-source"},
+    {"--dead-letter-topic", "outbox-relay-progress", "--dead-letter-topic"},
 };
 
 /* Each bad setting: one line naming it, exit 2, and neither the database

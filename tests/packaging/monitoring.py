@@ -260,7 +260,8 @@ def check_dashboard(c, r, chart, series, documented, label=("grafana_dashboard",
     for need in ("outbox_relay_pending_rows", "outbox_relay_oldest_pending_age_seconds",
                  "outbox_relay_messages_published_total", "outbox_relay_messages_failed_total",
                  "outbox_relay_messages_dead_lettered_total", "outbox_relay_leader",
-                 "outbox_relay_publish_ack_seconds_bucket"):
+                 "outbox_relay_publish_ack_seconds_bucket",
+                 "outbox_relay_dead_letter_rows", "outbox_relay_event_lag_seconds_bucket"):
         c.check(need in used, f"the dashboard shows {need}")
     c.check(any("histogram_quantile" in x[1] for x in exprs), "latency quantiles from histogram buckets")
 

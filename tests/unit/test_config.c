@@ -908,6 +908,12 @@ START_TEST(test_no_rdkafka_property_ends_in_file)
 END_TEST
 
 static const char *const documented[] = {
+    "--envelope",
+    "OUTBOX_ENVELOPE",
+    "--cloudevents-source",
+    "OUTBOX_CLOUDEVENTS_SOURCE",
+    "--dead-letter-topic",
+    "OUTBOX_DEAD_LETTER_TOPIC",
     "--allowed-topics",
     "OUTBOX_ALLOWED_TOPICS",
     "--grant-writer",
@@ -1051,6 +1057,67 @@ START_TEST(test_exactly_once)
 }
 END_TEST
 
+/* --envelope: plain unless told; the CloudEvents source defaults to the
+ * database libpq would connect to (percent-encoded) and the schema; bad
+ * values are one line naming the setting. */
+START_TEST(test_envelope)
+{
+        struct config *cfg;
+        char src[1100];
+
+        unsetenv("PGDATABASE");
+        cfg = parse_ok(ARGS(DB, "--schema", "orders"));
+        ck_assert_str_eq(cfg->envelope, "plain");
+        ck_assert_int_eq(config_cloudevents(cfg), 0);
+        ck_assert_str_eq(config_cloudevents_source(cfg, src, sizeof(src)),
+                         "/outbox-relay/app/orders");
+        config_free(cfg);
+        setenv("OUTBOX_ENVELOPE", "cloudevents", 1);
+        cfg =
+            parse_ok(ARGS("--database-url", "postgres://u:pw@h:5432/my%20db%2Fx?sslmode=disable"));
+        ck_assert_int_eq(config_cloudevents(cfg), 1);
+        ck_assert_str_eq(config_cloudevents_source(cfg, src, sizeof(src)),
+                         "/outbox-relay/my%20db%2Fx/outbox");
+        config_free(cfg);
+        unsetenv("OUTBOX_ENVELOPE");
+        /* No dbname: libpq takes PGDATABASE, else the user name. */
+        cfg = parse_ok(ARGS("--database-url", "host=h user=alice"));
+        ck_assert_str_eq(config_cloudevents_source(cfg, src, sizeof(src)),
+                         "/outbox-relay/alice/outbox");
+        setenv("PGDATABASE", "envdb", 1);
+        ck_assert_str_eq(config_cloudevents_source(cfg, src, sizeof(src)),
+                         "/outbox-relay/envdb/outbox");
+        unsetenv("PGDATABASE");
+        config_free(cfg);
+        cfg = parse_ok(ARGS(DB, "--cloudevents-source", "https://example.com/orders?x=%C3%A9"));
+        ck_assert_str_eq(config_cloudevents_source(cfg, src, sizeof(src)),
+                         "https://example.com/orders?x=%C3%A9");
+        config_free(cfg);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--envelope", "cloudevents",
+                                            "--cloudevents-source", "urn:event:from:orders")),
+                         0);
+
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--envelope", "CloudEvents")), -1);
+        ck_assert_str_eq(errbuf, "invalid --envelope (OUTBOX_ENVELOPE) \"CloudEvents\": expected "
+                                 "plain or cloudevents");
+        parse_fails(ARGS("--envelope", ""));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--envelope"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--cloudevents-source", "/a b")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "--cloudevents-source"));
+        ck_assert_ptr_nonnull(strstr(errbuf, "byte 3 is 0x20"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--cloudevents-source", "/a%2")), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "byte 3 is a '%'"));
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--cloudevents-source", "/caf\xc3\xa9")),
+                         -1);
+        parse_fails(ARGS("--cloudevents-source", ""));
+        ck_assert_ptr_nonnull(strstr(errbuf, "--cloudevents-source"));
+        setenv("OUTBOX_CLOUDEVENTS_SOURCE", "a\tb", 1);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA)), -1);
+        ck_assert_ptr_nonnull(strstr(errbuf, "OUTBOX_CLOUDEVENTS_SOURCE"));
+        unsetenv("OUTBOX_CLOUDEVENTS_SOURCE");
+}
+END_TEST
+
 static void print_help_all(FILE *f)
 {
         config_print_help(f, CONFIG_CMD_ALL);
@@ -1175,6 +1242,7 @@ Suite *test_suite(void)
         tcase_add_test(tc, test_wants_help);
         tcase_add_test(tc, test_exactly_once);
         tcase_add_test(tc, test_progress_topic_creation);
+        tcase_add_test(tc, test_envelope);
         tcase_add_test(tc, test_help);
         tcase_add_test(tc, test_markdown);
         tcase_add_test(tc, test_grant_roles);

@@ -206,7 +206,20 @@ START_TEST(test_histogram_buckets)
                 metrics_observe(m, METRICS_BATCH_ROWS, rows[i]);
         metrics_observe(m, METRICS_ACK_SECONDS, 0.0005);
         metrics_observe(m, METRICS_ACK_SECONDS, 0.0006);
+        /* Event lag: up to an hour in buckets, beyond it +Inf only. */
+        metrics_observe(m, METRICS_LAG_SECONDS, 0);
+        metrics_observe(m, METRICS_LAG_SECONDS, 120);
+        metrics_observe(m, METRICS_LAG_SECONDS, 7200);
+        metrics_set(m, METRICS_DEAD_LETTER_ROWS, 3);
         text = render(m);
+        ck_assert(sample(text, "outbox_relay_event_lag_seconds_bucket{le=\"0.005\"}") == 1);
+        ck_assert(sample(text, "outbox_relay_event_lag_seconds_bucket{le=\"60\"}") == 1);
+        ck_assert(sample(text, "outbox_relay_event_lag_seconds_bucket{le=\"300\"}") == 2);
+        ck_assert(sample(text, "outbox_relay_event_lag_seconds_bucket{le=\"3600\"}") == 2);
+        ck_assert(sample(text, "outbox_relay_event_lag_seconds_bucket{le=\"+Inf\"}") == 3);
+        ck_assert(sample(text, "outbox_relay_event_lag_seconds_sum") == 7320);
+        ck_assert(sample(text, "outbox_relay_dead_letter_rows") == 3);
+        ck_assert_ptr_nonnull(strstr(text, "# TYPE outbox_relay_dead_letter_rows gauge\n"));
         ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"1\"}") == 2);
         ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"10\"}") == 4);
         ck_assert(sample(text, "outbox_relay_batch_rows_bucket{le=\"50\"}") == 5);
