@@ -1,7 +1,9 @@
 /* outbox-bench pg-ceiling: the bare PostgreSQL ceiling of a drain. One
  * connection claims a batch of pending rows (SELECT ... ORDER BY id LIMIT n
  * FOR UPDATE SKIP LOCKED, the columns the relay reads, binary results) and
- * marks them (UPDATE ... WHERE id = ANY(...)) in one transaction, until none is left. */
+ * marks them (UPDATE ... WHERE id = ANY(...)) in one transaction, until none is left.
+ * With --copy-from it first copies another schema's rows into its own: the
+ * reference (bench/sql/reference_schema.sql) drains the same rows as the relay. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,14 +95,38 @@ out:
         return rc;
 }
 
+/* Replaces schema's rows by from's (ids, status and all), then vacuums,
+ * analyzes and checkpoints, as bench/run.sh's load_rows does. */
+static int copy_rows(PGconn *conn, const char *schema, const char *from, char *errbuf, size_t errsz)
+{
+        static const char cols[] = "id, event_id, topic, key, event_type, payload, payload_bytes,"
+                                   " headers, created_at, status, attempts, replays,"
+                                   " next_attempt_at, first_attempt_at, last_attempt_at,"
+                                   " last_error, sent_at, kafka_partition, kafka_offset";
+        char sql[1024];
+
+        snprintf(sql, sizeof(sql),
+                 "BEGIN; TRUNCATE %s.events; INSERT INTO %s.events (%s) OVERRIDING SYSTEM VALUE"
+                 " SELECT %s FROM %s.events; COMMIT",
+                 schema, schema, cols, cols, from);
+        if (bench_pg_exec(conn, sql, errbuf, errsz) != 0)
+                return -1;
+        snprintf(sql, sizeof(sql), "VACUUM (ANALYZE) %s.events", schema);
+        return bench_pg_exec(conn, sql, errbuf, errsz) != 0 ||
+                       bench_pg_exec(conn, "CHECKPOINT", errbuf, errsz) != 0
+                   ? -1
+                   : 0;
+}
+
 int bench_cmd_pg_ceiling(int argc, char **argv)
 {
         static const struct option opts[] = {{"conninfo", required_argument, NULL, 'c'},
                                              {"schema", required_argument, NULL, 's'},
                                              {"batch-size", required_argument, NULL, 'b'},
+                                             {"copy-from", required_argument, NULL, 'f'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-        const char *conninfo = getenv("OUTBOX_DATABASE_URL"), *schema = "outbox";
+        const char *conninfo = getenv("OUTBOX_DATABASE_URL"), *schema = "outbox", *from = NULL;
         struct ceiling c = {0};
         char errbuf[1024], sql[1024], limit[24];
         long batch = 1000;
@@ -117,6 +143,9 @@ int bench_cmd_pg_ceiling(int argc, char **argv)
                 case 's':
                         schema = optarg;
                         break;
+                case 'f':
+                        from = optarg;
+                        break;
                 case 'b':
                         if (bench_parse_long(optarg, 1, 100000, &batch) != 0) {
                                 fprintf(stderr, "pg-ceiling: bad --batch-size\n");
@@ -125,8 +154,10 @@ int bench_cmd_pg_ceiling(int argc, char **argv)
                         break;
                 case 'h':
                         printf("usage: outbox-bench pg-ceiling [--conninfo C] [--schema S] "
-                               "[--batch-size N]\nClaims and marks every pending row, "
-                               "N per transaction, and reports the rate.\n");
+                               "[--batch-size N] [--copy-from SCHEMA]\nClaims and marks every "
+                               "pending row, N per transaction, and reports the rate.\n"
+                               "--copy-from first replaces S's rows by SCHEMA's (e.g. --schema ref "
+                               "--copy-from outbox:\nthe reference loop on the relay's rows).\n");
                         return 0;
                 default:
                         return 2;
@@ -137,6 +168,8 @@ int bench_cmd_pg_ceiling(int argc, char **argv)
                 return 2;
         }
         if (bench_pg_connect(conninfo, &c.conn, errbuf, sizeof(errbuf)) != 0)
+                goto out;
+        if (from != NULL && copy_rows(c.conn, schema, from, errbuf, sizeof(errbuf)) != 0)
                 goto out;
         /* Like the relay's session: its marks must not NOTIFY. */
         if (bench_pg_exec(c.conn, "SET outbox_relay.role = 'relay'", errbuf, sizeof(errbuf)) != 0)

@@ -176,6 +176,8 @@ sql() { "$pgbin/psql" -qAtX -v ON_ERROR_STOP=1 "$DB" "$@"; }
 
 "$RELAY" migrate >"$work/migrate.log" 2>&1 || die "outbox-relay migrate: $(tail -3 "$work/migrate.log")"
 sql -f "$repo/bench/sql/setup.sql" >/dev/null
+# The reference of issue #18: the schema of 7416745 (migrations 001-003), frozen, as schema ref.
+sql -1 -v schema=ref -f "$repo/bench/sql/reference_schema.sql" >/dev/null
 # The relay and the reference loop log in as bench_relay: a superuser like postgres (the same
 # rights, so the same behaviour), only so that pg_stat_statements can tell their statements
 # from the writers' and the monitor's.
@@ -306,11 +308,10 @@ relay_cmd="${BENCH_RELAY_BIN:-\$B/outbox-relay} run${BENCH_RELAY_ARGS:+ $BENCH_R
 # as it was on 7416745's schema, run in the same benchmark run); the drains of 1 and 6 are
 # reported as a ratio to it.
 # ======== REFERENCE: the one place where the reference loop's command is set. ========
-# Today this is pg-ceiling on the live schema (today's loop, not the frozen 7416745 one): when
-# pg-ceiling can run on a frozen copy of that schema (bench/bench_pg.c, bench/sql/), put its
-# option(s) in ref_args here (or BENCH_PG_REFERENCE_ARGS) and its setup, if any, in ref_ceiling.
-read -r -a ref_args <<<"$BENCH_PG_REFERENCE_ARGS"
-ref_note="live schema: the frozen reference of 7416745 is not in the bench yet"
+# pg-ceiling on schema ref (bench/sql/reference_schema.sql: 7416745's schema, frozen), on a
+# copy of the rows just loaded into outbox; BENCH_PG_REFERENCE_ARGS replaces these options.
+read -r -a ref_args <<<"${BENCH_PG_REFERENCE_ARGS:---schema ref --copy-from outbox}"
+ref_note="7416745's schema, frozen (bench/sql/reference_schema.sql)"
 [ -z "$BENCH_PG_REFERENCE_ARGS" ] || ref_note="with \`$BENCH_PG_REFERENCE_ARGS\`"
 ref_ceiling() { # name: the reference loop over the pending rows, as ref.NAME
   local n=ref.$1
@@ -345,7 +346,7 @@ eos_args() { # step: the relay's --exactly-once options for a step (its own id a
 }
 batch=$(printf '%s\n' "${relay_args[@]}" | awk 'p{print; exit} /^--batch-size$/{p=1} /^--batch-size=/{sub(/.*=/,""); print; exit}')
 batch=${batch:-${OUTBOX_BATCH_SIZE:-1000}}
-ref_cmd="outbox-bench pg-ceiling --batch-size $batch${BENCH_PG_REFERENCE_ARGS:+ $BENCH_PG_REFERENCE_ARGS}"
+ref_cmd="outbox-bench pg-ceiling --batch-size $batch ${ref_args[*]}"
 
 # ---- the steps run on every broker; P is the prefix of their results ("" for the dev Kafka,
 # "ak." for Apache Kafka) ----
