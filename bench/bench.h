@@ -49,7 +49,7 @@ int bench_pg_connect(const char *conninfo, PGconn **out, char *errbuf, size_t er
 int bench_pg_exec(PGconn *conn, const char *sql, char *errbuf, size_t errsz);
 
 /* Kafka clients (bench_kafka.c, bench_load.c). A producer with the relay's
- * settings (idempotent, acks=all, linger.ms=0, one request in flight, no
+ * settings (idempotent, acks=all, linger.ms=0, five requests in flight, no
  * compression), -X name=value properties after them, and the delivery
  * report callback dr with opaque; NULL with errbuf filled. */
 typedef void bench_dr_fn(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);

@@ -43,7 +43,8 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, char *
             {"message.timeout.ms", "0"},
             {"enable.gapless.guarantee", "true"},
             {"linger.ms", "0"},
-            {"max.in.flight.requests.per.connection", "1"},
+            {"max.in.flight.requests.per.connection", "5"},
+            {"socket.nagle.disable", "true"},
             {"queue.buffering.max.messages", "1000000"},
             {"compression.type", "none"},
         };

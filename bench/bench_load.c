@@ -31,6 +31,7 @@ struct load_cfg {
         const char *progress_topic; /* arrival by progress record (--exactly-once) */
         const char *isolation;      /* the consumer's isolation.level */
         const char *samples;        /* --samples: where the latencies go, one ms a line */
+        const char *dump;           /* --dump: every row's times, for joining with a trace */
         double rate, seconds, warmup, grace;
         long writers, accounts, keys, fetch_wait_ms;
         int no_consumer; /* writers only: no latency, no fetch load on the dev Kafka */
@@ -401,6 +402,29 @@ static int write_samples(const char *path, const int64_t *lat, size_t n)
         return 0;
 }
 
+/* --dump: one line per row committed, its id and when its COMMIT returned
+ * and it arrived (CLOCK_MONOTONIC ns, 0 when it never did), so the latency
+ * can be split with times the relay notes on the same clock. */
+static int dump(const struct load *L, const char *path)
+{
+        FILE *f = fopen(path, "w");
+        int rc = 0;
+
+        if (f == NULL) {
+                perror(path);
+                return -1;
+        }
+        for (size_t i = 0; i < L->cap; i++)
+                if (L->commit_ns[i] != 0)
+                        fprintf(f, "%lld %lld %lld\n", L->base_id + 1 + (long long)i,
+                                (long long)L->commit_ns[i], (long long)L->arrive_ns[i]);
+        if (fclose(f) != 0) {
+                perror(path);
+                rc = -1;
+        }
+        return rc;
+}
+
 /* Latency and COMMIT-duration percentiles over the rows committed after
  * the warm-up. */
 static int report(struct load *L)
@@ -509,6 +533,7 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                              {"progress-topic", required_argument, NULL, 'p'},
                                              {"isolation", required_argument, NULL, 'i'},
                                              {"samples", required_argument, NULL, 'S'},
+                                             {"dump", required_argument, NULL, 'd'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
         int opt, bad = 0;
@@ -562,6 +587,9 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                 case 'S':
                         cfg->samples = optarg;
                         break;
+                case 'd':
+                        cfg->dump = optarg;
+                        break;
                 case 'h':
                         printf("usage: outbox-bench load --conninfo C --brokers B --topic T"
                                " --rate EV_PER_S --seconds S\n"
@@ -569,7 +597,7 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                " [--keys N] [--fetch-wait-ms MS]\n"
                                "  [--no-consumer | --progress-topic P]"
                                " [--isolation read_committed|read_uncommitted]"
-                               " [--samples FILE]\n"
+                               " [--samples FILE] [--dump FILE]\n"
                                "Needs bench.accounts and bench.payload() (bench/sql/setup.sql).\n"
                                "--progress-topic: the relay runs --exactly-once with progress"
                                " topic P; a row arrives\n"
@@ -579,7 +607,10 @@ static int parse_args(int argc, char **argv, struct load_cfg *cfg)
                                " librdkafka's default;\nthe dev Kafka has no transactions to"
                                " hide and ignores it).\n"
                                "--samples: writes every latency after the warm-up to FILE,"
-                               " in ms, sorted, one a line.\n");
+                               " in ms, sorted, one a line.\n"
+                               "--dump: writes \"id commit_ns arrive_ns\" for every row"
+                               " (CLOCK_MONOTONIC, 0: never\nread), to split the latency with"
+                               " the relay's own times.\n");
                         return 1;
                 default:
                         return -1;
@@ -678,7 +709,7 @@ int bench_cmd_load(int argc, char **argv)
                 errbuf[0] = '\0';
                 goto out;
         }
-        if (report(&L) != 0)
+        if (report(&L) != 0 || (cfg.dump != NULL && dump(&L, cfg.dump) != 0))
                 goto out;
         if (L.consumer_errors > 0)
                 fprintf(stderr, "load: %ld consumer errors\n", L.consumer_errors);

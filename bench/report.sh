@@ -351,8 +351,8 @@ How each figure is measured:
   ORDER BY id LIMIT $batch FOR UPDATE SKIP LOCKED; UPDATE ... SET status = 'sent', sent_at = now(), ...
   WHERE id = ANY(\$1); COMMIT\` in a loop on one connection (prepared, binary results, with the relay's
   session setting so its marks do not NOTIFY), with Kafka idle. \`kafka-ceiling\` produces the same
-  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=0, one
-  request in flight, no compression), the same key format, value size and headers, with PostgreSQL idle. Neither has
+  number of messages with the relay's producer settings (idempotent, acks=all, linger.ms=0, five
+  requests in flight, Nagle off, no compression), the same key format, value size and headers, with PostgreSQL idle. Neither has
   the other's work competing for the CPUs, which the relay has.
 - **Latency** (3): writer threads (one connection each) run \`BEGIN; UPDATE bench.accounts ...;
   INSERT INTO outbox.events ... RETURNING id; COMMIT\` on an open-loop schedule spread over the
@@ -535,7 +535,7 @@ EOF
 Reading the two columns (bench/README.md has more):
 
 - **Same measurement, different broker.** The writers, the relay (its defaults: idempotent,
-  acks=all, linger.ms=0, one request in flight), the consumer (fetch.wait.max.ms=1,
+  acks=all, linger.ms=0, five requests in flight; one with --exactly-once), the consumer (fetch.wait.max.ms=1,
   fetch.min.bytes=1) and the clock are the same. The dev Kafka answers a waiting fetch only when
   fetch.wait.max.ms runs out, Apache Kafka as soon as data arrives; Apache Kafka writes each
   partition's log to the page cache and serves it through its request threads, in a JVM.
@@ -547,7 +547,7 @@ Reading the two columns (bench/README.md has more):
 - **$BENCH_APACHE_NODES Apache Kafka node$([ "$BENCH_APACHE_NODES" = 1 ] || echo s) against $BENCH_KAFKA_BROKERS mock brokers.** The mock's brokers live in one
   process and replicate nothing; with one Apache Kafka node acks=all is the leader's own write,
   so neither column includes replication. One node also means one connection, so the relay's
-  one request in flight is one request at a time for all $BENCH_PARTITIONS partitions (the mock spreads them over
+  five requests in flight (one with --exactly-once) are shared by all $BENCH_PARTITIONS partitions (the mock spreads them over
   $BENCH_KAFKA_BROKERS connections). BENCH_APACHE_NODES=3 measures three JVMs on the same CPUs.
 EOF
 }

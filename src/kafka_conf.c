@@ -22,19 +22,29 @@ static const char *const producer_defaults[][2] = {
     /* Any error that could leave a gap in a partition stops the
      * producer; the relay rebuilds it and republishes in id order. */
     {"enable.gapless.guarantee", "true"},
-    /* One request in flight per broker, sent as soon as the previous one
-     * is answered (no linger): rows that arrive meanwhile travel together
-     * in the next request, so a drain batches as well as with linger.ms=1,
-     * and a light load saves the linger (docs/performance.md). Per-key order
-     * across a refused request cannot rest on the broker checking the
-     * idempotent sequence numbers: the producer may send the next request
-     * between the refusal and its fatal error, and a broker may take it
-     * (Apache Kafka when the refused request was a new producer id's
-     * first; librdkafka's mock cluster always): relay_fail.c then
-     * dead-letters the refused row rather than publish it after a later
-     * row of its key. */
+    /* No linger: a row goes out at once. Five requests in flight per
+     * broker, the most the idempotent producer keeps in order: librdkafka
+     * sends one Produce request per partition, so with one in flight a
+     * fetch of rows for n partitions of one broker waited n round trips,
+     * one after the other, and on a loaded machine a slow answer held every
+     * partition (and, through --pipeline-depth, the next fetch): at 1,000
+     * events/s on one Apache Kafka node the median went from tens of ms to
+     * a few (bench/README.md, "Producer pipelining"). Order within a
+     * partition rests on the broker checking the idempotent sequence
+     * numbers, as Apache Kafka does (its fault cases pass so, leader
+     * failover included); librdkafka's mock cluster does not, and its
+     * produce-error cases pin one request in flight. Per-key order across
+     * a refused request never rested on that check: the producer may send
+     * the next request between the refusal and its fatal error, and a
+     * broker may take it (Apache Kafka when the refused request was a new
+     * producer id's first): relay_fail.c then dead-letters the refused row
+     * rather than publish it after a later row of its key. */
     {"linger.ms", "0"},
-    {"max.in.flight.requests.per.connection", "1"},
+    {"max.in.flight.requests.per.connection", "5"},
+    /* Requests are written whole, so Nagle's algorithm only holds one
+     * back while an earlier one is unacknowledged, which with requests in
+     * flight can be a delayed ACK's 40 ms. */
+    {"socket.nagle.disable", "true"},
     {"queue.buffering.max.messages", "1000000"},
     {"compression.type", "none"},
     {"statistics.interval.ms", "5000"}, /* queue depth and broker RTT for the metrics */
@@ -76,7 +86,10 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 /* --exactly-once: a transactional producer. A message may not outlive its
  * transaction (librdkafka's default for message.timeout.ms then), and an
  * error that could leave a gap aborts the transaction (everything in it is
- * sent again) instead of needing enable.gapless.guarantee. */
+ * sent again) instead of needing enable.gapless.guarantee. It keeps one
+ * request in flight: a request still on its way when a transaction is
+ * aborted or its producer replaced can land after the abort, and five
+ * make that likelier; its latency is the transaction's cadence anyway. */
 static int transactional_conf(const struct config *cfg, rd_kafka_conf_t *conf, char *errbuf,
                               size_t errsz)
 {
@@ -105,12 +118,14 @@ rd_kafka_conf_t *kafka_conf_producer(const struct config *cfg, char *errbuf, siz
         size_t i;
 
         for (i = 0; i < sizeof(producer_defaults) / sizeof(producer_defaults[0]); i++) {
-                if (cfg->exactly_once &&
-                    (strcmp(producer_defaults[i][0], "message.timeout.ms") == 0 ||
-                     strcmp(producer_defaults[i][0], "enable.gapless.guarantee") == 0))
+                const char *name = producer_defaults[i][0], *value = producer_defaults[i][1];
+
+                if (cfg->exactly_once && (strcmp(name, "message.timeout.ms") == 0 ||
+                                          strcmp(name, "enable.gapless.guarantee") == 0))
                         continue; /* see transactional_conf */
-                if (conf_set(conf, producer_defaults[i][0], producer_defaults[i][1], errbuf,
-                             errsz) != 0)
+                if (cfg->exactly_once && strcmp(name, "max.in.flight.requests.per.connection") == 0)
+                        value = "1"; /* see transactional_conf */
+                if (conf_set(conf, name, value, errbuf, errsz) != 0)
                         goto fail;
         }
         if (cfg->kafka_brokers != NULL &&

@@ -36,8 +36,8 @@ static void suite_setup(void)
  * (rd_kafka_mock_validate_records), so it appends a request that follows a
  * refused one, where a real broker answers OUT_OF_ORDER_SEQUENCE_NUMBER:
  * a later row of a key can then land before the refused earlier one. One
- * request in flight (the relay's default) keeps the next request from
- * being on its way already; rows gathered for 1 ms travel in the refused
+ * request in flight (the relay's default is five since issue #18) keeps the
+ * next request from being on its way already; rows gathered for 1 ms travel in the refused
  * request rather than in the next one, which the producer sends between
  * the refusal and its fatal error (seen about once in 12 runs of
  * produce-fatal with linger.ms=0, the relay's default). */

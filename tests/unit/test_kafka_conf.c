@@ -49,7 +49,8 @@ START_TEST(test_producer_defaults_then_x_then_required)
         ck_assert_str_eq(get(conf, "message.timeout.ms"), "0");
         ck_assert_str_eq(get(conf, "enable.gapless.guarantee"), "true");
         ck_assert_str_eq(get(conf, "allow.auto.create.topics"), "false");
-        ck_assert_str_eq(get(conf, "max.in.flight.requests.per.connection"), "1");
+        ck_assert_str_eq(get(conf, "max.in.flight.requests.per.connection"), "5");
+        ck_assert_str_eq(get(conf, "socket.nagle.disable"), "true");
         ck_assert_str_eq(get(conf, "partitioner"), "murmur2_random");
         /* -X wins over a default */
         ck_assert_str_eq(get(conf, "linger.ms"), "5");
@@ -65,8 +66,9 @@ START_TEST(test_producer_defaults_then_x_then_required)
 END_TEST
 
 /* --exactly-once: a transactional producer, whose messages may not outlive
- * their transaction (librdkafka's own message.timeout.ms) and which needs
- * no gapless guarantee (a gap aborts the transaction). */
+ * their transaction (librdkafka's own message.timeout.ms), which needs no
+ * gapless guarantee (a gap aborts the transaction) and keeps one request
+ * in flight. */
 START_TEST(test_transactional_producer)
 {
         struct config *cfg = parse(ARGS("--kafka-brokers", "k:9092", "--exactly-once", "--schema",
@@ -78,6 +80,7 @@ START_TEST(test_transactional_producer)
         ck_assert_str_eq(get(conf, "transaction.timeout.ms"), "20000");
         ck_assert_str_ne(get(conf, "message.timeout.ms"), "0");
         ck_assert_str_eq(get(conf, "enable.gapless.guarantee"), "false");
+        ck_assert_str_eq(get(conf, "max.in.flight.requests.per.connection"), "1");
         ck_assert_str_eq(get(conf, "enable.idempotence"), "true");
         rd_kafka_conf_destroy(conf);
         config_free(cfg);
