@@ -942,8 +942,28 @@ char *fx_relay_log(const struct fx_relay *r)
         return file_read(r->logfile);
 }
 
+const char *fx_sanitizer_report(const char *text)
+{
+        static const char *const marks[] = {"ERROR: AddressSanitizer",
+                                            "runtime error:", "LeakSanitizer"};
+        const char *first = NULL;
+
+        for (size_t i = 0; text && i < sizeof(marks) / sizeof(marks[0]); i++) {
+                const char *p = strstr(text, marks[i]);
+
+                if (p && (!first || p < first))
+                        first = p;
+        }
+        while (first && first > text && first[-1] != '\n')
+                first--;
+        return first;
+}
+
 void fx_relay_free(struct fx_relay *r)
 {
+        char report[FX_TAIL_BYTES + 1] = "", *log;
+        const char *at;
+        pid_t pid;
         int status;
 
         if (!r)
@@ -953,9 +973,19 @@ void fx_relay_free(struct fx_relay *r)
                 if (waitpid(r->pid, &status, 0) == r->pid)
                         relay_set_code(r, status);
         }
+        /* UBSan goes on after a report and a killed relay never reaches the
+         * leak check, so its exit code alone may hide one: read the log. */
+        log = file_read(r->logfile);
+        at = fx_sanitizer_report(log);
+        if (at)
+                snprintf(report, sizeof(report), "%s", at);
+        pid = r->pid;
+        free(log);
         rm_rf(r->dir);
         free(r->conninfo);
         free(r);
+        ck_assert_msg(report[0] == '\0', "the relay (pid %d) logged a sanitizer report:\n%s",
+                      (int)pid, report);
 }
 
 void fx_migrate(const char *conninfo, const char *schema)
@@ -975,6 +1005,9 @@ void fx_migrate(const char *conninfo, const char *schema)
         int rc = fx_run(argv, NULL, &out, 60000);
 
         ck_assert_msg(rc == 0, "outbox-relay migrate exited %d: %.*s", rc, FX_TAIL_BYTES, out);
+        ck_assert_msg(fx_sanitizer_report(out) == NULL,
+                      "outbox-relay migrate logged a sanitizer report:\n%.*s", FX_TAIL_BYTES,
+                      fx_sanitizer_report(out));
         free(out);
 }
 

@@ -248,8 +248,13 @@ void fx_relay_kill(struct fx_relay *r, int sig);
 int fx_relay_wait(struct fx_relay *r, int timeout_ms);
 /* The relay's stderr so far (malloc'ed). */
 char *fx_relay_log(const struct fx_relay *r);
-/* Kills it (SIGKILL) if still running and frees. */
+/* Kills it (SIGKILL) if still running and frees; fails the test when its
+ * log holds an ASan, UBSan or LeakSanitizer report (fx_sanitizer_report). */
 void fx_relay_free(struct fx_relay *r);
+/* Where text (a child's output) starts a sanitizer report: the line holding
+ * "ERROR: AddressSanitizer", "runtime error:" or "LeakSanitizer"; NULL when
+ * it holds none. */
+const char *fx_sanitizer_report(const char *text);
 
 /* Runs `outbox-relay migrate` against conninfo (schema "outbox" unless
  * schema is given), granting FX_WRITER_ROLE and FX_RELAY_ROLE, and asserts
