@@ -9,6 +9,7 @@
 #include "runner.h"
 
 #include "relay_batch.h"
+#include "transitions.h"
 
 /* The moves the design allows; everything else must be refused. */
 static const int legal[BATCH_STATES][BATCH_STATES] = {
@@ -23,10 +24,7 @@ static const int legal[BATCH_STATES][BATCH_STATES] = {
 
 START_TEST(test_transition_table)
 {
-        for (int from = 0; from < BATCH_STATES; from++)
-                for (int to = 0; to < BATCH_STATES; to++)
-                        ck_assert_msg(batch_transition_ok(from, to) == legal[from][to], "%s -> %s",
-                                      batch_state_name(from), batch_state_name(to));
+        TRANSITIONS_CHECK("batch", BATCH_STATES, legal, batch_transition_ok, batch_state_name);
 }
 END_TEST
 

@@ -10,6 +10,7 @@
 #include "runner.h"
 
 #include "relay_txn_state.h"
+#include "transitions.h"
 
 static const int eos_legal[EOS_STATES][EOS_STATES] = {
     [EOS_INIT] = {[EOS_INIT] = 1, [EOS_READ] = 1},
@@ -28,14 +29,10 @@ static const int phase_legal[TXN_PHASES][TXN_PHASES] = {
 
 START_TEST(test_tables)
 {
-        for (int f = 0; f < EOS_STATES; f++)
-                for (int t = 0; t < EOS_STATES; t++)
-                        ck_assert_msg(relay_eos_transition_ok(f, t) == eos_legal[f][t],
-                                      "eos %d -> %d", f, t);
-        for (int f = 0; f < TXN_PHASES; f++)
-                for (int t = 0; t < TXN_PHASES; t++)
-                        ck_assert_msg(relay_txn_transition_ok(f, t) == phase_legal[f][t],
-                                      "phase %d -> %d", f, t);
+        TRANSITIONS_CHECK("eos", EOS_STATES, eos_legal, relay_eos_transition_ok,
+                          transitions_number);
+        TRANSITIONS_CHECK("phase", TXN_PHASES, phase_legal, relay_txn_transition_ok,
+                          transitions_number);
 }
 END_TEST
 
