@@ -1,7 +1,6 @@
 /* Unit tests of relay_batch: every legal move of a batch's life and of a
  * row's failure, every other move refused (an assertion that aborts), and
  * when a batch is done. */
-#include <signal.h>
 #include <stdlib.h>
 
 #include <check.h>
@@ -125,25 +124,13 @@ START_TEST(test_failure_not_queued_twice)
 }
 END_TEST
 
-static Suite *relay_batch_suite(void)
-{
-        Suite *s = suite_create("relay_batch");
-        TCase *tc = tcase_create("core");
-        TCase *bad = tcase_create("illegal");
-
-        tcase_add_test(tc, test_transition_table);
-        tcase_add_test(tc, test_life_with_failed_mark);
-        tcase_add_test(tc, test_done_waits);
-        suite_add_tcase(s, tc);
-        tcase_add_test_raise_signal(bad, test_illegal_transition_aborts, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_marked_is_final, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_recorded_failure_is_final, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_failure_not_queued_twice, SIGABRT);
-        suite_add_tcase(s, bad);
-        return s;
-}
-
 Suite *test_suite(void)
 {
-        return relay_batch_suite();
+        const TTest *const core[] = {test_transition_table, test_life_with_failed_mark,
+                                     test_done_waits, NULL};
+        const TTest *const illegal[] = {test_illegal_transition_aborts, test_marked_is_final,
+                                        test_recorded_failure_is_final,
+                                        test_failure_not_queued_twice, NULL};
+
+        return transitions_suite("relay_batch", core, illegal);
 }

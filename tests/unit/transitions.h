@@ -1,10 +1,12 @@
-/* transitions: the check the state-machine unit tests share, every move of
- * a machine against the table of moves its design allows (test_relay_batch,
- * test_relay_txn). */
+/* transitions: what the state-machine unit tests share (test_relay_batch,
+ * test_relay_txn): every move of a machine checked against the table of
+ * moves its design allows, and a suite whose illegal moves must abort. */
 #ifndef OUTBOX_TEST_TRANSITIONS_H
 #define OUTBOX_TEST_TRANSITIONS_H
 
 #include <check.h>
+#include <signal.h>
+#include <stddef.h>
 
 /* A state's number as text, for machines without state names. */
 static inline const char *transitions_number(int state)
@@ -26,5 +28,23 @@ static inline const char *transitions_number(int state)
                                               "%s: %s -> %s", (machine), (name)(from_),            \
                                               (name)(to_));                                        \
         } while (0)
+
+/* A machine's suite: test case "core" runs `core` (NULL-terminated) as
+ * they are, "illegal" expects each of `illegal` to abort (the assertion
+ * that refuses a move). */
+static inline Suite *transitions_suite(const char *name, const TTest *const core[],
+                                       const TTest *const illegal[])
+{
+        Suite *s = suite_create(name);
+        TCase *tc = tcase_create("core"), *bad = tcase_create("illegal");
+
+        for (size_t i = 0; core[i]; i++)
+                tcase_add_test(tc, core[i]);
+        for (size_t i = 0; illegal[i]; i++)
+                tcase_add_test_raise_signal(bad, illegal[i], SIGABRT);
+        suite_add_tcase(s, tc);
+        suite_add_tcase(s, bad);
+        return s;
+}
 
 #endif
