@@ -1,6 +1,7 @@
-/* fixture: the integration tests' harness (Kafka half in fixture_kafka.c).
- * Runs commands, a throwaway PostgreSQL and the outbox-relay binary as child
- * processes that die with the test; SQL and deadline-polling helpers. */
+/* fixture: the integration tests' harness: runs commands and the
+ * outbox-relay binary as child processes that die with the test; its
+ * PostgreSQL is in fixture_pg.c, certificates in fixture_tls.c, the dev
+ * Kafka in fixture_kafka.c. */
 #include "fixture.h"
 #include "fixture_int.h"
 
@@ -12,9 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +27,6 @@
 #ifndef OUTBOX_RELAY_BIN
 #error "OUTBOX_RELAY_BIN must be defined (see tests/CMakeLists.txt)"
 #endif
-
-#define FX_PG_BIN_DEFAULT "/usr/lib/postgresql/15/bin" /* OUTBOX_TEST_PG_BIN overrides */
-#define FX_PG_TIMEOUT_MS  90000
-#define FX_TAIL_BYTES     1500 /* of a log, in an abort message (Check caps messages) */
-#define FX_OPENSSL        "/usr/bin/openssl" /* makes the TLS fixture's certificates */
 
 /* ---- processes ---- */
 
@@ -139,8 +133,8 @@ static void append(char **buf, size_t *len, size_t *cap, const char *data, size_
 }
 
 /* Runs argv to completion with a deadline, stdout+stderr into *output. */
-static int run_capture(const char *const argv[], const struct fx_spawn_opts *base, char **output,
-                       int timeout_ms)
+int fx_run_capture(const char *const argv[], const struct fx_spawn_opts *base, char **output,
+                   int timeout_ms)
 {
         struct fx_spawn_opts o = *base;
         int64_t deadline = fx_now_ms() + timeout_ms;
@@ -242,7 +236,7 @@ int fx_run(const char *const argv[], const char *const env[], char **output, int
         int rc;
 
         o.envp = envp;
-        rc = run_capture(argv, &o, output, timeout_ms);
+        rc = fx_run_capture(argv, &o, output, timeout_ms);
         free(envp);
         return rc;
 }
@@ -255,14 +249,14 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
         return remove(path) && errno != ENOENT ? -1 : 0;
 }
 
-static void rm_rf(const char *dir)
+void fx_rm_rf(const char *dir)
 {
         if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT)
                 fprintf(stderr, "fixture: could not remove %s: %s\n", dir, strerror(errno));
 }
 
 /* The last FX_TAIL_BYTES of a file (malloc'ed, never NULL). */
-static char *file_tail(const char *path, size_t max)
+char *fx_file_tail(const char *path, size_t max)
 {
         FILE *f = fopen(path, "r");
         char *buf = calloc(1, max + 1);
@@ -281,438 +275,16 @@ static char *file_tail(const char *path, size_t max)
         return buf;
 }
 
-static char *file_read(const char *path)
+char *fx_file_read(const char *path)
 {
         struct stat st;
 
         if (stat(path, &st))
                 return strdup("");
-        return file_tail(path, (size_t)st.st_size);
+        return fx_file_tail(path, (size_t)st.st_size);
 }
 
-/* ---- PostgreSQL ---- */
-
-struct fx_pg {
-        char dir[64]; /* mkdtemp'd; also the unix socket directory */
-        char datadir[96];
-        char logfile[96];
-        char bindir[256];
-        int port;
-        int as_user; /* we are root: server tools run as postgres */
-        uid_t uid;
-        gid_t gid;
-        int guard_fd; /* write end of the watchdog's stdin */
-        pid_t guard_pid;
-        int tls;          /* ssl = on, certificates from pg_setup_tls */
-        char ca_file[96]; /* dir/ca.crt */
-};
-
-static struct fx_spawn_opts pg_opts(const struct fx_pg *pg)
-{
-        struct fx_spawn_opts o = {.in = -1, .out = -1, .err = -1};
-
-        o.as_user = pg->as_user;
-        o.uid = pg->uid;
-        o.gid = pg->gid;
-        return o;
-}
-
-/* Runs bindir/tool with the NULL-terminated arguments as the server's user. */
-static int pg_tool(const struct fx_pg *pg, char **output, const char *tool, ...)
-{
-        const char *argv[24];
-        char path[320];
-        struct fx_spawn_opts o = pg_opts(pg);
-        va_list ap;
-        int n = 1;
-
-        snprintf(path, sizeof(path), "%s/%s", pg->bindir, tool);
-        argv[0] = path;
-        va_start(ap, tool);
-        while (n < 23 && (argv[n] = va_arg(ap, const char *)))
-                n++;
-        va_end(ap);
-        argv[n] = NULL;
-        return run_capture(argv, &o, output, FX_PG_TIMEOUT_MS);
-}
-
-/* A watchdog that outlives an aborted test: when every copy of guard_fd is
- * closed (the test process exited, however), it stops the server and removes
- * the directory. Own session, so a terminal ^C does not kill it first. */
-static void pg_start_guard(struct fx_pg *pg)
-{
-        static const char script[] =
-            "cat >/dev/null\n"
-            "if [ -f \"$2/postmaster.pid\" ]; then\n"
-            "  \"$1/pg_ctl\" -D \"$2\" -m immediate -w -t 30 stop >/dev/null 2>&1\n"
-            "fi\n"
-            "rm -rf \"$3\"\n";
-        const char *argv[] = {"/bin/sh",  "-c",        script,  "fx-pg-guard",
-                              pg->bindir, pg->datadir, pg->dir, NULL};
-        struct fx_spawn_opts o = pg_opts(pg);
-        char errbuf[256];
-        int p[2];
-
-        ck_assert_msg(pipe2(p, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-        o.in = p[0];
-        o.new_session = 1;
-        pg->guard_pid = fx_spawn(argv, &o, errbuf, sizeof(errbuf));
-        close(p[0]);
-        pg->guard_fd = p[1];
-        ck_assert_msg(pg->guard_pid > 0, "%s", errbuf);
-}
-
-static int free_port(void)
-{
-        struct sockaddr_in sin = {.sin_family = AF_INET};
-        socklen_t len = sizeof(sin);
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (s >= 0 && !bind(s, (struct sockaddr *)&sin, sizeof(sin)) &&
-            !getsockname(s, (struct sockaddr *)&sin, &len))
-                port = ntohs(sin.sin_port);
-        if (s >= 0)
-                close(s);
-        ck_assert_msg(port > 0, "no free port: %s", strerror(errno));
-        return port;
-}
-
-static void pg_append_conf(const struct fx_pg *pg, const char *text)
-{
-        char path[128];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/postgresql.conf", pg->datadir);
-        f = fopen(path, "a");
-        ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-        fputs(text, f);
-        ck_assert_msg(fclose(f) == 0, "%s: %s", path, strerror(errno));
-}
-
-/* Polls until the server accepts connections or the deadline passes. */
-static int pg_wait_ready(const struct fx_pg *pg, int timeout_ms)
-{
-        int64_t deadline = fx_now_ms() + timeout_ms;
-        char conninfo[128];
-
-        snprintf(conninfo, sizeof(conninfo),
-                 "host=127.0.0.1 port=%d dbname=postgres user=postgres connect_timeout=5",
-                 pg->port);
-        while (PQping(conninfo) != PQPING_OK) {
-                if (fx_now_ms() >= deadline)
-                        return -1;
-                poll(NULL, 0, FX_POLL_MS);
-        }
-        return 0;
-}
-
-/* pg_ctl start (or restart) and wait until it accepts connections. Returns 0,
- * or -1 with the log tail in *why (malloc'ed). */
-static int pg_ctl_start(struct fx_pg *pg, const char *action, char **why)
-{
-        char *out = NULL;
-        /* -m only matters to restart: immediate, like a crash. */
-        int rc = pg_tool(pg, &out, "pg_ctl", "-D", pg->datadir, "-l", pg->logfile, "-w", "-t", "60",
-                         "-m", "immediate", action, NULL);
-
-        if (rc == 0 && pg_wait_ready(pg, 30000) == 0) {
-                free(out);
-                return 0;
-        }
-        free(out);
-        *why = file_tail(pg->logfile, FX_TAIL_BYTES);
-        return -1;
-}
-
-/* The roles the relay and the writers of the tests use: cluster-wide, so
- * once per server; fx_migrate grants them on each outbox. */
-static void pg_create_roles(const struct fx_pg *pg)
-{
-        char conninfo[128];
-        PGconn *conn;
-
-        snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d dbname=postgres user=postgres",
-                 pg->port);
-        conn = fx_db_connect(conninfo);
-        fx_sql(conn, "CREATE ROLE " FX_WRITER_ROLE " LOGIN; CREATE ROLE " FX_RELAY_ROLE " LOGIN");
-        PQfinish(conn);
-}
-
-/* Runs openssl with the given arguments (NULL-terminated) as o says. */
-static void run_openssl(const struct fx_spawn_opts *o, const char *const args[])
-{
-        const char *argv[32] = {FX_OPENSSL};
-        char *out = NULL;
-        int n = 1, rc;
-
-        while (args[n - 1] != NULL && n < 31) {
-                argv[n] = args[n - 1];
-                n++;
-        }
-        argv[n] = NULL;
-        rc = run_capture(argv, o, &out, 60000);
-        ck_assert_msg(rc == 0, "openssl %s failed (%d): %.*s", args[0], rc, FX_TAIL_BYTES,
-                      out ? out : "");
-        free(out);
-}
-
-static void make_ca(const struct fx_spawn_opts *o, const char *dir, const char *name)
-{
-        char key[256], crt[256], subj[128];
-
-        snprintf(key, sizeof(key), "%s/%s.key", dir, name);
-        snprintf(crt, sizeof(crt), "%s/%s.crt", dir, name);
-        snprintf(subj, sizeof(subj), "/CN=outbox test CA %s", name);
-        run_openssl(o, (const char *const[]){"req", "-x509", "-newkey", "ec", "-pkeyopt",
-                                             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                             key, "-out", crt, "-days", "2", "-subj", subj, NULL});
-}
-
-void fx_make_ca(const char *dir, const char *name)
-{
-        struct fx_spawn_opts o = {.in = -1, .out = -1, .err = -1};
-
-        make_ca(&o, dir, name);
-}
-
-/* A CA and a server certificate for 127.0.0.1 and localhost signed by it,
- * made as the server's user so that the key is the server's, mode 0600,
- * as PostgreSQL demands. */
-static void pg_setup_tls(struct fx_pg *pg)
-{
-        struct fx_spawn_opts o = pg_opts(pg);
-        char key[128], csr[128], crt[128], ext[128], ca[128], cakey[128], conf[512];
-        FILE *f;
-
-        make_ca(&o, pg->dir, "ca");
-        snprintf(key, sizeof(key), "%s/server.key", pg->dir);
-        snprintf(csr, sizeof(csr), "%s/server.csr", pg->dir);
-        snprintf(crt, sizeof(crt), "%s/server.crt", pg->dir);
-        snprintf(ext, sizeof(ext), "%s/server.ext", pg->dir);
-        snprintf(ca, sizeof(ca), "%s/ca.crt", pg->dir);
-        snprintf(cakey, sizeof(cakey), "%s/ca.key", pg->dir);
-        run_openssl(&o, (const char *const[]){"req", "-new", "-newkey", "ec", "-pkeyopt",
-                                              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                              key, "-out", csr, "-subj", "/CN=127.0.0.1", NULL});
-        f = fopen(ext, "w");
-        ck_assert_msg(f != NULL, "%s: %s", ext, strerror(errno));
-        fputs("subjectAltName = IP:127.0.0.1, DNS:localhost\n", f);
-        ck_assert_msg(fclose(f) == 0, "%s: %s", ext, strerror(errno));
-        run_openssl(&o, (const char *const[]){"x509", "-req", "-in", csr, "-CA", ca, "-CAkey",
-                                              cakey, "-CAcreateserial", "-out", crt, "-days", "2",
-                                              "-extfile", ext, NULL});
-        ck_assert_msg(chmod(key, 0600) == 0, "chmod %s: %s", key, strerror(errno));
-        snprintf(conf, sizeof(conf),
-                 "ssl = on\n"
-                 "ssl_cert_file = '%s'\n"
-                 "ssl_key_file = '%s'\n",
-                 crt, key);
-        pg_append_conf(pg, conf);
-        pg->tls = 1;
-}
-
-static struct fx_pg *pg_start(int tls)
-{
-        struct fx_pg *pg = calloc(1, sizeof(*pg));
-        const char *bindir = getenv("OUTBOX_TEST_PG_BIN");
-        char *out = NULL, *why = NULL, conf[512];
-        int rc;
-
-        ck_assert_msg(pg != NULL, "out of memory");
-        snprintf(pg->bindir, sizeof(pg->bindir), "%s", bindir ? bindir : FX_PG_BIN_DEFAULT);
-        pg->guard_fd = -1;
-        if (geteuid() == 0) {
-                struct passwd *pw = getpwnam("postgres");
-
-                ck_assert_msg(pw != NULL, "running as root but there is no postgres user");
-                pg->as_user = 1;
-                pg->uid = pw->pw_uid;
-                pg->gid = pw->pw_gid;
-        }
-        snprintf(pg->dir, sizeof(pg->dir), "/tmp/fxpg-XXXXXX");
-        ck_assert_msg(mkdtemp(pg->dir) != NULL, "mkdtemp: %s", strerror(errno));
-        if (pg->as_user)
-                ck_assert_msg(chown(pg->dir, pg->uid, pg->gid) == 0, "chown %s: %s", pg->dir,
-                              strerror(errno));
-        snprintf(pg->datadir, sizeof(pg->datadir), "%s/data", pg->dir);
-        snprintf(pg->logfile, sizeof(pg->logfile), "%s/postgres.log", pg->dir);
-        /* From here on an abort leaves the cleanup to the watchdog. */
-        pg_start_guard(pg);
-
-        rc = pg_tool(pg, &out, "initdb", "-D", pg->datadir, "-U", "postgres", "-A", "trust", "-E",
-                     "UTF8", "--locale=C", "--no-sync", "--no-instructions", NULL);
-        ck_assert_msg(rc == 0, "initdb failed (%d): %.*s", rc, FX_TAIL_BYTES, out);
-        free(out);
-        snprintf(conf, sizeof(conf),
-                 "\n# outbox test fixture\n"
-                 "listen_addresses = '127.0.0.1'\n"
-                 "unix_socket_directories = '%s'\n"
-                 "fsync = off\n"
-                 "full_page_writes = off\n"
-                 "max_connections = 100\n"
-                 "max_prepared_transactions = 5\n", /* test_sql: writers() and PREPARE */
-                 pg->dir);
-        pg_append_conf(pg, conf);
-        if (tls)
-                pg_setup_tls(pg);
-
-        /* The port is free when picked but may be taken before the server
-         * binds it; retry with another one in that case only. */
-        for (int attempt = 0;; attempt++) {
-                pg->port = free_port();
-                snprintf(conf, sizeof(conf), "port = %d\n", pg->port);
-                pg_append_conf(pg, conf);
-                if (pg_ctl_start(pg, "start", &why) == 0)
-                        break;
-                if (attempt == 2 || !strstr(why, "Address already in use"))
-                        ck_abort_msg("PostgreSQL did not start; log tail:\n%s", why);
-                free(why);
-                why = NULL;
-        }
-        pg_create_roles(pg);
-        return pg;
-}
-
-struct fx_pg *fx_pg_start(void)
-{
-        return pg_start(0);
-}
-
-struct fx_pg *fx_pg_start_tls(void)
-{
-        return pg_start(1);
-}
-
-const char *fx_pg_ca_file(struct fx_pg *pg)
-{
-        ck_assert_msg(pg->tls, "fx_pg_ca_file: the server was not started by fx_pg_start_tls");
-        snprintf(pg->ca_file, sizeof(pg->ca_file), "%s/ca.crt", pg->dir);
-        return pg->ca_file;
-}
-
-int fx_pg_port(const struct fx_pg *pg)
-{
-        return pg->port;
-}
-
-const char *fx_pg_log_path(const struct fx_pg *pg)
-{
-        return pg->logfile;
-}
-
-void fx_pg_restart(struct fx_pg *pg)
-{
-        char *why = NULL;
-
-        if (pg_ctl_start(pg, "restart", &why))
-                ck_abort_msg("PostgreSQL did not restart; log tail:\n%s", why);
-}
-
-void fx_pg_stop_server(struct fx_pg *pg)
-{
-        char *out = NULL;
-        int rc = pg_tool(pg, &out, "pg_ctl", "-D", pg->datadir, "-w", "-t", "60", "-m", "fast",
-                         "stop", NULL);
-
-        ck_assert_msg(rc == 0, "pg_ctl stop failed (%d): %.*s", rc, FX_TAIL_BYTES, out);
-        free(out);
-}
-
-void fx_pg_start_server(struct fx_pg *pg)
-{
-        char *why = NULL;
-
-        if (pg_ctl_start(pg, "start", &why))
-                ck_abort_msg("PostgreSQL did not start; log tail:\n%s", why);
-}
-
-void fx_pg_stop(struct fx_pg *pg)
-{
-        char pidfile[128];
-        int status;
-
-        if (!pg)
-                return;
-        snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", pg->datadir);
-        if (access(pidfile, F_OK) == 0) {
-                char *out = NULL;
-
-                if (pg_tool(pg, &out, "pg_ctl", "-D", pg->datadir, "-w", "-t", "60", "-m", "fast",
-                            "stop", NULL))
-                        fprintf(stderr, "fixture: pg_ctl stop: %s\n", out);
-                free(out);
-        }
-        rm_rf(pg->dir);
-        /* Closing our end lets the watchdog run (now a no-op) and exit. */
-        if (pg->guard_fd >= 0)
-                close(pg->guard_fd);
-        if (pg->guard_pid > 0 && fx_wait_pid(pg->guard_pid, 10000, &status) == 0) {
-                /* Another process still holds the pipe (a forked test). */
-                kill(-pg->guard_pid, SIGKILL);
-                waitpid(pg->guard_pid, NULL, 0);
-        }
-        free(pg);
-}
-
-char *fx_pg_create_db(struct fx_pg *pg, const char *name)
-{
-        char admin[128], *conninfo = NULL, *ident;
-        PGconn *conn;
-
-        snprintf(admin, sizeof(admin), "host=127.0.0.1 port=%d dbname=postgres user=postgres",
-                 pg->port);
-        ck_assert_msg(strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                   "0123456789_") == strlen(name),
-                      "database name \"%s\" needs quoting in a conninfo; use [A-Za-z0-9_]", name);
-        conn = fx_db_connect(admin);
-        ident = PQescapeIdentifier(conn, name, strlen(name));
-        ck_assert_msg(ident != NULL, "%s", PQerrorMessage(conn));
-        fx_sql(conn, "CREATE DATABASE %s", ident);
-        PQfreemem(ident);
-        PQfinish(conn);
-        ck_assert_msg(asprintf(&conninfo, "host=127.0.0.1 port=%d dbname=%s user=postgres",
-                               pg->port, name) > 0,
-                      "out of memory");
-        return conninfo;
-}
-
-PGconn *fx_db_connect(const char *conninfo)
-{
-        PGconn *conn = PQconnectdb(conninfo);
-
-        ck_assert_msg(conn != NULL, "out of memory");
-        if (PQstatus(conn) != CONNECTION_OK) {
-                char msg[512];
-
-                snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-                PQfinish(conn);
-                ck_abort_msg("connect failed: %s", msg);
-        }
-        return conn;
-}
-
-char *fx_conninfo_as(const char *conninfo, const char *role)
-{
-        char *out = NULL;
-
-        if (!strncmp(conninfo, "postgres://", 11) || !strncmp(conninfo, "postgresql://", 13))
-                out = strdup(conninfo);
-        else
-                ck_assert_msg(asprintf(&out, "%s user=%s", conninfo, role) > 0, "out of memory");
-        ck_assert_msg(out != NULL, "out of memory");
-        return out;
-}
-
-PGconn *fx_db_connect_as(const char *conninfo, const char *role)
-{
-        char *ci = fx_conninfo_as(conninfo, role);
-        PGconn *conn = fx_db_connect(ci);
-
-        free(ci);
-        return conn;
-}
-
+/* ---- the relay ---- */
 /* Whether the conninfo names user= more than once: a test that wants the
  * relay to run as another role appends its own. */
 static int names_user_twice(const char *conninfo)
@@ -721,111 +293,6 @@ static int names_user_twice(const char *conninfo)
 
         return p != NULL && strstr(p + 5, "user=") != NULL;
 }
-
-/* Runs sql; aborts unless it succeeded. The caller clears the result. */
-static PGresult *exec_sql(PGconn *conn, const char *sql)
-{
-        PGresult *res = PQexec(conn, sql);
-        ExecStatusType st = PQresultStatus(res);
-
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                char msg[512];
-
-                snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-                PQclear(res);
-                ck_abort_msg("SQL failed: %s\n  in: %.600s", msg, sql);
-        }
-        return res;
-}
-
-static long long scalar_sql(PGconn *conn, const char *sql)
-{
-        PGresult *res = exec_sql(conn, sql);
-        const char *v;
-        char *end;
-        long long n;
-
-        if (PQntuples(res) != 1 || PQnfields(res) != 1) {
-                int rows = PQntuples(res), cols = PQnfields(res);
-
-                PQclear(res);
-                ck_abort_msg("expected one value, got %d rows x %d columns from: %.600s", rows,
-                             cols, sql);
-        }
-        if (PQgetisnull(res, 0, 0)) {
-                PQclear(res);
-                return -1;
-        }
-        v = PQgetvalue(res, 0, 0);
-        if (!strcmp(v, "t") || !strcmp(v, "f")) { /* booleans read as 1/0 */
-                n = v[0] == 't';
-                PQclear(res);
-                return n;
-        }
-        errno = 0;
-        n = strtoll(v, &end, 10);
-        if (errno || end == v || *end) {
-                char copy[64];
-
-                snprintf(copy, sizeof(copy), "%s", v);
-                PQclear(res);
-                ck_abort_msg("not an integer: \"%s\" from: %.600s", copy, sql);
-        }
-        PQclear(res);
-        return n;
-}
-
-static char *vformat(const char *fmt, va_list ap)
-{
-        char *s = NULL;
-
-        ck_assert_msg(vasprintf(&s, fmt, ap) >= 0, "out of memory");
-        return s;
-}
-
-void fx_sql(PGconn *conn, const char *fmt, ...)
-{
-        va_list ap;
-        char *sql;
-
-        va_start(ap, fmt);
-        sql = vformat(fmt, ap);
-        va_end(ap);
-        PQclear(exec_sql(conn, sql));
-        free(sql);
-}
-
-long long fx_sql_int(PGconn *conn, const char *fmt, ...)
-{
-        va_list ap;
-        char *sql;
-        long long v;
-
-        va_start(ap, fmt);
-        sql = vformat(fmt, ap);
-        va_end(ap);
-        v = scalar_sql(conn, sql);
-        free(sql);
-        return v;
-}
-
-long long fx_wait_sql(PGconn *conn, long long expected, int timeout_ms, const char *fmt, ...)
-{
-        int64_t deadline = fx_now_ms() + timeout_ms;
-        va_list ap;
-        char *sql;
-        long long v;
-
-        va_start(ap, fmt);
-        sql = vformat(fmt, ap);
-        va_end(ap);
-        while ((v = scalar_sql(conn, sql)) != expected && fx_now_ms() < deadline)
-                poll(NULL, 0, FX_POLL_MS);
-        free(sql);
-        return v;
-}
-
-/* ---- the relay ---- */
 
 struct fx_relay {
         pid_t pid;
@@ -939,11 +406,31 @@ int fx_relay_wait(struct fx_relay *r, int timeout_ms)
 
 char *fx_relay_log(const struct fx_relay *r)
 {
-        return file_read(r->logfile);
+        return fx_file_read(r->logfile);
+}
+
+const char *fx_sanitizer_report(const char *text)
+{
+        static const char *const marks[] = {"ERROR: AddressSanitizer",
+                                            "runtime error:", "LeakSanitizer"};
+        const char *first = NULL;
+
+        for (size_t i = 0; text && i < sizeof(marks) / sizeof(marks[0]); i++) {
+                const char *p = strstr(text, marks[i]);
+
+                if (p && (!first || p < first))
+                        first = p;
+        }
+        while (first && first > text && first[-1] != '\n')
+                first--;
+        return first;
 }
 
 void fx_relay_free(struct fx_relay *r)
 {
+        char report[FX_TAIL_BYTES + 1] = "", *log;
+        const char *at;
+        pid_t pid;
         int status;
 
         if (!r)
@@ -953,9 +440,19 @@ void fx_relay_free(struct fx_relay *r)
                 if (waitpid(r->pid, &status, 0) == r->pid)
                         relay_set_code(r, status);
         }
-        rm_rf(r->dir);
+        /* UBSan goes on after a report and a killed relay never reaches the
+         * leak check, so its exit code alone may hide one: read the log. */
+        log = fx_file_read(r->logfile);
+        at = fx_sanitizer_report(log);
+        if (at)
+                snprintf(report, sizeof(report), "%s", at);
+        pid = r->pid;
+        free(log);
+        fx_rm_rf(r->dir);
         free(r->conninfo);
         free(r);
+        ck_assert_msg(report[0] == '\0', "the relay (pid %d) logged a sanitizer report:\n%s",
+                      (int)pid, report);
 }
 
 void fx_migrate(const char *conninfo, const char *schema)
@@ -975,6 +472,9 @@ void fx_migrate(const char *conninfo, const char *schema)
         int rc = fx_run(argv, NULL, &out, 60000);
 
         ck_assert_msg(rc == 0, "outbox-relay migrate exited %d: %.*s", rc, FX_TAIL_BYTES, out);
+        ck_assert_msg(fx_sanitizer_report(out) == NULL,
+                      "outbox-relay migrate logged a sanitizer report:\n%.*s", FX_TAIL_BYTES,
+                      fx_sanitizer_report(out));
         free(out);
 }
 

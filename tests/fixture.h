@@ -24,6 +24,14 @@ struct fx_pg *fx_pg_start_tls(void);
 const char *fx_pg_ca_file(struct fx_pg *pg);
 /* A self-signed CA made with openssl: dir/name.crt and dir/name.key. */
 void fx_make_ca(const char *dir, const char *name);
+/* A directory /tmp/<prefix>-XXXXXX (mkdtemp) into dir, for a test's
+ * certificates and secret files; fx_tmpdir_remove removes it and all in it
+ * (nothing when dir is empty). */
+void fx_tmpdir_new(char *dir, size_t size, const char *prefix);
+void fx_tmpdir_remove(const char *dir);
+/* Writes text to dir/name, mode 0600 as a mounted secret would be; returns
+ * the path (malloc'ed). */
+char *fx_write_secret(const char *dir, const char *name, const char *text);
 void fx_pg_stop(struct fx_pg *pg); /* stops the server, removes the dir */
 int fx_pg_port(const struct fx_pg *pg);
 /* The server's log file (pg_ctl -l): its errors, one "ERROR:" line each. */
@@ -248,8 +256,13 @@ void fx_relay_kill(struct fx_relay *r, int sig);
 int fx_relay_wait(struct fx_relay *r, int timeout_ms);
 /* The relay's stderr so far (malloc'ed). */
 char *fx_relay_log(const struct fx_relay *r);
-/* Kills it (SIGKILL) if still running and frees. */
+/* Kills it (SIGKILL) if still running and frees; fails the test when its
+ * log holds an ASan, UBSan or LeakSanitizer report (fx_sanitizer_report). */
 void fx_relay_free(struct fx_relay *r);
+/* Where text (a child's output) starts a sanitizer report: the line holding
+ * "ERROR: AddressSanitizer", "runtime error:" or "LeakSanitizer"; NULL when
+ * it holds none. */
+const char *fx_sanitizer_report(const char *text);
 
 /* Runs `outbox-relay migrate` against conninfo (schema "outbox" unless
  * schema is given), granting FX_WRITER_ROLE and FX_RELAY_ROLE, and asserts

@@ -5,6 +5,7 @@
  * fixture_apache_kafka.c for the brokers). */
 #include "fixture.h"
 #include "fixture_apache_int.h"
+#include "fixture_int.h"
 
 #include <check.h>
 #include <poll.h>
@@ -305,21 +306,6 @@ size_t fx_apache_read_committed(struct fx_apache *k, const char *topic, struct f
 
 /* ---- security: certificates, ACLs, reading over a listener ---- */
 
-static void openssl(const char *const args[])
-{
-        const char *argv[32] = {"/usr/bin/openssl"};
-        char *out = NULL;
-        int n = 1, rc;
-
-        for (; args[n - 1] != NULL && n < 31; n++)
-                argv[n] = args[n - 1];
-        argv[n] = NULL;
-        rc = fx_run(argv, NULL, &out, 60000);
-        ck_assert_msg(rc == 0, "openssl %s failed (%d): %.*s", args[0], rc, AK_TAIL_BYTES,
-                      out ? out : "");
-        free(out);
-}
-
 /* Concatenates files into dest. */
 static void cat_files(const char *dest, const char *a, const char *b)
 {
@@ -342,29 +328,14 @@ static void cat_files(const char *dest, const char *a, const char *b)
 
 void fx_apache_make_tls(const char *dir)
 {
-        char key[256], csr[256], crt[256], ext[256], ca[256], cakey[256], pem[256];
-        FILE *f;
+        struct fx_spawn_opts o = {.in = -1, .out = -1, .err = -1};
+        char key[256], crt[256], pem[256];
 
-        fx_make_ca(dir, "ca");
+        fx_tls_make_ca(&o, dir, "ca");
+        fx_tls_server_cert(&o, dir, "broker");
         snprintf(key, sizeof(key), "%s/broker.key", dir);
-        snprintf(csr, sizeof(csr), "%s/broker.csr", dir);
         snprintf(crt, sizeof(crt), "%s/broker.crt", dir);
-        snprintf(ext, sizeof(ext), "%s/broker.ext", dir);
-        snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
-        snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
         snprintf(pem, sizeof(pem), "%s/broker.pem", dir);
-        /* PKCS#8 ("BEGIN PRIVATE KEY"), unencrypted: what Kafka's PEM key
-         * store reads without ssl.key.password. */
-        openssl((const char *const[]){"req", "-new", "-newkey", "ec", "-pkeyopt",
-                                      "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-                                      "-out", csr, "-subj", "/CN=127.0.0.1", NULL});
-        f = fopen(ext, "w");
-        ck_assert_msg(f != NULL, "%s: cannot write", ext);
-        fputs("subjectAltName = IP:127.0.0.1, DNS:localhost\n", f);
-        ck_assert_int_eq(fclose(f), 0);
-        openssl((const char *const[]){"x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey,
-                                      "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext,
-                                      NULL});
         cat_files(pem, key, crt);
 }
 

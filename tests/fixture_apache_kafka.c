@@ -17,7 +17,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -65,34 +64,6 @@ static void write_file(const char *path, const char *text)
         ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
         fputs(text, f);
         ck_assert_msg(fclose(f) == 0, "%s: %s", path, strerror(errno));
-}
-
-/* The last `max` bytes of a file, "" when there is none (malloc'ed). */
-static char *tail_of(const char *path, size_t max)
-{
-        FILE *f = fopen(path, "r");
-        char *buf = calloc(1, max + 1);
-        long size;
-        size_t n = 0;
-
-        ck_assert_msg(buf != NULL, "out of memory");
-        if (!f)
-                return buf;
-        if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0) {
-                fseek(f, size > (long)max ? size - (long)max : 0, SEEK_SET);
-                n = fread(buf, 1, max, f);
-        }
-        buf[n] = '\0';
-        fclose(f);
-        return buf;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-        (void)st;
-        (void)type;
-        (void)ftw;
-        return remove(path) && errno != ENOENT ? -1 : 0;
 }
 
 static int keep_dirs(void)
@@ -240,8 +211,8 @@ static char *node_logs(const struct ak_node *nd)
         char path[192], *out = NULL, *server, *std;
 
         snprintf(path, sizeof(path), "%s/server.log", nd->dir);
-        server = tail_of(path, AK_TAIL_BYTES);
-        std = tail_of(nd->stdout_log, AK_TAIL_BYTES / 2);
+        server = fx_file_tail(path, AK_TAIL_BYTES);
+        std = fx_file_tail(nd->stdout_log, AK_TAIL_BYTES / 2);
         ck_assert_msg(
             asprintf(&out, "-- broker %d stdout:\n%s\n-- server.log:\n%s", nd->id, std, server) > 0,
             "out of memory");
@@ -640,7 +611,7 @@ void fx_apache_stop(struct fx_apache *k)
         for (int i = 0; i < k->n; i++)
                 node_kill(&k->nodes[i]);
         if (!keep_dirs())
-                nftw(k->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                fx_rm_rf(k->dir);
         else
                 fprintf(stderr, "fixture: Apache Kafka directories kept in %s\n", k->dir);
         if (k->guard_fd >= 0)

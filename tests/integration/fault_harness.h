@@ -50,6 +50,8 @@ void fh_writers_finish(struct fh_writers *w, int timeout_ms, struct fh_writer_st
 
 /* Rows marked sent so far. */
 long long fh_sent(PGconn *c);
+/* Polls until n rows are sent or timeout_ms passes; returns the last count. */
+long long fh_wait_sent(PGconn *c, long long n, int timeout_ms);
 /* Polls until one more row than now is marked sent; returns the ms it
  * took, or -1 after timeout_ms. */
 long long fh_wait_delivery(PGconn *c, int timeout_ms);

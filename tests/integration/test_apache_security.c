@@ -31,20 +31,6 @@ static struct fx_apache *ak;
 static char tmpdir[64];
 static char ca_file[128], admin_config[128], other_ca_dir[128];
 
-/* A file of tmpdir, mode 0600 as a mounted secret would be. */
-static char *write_file(const char *name, const char *text)
-{
-        char *path = NULL;
-        int fd;
-
-        ck_assert_int_gt(asprintf(&path, "%s/%s", tmpdir, name), 0);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
-        ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-        ck_assert_int_eq(close(fd), 0);
-        return path;
-}
-
 static void suite_setup(void)
 {
         char *keystore = NULL, *props[8];
@@ -55,8 +41,7 @@ static void suite_setup(void)
             .nodes = 1, .listeners = {{"SASL_SSL", "SASL_SSL"}}, .format_args = format_args};
         int n = 0;
 
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-ak-sec-XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        fx_tmpdir_new(tmpdir, sizeof(tmpdir), "test-ak-sec");
         fx_apache_make_tls(tmpdir);
         snprintf(ca_file, sizeof(ca_file), "%s/ca.crt", tmpdir);
         /* A CA that signed nothing the broker shows. */
@@ -95,7 +80,7 @@ static void suite_setup(void)
                          "ssl.truststore.type=PEM\n"
                          "ssl.truststore.location=%s\n",
                          ADMIN_PASSWORD, ca_file);
-                free(write_file("admin.properties", text));
+                free(fx_write_secret(tmpdir, "admin.properties", text));
         }
         /* The relay's user may write and describe topics named sasl-*,
          * except sasl-denied; nothing else. */
@@ -107,14 +92,10 @@ static void suite_setup(void)
 
 static void suite_teardown(void)
 {
-        char cmd[128];
-
         fh_use_apache(NULL);
         fx_apache_stop(ak);
         fx_pg_stop(pg);
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "test_apache_security: could not remove %s\n", tmpdir);
+        fx_tmpdir_remove(tmpdir);
 }
 
 #define PLAIN  fx_apache_bootstraps(ak)
@@ -134,7 +115,7 @@ static char *fresh_db(const char *name)
 static struct fx_relay *start_relay(const char *ci, const char *mechanism, const char *password,
                                     const char *ca, const char *const extra[])
 {
-        char ca_arg[200], mech_arg[64], *pwfile = write_file("password", password);
+        char ca_arg[200], mech_arg[64], *pwfile = fx_write_secret(tmpdir, "password", password);
         char *env_var = NULL;
         const char *args[40] = {"-X", "security.protocol=SASL_SSL", "-X", mech_arg,
                                 "-X", "sasl.username=" RELAY_USER,  "-X", ca_arg};
@@ -285,8 +266,7 @@ static void publish_over(const char *name, const char *mechanism, const char *db
                "SELECT '%s', 'k' || g %% 10, jsonb_build_object('n', g)"
                " FROM generate_series(1, 300) g",
                topic);
-        if (fx_wait_sql(c, 300, 120000,
-                        "SELECT count(*) FROM outbox.events WHERE status = 'sent'") != 300) {
+        if (fh_wait_sent(c, 300, 120000) != 300) {
                 char *tail = fh_relay_log_tail(r);
 
                 ck_abort_msg("not every row sent over SASL_SSL; log: %s", tail);
@@ -395,8 +375,7 @@ static void refused_then_fixed(const char *name, const char *fault, const char *
         fh_relay_free(r, res.name);
         /* Set up right, the same rows go. */
         r = start_relay(ci, "PLAIN", RELAY_PASSWORD, ca_file, NULL);
-        if (fx_wait_sql(c, 20, 120000,
-                        "SELECT count(*) FROM outbox.events WHERE status = 'sent'") != 20) {
+        if (fh_wait_sent(c, 20, 120000) != 20) {
                 char *tail = fh_relay_log_tail(r);
 
                 ck_abort_msg("rows not sent once set up right; log: %s", tail);
@@ -508,9 +487,7 @@ START_TEST(acl_denied_topic_dead_lettered_others_flow)
                   " FROM generate_series(1, 400) g");
         allowed = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE topic = 'sasl-allowed'");
         dead = fx_wait_sql(c, 40, 120000, "SELECT count(*) FROM outbox.dead_letters");
-        if (dead != 40 ||
-            fx_wait_sql(c, allowed, 60000,
-                        "SELECT count(*) FROM outbox.events WHERE status = 'sent'") != allowed) {
+        if (dead != 40 || fh_wait_sent(c, allowed, 60000) != allowed) {
                 char *tail = fh_relay_log_tail(r);
                 PGresult *w = PQexec(c, "SELECT id, topic, key, status, attempts, last_error"
                                         " FROM outbox.events WHERE status <> 'sent'");

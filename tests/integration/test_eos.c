@@ -102,9 +102,7 @@ START_TEST(publishes_once_counts_transactions_and_replays)
 
         /* A replay is a new publication on purpose, and counted as one. */
         ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_from_id => 1, p_to_id => 10)"), 10);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 2000, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            2000);
+        ck_assert_int_eq(fh_wait_sent(c, 2000, 60000), 2000);
         ck_assert_int_eq(fx_sql_int(c, "SELECT sum(replays) FROM outbox.events"), 10);
         count = copies("eos-basic", 2010, 2000, 0, &n);
         ck_assert_uint_eq(n, 2010);
@@ -146,9 +144,7 @@ START_TEST(replayed_rows_are_not_recovered)
         ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_from_id => 1)"), 500);
 
         r = fx_relay_start(ci, BROKERS, args);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 500, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            500);
+        ck_assert_int_eq(fh_wait_sent(c, 500, 60000), 500);
         ck_assert_int_eq(fh_relay_log_number(r, "recovered_rows"), 0);
         count = copies("eos-replayed", 1000, 500, 0, &n);
         ck_assert_uint_eq(n, 1000);
@@ -198,9 +194,7 @@ START_TEST(missing_progress_topic_is_explained)
         ck_assert_msg(strstr(body, "--progress-topic-no-create") != NULL, "readyz: %s", body);
         free(body);
         ck_assert_int_eq(fx_kafka_command(kafka, "topic eos-progress-late 1"), 0);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 60000), 1);
         fx_relay_free(r);
         PQfinish(c);
         free(ci);
@@ -247,9 +241,7 @@ START_TEST(another_outboxs_record_is_refused)
                   " SELECT 'eos-share-a', 'k' || (g %% 5), jsonb_build_object('n', g)"
                   " FROM generate_series(1, 300) g");
         r = fx_relay_start(ci_a, BROKERS, shared);
-        ck_assert_int_eq(
-            fx_wait_sql(a, 300, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            300);
+        ck_assert_int_eq(fh_wait_sent(a, 300, 60000), 300);
         fh_relay_stop(r, 30000);
         fx_relay_free(r);
 
@@ -268,9 +260,7 @@ START_TEST(another_outboxs_record_is_refused)
         fx_relay_free(r);
 
         r = fx_relay_start(ci_b, BROKERS, own);
-        ck_assert_int_eq(
-            fx_wait_sql(b, 300, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            300);
+        ck_assert_int_eq(fh_wait_sent(b, 300, 60000), 300);
         ck_assert_int_eq(fh_relay_log_count(r, refused), 0);
         ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 200);
         free(body);
@@ -336,9 +326,7 @@ START_TEST(commit_answered_late_keeps_the_loop_serving)
         r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
         fx_sql(c,
                "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-stall', 'k', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 60000), 1);
         ck_assert_int_eq(fx_kafka_command(k, "broker-errors 1 26 0@60000"), 0);
         fx_sql(c,
                "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-stall', 'k', '{}')");
@@ -359,9 +347,7 @@ START_TEST(commit_answered_late_keeps_the_loop_serving)
         res.faults = 1;
         t0 = fx_now_ms();
         r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 2, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            2);
+        ck_assert_int_eq(fh_wait_sent(c, 2, 60000), 2);
         fh_result_recovery(&res, fx_now_ms() - t0);
         /* The mock commits at once (it only answers late) and hides nothing:
          * the record lists the row, which the next relay marks sent. */
@@ -448,9 +434,7 @@ START_TEST(progress_read_back_keeps_the_loop_serving)
         res.faults = 1;
         t0 = fx_now_ms();
         r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 60000), 1);
         fh_result_recovery(&res, fx_now_ms() - t0);
         res.committed = 1;
         res.messages = 1;

@@ -72,9 +72,7 @@ START_TEST(rolled_back_transaction_is_never_published)
         fx_sql(c, "ROLLBACK");
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
                   "VALUES ('rb', 'k', '{\"n\": \"committed\"}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 30000), 1);
         n = fx_consume(fx_kafka_bootstraps(kafka), "rb", 2, 3000, &msgs);
         ck_assert_uint_eq(n, 1);
         ck_assert_uint_eq(msgs[0].value_len, strlen("{\"n\": \"committed\"}"));
@@ -98,9 +96,7 @@ START_TEST(ten_thousand_events_exact_and_in_order)
         size_t n;
 
         sc_tenk_write(c);
-        ck_assert_int_eq(fx_wait_sql(c, SC_TENK_ROWS, 120000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         SC_TENK_ROWS);
+        ck_assert_int_eq(fh_wait_sent(c, SC_TENK_ROWS, 120000), SC_TENK_ROWS);
         n = fx_consume(fx_kafka_bootstraps(kafka), "tenk", SC_TENK_ROWS, 10000, &msgs);
         sc_tenk_check(c, msgs, n);
         fx_msgs_free(msgs, n);
@@ -120,9 +116,7 @@ START_TEST(tombstone_binary_payload_and_timestamp)
         size_t n;
 
         sc_shapes_write(c);
-        ck_assert_int_eq(fx_wait_sql(c, SC_SHAPES_ROWS, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         SC_SHAPES_ROWS);
+        ck_assert_int_eq(fh_wait_sent(c, SC_SHAPES_ROWS, 30000), SC_SHAPES_ROWS);
         n = fx_consume(fx_kafka_bootstraps(kafka), "shapes", SC_SHAPES_ROWS, 5000, &msgs);
         sc_shapes_check(msgs, n);
         fx_msgs_free(msgs, n);
@@ -139,9 +133,7 @@ START_TEST(routing_by_event_type)
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), sc_routing_args);
 
         sc_routing_write(c);
-        ck_assert_int_eq(fx_wait_sql(c, SC_ROUTING_ROWS, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         SC_ROUTING_ROWS);
+        ck_assert_int_eq(fh_wait_sent(c, SC_ROUTING_ROWS, 30000), SC_ROUTING_ROWS);
         sc_routing_check(fx_kafka_bootstraps(kafka), 0);
         fx_relay_free(r);
         PQfinish(c);
@@ -160,9 +152,7 @@ START_TEST(unroutable_row_is_dead_lettered_with_reason)
         fx_sql(c, "INSERT INTO outbox.events (event_type, key, payload) VALUES"
                   " ('invoice.paid', 'i1', '{}'), ('user.created', 'u1', '{}')");
         ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"), 1);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 30000), 1);
         res = PQexec(c, "SELECT id, reason, attempts FROM outbox.dead_letters");
         ck_assert_int_eq(atoi(PQgetvalue(res, 0, 0)), 1);
         ck_assert_msg(strstr(PQgetvalue(res, 0, 1), "invoice.paid") != NULL, "reason: %s",
@@ -197,9 +187,7 @@ START_TEST(missing_topic_is_dead_lettered)
         r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES"
                   " ('no-such-topic', 'a', '{}'), ('present-topic', 'b', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 60000), 1);
         ck_assert_int_eq(fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.dead_letters"), 1);
         res = PQexec(c, "SELECT topic, reason, attempts FROM outbox.dead_letters");
         ck_assert_str_eq(PQgetvalue(res, 0, 0), "no-such-topic");
@@ -242,9 +230,7 @@ START_TEST(poison_message_dead_lettered_while_others_flow)
                   "SELECT 'poison', CASE WHEN g = 50 THEN 'bad' ELSE 'good-' || g %% 10 END,"
                   " '{}' FROM generate_series(1, 100) g");
         ck_assert_int_eq(fx_wait_sql(c, 1, 60000, "SELECT count(*) FROM outbox.dead_letters"), 1);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 100, 60000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            100);
+        ck_assert_int_eq(fh_wait_sent(c, 100, 60000), 100);
         res = PQexec(c, "SELECT d.id, d.reason, d.attempts, d.first_attempt_at < d.last_attempt_at,"
                         " e.sent_at >= d.last_attempt_at"
                         " FROM outbox.dead_letters d, outbox.events e WHERE e.id = 51");
@@ -276,13 +262,9 @@ START_TEST(replay_through_sql_publishes_again)
 
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
                   "SELECT 'replay', 'k' || g, '{}' FROM generate_series(1, 5) g");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            5);
+        ck_assert_int_eq(fh_wait_sent(c, 5, 30000), 5);
         fx_sql(c, "UPDATE outbox.events SET status = 'pending' WHERE id IN (2, 3)");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            5);
+        ck_assert_int_eq(fh_wait_sent(c, 5, 30000), 5);
         ck_assert_int_eq(fx_sql_int(c, "SELECT outbox.replay(p_key => 'k5')"), 1);
         n = fx_consume(fx_kafka_bootstraps(kafka), "replay", 8, 30000, &msgs);
         ck_assert_uint_eq(n, 8);
@@ -328,9 +310,7 @@ START_TEST(rows_below_the_floor_are_published)
         for (int i = 0; i < 4; i++)
                 fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
                           " SELECT 'floor', 'k' || g %% 10, '{}' FROM generate_series(1, 500) g");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 2000, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            2000);
+        ck_assert_int_eq(fh_wait_sent(c, 2000, 30000), 2000);
         ck_assert_int_eq(max_log_number(r, "above_id"), 0);
         fx_sql(late, "COMMIT");
         ck_assert_int_eq(
@@ -373,9 +353,7 @@ START_TEST(rows_below_the_floor_are_published)
         fx_sql(c, "TRUNCATE outbox.events RESTART IDENTITY");
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
                   " SELECT 'floor', 'again', '{}' FROM generate_series(1, 5)");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 5, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            5);
+        ck_assert_int_eq(fh_wait_sent(c, 5, 30000), 5);
         fx_relay_free(r);
         PQfinish(late);
         PQfinish(c);
@@ -413,9 +391,7 @@ START_TEST(kill_9_and_restart_lose_nothing)
                 fx_relay_free(r);
         }
         r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         total);
+        ck_assert_int_eq(fh_wait_sent(c, total, 120000), total);
         n = fx_consume(fx_kafka_bootstraps(kafka), "kill9", (size_t)total * 2, 5000, &msgs);
         ck_assert_uint_ge(n, (size_t)total);
         dups = check_order(msgs, n, total);
@@ -524,14 +500,10 @@ START_TEST(database_connection_loss_is_survived)
                                                " WHERE application_name LIKE 'outbox-relay/%%'"),
                                  1);
         }
-        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         total);
+        ck_assert_int_eq(fh_wait_sent(c, total, 120000), total);
         /* LISTEN is back: a new row is picked up without the poll. */
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('dbloss', 'k0', '{}')");
-        ck_assert_int_eq(fx_wait_sql(c, total + 1, 30000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         total + 1);
+        ck_assert_int_eq(fh_wait_sent(c, total + 1, 30000), total + 1);
         n = fx_consume(fx_kafka_bootstraps(kafka), "dbloss", (size_t)total * 2, 5000, &msgs);
         dups = check_order(msgs, n, total + 1);
         ck_assert_uint_eq(n, total + 1 + dups);
@@ -637,9 +609,7 @@ START_TEST(standby_takes_over_when_the_leader_dies)
         ck_assert(wait_log(b, "leader: publishing", 30000));
         fprintf(stderr, "failover: standby took over %lld ms after SIGKILL of the leader\n",
                 (long long)(fx_now_ms() - killed));
-        ck_assert_int_eq(fx_wait_sql(c, total, 120000,
-                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-                         total);
+        ck_assert_int_eq(fh_wait_sent(c, total, 120000), total);
         n = fx_consume(fx_kafka_bootstraps(kafka), "failover", (size_t)total * 2, 5000, &msgs);
         dups = check_order(msgs, n, total);
         ck_assert_uint_eq(n, total + dups);
@@ -695,9 +665,7 @@ START_TEST(metrics_and_probes)
         free(body);
 
         fx_sql(locker, "SELECT pg_advisory_unlock(%d, hashtext('outbox'))", 0x6f627278);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 300, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            300);
+        ck_assert_int_eq(fh_wait_sent(c, 300, 30000), 300);
         ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
         ck_assert(fx_metric(body, "outbox_relay_leader") == 1);
         ck_assert(fx_metric(body, "outbox_relay_messages_published_total{topic=\"metrics-t\"}") ==
@@ -730,9 +698,7 @@ START_TEST(retention_deletes_old_sent_rows_only)
                   " WHERE id <= 2400");
         r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
         ck_assert_int_eq(fx_wait_sql(c, 100, 60000, "SELECT count(*) FROM outbox.events"), 100);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 100, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            100);
+        ck_assert_int_eq(fh_wait_sent(c, 100, 30000), 100);
         ck_assert_int_eq(fx_sql_int(c, "SELECT min(id) FROM outbox.events"), 2401);
         fx_relay_free(r);
         PQfinish(c);
@@ -786,16 +752,12 @@ START_TEST(writers_notify_only_while_the_relay_waits)
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'b', '{}')");
         fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
         ck_assert_int_eq(notifications_before_marker(listener, 10000), 0);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 2, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            2);
+        ck_assert_int_eq(fh_wait_sent(c, 2, 30000), 2);
         /* Quiet again: back to waiting, and a new row is woken for. */
         ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
                          1);
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'c', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 3, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            3);
+        ck_assert_int_eq(fh_wait_sent(c, 3, 30000), 3);
         fx_relay_free(r);
         PQfinish(listener);
         PQfinish(c);
@@ -828,9 +790,7 @@ START_TEST(kcat_reads_the_published_events)
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload, headers) "
                   "VALUES ('kcat-check', 'order-42', '{\"status\":\"created\"}',"
                   " '{\"correlation_id\":\"c-1\"}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 30000), 1);
         ck_assert_int_eq(fx_run(kcat, NULL, &out, 30000), 0);
         ck_assert_msg(strstr(out, "order-42|{\"status\": \"created\"}|") != NULL, "kcat: %s", out);
         ck_assert_msg(strstr(out, "correlation_id=c-1") != NULL, "kcat: %s", out);
@@ -855,9 +815,7 @@ START_TEST(a_clean_run_logs_no_warning)
 
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) "
                   "VALUES ('clean-start', 'k', '{}')");
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 30000), 1);
         fx_relay_kill(r, SIGTERM);
         ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
         log = fx_relay_log(r);

@@ -31,33 +31,14 @@ static void suite_setup(void)
 {
         pg = fx_pg_start_tls();
         kafka = fx_kafka_start(1, 1);
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-tls-XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        fx_tmpdir_new(tmpdir, sizeof(tmpdir), "test-tls");
 }
 
 static void suite_teardown(void)
 {
-        char cmd[128];
-
         fx_kafka_stop(kafka);
         fx_pg_stop(pg);
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "test_tls: could not remove %s\n", tmpdir);
-}
-
-/* Writes text to tmpdir/name, mode 0600 as a mounted secret would be. */
-static char *write_secret(const char *name, const char *text)
-{
-        char *path = NULL;
-        int fd;
-
-        ck_assert_int_gt(asprintf(&path, "%s/%s", tmpdir, name), 0);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
-        ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-        ck_assert_int_eq(close(fd), 0);
-        return path;
+        fx_tmpdir_remove(tmpdir);
 }
 
 /* The NUL-separated /proc/<pid>/<what> as one string with NULs made spaces. */
@@ -113,16 +94,14 @@ START_TEST(verify_full_from_url_file_publishes)
         ck_assert_int_gt(asprintf(&url, "%s sslmode=verify-full sslrootcert=%s password=%s\n", ci,
                                   fx_pg_ca_file(pg), PASSWORD),
                          0);
-        path = write_secret("url-ok", url);
+        path = fx_write_secret(tmpdir, "url-ok", url);
         ck_assert_int_gt(asprintf(&env_var, "OUTBOX_DATABASE_URL_FILE=%s", path), 0);
         env[0] = env_var;
         env[1] = NULL;
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('tls-ok', 'k', "
                   "'{\"over\": \"tls\"}')");
         r = fx_relay_start_env(NULL, fx_kafka_bootstraps(kafka), NULL, env);
-        ck_assert_int_eq(
-            fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
-            1);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 30000), 1);
         ck_assert_uint_eq(fx_consume(fx_kafka_bootstraps(kafka), "tls-ok", 1, 10000, &msgs), 1);
         fx_msgs_free(msgs, 1);
         /* The relay's three sessions, each over TLS. */

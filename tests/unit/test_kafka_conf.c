@@ -36,73 +36,89 @@ static const char *get(rd_kafka_conf_t *conf, const char *name)
         return buf;
 }
 
-START_TEST(test_producer_defaults_then_x_then_required)
+/* One configuration built from args: the producer's or the reader's, and
+ * the properties it must hold ("!v": any value but v). */
+struct conf_case {
+        const char *what;
+        int reader;
+        const char *args[12];
+        struct {
+                const char *name, *value;
+        } want[16];
+};
+
+static const struct conf_case conf_cases[] = {
+    {"producer: the relay's defaults, -X over them, what it requires over -X",
+     0,
+     {"--kafka-brokers", "k1:9092,k2:9092", "-X", "linger.ms=5", "-X", "log.queue=false", "-X",
+      "compression.type=zstd"},
+     {{"bootstrap.servers", "k1:9092,k2:9092"},
+      /* the relay's defaults */
+      {"client.id", "outbox-relay"},
+      {"message.timeout.ms", "0"},
+      {"enable.gapless.guarantee", "true"},
+      {"allow.auto.create.topics", "false"},
+      {"max.in.flight.requests.per.connection", "5"},
+      {"socket.nagle.disable", "true"},
+      {"partitioner", "murmur2_random"},
+      /* -X wins over a default */
+      {"linger.ms", "5"},
+      {"compression.type", "zstd"},
+      /* what the relay requires wins over -X */
+      {"log.queue", "true"},
+      {"enable.idempotence", "true"},
+      {"request.required.acks", "-1"},
+      {"transactional.id", ""}}},
+    /* --exactly-once: a transactional producer, whose messages may not
+     * outlive their transaction (librdkafka's own message.timeout.ms),
+     * which needs no gapless guarantee (a gap aborts the transaction) and
+     * keeps one request in flight. */
+    {"transactional producer",
+     0,
+     {"--kafka-brokers", "k:9092", "--exactly-once", "--schema", "orders",
+      "--transaction-timeout-ms", "20000"},
+     {{"transactional.id", "outbox-relay.orders"},
+      {"transaction.timeout.ms", "20000"},
+      {"message.timeout.ms", "!0"},
+      {"enable.gapless.guarantee", "false"},
+      {"max.in.flight.requests.per.connection", "1"},
+      {"enable.idempotence", "true"}}},
+    /* The reader takes the -X properties a consumer takes (security ones,
+     * say) and keeps what it requires whatever -X says. */
+    {"progress reader",
+     1,
+     {"--kafka-brokers", "k:9092", "-X", "security.protocol=SASL_SSL", "-X",
+      "isolation.level=read_uncommitted", "-X", "linger.ms=5"},
+     {{"bootstrap.servers", "k:9092"},
+      {"security.protocol", "sasl_ssl"},
+      {"isolation.level", "read_committed"},
+      {"enable.auto.commit", "false"},
+      {"allow.auto.create.topics", "false"},
+      {"auto.offset.reset", "smallest"}}},
+};
+
+START_TEST(test_conf)
 {
-        struct config *cfg = parse(ARGS("--kafka-brokers", "k1:9092,k2:9092", "-X", "linger.ms=5",
-                                        "-X", "log.queue=false", "-X", "compression.type=zstd"));
-        rd_kafka_conf_t *conf = kafka_conf_producer(cfg, errbuf, sizeof(errbuf));
+        const struct conf_case *k = &conf_cases[_i];
+        char *argv[13] = {NULL}; /* config_parse may permute it */
+        int argc = 0;
+        struct config *cfg;
+        rd_kafka_conf_t *conf;
 
-        ck_assert_msg(conf != NULL, "%s", errbuf);
-        ck_assert_str_eq(get(conf, "bootstrap.servers"), "k1:9092,k2:9092");
-        /* the relay's defaults */
-        ck_assert_str_eq(get(conf, "client.id"), "outbox-relay");
-        ck_assert_str_eq(get(conf, "message.timeout.ms"), "0");
-        ck_assert_str_eq(get(conf, "enable.gapless.guarantee"), "true");
-        ck_assert_str_eq(get(conf, "allow.auto.create.topics"), "false");
-        ck_assert_str_eq(get(conf, "max.in.flight.requests.per.connection"), "5");
-        ck_assert_str_eq(get(conf, "socket.nagle.disable"), "true");
-        ck_assert_str_eq(get(conf, "partitioner"), "murmur2_random");
-        /* -X wins over a default */
-        ck_assert_str_eq(get(conf, "linger.ms"), "5");
-        ck_assert_str_eq(get(conf, "compression.type"), "zstd");
-        /* what the relay requires wins over -X */
-        ck_assert_str_eq(get(conf, "log.queue"), "true");
-        ck_assert_str_eq(get(conf, "enable.idempotence"), "true");
-        ck_assert_str_eq(get(conf, "request.required.acks"), "-1");
-        ck_assert_str_eq(get(conf, "transactional.id"), "");
-        rd_kafka_conf_destroy(conf);
-        config_free(cfg);
-}
-END_TEST
+        for (; argc < 12 && k->args[argc]; argc++)
+                argv[argc] = (char *)k->args[argc];
+        cfg = parse(argc, argv);
+        conf = k->reader ? kafka_conf_reader(cfg, NULL, errbuf, sizeof(errbuf))
+                         : kafka_conf_producer(cfg, errbuf, sizeof(errbuf));
+        ck_assert_msg(conf != NULL, "%s: %s", k->what, errbuf);
+        for (size_t i = 0; i < 16 && k->want[i].name; i++) {
+                const char *got = get(conf, k->want[i].name), *want = k->want[i].value;
+                int negated = want[0] == '!';
 
-/* --exactly-once: a transactional producer, whose messages may not outlive
- * their transaction (librdkafka's own message.timeout.ms), which needs no
- * gapless guarantee (a gap aborts the transaction) and keeps one request
- * in flight. */
-START_TEST(test_transactional_producer)
-{
-        struct config *cfg = parse(ARGS("--kafka-brokers", "k:9092", "--exactly-once", "--schema",
-                                        "orders", "--transaction-timeout-ms", "20000"));
-        rd_kafka_conf_t *conf = kafka_conf_producer(cfg, errbuf, sizeof(errbuf));
-
-        ck_assert_msg(conf != NULL, "%s", errbuf);
-        ck_assert_str_eq(get(conf, "transactional.id"), "outbox-relay.orders");
-        ck_assert_str_eq(get(conf, "transaction.timeout.ms"), "20000");
-        ck_assert_str_ne(get(conf, "message.timeout.ms"), "0");
-        ck_assert_str_eq(get(conf, "enable.gapless.guarantee"), "false");
-        ck_assert_str_eq(get(conf, "max.in.flight.requests.per.connection"), "1");
-        ck_assert_str_eq(get(conf, "enable.idempotence"), "true");
-        rd_kafka_conf_destroy(conf);
-        config_free(cfg);
-}
-END_TEST
-
-/* The reader takes the -X properties a consumer takes (security ones, say)
- * and keeps what it requires whatever -X says. */
-START_TEST(test_reader)
-{
-        struct config *cfg =
-            parse(ARGS("--kafka-brokers", "k:9092", "-X", "security.protocol=SASL_SSL", "-X",
-                       "isolation.level=read_uncommitted", "-X", "linger.ms=5"));
-        rd_kafka_conf_t *conf = kafka_conf_reader(cfg, NULL, errbuf, sizeof(errbuf));
-
-        ck_assert_msg(conf != NULL, "%s", errbuf);
-        ck_assert_str_eq(get(conf, "bootstrap.servers"), "k:9092");
-        ck_assert_str_eq(get(conf, "security.protocol"), "sasl_ssl");
-        ck_assert_str_eq(get(conf, "isolation.level"), "read_committed");
-        ck_assert_str_eq(get(conf, "enable.auto.commit"), "false");
-        ck_assert_str_eq(get(conf, "allow.auto.create.topics"), "false");
-        ck_assert_str_eq(get(conf, "auto.offset.reset"), "smallest");
+                ck_assert_msg((strcmp(got, want + negated) == 0) != negated,
+                              "%s: %s is \"%s\", expected \"%s\"", k->what, k->want[i].name, got,
+                              want);
+        }
         rd_kafka_conf_destroy(conf);
         config_free(cfg);
 }
@@ -150,14 +166,18 @@ END_TEST
  * (test_config checks the messages). */
 START_TEST(test_secret_names)
 {
-        ck_assert(kafka_conf_is_secret("sasl.password"));
-        ck_assert(kafka_conf_is_secret("ssl.key.password"));
-        ck_assert(kafka_conf_is_secret("ssl.key.pem"));
-        ck_assert(kafka_conf_is_secret("sasl.oauthbearer.client.secret"));
-        ck_assert(kafka_conf_is_secret("sasl.oauthbearer.config"));
-        ck_assert(kafka_conf_is_secret("sasl.jaas.config"));
-        ck_assert(!kafka_conf_is_secret("linger.ms"));
-        ck_assert(!kafka_conf_is_secret("ssl.ca.location"));
+        static const char *const secret[] = {"sasl.password",
+                                             "ssl.key.password",
+                                             "ssl.key.pem",
+                                             "sasl.oauthbearer.client.secret",
+                                             "sasl.oauthbearer.config",
+                                             "sasl.jaas.config"};
+        static const char *const plain[] = {"linger.ms", "ssl.ca.location"};
+
+        for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+                ck_assert_msg(kafka_conf_is_secret(secret[i]), "%s", secret[i]);
+        for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+                ck_assert_msg(!kafka_conf_is_secret(plain[i]), "%s", plain[i]);
 }
 END_TEST
 
@@ -166,9 +186,7 @@ Suite *test_suite(void)
         Suite *s = suite_create("kafka_conf");
         TCase *tc = tcase_create("core");
 
-        tcase_add_test(tc, test_producer_defaults_then_x_then_required);
-        tcase_add_test(tc, test_transactional_producer);
-        tcase_add_test(tc, test_reader);
+        tcase_add_loop_test(tc, test_conf, 0, (int)(sizeof(conf_cases) / sizeof(conf_cases[0])));
         tcase_add_test(tc, test_validate);
         tcase_add_test(tc, test_secret_names);
         suite_add_tcase(s, tc);

@@ -1,7 +1,6 @@
 /* Unit tests of relay_batch: every legal move of a batch's life and of a
  * row's failure, every other move refused (an assertion that aborts), and
  * when a batch is done. */
-#include <signal.h>
 #include <stdlib.h>
 
 #include <check.h>
@@ -9,6 +8,7 @@
 #include "runner.h"
 
 #include "relay_batch.h"
+#include "transitions.h"
 
 /* The moves the design allows; everything else must be refused. */
 static const int legal[BATCH_STATES][BATCH_STATES] = {
@@ -23,10 +23,7 @@ static const int legal[BATCH_STATES][BATCH_STATES] = {
 
 START_TEST(test_transition_table)
 {
-        for (int from = 0; from < BATCH_STATES; from++)
-                for (int to = 0; to < BATCH_STATES; to++)
-                        ck_assert_msg(batch_transition_ok(from, to) == legal[from][to], "%s -> %s",
-                                      batch_state_name(from), batch_state_name(to));
+        TRANSITIONS_CHECK("batch", BATCH_STATES, legal, batch_transition_ok, batch_state_name);
 }
 END_TEST
 
@@ -127,25 +124,13 @@ START_TEST(test_failure_not_queued_twice)
 }
 END_TEST
 
-static Suite *relay_batch_suite(void)
-{
-        Suite *s = suite_create("relay_batch");
-        TCase *tc = tcase_create("core");
-        TCase *bad = tcase_create("illegal");
-
-        tcase_add_test(tc, test_transition_table);
-        tcase_add_test(tc, test_life_with_failed_mark);
-        tcase_add_test(tc, test_done_waits);
-        suite_add_tcase(s, tc);
-        tcase_add_test_raise_signal(bad, test_illegal_transition_aborts, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_marked_is_final, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_recorded_failure_is_final, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_failure_not_queued_twice, SIGABRT);
-        suite_add_tcase(s, bad);
-        return s;
-}
-
 Suite *test_suite(void)
 {
-        return relay_batch_suite();
+        const TTest *const core[] = {test_transition_table, test_life_with_failed_mark,
+                                     test_done_waits, NULL};
+        const TTest *const illegal[] = {test_illegal_transition_aborts, test_marked_is_final,
+                                        test_recorded_failure_is_final,
+                                        test_failure_not_queued_twice, NULL};
+
+        return transitions_suite("relay_batch", core, illegal);
 }

@@ -1,7 +1,6 @@
 /* Unit tests of --exactly-once's two state machines (relay_txn_state):
  * the legal moves of the leader's recovery and of the transaction, every
  * other move refused (an assertion), and what the rest of the relay sees. */
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +9,7 @@
 #include "runner.h"
 
 #include "relay_txn_state.h"
+#include "transitions.h"
 
 static const int eos_legal[EOS_STATES][EOS_STATES] = {
     [EOS_INIT] = {[EOS_INIT] = 1, [EOS_READ] = 1},
@@ -28,14 +28,10 @@ static const int phase_legal[TXN_PHASES][TXN_PHASES] = {
 
 START_TEST(test_tables)
 {
-        for (int f = 0; f < EOS_STATES; f++)
-                for (int t = 0; t < EOS_STATES; t++)
-                        ck_assert_msg(relay_eos_transition_ok(f, t) == eos_legal[f][t],
-                                      "eos %d -> %d", f, t);
-        for (int f = 0; f < TXN_PHASES; f++)
-                for (int t = 0; t < TXN_PHASES; t++)
-                        ck_assert_msg(relay_txn_transition_ok(f, t) == phase_legal[f][t],
-                                      "phase %d -> %d", f, t);
+        TRANSITIONS_CHECK("eos", EOS_STATES, eos_legal, relay_eos_transition_ok,
+                          transitions_number);
+        TRANSITIONS_CHECK("phase", TXN_PHASES, phase_legal, relay_txn_transition_ok,
+                          transitions_number);
 }
 END_TEST
 
@@ -110,23 +106,11 @@ START_TEST(test_commit_without_txn_aborts)
 }
 END_TEST
 
-static Suite *relay_txn_suite(void)
-{
-        Suite *s = suite_create("relay_txn_state");
-        TCase *tc = tcase_create("core");
-        TCase *bad = tcase_create("illegal");
-
-        tcase_add_test(tc, test_tables);
-        tcase_add_test(tc, test_term);
-        tcase_add_test(tc, test_null_is_at_least_once);
-        suite_add_tcase(s, tc);
-        tcase_add_test_raise_signal(bad, test_ready_before_recovery_aborts, SIGABRT);
-        tcase_add_test_raise_signal(bad, test_commit_without_txn_aborts, SIGABRT);
-        suite_add_tcase(s, bad);
-        return s;
-}
-
 Suite *test_suite(void)
 {
-        return relay_txn_suite();
+        const TTest *const core[] = {test_tables, test_term, test_null_is_at_least_once, NULL};
+        const TTest *const illegal[] = {test_ready_before_recovery_aborts,
+                                        test_commit_without_txn_aborts, NULL};
+
+        return transitions_suite("relay_txn_state", core, illegal);
 }
