@@ -42,6 +42,7 @@ struct config {
         int busy_poll_ms;           /* fetch interval while events keep coming */
         int mark_delay_ms;          /* longest wait to mark batches sent together */
         int idle_after_ms;          /* quiet time before waiting for notifications again */
+        int busy_min_rate;          /* events/s that start polling (0: the first rows) */
         int leader_poll_ms;         /* how often a standby tries to take the leader lock */
         int retention_s;            /* delete sent rows older than this; 0: keep */
         int exactly_once;           /* publish in Kafka transactions with progress records */

@@ -108,6 +108,12 @@ const struct setting config_settings[] = {
      C_RUN, 0, "MS",
      "After this long without new rows, stop polling and wait for notifications again; 0 always "
      "waits for notifications."},
+    {"busy-poll-min-rate", 0, "OUTBOX_BUSY_POLL_MIN_RATE", T_INT, OFF(busy_min_rate), 0, 10000000,
+     "300", 0, C_RUN, 0, "EVENTS_PER_S",
+     "Poll every --busy-poll-ms only once this many rows arrive within a second, and go back to "
+     "waiting for notifications after a second with fewer than half as many. Below it each "
+     "notification brings one fetch: polling would mostly find nothing, and a notifying commit "
+     "costs the writers little while commits are sparse. 0 polls from the first rows, as before."},
     {"leader-poll-ms", 0, "OUTBOX_LEADER_POLL_MS", T_INT, OFF(leader_poll_ms), 100, 60000, "1000",
      0, C_RUN, 0, "MS",
      "How often a standby tries to take the leader lock; with several replicas only the lock "

@@ -265,7 +265,7 @@ static void fetched(struct relay *r, struct db_rows *res, const char *error)
                 db_rows_free(res);
                 return;
         }
-        relay_go_busy(r, now_ms());
+        relay_go_busy(r, n, now_ms());
         b = calloc(1, sizeof(*b));
         if (b != NULL)
                 b->rows = calloc((size_t)n, sizeof(*b->rows));
@@ -528,9 +528,7 @@ static void run_timers(struct relay *r, int64_t now)
                 r->want_fetch = 1;
                 r->duty->next_busy_poll_at = now + r->cfg->busy_poll_ms;
         }
-        if (r->duty->busy && r->duty->leader &&
-            now >= r->duty->last_rows_at + r->cfg->idle_after_ms)
-                relay_go_waiting(r);
+        relay_maybe_go_waiting(r, now);
         if (r->retry_at != 0 && now >= r->retry_at) {
                 r->want_fetch = 1;
                 r->retry_at = 0;

@@ -67,15 +67,39 @@ static void on_waiting_set(void *arg, long count, const char *error)
         (void)count;
 }
 
-/* Rows keep coming: poll every --busy-poll-ms and let writers commit
- * without NOTIFY and its global commit lock. */
-void relay_go_busy(struct relay *r, int64_t now)
+/* The window over which rows are counted against --busy-poll-min-rate. */
+#define RATE_WINDOW_MS 1000
+
+/* Rows fetched since the window began; starts a new window when the last
+ * one is over, returning what the finished one counted (-1: not over). */
+static long rate_roll(struct relay_duties *d, int64_t now)
 {
-        r->duty->last_rows_at = now;
-        if (r->duty->busy || r->cfg->idle_after_ms == 0)
+        long done = d->rate_rows;
+
+        if (now < d->rate_at + RATE_WINDOW_MS)
+                return -1;
+        d->rate_at = now;
+        d->rate_rows = 0;
+        return done;
+}
+
+/* Rows keep coming: poll every --busy-poll-ms and let writers commit
+ * without NOTIFY and its global commit lock. Not while they come sparsely:
+ * most polls would find nothing (at 100 events/s, four in five), where a
+ * notification brings one fetch per commit, and a notifying commit costs
+ * the writers little while commits are far apart. */
+void relay_go_busy(struct relay *r, int rows, int64_t now)
+{
+        struct relay_duties *d = r->duty;
+        int min = r->cfg->busy_min_rate;
+
+        d->last_rows_at = now;
+        (void)rate_roll(d, now);
+        d->rate_rows += rows;
+        if (d->busy || r->cfg->idle_after_ms == 0 || (min > 0 && d->rate_rows < min))
                 return;
-        r->duty->busy = 1;
-        r->duty->next_busy_poll_at = now + r->cfg->busy_poll_ms;
+        d->busy = 1;
+        d->next_busy_poll_at = now + r->cfg->busy_poll_ms;
         db_set_waiting(r->db, 0, on_waiting_set, r);
 }
 
@@ -83,6 +107,21 @@ void relay_go_waiting(struct relay *r)
 {
         r->duty->busy = 0;
         db_set_waiting(r->db, 1, on_waiting_set, r);
+}
+
+void relay_maybe_go_waiting(struct relay *r, int64_t now)
+{
+        struct relay_duties *d = r->duty;
+        long last;
+
+        if (!d->busy || !d->leader)
+                return;
+        /* Half the rate that started polling: a rate near the threshold
+         * does not flip the flag (an UPDATE each time) every second. */
+        last = rate_roll(d, now);
+        if (now >= d->last_rows_at + r->cfg->idle_after_ms ||
+            (last >= 0 && (int64_t)last * 2 < r->cfg->busy_min_rate))
+                relay_go_waiting(r);
 }
 
 /* ---- is any row failing? ---- */
@@ -180,12 +219,15 @@ static void on_lock(void *arg, int locked, const char *error)
                 r->duty->fetch = 1;
                 r->duty->failing = 1; /* until checked: a former leader may have left failures */
                 relay_check_failing(r);
-                /* A former leader may have left relay_state either way. */
+                /* A former leader may have left relay_state either way:
+                 * wait for notifications unless polling starts at once. */
                 r->duty->busy = 0;
-                if (r->cfg->idle_after_ms == 0)
+                r->duty->rate_at = now_ms();
+                r->duty->rate_rows = 0;
+                if (r->cfg->idle_after_ms == 0 || r->cfg->busy_min_rate > 0)
                         relay_go_waiting(r);
                 else
-                        relay_go_busy(r, now_ms());
+                        relay_go_busy(r, 0, now_ms());
                 log_info(r->lg, "leader: publishing", "{s:s}", "instance", r->cfg->instance_id);
         } else if (!r->duty->standby_logged) {
                 r->duty->standby_logged = 1;

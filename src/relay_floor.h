@@ -21,6 +21,10 @@ struct relay_floor_writers {
         int earlier_done;    /* every writer of the earlier look has ended */
 };
 
+/* Rows fetched since the last look that make the next one due as soon as
+ * 20 ms have passed since it (otherwise 500 ms). */
+#define RELAY_FLOOR_LOOK_ROWS 100
+
 /* Decisions for the loop (a mask). */
 #define RELAY_FLOOR_FETCH   1 /* the floor went down: fetch again (an idle relay would wait) */
 #define RELAY_FLOOR_REWOUND 2 /* rows were made pending again: they may be failing ones */

@@ -66,6 +66,10 @@ struct relay_duties {
         int64_t next_lock_at;
         int busy; /* polling on its own; writers were told not to notify */
         int64_t last_rows_at, next_busy_poll_at;
+        /* Rows fetched in the second from rate_at: the arrival rate that
+         * decides between polling and notifications. */
+        int64_t rate_at;
+        long rate_rows;
         int failing;          /* some pending row failed before: fetch holds keys back */
         unsigned failing_gen; /* counts recorded failures, to order them with checks */
         int stats_queued, retention_queued;
@@ -196,7 +200,12 @@ void relay_duties_free(struct relay_duties *d);
 int relay_duties_want_fetch(struct relay_duties *d);
 /* Sends the look at the writers the floor wants, if any (leader only). */
 void relay_look_writers(struct relay *r, int64_t now);
-void relay_go_busy(struct relay *r, int64_t now);
+/* A fetch brought rows: polls every --busy-poll-ms once they come at
+ * --busy-poll-min-rate or more (leadership beginning passes rows 0). */
+void relay_go_busy(struct relay *r, int rows, int64_t now);
+/* While polling: back to notifications after --idle-after-ms without rows
+ * or a second at under half of --busy-poll-min-rate. */
+void relay_maybe_go_waiting(struct relay *r, int64_t now);
 void relay_go_waiting(struct relay *r);
 void relay_check_failing(struct relay *r);
 void relay_maybe_lock(struct relay *r, int64_t now);

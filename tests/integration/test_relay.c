@@ -731,12 +731,15 @@ static int notifications_before_marker(PGconn *conn, int timeout_ms)
 }
 
 /* Writers notify only while the relay waits: while it is busy (polling on
- * its own) their commits skip NOTIFY and its global commit lock. */
+ * its own) their commits skip NOTIFY and its global commit lock. It polls
+ * only once rows come at --busy-poll-min-rate (here 5 a second): below
+ * that, most polls would find nothing, and writers keep notifying. */
 START_TEST(writers_notify_only_while_the_relay_waits)
 {
         char *ci = fresh_db("notify");
         PGconn *c = fx_db_connect(ci), *listener = fx_db_connect(ci);
-        const char *args[] = {NO_POLL, "--idle-after-ms", "200", NULL};
+        const char *args[] = {NO_POLL, "--idle-after-ms", "1500", "--busy-poll-min-rate", "5",
+                              NULL};
         struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
 
         fx_sql(listener, "LISTEN \"outbox.events\"");
@@ -746,20 +749,60 @@ START_TEST(writers_notify_only_while_the_relay_waits)
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'a', '{}')");
         fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
         ck_assert_int_eq(notifications_before_marker(listener, 10000), 1);
-        /* Rows arrived: the relay polls on its own and tells writers so. */
-        ck_assert_int_eq(fx_wait_sql(c, 0, 30000, "SELECT waiting::int FROM outbox.relay_state"),
-                         0);
+        ck_assert_int_eq(fh_wait_sent(c, 1, 30000), 1);
+        /* One row is under the rate: the relay still waits, writers notify. */
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'b', '{}')");
         fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
+        ck_assert_int_eq(notifications_before_marker(listener, 10000), 1);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT waiting::int FROM outbox.relay_state"), 1);
+        /* Five rows at once: the relay polls on its own and tells writers
+         * so, for at least a second (the rate is counted over a second, and
+         * --idle-after-ms is 1.5 s), time enough for the next commit. */
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'notify', 'k' || g, '{}' FROM generate_series(1, 5) g");
+        fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
+        ck_assert_int_eq(notifications_before_marker(listener, 10000), 1);
+        ck_assert_int_eq(fx_wait_sql(c, 0, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         0);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'c', '{}')");
+        fx_sql(c, "NOTIFY \"outbox.events\", 'marker'");
         ck_assert_int_eq(notifications_before_marker(listener, 10000), 0);
-        ck_assert_int_eq(fh_wait_sent(c, 2, 30000), 2);
+        ck_assert_int_eq(fh_wait_sent(c, 8, 30000), 8);
         /* Quiet again: back to waiting, and a new row is woken for. */
         ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
                          1);
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'c', '{}')");
-        ck_assert_int_eq(fh_wait_sent(c, 3, 30000), 3);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('notify', 'd', '{}')");
+        ck_assert_int_eq(fh_wait_sent(c, 9, 30000), 9);
         fx_relay_free(r);
         PQfinish(listener);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* Rows that slow down below half of --busy-poll-min-rate send the relay
+ * back to notifications even though some still come (--idle-after-ms alone
+ * would keep it polling): polls would mostly find nothing. */
+START_TEST(relay_waits_again_when_rows_slow_down)
+{
+        char *ci = fresh_db("slowdown");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, "--idle-after-ms", "3600000", "--busy-poll-min-rate", "1000",
+                              NULL};
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'slowdown', 'k' || g %% 10, '{}' FROM generate_series(1, 1000) g");
+        ck_assert_int_eq(fx_wait_sql(c, 0, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         0);
+        ck_assert_int_eq(fh_wait_sent(c, 1000, 30000), 1000);
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('slowdown', 'z', '{}')");
+        ck_assert_int_eq(fh_wait_sent(c, 1001, 30000), 1001);
+        fx_relay_free(r);
         PQfinish(c);
         free(ci);
 }
@@ -851,6 +894,7 @@ Suite *test_suite(void)
                                       metrics_and_probes,
                                       retention_deletes_old_sent_rows_only,
                                       writers_notify_only_while_the_relay_waits,
+                                      relay_waits_again_when_rows_slow_down,
                                       kcat_reads_the_published_events,
                                       a_clean_run_logs_no_warning,
                                       plans_follow_the_statistics,

@@ -32,9 +32,10 @@ static unsigned look(int64_t now, int64_t last_id, long long rewinds, const char
         struct relay_floor_writers w = {last_id, rewinds, 1, writers, earlier_done};
 
         if (relay_floor_next_at(f) > now) {
-                /* Looks follow fetches: one that leaves rows out moves nothing. */
+                /* Looks follow fetches: one that leaves rows out moves
+                 * nothing; with enough rows the look is due at once. */
                 relay_floor_for_fetch(f, 0, now);
-                relay_floor_fetched(f, 0, 0, 0);
+                relay_floor_fetched(f, RELAY_FLOOR_LOOK_ROWS, 0, 0);
         }
         ck_assert_ptr_nonnull(relay_floor_look(f, now));
         return relay_floor_writers(f, &w);
@@ -100,15 +101,16 @@ START_TEST(test_waits_for_writers)
         fetch_round(101, 1, 100, 0);
         ck_assert_int_eq(relay_floor_for_fetch(f, 1, 102), 50); /* 100 not settled */
         relay_floor_fetched(f, 0, 0, 0);
-        /* The next look asks about the earlier writers: still one left. */
-        ck_assert_str_eq(relay_floor_look(f, 200), "{123}");
+        /* The next look (500 ms on: few rows came) asks about the earlier
+         * writers: still one left. */
+        ck_assert_str_eq(relay_floor_look(f, 600), "{123}");
         {
                 struct relay_floor_writers w = {120, 0, 1, "{124}", 1};
 
                 ck_assert_uint_eq(relay_floor_writers(f, &w), 0);
         }
-        fetch_round(201, 1, 100, 0);
-        ck_assert_int_eq(relay_floor_for_fetch(f, 1, 202), 100);
+        fetch_round(601, 1, 100, 0);
+        ck_assert_int_eq(relay_floor_for_fetch(f, 1, 602), 100);
 }
 END_TEST
 
@@ -205,6 +207,33 @@ START_TEST(test_look_scheduling)
 }
 END_TEST
 
+/* Looks follow the rows: after a few rows the next waits 500 ms, after
+ * RELAY_FLOOR_LOOK_ROWS of them 20 ms; a rewind waiting for its writers is
+ * looked at every 20 ms whatever the rows. */
+START_TEST(test_look_cadence)
+{
+        look(0, 100, 0, "{}", 0);
+        fetch_round(5, 3, 103, 0);
+        ck_assert_int_eq(relay_floor_next_at(f), 500);
+        ck_assert_ptr_null(relay_floor_look(f, 499));
+        relay_floor_writers(f, &(struct relay_floor_writers){103, 0, 1, "{}", 0});
+        fetch_round(510, 3, 106, 0);
+        ck_assert_str_eq(relay_floor_look(f, 510), "{}"); /* 500 ms since the last */
+        relay_floor_writers(f, &(struct relay_floor_writers){106, 0, 1, "{}", 0});
+        fetch_round(515, RELAY_FLOOR_LOOK_ROWS - 1, 300, 0);
+        ck_assert_int_eq(relay_floor_next_at(f), 1010);
+        fetch_round(520, 1, 301, 0);
+        ck_assert_int_eq(relay_floor_next_at(f), 530);
+        ck_assert_ptr_nonnull(relay_floor_look(f, 530));
+        /* A rewind seen while a writer holds the lock: its rows wait for
+         * the writer's end, so the next look comes after 20 ms. */
+        relay_floor_writers(f, &(struct relay_floor_writers){310, 1, 1, "{77}", 0});
+        fetch_round(535, 1, 310, 0);
+        ck_assert_int_eq(relay_floor_next_at(f), 550);
+        ck_assert_str_eq(relay_floor_look(f, 550), "{77}");
+}
+END_TEST
+
 static Suite *relay_floor_suite(void)
 {
         Suite *s = suite_create("relay_floor");
@@ -222,6 +251,7 @@ static Suite *relay_floor_suite(void)
         tcase_add_test(tc, test_forget);
         tcase_add_test(tc, test_sweep);
         tcase_add_test(tc, test_look_scheduling);
+        tcase_add_test(tc, test_look_cadence);
         suite_add_tcase(s, tc);
         return s;
 }
