@@ -42,14 +42,21 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
 
 /* ---- --exactly-once (a transactional producer) ----
  * A fatal error also sets producer_fatal (the producer must be rebuilt). */
-#define PRODUCER_TXN_RETRY      (-2) /* not done yet (Kafka slow or away): call again */
-#define PRODUCER_TXN_MUST_ABORT (-3) /* commit refused: the transaction must be aborted */
+/* What a transactional call ended with: the convention's 0 and -1 (with
+ * errbuf), and the two outcomes that tell the caller what to do next. */
+enum producer_txn_result {
+        PRODUCER_TXN_DONE = 0,
+        PRODUCER_TXN_FAILED = -1,     /* errbuf says why */
+        PRODUCER_TXN_RETRY = -2,      /* not done yet (Kafka slow or away): call again */
+        PRODUCER_TXN_MUST_ABORT = -3, /* commit refused: the transaction must be aborted */
+};
 /* Once per producer, by the leader: fences older producers of the same
  * transactional.id and aborts their open transaction. Resumable: waits at
  * most timeout_ms. */
-int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf,
-                      size_t errsz) OUTBOX_MUST_CHECK;
-int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+enum producer_txn_result producer_txn_init(struct producer *p, int timeout_ms, char *errbuf,
+                                           size_t errsz) OUTBOX_MUST_CHECK;
+enum producer_txn_result producer_txn_begin(struct producer *p, char *errbuf,
+                                            size_t errsz) OUTBOX_MUST_CHECK;
 /* The transaction's progress record (copied), on partition 0 of topic. */
 rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic, const char *key,
                                            const char *value) OUTBOX_MUST_CHECK;
@@ -59,10 +66,10 @@ rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic
  * ends). 0 when committed (its messages are visible to read_committed
  * consumers) or aborted; commit may return PRODUCER_TXN_MUST_ABORT; -1 when
  * the outcome is left to the next producer (producer_fatal is then set). */
-int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf,
-                        size_t errsz) OUTBOX_MUST_CHECK;
-int producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf,
-                       size_t errsz) OUTBOX_MUST_CHECK;
+enum producer_txn_result producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf,
+                                             size_t errsz) OUTBOX_MUST_CHECK;
+enum producer_txn_result producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf,
+                                            size_t errsz) OUTBOX_MUST_CHECK;
 /* Leaves a commit or abort that does not end to the next producer: sets
  * producer_fatal with why. */
 void producer_txn_give_up(struct producer *p, const char *why);

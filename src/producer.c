@@ -266,8 +266,8 @@ rd_kafka_resp_err_t producer_send(struct producer *p, const char *topic,
 
 /* Turns a transactional call's error into errbuf, and a fatal one into the
  * producer's fatal state (the relay rebuilds it). */
-static int txn_error(struct producer *p, const char *what, rd_kafka_error_t *error, char *errbuf,
-                     size_t errsz)
+static enum producer_txn_result txn_error(struct producer *p, const char *what,
+                                          rd_kafka_error_t *error, char *errbuf, size_t errsz)
 {
         snprintf(errbuf, errsz, "%s: %s: %s", what, rd_kafka_error_name(error),
                  rd_kafka_error_string(error));
@@ -276,15 +276,16 @@ static int txn_error(struct producer *p, const char *what, rd_kafka_error_t *err
                 snprintf(p->fatal_reason, sizeof(p->fatal_reason), "%s", errbuf);
         }
         rd_kafka_error_destroy(error);
-        return -1;
+        return PRODUCER_TXN_FAILED;
 }
 
-int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
+enum producer_txn_result producer_txn_init(struct producer *p, int timeout_ms, char *errbuf,
+                                           size_t errsz)
 {
         rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, timeout_ms);
 
         if (error == NULL)
-                return 0;
+                return PRODUCER_TXN_DONE;
         if (rd_kafka_error_is_retriable(error)) {
                 snprintf(errbuf, errsz, "initialising transactions: %s",
                          rd_kafka_error_string(error));
@@ -294,7 +295,7 @@ int producer_txn_init(struct producer *p, int timeout_ms, char *errbuf, size_t e
         return txn_error(p, "initialising transactions", error, errbuf, errsz);
 }
 
-int producer_txn_begin(struct producer *p, char *errbuf, size_t errsz)
+enum producer_txn_result producer_txn_begin(struct producer *p, char *errbuf, size_t errsz)
 {
         rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
 
@@ -318,8 +319,8 @@ rd_kafka_resp_err_t producer_send_progress(struct producer *p, const char *topic
 /* An error that leaves the transaction's outcome unsettled: only a new
  * producer (whose init_transactions fences this one and aborts what it
  * left open) gets past it. */
-static int txn_unsettled(struct producer *p, const char *what, rd_kafka_error_t *error,
-                         char *errbuf, size_t errsz)
+static enum producer_txn_result txn_unsettled(struct producer *p, const char *what,
+                                              rd_kafka_error_t *error, char *errbuf, size_t errsz)
 {
         if (!rd_kafka_error_is_fatal(error) && !p->fatal) {
                 p->fatal = 1;
@@ -356,7 +357,8 @@ static int txn_commit_state_error(const struct producer *p, const rd_kafka_error
  * among them) leaves the operation going on in librdkafka, and calling
  * again picks it up, so each call waits at most timeout_ms (TXN_RESUME_MS
  * once the commit is under way). */
-int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
+enum producer_txn_result producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf,
+                                             size_t errsz)
 {
         int tmo = p->committing && timeout_ms >= 0 && timeout_ms < TXN_RESUME_MS ? TXN_RESUME_MS
                                                                                  : timeout_ms;
@@ -369,7 +371,7 @@ int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t
         }
         if (error == NULL) {
                 p->committing = 0;
-                return 0;
+                return PRODUCER_TXN_DONE;
         }
         if (rd_kafka_error_txn_requires_abort(error)) {
                 p->committing = 0;
@@ -389,12 +391,13 @@ int producer_txn_commit(struct producer *p, int timeout_ms, char *errbuf, size_t
         return txn_unsettled(p, "committing a transaction", error, errbuf, errsz);
 }
 
-int producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf, size_t errsz)
+enum producer_txn_result producer_txn_abort(struct producer *p, int timeout_ms, char *errbuf,
+                                            size_t errsz)
 {
         rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, timeout_ms);
 
         if (error == NULL)
-                return 0;
+                return PRODUCER_TXN_DONE;
         if (rd_kafka_error_is_retriable(error)) {
                 snprintf(errbuf, errsz, "aborting a transaction: %s", rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);

@@ -298,7 +298,8 @@ static void txn_end_begin(struct relay *r, int64_t now)
 /* One step of the commit or the abort. */
 static void txn_step(struct relay *r, int64_t now)
 {
-        int committing = r->tx->phase == TXN_PHASE_COMMITTING, rc;
+        int committing = r->tx->phase == TXN_PHASE_COMMITTING;
+        enum producer_txn_result rc;
         char err[512] = "";
         int64_t gap;
 
@@ -509,7 +510,7 @@ static void mark_recovered(struct relay *r, const struct progress_rows *rows, in
 static int init_step(struct relay *r, int64_t now)
 {
         char err[512];
-        int rc = producer_txn_init(r->producer, STEP_MS, err, sizeof(err));
+        enum producer_txn_result rc = producer_txn_init(r->producer, STEP_MS, err, sizeof(err));
 
         if (rc == PRODUCER_TXN_RETRY) {
                 snprintf(r->tx->eos_error, sizeof(r->tx->eos_error),
