@@ -67,13 +67,15 @@ enum db_state {
 };
 
 /* What db_service reports. */
-#define DB_EV_NONE 0
-#define DB_EV_UP   1    /* the attempt under way succeeded: the db is up */
-#define DB_EV_LOST (-1) /* a connection that was up broke (all are closed) */
-#define DB_ERR_SCHEMA                                                                              \
-        (-2)              /* the attempt failed: the schema is missing or at another               \
-                           * version, which retrying won't fix (db_last_error) */
-#define DB_EV_FAILED (-3) /* the attempt failed, worth retrying (db_last_error) */
+enum db_event {
+        DB_EV_NONE = 0,
+        DB_EV_UP = 1,    /* the attempt under way succeeded: the db is up */
+        DB_EV_LOST = -1, /* a connection that was up broke (all are closed) */
+        /* the attempt failed: the schema is missing or at another version,
+         * which retrying won't fix (db_last_error) */
+        DB_EV_SCHEMA = -2,
+        DB_EV_FAILED = -3, /* the attempt failed, worth retrying (db_last_error) */
+};
 
 /* Starts connecting every session: the attempt then goes on in db_service
  * (connect, check the schema, set the timeouts, prepare, LISTEN) and ends
@@ -177,9 +179,9 @@ int db_idle(const struct db *db);
  * advances an attempt under way (and times it out), flushes, reads,
  * completes queries (calling their callbacks) and sends the next.
  * *notified is set when a notification arrived. Returns a DB_EV_* (after
- * DB_EV_LOST, DB_EV_FAILED and DB_ERR_SCHEMA every connection is closed
+ * DB_EV_LOST, DB_EV_FAILED and DB_EV_SCHEMA every connection is closed
  * and every queued query has failed). */
-int db_service(struct db *db, const short revents[DB_LANES], int64_t now_ms,
-               int *notified) OUTBOX_MUST_CHECK;
+enum db_event db_service(struct db *db, const short revents[DB_LANES], int64_t now_ms,
+                         int *notified) OUTBOX_MUST_CHECK;
 
 #endif

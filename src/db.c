@@ -586,9 +586,10 @@ static void check_deadlines(struct db *db, int64_t now)
         }
 }
 
-int db_service(struct db *db, const short revents[DB_LANES], int64_t now, int *notified)
+enum db_event db_service(struct db *db, const short revents[DB_LANES], int64_t now, int *notified)
 {
-        int was_up = db->state == DB_UP, any = 0, ev;
+        int was_up = db->state == DB_UP, any = 0;
+        enum db_event ev;
 
         if (db->state == DB_DOWN)
                 return DB_EV_NONE;

@@ -182,7 +182,7 @@ static void schema_checked(struct db *db, int version, int64_t now)
         char err[512];
 
         if (migrate_verdict(db->cfg->schema, version, err, sizeof(err)) != 0) {
-                db_connect_fail(db, DB_ERR_SCHEMA, "%s", err);
+                db_connect_fail(db, DB_EV_SCHEMA, "%s", err);
                 return;
         }
         db->schema_ok = 1;

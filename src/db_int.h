@@ -76,10 +76,10 @@ struct db {
         size_t n_stmts;
         char *session_sql, *version_sql, *listen_sql, *outbox_id_sql;
         /* The attempt under way (DB_CONNECTING). */
-        int schema_ok;    /* the reader found the schema at the right version */
-        int failed;       /* the attempt failed: tear it down, report event */
-        int event;        /* what db_service reports next (DB_EV_*) */
-        char error[1024]; /* why the last attempt failed */
+        int schema_ok;       /* the reader found the schema at the right version */
+        int failed;          /* the attempt failed: tear it down, report event */
+        enum db_event event; /* what db_service reports next */
+        char error[1024];    /* why the last attempt failed */
 };
 
 enum { DB_READER = 0 }; /* lanes 1 .. DB_LANES-1 write */
@@ -97,7 +97,7 @@ void db_close_all(struct db *db, const char *why);
  * -1 when its connection broke or a callback closed or failed it. */
 int db_service_lane(struct db *db, struct lane *l, int *notified) OUTBOX_MUST_CHECK;
 /* Ends the attempt under way: the connections are closed by db_service. */
-void db_connect_fail(struct db *db, int code, const char *fmt, ...)
+void db_connect_fail(struct db *db, enum db_event code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* db_statements.c */

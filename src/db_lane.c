@@ -195,7 +195,7 @@ int db_service_lane(struct db *db, struct lane *l, int *notified)
         return PQstatus(l->conn) == CONNECTION_OK ? 0 : -1;
 }
 
-void db_connect_fail(struct db *db, int code, const char *fmt, ...)
+void db_connect_fail(struct db *db, enum db_event code, const char *fmt, ...)
 {
         va_list ap;
 

@@ -387,9 +387,9 @@ static void connected(struct relay *r, int64_t now)
         }
 }
 
-static void connect_failed(struct relay *r, int64_t now, int code, const char *err)
+static void connect_failed(struct relay *r, int64_t now, enum db_event code, const char *err)
 {
-        if (code == DB_ERR_SCHEMA) {
+        if (code == DB_EV_SCHEMA) {
                 r->fatal_schema = 1;
                 snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", err);
                 return;
@@ -415,7 +415,8 @@ static void try_connect(struct relay *r, int64_t now)
 static void db_turn(struct relay *r, const struct pollfd *fds, int64_t now)
 {
         short revents[DB_LANES];
-        int notified = 0, ev;
+        enum db_event ev;
+        int notified = 0;
 
         for (int lane = 0; lane < DB_LANES; lane++)
                 revents[lane] = fds[lane].revents;
@@ -426,7 +427,7 @@ static void db_turn(struct relay *r, const struct pollfd *fds, int64_t now)
                 connected(r, now);
         else if (ev == DB_EV_LOST)
                 relay_lost_connection(r, now);
-        else if (ev == DB_EV_FAILED || ev == DB_ERR_SCHEMA)
+        else if (ev == DB_EV_FAILED || ev == DB_EV_SCHEMA)
                 connect_failed(r, now, ev, db_last_error(r->db));
 }
 
