@@ -39,7 +39,7 @@ sources() {
         case $1 in
         config) echo "$root/src/config.c $root/src/config_args.c $root/src/config_table.c" \
                 "$root/src/config_value.c $root/src/config_file.c $root/src/route.c" \
-                "$root/src/kafka_conf.c $root/src/log.c" ;;
+                "$root/src/kafka_conf.c $root/src/log.c $root/src/config_envelope.c" ;;
         route) echo "$root/src/route.c" ;;
         headers) echo "$root/src/message.c" ;;
         *) echo "unknown fuzz target $1" >&2; exit 2 ;;
