@@ -231,7 +231,7 @@ static void on_marked(void *arg, long marked, const char *error)
                  * session; else once reconnected. Nothing unconfirmed is
                  * marked. */
                 relay_stmt_failed(r, RELAY_STMT_MARK, error, now_ms());
-        } else {
+        } else if (g->set.rows.n > 0) { /* else no statement ran (relay_mark_tick) */
                 relay_stmt_ok(r, RELAY_STMT_MARK);
                 log_debug(r->lg, "rows marked sent", "{s:I,s:i}", "rows", (json_int_t)marked,
                           "batches", g->set.n_batches);
