@@ -94,6 +94,12 @@ int batch_row_unrecorded(const struct relay_row *row)
         return row->state == ROW_FAILED && row->fail != FAIL_NONE && row->fail != FAIL_RECORDED;
 }
 
+static int same_key(const struct relay_row *a, const struct relay_row *b)
+{
+        return a->m.key != NULL && b->m.key != NULL && a->m.key_len == b->m.key_len &&
+               memcmp(a->m.key, b->m.key, a->m.key_len) == 0;
+}
+
 int batch_overtakes(const struct batch *b, const struct relay_row *failed)
 {
         if (failed->m.key == NULL)
@@ -101,12 +107,36 @@ int batch_overtakes(const struct batch *b, const struct relay_row *failed)
         for (int i = 0; i < b->n; i++) {
                 const struct relay_row *x = &b->rows[i];
 
-                if (x->state == ROW_SENT && x->m.id > failed->m.id && x->m.key != NULL &&
-                    x->m.key_len == failed->m.key_len &&
-                    memcmp(x->m.key, failed->m.key, x->m.key_len) == 0)
+                if (x->state == ROW_SENT && x->m.id > failed->m.id && same_key(x, failed))
                         return 1;
         }
         return 0;
+}
+
+int batch_unsent_overtaken(struct batch *from, const struct relay_row *unsent)
+{
+        int late = 0;
+
+        if (unsent->m.key == NULL)
+                return 0; /* no key, no order to keep */
+        for (struct batch *b = from; b != NULL; b = b->next) {
+                for (int i = 0; i < b->n; i++) {
+                        struct relay_row *x = &b->rows[i];
+
+                        if (x->m.id <= unsent->m.id || !same_key(x, unsent))
+                                continue;
+                        if (x->state == ROW_INFLIGHT) {
+                                x->behind = 1;
+                        } else if (x->state == ROW_SENT &&
+                                   (b->state == BATCH_MARKING || b->state == BATCH_MARKED)) {
+                                late++; /* named by a mark already: too late */
+                        } else if (x->state == ROW_SENT) {
+                                x->state = ROW_UNSENT;
+                                b->left_pending = 1;
+                        }
+                }
+        }
+        return late;
 }
 
 int batch_sent_rows(const struct batch *b)

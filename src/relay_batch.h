@@ -71,6 +71,9 @@ struct relay_row {
         int retry_ms; /* delay asked for when recording the failure */
         int dead_now; /* ROW_FAILED for good: dead-lettered at its first failure */
         int produced; /* handed to the producer (it is part of the transaction) */
+        /* An earlier row of its key went back unpublished while this one
+         * was in flight: it stays pending whatever its report says. */
+        int behind;
         /* The newest batch when it failed: the rows produced before the
          * failure are in it or before it (later rows of its key are held). */
         unsigned long wait_seq;
@@ -107,6 +110,15 @@ int batch_row_unrecorded(const struct relay_row *row);
 /* Whether b holds a row acknowledged by Kafka that is a later row of
  * failed's key (published after failed was refused). */
 int batch_overtakes(const struct batch *b, const struct relay_row *failed);
+
+/* unsent was handed to the producer and came back unpublished (ROW_UNSENT:
+ * producer rebuilt or purged): it goes again, after the later rows of its
+ * key that Kafka may have appended behind its request. So those stay
+ * pending too, to follow it again: the acknowledged ones (from its batch on)
+ * are made ROW_UNSENT, those in flight are made to stay pending whatever
+ * their report (behind). Returns how many were in a batch marked already
+ * (0 while marks keep fetch order: relay_mark.c). */
+int batch_unsent_overtaken(struct batch *from, const struct relay_row *unsent);
 
 /* Sent rows (those a mark names). */
 int batch_sent_rows(const struct batch *b);

@@ -127,9 +127,24 @@ static int mark_blocked(const struct batch *batches, const struct batch *b)
         return 0;
 }
 
+/* Whether a batch before b still awaits reports. b waits for them: a row
+ * of those that comes back unpublished (a producer rebuilt or purged) goes
+ * again, and the later rows of its key in b, which Kafka may have appended
+ * behind its request, must then stay pending to follow it
+ * (batch_unsent_overtaken). Marked first, they would end up in the topic
+ * before the last copy of that earlier row. */
+static int earlier_unreported(const struct batch *batches, const struct batch *b)
+{
+        for (const struct batch *e = batches; e != NULL && e != b; e = e->next)
+                if (!batch_submitted(e))
+                        return 1;
+        return 0;
+}
+
 static int mark_now(const struct batch *batches, const struct batch *b)
 {
-        return b->state == BATCH_MARK_DUE && !mark_blocked(batches, b);
+        return b->state == BATCH_MARK_DUE && !earlier_unreported(batches, b) &&
+               !mark_blocked(batches, b);
 }
 
 int relay_marks_ready(const struct batch *batches)
@@ -216,7 +231,7 @@ static void on_marked(void *arg, long marked, const char *error)
                  * session; else once reconnected. Nothing unconfirmed is
                  * marked. */
                 relay_stmt_failed(r, RELAY_STMT_MARK, error, now_ms());
-        } else {
+        } else if (g->set.rows.n > 0) { /* else no statement ran (relay_mark_tick) */
                 relay_stmt_ok(r, RELAY_STMT_MARK);
                 log_debug(r->lg, "rows marked sent", "{s:I,s:i}", "rows", (json_int_t)marked,
                           "batches", g->set.n_batches);
@@ -276,5 +291,11 @@ void relay_mark_tick(struct relay *r, int64_t now)
                 return;
         }
         g->relay = r;
+        if (g->set.rows.n == 0) {
+                /* Every sent row of these batches was made pending again
+                 * (batch_unsent_overtaken): nothing to tell the database. */
+                on_marked(g, 0, NULL);
+                return;
+        }
         db_mark(r->db, &g->set.rows, on_marked, g);
 }

@@ -38,8 +38,9 @@ void relay_marks_due(struct relay_marks *m, struct batch *b, int64_t now);
  * waiting would gain nothing (a batch's worth of rows), hold up fetching
  * (n_batches at twice the pipeline) or delay shutdown (stopping). */
 int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stopping);
-/* Whether some due batch may be marked now: not one holding a later row of
- * a failed row's key while that failure is unrecorded. */
+/* Whether some due batch may be marked now: not one behind a batch still
+ * awaiting reports, nor one holding a later row of a failed row's key
+ * while that failure is unrecorded. */
 int relay_marks_ready(const struct batch *batches);
 /* Collects the sent rows of every due batch that may be marked now
  * (relay_marks_ready), in fetch order and in id order within a batch,

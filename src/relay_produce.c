@@ -82,6 +82,23 @@ static void fail_row(struct relay *r, struct relay_row *row, const char *reason)
         relay_hold_key(r, row);
 }
 
+/* row goes again: the later rows of its key that Kafka may have appended
+ * behind it (the dev Kafka appends the requests after a refused one;
+ * Apache Kafka those after a new producer id's refused first) stay pending
+ * to go again after it, so that the last copy of each row of a key still
+ * comes after the last copy of the rows before it. Their batches cannot be
+ * marked yet: marks wait for every earlier batch's reports (relay_mark.c). */
+static void unsent_overtaken(struct relay *r, struct relay_row *row)
+{
+        int late = batch_unsent_overtaken(row->batch, row);
+
+        if (late > 0)
+                log_error(r->lg,
+                          "a later row of a row gone back pending was marked sent already: per-key "
+                          "order may be broken",
+                          "{s:I,s:i}", "id", (json_int_t)row->m.id, "rows", late);
+}
+
 /* created_at to ack, on the wall clock (created_at is PostgreSQL's): a
  * database clock ahead of the relay's counts as 0. A replayed row is
  * published again on purpose, long after it was written: left out. */
@@ -115,6 +132,11 @@ void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int
                 /* Its transaction was aborted: whatever the report says,
                  * the row was not published. It stays as it was made
                  * (unsent) at the abort. */
+        } else if (row->behind) {
+                /* An earlier row of its key came back unpublished: this one
+                 * stays pending, published or not, to go again after it. */
+                row->state = ROW_UNSENT;
+                relay_hold_key(r, row);
         } else if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 row->state = ROW_SENT;
                 row->partition = partition;
@@ -139,6 +161,7 @@ void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int
                 relay_hold_key(r, row);
                 log_debug(r->lg, "delivery not confirmed, row stays pending", "{s:I,s:s}", "id",
                           (json_int_t)row->m.id, "error", rd_kafka_err2str(err));
+                unsent_overtaken(r, row);
         }
         row->batch->outstanding--;
         r->hooks.batch_reported(r, row->batch);

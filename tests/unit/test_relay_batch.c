@@ -2,6 +2,7 @@
  * row's failure, every other move refused (an assertion that aborts), and
  * when a batch is done. */
 #include <stdlib.h>
+#include <string.h>
 
 #include <check.h>
 
@@ -124,10 +125,65 @@ START_TEST(test_failure_not_queued_twice)
 }
 END_TEST
 
+static void keyed(struct relay_row *r, struct batch *b, int64_t id, const char *key,
+                  enum row_state st)
+{
+        *r = (struct relay_row){.batch = b, .state = st};
+        r->m.id = id;
+        r->m.key = key;
+        r->m.key_len = key != NULL ? strlen(key) : 0;
+}
+
+/* Row 2 of key k went back unpublished (its producer rebuilt) after Kafka
+ * acknowledged rows 3 and 6 of k, appended behind its request: they stay
+ * pending to go again after it, and row 4, in flight, stays pending
+ * whatever its report. Earlier rows, rows of other keys and keyless rows
+ * are left alone; a batch marked already is counted (too late). */
+START_TEST(test_unsent_overtaken)
+{
+        struct relay_row r1[1], r2[5], r3[2], r4[1];
+        struct batch b1 = {.rows = r1, .n = 1, .state = BATCH_MARKED};
+        struct batch b2 = {.rows = r2, .n = 5, .state = BATCH_IN_FLIGHT};
+        struct batch b3 = {.rows = r3, .n = 2, .state = BATCH_MARK_DUE};
+        struct batch b4 = {.rows = r4, .n = 1, .state = BATCH_MARKED};
+
+        b1.next = &b2;
+        b2.next = &b3;
+        b3.next = &b4;
+        keyed(&r1[0], &b1, 1, "k", ROW_SENT);
+        keyed(&r2[0], &b2, 2, "k", ROW_UNSENT);
+        keyed(&r2[1], &b2, 3, "k", ROW_SENT);
+        keyed(&r2[2], &b2, 4, "k", ROW_INFLIGHT);
+        keyed(&r2[3], &b2, 5, "kk", ROW_SENT);
+        keyed(&r2[4], &b2, 7, NULL, ROW_SENT);
+        keyed(&r3[0], &b3, 6, "k", ROW_SENT);
+        keyed(&r3[1], &b3, 8, "j", ROW_SENT);
+        keyed(&r4[0], &b4, 9, "j", ROW_SENT);
+        ck_assert_int_eq(batch_unsent_overtaken(&b2, &r2[0]), 0);
+        ck_assert_int_eq(r1[0].state, ROW_SENT);
+        ck_assert_int_eq(r2[1].state, ROW_UNSENT);
+        ck_assert_int_eq(r2[2].state, ROW_INFLIGHT);
+        ck_assert_int_eq(r2[2].behind, 1);
+        ck_assert_int_eq(r2[3].state, ROW_SENT);
+        ck_assert_int_eq(r2[4].state, ROW_SENT);
+        ck_assert_int_eq(r3[0].state, ROW_UNSENT);
+        ck_assert_int_eq(r3[1].state, ROW_SENT);
+        ck_assert(b2.left_pending && b3.left_pending && !b1.left_pending && !b4.left_pending);
+        ck_assert_int_eq(batch_sent_rows(&b3), 1);
+        /* A keyless row holds no order. */
+        ck_assert_int_eq(batch_unsent_overtaken(&b2, &r2[4]), 0);
+        ck_assert_int_eq(r3[1].state, ROW_SENT);
+        /* A later row of j in a batch marked already cannot be helped. */
+        r3[1].state = ROW_UNSENT;
+        ck_assert_int_eq(batch_unsent_overtaken(&b3, &r3[1]), 1);
+        ck_assert_int_eq(r4[0].state, ROW_SENT);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         const TTest *const core[] = {test_transition_table, test_life_with_failed_mark,
-                                     test_done_waits, NULL};
+                                     test_done_waits, test_unsent_overtaken, NULL};
         const TTest *const illegal[] = {test_illegal_transition_aborts, test_marked_is_final,
                                         test_recorded_failure_is_final,
                                         test_failure_not_queued_twice, NULL};

@@ -200,6 +200,54 @@ START_TEST(test_later_row_of_unrecorded_failure_held_back)
 }
 END_TEST
 
+/* The defect seen in the fatal-persisting fault case: row 1 of key k is in
+ * a request Kafka refused (the producer is rebuilt), row 3 of k went in a
+ * later request the broker appended anyway. A batch waits for the reports
+ * of every batch before it: once row 1 is reported unpublished, row 3
+ * stays pending (batch_unsent_overtaken) to go again after it, and is
+ * never marked sent before that report. Row 2 (another key) is marked. */
+START_TEST(test_later_batch_waits_for_earlier_reports)
+{
+        struct relay_row r1[1], r2[2];
+        struct batch b1 = {.rows = r1, .n = 1, .state = BATCH_IN_FLIGHT, .outstanding = 1};
+        struct batch b2 = {.rows = r2, .n = 2, .state = BATCH_REPORTED};
+        struct relay_marks *m = relay_marks_new(0, 100, 4);
+        struct relay_mark_set set;
+
+        b1.next = &b2;
+        row(&r1[0], &b1, 1, ROW_INFLIGHT, 0);
+        row(&r2[0], &b2, 2, ROW_SENT, 0);
+        row(&r2[1], &b2, 3, ROW_SENT, 0);
+        r1[0].m.key = r2[1].m.key = "k";
+        r2[0].m.key = "j";
+        r1[0].m.key_len = r2[0].m.key_len = r2[1].m.key_len = 1;
+        relay_marks_due(m, &b2, 0);
+        ck_assert_int_eq(b2.state, BATCH_MARK_DUE);
+        ck_assert(!relay_marks_ready(&b1)); /* b1's reports are not in */
+        ck_assert_int_eq(relay_marks_collect(m, &b1, &set, 0), 0);
+        ck_assert_uint_eq(set.rows.n, 0);
+        ck_assert_int_eq(set.n_batches, 0);
+        ck_assert_int_eq(b2.state, BATCH_MARK_DUE);
+        relay_mark_set_free(&set);
+        /* Row 1 comes back unpublished (producer rebuilt). */
+        r1[0].state = ROW_UNSENT;
+        b1.outstanding = 0;
+        ck_assert_int_eq(batch_unsent_overtaken(&b1, &r1[0]), 0);
+        batch_set_state(&b1, BATCH_REPORTED);
+        relay_marks_due(m, &b1, 0);
+        ck_assert_int_eq(b1.state, BATCH_MARKED); /* nothing sent */
+        ck_assert(relay_marks_ready(&b1));
+        ck_assert_int_eq(relay_marks_collect(m, &b1, &set, 0), 0);
+        ck_assert_uint_eq(set.rows.n, 1);
+        ck_assert_int_eq(set.rows.ids[0], 2);
+        ck_assert_int_eq(r2[1].state, ROW_UNSENT);
+        ck_assert(b2.left_pending);
+        ck_assert_int_eq(b2.state, BATCH_MARKING);
+        relay_mark_set_free(&set);
+        relay_marks_free(m);
+}
+END_TEST
+
 static Suite *relay_mark_suite(void)
 {
         Suite *s = suite_create("relay_mark");
@@ -211,6 +259,7 @@ static Suite *relay_mark_suite(void)
         tcase_add_test(tc, test_due_only_when_reported);
         tcase_add_test(tc, test_pipeline_full);
         tcase_add_test(tc, test_later_row_of_unrecorded_failure_held_back);
+        tcase_add_test(tc, test_later_batch_waits_for_earlier_reports);
         suite_add_tcase(s, tc);
         return s;
 }
