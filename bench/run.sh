@@ -30,7 +30,7 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
-  BENCH_RELAY_BIN=""       another relay binary to measure (e.g. /work/before-main/outbox-relay), with
+  BENCH_RELAY_BIN=""       another relay binary to measure (e.g. a build of an earlier commit), with
                            this tree's bench tools (before/after comparisons)
   BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
   BENCH_BUILD_DIR=build-bench   BENCH_BUILD_TYPE=Release (CMake build type of that dir)
