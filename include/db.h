@@ -148,6 +148,21 @@ void db_record_failure(struct db *db, int64_t id, int attempts, const char *erro
  * session: yes when this relay is the leader. */
 #define DB_LEADER_LOCK_CLASS 0x6f627278 /* "obrx" */
 void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg);
+/* Who holds that lock when this relay could not take it, as pg_locks and
+ * pg_stat_activity show it to the relay's role (any role that can connect
+ * can take an advisory lock: docs/security.md). A session whose
+ * application_name starts with "outbox-relay/", or of the relay's own role
+ * (a URL may set another application_name), is taken for a relay; the name
+ * is only a label, the role is reported beside it. */
+struct db_lock_holder {
+        int found; /* 0: nobody holds it now */
+        int pid;
+        int relay;                    /* a relay by its name or role */
+        const char *role;             /* "" when hidden (valid in the callback) */
+        const char *application_name; /* "" when hidden (valid in the callback) */
+};
+typedef void (*db_holder_cb)(void *arg, const struct db_lock_holder *h, const char *error);
+void db_lock_holder(struct db *db, db_holder_cb cb, void *arg);
 
 /* Pending rows: count and age of the oldest, and whether the outbox
  * table's statistics are stale. */

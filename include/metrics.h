@@ -52,7 +52,8 @@ enum metrics_gauge {
         METRICS_LEADER,
         METRICS_KAFKA_QUEUE,
         METRICS_IN_FLIGHT,
-        METRICS_DEAD_LETTER_ROWS, /* rows in <schema>.dead_letters, on the stats cadence */
+        METRICS_DEAD_LETTER_ROWS,    /* rows in <schema>.dead_letters, on the stats cadence */
+        METRICS_LEADER_LOCK_FOREIGN, /* a session that is not a relay holds the leader lock */
         METRICS_GAUGES
 };
 

@@ -267,13 +267,16 @@ static int print_json(json_t *v, const char *cmd)
 
 /* The session holding this schema's leader lock in this database: what
  * makes a relay the leader. One row (pid, role, client, backend start,
- * application_name) or none. */
+ * application_name, whether it is a relay) or none. */
 static const char leader_sql[] =
-    "SELECT l.pid, a.usename, host(a.client_addr), a.backend_start, a.application_name"
+    "SELECT l.pid, a.usename, host(a.client_addr), a.backend_start, a.application_name,"
+    " coalesce(a.application_name LIKE 'outbox-relay/%' OR a.usename = current_user, false)"
     " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
     " AND l.classid = $1::bigint::oid AND l.objid = (hashtext($2)::bigint & 4294967295)::oid"
-    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    /* Several sessions may hold it shared: one that is not a relay first. */
+    " ORDER BY 6, 1 LIMIT 1";
 
 /* Sessions that call themselves relays (outbox-relay/<instance>). Any
  * session can set application_name, so the name is only a label: leader or
@@ -295,15 +298,23 @@ static const char *or_null(const PGresult *r, int row, int col)
         return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+/* As the relay judges it (db_lock_holder): a session that calls itself a
+ * relay or runs as this role. Any other holder keeps every relay a standby. */
+static int holder_is_relay(const PGresult *leader)
+{
+        return strcmp(PQgetvalue(leader, 0, 5), "t") == 0;
+}
+
 static int status_json(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)
 {
         json_t *instances = json_array(), *lock = json_null();
 
         if (PQntuples(leader) == 1)
-                lock = json_pack("{s:i,s:s?,s:s?,s:s?,s:s?}", "pid", atoi(PQgetvalue(leader, 0, 0)),
-                                 "user", or_null(leader, 0, 1), "client", or_null(leader, 0, 2),
-                                 "connected_since", or_null(leader, 0, 3), "application_name",
-                                 or_null(leader, 0, 4));
+                lock = json_pack("{s:i,s:s?,s:s?,s:s?,s:s?,s:b}", "pid",
+                                 atoi(PQgetvalue(leader, 0, 0)), "user", or_null(leader, 0, 1),
+                                 "client", or_null(leader, 0, 2), "connected_since",
+                                 or_null(leader, 0, 3), "application_name", or_null(leader, 0, 4),
+                                 "relay", holder_is_relay(leader));
         for (int i = 0; i < PQntuples(who); i++)
                 json_array_append_new(
                     instances,
@@ -342,6 +353,9 @@ static void status_text(const struct config *cfg, PGresult *res, PGresult *leade
                        PQgetisnull(leader, 0, 2) ? "local or hidden" : PQgetvalue(leader, 0, 2),
                        or_unknown(leader, 0, 3), esc(&t, or_unknown(leader, 0, 4)));
         line_text_free(&t);
+        if (PQntuples(leader) == 1 && !holder_is_relay(leader))
+                printf("warning:            the leader lock's holder is not a relay: nothing is"
+                       " published until it lets go (docs/security.md)\n");
         if (PQntuples(who) == 0)
                 printf("relays:             none connected\n");
         for (int i = 0; i < PQntuples(who); i++) {

@@ -115,6 +115,7 @@ struct call {
                 db_writers_cb writers;
                 db_outcome_cb outcome;
                 db_stats_cb stats;
+                db_holder_cb holder;
         } cb;
         void *arg;
 };
@@ -450,6 +451,29 @@ void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)
         char *params[1] = {db->cfg->schema};
 
         submit(db, DB_READER, "outbox_lock", 1, params, 0, &c);
+}
+
+static void decode_holder(const struct call *c, PGresult *res, const char *error)
+{
+        struct db_lock_holder h = {0, 0, 0, "", ""};
+
+        if (error == NULL && PQntuples(res) == 1) {
+                h.found = 1;
+                h.pid = atoi(PQgetvalue(res, 0, 0));
+                h.role = PQgetvalue(res, 0, 1);
+                h.application_name = PQgetvalue(res, 0, 2);
+                h.relay = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+        }
+        c->cb.holder(c->arg, &h, error);
+        PQclear(res);
+}
+
+void db_lock_holder(struct db *db, db_holder_cb cb, void *arg)
+{
+        struct call c = {decode_holder, {.holder = cb}, arg};
+        char *params[1] = {db->cfg->schema};
+
+        submit(db, DB_READER, "outbox_lock_holder", 1, params, 0, &c);
 }
 
 static void decode_stats(const struct call *c, PGresult *res, const char *error)

@@ -175,6 +175,21 @@ static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
                                "UPDATE %s.relay_state SET waiting = $1::boolean", s) ||
                        prepare(db, errbuf, errsz, "outbox_lock",
                                "SELECT pg_try_advisory_lock(%d, hashtext($1::text))",
+                               DB_LEADER_LOCK_CLASS) ||
+                       /* A shared holder blocks the lock too: a session
+                        * that is not a relay comes first. */
+                       prepare(db, errbuf, errsz, "outbox_lock_holder",
+                               "SELECT l.pid, coalesce(a.usename, ''), "
+                               "coalesce(a.application_name, ''),"
+                               " coalesce(a.application_name LIKE 'outbox-relay/%%' OR a.usename = "
+                               "current_user, false)"
+                               " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                               " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                               " AND l.classid = %d::bigint::oid"
+                               " AND l.objid = (hashtext($1::text)::bigint & 4294967295)::oid"
+                               " AND l.database = (SELECT oid FROM pg_database"
+                               "  WHERE datname = current_database())"
+                               " ORDER BY 4, 1 LIMIT 1",
                                DB_LEADER_LOCK_CLASS)
                    ? -1
                    : 0;

@@ -96,6 +96,9 @@ static const struct {
     {"dead_letter_rows",
      "Rows in the dead-letter table now (requeued or deleted ones leave it), counted every "
      "10 s."},
+    {"leader_lock_foreign",
+     "1 on a standby when the leader lock is held by a session that is not a relay (its "
+     "application_name does not start with outbox-relay/): no relay publishes."},
 };
 
 static const struct {

@@ -199,6 +199,82 @@ void relay_look_writers(struct relay *r, int64_t now)
 }
 
 /* ---- leadership ---- */
+/* How often a session that is not a relay and holds the leader lock is
+ * named again in the log. */
+#define FOREIGN_LOG_MS 60000
+
+/* Copies a name the holder chose into the relay's text (the log escapes
+ * it; /readyz's body does not): control characters become '?'. */
+static void copy_name(char *dst, size_t size, const char *src)
+{
+        size_t i;
+
+        for (i = 0; i + 1 < size && src[i] != '\0'; i++)
+                dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+        dst[i] = '\0';
+}
+
+static void foreign_clear(struct relay *r)
+{
+        r->duty->foreign_pid = 0;
+        metrics_set(r->metrics, METRICS_LEADER_LOCK_FOREIGN, 0);
+}
+
+static void on_holder(void *arg, const struct db_lock_holder *h, const char *error)
+{
+        struct relay *r = arg;
+        struct relay_duties *d = r->duty;
+        int64_t now = now_ms();
+
+        d->holder_queued = 0;
+        if (error != NULL) {
+                if (db_connected(r->db))
+                        metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
+                log_limited(r->lg, LOG_LEVEL_WARN, "looking up the leader lock's holder failed",
+                            error, NULL);
+                return;
+        }
+        if (d->leader || !h->found || h->relay) {
+                if (d->foreign_pid != 0)
+                        log_info(r->lg, "the session that is not a relay let go of the leader lock",
+                                 "{s:i}", "pid", d->foreign_pid);
+                foreign_clear(r);
+                return;
+        }
+        if (h->pid != d->foreign_pid) {
+                d->foreign_pid = h->pid;
+                d->foreign_since = now;
+                d->foreign_logged_at = 0;
+        }
+        copy_name(d->foreign_role, sizeof(d->foreign_role), h->role);
+        copy_name(d->foreign_app, sizeof(d->foreign_app), h->application_name);
+        metrics_set(r->metrics, METRICS_LEADER_LOCK_FOREIGN, 1);
+        if (d->foreign_logged_at != 0 && now - d->foreign_logged_at < FOREIGN_LOG_MS)
+                return;
+        d->foreign_logged_at = now;
+        log_write(r->lg, LOG_LEVEL_ERROR,
+                  "the leader lock is held by a session that is not a relay: nothing is published "
+                  "until it lets go",
+                  "{s:i,s:s,s:s,s:I}", "pid", h->pid, "role", h->role, "application_name",
+                  h->application_name, "held_for_at_least_s",
+                  (json_int_t)((now - d->foreign_since) / 1000));
+}
+
+/* Whether a session that is not a relay keeps every relay a standby. */
+static int foreign_holder(const struct relay *r, char *why, size_t whysz)
+{
+        const struct relay_duties *d = r->duty;
+
+        if (d->leader || d->foreign_pid == 0)
+                return 0;
+        snprintf(why, whysz,
+                 "the leader lock is held by a session that is not a relay (pid %d, role \"%s\","
+                 " application_name \"%s\", for at least %lld s): nothing is published",
+                 d->foreign_pid, d->foreign_role, d->foreign_app,
+                 (long long)((now_ms() - d->foreign_since) / 1000));
+        return 1;
+}
+
 static void on_lock(void *arg, int locked, const char *error)
 {
         struct relay *r = arg;
@@ -214,6 +290,7 @@ static void on_lock(void *arg, int locked, const char *error)
         } else if (locked) {
                 r->duty->leader = 1;
                 r->duty->standby_logged = 0;
+                foreign_clear(r);
                 /* Rows may have been made pending meanwhile. */
                 relay_floor_lower(r->floor);
                 r->duty->fetch = 1;
@@ -234,6 +311,11 @@ static void on_lock(void *arg, int locked, const char *error)
                 log_info(r->lg, "standby: another relay holds the leader lock", "{s:s,s:i}",
                          "instance", r->cfg->instance_id, "retry_ms", r->cfg->leader_poll_ms);
         }
+        /* Who keeps it: another relay, or a session that should not. */
+        if (error == NULL && !locked && !r->duty->holder_queued) {
+                r->duty->holder_queued = 1;
+                db_lock_holder(r->db, on_holder, r);
+        }
         r->duty->next_lock_at = now_ms() + r->cfg->leader_poll_ms;
 }
 
@@ -252,6 +334,7 @@ static void session_ended(struct relay *r)
 {
         r->duty->leader = 0;
         r->duty->busy = 0;
+        foreign_clear(r); /* looked up again by the next session */
         /* Another relay may lead meanwhile and fence this producer; the
          * next term starts with a new one (init, then recovery). */
         relay_txn_session_ended(r->tx);
@@ -448,6 +531,10 @@ int relay_is_ready(void *arg, char *why, size_t whysz)
                 snprintf(why, whysz, "kafka refuses the connection: %s", refused);
                 return 0;
         }
+        /* A standby kept so by a session that is not a relay: no relay
+         * publishes, so none is ready. */
+        if (foreign_holder(r, why, whysz))
+                return 0;
         /* A leader that cannot recover its transactional id publishes
          * nothing: a rollout should stop there, not replace the old pods. */
         if (r->duty->leader && relay_txn_not_ready(r->tx, why, whysz))

@@ -64,6 +64,14 @@ struct relay_duties {
         int leader; /* holds the outbox's leader lock: only the leader publishes */
         int lock_queued, standby_logged;
         int64_t next_lock_at;
+        /* A session that is not a relay holding the leader lock: nothing
+         * is published while it does, so it is named in the log (at once,
+         * then every minute), in /readyz and in a gauge. foreign_pid 0: none
+         * seen at the last try. foreign_since is when this relay first saw
+         * that pid hold it (pg_stat_activity hides other roles' start). */
+        int holder_queued, foreign_pid;
+        int64_t foreign_since, foreign_logged_at;
+        char foreign_role[64], foreign_app[64];
         int busy; /* polling on its own; writers were told not to notify */
         int64_t last_rows_at, next_busy_poll_at;
         /* Rows fetched in the second from rate_at: the arrival rate that

@@ -627,7 +627,8 @@ END_TEST
 START_TEST(metrics_and_probes)
 {
         char *ci = fresh_db("metrics");
-        PGconn *c = fx_db_connect(ci), *locker = fx_db_connect(ci);
+        char *locker_ci = NULL;
+        PGconn *c = fx_db_connect(ci), *locker;
         int port = fx_free_port();
         char listen[64], *body;
         const char *args[] = {"--http-listen", listen, "--leader-poll-ms", "100", NULL};
@@ -635,7 +636,13 @@ START_TEST(metrics_and_probes)
         int64_t deadline;
 
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-        /* Hold the leader lock ourselves: the relay must stay a standby. */
+        /* Hold the leader lock ourselves, named as another relay would be
+         * (a holder that is not a relay makes the relay unready: see
+         * a_session_that_is_not_a_relay_holding_the_lock_is_named). */
+        ck_assert(asprintf(&locker_ci, "%s application_name=outbox-relay/other", ci) > 0);
+        locker = fx_db_connect(locker_ci);
+        free(locker_ci);
+        /* The relay must stay a standby. */
         fx_sql(locker, "SELECT pg_advisory_lock(%d, hashtext('outbox'))", 0x6f627278);
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload, created_at) "
                   "SELECT 'metrics-t', 'k' || (g %% 7), '{}', now() - interval '1 minute' "
@@ -679,6 +686,88 @@ START_TEST(metrics_and_probes)
         fx_relay_free(r);
         PQfinish(locker);
         PQfinish(c);
+        free(ci);
+}
+END_TEST
+
+/* Advisory locks need no grant: a session of the INSERT-only writer role
+ * takes the leader lock, and every relay stays a standby. The relay names
+ * it (pid, role, application_name) in its log, /readyz and a gauge while
+ * publishing nothing; once it lets go, the relay leads and publishes every
+ * row, per key in order. */
+START_TEST(a_session_that_is_not_a_relay_holding_the_lock_is_named)
+{
+        char *ci = fresh_db("squatter"), *writer_ci, *body = NULL, *out = NULL, want[256];
+        PGconn *c = fx_db_connect(ci), *squatter;
+        int port = fx_free_port();
+        char listen[64];
+        const char *args[] = {"--http-listen", listen, "--leader-poll-ms", "100", NULL};
+        const char *status[] = {OUTBOX_RELAY_BIN, "status", "--database-url", ci, NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        long long pid;
+        int64_t deadline;
+        size_t n;
+        int code;
+
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        writer_ci = fx_conninfo_as(ci, FX_WRITER_ROLE);
+        ck_assert(asprintf(&body, "%s application_name=squatter", writer_ci) > 0);
+        squatter = fx_db_connect(body);
+        free(body);
+        ck_assert_int_eq(fx_sql_int(squatter,
+                                    "SELECT pg_try_advisory_lock(%d, hashtext('outbox'))::int",
+                                    0x6f627278),
+                         1);
+        pid = fx_sql_int(squatter, "SELECT pg_backend_pid()");
+        fx_sql(squatter, "INSERT INTO outbox.events (topic, key, payload)"
+                         " SELECT 'squatter', 'k' || (g %% 5), jsonb_build_object('n', g)"
+                         " FROM generate_series(1, 100) g");
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        snprintf(want, sizeof(want),
+                 "\"pid\":%lld,\"role\":\"" FX_WRITER_ROLE "\",\"application_name\":\"squatter\"",
+                 pid);
+        ck_assert_msg(wait_log(r, want, 30000), "the holder was never named: %s", want);
+        ck_assert(wait_log(r, "the leader lock is held by a session that is not a relay", 0));
+        /* /readyz names it too: no relay publishes, so none is ready. */
+        snprintf(want, sizeof(want),
+                 "(pid %lld, role \"" FX_WRITER_ROLE
+                 "\", application_name \"squatter\", for at least",
+                 pid);
+        deadline = fx_now_ms() + 30000;
+        while ((code = fx_http_get(port, "/readyz", &body)) != 503 || strstr(body, want) == NULL) {
+                ck_assert_msg(fx_now_ms() < deadline, "/readyz: %d %s", code, body ? body : "");
+                free(body);
+                usleep(50000);
+        }
+        free(body);
+        ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
+        ck_assert(fx_metric(body, "outbox_relay_leader_lock_foreign") == 1);
+        ck_assert(fx_metric(body, "outbox_relay_leader") == 0);
+        free(body);
+        ck_assert_int_eq(fx_run(status, NULL, &out, 30000), 0);
+        ck_assert_msg(strstr(out, "warning:            the leader lock's holder is not a relay") !=
+                          NULL,
+                      "%s", out);
+        free(out);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         0);
+
+        fx_sql(squatter, "SELECT pg_advisory_unlock(%d, hashtext('outbox'))", 0x6f627278);
+        ck_assert(wait_log(r, "leader: publishing", 30000));
+        ck_assert_int_eq(fh_wait_sent(c, 100, 30000), 100);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "squatter", 200, 5000, &msgs);
+        ck_assert_uint_eq(n, 100 + check_order(msgs, n, 100));
+        fx_msgs_free(msgs, n);
+        ck_assert_int_eq(fx_http_get(port, "/readyz", &body), 200);
+        free(body);
+        ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
+        ck_assert(fx_metric(body, "outbox_relay_leader_lock_foreign") == 0);
+        free(body);
+        fx_relay_free(r);
+        PQfinish(squatter);
+        PQfinish(c);
+        free(writer_ci);
         free(ci);
 }
 END_TEST
@@ -892,6 +981,7 @@ Suite *test_suite(void)
                                       database_connection_loss_is_survived,
                                       standby_takes_over_when_the_leader_dies,
                                       metrics_and_probes,
+                                      a_session_that_is_not_a_relay_holding_the_lock_is_named,
                                       retention_deletes_old_sent_rows_only,
                                       writers_notify_only_while_the_relay_waits,
                                       relay_waits_again_when_rows_slow_down,
