@@ -45,6 +45,7 @@ typedef void (*db_writers_cb)(void *arg, const struct db_writers *w, const char 
 enum db_outcome {
         DB_OUTCOME_RETRY, /* its retry is scheduled */
         DB_OUTCOME_DEAD,  /* moved to the dead letters */
+        DB_OUTCOME_STALE, /* not counted: the row changed since it was fetched */
 };
 typedef void (*db_outcome_cb)(void *arg, enum db_outcome outcome, const char *error);
 
@@ -140,9 +141,12 @@ struct db_marks {
  * pending again since, or a new row that took a published row's id after
  * a restore, is left pending). The count says how many were marked. */
 void db_mark(struct db *db, const struct db_marks *m, db_count_cb cb, void *arg);
-/* Record a failed attempt through <schema>.record_failure(). */
-void db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
-                       int max_attempts, db_outcome_cb cb, void *arg);
+/* Record a failed attempt through <schema>.record_failure(): counted only
+ * while the row is pending in the generation and with the attempts it was
+ * fetched with (sql/010_failure_generation.sql); else nothing changes. */
+void db_record_failure(struct db *db, int64_t id, int64_t generation, int attempts,
+                       const char *error, int retry_ms, int max_attempts, db_outcome_cb cb,
+                       void *arg);
 
 /* pg_try_advisory_lock(DB_LEADER_LOCK_CLASS, hashtext(schema)) on this
  * session: yes when this relay is the leader. */

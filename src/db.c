@@ -426,23 +426,27 @@ static void decode_outcome(const struct call *c, PGresult *res, const char *erro
         error = one_row(res, error);
         if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "dead") == 0)
                 o = DB_OUTCOME_DEAD;
+        else if (error == NULL && strcmp(PQgetvalue(res, 0, 0), "stale") == 0)
+                o = DB_OUTCOME_STALE;
         c->cb.outcome(c->arg, o, error);
         PQclear(res);
 }
 
-void db_record_failure(struct db *db, int64_t id, int attempts, const char *error, int retry_ms,
-                       int max_attempts, db_outcome_cb cb, void *arg)
+void db_record_failure(struct db *db, int64_t id, int64_t generation, int attempts,
+                       const char *error, int retry_ms, int max_attempts, db_outcome_cb cb,
+                       void *arg)
 {
         struct call c = {decode_outcome, {.outcome = cb}, arg};
-        char i[24], a[16], r[16], m[16];
+        char i[24], a[16], r[16], m[16], g[24];
         /* NULL: no --dead-letter-topic (sql/007_dead_letter_topic.sql). */
-        char *params[6] = {i, a, (char *)error, r, m, db->cfg->dead_letter_topic};
+        char *params[7] = {i, a, (char *)error, r, m, db->cfg->dead_letter_topic, g};
 
         snprintf(i, sizeof(i), "%lld", (long long)id);
+        snprintf(g, sizeof(g), "%lld", (long long)generation);
         snprintf(a, sizeof(a), "%d", attempts);
         snprintf(r, sizeof(r), "%d", retry_ms);
         snprintf(m, sizeof(m), "%d", max_attempts);
-        submit(db, writer(db), "outbox_fail", 6, params, 0, &c);
+        submit(db, writer(db), "outbox_fail", 7, params, 0, &c);
 }
 
 void db_try_leader_lock(struct db *db, db_flag_cb cb, void *arg)

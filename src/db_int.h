@@ -17,7 +17,8 @@
  * and error saying why. db.c decodes it for the public callbacks. */
 typedef void (*db_done_cb)(void *arg, PGresult *res, const char *error);
 
-#define DB_MAX_PARAMS 6
+/* The most any statement takes (record_failure: 7). */
+#define DB_MAX_PARAMS 7
 
 enum db_op_kind {
         OP_EXECUTE, /* a prepared statement, by name */

@@ -94,6 +94,10 @@ void db_enqueue(struct db *db, int lane, enum db_op_kind kind, const char *stmt,
                 cb(arg, NULL, "not connected to the database");
                 return;
         }
+        if (nparams > DB_MAX_PARAMS) { /* a statement added without raising the bound */
+                cb(arg, NULL, "too many statement parameters");
+                return;
+        }
         op = calloc(1, sizeof(*op));
         if (op == NULL) {
                 cb(arg, NULL, "out of memory");

@@ -103,7 +103,8 @@ static int prepare_fetches(struct db *db, const char *s, char *errbuf, size_t er
 }
 
 /* What the relay writes back: a published row sent (the mark), a failed
- * one retried or dead-lettered (record_failure). A mark applies only to
+ * one retried or dead-lettered (record_failure). A mark, and a failure,
+ * apply only to
  * the copy that was published: the same event (a restore or a failover
  * that lost the sequence's tail hands published ids to new rows) in the
  * same generation (a row made pending again since is published again,
@@ -127,7 +128,7 @@ static int prepare_outcomes(struct db *db, const char *s, char *errbuf, size_t e
                        prepare(db, errbuf, errsz, "outbox_fail",
                                "SELECT %s.record_failure($1::bigint, $2::integer, $3::text, "
                                "$4::integer,"
-                               " $5::integer, $6::text)",
+                               " $5::integer, $6::text, $7::bigint)",
                                s)
                    ? -1
                    : 0;

@@ -434,6 +434,8 @@ static const char *const relay_grants[] = {
     " %1$s.requeue_dead(bigint, text, boolean) TO %2$s",
     "GRANT EXECUTE ON FUNCTION %1$s.record_failure(bigint, integer, text, integer, integer, text)"
     " TO %2$s",
+    "GRANT EXECUTE ON FUNCTION"
+    " %1$s.record_failure(bigint, integer, text, integer, integer, text, bigint) TO %2$s",
     NULL,
 };
 

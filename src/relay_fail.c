@@ -45,7 +45,10 @@ static char *row_traceparent(const struct relay_row *row)
 }
 
 /* record_failure counted the row's attempt: retried later (its key held
- * back by the fetch meanwhile), or dead-lettered. */
+ * back by the fetch meanwhile), or dead-lettered. Stale: the row was made
+ * pending again (or marked, or deleted) since it was fetched, so the
+ * failure was not counted; it is fetched again as it is now, like a
+ * retried row. */
 static void recorded(struct relay *r, struct relay_row *row, enum db_outcome outcome)
 {
         int dead = outcome == DB_OUTCOME_DEAD;
@@ -53,8 +56,9 @@ static void recorded(struct relay *r, struct relay_row *row, enum db_outcome out
 
         relay_stmt_ok(r, RELAY_STMT_RECORD);
         batch_row_fail_set(row, FAIL_RECORDED);
-        metrics_topic_add(r->metrics, dead ? METRICS_DEAD_LETTERED : METRICS_RETRIED, row->topic,
-                          1);
+        if (outcome != DB_OUTCOME_STALE)
+                metrics_topic_add(r->metrics, dead ? METRICS_DEAD_LETTERED : METRICS_RETRIED,
+                                  row->topic, 1);
         if (!dead) {
                 int64_t at = now_ms() + row->retry_ms;
 
@@ -62,9 +66,17 @@ static void recorded(struct relay *r, struct relay_row *row, enum db_outcome out
                 r->duty->failing_gen++;
                 if (r->retry_at == 0 || at < r->retry_at)
                         r->retry_at = at;
-                log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s,s:s*}", "id",
-                         (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
-                         row->error, "traceparent", tp);
+                if (outcome == DB_OUTCOME_STALE)
+                        log_info(r->lg,
+                                 "publish failed for a copy of the row that was made pending "
+                                 "again, marked sent or deleted since: not counted",
+                                 "{s:I,s:I,s:s,s:s*}", "id", (json_int_t)row->m.id, "generation",
+                                 (json_int_t)row->m.generation, "reason", row->error, "traceparent",
+                                 tp);
+                else
+                        log_warn(r->lg, "publish failed, will retry", "{s:I,s:i,s:s,s:s*}", "id",
+                                 (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
+                                 row->error, "traceparent", tp);
         } else {
                 log_error(r->lg, "row dead-lettered", "{s:I,s:i,s:s,s:s*}", "id",
                           (json_int_t)row->m.id, "attempts", row->m.attempts + 1, "reason",
@@ -120,8 +132,8 @@ static void record_failure(struct relay *r, struct relay_row *row, enum row_fail
 {
         batch_row_fail_set(row, queued);
         /* A row dead at once counts its last attempt now. */
-        db_record_failure(r->db, row->m.id, row->m.attempts, row->error, row->retry_ms,
-                          row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
+        db_record_failure(r->db, row->m.id, row->m.generation, row->m.attempts, row->error,
+                          row->retry_ms, row->dead_now ? row->m.attempts + 1 : r->cfg->max_attempts,
                           on_failure_recorded, row);
 }
 

@@ -188,9 +188,9 @@ START_TEST(record_failure_failing_backs_off)
                        "EXECUTE on record_failure revoked from the relay's role while a row fails "
                        "(unroutable), granted again once the relay has failed to record it 10 "
                        "times");
-        /* The form the relay calls since migration 7. */
+        /* The form the relay calls since migration 10. */
         fx_sql(c, "REVOKE EXECUTE ON FUNCTION outbox.record_failure(bigint, integer, text, "
-                  "integer, integer, text) FROM " FX_RELAY_ROLE);
+                  "integer, integer, text, bigint) FROM " FX_RELAY_ROLE);
         fx_sql(c, "INSERT INTO outbox.events (topic, key, event_type, payload) VALUES"
                   " (NULL, 'k', 'nowhere', '{}'), ('f-record', 'k', NULL, '{}')");
         r = fx_relay_start(ci, BROKERS, args);
@@ -209,7 +209,7 @@ START_TEST(record_failure_failing_backs_off)
                                      " AND status = 'sent'"),
                          1);
         fx_sql(c, "GRANT EXECUTE ON FUNCTION outbox.record_failure(bigint, integer, text, "
-                  "integer, integer, text) TO " FX_RELAY_ROLE);
+                  "integer, integer, text, bigint) TO " FX_RELAY_ROLE);
         t_fixed = fx_now_ms();
         ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT count(*) FROM outbox.dead_letters"), 1);
         fh_result_recovery(&res, fh_wait_drained(c, 30000) < 0 ? -1 : fx_now_ms() - t_fixed);

@@ -383,6 +383,86 @@ START_TEST(old_leader_mark_after_replay)
 }
 END_TEST
 
+/* A failure reported for a copy fetched before the row was made pending
+ * again must not count against the new copy. An operator fixes a message
+ * too large for Kafka by hand while the relay has it in flight: the
+ * relay's record_failure for the old payload waits for the operator's row
+ * lock and runs after the fix. Counted, it would dead-letter the fixed row
+ * (--max-attempts 1) before it was ever tried. */
+START_TEST(failure_of_an_earlier_copy_is_not_counted)
+{
+        const char *topic = "r-failcopy";
+        char *ci = fc_fresh("rfailcopy", topic, 4);
+        PGconn *c = fx_db_connect(ci), *fix = fx_db_connect(ci);
+        const char *args[] = {FAST,
+                              "--instance-id",
+                              "relay-f",
+                              "--max-attempts",
+                              "1",
+                              "-X",
+                              "message.max.bytes=100000",
+                              NULL};
+        struct fh_result res;
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        size_t n;
+        int n_rows, *count, first_big = -1, ok;
+        long long dead, attempts;
+
+        fh_result_init(&res, "failure-of-earlier-copy",
+                       "a 200 kB row (over message.max.bytes) fixed by hand (UPDATE of its "
+                       "payload) while the relay has it in flight; the relay's record_failure "
+                       "for the old copy waits for the fix's row lock and runs after it; "
+                       "--max-attempts 1");
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES"
+               " ('%s', 'big', jsonb_build_object('blob', repeat('x', 200000)))",
+               topic);
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload)"
+               " SELECT '%s', CASE WHEN g <= 3 THEN 'big' ELSE 'k' || g END,"
+               " jsonb_build_object('n', g) FROM generate_series(1, 10) g",
+               topic);
+        fx_sql(fix, "BEGIN");
+        fx_sql(fix, "UPDATE outbox.events SET payload = '{\"fixed\": true}' WHERE id = 1");
+        r = fx_relay_start(ci, BROKERS, args);
+        /* The relay read the old copy and its failure waits for the lock. */
+        ck_assert_int_eq(fx_wait_sql(c, 1, 60000,
+                                     "SELECT (count(*) > 0)::int FROM pg_stat_activity"
+                                     " WHERE application_name = 'outbox-relay-writer/relay-f'"
+                                     " AND wait_event_type = 'Lock'"),
+                         1);
+        fx_sql(fix, "COMMIT");
+        res.faults = 1;
+        wait_all_sent(c, 60000);
+        dead = fx_sql_int(c, "SELECT count(*) FROM outbox.dead_letters");
+        attempts = fx_sql_int(c, "SELECT coalesce(max(attempts), -1) FROM outbox.events"
+                                 " WHERE id = 1 AND status = 'sent'");
+        count = copies(c, topic, "true", 11, &n_rows, &res);
+        res.committed = 11;
+        tally(count, n_rows, 0, 1, 1, &res);
+        res.lost += 11 - n_rows;
+        /* The fixed row went out before the later rows of its key. */
+        n = fx_consume(BROKERS, topic, 11, 5000, &msgs);
+        for (size_t i = 0; i < n && first_big < 0; i++)
+                if (msgs[i].key_len == 3 && memcmp(msgs[i].key, "big", 3) == 0)
+                        first_big = msgs[i].value_len < 100 &&
+                                    memmem(msgs[i].value, msgs[i].value_len, "fixed", 5) != NULL;
+        fx_msgs_free(msgs, n);
+        if (first_big != 1)
+                res.order_violations++;
+        res.dead_letters = dead;
+        snprintf(res.notes, sizeof(res.notes),
+                 "dead letters: %lld (want 0); attempts counted on the fixed row: %lld (want 0); "
+                 "the fixed copy first of its key: %s; the stale failure logged as not counted: %d",
+                 dead, attempts, first_big == 1 ? "yes" : "no",
+                 fh_relay_log_count(r, "since: not counted"));
+        ok = dead == 0 && attempts == 0 && res.lost == 0 && first_big == 1 &&
+             fh_relay_log_count(r, "since: not counted") >= 1;
+        finish(r, c, fix, ci, count, &res, ok);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("replays");
@@ -397,6 +477,8 @@ Suite *test_suite(void)
         tcase_set_timeout(tc, 300);
         if (!fh_eos())
                 tcase_add_test(tc, generation_counts_every_return_to_pending);
+        if (!fh_eos())
+                tcase_add_test(tc, failure_of_an_earlier_copy_is_not_counted);
         tcase_add_test(tc, hand_replay_after_stop);
         tcase_add_test(tc, restore_that_lost_the_tail);
         tcase_add_test(tc, restore_under_a_relay_holding_marks);
