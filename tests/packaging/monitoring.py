@@ -289,6 +289,11 @@ def check_rules(c, r, series, documented, docs_path, lag_threshold):
     c.check(re.search(r"> *" + re.escape(str(lag_threshold)) + r"\b",
                       next((a["expr"] for a in alerts if a.get("alert") == "OutboxRelayLagHigh"), "")),
             f"OutboxRelayLagHigh uses prometheusRule.oldestPendingAgeSeconds ({lag_threshold})")
+    # Dead letters by the table's size, which a restart does not reset; the
+    # counter's increase() forgot them when the relay restarted.
+    dl = next((a["expr"] for a in alerts if a.get("alert") == "OutboxRelayDeadLetters"), "")
+    c.check("outbox_relay_dead_letter_rows" in dl and "_total" not in dl,
+            f"OutboxRelayDeadLetters watches the outbox_relay_dead_letter_rows gauge, not a counter: {dl!r}")
     with open(docs_path) as f:
         docs = f.read()
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", docs, re.S) if "OutboxRelay" in b]
