@@ -31,6 +31,38 @@ static long msg_n(const struct fx_msg *m)
         return p != NULL ? strtol(p + 4, NULL, 10) : -1;
 }
 
+/* The relay's settings in both cases: five produce requests in flight,
+ * one message each, so that rows 2.. of k travel behind a refused row 1. */
+#define IN_FLIGHT_ARGS                                                                             \
+        "--poll-interval-ms", "100", "-X", "max.in.flight.requests.per.connection=5", "-X",        \
+            "batch.size=1"
+
+/* A fresh outbox `db` with a topic of one partition holding rows 1..20 of
+ * key k (payload {"n": id}), and the dev Kafka set to refuse the first
+ * produce request once (INVALID_RECORD, answered after 300 ms). Returns the
+ * conninfo (malloc'ed) and connects *c. */
+static char *twenty_rows_first_refused(const char *db, const char *topic, PGconn **c)
+{
+        char *ci = fx_fresh_outbox(pg, kafka, db, topic, 1);
+
+        *c = fx_db_connect(ci);
+        fx_sql(*c,
+               "INSERT INTO outbox.events (topic, key, payload)"
+               " SELECT '%s', 'k', jsonb_build_object('n', g) FROM generate_series(1, 20) g",
+               topic);
+        ck_assert_int_eq(fx_kafka_command(kafka, "broker-errors 1 0 INVALID_RECORD@300"), 0);
+        return ci;
+}
+
+/* Waits until every row's fate is recorded: sent, or dead-lettered. */
+static void wait_fates(PGconn *c, long long rows)
+{
+        ck_assert_int_eq(fx_wait_sql(c, rows, 60000,
+                                     "SELECT (SELECT count(*) FROM outbox.events WHERE status ="
+                                     " 'sent') + (SELECT count(*) FROM outbox.dead_letters)"),
+                         rows);
+}
+
 /* Row 1 of key k is refused once (a permanent error, INVALID_RECORD, its
  * answer held back 300 ms by the dev Kafka) while rows 2..5 of k travel
  * behind it in requests of their own (-X batch.size=1, five requests in
@@ -39,33 +71,17 @@ static long msg_n(const struct fx_msg *m)
  * message of row 1 may follow one of a later row of k. */
 START_TEST(refused_row_never_published_after_a_later_row_of_its_key)
 {
-        char *ci = fx_fresh_outbox(pg, kafka, "keyorder", "ko", 1);
-        PGconn *c = fx_db_connect(ci);
-        const char *args[] = {"--poll-interval-ms",
-                              "100",
-                              "--retry-base-ms",
-                              "50",
-                              "--retry-max-ms",
-                              "100",
-                              "-X",
-                              "max.in.flight.requests.per.connection=5",
-                              "-X",
-                              "batch.size=1",
-                              NULL};
+        PGconn *c;
+        char *ci = twenty_rows_first_refused("keyorder", "ko", &c);
+        const char *args[] = {
+            IN_FLIGHT_ARGS, "--retry-base-ms", "50", "--retry-max-ms", "100", NULL};
         struct fx_relay *r;
         struct fx_msg *msgs = NULL;
         size_t n;
         long later_seen = 0, after = 0, published_1 = 0;
 
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
-                  " SELECT 'ko', 'k', jsonb_build_object('n', g) FROM generate_series(1, 20) g");
-        ck_assert_int_eq(fx_kafka_command(kafka, "broker-errors 1 0 INVALID_RECORD@300"), 0);
         r = fx_relay_start(ci, BROKERS, args);
-        /* Every row's fate is recorded: sent, or dead-lettered. */
-        ck_assert_int_eq(fx_wait_sql(c, 20, 60000,
-                                     "SELECT (SELECT count(*) FROM outbox.events WHERE status ="
-                                     " 'sent') + (SELECT count(*) FROM outbox.dead_letters)"),
-                         20);
+        wait_fates(c, 20);
         n = fx_consume(BROKERS, "ko", 100, 3000, &msgs);
         for (size_t i = 0; i < n; i++) {
                 long id = msg_n(&msgs[i]);
@@ -112,30 +128,20 @@ END_TEST
  * before the last copy of every later row of k. */
 START_TEST(killed_before_a_failure_is_recorded_the_later_rows_stay_pending)
 {
-        char *ci = fx_fresh_outbox(pg, kafka, "keyorderkill", "kk", 1);
-        PGconn *c = fx_db_connect(ci), *locker = fx_db_connect(ci);
-        const char *args[] = {"--poll-interval-ms",
-                              "100",
-                              "--lock-timeout-ms",
-                              "600000",
-                              "--statement-timeout-ms",
-                              "600000",
-                              "-X",
-                              "max.in.flight.requests.per.connection=5",
-                              "-X",
-                              "batch.size=1",
-                              NULL};
+        PGconn *c;
+        char *ci = twenty_rows_first_refused("keyorderkill", "kk", &c);
+        PGconn *locker = fx_db_connect(ci);
+        const char *args[] = {IN_FLIGHT_ARGS, "--lock-timeout-ms",
+                              "600000",       "--statement-timeout-ms",
+                              "600000",       NULL};
         struct fx_relay *r;
         struct fx_msg *msgs = NULL;
         size_t n;
         long last_1 = -1, first_later_after = -1;
         long last_copy[21] = {0};
 
-        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
-                  " SELECT 'kk', 'k', jsonb_build_object('n', g) FROM generate_series(1, 20) g");
         fx_sql(locker, "BEGIN");
         fx_sql(locker, "SELECT id FROM outbox.events WHERE id = 1 FOR UPDATE");
-        ck_assert_int_eq(fx_kafka_command(kafka, "broker-errors 1 0 INVALID_RECORD@300"), 0);
         r = fx_relay_start(ci, BROKERS, args);
         /* record_failure waits on the lock ... */
         ck_assert_int_eq(fx_wait_sql(c, 1, 60000,
@@ -174,10 +180,7 @@ START_TEST(killed_before_a_failure_is_recorded_the_later_rows_stay_pending)
         fx_sql(locker, "ROLLBACK");
 
         r = fx_relay_start(ci, BROKERS, args);
-        ck_assert_int_eq(fx_wait_sql(c, 21, 60000,
-                                     "SELECT (SELECT count(*) FROM outbox.events WHERE status ="
-                                     " 'sent') + (SELECT count(*) FROM outbox.dead_letters)"),
-                         21);
+        wait_fates(c, 21);
         n = fx_consume(BROKERS, "kk", 100, 5000, &msgs);
         memset(last_copy, 0, sizeof(last_copy));
         for (size_t i = 0; i < n; i++) {
