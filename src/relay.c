@@ -511,6 +511,8 @@ static int loop_timeout(const struct relay *r, int64_t now)
                 next = relay_floor_next_at(r->floor);
         if (relay_mark_next_at(r) < next)
                 next = relay_mark_next_at(r);
+        if (relay_flip_next_at(r) < next)
+                next = relay_flip_next_at(r);
         if (r->want_fetch && r->duty->stmt[RELAY_STMT_FETCH].retry_at > now &&
             r->duty->stmt[RELAY_STMT_FETCH].retry_at < next)
                 next = r->duty->stmt[RELAY_STMT_FETCH].retry_at;

@@ -39,6 +39,8 @@ struct relay_duties *relay_duties_new(const struct config *cfg)
 
 void relay_duties_free(struct relay_duties *d)
 {
+        if (d != NULL)
+                free(d->flip_writers);
         free(d);
 }
 
@@ -51,6 +53,7 @@ int relay_duties_want_fetch(struct relay_duties *d)
 }
 
 /* ---- busy polling or waiting for notifications ---- */
+static void flip_watch(struct relay_duties *d, int on);
 
 static void on_waiting_set(void *arg, long count, const char *error)
 {
@@ -61,10 +64,80 @@ static void on_waiting_set(void *arg, long count, const char *error)
         if (error != NULL)
                 log_limited(r->lg, LOG_LEVEL_WARN, "updating relay_state failed", error, NULL);
         /* Rows committed by writers that still saw the old flag: look once
-         * more now that every new commit notifies. */
-        else if (!r->duty->busy)
+         * more now that every new commit notifies, and follow the writers
+         * still open (flip_look). */
+        else if (!r->duty->busy) {
                 r->duty->fetch = 1;
+                flip_watch(r->duty, 1);
+        }
         (void)count;
+}
+
+/* How often the writers open when the relay went back to notifications
+ * are looked at until they have ended: a row they commit waits at most
+ * this long (instead of --poll-interval-ms). */
+#define FLIP_LOOK_MS 100
+
+/* Starts (on) or ends following the writers of a switch to notifications. */
+static void flip_watch(struct relay_duties *d, int on)
+{
+        d->flip_watch = on;
+        d->flip_next_at = 0;
+        free(d->flip_writers);
+        d->flip_writers = NULL;
+}
+
+/* The first look names the writers open since the switch (their commits
+ * may notify no one) and fetches what the ones that ended already
+ * committed; later ones ask whether those have ended, then fetch. */
+static void on_flip_look(void *arg, const struct db_writers *w, const char *error)
+{
+        struct relay *r = arg;
+        struct relay_duties *d = r->duty;
+        int first = d->flip_writers == NULL;
+
+        d->flip_queued = 0;
+        if (!d->flip_watch)
+                return;
+        if (error != NULL) {
+                if (db_connected(r->db))
+                        metrics_statement_error(r->metrics, METRICS_STMT_OTHER);
+                log_limited(r->lg, LOG_LEVEL_WARN, "reading the outbox's writers failed", error,
+                            NULL);
+                d->flip_next_at = now_ms() + FLIP_LOOK_MS * 10;
+                return;
+        }
+        if (first)
+                d->fetch = 1;
+        if (first ? strcmp(w->writers, "{}") == 0 : w->earlier_done) {
+                d->fetch = 1;
+                flip_watch(d, 0);
+                return;
+        }
+        if (first && (d->flip_writers = strdup(w->writers)) == NULL) {
+                flip_watch(d, 0); /* out of memory: --poll-interval-ms finds the rows */
+                return;
+        }
+        d->flip_next_at = now_ms() + FLIP_LOOK_MS;
+}
+
+static void flip_look(struct relay *r, int64_t now)
+{
+        struct relay_duties *d = r->duty;
+
+        if (!d->flip_watch || d->flip_queued || now < d->flip_next_at)
+                return;
+        if (d->busy || !d->leader || !db_connected(r->db)) {
+                flip_watch(d, 0); /* polling, or a new session fetches anyway */
+                return;
+        }
+        d->flip_queued = 1;
+        db_writers(r->db, d->flip_writers != NULL ? d->flip_writers : "{}", on_flip_look, r);
+}
+
+int64_t relay_flip_next_at(const struct relay *r)
+{
+        return r->duty->flip_watch && !r->duty->flip_queued ? r->duty->flip_next_at : INT64_MAX;
 }
 
 /* The window over which rows are counted against --busy-poll-min-rate. */
@@ -192,6 +265,7 @@ void relay_look_writers(struct relay *r, int64_t now)
 {
         const char *earlier;
 
+        flip_look(r, now);
         if (!r->duty->leader || !db_connected(r->db) ||
             (earlier = relay_floor_look(r->floor, now)) == NULL)
                 return;

@@ -73,6 +73,13 @@ struct relay_duties {
         int64_t foreign_since, foreign_logged_at;
         char foreign_role[64], foreign_app[64];
         int busy; /* polling on its own; writers were told not to notify */
+        /* Back to notifications: writers that inserted while the relay was
+         * busy send none at their commit. Their transactions (flip_writers,
+         * a text[] literal; NULL until the first look) are followed until
+         * they have all ended, then a fetch finds their rows. */
+        int flip_watch, flip_queued;
+        int64_t flip_next_at;
+        char *flip_writers;
         int64_t last_rows_at, next_busy_poll_at;
         /* Rows fetched in the second from rate_at: the arrival rate that
          * decides between polling and notifications. */
@@ -208,6 +215,9 @@ void relay_duties_free(struct relay_duties *d);
 int relay_duties_want_fetch(struct relay_duties *d);
 /* Sends the look at the writers the floor wants, if any (leader only). */
 void relay_look_writers(struct relay *r, int64_t now);
+/* When the next look at the writers of the last switch to notifications
+ * is due (INT64_MAX: none). */
+int64_t relay_flip_next_at(const struct relay *r);
 /* A fetch brought rows: polls every --busy-poll-ms once they come at
  * --busy-poll-min-rate or more (leadership beginning passes rows 0). */
 void relay_go_busy(struct relay *r, int rows, int64_t now);

@@ -897,6 +897,55 @@ START_TEST(relay_waits_again_when_rows_slow_down)
 }
 END_TEST
 
+/* Bursts right at --busy-poll-min-rate (50 rows at once) around a writer
+ * that opens its transaction while the relay polls on its own (so its
+ * commit sends no notification) and commits only after the relay has gone
+ * back to waiting for notifications, with the poll safety net an hour
+ * away: its row is published all the same, nothing is lost, each key keeps
+ * its order, and the relay waits for notifications again. */
+START_TEST(busy_poll_burst_at_the_rate_with_a_writer_open_below)
+{
+        char *ci = fresh_db("burst"), *writer_ci = fx_conninfo_as(ci, FX_WRITER_ROLE);
+        PGconn *c = fx_db_connect(ci), *late = fx_db_connect(writer_ci);
+        const char *args[] = {NO_POLL, "--idle-after-ms", "1500", "--busy-poll-min-rate", "50",
+                              NULL};
+        const char *burst = "INSERT INTO outbox.events (topic, key, payload)"
+                            " SELECT 'burst', 'k' || g % 5, '{}' FROM generate_series(1, 50) g";
+        struct fx_relay *r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        struct fx_msg *msgs;
+        size_t n;
+
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_sql(c, "%s", burst); /* ids 1-50: at the rate, the relay polls */
+        ck_assert_int_eq(fx_wait_sql(c, 0, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         0);
+        fx_sql(late, "BEGIN");
+        fx_sql(late,
+               "INSERT INTO outbox.events (topic, key, payload) VALUES ('burst', 'late', '{}')");
+        ck_assert_int_eq(fx_sql_int(c, "SELECT waiting::int FROM outbox.relay_state"), 0);
+        fx_sql(c, "%s", burst); /* ids 52-101, above the open writer's 51 */
+        ck_assert_int_eq(fh_wait_sent(c, 100, 30000), 100);
+        /* Quiet: back to notifications while the writer is still open. */
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_sql(late, "COMMIT");
+        ck_assert_int_eq(fh_wait_sent(c, 101, 30000), 101);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('burst', 'late', '{}')");
+        ck_assert_int_eq(fh_wait_sent(c, 102, 30000), 102);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "burst", 204, 5000, &msgs);
+        ck_assert_uint_eq(n, 102 + check_order(msgs, n, 102));
+        fx_msgs_free(msgs, n);
+        ck_assert_int_eq(fx_wait_sql(c, 1, 30000, "SELECT waiting::int FROM outbox.relay_state"),
+                         1);
+        fx_relay_free(r);
+        PQfinish(late);
+        PQfinish(c);
+        free(writer_ci);
+        free(ci);
+}
+END_TEST
+
 /* kcat, an independent Kafka client, sees what the relay published. */
 START_TEST(kcat_reads_the_published_events)
 {
@@ -985,6 +1034,7 @@ Suite *test_suite(void)
                                       retention_deletes_old_sent_rows_only,
                                       writers_notify_only_while_the_relay_waits,
                                       relay_waits_again_when_rows_slow_down,
+                                      busy_poll_burst_at_the_rate_with_a_writer_open_below,
                                       kcat_reads_the_published_events,
                                       a_clean_run_logs_no_warning,
                                       plans_follow_the_statistics,
