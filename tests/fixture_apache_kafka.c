@@ -446,9 +446,48 @@ static int node_ready(const struct fx_apache *k, rd_kafka_t *rk, const struct ak
         return ok;
 }
 
+/* Enough of a node's logs to hold its whole start. */
+#define AK_START_LOG_BYTES (4 << 20)
+
+/* Whether a node exited because it could not bind one of its ports:
+ * another process took it between fx_free_port and the broker's bind. A
+ * quorum waits for every voter, so any node of the cluster counts. */
+static int port_taken_by_other(const struct fx_apache *k)
+{
+        for (int i = 0; i < k->n; i++) {
+                const struct ak_node *nd = &k->nodes[i];
+                char path[192], *logs;
+                int taken;
+
+                if (ak_node_alive(nd, ak_node_pid(nd)))
+                        continue;
+                /* The whole start, not node_logs' tails: the shutdown
+                 * that follows the failed bind logs pages after it. */
+                snprintf(path, sizeof(path), "%s/server.log", nd->dir);
+                for (int f = 0; f < 2; f++) {
+                        logs = fx_file_tail(f == 0 ? path : nd->stdout_log, AK_START_LOG_BYTES);
+                        taken = logs != NULL && strstr(logs, "Address already in use") != NULL;
+                        free(logs);
+                        if (taken)
+                                return 1;
+                }
+        }
+        return 0;
+}
+
 /* Waits until each node in `which` (NULL: all) is ready; aborts with its
- * logs if one dies or the deadline passes. */
+ * logs if one dies or the deadline passes, except that with port_taken a
+ * node that exited for want of a port returns -1 (and sets it) instead. */
+static int wait_ready_or_port(const struct fx_apache *k, const struct ak_node *only,
+                              int *port_taken);
+
 static void wait_ready(const struct fx_apache *k, const struct ak_node *only)
+{
+        (void)wait_ready_or_port(k, only, NULL);
+}
+
+static int wait_ready_or_port(const struct fx_apache *k, const struct ak_node *only,
+                              int *port_taken)
 {
         int64_t deadline = fx_now_ms() + AK_START_TIMEOUT_MS;
 
@@ -462,6 +501,11 @@ static void wait_ready(const struct fx_apache *k, const struct ak_node *only)
                 snprintf(b, sizeof(b), "127.0.0.1:%d", nd->port);
                 rk = ak_client(b);
                 while (!node_ready(k, rk, nd)) {
+                        if (port_taken != NULL && port_taken_by_other(k)) {
+                                rd_kafka_destroy(rk);
+                                *port_taken = 1;
+                                return -1;
+                        }
                         if (!ak_node_alive(nd, ak_node_pid(nd)) || fx_now_ms() >= deadline) {
                                 char *logs = node_logs(nd);
                                 int alive = ak_node_alive(nd, ak_node_pid(nd));
@@ -474,6 +518,7 @@ static void wait_ready(const struct fx_apache *k, const struct ak_node *only)
                 }
                 rd_kafka_destroy(rk);
         }
+        return 0;
 }
 
 /* ---- brokers ---- */
@@ -527,6 +572,35 @@ static void node_spawn(const struct fx_apache *k, const struct ak_node *nd)
         }
 }
 
+/* How many times a cluster is started on new ports when one was taken. */
+#define AK_PORT_ATTEMPTS 3
+
+/* New ports for every node, and the bootstrap lists that name them. */
+static void pick_ports(struct fx_apache *k)
+{
+        size_t len = 0;
+
+        k->bootstraps[0] = '\0';
+        for (int l = 0; l < k->n_listeners; l++)
+                k->listener_bootstraps[l][0] = '\0';
+        for (int i = 0; i < k->n; i++) {
+                struct ak_node *nd = &k->nodes[i];
+
+                nd->port = fx_free_port();
+                nd->ctl_port = fx_free_port();
+                for (int l = 0; l < k->n_listeners; l++)
+                        nd->extra_port[l] = fx_free_port();
+                len += (size_t)snprintf(k->bootstraps + len, sizeof(k->bootstraps) - len,
+                                        "%s127.0.0.1:%d", i ? "," : "", nd->port);
+                for (int l = 0; l < k->n_listeners; l++) {
+                        char *b = k->listener_bootstraps[l];
+
+                        snprintf(b + strlen(b), sizeof(k->listener_bootstraps[l]) - strlen(b),
+                                 "%s127.0.0.1:%d", i ? "," : "", nd->extra_port[l]);
+                }
+        }
+}
+
 struct fx_apache *fx_apache_start(int nodes)
 {
         struct fx_apache_opts o = {.nodes = nodes};
@@ -537,7 +611,7 @@ struct fx_apache *fx_apache_start(int nodes)
 struct fx_apache *fx_apache_start_opts(const struct fx_apache_opts *o)
 {
         struct fx_apache *k = calloc(1, sizeof(*k));
-        size_t nj = 0, len = 0;
+        size_t nj = 0;
 
         ck_assert_msg(k != NULL, "out of memory");
         k->n = o->nodes > 0 ? o->nodes : 1;
@@ -570,10 +644,6 @@ struct fx_apache *fx_apache_start_opts(const struct fx_apache_opts *o)
                 char d[128];
 
                 nd->id = i + 1;
-                nd->port = fx_free_port();
-                nd->ctl_port = fx_free_port();
-                for (int l = 0; l < k->n_listeners; l++)
-                        nd->extra_port[l] = fx_free_port();
                 /* From a local copy: GCC's -Wrestrict takes nd->dir as
                  * overlapping nd->props (one struct). */
                 snprintf(d, sizeof(d), "%s/node%d", k->dir, nd->id);
@@ -582,24 +652,35 @@ struct fx_apache *fx_apache_start_opts(const struct fx_apache_opts *o)
                 snprintf(nd->pidfile, sizeof(nd->pidfile), "%s/pid", d);
                 snprintf(nd->stdout_log, sizeof(nd->stdout_log), "%s/stdout.log", d);
                 ck_assert_msg(mkdir(nd->dir, 0755) == 0, "mkdir %s: %s", nd->dir, strerror(errno));
-                len += (size_t)snprintf(k->bootstraps + len, sizeof(k->bootstraps) - len,
-                                        "%s127.0.0.1:%d", i ? "," : "", nd->port);
-                for (int l = 0; l < k->n_listeners; l++) {
-                        char *b = k->listener_bootstraps[l];
+        }
+        /* A port fx_free_port found free may be taken by another process
+         * before the broker binds it (the CI runs tests side by side): the
+         * cluster is then started again on new ports. */
+        for (int attempt = 1;; attempt++) {
+                int taken = 0;
 
-                        snprintf(b + strlen(b), sizeof(k->listener_bootstraps[l]) - strlen(b),
-                                 "%s127.0.0.1:%d", i ? "," : "", nd->extra_port[l]);
+                pick_ports(k);
+                for (int i = 0; i < k->n; i++) {
+                        write_props(k, &k->nodes[i], o->properties);
+                        format_node(k, &k->nodes[i], o->format_args);
+                }
+                /* All at once: with three voters none is ready before a quorum. */
+                for (int i = 0; i < k->n; i++)
+                        node_spawn(k, &k->nodes[i]);
+                if (wait_ready_or_port(k, NULL, attempt < AK_PORT_ATTEMPTS ? &taken : NULL) == 0)
+                        return k;
+                fprintf(stderr,
+                        "Apache Kafka: a port was taken before a broker bound it; "
+                        "starting again on new ports (attempt %d of %d)\n",
+                        attempt + 1, AK_PORT_ATTEMPTS);
+                for (int i = 0; i < k->n; i++) {
+                        char data[200];
+
+                        node_kill(&k->nodes[i]);
+                        snprintf(data, sizeof(data), "%s/data", k->nodes[i].dir);
+                        fx_tmpdir_remove(data);
                 }
         }
-        for (int i = 0; i < k->n; i++) {
-                write_props(k, &k->nodes[i], o->properties);
-                format_node(k, &k->nodes[i], o->format_args);
-        }
-        /* All at once: with three voters none is ready before a quorum. */
-        for (int i = 0; i < k->n; i++)
-                node_spawn(k, &k->nodes[i]);
-        wait_ready(k, NULL);
-        return k;
 }
 
 void fx_apache_stop(struct fx_apache *k)
