@@ -276,6 +276,9 @@ void relay_look_writers(struct relay *r, int64_t now)
 /* How often a session that is not a relay and holds the leader lock is
  * named again in the log. */
 #define FOREIGN_LOG_MS 60000
+/* While another relay leads, its lock is looked up this often rather than
+ * at every try (the look-up reads pg_locks and pg_stat_activity). */
+#define RELAY_HOLDER_LOOK_MS 10000
 
 /* Copies a name the holder chose into the relay's text (the log escapes
  * it; /readyz's body does not): control characters become '?'. */
@@ -291,6 +294,7 @@ static void copy_name(char *dst, size_t size, const char *src)
 static void foreign_clear(struct relay *r)
 {
         r->duty->foreign_pid = 0;
+        r->duty->holder_next_at = 0;
         metrics_set(r->metrics, METRICS_LEADER_LOCK_FOREIGN, 0);
 }
 
@@ -313,6 +317,8 @@ static void on_holder(void *arg, const struct db_lock_holder *h, const char *err
                         log_info(r->lg, "the session that is not a relay let go of the leader lock",
                                  "{s:i}", "pid", d->foreign_pid);
                 foreign_clear(r);
+                if (h->found && h->relay)
+                        d->holder_next_at = now + RELAY_HOLDER_LOOK_MS;
                 return;
         }
         if (h->pid != d->foreign_pid) {
@@ -386,7 +392,8 @@ static void on_lock(void *arg, int locked, const char *error)
                          "instance", r->cfg->instance_id, "retry_ms", r->cfg->leader_poll_ms);
         }
         /* Who keeps it: another relay, or a session that should not. */
-        if (error == NULL && !locked && !r->duty->holder_queued) {
+        if (error == NULL && !locked && !r->duty->holder_queued &&
+            now_ms() >= r->duty->holder_next_at) {
                 r->duty->holder_queued = 1;
                 db_lock_holder(r->db, on_holder, r);
         }

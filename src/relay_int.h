@@ -71,6 +71,7 @@ struct relay_duties {
          * that pid hold it (pg_stat_activity hides other roles' start). */
         int holder_queued, foreign_pid;
         int64_t foreign_since, foreign_logged_at;
+        int64_t holder_next_at; /* another relay leads: its lock looked up again then */
         char foreign_role[64], foreign_app[64];
         int busy; /* polling on its own; writers were told not to notify */
         /* Back to notifications: writers that inserted while the relay was
