@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "fault_harness.h"
 #include "fixture.h"
 #include "runner.h"
@@ -404,6 +406,88 @@ START_TEST(exactly_once_one_transactional_id_per_outbox)
 }
 END_TEST
 
+/* migrate and status go through every outbox of the file (status also
+ * when one database is down); a bad file is refused with exit code 2. */
+START_TEST(status_and_migrate_cover_every_outbox)
+{
+        char dir[128], json[1024], *ci_a, *ci_c, *url_a, *url_c, *file, *bad, *out = NULL;
+        const char *migrate[] = {OUTBOX_RELAY_BIN, "migrate", "--outboxes-file", NULL, NULL};
+        const char *status[] = {OUTBOX_RELAY_BIN, "status", "--outboxes-file", NULL, NULL, NULL};
+        const char *run[] = {OUTBOX_RELAY_BIN,
+                             "run",
+                             "--kafka-brokers",
+                             "127.0.0.1:1",
+                             "--outboxes-file",
+                             NULL,
+                             NULL};
+        PGconn *a, *c;
+        json_t *doc;
+
+        fx_tmpdir_new(dir, sizeof(dir), "fxoutboxes");
+        ci_a = fx_pg_create_db(pg, "ob_admin");
+        ci_c = fx_pg_create_db(pg2, "ob_admin");
+        url_a = fx_write_secret(dir, "url-a", ci_a);
+        url_c = fx_write_secret(dir, "url-c", ci_c);
+        snprintf(json, sizeof(json),
+                 "[{\"name\": \"a\", \"database-url-file\": \"%s\"},"
+                 " {\"name\": \"b\", \"database-url-file\": \"%s\", \"schema\": \"second\"},"
+                 " {\"name\": \"c\", \"database-url-file\": \"%s\"}]",
+                 url_a, url_a, url_c);
+        file = fx_write_secret(dir, "outboxes.json", json);
+        migrate[3] = status[3] = file;
+        ck_assert_msg(fx_run(migrate, NULL, &out, 60000) == 0, "migrate: %s", out);
+        free(out);
+        a = fx_db_connect(ci_a);
+        c = fx_db_connect(ci_c);
+        fx_sql(a, "INSERT INTO second.events (topic, key, payload)"
+                  " SELECT 't', 'k', '{}' FROM generate_series(1, 3)");
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('t', 'k', '{}')");
+        ck_assert_msg(fx_run(status, NULL, &out, 60000) == 0, "status: %s", out);
+        ck_assert_msg(strstr(out, "outbox:             a\nschema:             outbox\n") != NULL &&
+                          strstr(out, "outbox:             b\nschema:             second\n"
+                                      "pending:            3\n") != NULL &&
+                          strstr(out, "outbox:             c\nschema:             outbox\n"
+                                      "pending:            1\n") != NULL,
+                      "status: %s", out);
+        free(out);
+        status[4] = "--json";
+        ck_assert_int_eq(fx_run(status, NULL, &out, 60000), 0);
+        doc = json_loads(out, 0, NULL);
+        ck_assert_msg(json_is_array(doc) && json_array_size(doc) == 3, "status --json: %s", out);
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(doc, 1), "outbox")), "b");
+        ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(doc, 1), "pending")), 3);
+        json_decref(doc);
+        free(out);
+        /* One database down: the others are still shown, the exit says it. */
+        status[4] = NULL;
+        fx_pg_stop_server(pg2);
+        ck_assert_int_eq(fx_run(status, NULL, &out, 60000), 1);
+        ck_assert_msg(strstr(out, "outbox:             a") != NULL &&
+                          strstr(out, "outbox:             b") != NULL,
+                      "status: %s", out);
+        free(out);
+        fx_pg_start_server(pg2);
+        /* A key no outbox may set: exit 2, one line naming it. */
+        bad =
+            fx_write_secret(dir, "bad.json", "[{\"name\": \"a\", \"http-listen\": \"0.0.0.0:1\"}]");
+        run[5] = bad;
+        ck_assert_int_eq(fx_run(run, NULL, &out, 60000), 2);
+        ck_assert_msg(strstr(out, "bad.json: outbox \"a\": key \"http-listen\"") != NULL &&
+                          strchr(out, '\n') == out + strlen(out) - 1,
+                      "run: %s", out);
+        free(out);
+        PQfinish(a);
+        PQfinish(c);
+        free(bad);
+        free(file);
+        free(url_a);
+        free(url_c);
+        free(ci_a);
+        free(ci_c);
+        fx_tmpdir_remove(dir);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -412,7 +496,9 @@ Suite *test_suite(void)
         const TTest *const tests[] = {three_outboxes_two_databases_two_schemas_flow,
                                       one_database_stopped_the_others_keep_flowing,
                                       kill_9_mid_stream_nothing_lost,
-                                      exactly_once_one_transactional_id_per_outbox, NULL};
+                                      exactly_once_one_transactional_id_per_outbox,
+                                      status_and_migrate_cover_every_outbox,
+                                      NULL};
 
         runner_add_each(s, tests, &servers, 120);
         return s;
