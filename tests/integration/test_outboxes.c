@@ -114,7 +114,7 @@ static struct fx_relay *start(const struct world *w, int http_port, const char *
         if (http_port > 0) {
                 snprintf(port, sizeof(port), "127.0.0.1:%d", http_port);
                 args[n++] = "--http-listen";
-                args[n++] = strdup(port); /* the relay outlives this frame */
+                args[n++] = port; /* copied by the spawn */
         }
         for (int i = 0; more != NULL && more[i] != NULL; i++)
                 args[n++] = more[i];
