@@ -362,56 +362,83 @@ static void render_histogram(FILE *f, const struct histogram *hg, const char *na
         fprintf(f, "%llu\n", (unsigned long long)hg->count);
 }
 
+/* One family's series of one outbox (o NULL: no label); fam picks the
+ * counter, gauge or histogram of the kind kind. */
+enum family_kind { FAM_TOPIC, FAM_STATEMENTS, FAM_COUNTER, FAM_GAUGE, FAM_BROKERS, FAM_HISTOGRAM };
+
+static void render_family(FILE *f, const struct metrics *m, const char *o, enum family_kind kind,
+                          int fam)
+{
+        switch (kind) {
+        case FAM_TOPIC:
+                for (size_t i = 0; i < m->n_topics; i++) {
+                        series(f, topic_info[fam].name, "", o, "topic", m->topics[i].topic, NULL);
+                        fprintf(f, "%llu\n", (unsigned long long)m->topics[i].n[fam]);
+                }
+                if (m->other_used) {
+                        series(f, topic_info[fam].name, "", o, "topic", METRICS_OTHER_TOPIC, NULL);
+                        fprintf(f, "%llu\n", (unsigned long long)m->other.n[fam]);
+                }
+                break;
+        case FAM_STATEMENTS:
+                for (int s = 0; s < METRICS_STATEMENTS; s++) {
+                        series(f, "statement_errors_total", "", o, "statement", statement_names[s],
+                               NULL);
+                        fprintf(f, "%llu\n", (unsigned long long)m->statements[s]);
+                }
+                break;
+        case FAM_COUNTER:
+                series(f, counter_info[fam].name, "", o, NULL, NULL, NULL);
+                fprintf(f, "%llu\n", (unsigned long long)m->counters[fam]);
+                break;
+        case FAM_GAUGE:
+                series(f, gauge_info[fam].name, "", o, NULL, NULL, NULL);
+                fprintf(f, "%.17g\n", m->gauges[fam]);
+                break;
+        case FAM_BROKERS:
+                for (size_t i = 0; i < m->n_brokers; i++) {
+                        series(f, "kafka_broker_rtt_seconds", "", o, "broker", m->brokers[i].broker,
+                               NULL);
+                        fprintf(f, "%.6f\n", m->brokers[i].seconds);
+                }
+                break;
+        case FAM_HISTOGRAM:
+                render_histogram(f, &m->hists[fam], hist_info[fam].name, o);
+                break;
+        }
+}
+
 /* Each family once (HELP and TYPE may appear once), with the series of
  * every outbox under it. */
 static void render_all(FILE *f, const struct metrics *const *ms, const char *const *names, size_t n)
 {
-#define EACH(body)                                                                                 \
-        for (size_t k = 0; k < n; k++) {                                                           \
-                const struct metrics *m = ms[k];                                                   \
-                const char *o = names != NULL ? names[k] : NULL;                                   \
-                body                                                                               \
-        }
+#define EVERY_OUTBOX(kind, fam)                                                                    \
+        for (size_t k = 0; k < n; k++)                                                             \
+        render_family(f, ms[k], names != NULL ? names[k] : NULL, (kind), (fam))
         for (int c = 0; c < METRICS_TOPIC_COUNTERS; c++) {
                 header(f, topic_info[c].name, topic_info[c].help, "counter");
-                EACH(
-                    for (size_t i = 0; i < m->n_topics; i++) {
-                            series(f, topic_info[c].name, "", o, "topic", m->topics[i].topic, NULL);
-                            fprintf(f, "%llu\n", (unsigned long long)m->topics[i].n[c]);
-                    } if (m->other_used) {
-                            series(f, topic_info[c].name, "", o, "topic", METRICS_OTHER_TOPIC,
-                                   NULL);
-                            fprintf(f, "%llu\n", (unsigned long long)m->other.n[c]);
-                    })
+                EVERY_OUTBOX(FAM_TOPIC, c);
         }
         header(f, "statement_errors_total",
                "Statements that failed with the database connection fine (each is retried with "
                "a backoff).",
                "counter");
-        EACH(for (int s = 0; s < METRICS_STATEMENTS; s++) {
-                series(f, "statement_errors_total", "", o, "statement", statement_names[s], NULL);
-                fprintf(f, "%llu\n", (unsigned long long)m->statements[s]);
-        })
+        EVERY_OUTBOX(FAM_STATEMENTS, 0);
         for (int c = 0; c < METRICS_COUNTERS; c++) {
                 header(f, counter_info[c].name, counter_info[c].help, "counter");
-                EACH(series(f, counter_info[c].name, "", o, NULL, NULL, NULL);
-                     fprintf(f, "%llu\n", (unsigned long long)m->counters[c]);)
+                EVERY_OUTBOX(FAM_COUNTER, c);
         }
         for (int g = 0; g < METRICS_GAUGES; g++) {
                 header(f, gauge_info[g].name, gauge_info[g].help, "gauge");
-                EACH(series(f, gauge_info[g].name, "", o, NULL, NULL, NULL);
-                     fprintf(f, "%.17g\n", m->gauges[g]);)
+                EVERY_OUTBOX(FAM_GAUGE, g);
         }
         header(f, "kafka_broker_rtt_seconds", "Average round-trip time to each broker.", "gauge");
-        EACH(for (size_t i = 0; i < m->n_brokers; i++) {
-                series(f, "kafka_broker_rtt_seconds", "", o, "broker", m->brokers[i].broker, NULL);
-                fprintf(f, "%.6f\n", m->brokers[i].seconds);
-        })
+        EVERY_OUTBOX(FAM_BROKERS, 0);
         for (int h = 0; h < METRICS_HISTOGRAMS; h++) {
                 header(f, hist_info[h].name, hist_info[h].help, "histogram");
-                EACH(render_histogram(f, &m->hists[h], hist_info[h].name, o);)
+                EVERY_OUTBOX(FAM_HISTOGRAM, h);
         }
-#undef EACH
+#undef EVERY_OUTBOX
 }
 
 char *metrics_render_many(const struct metrics *const *ms, const char *const *names, size_t n,
