@@ -488,6 +488,73 @@ START_TEST(status_and_migrate_cover_every_outbox)
 }
 END_TEST
 
+/* An outbox whose schema is not migrated stops its relay on an error: the
+ * process goes on (the other outbox publishes), /readyz names it, and once
+ * the schema is migrated the outbox starts again by itself. */
+START_TEST(unmigrated_outbox_starts_again_once_migrated)
+{
+        char dir[128], json[1024], *ci, *relay_ci, *url, *file, *body = NULL;
+        const char *more[] = {"--reconnect-max-ms", "1000", NULL};
+        struct world w = {.file = NULL};
+        struct ob a = {.name = "a", .schema = "outbox", .next = 1};
+        struct ob late = {.name = "late", .schema = "late", .next = 1};
+        int port = fx_free_port();
+        struct fx_relay *r;
+        int said = 0;
+
+        fx_tmpdir_new(dir, sizeof(dir), "fxoutboxes");
+        ci = fx_pg_create_db(pg, "ob_late");
+        fx_migrate(ci, NULL);
+        relay_ci = fx_conninfo_as(ci, FX_RELAY_ROLE);
+        url = fx_write_secret(dir, "url", relay_ci);
+        snprintf(a.topic, sizeof(a.topic), "late-a");
+        snprintf(late.topic, sizeof(late.topic), "late-late");
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic late-a 2"), 0);
+        ck_assert_int_eq(fx_kafka_command(kafka, "topic late-late 2"), 0);
+        snprintf(json, sizeof(json),
+                 "[{\"name\": \"a\", \"database-url-file\": \"%s\", \"default-topic\": "
+                 "\"late-a\"}, {\"name\": \"late\", \"database-url-file\": \"%s\", \"schema\": "
+                 "\"late\", \"default-topic\": \"late-late\"}]",
+                 url, url);
+        file = fx_write_secret(dir, "outboxes.json", json);
+        w.file = file;
+        a.c = late.c = fx_db_connect(ci);
+        r = start(&w, port, more);
+        insert(&a, 50);
+        ck_assert_int_eq(wait_sent(&a, 50, 30000), 50);
+        for (int64_t until = fx_now_ms() + 20000; fx_now_ms() < until && !said;
+             usleep(100 * 1000)) {
+                free(body);
+                body = NULL;
+                said = fx_http_get(port, "/readyz", &body) == 503 && body != NULL &&
+                       strstr(body, "outbox late: stopped on an error, starting again") != NULL &&
+                       strstr(body, "outbox a:") == NULL;
+        }
+        ck_assert_msg(said, "readyz: %s", body != NULL ? body : "(none)");
+        free(body);
+        body = NULL;
+        ck_assert_msg(log_has(r, "\"msg\":\"outbox stopped on an error: starting it again\","
+                                 "\"outbox\":\"late\""),
+                      "%s", fh_relay_log_tail(r));
+        /* Still running: a keeps publishing while late waits. */
+        insert(&a, 50);
+        ck_assert_int_eq(wait_sent(&a, 100, 30000), 100);
+        fx_migrate(ci, "late");
+        insert(&late, 50);
+        ck_assert_int_eq(wait_sent(&late, 50, 30000), 50);
+        check(&a);
+        check(&late);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        PQfinish(a.c);
+        free(file);
+        free(url);
+        free(relay_ci);
+        free(ci);
+        fx_tmpdir_remove(dir);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -498,6 +565,7 @@ Suite *test_suite(void)
                                       kill_9_mid_stream_nothing_lost,
                                       exactly_once_one_transactional_id_per_outbox,
                                       status_and_migrate_cover_every_outbox,
+                                      unmigrated_outbox_starts_again_once_migrated,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
