@@ -467,6 +467,15 @@ START_TEST(status_and_migrate_cover_every_outbox)
                       "status: %s", out);
         free(out);
         fx_pg_start_server(pg2);
+        /* replay and dlq work on one outbox: refused, not run on the first. */
+        {
+                const char *replay[] = {
+                    OUTBOX_RELAY_BIN, "replay", "--outboxes-file", file, "--from-id", "1", NULL};
+
+                ck_assert_int_eq(fx_run(replay, NULL, &out, 60000), 2);
+                ck_assert_msg(strstr(out, "replay works on one outbox") != NULL, "replay: %s", out);
+                free(out);
+        }
         /* A key no outbox may set: exit 2, one line naming it. */
         bad =
             fx_write_secret(dir, "bad.json", "[{\"name\": \"a\", \"http-listen\": \"0.0.0.0:1\"}]");
