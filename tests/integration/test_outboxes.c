@@ -317,8 +317,9 @@ START_TEST(one_database_stopped_the_others_keep_flowing)
         w.ob[2].c = fx_db_connect(w.ob[2].ci);
         insert(&w.ob[2], 100);
         ck_assert_int_eq(wait_sent(&w.ob[2], 250, 60000), 250);
+        /* c's rows in flight at the stop may be published twice. */
         for (int i = 0; i < N_OB; i++)
-                check(&w.ob[i]);
+                check_read(&w.ob[i], i == 2);
         fh_relay_stop(r, 30000);
         fx_relay_free(r);
         world_free(&w);
