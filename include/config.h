@@ -56,6 +56,7 @@ struct config {
         char *dead_letter_topic;    /* also announce dead letters there; NULL: no */
         char *grant_writer;         /* migrate: role to grant INSERT on events; NULL: none */
         char *grant_relay;          /* migrate: role to grant the relay's DML; NULL: none */
+        char *outboxes_file;        /* JSON list of outboxes (config_outboxes_load); NULL: one */
         enum log_level log_level;
         struct config_kv *routes; /* event_type pattern -> topic, in given order */
         size_t n_routes;
@@ -86,7 +87,9 @@ enum config_command {
         CONFIG_CMD_REPLAY = 4,
         CONFIG_CMD_STATUS = 8,
         CONFIG_CMD_DLQ = 16,
-        CONFIG_CMD_ALL = 31
+        CONFIG_CMD_ALL = 31,
+        /* The commands that take --outboxes-file. */
+        CONFIG_CMD_OUTBOXES = CONFIG_CMD_RUN | CONFIG_CMD_MIGRATE | CONFIG_CMD_STATUS
 };
 
 struct config *config_new(void) OUTBOX_MUST_CHECK;
@@ -106,6 +109,28 @@ int config_parse(struct config *cfg, int argc, char **argv, char *errbuf,
  * librdkafka property offline. Returns 0, or -1 with one line in errbuf. */
 int config_validate(const struct config *cfg, int need, char *errbuf,
                     size_t errsz) OUTBOX_MUST_CHECK;
+
+/* One outbox of --outboxes-file: its name and its whole configuration. */
+struct config_outbox {
+        char *name;
+        struct config *cfg;
+};
+
+/* Reads cfg->outboxes_file (cfg already parsed and validated for the
+ * process): for each outbox, the environment and argc/argv (as given to
+ * config_parse) again, then the outbox's keys over them, then
+ * config_validate with need. Refuses an unknown key, a process-wide one,
+ * a bad, empty or duplicate name, a bad value, two outboxes on one
+ * database and schema, and two with one transactional id; each outbox's
+ * transactional id defaults to outbox-relay.<name>. The outboxes' configs
+ * have no --http-listen: the process serves HTTP once. Not thread-safe
+ * (config_parse). Returns 0 with *out (free with config_outboxes_free),
+ * or -1 with one line in errbuf naming the file, the outbox and the key,
+ * never a value that may be secret. */
+int config_outboxes_load(const struct config *cfg, int argc, char **argv, int need,
+                         struct config_outbox **out, size_t *n, char *errbuf,
+                         size_t errsz) OUTBOX_MUST_CHECK;
+void config_outboxes_free(struct config_outbox *o, size_t n);
 
 /* Whether --envelope is cloudevents. */
 int config_cloudevents(const struct config *cfg);

@@ -20,6 +20,18 @@ typedef int (*http_ready_fn)(void *arg, char *why, size_t whysz);
  * NULL with errbuf. */
 struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready, void *arg,
                       char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
+
+/* What the endpoints answer, all called with one arg in the thread that
+ * runs http_serve. metrics: the /metrics body, malloc'ed (NULL: out of
+ * memory); ready: /readyz; live: /healthz, 1 or 0 with why (NULL: always
+ * alive, as the loop that serves is the one that works). */
+struct http_handlers {
+        char *(*metrics)(void *arg, size_t *len);
+        http_ready_fn ready;
+        http_ready_fn live;
+};
+struct http *http_new_with(const char *listen, const struct http_handlers *hd, void *arg,
+                           char *errbuf, size_t errsz) OUTBOX_MUST_CHECK;
 void http_free(struct http *h);
 /* Readable when a request or connection needs attention. */
 int http_fd(const struct http *h);

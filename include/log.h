@@ -17,6 +17,10 @@ struct log;
 struct log *log_new(FILE *out, enum log_level level) OUTBOX_MUST_CHECK;
 void log_free(struct log *lg);
 int log_enabled(const struct log *lg, enum log_level level);
+/* Every line after msg carries "outbox": name (one log per outbox of
+ * --outboxes-file, all writing to one stream). Call before the log is
+ * shared between threads. Returns 0, or -1 when out of memory. */
+int log_set_outbox(struct log *lg, const char *name) OUTBOX_MUST_CHECK;
 
 /* Writes {"ts":..., "level":..., "msg": msg, ...fields}. fields_fmt is a
  * json_pack format for an object ("{s:s, s:i}") or NULL for no fields. */

@@ -1,6 +1,8 @@
 /* metrics: the relay's counters, gauges and histograms, rendered in the
  * Prometheus text format. Updated and read in the relay's thread only (the
- * HTTP endpoint is served from the same loop), so nothing here locks. */
+ * HTTP endpoint is served from the same loop), so nothing here locks;
+ * unless shared (metrics_share), as with --outboxes-file, where one
+ * thread renders what each outbox's thread updates. */
 #ifndef OUTBOX_METRICS_H
 #define OUTBOX_METRICS_H
 
@@ -83,7 +85,15 @@ void metrics_observe(struct metrics *m, enum metrics_histogram h, double v);
 /* Round-trip time of a broker, from librdkafka's statistics. */
 void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds);
 
+/* From now on m is updated and read under its lock: call before another
+ * thread sees it. */
+void metrics_share(struct metrics *m);
+
 /* The exposition text (malloc'ed, NUL-terminated), or NULL when out of memory. */
 char *metrics_render(const struct metrics *m, size_t *len) OUTBOX_MUST_CHECK;
+/* The same for the n outboxes of --outboxes-file: each family once, every
+ * series of ms[k] labelled outbox="names[k]" (names NULL: no label). */
+char *metrics_render_many(const struct metrics *const *ms, const char *const *names, size_t n,
+                          size_t *len) OUTBOX_MUST_CHECK;
 
 #endif

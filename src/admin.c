@@ -305,7 +305,7 @@ static int holder_is_relay(const PGresult *leader)
         return strcmp(PQgetvalue(leader, 0, 5), "t") == 0;
 }
 
-static int status_json(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)
+static json_t *status_json(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)
 {
         json_t *instances = json_array(), *lock = json_null();
 
@@ -323,13 +323,12 @@ static int status_json(const struct config *cfg, PGresult *res, PGresult *leader
                               "client", or_null(who, i, 2), "connected_since", or_null(who, i, 3),
                               "role",
                               strcmp(PQgetvalue(who, i, 4), "t") == 0 ? "leader" : "standby"));
-        return print_json(json_pack("{s:s,s:I,s:f,s:I,s:I,s:o,s:o}", "schema", cfg->schema,
-                                    "pending", (json_int_t)atoll(PQgetvalue(res, 0, 0)),
-                                    "oldest_pending_age_seconds", atof(PQgetvalue(res, 0, 1)),
-                                    "dead_letters", (json_int_t)atoll(PQgetvalue(res, 0, 2)),
-                                    "sent_last_minute", (json_int_t)atoll(PQgetvalue(res, 0, 3)),
-                                    "leader_lock", lock, "instances", instances),
-                          "status");
+        return json_pack("{s:s,s:I,s:f,s:I,s:I,s:o,s:o}", "schema", cfg->schema, "pending",
+                         (json_int_t)atoll(PQgetvalue(res, 0, 0)), "oldest_pending_age_seconds",
+                         atof(PQgetvalue(res, 0, 1)), "dead_letters",
+                         (json_int_t)atoll(PQgetvalue(res, 0, 2)), "sent_last_minute",
+                         (json_int_t)atoll(PQgetvalue(res, 0, 3)), "leader_lock", lock, "instances",
+                         instances);
 }
 
 static void status_text(const struct config *cfg, PGresult *res, PGresult *leader, PGresult *who)
@@ -369,7 +368,10 @@ static void status_text(const struct config *cfg, PGresult *res, PGresult *leade
         }
 }
 
-int admin_status(const struct config *cfg, struct log *lg)
+/* One outbox's status: printed as text (under an "outbox:" line when
+ * named), or with --json added to list (a JSON object, with "outbox" when
+ * named). */
+static int status_one(const struct config *cfg, const char *outbox, json_t *list)
 {
         char sql[1024], lock_class[16], leader_pid[16] = "0";
         const char *params[3] = {lock_class, cfg->schema, leader_pid};
@@ -378,7 +380,6 @@ int admin_status(const struct config *cfg, struct log *lg)
         int rc = 1;
         PGconn *conn = connect_checked(cfg, "status", &ident);
 
-        (void)lg;
         if (conn == NULL)
                 return 1;
         snprintf(sql, sizeof(sql),
@@ -402,9 +403,19 @@ int admin_status(const struct config *cfg, struct log *lg)
         if (who == NULL)
                 goto out;
         if (cfg->json) {
-                rc = status_json(cfg, res, leader, who);
+                json_t *v = status_json(cfg, res, leader, who);
+
+                if (v != NULL && outbox != NULL)
+                        json_object_set_new(v, "outbox", json_string(outbox));
+                if (v == NULL || json_array_append_new(list, v) != 0) {
+                        fail("status", "out of memory");
+                        goto out;
+                }
+                rc = 0;
                 goto out;
         }
+        if (outbox != NULL)
+                printf("outbox:             %s\n", outbox);
         status_text(cfg, res, leader, who);
         rc = 0;
 out:
@@ -413,6 +424,45 @@ out:
         PQclear(who);
         PQfreemem(ident);
         PQfinish(conn);
+        return rc;
+}
+
+int admin_status(const struct config *cfg, struct log *lg)
+{
+        json_t *list = cfg->json ? json_array() : NULL;
+        int rc;
+
+        (void)lg;
+        if (cfg->json && list == NULL) {
+                fail("status", "out of memory");
+                return 1;
+        }
+        rc = status_one(cfg, NULL, list);
+        if (rc == 0 && cfg->json)
+                rc = print_json(json_incref(json_array_get(list, 0)), "status");
+        json_decref(list);
+        return rc;
+}
+
+int admin_status_outboxes(const struct config_outbox *o, size_t n, int json, struct log *lg)
+{
+        json_t *list = json ? json_array() : NULL;
+        int rc = 0;
+
+        (void)lg;
+        if (json && list == NULL) {
+                fail("status", "out of memory");
+                return 1;
+        }
+        /* Every outbox is looked at, also after one whose database is down. */
+        for (size_t i = 0; i < n; i++) {
+                if (!json && i > 0)
+                        putchar('\n');
+                if (status_one(o[i].cfg, o[i].name, list) != 0)
+                        rc = 1;
+        }
+        if (json && print_json(list, "status") != 0)
+                return 1;
         return rc;
 }
 

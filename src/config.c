@@ -327,6 +327,31 @@ static int resolve_url_file(struct config *cfg, const struct parse_state *ps, ch
         return config_read_file(*path, src, url, errbuf, errsz);
 }
 
+int config_set_outbox_value(struct config *cfg, const struct setting *s, const char *value,
+                            const char *src, int first, char *errbuf, size_t errsz)
+{
+        /* Every inherited Kafka property counts as the environment's, so
+         * that the outbox's one of the same name replaces it. */
+        struct parse_state ps = {0, cfg->n_kafka_props, 0, 0};
+
+        if (s->type == T_ROUTE && first) {
+                kv_free(cfg->routes, cfg->n_routes);
+                cfg->routes = NULL;
+                cfg->n_routes = 0;
+        }
+        if (s->off == OFF(database_url) || s->off == OFF(database_url_file)) {
+                free(cfg->database_url);
+                free(cfg->database_url_file);
+                cfg->database_url = cfg->database_url_file = NULL;
+        }
+        if (set_value(cfg, &ps, s, value, src, 1, errbuf, errsz) != 0)
+                return -1;
+        if (s->off == OFF(database_url_file))
+                return config_read_file(cfg->database_url_file, src, &cfg->database_url, errbuf,
+                                        errsz);
+        return 0;
+}
+
 static int add_arg(struct config *cfg, int argc, char *arg, char *errbuf, size_t errsz)
 {
         if (cfg->args == NULL && (cfg->args = calloc((size_t)argc, sizeof(char *))) == NULL) {

@@ -19,7 +19,9 @@ static void describe(const struct setting *s, int with_default, char *buf, size_
         if (n < sz && with_default && s->def != NULL)
                 n += (size_t)snprintf(buf + n, sz - n, " Default: %s.", s->def);
         if (n < sz && s->need != 0)
-                snprintf(buf + n, sz - n, " Required.");
+                n += (size_t)snprintf(buf + n, sz - n, " Required.");
+        if (n < sz && with_default && (s->flags & F_PER_OUTBOX))
+                snprintf(buf + n, sz - n, " Per outbox in --outboxes-file.");
 }
 
 static const char *commands_text(unsigned cmds)
@@ -37,6 +39,8 @@ static const char *commands_text(unsigned cmds)
                 return "dlq";
         case C_REPLAY | C_DLQ:
                 return "replay and dlq";
+        case C_RUN | C_MIGRATE | C_STATUS:
+                return "run, migrate and status";
         default:
                 return "status and dlq";
         }
@@ -123,8 +127,8 @@ static void md_cell(FILE *out, const char *text, int code)
 
 void config_print_markdown(FILE *out)
 {
-        fputs("| Flag | Environment | Default | Description |\n"
-              "|------|-------------|---------|-------------|\n",
+        fputs("| Flag | Environment | Default | Description | Per outbox |\n"
+              "|------|-------------|---------|-------------|------------|\n",
               out);
         for (size_t i = 0; i < config_n_settings; i++) {
                 const struct setting *s = &config_settings[i];
@@ -140,6 +144,7 @@ void config_print_markdown(FILE *out)
                 md_cell(out, s->env != NULL ? s->env : "", s->env != NULL);
                 md_cell(out, s->def != NULL ? s->def : "", s->def != NULL);
                 md_cell(out, desc, 0);
+                md_cell(out, (s->flags & F_PER_OUTBOX) ? "yes" : "", 0);
                 fputc('\n', out);
         }
 }

@@ -41,6 +41,7 @@ enum {
 /* Largest file a setting is read from: a URL or a credential, not a bundle. */
 #define CONFIG_FILE_MAX   (64 * 1024)
 #define F_DYNAMIC_DEFAULT 1 /* default computed by config_new, def is for display */
+#define F_PER_OUTBOX      2 /* may be given per outbox in --outboxes-file */
 #define OFF(field)        offsetof(struct config, field)
 
 struct setting {
@@ -61,6 +62,15 @@ struct setting {
 extern const struct setting config_settings[];
 
 extern const size_t config_n_settings;
+
+/* Sets s from value as an outbox of --outboxes-file gives it, over what the
+ * process's environment and flags set (config.c): route replaces the
+ * inherited list at its first item (first != 0), a Kafka property replaces
+ * the inherited one of its name, a database URL in either form replaces
+ * both inherited forms. src names the key for the one-line error. */
+int config_set_outbox_value(struct config *cfg, const struct setting *s, const char *value,
+                            const char *src, int first, char *errbuf,
+                            size_t errsz) OUTBOX_MUST_CHECK;
 
 /* --envelope and --cloudevents-source (config_envelope.c). Returns 0, or
  * -1 with one line in errbuf naming the setting. */

@@ -29,6 +29,7 @@ struct http {
         struct metrics *metrics;
         http_ready_fn ready;
         void *ready_arg;
+        struct http_handlers handlers; /* http_new_with; else metrics and ready */
 };
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, const char *type,
@@ -65,7 +66,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                               MHD_RESPMEM_PERSISTENT);
         if (strcmp(url, "/metrics") == 0) {
                 size_t len = 0;
-                char *body = metrics_render(h->metrics, &len);
+                char *body = h->handlers.metrics != NULL ? h->handlers.metrics(h->ready_arg, &len)
+                                                         : metrics_render(h->metrics, &len);
 
                 if (body == NULL)
                         return answer(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "out of memory\n",
@@ -73,8 +75,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return answer(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body,
                               len, MHD_RESPMEM_MUST_FREE);
         }
-        if (strcmp(url, "/healthz") == 0) /* answered by the loop itself: it is alive */
+        /* Answered by the loop itself: it is alive (with several outboxes,
+         * the process asks whether each outbox's loop still turns). */
+        if (strcmp(url, "/healthz") == 0 &&
+            (h->handlers.live == NULL || h->handlers.live(h->ready_arg, why, sizeof(why))))
                 return answer(conn, MHD_HTTP_OK, text, "ok\n", 3, MHD_RESPMEM_PERSISTENT);
+        if (strcmp(url, "/healthz") == 0) {
+                snprintf(msg, sizeof(msg), "not alive: %s\n", why);
+                return answer(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text, msg, strlen(msg),
+                              MHD_RESPMEM_MUST_COPY);
+        }
         if (strcmp(url, "/readyz") == 0) {
                 if (h->ready(h->ready_arg, why, sizeof(why)))
                         return answer(conn, MHD_HTTP_OK, text, "ready\n", 6,
@@ -88,6 +98,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready, void *arg,
                       char *errbuf, size_t errsz)
+{
+        struct http_handlers hd = {NULL, ready, NULL};
+        struct http *h = http_new_with(listen, &hd, arg, errbuf, errsz);
+
+        if (h != NULL)
+                h->metrics = m;
+        return h;
+}
+
+struct http *http_new_with(const char *listen, const struct http_handlers *hd, void *arg,
+                           char *errbuf, size_t errsz)
 {
         struct http *h = calloc(1, sizeof(*h));
         struct sockaddr_storage addr;
@@ -112,8 +133,8 @@ struct http *http_new(const char *listen, struct metrics *m, http_ready_fn ready
         } else {
                 port = ntohs(((const struct sockaddr_in *)&addr)->sin_port);
         }
-        h->metrics = m;
-        h->ready = ready;
+        h->handlers = *hd;
+        h->ready = hd->ready;
         h->ready_arg = arg;
         h->daemon = MHD_start_daemon(
             flags, port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,

@@ -236,6 +236,7 @@ struct log {
         int withheld; /* slots with repeats not yet written */
         int64_t (*clock_ms)(void *arg);
         void *clock_arg;
+        char *outbox; /* --outboxes-file: the outbox this log is of; NULL: none */
 };
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -281,7 +282,19 @@ void log_free(struct log *lg)
         for (int i = 0; i < REPEAT_SLOTS; i++)
                 repeat_clear(&lg->repeats[i]);
         pthread_mutex_destroy(&lg->lock);
+        free(lg->outbox);
         free(lg);
+}
+
+int log_set_outbox(struct log *lg, const char *name)
+{
+        char *copy = strdup(name);
+
+        if (copy == NULL)
+                return -1;
+        free(lg->outbox);
+        lg->outbox = copy;
+        return 0;
 }
 
 void log_set_clock(struct log *lg, int64_t (*clock_ms)(void *arg), void *arg)
@@ -401,6 +414,8 @@ static void write_line(struct log *lg, enum log_level level, const char *msg, co
         json_object_set_new(obj, "ts", json_string(ts));
         json_object_set_new(obj, "level", json_string(level_names[level]));
         json_object_set_new(obj, "msg", string_or_ascii(msg != NULL ? msg : ""));
+        if (lg->outbox != NULL)
+                json_object_set_new(obj, "outbox", json_string(lg->outbox));
         if (error != NULL)
                 json_object_set_new(obj, "error", string_or_ascii(error));
         if (repeated > 0)

@@ -13,6 +13,7 @@
 #include "admin.h"
 #include "compiler.h"
 #include "config.h"
+#include "fleet.h"
 #include "log.h"
 #include "relay.h"
 
@@ -83,6 +84,44 @@ static int run(const struct config *cfg, struct log *lg)
         return rc == 0 ? EXIT_OK : EXIT_FAILURE_RUNTIME;
 }
 
+/* The outboxes of --outboxes-file: run runs them all in one process,
+ * migrate and status go through each (every one, also after one that
+ * fails). */
+static int run_outboxes(const struct command *cmd, const struct config *cfg,
+                        const struct config_outbox *o, size_t n, struct log *lg)
+{
+        char err[512];
+        struct fleet *f;
+        int rc = EXIT_OK;
+
+        if (cmd->handler == admin_status)
+                return admin_status_outboxes(o, n, cfg->json, lg);
+        if (cmd->handler == admin_migrate) {
+                for (size_t i = 0; i < n; i++) {
+                        log_info(lg, "migrating outbox", "{s:s,s:s}", "outbox", o[i].name, "schema",
+                                 o[i].cfg->schema);
+                        if (admin_migrate(o[i].cfg, lg) != 0)
+                                rc = EXIT_FAILURE_RUNTIME;
+                }
+                return rc;
+        }
+        log_info(lg, "outbox-relay starting", "{s:s,s:s,s:i,s:s,s:i}", "version", OUTBOX_VERSION,
+                 "librdkafka", rd_kafka_version_str(), "libpq", PQlibVersion(), "jansson",
+                 JANSSON_VERSION, "outboxes", (int)n);
+        if ((f = fleet_new(cfg, o, n, lg, err, sizeof(err))) == NULL) {
+                log_error(lg, "cannot start", "{s:s}", "error", err);
+                return EXIT_FAILURE_RUNTIME;
+        }
+        if (fleet_run(f, err, sizeof(err)) != 0) {
+                log_error(lg, "stopped on an error", "{s:s}", "error", err);
+                rc = EXIT_FAILURE_RUNTIME;
+        } else {
+                log_info(lg, "stopped", NULL);
+        }
+        fleet_free(f);
+        return rc;
+}
+
 /* Answers what needs no command: --help, --version, --config-markdown.
  * Returns an exit code, or -1 when argv[1] is none of them. */
 static int global_option(const char *arg)
@@ -107,6 +146,8 @@ static int global_option(const char *arg)
 int main(int argc, char **argv)
 {
         const struct command *cmd = NULL;
+        struct config_outbox *outboxes = NULL;
+        size_t n_outboxes = 0;
         struct config *cfg = NULL;
         struct log *lg = NULL;
         char err[512];
@@ -147,8 +188,23 @@ int main(int argc, char **argv)
                 fprintf(stderr, "outbox-relay: out of memory\n");
                 return EXIT_FAILURE_RUNTIME;
         }
-        if (config_parse(cfg, argc - 2, argv + 2, err, sizeof(err)) != 0 ||
-            config_validate(cfg, cmd->need, err, sizeof(err)) != 0) {
+        if (config_parse(cfg, argc - 2, argv + 2, err, sizeof(err)) != 0) {
+                fprintf(stderr, "outbox-relay: %s\n", err);
+                goto out;
+        }
+        if (cfg->outboxes_file != NULL && !(cmd->settings & CONFIG_CMD_OUTBOXES)) {
+                fprintf(stderr,
+                        "outbox-relay: %s works on one outbox: give its --database-url(-file) "
+                        "and --schema, without --outboxes-file (OUTBOX_OUTBOXES_FILE)\n",
+                        cmd->name);
+                goto out;
+        }
+        /* With --outboxes-file, what the process needs is checked per outbox. */
+        if (config_validate(cfg, cfg->outboxes_file != NULL ? 0 : cmd->need, err, sizeof(err)) !=
+                0 ||
+            (cfg->outboxes_file != NULL &&
+             config_outboxes_load(cfg, argc - 2, argv + 2, cmd->need, &outboxes, &n_outboxes, err,
+                                  sizeof(err)) != 0)) {
                 fprintf(stderr, "outbox-relay: %s\n", err);
                 goto out;
         }
@@ -159,8 +215,10 @@ int main(int argc, char **argv)
         }
         /* A closed socket must be an error return, not a dead process. */
         signal(SIGPIPE, SIG_IGN);
-        rc = cmd->handler(cfg, lg);
+        rc = outboxes != NULL ? run_outboxes(cmd, cfg, outboxes, n_outboxes, lg)
+                              : cmd->handler(cfg, lg);
 out:
+        config_outboxes_free(outboxes, n_outboxes);
         log_free(lg);
         config_free(cfg);
         return rc;

@@ -4,6 +4,7 @@
  * (seconds) in the name. */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,22 @@ struct metrics {
         struct histogram hists[METRICS_HISTOGRAMS];
         struct broker_rtt *brokers;
         size_t n_brokers;
+        /* metrics_share: updated by a relay's thread, rendered by another. */
+        int shared;
+        pthread_mutex_t lock;
 };
+
+static void lock(const struct metrics *m)
+{
+        if (m->shared)
+                pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+}
+
+static void unlock(const struct metrics *m)
+{
+        if (m->shared)
+                pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+}
 
 static const struct {
         const char *name, *help;
@@ -123,7 +139,16 @@ struct metrics *metrics_new(void)
         m->hists[METRICS_ACK_SECONDS].n_bounds = sizeof(ack_bounds) / sizeof(ack_bounds[0]);
         m->hists[METRICS_LAG_SECONDS].bounds = lag_bounds;
         m->hists[METRICS_LAG_SECONDS].n_bounds = sizeof(lag_bounds) / sizeof(lag_bounds[0]);
+        if (pthread_mutex_init(&m->lock, NULL) != 0) {
+                free(m);
+                return NULL;
+        }
         return m;
+}
+
+void metrics_share(struct metrics *m)
+{
+        m->shared = 1;
 }
 
 void metrics_free(struct metrics *m)
@@ -136,6 +161,7 @@ void metrics_free(struct metrics *m)
                 free(m->brokers[i].broker);
         free(m->topics);
         free(m->brokers);
+        pthread_mutex_destroy(&m->lock);
         free(m);
 }
 
@@ -182,35 +208,53 @@ static struct topic_counts *topic_counts(struct metrics *m, const char *topic)
 void metrics_topic_add(struct metrics *m, enum metrics_topic_counter c, const char *topic,
                        uint64_t n)
 {
+        lock(m);
         if (m->n_topics > 0 && strcmp(m->topics[m->last_topic].topic, topic) == 0)
                 m->topics[m->last_topic].n[c] += n;
         else
                 topic_counts(m, topic)->n[c] += n;
+        unlock(m);
 }
 
 size_t metrics_topics(const struct metrics *m)
 {
-        return m->n_topics;
+        size_t n;
+
+        lock(m);
+        n = m->n_topics;
+        unlock(m);
+        return n;
 }
 
 void metrics_statement_error(struct metrics *m, enum metrics_statement s)
 {
+        lock(m);
         m->statements[s]++;
+        unlock(m);
 }
 
 void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n)
 {
+        lock(m);
         m->counters[c] += n;
+        unlock(m);
 }
 
 void metrics_set(struct metrics *m, enum metrics_gauge g, double v)
 {
+        lock(m);
         m->gauges[g] = v;
+        unlock(m);
 }
 
 double metrics_get(const struct metrics *m, enum metrics_gauge g)
 {
-        return m->gauges[g];
+        double v;
+
+        lock(m);
+        v = m->gauges[g];
+        unlock(m);
+        return v;
 }
 
 void metrics_observe(struct metrics *m, enum metrics_histogram h, double v)
@@ -220,10 +264,12 @@ void metrics_observe(struct metrics *m, enum metrics_histogram h, double v)
 
         for (i = 0; i < hg->n_bounds && v > hg->bounds[i]; i++)
                 ;
+        lock(m);
         if (i < hg->n_bounds)
                 hg->buckets[i]++;
         hg->count++;
         hg->sum += v;
+        unlock(m);
 }
 
 void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds)
@@ -231,10 +277,11 @@ void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds)
         struct broker_rtt *grown;
         char *copy;
 
+        lock(m);
         for (size_t i = 0; i < m->n_brokers; i++) {
                 if (strcmp(m->brokers[i].broker, broker) == 0) {
                         m->brokers[i].seconds = seconds;
-                        return;
+                        goto out;
                 }
         }
         copy = strdup(broker);
@@ -243,11 +290,13 @@ void metrics_broker_rtt(struct metrics *m, const char *broker, double seconds)
                 m->brokers = grown;
         if (copy == NULL || grown == NULL) {
                 free(copy);
-                return;
+                goto out;
         }
         m->brokers[m->n_brokers].broker = copy;
         m->brokers[m->n_brokers].seconds = seconds;
         m->n_brokers++;
+out:
+        unlock(m);
 }
 
 /* Label values may hold any text: escape as the format requires. */
@@ -268,67 +317,154 @@ static void header(FILE *f, const char *name, const char *help, const char *type
         fprintf(f, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s %s\n", name, help, name, type);
 }
 
-static void render_histogram(FILE *f, const struct histogram *hg, const char *name,
-                             const char *help)
+/* A series' name and labels: outbox="<name>" first when rendering the
+ * outboxes of --outboxes-file, then label="value" when given (value
+ * escaped), then le="<le>" when given. */
+static void series(FILE *f, const char *name, const char *suffix, const char *outbox,
+                   const char *label, const char *value, const char *le)
 {
-        uint64_t cumulative = 0;
+        int any = 0;
 
-        header(f, name, help, "histogram");
-        for (size_t i = 0; i < hg->n_bounds; i++) {
-                cumulative += hg->buckets[i];
-                fprintf(f, PREFIX "%s_bucket{le=\"%g\"} %llu\n", name, hg->bounds[i],
-                        (unsigned long long)cumulative);
+        fprintf(f, PREFIX "%s%s", name, suffix);
+        if (outbox != NULL) {
+                fputs("{outbox=\"", f);
+                put_label(f, outbox);
+                fputc('"', f);
+                any = 1;
         }
-        fprintf(f, PREFIX "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)hg->count);
-        fprintf(f, PREFIX "%s_sum %.6f\n" PREFIX "%s_count %llu\n", name, hg->sum, name,
-                (unsigned long long)hg->count);
+        if (label != NULL) {
+                fprintf(f, "%s%s=\"", any ? "," : "{", label);
+                put_label(f, value);
+                fputc('"', f);
+                any = 1;
+        }
+        if (le != NULL) {
+                fprintf(f, "%sle=\"%s\"", any ? "," : "{", le);
+                any = 1;
+        }
+        fputs(any ? "} " : " ", f);
 }
 
-char *metrics_render(const struct metrics *m, size_t *len)
+static void render_histogram(FILE *f, const struct histogram *hg, const char *name,
+                             const char *outbox)
+{
+        uint64_t cumulative = 0;
+        char le[32];
+
+        for (size_t i = 0; i < hg->n_bounds; i++) {
+                cumulative += hg->buckets[i];
+                snprintf(le, sizeof(le), "%g", hg->bounds[i]);
+                series(f, name, "_bucket", outbox, NULL, NULL, le);
+                fprintf(f, "%llu\n", (unsigned long long)cumulative);
+        }
+        series(f, name, "_bucket", outbox, NULL, NULL, "+Inf");
+        fprintf(f, "%llu\n", (unsigned long long)hg->count);
+        series(f, name, "_sum", outbox, NULL, NULL, NULL);
+        fprintf(f, "%.6f\n", hg->sum);
+        series(f, name, "_count", outbox, NULL, NULL, NULL);
+        fprintf(f, "%llu\n", (unsigned long long)hg->count);
+}
+
+/* One family's series of one outbox (o NULL: no label); fam picks the
+ * counter, gauge or histogram of the kind kind. */
+enum family_kind { FAM_TOPIC, FAM_STATEMENTS, FAM_COUNTER, FAM_GAUGE, FAM_BROKERS, FAM_HISTOGRAM };
+
+static void render_family(FILE *f, const struct metrics *m, const char *o, enum family_kind kind,
+                          int fam)
+{
+        switch (kind) {
+        case FAM_TOPIC:
+                for (size_t i = 0; i < m->n_topics; i++) {
+                        series(f, topic_info[fam].name, "", o, "topic", m->topics[i].topic, NULL);
+                        fprintf(f, "%llu\n", (unsigned long long)m->topics[i].n[fam]);
+                }
+                if (m->other_used) {
+                        series(f, topic_info[fam].name, "", o, "topic", METRICS_OTHER_TOPIC, NULL);
+                        fprintf(f, "%llu\n", (unsigned long long)m->other.n[fam]);
+                }
+                break;
+        case FAM_STATEMENTS:
+                for (int s = 0; s < METRICS_STATEMENTS; s++) {
+                        series(f, "statement_errors_total", "", o, "statement", statement_names[s],
+                               NULL);
+                        fprintf(f, "%llu\n", (unsigned long long)m->statements[s]);
+                }
+                break;
+        case FAM_COUNTER:
+                series(f, counter_info[fam].name, "", o, NULL, NULL, NULL);
+                fprintf(f, "%llu\n", (unsigned long long)m->counters[fam]);
+                break;
+        case FAM_GAUGE:
+                series(f, gauge_info[fam].name, "", o, NULL, NULL, NULL);
+                fprintf(f, "%.17g\n", m->gauges[fam]);
+                break;
+        case FAM_BROKERS:
+                for (size_t i = 0; i < m->n_brokers; i++) {
+                        series(f, "kafka_broker_rtt_seconds", "", o, "broker", m->brokers[i].broker,
+                               NULL);
+                        fprintf(f, "%.6f\n", m->brokers[i].seconds);
+                }
+                break;
+        case FAM_HISTOGRAM:
+                render_histogram(f, &m->hists[fam], hist_info[fam].name, o);
+                break;
+        }
+}
+
+/* Each family once (HELP and TYPE may appear once), with the series of
+ * every outbox under it. */
+static void render_all(FILE *f, const struct metrics *const *ms, const char *const *names, size_t n)
+{
+#define EVERY_OUTBOX(kind, fam)                                                                    \
+        for (size_t k = 0; k < n; k++)                                                             \
+        render_family(f, ms[k], names != NULL ? names[k] : NULL, (kind), (fam))
+        for (int c = 0; c < METRICS_TOPIC_COUNTERS; c++) {
+                header(f, topic_info[c].name, topic_info[c].help, "counter");
+                EVERY_OUTBOX(FAM_TOPIC, c);
+        }
+        header(f, "statement_errors_total",
+               "Statements that failed with the database connection fine (each is retried with "
+               "a backoff).",
+               "counter");
+        EVERY_OUTBOX(FAM_STATEMENTS, 0);
+        for (int c = 0; c < METRICS_COUNTERS; c++) {
+                header(f, counter_info[c].name, counter_info[c].help, "counter");
+                EVERY_OUTBOX(FAM_COUNTER, c);
+        }
+        for (int g = 0; g < METRICS_GAUGES; g++) {
+                header(f, gauge_info[g].name, gauge_info[g].help, "gauge");
+                EVERY_OUTBOX(FAM_GAUGE, g);
+        }
+        header(f, "kafka_broker_rtt_seconds", "Average round-trip time to each broker.", "gauge");
+        EVERY_OUTBOX(FAM_BROKERS, 0);
+        for (int h = 0; h < METRICS_HISTOGRAMS; h++) {
+                header(f, hist_info[h].name, hist_info[h].help, "histogram");
+                EVERY_OUTBOX(FAM_HISTOGRAM, h);
+        }
+#undef EVERY_OUTBOX
+}
+
+char *metrics_render_many(const struct metrics *const *ms, const char *const *names, size_t n,
+                          size_t *len)
 {
         char *buf = NULL;
         FILE *f = open_memstream(&buf, len);
 
         if (f == NULL)
                 return NULL;
-        for (int c = 0; c < METRICS_TOPIC_COUNTERS; c++) {
-                header(f, topic_info[c].name, topic_info[c].help, "counter");
-                for (size_t i = 0; i < m->n_topics; i++) {
-                        fprintf(f, PREFIX "%s{topic=\"", topic_info[c].name);
-                        put_label(f, m->topics[i].topic);
-                        fprintf(f, "\"} %llu\n", (unsigned long long)m->topics[i].n[c]);
-                }
-                if (m->other_used)
-                        fprintf(f, PREFIX "%s{topic=\"" METRICS_OTHER_TOPIC "\"} %llu\n",
-                                topic_info[c].name, (unsigned long long)m->other.n[c]);
-        }
-        header(f, "statement_errors_total",
-               "Statements that failed with the database connection fine (each is retried with "
-               "a backoff).",
-               "counter");
-        for (int s = 0; s < METRICS_STATEMENTS; s++)
-                fprintf(f, PREFIX "statement_errors_total{statement=\"%s\"} %llu\n",
-                        statement_names[s], (unsigned long long)m->statements[s]);
-        for (int c = 0; c < METRICS_COUNTERS; c++) {
-                header(f, counter_info[c].name, counter_info[c].help, "counter");
-                fprintf(f, PREFIX "%s %llu\n", counter_info[c].name,
-                        (unsigned long long)m->counters[c]);
-        }
-        for (int g = 0; g < METRICS_GAUGES; g++) {
-                header(f, gauge_info[g].name, gauge_info[g].help, "gauge");
-                fprintf(f, PREFIX "%s %.17g\n", gauge_info[g].name, m->gauges[g]);
-        }
-        header(f, "kafka_broker_rtt_seconds", "Average round-trip time to each broker.", "gauge");
-        for (size_t i = 0; i < m->n_brokers; i++) {
-                fputs(PREFIX "kafka_broker_rtt_seconds{broker=\"", f);
-                put_label(f, m->brokers[i].broker);
-                fprintf(f, "\"} %.6f\n", m->brokers[i].seconds);
-        }
-        for (int h = 0; h < METRICS_HISTOGRAMS; h++)
-                render_histogram(f, &m->hists[h], hist_info[h].name, hist_info[h].help);
+        for (size_t k = 0; k < n; k++)
+                lock(ms[k]);
+        render_all(f, ms, names, n);
+        for (size_t k = 0; k < n; k++)
+                unlock(ms[k]);
         if (fclose(f) != 0) {
                 free(buf);
                 return NULL;
         }
         return buf;
+}
+
+char *metrics_render(const struct metrics *m, size_t *len)
+{
+        return metrics_render_many(&m, NULL, 1, len);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,17 @@ static int signals_blocked(const sigset_t *mask)
 
 struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, size_t errsz)
 {
+        return relay_new_opts(cfg, lg, NULL, errbuf, errsz);
+}
+
+int relay_ready(struct relay *r, char *why, size_t whysz)
+{
+        return relay_is_ready(r, why, whysz);
+}
+
+struct relay *relay_new_opts(const struct config *cfg, struct log *lg,
+                             const struct relay_opts *opts, char *errbuf, size_t errsz)
+{
         struct relay *r = calloc(1, sizeof(*r));
         sigset_t mask;
 
@@ -69,11 +81,19 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
-        if (!signals_blocked(&mask)) {
+        if (opts != NULL) {
+                r->sig_fd = opts->stop_fd;
+                r->sig_is_stop_fd = 1;
+                r->on_turn = opts->on_turn;
+                r->turn_arg = opts->arg;
+                r->metrics = opts->metrics;
+                r->metrics_borrowed = opts->metrics != NULL;
+        } else if (!signals_blocked(&mask)) {
                 snprintf(errbuf, errsz, "SIGTERM and SIGINT must be blocked before relay_new");
                 goto fail;
         }
-        if ((r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        if (!r->sig_is_stop_fd &&
+            (r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
                 snprintf(errbuf, errsz, "signalfd: %s", strerror(errno));
                 goto fail;
         }
@@ -89,7 +109,8 @@ struct relay *relay_new(const struct config *cfg, struct log *lg, char *errbuf, 
                                    cfg->pipeline_depth);
         r->duty = relay_duties_new(cfg);
         r->db = db_new(cfg, lg);
-        r->metrics = metrics_new();
+        if (r->metrics == NULL)
+                r->metrics = metrics_new();
         if (r->held == NULL || r->floor == NULL || r->marks == NULL || r->duty == NULL ||
             r->db == NULL || r->metrics == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
@@ -141,14 +162,15 @@ void relay_free(struct relay *r)
                 batch_free(b);
         }
         http_free(r->http);
-        metrics_free(r->metrics);
+        if (!r->metrics_borrowed)
+                metrics_free(r->metrics);
         route_free(r->route);
         message_envelope_free(r->envelope);
         json_decref(r->held);
         relay_floor_free(r->floor);
         relay_marks_free(r->marks);
         relay_duties_free(r->duty);
-        if (r->sig_fd >= 0)
+        if (r->sig_fd >= 0 && !r->sig_is_stop_fd)
                 close(r->sig_fd);
         free(r);
 }
@@ -462,23 +484,34 @@ static int rebuild_producer(struct relay *r)
         return 0;
 }
 
+static void stop_step(struct relay *r, int64_t now, const char *signal)
+{
+        if (!r->stopping) {
+                r->stopping = 1;
+                r->stop_deadline = now + r->cfg->shutdown_timeout_ms;
+                log_info(r->lg, "shutting down: waiting for in-flight deliveries", "{s:s,s:i,s:i}",
+                         "signal", signal, "in_flight", producer_outstanding(r->producer),
+                         "timeout_ms", r->cfg->shutdown_timeout_ms);
+        } else {
+                log_warn(r->lg, "second signal: stopping now", NULL);
+                r->stop_deadline = now;
+        }
+}
+
 static void handle_signal(struct relay *r, int64_t now)
 {
         struct signalfd_siginfo si;
+        eventfd_t n;
 
-        while (read(r->sig_fd, &si, sizeof(si)) == sizeof(si)) {
-                if (!r->stopping) {
-                        r->stopping = 1;
-                        r->stop_deadline = now + r->cfg->shutdown_timeout_ms;
-                        log_info(r->lg, "shutting down: waiting for in-flight deliveries",
-                                 "{s:s,s:i,s:i}", "signal", strsignal((int)si.ssi_signo),
-                                 "in_flight", producer_outstanding(r->producer), "timeout_ms",
-                                 r->cfg->shutdown_timeout_ms);
-                } else {
-                        log_warn(r->lg, "second signal: stopping now", NULL);
-                        r->stop_deadline = now;
-                }
+        if (r->sig_is_stop_fd) {
+                /* The count of stops asked since the last read. */
+                if (eventfd_read(r->sig_fd, &n) == 0)
+                        for (eventfd_t i = 0; i < n && i < 2; i++)
+                                stop_step(r, now, "stop asked by the process");
+                return;
         }
+        while (read(r->sig_fd, &si, sizeof(si)) == sizeof(si))
+                stop_step(r, now, strsignal((int)si.ssi_signo));
 }
 
 /* Milliseconds poll() may sleep before a timer is due. */
@@ -658,6 +691,8 @@ int relay_run(struct relay *r, char *errbuf, size_t errsz)
                         snprintf(errbuf, errsz, "%s", r->fatal_msg);
                         return -1;
                 }
+                if (r->on_turn != NULL)
+                        r->on_turn(r->turn_arg, r, now);
         }
         log_flush_repeats(r->lg, 1);
         log_info(r->lg, "stopped", NULL);

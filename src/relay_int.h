@@ -116,6 +116,10 @@ struct relay {
         struct relay_txn *tx;      /* --exactly-once (NULL without) */
         struct backoff retry_backoff, reconnect_backoff;
         int sig_fd;
+        int sig_is_stop_fd; /* sig_fd is the caller's eventfd (relay_opts) */
+        int metrics_borrowed;
+        void (*on_turn)(void *arg, struct relay *r, int64_t now_ms);
+        void *turn_arg;
 
         struct batch *batches; /* in fetch order */
         int n_batches;

@@ -6,6 +6,7 @@
  * its row; each case adds a line to the fault report (Broker column
  * "Apache Kafka <version>"). */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -567,6 +568,83 @@ START_TEST(eos_two_relays_create_one_progress_topic)
 }
 END_TEST
 
+/* Two outboxes in one process (--outboxes-file), each with --exactly-once
+ * and a transactional id of its own (outbox-relay.<name>, by default):
+ * killed with SIGKILL mid-stream and started again, every row of each
+ * reaches a read_committed consumer exactly once. */
+START_TEST(eos_two_outboxes_in_one_process_kill_9)
+{
+        const char *const topics_a[] = {"eos-multi-a", NULL}, *const topics_b[] = {"eos-multi-b",
+                                                                                   NULL};
+        const char *args[] = {
+            "--outboxes-file",    NULL, NO_POLL, "--exactly-once", "--progress-topic",
+            "eos-multi-progress", NULL};
+        char dir[128], json[1024], *ci[2], *url[2], *file;
+        PGconn *c[2];
+        struct fx_relay *r;
+        struct fh_result res_a, res_b;
+
+        setenv("OUTBOX_FAULT_EOS", "1", 1);
+        fx_tmpdir_new(dir, sizeof(dir), "fxeosmulti");
+        for (int i = 0; i < 2; i++) {
+                char *relay_ci;
+
+                ci[i] = fresh_db(i == 0 ? "eos_multi_a" : "eos_multi_b");
+                c[i] = fx_db_connect(ci[i]);
+                relay_ci = fx_conninfo_as(ci[i], FX_RELAY_ROLE);
+                url[i] = fx_write_secret(dir, i == 0 ? "url-a" : "url-b", relay_ci);
+                free(relay_ci);
+        }
+        fx_apache_create_topic(ak, "eos-multi-a", 2, NULL);
+        fx_apache_create_topic(ak, "eos-multi-b", 2, NULL);
+        snprintf(json, sizeof(json),
+                 "[{\"name\": \"a\", \"database-url-file\": \"%s\"},"
+                 " {\"name\": \"b\", \"database-url-file\": \"%s\"}]",
+                 url[0], url[1]);
+        file = fx_write_secret(dir, "outboxes.json", json);
+        args[1] = file;
+        fh_result_init(&res_a, "ak-eos-two-outboxes-kill-9-a",
+                       "two outboxes in one process, --exactly-once, one transactional id each; "
+                       "kill -9 mid-stream and a restart (outbox a, 500 rows)");
+        fh_result_init(&res_b, "ak-eos-two-outboxes-kill-9-b",
+                       "two outboxes in one process, --exactly-once, one transactional id each; "
+                       "kill -9 mid-stream and a restart (outbox b, 500 rows)");
+        insert_rows(c[0], "eos-multi-a", 300);
+        insert_rows(c[1], "eos-multi-b", 300);
+        r = fx_relay_start(NULL, BROKERS, args);
+        for (int i = 0; i < 2; i++)
+                ck_assert_int_eq(fx_wait_sql(c[i], 1, 90000,
+                                             "SELECT (count(*) > 0)::int FROM outbox.events"
+                                             " WHERE status = 'sent'"),
+                                 1);
+        fx_relay_kill(r, SIGKILL);
+        ck_assert_int_eq(fx_relay_wait(r, 10000), 128 + SIGKILL);
+        fh_relay_free(r, res_a.name);
+        insert_rows(c[0], "eos-multi-a", 200);
+        insert_rows(c[1], "eos-multi-b", 200);
+        r = fx_relay_start(NULL, BROKERS, args);
+        ck_assert_int_eq(wait_sent(c[0], 500), 500);
+        ck_assert_int_eq(wait_sent(c[1], 500), 500);
+        ck_assert_int_gt(fh_relay_log_count(r, "\"outbox\":\"b\""), 0);
+        /* Stops the relay; then b is read as a was. */
+        check_and_report(r, c[0], ci[0], topics_a, &res_a, 0, 0);
+        fh_check_topics(c[1], BROKERS, topics_b, &res_b);
+        fh_report(&res_b, res_b.lost == 0 && res_b.duplicates == 0 && res_b.phantoms == 0 &&
+                              res_b.order_violations == 0);
+        ck_assert_msg(res_b.lost == 0 && res_b.duplicates == 0 && res_b.phantoms == 0 &&
+                          res_b.order_violations == 0,
+                      "outbox b: %lld lost, %lld duplicates, %lld phantoms, %lld out of order (%s)",
+                      res_b.lost, res_b.duplicates, res_b.phantoms, res_b.order_violations,
+                      res_b.notes);
+        PQfinish(c[1]);
+        free(ci[1]);
+        free(url[0]);
+        free(url[1]);
+        free(file);
+        fx_tmpdir_remove(dir);
+}
+END_TEST
+
 /* A progress topic made otherwise (three partitions, cleanup.policy=delete)
  * is warned about, each in one line, and used: records are written to and
  * read from partition 0 by number, and deletion only matters after
@@ -622,6 +700,7 @@ Suite *test_suite(void)
             {eos_progress_topic_of_another_shape_is_warned, "sanitize"},
             {eos_progress_topic_creation_refused_by_kafka, "sanitize"},
             {eos_two_relays_create_one_progress_topic, "sanitize"},
+            {eos_two_outboxes_in_one_process_kill_9, NULL},
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -479,6 +479,82 @@ def check_against_relay(c, r, relay, existing_secret, work, existing_cm=None):
         return body if status == 200 else ""
 
 
+def check_outboxes(c, r, relay, work):
+    """values outboxes (values-outboxes.yaml): the outboxes file rendered in
+    a ConfigMap and mounted where OUTBOX_OUTBOXES_FILE says, each outbox's
+    database-url-file the key of its own Secret, no process-wide URL; then
+    the real relay reads the file (projected into a scratch pod root, the
+    databases replaced by closed ports) and serves both outboxes."""
+    import json
+    dep = r.get("Deployment")
+    if not c.check(dep, "a Deployment to run"):
+        return
+    pod = dep["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    cm = r.get("ConfigMap", "test-outbox-relay-outboxes") or {}
+    try:
+        outboxes = json.loads((cm.get("data") or {}).get("outboxes.json", ""))
+    except ValueError as e:
+        c.check(False, f"outboxes.json is JSON: {e}")
+        return
+    c.eq([o.get("name") for o in outboxes], ["orders", "billing_v2"], "outboxes in the file")
+    c.eq({k: v for k, v in outboxes[0].items() if k != "database-url-file"},
+         {"name": "orders", "schema": "outbox", "default-topic": "orders", "max-attempts": 20,
+          "exactly-once": True, "route": ["order.*=orders", "payment.*=payments"]}, "outbox orders")
+    c.eq(outboxes[1].get("schema"), "billing_outbox", "outbox billing_v2 schema")
+    env = dict((r.get("ConfigMap", "test-outbox-relay") or {}).get("data") or {})
+    for e in ctr.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+    c.check("OUTBOX_DATABASE_URL_FILE" not in env, "no process-wide OUTBOX_DATABASE_URL_FILE")
+    c.eq(r.all("Secret"), [], "no Secret of the release (each outbox names its own)")
+    path = env.get("OUTBOX_OUTBOXES_FILE", "")
+    f = secret_file(pod, ctr, path)
+    c.check(f and (f["kind"], f["name"], f["key"]) == ("configMap", "test-outbox-relay-outboxes", "outboxes.json"),
+            f"OUTBOX_OUTBOXES_FILE={path} is the outboxes ConfigMap's file: {f}")
+    root = os.path.join(work, "pod-root-outboxes")
+    shutil.rmtree(root, ignore_errors=True)
+    for o, want in zip(outboxes, [("orders-db-app", "uri"), ("billing-db", "relay-url")]):
+        f = secret_file(pod, ctr, o.get("database-url-file", ""))
+        c.check(f and (f["kind"], f["name"], f["key"]) == ("secret",) + want,
+                f"outbox {o.get('name')}: database-url-file is key {want[1]} of Secret {want[0]}: {f}")
+        local = os.path.join(root, o["database-url-file"].lstrip("/"))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with open(local, "w") as out:
+            out.write("postgresql://relay:pw@127.0.0.1:1/app?connect_timeout=2\n")
+        o["database-url-file"] = local
+    local = os.path.join(root, path.lstrip("/"))
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    with open(local, "w") as out:
+        json.dump(outboxes, out)
+    env["OUTBOX_OUTBOXES_FILE"] = local
+    env["OUTBOX_KAFKA_BROKERS"] = "127.0.0.1:1"
+    port = free_port()
+    env["OUTBOX_HTTP_LISTEN"] = f"127.0.0.1:{port}"
+    with RelayProcess(relay, ctr.get("args", []), env) as proc:
+        if not proc.wait_live(c, port, ctr["livenessProbe"]["httpGet"]["path"]):
+            return
+        status, body = http_get(port, ctr["readinessProbe"]["httpGet"]["path"])
+        c.check(status == 503 and "outbox orders:" in body and "outbox billing_v2:" in body,
+                f"readiness names both outboxes while their databases are unreachable: {status} {body.strip()}")
+        status, body = http_get(port, "/metrics")
+        c.check(status == 200 and 'outbox_relay_leader{outbox="orders"}' in body
+                and 'outbox_relay_leader{outbox="billing_v2"}' in body, "/metrics labels each outbox")
+        c.eq(proc.stop(), 0, "relay exit status after SIGTERM")
+
+
+def outboxes_variant(work, name, index, key, value):
+    """values-outboxes.yaml with outboxes[index][key] = value, written to
+    work (the renderer's --set does not index lists); returns its path."""
+    with open(os.path.join(HERE, "values-outboxes.yaml")) as f:
+        values = yaml.safe_load(f)
+    values["outboxes"][index][key] = value
+    path = os.path.join(work, f"values-outboxes-{name}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(values, f)
+    return path
+
+
 def check_values_documented(c, chart):
     """Every leaf key of values.yaml has a comment right above it (or on its
     line), and every value is read by some template."""
@@ -634,6 +710,12 @@ def main():
     cm = next((d for d in dash.all("ConfigMap") if d["metadata"]["name"].endswith("-dashboard")), {})
     c.eq(cm.get("metadata", {}).get("annotations"), {"grafana_folder": "Outbox"}, "grafanaDashboard.annotations")
 
+    c.section("outboxes (values file)")
+    multi = render("-f", os.path.join(HERE, "values-outboxes.yaml"))
+    c.check(multi.rc == 0, f"two outboxes render: {multi.err[-300:]}")
+    check_no_secret_in_env(c, multi)
+    check_outboxes(c, multi, a.relay, a.work)
+
     c.section("refused settings")
     for args, needle in (
         ([], "database.url is required"),
@@ -657,6 +739,13 @@ def main():
           "--set", "kafka.secretProperties.sasl\\.password=x"], "existingSecret"),
         (["--set", "kafka.brokers=k:9092,secret.existingSecret=db,secret.databaseUrlKey=,migration.enabled=false"],
          "databaseUrlKey"),
+        (["-f", os.path.join(HERE, "values-outboxes.yaml"), "--set", "migration.enabled=true"],
+         "migration.enabled must be false with outboxes"),
+        (["-f", outboxes_variant(a.work, "bad-name", 1, "name", "Billing")], "outboxes[1].name"),
+        (["-f", outboxes_variant(a.work, "dup-name", 1, "name", "orders")], "two are named orders"),
+        (["-f", outboxes_variant(a.work, "no-secret", 0, "databaseUrlSecret", "")], "needs databaseUrlSecret"),
+        (["-f", os.path.join(HERE, "values-outboxes.yaml"), "--set", f"database.url={DB_URL}"],
+         "leave database.url empty"),
     ):
         r = render(*args)
         c.check(r.rc != 0 and needle in r.err, f"{args} is refused naming {needle!r}: exit {r.rc}, {r.err[-300:]}")

@@ -907,7 +907,136 @@ START_TEST(test_no_rdkafka_property_ends_in_file)
 }
 END_TEST
 
+/* --outboxes-file: each outbox's keys over the process's settings. */
+static struct config_outbox *load_outboxes(const char *json, char **argv, size_t *n, int *rc)
+{
+        char *path = write_file("outboxes.json", json, strlen(json));
+        struct config *cfg = parse_ok(argv);
+        struct config_outbox *o = NULL;
+
+        ck_assert_int_eq(config_validate(cfg, 0, errbuf, sizeof(errbuf)), 0);
+        cfg->outboxes_file = strdup(path);
+        errbuf[0] = '\0';
+        *rc = config_outboxes_load(cfg, argc_of(argv), argv, CONFIG_NEED_DB | CONFIG_NEED_KAFKA, &o,
+                                   n, errbuf, sizeof(errbuf));
+        config_free(cfg);
+        return o;
+}
+
+START_TEST(test_outboxes_file)
+{
+        char *url = WRITE("a-url", "host=a password=s3cret\n");
+        char json[1024];
+        struct config_outbox *o;
+        size_t n;
+        int rc;
+
+        snprintf(json, sizeof(json),
+                 "[{\"name\": \"a\", \"database-url-file\": \"%s\", \"schema\": \"sa\","
+                 " \"route\": [\"order.*=orders\"], \"kafka-property\": \"linger.ms=9\","
+                 " \"exactly-once\": true, \"batch-size\": 50},"
+                 " {\"name\": \"b-2\", \"retention\": \"7d\"}]",
+                 url);
+        o = load_outboxes(json,
+                          ARGS(DB, KAFKA, "--http-listen", "127.0.0.1:9400", "--batch-size", "7",
+                               "-X", "linger.ms=3", "-X", "acks=all", "--route", "x=t"),
+                          &n, &rc);
+        ck_assert_msg(rc == 0, "%s", errbuf);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_str_eq(o[0].name, "a");
+        /* The outbox's own values ... */
+        ck_assert_str_eq(o[0].cfg->database_url, "host=a password=s3cret");
+        ck_assert_str_eq(o[0].cfg->schema, "sa");
+        ck_assert_int_eq(o[0].cfg->batch_size, 50);
+        ck_assert_int_eq(o[0].cfg->exactly_once, 1);
+        ck_assert_uint_eq(o[0].cfg->n_routes, 1); /* replaces the process's routes */
+        ck_assert_str_eq(o[0].cfg->routes[0].name, "order.*");
+        ck_assert_uint_eq(o[0].cfg->n_kafka_props, 2); /* replaces linger.ms, keeps acks */
+        for (size_t i = 0; i < 2; i++)
+                if (strcmp(o[0].cfg->kafka_props[i].name, "linger.ms") == 0)
+                        ck_assert_str_eq(o[0].cfg->kafka_props[i].value, "9");
+        /* ... and the process's where it gives none. */
+        ck_assert_str_eq(o[1].cfg->database_url, "host=localhost dbname=app");
+        ck_assert_str_eq(o[1].cfg->schema, "outbox");
+        ck_assert_int_eq(o[1].cfg->batch_size, 7);
+        ck_assert_int_eq(o[1].cfg->retention_s, 7 * 86400);
+        ck_assert_uint_eq(o[1].cfg->n_routes, 1);
+        ck_assert_str_eq(o[1].cfg->routes[0].name, "x");
+        /* One transactional id per outbox, from its name; one HTTP server. */
+        ck_assert_str_eq(o[0].cfg->transactional_id, "outbox-relay.a");
+        ck_assert_str_eq(o[1].cfg->transactional_id, "outbox-relay.b-2");
+        ck_assert_ptr_null(o[0].cfg->http_listen);
+        ck_assert_ptr_null(o[1].cfg->http_listen);
+        config_outboxes_free(o, n);
+}
+END_TEST
+
+/* Each refused with one line naming the file, the outbox and the key;
+ * never a value that may be a secret. */
+static const struct {
+        const char *json, *want;
+} bad_outboxes[] = {
+    {"[{\"name\": \"a\", \"http-listen\": \"127.0.0.1:1\"}]",
+     "outbox \"a\": key \"http-listen\": a setting of the whole process"},
+    {"[{\"name\": \"a\", \"log-level\": \"debug\"}]", "key \"log-level\": a setting of the whole"},
+    {"[{\"name\": \"a\", \"shutdown-timeout-ms\": 5}]", "key \"shutdown-timeout-ms\""},
+    {"[{\"name\": \"a\", \"outboxes-file\": \"x\"}]", "key \"outboxes-file\""},
+    {"[{\"name\": \"a\", \"no-such\": 1}]", "outbox \"a\": key \"no-such\": unknown setting"},
+    {"[{\"name\": \"a\"}, {\"name\": \"a\", \"schema\": \"s2\"}]", "two outboxes are named \"a\""},
+    {"[{\"name\": \"\"}]", "outbox 1: key \"name\""},
+    {"[{\"name\": \"Upper\"}]", "outbox 1: key \"name\""},
+    {"[{\"name\": \"a b\"}]", "outbox 1: key \"name\""},
+    {"[{\"schema\": \"x\"}]", "outbox 1: key \"name\""},
+    {"[{\"name\": 3}]", "outbox 1: key \"name\""},
+    {"[{\"name\": \"a\"}, 7]", "outbox 2: key \"name\""},
+    {"[]", "expected a JSON array of 1 to"},
+    {"{\"name\": \"a\"}", "expected a JSON array of 1 to"},
+    {"[{\"name\": \"a\", \"batch-size\": 0}]", "outbox \"a\": key \"batch-size\""},
+    {"[{\"name\": \"a\", \"batch-size\": 1.5}]", "key \"batch-size\": expected a string"},
+    {"[{\"name\": \"a\", \"batch-size\": null}]", "key \"batch-size\": expected a string"},
+    {"[{\"name\": \"a\", \"schema\": \"\"}]", "key \"schema\": must not be empty"},
+    {"[{\"name\": \"a\", \"schema\": \"Bad-Schema\"}]", "outbox \"a\": invalid --schema"},
+    {"[{\"name\": \"a\", \"exactly-once\": \"maybe\"}]", "key \"exactly-once\""},
+    {"[{\"name\": \"a\", \"route\": []}]", "key \"route\": expected at least one"},
+    {"[{\"name\": \"a\", \"route\": [1]}]", "key \"route\": expected a list of strings"},
+    {"[{\"name\": \"a\", \"database-url\": \"host=x port=99999 password=s3cret\"}]",
+     "outbox \"a\": --database-url"},
+    {"[{\"name\": \"a\", \"database-url-file\": \"/nonexistent/url\"}]",
+     "key \"database-url-file\": cannot read"},
+    {"[{\"name\": \"a\", \"kafka-property\": \"sasl.password\"}]", "key \"kafka-property\""},
+    {"[{\"name\": \"a\", \"kafka-property\": \"no.such.property=s3cret\"}]", "outbox \"a\""},
+    {"[{\"name\": \"a\", \"database-url\": \"password=s3cret\", }]", "not valid JSON"},
+    {"[{\"name\": \"a\", \"name\": \"b\"}]", "not valid JSON or a key given twice"},
+    {"[{\"name\": \"a\"}, {\"name\": \"b\"}]", "both serve schema \"outbox\" of one database"},
+    {"[{\"name\": \"a\", \"exactly-once\": true, \"transactional-id\": \"t\"},"
+     " {\"name\": \"b\", \"schema\": \"s2\", \"exactly-once\": true, \"transactional-id\": \"t\"}]",
+     "key \"transactional-id\": both use \"t\""},
+    /* The process's own --transactional-id would be shared. */
+    {"[{\"name\": \"a\", \"exactly-once\": true, \"transactional-id\": \"outbox-relay.b\"},"
+     " {\"name\": \"b\", \"schema\": \"s2\", \"exactly-once\": true}]",
+     "both use \"outbox-relay.b\""},
+};
+
+START_TEST(test_outboxes_file_refused)
+{
+        size_t n = 99;
+        int rc;
+        struct config_outbox *o = load_outboxes(bad_outboxes[_i].json, ARGS(DB, KAFKA), &n, &rc);
+
+        ck_assert_msg(rc == -1, "accepted: %s", bad_outboxes[_i].json);
+        ck_assert_ptr_null(o);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_msg(strstr(errbuf, "outboxes.json") != NULL, "names no file: %s", errbuf);
+        ck_assert_msg(strstr(errbuf, bad_outboxes[_i].want) != NULL, "%s: got \"%s\", want \"%s\"",
+                      bad_outboxes[_i].json, errbuf, bad_outboxes[_i].want);
+        ck_assert_msg(strchr(errbuf, '\n') == NULL, "not one line: %s", errbuf);
+        ck_assert_msg(strstr(errbuf, "s3cret") == NULL, "echoes a secret: %s", errbuf);
+}
+END_TEST
+
 static const char *const documented[] = {
+    "--outboxes-file",
+    "OUTBOX_OUTBOXES_FILE",
     "--envelope",
     "OUTBOX_ENVELOPE",
     "--cloudevents-source",
@@ -1190,7 +1319,8 @@ START_TEST(test_markdown)
         char *md = capture(config_print_markdown);
         size_t rows = 0, flags = 0;
 
-        ck_assert_ptr_eq(strstr(md, "| Flag | Environment | Default | Description |\n|"), md);
+        ck_assert_ptr_eq(
+            strstr(md, "| Flag | Environment | Default | Description | Per outbox |\n|"), md);
         for (const char *line = md; *line != '\0'; line = strchr(line, '\n') + 1) {
                 if (strncmp(line, "| `-", 4) == 0)
                         rows++;
@@ -1205,6 +1335,9 @@ START_TEST(test_markdown)
         }
         ck_assert_uint_eq(rows, flags);
         ck_assert_ptr_nonnull(strstr(md, "| `--batch-size N` | `OUTBOX_BATCH_SIZE` | `1000` |"));
+        /* The column that says what --outboxes-file may set. */
+        ck_assert_ptr_nonnull(strstr(md, "Used by run. | yes |\n| `--pipeline-depth"));
+        ck_assert_ptr_nonnull(strstr(md, "Used by run. |  |\n| `--busy-poll-ms"));
         free(md);
 }
 END_TEST
@@ -1248,6 +1381,9 @@ Suite *test_suite(void)
         tcase_add_test(tc, test_help);
         tcase_add_test(tc, test_markdown);
         tcase_add_test(tc, test_grant_roles);
+        tcase_add_test(tc, test_outboxes_file);
+        tcase_add_loop_test(tc, test_outboxes_file_refused, 0,
+                            (int)(sizeof(bad_outboxes) / sizeof(bad_outboxes[0])));
         suite_add_tcase(s, tc);
         return s;
 }

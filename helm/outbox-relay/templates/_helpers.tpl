@@ -101,8 +101,61 @@ OUTBOX_DATABASE_URL
 {{- end }}
 {{- end }}
 
+{{/* "true" when the release serves several outboxes (values outboxes). */}}
+{{- define "outbox-relay.multi" -}}
+{{- if .Values.outboxes }}true{{ end }}
+{{- end }}
+
+{{/* Where the outboxes file and each outbox's database URL are mounted. */}}
+{{- define "outbox-relay.outboxesDir" -}}
+/etc/outbox-relay/outboxes
+{{- end }}
+
+{{/* The --outboxes-file of values outboxes, as JSON: each outbox's settings
+by their long option names, its database-url-file the file its Secret's key
+is mounted as (volume outbox-<index>). */}}
+{{- define "outbox-relay.outboxesJson" -}}
+{{- $list := list }}
+{{- range $i, $o := .Values.outboxes }}
+{{- $e := dict "name" $o.name "database-url-file" (printf "%s/%d/database-url" (include "outbox-relay.outboxesDir" $) $i) }}
+{{- if $o.schema }}{{ $_ := set $e "schema" $o.schema }}{{ end }}
+{{- if $o.defaultTopic }}{{ $_ := set $e "default-topic" $o.defaultTopic }}{{ end }}
+{{- if $o.routes }}{{ $_ := set $e "route" $o.routes }}{{ end }}
+{{- range $k, $v := $o.settings }}{{ $_ := set $e $k $v }}{{ end }}
+{{- $list = append $list $e }}
+{{- end }}
+{{- toPrettyJson $list }}
+{{- end }}
+
+{{/* Whether the relay mounts the release's Secret: its database URL (one
+outbox) or secret Kafka properties. */}}
+{{- define "outbox-relay.hasRelaySecret" -}}
+{{- if or (not (include "outbox-relay.multi" .)) (ne (include "outbox-relay.kafkaSecretKeys" .) "{}") }}true{{ end }}
+{{- end }}
+
 {{/* Stops the release early on settings that cannot work. */}}
 {{- define "outbox-relay.validate" -}}
+{{- if include "outbox-relay.multi" . }}
+{{- $names := dict }}
+{{- range $i, $o := .Values.outboxes }}
+{{- if not (regexMatch "^[a-z0-9_-]{1,63}$" (toString $o.name)) }}
+{{- fail (printf "outboxes[%d].name must be 1 to 63 characters [a-z0-9_-]" $i) }}
+{{- end }}
+{{- if hasKey $names (toString $o.name) }}
+{{- fail (printf "outboxes: two are named %s" $o.name) }}
+{{- end }}
+{{- $_ := set $names (toString $o.name) true }}
+{{- if or (not $o.databaseUrlSecret) (not $o.databaseUrlKey) }}
+{{- fail (printf "outboxes[%d] (%s) needs databaseUrlSecret and databaseUrlKey: the Secret and key holding its database URL" $i $o.name) }}
+{{- end }}
+{{- end }}
+{{- if .Values.migration.enabled }}
+{{- fail "migration.enabled must be false with outboxes: migrate each outbox's schema with `outbox-relay migrate --outboxes-file` and DDL credentials (docs/outboxes.md)" }}
+{{- end }}
+{{- if or .Values.database.url (and .Values.secret.existingSecret (not .Values.kafka.secretPropertyKeys)) }}
+{{- fail "with outboxes, each outbox names its database URL's Secret: leave database.url empty, and secret.existingSecret unless it holds kafka.secretPropertyKeys" }}
+{{- end }}
+{{- end }}
 {{- if hasKey .Values.secret "envFromExistingSecret" }}
 {{- fail "secret.envFromExistingSecret was removed: secrets are mounted as files, not environment variables; name the Kafka keys of secret.existingSecret in kafka.secretPropertyKeys" }}
 {{- end }}
@@ -113,7 +166,7 @@ OUTBOX_DATABASE_URL
 {{- if .Values.kafka.secretProperties }}
 {{- fail "kafka.secretProperties cannot go into secret.existingSecret: add them to that Secret and name their keys in kafka.secretPropertyKeys" }}
 {{- end }}
-{{- else }}
+{{- else if not (include "outbox-relay.multi" .) }}
 {{- $_ := required "database.url is required (a libpq URL with the password), or set secret.existingSecret" .Values.database.url }}
 {{- if .Values.kafka.secretPropertyKeys }}
 {{- fail "kafka.secretPropertyKeys names keys of secret.existingSecret, which is not set: use kafka.secretProperties" }}
@@ -181,23 +234,46 @@ the files are paths, not secrets, so they may be in the pod spec.
 
 {{/* Volume of the relay's Secret: the database URL and the Kafka secret properties. */}}
 {{- define "outbox-relay.relaySecretVolume" -}}
+{{- if include "outbox-relay.hasRelaySecret" . }}
 - name: secrets
   secret:
     secretName: {{ include "outbox-relay.secretName" . }}
     defaultMode: 0440
     items:
+      {{- if not (include "outbox-relay.multi" .) }}
       - key: {{ include "outbox-relay.databaseUrlKey" . }}
         path: database-url
+      {{- end }}
       {{- range $prop, $key := include "outbox-relay.kafkaSecretKeys" . | fromJson }}
       - key: {{ $key }}
         path: kafka/{{ $prop }}
       {{- end }}
 {{- end }}
+{{- if include "outbox-relay.multi" . }}
+- name: outboxes-file
+  configMap:
+    name: {{ include "outbox-relay.fullname" . }}-outboxes
+    items:
+      - key: outboxes.json
+        path: outboxes.json
+{{- range $i, $o := .Values.outboxes }}
+- name: outbox-{{ $i }}
+  secret:
+    secretName: {{ $o.databaseUrlSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $o.databaseUrlKey }}
+        path: database-url
+{{- end }}
+{{- end }}
+{{- end }}
 
 {{/* The relay's variables naming its secret files. */}}
 {{- define "outbox-relay.relaySecretEnv" -}}
+{{- if not (include "outbox-relay.multi" .) }}
 - name: OUTBOX_DATABASE_URL_FILE
   value: {{ include "outbox-relay.secretsDir" . }}/database-url
+{{- end }}
 {{- range $prop, $key := include "outbox-relay.kafkaSecretKeys" . | fromJson }}
 - name: {{ include "outbox-relay.rdkafkaEnv" $prop }}_FILE
   value: {{ include "outbox-relay.secretsDir" $ }}/kafka/{{ $prop }}
@@ -205,9 +281,25 @@ the files are paths, not secrets, so they may be in the pod spec.
 {{- end }}
 
 {{- define "outbox-relay.secretsMount" -}}
+{{- if include "outbox-relay.hasRelaySecret" . }}
 - name: secrets
   mountPath: {{ include "outbox-relay.secretsDir" . }}
   readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The relay's mounts of the outboxes file and of each outbox's URL. */}}
+{{- define "outbox-relay.outboxesMount" -}}
+{{- if include "outbox-relay.multi" . }}
+- name: outboxes-file
+  mountPath: {{ include "outbox-relay.outboxesDir" . }}/file
+  readOnly: true
+{{- range $i, $o := .Values.outboxes }}
+- name: outbox-{{ $i }}
+  mountPath: {{ include "outbox-relay.outboxesDir" $ }}/{{ $i }}
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
