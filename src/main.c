@@ -143,6 +143,48 @@ static int global_option(const char *arg)
         return -1;
 }
 
+/* Parses and checks the command's settings and, with --outboxes-file, each
+ * outbox's. Returns 0, or -1 once the reason is printed. */
+static int load_config(const struct command *cmd, int argc, char **argv, struct config *cfg,
+                       struct config_outbox **outboxes, size_t *n_outboxes)
+{
+        char err[512];
+
+        if (config_parse(cfg, argc, argv, err, sizeof(err)) != 0)
+                goto fail;
+        if (cfg->outboxes_file != NULL && !(cmd->settings & CONFIG_CMD_OUTBOXES)) {
+                fprintf(stderr,
+                        "outbox-relay: %s works on one outbox: give its --database-url(-file) "
+                        "and --schema, without --outboxes-file (OUTBOX_OUTBOXES_FILE)\n",
+                        cmd->name);
+                return -1;
+        }
+        /* With --outboxes-file, what the process needs is checked per outbox. */
+        if (config_validate(cfg, cfg->outboxes_file != NULL ? 0 : cmd->need, err, sizeof(err)) != 0)
+                goto fail;
+        if (cfg->outboxes_file != NULL && config_outboxes_load(cfg, argc, argv, cmd->need, outboxes,
+                                                               n_outboxes, err, sizeof(err)) != 0)
+                goto fail;
+        return 0;
+fail:
+        fprintf(stderr, "outbox-relay: %s\n", err);
+        return -1;
+}
+
+static int block_stop_signals(void)
+{
+        sigset_t stop;
+
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0) {
+                perror("outbox-relay: sigprocmask");
+                return -1;
+        }
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         const struct command *cmd = NULL;
@@ -150,9 +192,7 @@ int main(int argc, char **argv)
         size_t n_outboxes = 0;
         struct config *cfg = NULL;
         struct log *lg = NULL;
-        char err[512];
         int rc = EXIT_USAGE;
-        sigset_t stop;
 
         if (argc < 2) {
                 usage(stderr);
@@ -171,13 +211,8 @@ int main(int argc, char **argv)
          * SIGTERM during startup (a quick rollout) waits in the signalfd
          * of the loop instead of killing the process; and before any
          * thread starts, so librdkafka's threads inherit the mask. */
-        sigemptyset(&stop);
-        sigaddset(&stop, SIGTERM);
-        sigaddset(&stop, SIGINT);
-        if (cmd->signalfd && sigprocmask(SIG_BLOCK, &stop, NULL) != 0) {
-                perror("outbox-relay: sigprocmask");
+        if (cmd->signalfd && block_stop_signals() != 0)
                 return EXIT_FAILURE_RUNTIME;
-        }
         if (config_wants_help(argc - 2, argv + 2)) {
                 command_usage(stdout, cmd);
                 return EXIT_OK;
@@ -188,26 +223,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "outbox-relay: out of memory\n");
                 return EXIT_FAILURE_RUNTIME;
         }
-        if (config_parse(cfg, argc - 2, argv + 2, err, sizeof(err)) != 0) {
-                fprintf(stderr, "outbox-relay: %s\n", err);
+        if (load_config(cmd, argc - 2, argv + 2, cfg, &outboxes, &n_outboxes) != 0)
                 goto out;
-        }
-        if (cfg->outboxes_file != NULL && !(cmd->settings & CONFIG_CMD_OUTBOXES)) {
-                fprintf(stderr,
-                        "outbox-relay: %s works on one outbox: give its --database-url(-file) "
-                        "and --schema, without --outboxes-file (OUTBOX_OUTBOXES_FILE)\n",
-                        cmd->name);
-                goto out;
-        }
-        /* With --outboxes-file, what the process needs is checked per outbox. */
-        if (config_validate(cfg, cfg->outboxes_file != NULL ? 0 : cmd->need, err, sizeof(err)) !=
-                0 ||
-            (cfg->outboxes_file != NULL &&
-             config_outboxes_load(cfg, argc - 2, argv + 2, cmd->need, &outboxes, &n_outboxes, err,
-                                  sizeof(err)) != 0)) {
-                fprintf(stderr, "outbox-relay: %s\n", err);
-                goto out;
-        }
         lg = log_new(stderr, cfg->log_level);
         if (lg == NULL) {
                 rc = EXIT_FAILURE_RUNTIME;
