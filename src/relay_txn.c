@@ -32,8 +32,12 @@
  * to STEP_MAX_GAP_MS. */
 #define STEP_MS         5
 #define STEP_MAX_GAP_MS 50
-#define SLOW_MS         1000 /* a commit or abort still going on after this is logged */
-#define INIT_RETRY_MS   10   /* pause between init_transactions steps */
+/* A commit's first call may wait this long: the progress record's produce
+ * and the EndTxn round trip, usually, so that it ends in one call rather
+ * than in steps (a resumed call waits TXN_RESUME_MS in producer.c). */
+#define COMMIT_MS     50
+#define SLOW_MS       1000 /* a commit or abort still going on after this is logged */
+#define INIT_RETRY_MS 10   /* pause between init_transactions steps */
 /* Reading the last progress record: the read runs beside the loop, so a
  * slow Kafka gets time to answer rather than a new read (with the same
  * consumer) every few seconds. */
@@ -43,6 +47,9 @@
  * progress record names each row (about 60 bytes), and must stay well under
  * Kafka's 1 MB message limit. A batch larger than that goes alone. */
 #define TXN_MAX_ROWS 8000
+/* Batches fetched while a transaction's messages are on their way join it
+ * up to this many times (may_join). */
+#define TXN_MAX_JOINS 4
 
 #ifdef OUTBOX_TEST_HOOKS
 /* Test hook for the fault suite: SIGKILL right after the Nth commit, before
@@ -107,13 +114,43 @@ static void txn_begin(struct relay *r)
                 return;
         }
         relay_txn_set_phase(r->tx, TXN_PHASE_OPEN);
+        r->tx->joins = 0;
 }
 
-/* Produces b in the open transaction, or in a new one; while a transaction
- * is open (or ending) b waits, and every batch fetched meanwhile goes into
- * the next. */
+/* Whether b may join the open transaction rather than wait for the next:
+ * the transaction is not ending yet (some of its messages are still on
+ * their way, none failed), no batch waits before b (fetch order), and it
+ * stays within TXN_MAX_ROWS and TXN_MAX_JOINS (so that a steady stream
+ * cannot keep it open). b's rows then commit with it, not a whole commit
+ * cycle later. */
+static int may_join(const struct relay *r, const struct batch *b)
+{
+        int rows = 0, on_way = 0;
+
+        if (r->tx->phase != TXN_PHASE_OPEN || r->tx->failed || r->stopping ||
+            r->tx->n_deferred > 0 || r->tx->joins >= TXN_MAX_JOINS)
+                return 0;
+        for (const struct batch *o = r->batches; o != NULL; o = o->next) {
+                if (o->txn != BATCH_TXN_OPEN)
+                        continue;
+                rows += o->n;
+                if (o->state == BATCH_PRODUCING || o->outstanding > 0)
+                        on_way = 1;
+        }
+        return on_way && rows + b->n <= TXN_MAX_ROWS;
+}
+
+/* Produces b in the open transaction while it may join it, or in a new
+ * one; while a transaction is ending b waits, and every batch fetched
+ * meanwhile goes into the next. */
 void relay_txn_add(struct relay *r, struct batch *b)
 {
+        if (r->tx->eos == EOS_READY && !producer_fatal(r->producer, NULL, 0) && may_join(r, b)) {
+                r->tx->joins++;
+                b->txn = BATCH_TXN_OPEN;
+                relay_produce_batch(r, b);
+                return;
+        }
         batch_set_state(b, BATCH_DEFERRED);
         r->tx->n_deferred++;
         /* Not ready: a fetch sent before the producer was rebuilt came back
@@ -145,16 +182,16 @@ static void txn_rows_unsent(struct relay *r, struct batch *b)
         }
 }
 
-/* Collects the rows for the progress record: those of the open transaction,
- * and those of committed transactions whose mark is not confirmed yet (a
- * crash now must not lose them, as only the last record is read). Each is
- * named by id, event_id and generation. */
+/* Collects the rows for the progress record: those of the open transaction
+ * in rows (*own counts them), and those of committed transactions whose
+ * mark is not confirmed yet in unmarked (a crash now must not lose them, as
+ * only the last record is read). Each is named by id, event_id and
+ * generation. */
 static int txn_progress(struct relay *r, struct progress_rows *rows, struct progress_rows *unmarked,
-                        int *clean)
+                        size_t *own, int *clean)
 {
         for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 int in_txn = b->txn == BATCH_TXN_OPEN;
-                struct progress_rows *to = in_txn ? rows : unmarked;
 
                 if (!in_txn && !(b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED))
                         continue;
@@ -163,11 +200,14 @@ static int txn_progress(struct relay *r, struct progress_rows *rows, struct prog
 
                         if (in_txn && row->produced && row->state != ROW_SENT)
                                 *clean = 0; /* the transaction is in error: abort */
-                        if (row->state == ROW_SENT &&
-                            progress_rows_add(to, row->m.id,
+                        if (row->state != ROW_SENT)
+                                continue;
+                        if (progress_rows_add(in_txn ? rows : unmarked, row->m.id,
                                               row->m.event_id != NULL ? row->m.event_id : "",
                                               row->m.generation, row->partition, row->offset) != 0)
                                 return -1;
+                        if (in_txn)
+                                (*own)++;
                 }
         }
         return 0;
@@ -240,29 +280,35 @@ static void txn_end_begin(struct relay *r, int64_t now)
 {
         struct progress_rows rows = {0}, unmarked = {0};
         char *record = NULL;
-        int clean = !r->tx->failed;
+        int clean = !r->tx->failed, open_rows = 0, unmarked_rows = 0;
+        size_t own = 0;
 
-        for (struct batch *b = r->batches; b != NULL; b = b->next)
+        for (struct batch *b = r->batches; b != NULL; b = b->next) {
                 if (b->txn == BATCH_TXN_OPEN &&
                     (b->state == BATCH_PRODUCING || (b->outstanding > 0 && !r->tx->failed)))
                         return;
-        /* The record is written once the rows of the transactions before
-         * are confirmed marked (on_marked calls again): a relay that dies
-         * before then reads one of their records back, which lists them.
-         * So a record rarely needs to list earlier rows as unmarked, and
-         * stays about 44 bytes a row of its own. */
-        for (struct batch *b = r->batches; !r->tx->failed && b != NULL; b = b->next)
-                if (b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED)
-                        return;
+                if (b->txn == BATCH_TXN_OPEN)
+                        open_rows += b->n;
+                else if (b->txn == BATCH_TXN_COMMITTED && b->state != BATCH_MARKED)
+                        unmarked_rows += b->n;
+        }
+        /* The rows of the transactions before whose marks are not confirmed
+         * yet go into this record too, as unmarked (a relay that dies before
+         * their marks reads this record back), so that the commit does not
+         * wait for the database. Only a record that would grow past
+         * TXN_MAX_ROWS waits for those marks instead (on_marked calls
+         * again): a record must stay well under Kafka's message limit. */
+        if (!r->tx->failed && unmarked_rows > 0 && open_rows + unmarked_rows > TXN_MAX_ROWS)
+                return;
         snprintf(r->tx->error, sizeof(r->tx->error), "%s",
                  r->tx->failed ? "a message of the transaction failed" : "");
-        if (txn_progress(r, &rows, &unmarked, &clean) != 0) {
+        if (txn_progress(r, &rows, &unmarked, &own, &clean) != 0) {
                 snprintf(r->tx->error, sizeof(r->tx->error),
                          "out of memory for the progress record");
                 clean = 0;
         }
-        r->tx->rows = (int)rows.n;
-        if (clean && rows.n > 0) {
+        r->tx->rows = (int)own;
+        if (clean && own > 0) {
                 record = progress_encode(r->tx->tid, r->cfg->schema, db_outbox_id(r->db), &rows,
                                          &unmarked);
                 if (record == NULL) {
@@ -276,8 +322,7 @@ static void txn_end_begin(struct relay *r, int64_t now)
                         if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
                                 snprintf(r->tx->error, sizeof(r->tx->error),
                                          "progress record of %zu rows (%zu bytes) refused: %s%s",
-                                         rows.n + unmarked.n, strlen(record),
-                                         rd_kafka_err2str(kerr),
+                                         rows.n, strlen(record), rd_kafka_err2str(kerr),
                                          kerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
                                              ? " (lower --batch-size)"
                                              : "");
@@ -285,8 +330,8 @@ static void txn_end_begin(struct relay *r, int64_t now)
                         }
                 }
         }
-        r->tx->empty = clean && rows.n == 0; /* every row was held back or refused locally */
-        relay_txn_set_phase(r->tx, clean && rows.n > 0 ? TXN_PHASE_COMMITTING : TXN_PHASE_ABORTING);
+        r->tx->empty = clean && own == 0; /* every row was held back or refused locally */
+        relay_txn_set_phase(r->tx, clean && own > 0 ? TXN_PHASE_COMMITTING : TXN_PHASE_ABORTING);
         r->tx->steps = 0;
         r->tx->step_at = now;
         r->tx->deadline = now + r->cfg->transaction_timeout_ms;
@@ -304,12 +349,17 @@ static void txn_step(struct relay *r, int64_t now)
         int64_t gap;
 
         r->tx->steps++;
-        rc = committing ? producer_txn_commit(r->producer, STEP_MS, err, sizeof(err))
+        rc = committing ? producer_txn_commit(r->producer, COMMIT_MS, err, sizeof(err))
                         : producer_txn_abort(r->producer, STEP_MS, err, sizeof(err));
         now = now_ms();
         if (rc == PRODUCER_TXN_RETRY && now < r->tx->deadline) {
-                gap = r->tx->steps >= 7 ? STEP_MAX_GAP_MS : (int64_t)1 << (r->tx->steps - 1);
-                r->tx->step_at = now + (gap < STEP_MAX_GAP_MS ? gap : STEP_MAX_GAP_MS);
+                if (r->tx->steps >= 7)
+                        gap = STEP_MAX_GAP_MS;
+                else
+                        gap = (int64_t)1 << (r->tx->steps - 1);
+                r->tx->step_at = now + gap;
+                if (r->tx->step_at > r->tx->deadline)
+                        r->tx->step_at = r->tx->deadline;
                 /* About every 5 s once it has taken a second. */
                 if (now - (r->tx->deadline - r->cfg->transaction_timeout_ms) >= SLOW_MS &&
                     r->tx->steps % 100 == 0)

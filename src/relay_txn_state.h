@@ -44,6 +44,7 @@ struct relay_txn {
         int empty;      /* nothing of it was published: its end is not news */
         int steps;      /* commit or abort steps so far */
         int n_deferred; /* batches waiting for the next transaction */
+        int joins;      /* batches that joined the open transaction after it began */
         int64_t step_at, deadline;
         char error[512]; /* why it is being aborted */
         struct progress_reader *reader;

@@ -372,6 +372,78 @@ START_TEST(commit_answered_late_keeps_the_loop_serving)
 }
 END_TEST
 
+/* The marks of committed transactions are held up in the database (a
+ * trigger waits on an advisory lock the test holds): the next transaction
+ * commits all the same, its progress record naming the first one's rows as
+ * unmarked (before, its record waited for those marks, and with them every
+ * row behind). The relay is then killed (kill -9) with both transactions'
+ * rows unmarked: the next relay marks them all from the last record alone,
+ * and publishes neither again. */
+START_TEST(commits_while_marks_are_held)
+{
+        static const char *const topics[] = {"outbox-relay-progress", "eos-held", NULL};
+        struct fx_kafka *k = own_kafka(topics);
+        char *ci = fx_pg_create_db(pg, "eos_held");
+        const char *args[] = {"--exactly-once", "--transactional-id", "eos_held", NULL};
+        struct fx_relay *r;
+        struct fx_msg *msgs;
+        PGconn *c, *gate;
+        size_t n;
+
+        fx_migrate(ci, NULL);
+        c = fx_db_connect(ci);
+        gate = fx_db_connect(ci);
+        fx_sql(c, "CREATE FUNCTION public.mark_gate() RETURNS trigger LANGUAGE plpgsql AS"
+                  " $$BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END$$");
+        fx_sql(c, "CREATE TRIGGER mark_gate BEFORE UPDATE ON outbox.events FOR EACH ROW"
+                  " WHEN (NEW.status = 'sent') EXECUTE FUNCTION public.mark_gate()");
+        fx_sql(gate, "SELECT pg_advisory_lock(4242)");
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-held', 'a', '{}')");
+        n = fx_consume(fx_kafka_bootstraps(k), "outbox-relay-progress", 1, 30000, &msgs);
+        fx_msgs_free(msgs, n);
+        ck_assert_uint_eq(n, 1);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, payload) VALUES ('eos-held', 'b', '{}')");
+        n = fx_consume(fx_kafka_bootstraps(k), "outbox-relay-progress", 2, 30000, &msgs);
+        ck_assert_msg(n == 2, "%zu progress record(s) while the first transaction's mark is held",
+                      n);
+        ck_assert_ptr_nonnull(msgs[1].value);
+        ck_assert_msg(strstr(msgs[1].value, "\"rows\":[[2,") != NULL &&
+                          strstr(msgs[1].value, "\"unmarked\":[[1,1]]") != NULL,
+                      "the second record does not name both rows: %s", msgs[1].value);
+        fx_msgs_free(msgs, n);
+        ck_assert_int_eq(
+            fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"), 2);
+
+        fx_relay_kill(r, SIGKILL);
+        ck_assert_int_eq(fx_relay_wait(r, 10000), 128 + SIGKILL);
+        fx_relay_free(r);
+        /* The killed relay's marks still wait on the lock: they end
+         * unapplied, as if the relay had died before sending them. */
+        fx_sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE wait_event = 'advisory' AND pid <> pg_backend_pid()");
+        ck_assert_int_eq(fx_wait_sql(c, 0, 10000,
+                                     "SELECT count(*) FROM pg_stat_activity"
+                                     " WHERE wait_event = 'advisory'"),
+                         0);
+        fx_sql(gate, "SELECT pg_advisory_unlock(4242)");
+        ck_assert_int_eq(
+            fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"), 2);
+        r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
+        ck_assert_int_eq(fh_wait_sent(c, 2, 60000), 2);
+        ck_assert_int_eq(fh_relay_log_number(r, "recovered_rows"), 2);
+        n = fx_consume(fx_kafka_bootstraps(k), "eos-held", 3, 3000, &msgs);
+        fx_msgs_free(msgs, n);
+        ck_assert_uint_eq(n, 2);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        PQfinish(gate);
+        PQfinish(c);
+        fx_kafka_stop(k);
+        free(ci);
+}
+END_TEST
+
 /* The broker goes down while the relay, past init_transactions, is about to
  * read its last progress record back: /healthz is answered all along (the
  * read does not run in the loop: before, each attempt held the loop up to
@@ -539,6 +611,7 @@ Suite *test_suite(void)
         tcase_add_test(tc, another_outboxs_record_is_refused);
         tcase_add_test(tc, commit_answered_late_keeps_the_loop_serving);
         tcase_add_test(tc, progress_read_back_keeps_the_loop_serving);
+        tcase_add_test(tc, commits_while_marks_are_held);
         suite_add_tcase(s, tc);
         /* A case of its own (CK_RUN_CASE=eos_busy): it loads the machine. */
         tc = tcase_create("eos_busy");
