@@ -69,7 +69,7 @@ struct db {
         struct lane lanes[DB_LANES];
         enum db_state state;
         char outbox_id[40]; /* relay_state.outbox_id, read at connect */
-        int custom_plans;   /* stale statistics: generic plans held to index scans */
+        int custom_plans;   /* sessions plan every execution (stale statistics) */
         int plans_checked;  /* db_plan_for_statistics ran since the connect */
         /* The setup statements, made once from the schema's name. */
         struct db_stmt *stmts;

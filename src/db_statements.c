@@ -163,12 +163,7 @@ static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
                                " FROM %s.events WHERE status = 'pending'",
                                s, s) ||
                        prepare(db, errbuf, errsz, "outbox_plans",
-                               "SELECT set_config('plan_cache_mode', $1, false),"
-                               " set_config('enable_seqscan', $2, false),"
-                               " set_config('enable_bitmapscan', $2, false),"
-                               " set_config('enable_hashjoin', $2, false),"
-                               " set_config('enable_mergejoin', $2, false)") ||
-                       prepare(db, errbuf, errsz, "outbox_discard_plans", "DISCARD PLANS") ||
+                               "SELECT set_config('plan_cache_mode', $1, false)") ||
                        prepare(
                            db, errbuf, errsz, "outbox_retention",
                            "DELETE FROM %s.events WHERE id IN (SELECT id FROM %s.events"
@@ -188,20 +183,15 @@ static int prepare_all(struct db *db, const char *s, char *errbuf, size_t errsz)
 /* The session's settings, run first: the timeouts (so that no statement
  * of the relay, setup included, waits for a lock or runs without bound),
  * the role that keeps the relay's own updates from notifying it, and
- * generic plans held to index scans and nested loops until the first look
- * at the statistics (see db_plan_for_statistics). No JIT: the relay's
- * statements are short, and a plan that forbids what it cannot avoid (a
- * sequence is only ever read by a sequential scan) costs more than
- * jit_above_cost, which compiled writers() at each call: 8 ms for 0.3. */
+ * plans made per execution until the first look at the statistics (see
+ * db_plan_for_statistics). */
 static char *session_sql(const struct config *cfg)
 {
         char *sql;
 
         if (asprintf(&sql,
                      "SET statement_timeout = %d; SET lock_timeout = %d;"
-                     " SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_generic_plan;"
-                     " SET enable_seqscan = off; SET enable_bitmapscan = off;"
-                     " SET enable_hashjoin = off; SET enable_mergejoin = off; SET jit = off",
+                     " SET outbox_relay.role = 'relay'; SET plan_cache_mode = force_custom_plan",
                      cfg->statement_timeout_ms, cfg->lock_timeout_ms) < 0)
                 return NULL;
         return sql;
