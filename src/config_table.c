@@ -110,7 +110,7 @@ const struct setting config_settings[] = {
      C_RUN, 0, "MS",
      "While events keep coming, look for new rows this often instead of asking writers to "
      "notify (a notifying commit takes a global lock in PostgreSQL)."},
-    {"mark-delay-ms", 0, "OUTBOX_MARK_DELAY_MS", T_INT, OFF(mark_delay_ms), 0, 60000, "10",
+    {"mark-delay-ms", 0, "OUTBOX_MARK_DELAY_MS", T_INT, OFF(mark_delay_ms), 0, 60000, "50",
      F_PER_OUTBOX, C_RUN, 0, "MS",
      "How long a published batch may wait to be marked sent in one statement with the batches "
      "published after it: fewer, larger UPDATEs while events trickle in. A batch's worth of "

@@ -803,6 +803,57 @@ START_TEST(test_rewinds_counted)
 }
 END_TEST
 
+/* The calls of outbox.<fn>() this transaction made so far. */
+static long long xact_calls(PGconn *conn, const char *fn)
+{
+        char sql[160];
+
+        snprintf(sql, sizeof(sql),
+                 "SELECT coalesce(pg_stat_get_xact_function_calls('outbox.%s'::regprocedure), 0)",
+                 fn);
+        return fx_sql_int(conn, sql);
+}
+
+/* The relay's marks and failures must call no trigger function (migration
+ * 009: ~10 us of its backend a mark): the statement triggers' WHEN keeps
+ * notify_relay() and note_rewind() off them. Anyone else's update still
+ * calls both, once a statement, and still counts a rewind. */
+START_TEST(test_relay_updates_call_no_trigger_function)
+{
+        PGconn *conn = fresh_db("quiet_marks", "outbox");
+        long long r0;
+
+        fx_sql(conn, "INSERT INTO outbox.events (topic, key) SELECT 't', 'k' || g"
+                     " FROM generate_series(1, 20) g");
+        r0 = rewinds(conn);
+        fx_sql(conn, "BEGIN");
+        fx_sql(conn, "SET LOCAL track_functions = 'pl'");
+        fx_sql(conn, "SET LOCAL outbox_relay.role = 'relay'");
+        fx_sql(conn, "UPDATE outbox.events SET status = 'sent', sent_at = now(),"
+                     " kafka_partition = 0, kafka_offset = 1 WHERE id <= 10");
+        assert_sql_text(conn, "SELECT outbox.record_failure(11, 0, 'e', 0, 5)", "retry");
+        assert_sql_text(conn, "SELECT outbox.record_failure(12, 0, 'e', 0, 1)", "dead");
+        ck_assert_int_eq(xact_calls(conn, "notify_relay()"), 0);
+        ck_assert_int_eq(xact_calls(conn, "note_rewind()"), 0);
+        fx_sql(conn, "COMMIT");
+        ck_assert_int_eq(rewinds(conn), r0);
+
+        /* An operator's hand-made reset and replay() call both, once a
+         * statement whatever the rows, and count their rewinds. */
+        fx_sql(conn, "BEGIN");
+        fx_sql(conn, "SET LOCAL track_functions = 'pl'");
+        fx_sql(conn, "UPDATE outbox.events SET status = 'pending', sent_at = NULL WHERE id <= 3");
+        ck_assert_int_eq(xact_calls(conn, "notify_relay()"), 1);
+        ck_assert_int_eq(xact_calls(conn, "note_rewind()"), 1);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT outbox.replay(p_from_id => 4)"), 7);
+        ck_assert_int_eq(xact_calls(conn, "notify_relay()"), 2);
+        ck_assert_int_eq(xact_calls(conn, "note_rewind()"), 2);
+        fx_sql(conn, "COMMIT");
+        ck_assert_int_eq(rewinds(conn), r0 + 2);
+        PQfinish(conn);
+}
+END_TEST
+
 /* The query asking writers() whether the writers holding the outbox now
  * (at this call) have all ended (malloc'ed). */
 static char *earlier_done_query(PGconn *conn)
@@ -885,6 +936,7 @@ Suite *test_suite(void)
                                       test_replay_needs_a_filter,
                                       test_requeue_dead,
                                       test_rewinds_counted,
+                                      test_relay_updates_call_no_trigger_function,
                                       test_writers_in_progress,
                                       NULL};
 

@@ -86,6 +86,7 @@ START_TEST(test_defaults)
         ck_assert_int_eq(cfg->batch_size, 1000);
         ck_assert_int_eq(cfg->pipeline_depth, 4);
         ck_assert_int_eq(cfg->poll_interval_ms, 1000);
+        ck_assert_int_eq(cfg->mark_delay_ms, 50);
         ck_assert_int_eq(cfg->retry_base_ms, 1000);
         ck_assert_int_eq(cfg->retry_max_ms, 300000);
         ck_assert_int_eq(cfg->max_attempts, 10);
