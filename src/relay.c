@@ -63,21 +63,12 @@ int relay_ready(struct relay *r, char *why, size_t whysz)
         return relay_is_ready(r, why, whysz);
 }
 
-struct relay *relay_new_opts(const struct config *cfg, struct log *lg,
-                             const struct relay_opts *opts, char *errbuf, size_t errsz)
+/* What stops the loop: the fleet's eventfd (opts given: one per outbox,
+ * the signals are the fleet's), or a signalfd of its own. */
+static int stop_source(struct relay *r, const struct relay_opts *opts, char *errbuf, size_t errsz)
 {
-        struct relay *r = calloc(1, sizeof(*r));
         sigset_t mask;
 
-        if (r == NULL) {
-                snprintf(errbuf, errsz, "out of memory");
-                return NULL;
-        }
-        r->cfg = cfg;
-        r->lg = lg;
-        r->hooks.batch_reported = batch_reported;
-        r->hooks.batch_check_done = batch_check_done;
-        r->sig_fd = -1;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
@@ -88,15 +79,35 @@ struct relay *relay_new_opts(const struct config *cfg, struct log *lg,
                 r->turn_arg = opts->arg;
                 r->metrics = opts->metrics;
                 r->metrics_borrowed = opts->metrics != NULL;
-        } else if (!signals_blocked(&mask)) {
+                return 0;
+        }
+        if (!signals_blocked(&mask)) {
                 snprintf(errbuf, errsz, "SIGTERM and SIGINT must be blocked before relay_new");
-                goto fail;
+                return -1;
         }
-        if (!r->sig_is_stop_fd &&
-            (r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        if ((r->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
                 snprintf(errbuf, errsz, "signalfd: %s", strerror(errno));
-                goto fail;
+                return -1;
         }
+        return 0;
+}
+
+struct relay *relay_new_opts(const struct config *cfg, struct log *lg,
+                             const struct relay_opts *opts, char *errbuf, size_t errsz)
+{
+        struct relay *r = calloc(1, sizeof(*r));
+
+        if (r == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return NULL;
+        }
+        r->cfg = cfg;
+        r->lg = lg;
+        r->hooks.batch_reported = batch_reported;
+        r->hooks.batch_check_done = batch_check_done;
+        r->sig_fd = -1;
+        if (stop_source(r, opts, errbuf, errsz) != 0)
+                goto fail;
         r->route = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
         if (r->route == NULL ||
             route_guard(r->route, cfg->allowed_topics, cfg->progress_topic, errbuf, errsz) != 0)
