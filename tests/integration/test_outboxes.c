@@ -565,6 +565,35 @@ START_TEST(unmigrated_outbox_starts_again_once_migrated)
 }
 END_TEST
 
+/* status with one outbox's events table locked (ACCESS EXCLUSIVE in an
+ * open transaction): it says so for that outbox within its lock timeout
+ * and shows the others, instead of waiting for the lock. */
+START_TEST(status_with_one_outbox_locked_shows_the_others)
+{
+        const char *status[] = {OUTBOX_RELAY_BIN, "status", "--outboxes-file", NULL, NULL};
+        struct world w;
+        char *out = NULL;
+        PGconn *locker;
+
+        world_new(&w, "lockst", NULL);
+        insert(&w.ob[2], 3);
+        locker = fx_db_connect(w.ob[1].ci);
+        fx_sql(locker, "BEGIN");
+        fx_sql(locker, "LOCK TABLE second.events IN ACCESS EXCLUSIVE MODE");
+        status[3] = w.file;
+        ck_assert_int_eq(fx_run(status, NULL, &out, 30000), 1);
+        ck_assert_msg(strstr(out, "outbox:             a\nschema:             outbox\n") != NULL &&
+                          strstr(out, "outbox:             c\nschema:             outbox\n"
+                                      "pending:            3\n") != NULL &&
+                          strstr(out, "lock timeout") != NULL,
+                      "status: %s", out);
+        free(out);
+        fx_sql(locker, "ROLLBACK");
+        PQfinish(locker);
+        world_free(&w);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -576,6 +605,7 @@ Suite *test_suite(void)
                                       exactly_once_one_transactional_id_per_outbox,
                                       status_and_migrate_cover_every_outbox,
                                       unmigrated_outbox_starts_again_once_migrated,
+                                      status_with_one_outbox_locked_shows_the_others,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
