@@ -594,6 +594,67 @@ START_TEST(status_with_one_outbox_locked_shows_the_others)
 }
 END_TEST
 
+/* Outbox b's events table locked (ACCESS EXCLUSIVE in an open transaction)
+ * before the start, its statements let wait for it: a and c publish, the
+ * endpoints answer, /readyz names b alone; SIGTERM with rows of a and c
+ * just inserted: the process exits 0 (b's wait bounded by the shutdown
+ * timeout), b's rows stay pending; a new process publishes every row. */
+START_TEST(locked_outbox_stalls_neither_the_others_nor_the_stop)
+{
+        const char *more[] = {"--shutdown-timeout-ms", "2000", NULL};
+        struct world w;
+        int port = fx_free_port();
+        struct fx_relay *r;
+        char *body = NULL;
+        PGconn *locker;
+        int said = 0;
+
+        world_new(&w, "lockrun", ", \"lock-timeout-ms\": 600000, \"statement-timeout-ms\": 600000");
+        insert(&w.ob[1], 20);
+        locker = fx_db_connect(w.ob[1].ci);
+        fx_sql(locker, "BEGIN");
+        fx_sql(locker, "LOCK TABLE second.events IN ACCESS EXCLUSIVE MODE");
+        r = start(&w, port, more);
+        insert(&w.ob[0], 100);
+        insert(&w.ob[2], 100);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 100, 30000), 100);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 100, 30000), 100);
+        for (int64_t until = fx_now_ms() + 20000; fx_now_ms() < until && !said;
+             usleep(100 * 1000)) {
+                free(body);
+                body = NULL;
+                said = fx_http_get(port, "/readyz", &body) == 503 && body != NULL &&
+                       strstr(body, "outbox b:") != NULL && strstr(body, "outbox a:") == NULL &&
+                       strstr(body, "outbox c:") == NULL;
+        }
+        ck_assert_msg(said, "readyz: %s", body != NULL ? body : "(none)");
+        free(body);
+        ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
+        ck_assert_msg(fx_metric(body, "outbox_relay_leader{outbox=\"a\"}") == 1, "%s", body);
+        free(body);
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 200);
+        free(body);
+        insert(&w.ob[0], 200);
+        insert(&w.ob[2], 200);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        fx_sql(locker, "ROLLBACK");
+        PQfinish(locker);
+        ck_assert_int_eq(
+            fx_sql_int(w.ob[1].c, "SELECT count(*) FROM second.events WHERE status = 'pending'"),
+            20);
+        r = start(&w, 0, NULL);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 300, 30000), 300);
+        ck_assert_int_eq(wait_sent(&w.ob[1], 20, 30000), 20);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 300, 30000), 300);
+        for (int i = 0; i < N_OB; i++)
+                check_read(&w.ob[i], 1);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -606,6 +667,7 @@ Suite *test_suite(void)
                                       status_and_migrate_cover_every_outbox,
                                       unmigrated_outbox_starts_again_once_migrated,
                                       status_with_one_outbox_locked_shows_the_others,
+                                      locked_outbox_stalls_neither_the_others_nor_the_stop,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
