@@ -4,6 +4,7 @@
  * hands over to the handler. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -143,6 +144,17 @@ static int global_option(const char *arg)
         return -1;
 }
 
+/* A setting's error names what it was given (a key or value of
+ * --outboxes-file, a flag): kept to one line, with no control byte that a
+ * terminal would act on. */
+static void say_error(const char *err)
+{
+        char *safe = log_escape(err);
+
+        fprintf(stderr, "outbox-relay: %s\n", safe != NULL ? safe : "out of memory");
+        free(safe);
+}
+
 int main(int argc, char **argv)
 {
         const struct command *cmd = NULL;
@@ -189,7 +201,7 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE_RUNTIME;
         }
         if (config_parse(cfg, argc - 2, argv + 2, err, sizeof(err)) != 0) {
-                fprintf(stderr, "outbox-relay: %s\n", err);
+                say_error(err);
                 goto out;
         }
         if (cfg->outboxes_file != NULL && !(cmd->settings & CONFIG_CMD_OUTBOXES)) {
@@ -205,7 +217,7 @@ int main(int argc, char **argv)
             (cfg->outboxes_file != NULL &&
              config_outboxes_load(cfg, argc - 2, argv + 2, cmd->need, &outboxes, &n_outboxes, err,
                                   sizeof(err)) != 0)) {
-                fprintf(stderr, "outbox-relay: %s\n", err);
+                say_error(err);
                 goto out;
         }
         lg = log_new(stderr, cfg->log_level);

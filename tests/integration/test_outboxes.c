@@ -655,6 +655,42 @@ START_TEST(locked_outbox_stalls_neither_the_others_nor_the_stop)
 }
 END_TEST
 
+/* A key or value of the file with a newline or an escape sequence in it:
+ * exit 2 and one line that shows them escaped, no raw control byte. */
+START_TEST(control_bytes_in_the_file_stay_on_one_line)
+{
+        static const char *const files[] = {
+            "[{\"name\": \"a\", \"bad\\nkey\\u001b[31m\": 1}]",
+            "[{\"name\": \"a\", \"schema\": \"x\\ny\\u001b]0;t\\u0007\"}]",
+        };
+        static const char *const shown[] = {"key \"bad\\nkey\\x1b[31m\"", "x\\ny\\x1b]0;t\\x07"};
+        const char *run[] = {OUTBOX_RELAY_BIN,
+                             "run",
+                             "--kafka-brokers",
+                             "127.0.0.1:1",
+                             "--database-url",
+                             "postgresql://u@127.0.0.1:1/db",
+                             "--outboxes-file",
+                             NULL,
+                             NULL};
+        char dir[128], *file, *out = NULL;
+
+        fx_tmpdir_new(dir, sizeof(dir), "fxoutboxes");
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                file = fx_write_secret(dir, "ctl.json", files[i]);
+                run[7] = file;
+                ck_assert_int_eq(fx_run(run, NULL, &out, 30000), 2);
+                ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1 &&
+                                  strchr(out, '\x1b') == NULL && strchr(out, '\a') == NULL &&
+                                  strstr(out, shown[i]) != NULL,
+                              "run: %s", out);
+                free(out);
+                free(file);
+        }
+        fx_tmpdir_remove(dir);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -668,6 +704,7 @@ Suite *test_suite(void)
                                       unmigrated_outbox_starts_again_once_migrated,
                                       status_with_one_outbox_locked_shows_the_others,
                                       locked_outbox_stalls_neither_the_others_nor_the_stop,
+                                      control_bytes_in_the_file_stay_on_one_line,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
