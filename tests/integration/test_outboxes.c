@@ -215,6 +215,7 @@ static int log_has(const struct fx_relay *r, const char *what)
  * label on every series; the log names the outbox in each relay line. */
 START_TEST(three_outboxes_two_databases_two_schemas_flow)
 {
+        const char *debug[] = {"--log-level", "debug", NULL};
         struct world w;
         int port = fx_free_port();
         struct fx_relay *r;
@@ -223,7 +224,7 @@ START_TEST(three_outboxes_two_databases_two_schemas_flow)
         world_new(&w, "flow", NULL);
         for (int i = 0; i < N_OB; i++)
                 insert(&w.ob[i], 300);
-        r = start(&w, port, NULL);
+        r = start(&w, port, debug);
         for (int i = 0; i < N_OB; i++) {
                 insert(&w.ob[i], 200 + 50 * i);
                 ck_assert_int_eq(wait_sent(&w.ob[i], 500 + 50 * i, 30000), 500 + 50 * i);
@@ -265,6 +266,23 @@ START_TEST(three_outboxes_two_databases_two_schemas_flow)
                 ck_assert_msg(log_has(r, series), "no line %s", series);
         }
         fh_relay_stop(r, 30000);
+        /* Three relay threads and their librdkafka threads wrote to one
+         * stream at debug level: every line whole, none torn or mixed. */
+        {
+                char *log = fx_relay_log(r), *line, *save = NULL;
+                int lines = 0;
+
+                ck_assert_ptr_nonnull(log);
+                for (line = strtok_r(log, "\n", &save); line != NULL;
+                     line = strtok_r(NULL, "\n", &save), lines++) {
+                        json_t *v = json_loads(line, 0, NULL);
+
+                        ck_assert_msg(json_is_object(v), "a torn log line: %.200s", line);
+                        json_decref(v);
+                }
+                ck_assert_int_gt(lines, 20);
+                free(log);
+        }
         fx_relay_free(r);
         world_free(&w);
 }
