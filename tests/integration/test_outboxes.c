@@ -709,6 +709,83 @@ START_TEST(control_bytes_in_the_file_stay_on_one_line)
 }
 END_TEST
 
+/* The value of series in /metrics, or -2 when it cannot be read. */
+static double scrape(int port, const char *series)
+{
+        char *body = NULL;
+        double v = fx_http_get(port, "/metrics", &body) == 200 ? fx_metric(body, series) : -2;
+
+        free(body);
+        return v;
+}
+
+/* Polls until series is v in /metrics, up to timeout_ms; its last value. */
+static double wait_metric(int port, const char *series, double v, int timeout_ms)
+{
+        double got = scrape(port, series);
+
+        for (int64_t until = fx_now_ms() + timeout_ms; got != v && fx_now_ms() < until;
+             usleep(100 * 1000))
+                got = scrape(port, series);
+        return got;
+}
+
+/* Outbox c's relay stops on an error after it led and published (its
+ * schema renamed away, its sessions ended): while it waits to start again
+ * its gauges say it holds no leader lock, no database and no Kafka
+ * connection (not what the dead relay last set); a and c untouched keep
+ * theirs; c's schema back, c publishes again, nothing lost. */
+START_TEST(a_failed_outbox_gauges_are_cleared)
+{
+        const char *more[] = {"--reconnect-max-ms", "60000", NULL};
+        static const char *const gauges[] = {"leader", "database_connected", "kafka_connected",
+                                             "in_flight_batches"};
+        struct world w;
+        int port = fx_free_port();
+        struct fx_relay *r;
+        char series[128];
+        char *body = NULL;
+        int said = 0;
+
+        world_new(&w, "gauges", NULL);
+        r = start(&w, port, more);
+        for (int i = 0; i < N_OB; i++) {
+                insert(&w.ob[i], 50);
+                ck_assert_int_eq(wait_sent(&w.ob[i], 50, 30000), 50);
+        }
+        ck_assert(wait_metric(port, "outbox_relay_kafka_connected{outbox=\"c\"}", 1, 20000) == 1);
+        ck_assert(wait_metric(port, "outbox_relay_leader{outbox=\"c\"}", 1, 20000) == 1);
+        fx_sql(w.ob[2].c, "ALTER SCHEMA outbox RENAME TO outbox_away");
+        fx_sql(w.ob[2].c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE usename = '" FX_RELAY_ROLE "' AND datname = current_database()");
+        for (int64_t until = fx_now_ms() + 20000; fx_now_ms() < until && !said;
+             usleep(100 * 1000)) {
+                free(body);
+                body = NULL;
+                said = fx_http_get(port, "/readyz", &body) == 503 && body != NULL &&
+                       strstr(body, "outbox c: stopped on an error") != NULL;
+        }
+        ck_assert_msg(said, "readyz: %s", body != NULL ? body : "(none)");
+        free(body);
+        for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+                snprintf(series, sizeof(series), "outbox_relay_%s{outbox=\"c\"}", gauges[g]);
+                ck_assert_msg(wait_metric(port, series, 0, 10000) == 0, "%s is %g", series,
+                              scrape(port, series));
+        }
+        ck_assert(scrape(port, "outbox_relay_leader{outbox=\"a\"}") == 1);
+        ck_assert(scrape(port, "outbox_relay_kafka_connected{outbox=\"a\"}") == 1);
+        fx_sql(w.ob[2].c, "ALTER SCHEMA outbox_away RENAME TO outbox");
+        insert(&w.ob[2], 50);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 100, 60000), 100);
+        ck_assert(wait_metric(port, "outbox_relay_leader{outbox=\"c\"}", 1, 20000) == 1);
+        for (int i = 0; i < N_OB; i++)
+                check_read(&w.ob[i], i == 2);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -723,6 +800,7 @@ Suite *test_suite(void)
                                       status_with_one_outbox_locked_shows_the_others,
                                       locked_outbox_stalls_neither_the_others_nor_the_stop,
                                       control_bytes_in_the_file_stay_on_one_line,
+                                      a_failed_outbox_gauges_are_cleared,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
