@@ -54,7 +54,7 @@ struct world {
 
 /* Outboxes a and b: schemas outbox and second of one database of pg;
  * outbox c: a database of pg2. Topics are the test's own (tag). */
-static void world_new(struct world *w, const char *tag, const char *extra)
+static void world_new_c(struct world *w, const char *tag, const char *extra, const char *extra_c)
 {
         static const char *const names[N_OB] = {"a", "b", "c"};
         static const char *const schemas[N_OB] = {"outbox", "second", "outbox"};
@@ -86,13 +86,20 @@ static void world_new(struct world *w, const char *tag, const char *extra)
                                          "%s{\"name\": \"%s\", \"database-url-file\": \"%s\","
                                          " \"schema\": \"%s\", \"default-topic\": \"%s\"%s}",
                                          i > 0 ? ", " : "", o->name, path, o->schema, o->topic,
-                                         extra != NULL ? extra : "");
+                                         i == 2 && extra_c != NULL ? extra_c
+                                         : extra != NULL           ? extra
+                                                                   : "");
                 ck_assert_uint_lt(used, sizeof(json));
                 free(path);
                 free(relay_ci);
         }
         snprintf(json + used, sizeof(json) - used, "]");
         w->file = fx_write_secret(w->dir, "outboxes.json", json);
+}
+
+static void world_new(struct world *w, const char *tag, const char *extra)
+{
+        world_new_c(w, tag, extra, NULL);
 }
 
 static void world_free(struct world *w)
@@ -786,6 +793,42 @@ START_TEST(a_failed_outbox_gauges_are_cleared)
 }
 END_TEST
 
+/* Outbox c's Kafka unreachable (rows of it fetched, none delivered) and a
+ * shutdown timeout of 10 minutes: the first SIGTERM stops a and b once
+ * drained while c waits; a second SIGTERM stops c at once and the process
+ * exits 0; c's rows stay pending, a's and b's are all on their topics. */
+START_TEST(second_sigterm_stops_an_outbox_whose_kafka_is_down)
+{
+        const char *more[] = {"--shutdown-timeout-ms", "600000", NULL};
+        struct world w;
+        struct fx_relay *r;
+        char *log;
+
+        world_new_c(&w, "sig2", NULL, ", \"kafka-brokers\": \"127.0.0.1:1\"");
+        r = start(&w, 0, more);
+        for (int i = 0; i < N_OB; i++)
+                insert(&w.ob[i], 50);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 50, 30000), 50);
+        ck_assert_int_eq(wait_sent(&w.ob[1], 50, 30000), 50);
+        fx_relay_kill(r, SIGTERM);
+        fh_wait_relay_log(r, "\"msg\":\"stopped\",\"outbox\":\"a\"", 1, 30000);
+        fh_wait_relay_log(r, "\"msg\":\"stopped\",\"outbox\":\"b\"", 1, 30000);
+        log = fx_relay_log(r);
+        ck_assert_msg(strstr(log, "\"msg\":\"stopped\",\"outbox\":\"c\"") == NULL, "%s",
+                      fh_relay_log_tail(r));
+        free(log);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
+        ck_assert_int_eq(
+            fx_sql_int(w.ob[2].c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
+            50);
+        check(&w.ob[0]);
+        check(&w.ob[1]);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -801,6 +844,7 @@ Suite *test_suite(void)
                                       locked_outbox_stalls_neither_the_others_nor_the_stop,
                                       control_bytes_in_the_file_stay_on_one_line,
                                       a_failed_outbox_gauges_are_cleared,
+                                      second_sigterm_stops_an_outbox_whose_kafka_is_down,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
