@@ -250,6 +250,22 @@ static PGresult *query(PGconn *conn, const char *cmd, const char *sql, int n,
         return NULL;
 }
 
+/* A statement without rows (SET ...); says why it failed. */
+static int command(PGconn *conn, const char *cmd, const char *sql)
+{
+        PGresult *res = PQexec(conn, sql);
+        char msg[1024];
+        int rc = 0;
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                pq_failure(conn, res, msg, sizeof(msg));
+                fail(cmd, msg);
+                rc = -1;
+        }
+        PQclear(res);
+        return rc;
+}
+
 /* Prints a JSON value on stdout, or says why it could not. */
 static int print_json(json_t *v, const char *cmd)
 {
@@ -382,6 +398,13 @@ static int status_one(const struct config *cfg, const char *outbox, json_t *list
 
         if (conn == NULL)
                 return 1;
+        /* A lock held on the table (an open ALTER or LOCK TABLE) or a slow
+         * count is said, rather than waited for: with --outboxes-file it
+         * would hold back the status of every later outbox. */
+        snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET lock_timeout = %d",
+                 cfg->statement_timeout_ms, cfg->lock_timeout_ms);
+        if (command(conn, "status", sql) != 0)
+                goto out;
         snprintf(sql, sizeof(sql),
                  "SELECT (SELECT count(*) FROM %s.events WHERE status = 'pending'),"
                  " (SELECT coalesce(round(extract(epoch FROM now() - min(created_at)), 3), 0)"

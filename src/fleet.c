@@ -112,6 +112,21 @@ static void backoff_wait(struct member *m, int delay)
         }
 }
 
+/* What a relay's gauges say of its own state (its sessions, its lock, its
+ * producer), cleared when it ends: they would go on showing a leader and
+ * a connected producer through the backoff, and the restarted relay sets
+ * Kafka's only with its first statistics. The backlog gauges describe the
+ * database and keep their last value, so that lag alerts still fire. */
+static void clear_relay_gauges(struct metrics *ms)
+{
+        static const enum metrics_gauge own[] = {METRICS_DB_CONNECTED, METRICS_KAFKA_CONNECTED,
+                                                 METRICS_LEADER,       METRICS_KAFKA_QUEUE,
+                                                 METRICS_IN_FLIGHT,    METRICS_LEADER_LOCK_FOREIGN};
+
+        for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+                metrics_set(ms, own[i], 0);
+}
+
 /* A relay that stops on an error (a missing schema, a producer that cannot
  * be built) is started again after a backoff rather than stopping the
  * process: a restart of the process would stall every other outbox. */
@@ -135,6 +150,7 @@ static void *member_main(void *arg)
                                  m->cfg->instance_id, "schema", m->cfg->schema);
                         rc = relay_run(r, err, sizeof(err));
                         relay_free(r);
+                        clear_relay_gauges(m->metrics);
                 }
                 if (rc == 0) {
                         set_status(m, 0, 0, "stopped");

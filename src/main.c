@@ -4,6 +4,7 @@
  * hands over to the handler. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -143,6 +144,17 @@ static int global_option(const char *arg)
         return -1;
 }
 
+/* A setting's error names what it was given (a key or value of
+ * --outboxes-file, a flag): kept to one line, with no control byte that a
+ * terminal would act on. */
+static void say_error(const char *err)
+{
+        char *safe = log_escape(err);
+
+        fprintf(stderr, "outbox-relay: %s\n", safe != NULL ? safe : "out of memory");
+        free(safe);
+}
+
 /* Parses and checks the command's settings and, with --outboxes-file, each
  * outbox's. Returns 0, or -1 once the reason is printed. */
 static int load_config(const struct command *cmd, int argc, char **argv, struct config *cfg,
@@ -167,7 +179,7 @@ static int load_config(const struct command *cmd, int argc, char **argv, struct 
                 goto fail;
         return 0;
 fail:
-        fprintf(stderr, "outbox-relay: %s\n", err);
+        say_error(err);
         return -1;
 }
 

@@ -54,7 +54,7 @@ struct world {
 
 /* Outboxes a and b: schemas outbox and second of one database of pg;
  * outbox c: a database of pg2. Topics are the test's own (tag). */
-static void world_new(struct world *w, const char *tag, const char *extra)
+static void world_new_c(struct world *w, const char *tag, const char *extra, const char *extra_c)
 {
         static const char *const names[N_OB] = {"a", "b", "c"};
         static const char *const schemas[N_OB] = {"outbox", "second", "outbox"};
@@ -86,13 +86,20 @@ static void world_new(struct world *w, const char *tag, const char *extra)
                                          "%s{\"name\": \"%s\", \"database-url-file\": \"%s\","
                                          " \"schema\": \"%s\", \"default-topic\": \"%s\"%s}",
                                          i > 0 ? ", " : "", o->name, path, o->schema, o->topic,
-                                         extra != NULL ? extra : "");
+                                         i == 2 && extra_c != NULL ? extra_c
+                                         : extra != NULL           ? extra
+                                                                   : "");
                 ck_assert_uint_lt(used, sizeof(json));
                 free(path);
                 free(relay_ci);
         }
         snprintf(json + used, sizeof(json) - used, "]");
         w->file = fx_write_secret(w->dir, "outboxes.json", json);
+}
+
+static void world_new(struct world *w, const char *tag, const char *extra)
+{
+        world_new_c(w, tag, extra, NULL);
 }
 
 static void world_free(struct world *w)
@@ -215,6 +222,7 @@ static int log_has(const struct fx_relay *r, const char *what)
  * label on every series; the log names the outbox in each relay line. */
 START_TEST(three_outboxes_two_databases_two_schemas_flow)
 {
+        const char *debug[] = {"--log-level", "debug", NULL};
         struct world w;
         int port = fx_free_port();
         struct fx_relay *r;
@@ -223,7 +231,7 @@ START_TEST(three_outboxes_two_databases_two_schemas_flow)
         world_new(&w, "flow", NULL);
         for (int i = 0; i < N_OB; i++)
                 insert(&w.ob[i], 300);
-        r = start(&w, port, NULL);
+        r = start(&w, port, debug);
         for (int i = 0; i < N_OB; i++) {
                 insert(&w.ob[i], 200 + 50 * i);
                 ck_assert_int_eq(wait_sent(&w.ob[i], 500 + 50 * i, 30000), 500 + 50 * i);
@@ -265,6 +273,23 @@ START_TEST(three_outboxes_two_databases_two_schemas_flow)
                 ck_assert_msg(log_has(r, series), "no line %s", series);
         }
         fh_relay_stop(r, 30000);
+        /* Three relay threads and their librdkafka threads wrote to one
+         * stream at debug level: every line whole, none torn or mixed. */
+        {
+                char *log = fx_relay_log(r), *line, *save = NULL;
+                int lines = 0;
+
+                ck_assert_ptr_nonnull(log);
+                for (line = strtok_r(log, "\n", &save); line != NULL;
+                     line = strtok_r(NULL, "\n", &save), lines++) {
+                        json_t *v = json_loads(line, 0, NULL);
+
+                        ck_assert_msg(json_is_object(v), "a torn log line: %.200s", line);
+                        json_decref(v);
+                }
+                ck_assert_int_gt(lines, 20);
+                free(log);
+        }
         fx_relay_free(r);
         world_free(&w);
 }
@@ -565,6 +590,245 @@ START_TEST(unmigrated_outbox_starts_again_once_migrated)
 }
 END_TEST
 
+/* status with one outbox's events table locked (ACCESS EXCLUSIVE in an
+ * open transaction): it says so for that outbox within its lock timeout
+ * and shows the others, instead of waiting for the lock. */
+START_TEST(status_with_one_outbox_locked_shows_the_others)
+{
+        const char *status[] = {OUTBOX_RELAY_BIN, "status", "--outboxes-file", NULL, NULL};
+        struct world w;
+        char *out = NULL;
+        PGconn *locker;
+
+        world_new(&w, "lockst", NULL);
+        insert(&w.ob[2], 3);
+        locker = fx_db_connect(w.ob[1].ci);
+        fx_sql(locker, "BEGIN");
+        fx_sql(locker, "LOCK TABLE second.events IN ACCESS EXCLUSIVE MODE");
+        status[3] = w.file;
+        ck_assert_int_eq(fx_run(status, NULL, &out, 30000), 1);
+        ck_assert_msg(strstr(out, "outbox:             a\nschema:             outbox\n") != NULL &&
+                          strstr(out, "outbox:             c\nschema:             outbox\n"
+                                      "pending:            3\n") != NULL &&
+                          strstr(out, "lock timeout") != NULL,
+                      "status: %s", out);
+        free(out);
+        fx_sql(locker, "ROLLBACK");
+        PQfinish(locker);
+        world_free(&w);
+}
+END_TEST
+
+/* Outbox b's events table locked (ACCESS EXCLUSIVE in an open transaction)
+ * before the start, its statements let wait for it: a and c publish, the
+ * endpoints answer, /readyz names b alone; SIGTERM with rows of a and c
+ * just inserted: the process exits 0 (b's wait bounded by the shutdown
+ * timeout), b's rows stay pending; a new process publishes every row. */
+START_TEST(locked_outbox_stalls_neither_the_others_nor_the_stop)
+{
+        const char *more[] = {"--shutdown-timeout-ms", "2000", NULL};
+        struct world w;
+        int port = fx_free_port();
+        struct fx_relay *r;
+        char *body = NULL;
+        PGconn *locker;
+        int said = 0;
+
+        world_new(&w, "lockrun", ", \"lock-timeout-ms\": 600000, \"statement-timeout-ms\": 600000");
+        insert(&w.ob[1], 20);
+        locker = fx_db_connect(w.ob[1].ci);
+        fx_sql(locker, "BEGIN");
+        fx_sql(locker, "LOCK TABLE second.events IN ACCESS EXCLUSIVE MODE");
+        r = start(&w, port, more);
+        insert(&w.ob[0], 100);
+        insert(&w.ob[2], 100);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 100, 30000), 100);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 100, 30000), 100);
+        for (int64_t until = fx_now_ms() + 20000; fx_now_ms() < until && !said;
+             usleep(100 * 1000)) {
+                free(body);
+                body = NULL;
+                said = fx_http_get(port, "/readyz", &body) == 503 && body != NULL &&
+                       strstr(body, "outbox b:") != NULL && strstr(body, "outbox a:") == NULL &&
+                       strstr(body, "outbox c:") == NULL;
+        }
+        ck_assert_msg(said, "readyz: %s", body != NULL ? body : "(none)");
+        free(body);
+        ck_assert_int_eq(fx_http_get(port, "/metrics", &body), 200);
+        ck_assert_msg(fx_metric(body, "outbox_relay_leader{outbox=\"a\"}") == 1, "%s", body);
+        free(body);
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 200);
+        free(body);
+        insert(&w.ob[0], 200);
+        insert(&w.ob[2], 200);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        fx_sql(locker, "ROLLBACK");
+        PQfinish(locker);
+        ck_assert_int_eq(
+            fx_sql_int(w.ob[1].c, "SELECT count(*) FROM second.events WHERE status = 'pending'"),
+            20);
+        r = start(&w, 0, NULL);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 300, 30000), 300);
+        ck_assert_int_eq(wait_sent(&w.ob[1], 20, 30000), 20);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 300, 30000), 300);
+        for (int i = 0; i < N_OB; i++)
+                check_read(&w.ob[i], 1);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+
+/* A key or value of the file with a newline or an escape sequence in it:
+ * exit 2 and one line that shows them escaped, no raw control byte. */
+START_TEST(control_bytes_in_the_file_stay_on_one_line)
+{
+        static const char *const files[] = {
+            "[{\"name\": \"a\", \"bad\\nkey\\u001b[31m\": 1}]",
+            "[{\"name\": \"a\", \"schema\": \"x\\ny\\u001b]0;t\\u0007\"}]",
+        };
+        static const char *const shown[] = {"key \"bad\\nkey\\x1b[31m\"", "x\\ny\\x1b]0;t\\x07"};
+        const char *run[] = {OUTBOX_RELAY_BIN,
+                             "run",
+                             "--kafka-brokers",
+                             "127.0.0.1:1",
+                             "--database-url",
+                             "postgresql://u@127.0.0.1:1/db",
+                             "--outboxes-file",
+                             NULL,
+                             NULL};
+        char dir[128], *file, *out = NULL;
+
+        fx_tmpdir_new(dir, sizeof(dir), "fxoutboxes");
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                file = fx_write_secret(dir, "ctl.json", files[i]);
+                run[7] = file;
+                ck_assert_int_eq(fx_run(run, NULL, &out, 30000), 2);
+                ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1 &&
+                                  strchr(out, '\x1b') == NULL && strchr(out, '\a') == NULL &&
+                                  strstr(out, shown[i]) != NULL,
+                              "run: %s", out);
+                free(out);
+                free(file);
+        }
+        fx_tmpdir_remove(dir);
+}
+END_TEST
+
+/* The value of series in /metrics, or -2 when it cannot be read. */
+static double scrape(int port, const char *series)
+{
+        char *body = NULL;
+        double v = fx_http_get(port, "/metrics", &body) == 200 ? fx_metric(body, series) : -2;
+
+        free(body);
+        return v;
+}
+
+/* Polls until series is v in /metrics, up to timeout_ms; its last value. */
+static double wait_metric(int port, const char *series, double v, int timeout_ms)
+{
+        double got = scrape(port, series);
+
+        for (int64_t until = fx_now_ms() + timeout_ms; got != v && fx_now_ms() < until;
+             usleep(100 * 1000))
+                got = scrape(port, series);
+        return got;
+}
+
+/* Outbox c's relay stops on an error after it led and published (its
+ * schema renamed away, its sessions ended): while it waits to start again
+ * its gauges say it holds no leader lock, no database and no Kafka
+ * connection (not what the dead relay last set); a and c untouched keep
+ * theirs; c's schema back, c publishes again, nothing lost. */
+START_TEST(a_failed_outbox_gauges_are_cleared)
+{
+        const char *more[] = {"--reconnect-max-ms", "60000", NULL};
+        static const char *const gauges[] = {"leader", "database_connected", "kafka_connected",
+                                             "in_flight_batches"};
+        struct world w;
+        int port = fx_free_port();
+        struct fx_relay *r;
+        char series[128];
+        char *body = NULL;
+        int said = 0;
+
+        world_new(&w, "gauges", NULL);
+        r = start(&w, port, more);
+        for (int i = 0; i < N_OB; i++) {
+                insert(&w.ob[i], 50);
+                ck_assert_int_eq(wait_sent(&w.ob[i], 50, 30000), 50);
+        }
+        ck_assert(wait_metric(port, "outbox_relay_kafka_connected{outbox=\"c\"}", 1, 20000) == 1);
+        ck_assert(wait_metric(port, "outbox_relay_leader{outbox=\"c\"}", 1, 20000) == 1);
+        fx_sql(w.ob[2].c, "ALTER SCHEMA outbox RENAME TO outbox_away");
+        fx_sql(w.ob[2].c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE usename = '" FX_RELAY_ROLE "' AND datname = current_database()");
+        for (int64_t until = fx_now_ms() + 20000; fx_now_ms() < until && !said;
+             usleep(100 * 1000)) {
+                free(body);
+                body = NULL;
+                said = fx_http_get(port, "/readyz", &body) == 503 && body != NULL &&
+                       strstr(body, "outbox c: stopped on an error") != NULL;
+        }
+        ck_assert_msg(said, "readyz: %s", body != NULL ? body : "(none)");
+        free(body);
+        for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+                snprintf(series, sizeof(series), "outbox_relay_%s{outbox=\"c\"}", gauges[g]);
+                ck_assert_msg(wait_metric(port, series, 0, 10000) == 0, "%s is %g", series,
+                              scrape(port, series));
+        }
+        ck_assert(scrape(port, "outbox_relay_leader{outbox=\"a\"}") == 1);
+        ck_assert(scrape(port, "outbox_relay_kafka_connected{outbox=\"a\"}") == 1);
+        fx_sql(w.ob[2].c, "ALTER SCHEMA outbox_away RENAME TO outbox");
+        insert(&w.ob[2], 50);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 100, 60000), 100);
+        ck_assert(wait_metric(port, "outbox_relay_leader{outbox=\"c\"}", 1, 20000) == 1);
+        for (int i = 0; i < N_OB; i++)
+                check_read(&w.ob[i], i == 2);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+
+/* Outbox c's Kafka unreachable (rows of it fetched, none delivered) and a
+ * shutdown timeout of 10 minutes: the first SIGTERM stops a and b once
+ * drained while c waits; a second SIGTERM stops c at once and the process
+ * exits 0; c's rows stay pending, a's and b's are all on their topics. */
+START_TEST(second_sigterm_stops_an_outbox_whose_kafka_is_down)
+{
+        const char *more[] = {"--shutdown-timeout-ms", "600000", NULL};
+        struct world w;
+        struct fx_relay *r;
+        char *log;
+
+        world_new_c(&w, "sig2", NULL, ", \"kafka-brokers\": \"127.0.0.1:1\"");
+        r = start(&w, 0, more);
+        for (int i = 0; i < N_OB; i++)
+                insert(&w.ob[i], 50);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 50, 30000), 50);
+        ck_assert_int_eq(wait_sent(&w.ob[1], 50, 30000), 50);
+        fx_relay_kill(r, SIGTERM);
+        fh_wait_relay_log(r, "\"msg\":\"stopped\",\"outbox\":\"a\"", 1, 30000);
+        fh_wait_relay_log(r, "\"msg\":\"stopped\",\"outbox\":\"b\"", 1, 30000);
+        log = fx_relay_log(r);
+        ck_assert_msg(strstr(log, "\"msg\":\"stopped\",\"outbox\":\"c\"") == NULL, "%s",
+                      fh_relay_log_tail(r));
+        free(log);
+        fx_relay_kill(r, SIGTERM);
+        ck_assert_int_eq(fx_relay_wait(r, 30000), 0);
+        ck_assert_int_eq(
+            fx_sql_int(w.ob[2].c, "SELECT count(*) FROM outbox.events WHERE status = 'pending'"),
+            50);
+        check(&w.ob[0]);
+        check(&w.ob[1]);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -576,6 +840,11 @@ Suite *test_suite(void)
                                       exactly_once_one_transactional_id_per_outbox,
                                       status_and_migrate_cover_every_outbox,
                                       unmigrated_outbox_starts_again_once_migrated,
+                                      status_with_one_outbox_locked_shows_the_others,
+                                      locked_outbox_stalls_neither_the_others_nor_the_stop,
+                                      control_bytes_in_the_file_stay_on_one_line,
+                                      a_failed_outbox_gauges_are_cleared,
+                                      second_sigterm_stops_an_outbox_whose_kafka_is_down,
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
