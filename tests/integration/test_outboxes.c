@@ -105,7 +105,8 @@ static void world_free(struct world *w)
         fx_tmpdir_remove(w->dir);
 }
 
-static struct fx_relay *start(const struct world *w, int http_port, const char *const more[])
+static struct fx_relay *start_env(const struct world *w, int http_port, const char *const more[],
+                                  const char *const env[])
 {
         char port[32];
         const char *args[16] = {"--outboxes-file", w->file, "--poll-interval-ms", "100"};
@@ -119,7 +120,12 @@ static struct fx_relay *start(const struct world *w, int http_port, const char *
         for (int i = 0; more != NULL && more[i] != NULL; i++)
                 args[n++] = more[i];
         args[n] = NULL;
-        return fx_relay_start(NULL, BROKERS, args);
+        return fx_relay_start_env(NULL, BROKERS, args, env);
+}
+
+static struct fx_relay *start(const struct world *w, int http_port, const char *const more[])
+{
+        return start_env(w, http_port, more, NULL);
 }
 
 /* n rows into o, keys k0..k6, payload {"n": N} numbered on from the last. */
@@ -565,6 +571,51 @@ START_TEST(unmigrated_outbox_starts_again_once_migrated)
 }
 END_TEST
 
+#ifdef OUTBOX_TEST_HOOKS /* the case needs the relay's stall switch */
+/* Outbox b's loop stalled (the relay's test hook OUTBOX_RELAY_TEST_STALL_OUTBOX,
+ * which also dates its last turn a minute back: the 60 s themselves are not
+ * waited for): /healthz answers 503 naming b alone, while a and c publish
+ * everything; SIGTERM still stops the process cleanly. */
+START_TEST(stalled_loop_fails_healthz_naming_its_outbox)
+{
+        const char *env[] = {"OUTBOX_RELAY_TEST_STALL_OUTBOX=b", NULL};
+        struct world w;
+        int port = fx_free_port(), said = 0;
+        struct fx_relay *r;
+        char *body = NULL;
+
+        world_new(&w, "stall", NULL);
+        r = start_env(&w, port, NULL, env);
+        for (int64_t until = fx_now_ms() + 20000; fx_now_ms() < until && !said;
+             usleep(100 * 1000)) {
+                free(body);
+                body = NULL;
+                said = fx_http_get(port, "/healthz", &body) == 503 && body != NULL &&
+                       strstr(body, "outbox b: its loop has not turned for") != NULL;
+        }
+        ck_assert_msg(said, "healthz: %s", body != NULL ? body : "(none)");
+        ck_assert_msg(strstr(body, "outbox a") == NULL && strstr(body, "outbox c") == NULL,
+                      "healthz: %s", body);
+        free(body);
+        ck_assert_msg(log_has(r, "\"msg\":\"test hook: loop stalled until the process stops\","
+                                 "\"outbox\":\"b\""),
+                      "%s", fh_relay_log_tail(r));
+        /* The others keep publishing while b is stuck. */
+        insert(&w.ob[0], 200);
+        insert(&w.ob[2], 200);
+        ck_assert_int_eq(wait_sent(&w.ob[0], 200, 30000), 200);
+        ck_assert_int_eq(wait_sent(&w.ob[2], 200, 30000), 200);
+        check(&w.ob[0]);
+        check(&w.ob[2]);
+        ck_assert_int_eq(fx_http_get(port, "/healthz", &body), 503);
+        free(body);
+        fh_relay_stop(r, 30000);
+        fx_relay_free(r);
+        world_free(&w);
+}
+END_TEST
+#endif
+
 static const struct runner_servers servers = {servers_start, servers_stop};
 
 Suite *test_suite(void)
@@ -576,6 +627,9 @@ Suite *test_suite(void)
                                       exactly_once_one_transactional_id_per_outbox,
                                       status_and_migrate_cover_every_outbox,
                                       unmigrated_outbox_starts_again_once_migrated,
+#ifdef OUTBOX_TEST_HOOKS
+                                      stalled_loop_fails_healthz_naming_its_outbox,
+#endif
                                       NULL};
 
         runner_add_each(s, tests, &servers, 120);
