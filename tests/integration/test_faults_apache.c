@@ -238,7 +238,7 @@ START_TEST(partition_leader_unreachable_others_flow_marks_wait)
 {
         static const char *const args[] = {FAST_RECOVERY, "-X", "message.timeout.ms=2000", NULL};
         struct fx_apache *k = fc_cluster();
-        char *ci, dead[64] = "", affected[80];
+        char *ci, dead[64] = "", affected[160];
         size_t dlen = 0;
         struct fh_result res;
         struct fx_relay *r;
