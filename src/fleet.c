@@ -80,6 +80,31 @@ static void set_status(struct member *m, int ready, int failed, const char *why)
         pthread_mutex_unlock(&m->lock);
 }
 
+#ifdef OUTBOX_TEST_HOOKS
+/* Test hook for /healthz: OUTBOX_RELAY_TEST_STALL_OUTBOX=<name> stalls that
+ * outbox's loop in its first turn until the process stops, its last turn
+ * dated STUCK_AFTER_MS ago, so that a test sees the stuck loop without
+ * waiting a minute. Compiled only with -DOUTBOX_TEST_HOOKS=ON. */
+static void test_hook_turn(struct member *m)
+{
+        const char *name = getenv("OUTBOX_RELAY_TEST_STALL_OUTBOX");
+        struct pollfd p = {m->stop_fd, POLLIN, 0};
+
+        if (name == NULL || strcmp(name, m->name) != 0)
+                return;
+        log_warn(m->lg, "test hook: loop stalled until the process stops", NULL);
+        atomic_store(&m->last_turn_ms, mono_ms() - STUCK_AFTER_MS - 1000);
+        /* Not read: the relay's loop sees the stop afterwards. */
+        while (!atomic_load(&m->fleet->stopping) && poll(&p, 1, 1000) == 0)
+                ;
+}
+#else
+static void test_hook_turn(struct member *m)
+{
+        (void)m;
+}
+#endif
+
 /* In the member's thread, after each turn of its relay's loop. */
 static void on_turn(void *arg, struct relay *r, int64_t now)
 {
@@ -89,6 +114,7 @@ static void on_turn(void *arg, struct relay *r, int64_t now)
 
         (void)now;
         atomic_store(&m->last_turn_ms, mono_ms());
+        test_hook_turn(m);
         if (mono_ms() < m->next_status_ms)
                 return;
         m->next_status_ms = mono_ms() + STATUS_EVERY_MS;

@@ -178,6 +178,10 @@ int fx_apache_nodes(const struct fx_apache *k);
  * live broker sees a leader for each partition. */
 void fx_apache_create_topic(struct fx_apache *k, const char *topic, int partitions,
                             const char *const configs[]);
+/* The same with `replicas` replicas a partition (1: no broker can take over
+ * a partition whose leader is down). */
+void fx_apache_create_topic_rf(struct fx_apache *k, const char *topic, int partitions, int replicas,
+                               const char *const configs[]);
 /* Replaces the topic's dynamic configuration with configs. */
 void fx_apache_alter_topic(struct fx_apache *k, const char *topic, const char *const configs[]);
 /* The node id leading the partition, -1 when there is none. */

@@ -105,11 +105,17 @@ static void split_config(const char *kv, char *name, size_t nsz, const char **va
 void fx_apache_create_topic(struct fx_apache *k, const char *topic, int partitions,
                             const char *const configs[])
 {
+        fx_apache_create_topic_rf(k, topic, partitions, k->n, configs);
+}
+
+void fx_apache_create_topic_rf(struct fx_apache *k, const char *topic, int partitions, int replicas,
+                               const char *const configs[])
+{
         rd_kafka_t *rk = ak_client(k->bootstraps);
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
         char errstr[256], what[300];
         rd_kafka_NewTopic_t *nt =
-            rd_kafka_NewTopic_new(topic, partitions, k->n, errstr, sizeof(errstr));
+            rd_kafka_NewTopic_new(topic, partitions, replicas, errstr, sizeof(errstr));
         const rd_kafka_topic_result_t **res;
         rd_kafka_event_t *ev;
         size_t n;

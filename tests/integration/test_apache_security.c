@@ -3,8 +3,9 @@
  * publishes through -X settings alone, the password from a file; a wrong
  * password or a wrong CA is one log line without the secret, /readyz not
  * ready, rows waiting without spending attempts; a topic the relay's user
- * may not write dead-letters its rows while other topics flow. Each case
- * adds a line to the fault report. */
+ * may not write dead-letters its rows while other topics flow, and so does
+ * a --dead-letter-topic it may not write, without a loop. Each case adds a
+ * line to the fault report. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +88,8 @@ static void suite_setup(void)
         fx_apache_add_acl(ak, "User:" RELAY_USER, "sasl-", 1, "WRITE", 1);
         fx_apache_add_acl(ak, "User:" RELAY_USER, "sasl-", 1, "DESCRIBE", 1);
         fx_apache_add_acl(ak, "User:" RELAY_USER, "sasl-denied", 0, "WRITE", 0);
+        /* The dead-letter topic of dead_letter_topic_refused_by_acl. */
+        fx_apache_add_acl(ak, "User:" RELAY_USER, "sasl-dlq-denied", 0, "WRITE", 0);
         free(keystore);
 }
 
@@ -551,6 +554,125 @@ START_TEST(acl_denied_topic_dead_lettered_others_flow)
 }
 END_TEST
 
+/* --dead-letter-topic sasl-dlq-denied, which a DENY ACL forbids the relay's
+ * user to write (it may describe it): 10 rows without a route die at once,
+ * each dead letter's record (a pending row of the dead-letter topic) is
+ * refused by the broker, retried, and dead-lettered itself, its reason and
+ * one error line each naming the topic and the authorization failure, and
+ * not announced again (no loop). Every row is sent or in dead_letters;
+ * rows of sasl-dlt-ok flow in order meanwhile, spending no attempt. */
+START_TEST(dead_letter_topic_refused_by_acl)
+{
+        const char *const topics[] = {"sasl-dlt-ok", NULL};
+        char *ci = fresh_db("sasl_dlt");
+        PGconn *c = fx_db_connect(ci);
+        const char *extra[] = {"--dead-letter-topic",
+                               "sasl-dlq-denied",
+                               "--max-attempts",
+                               "2",
+                               "--retry-base-ms",
+                               "50",
+                               "--retry-max-ms",
+                               "100",
+                               "--poll-interval-ms",
+                               "100",
+                               "--reconnect-max-ms",
+                               "1000",
+                               NULL};
+        struct fx_relay *r;
+        struct fh_result res;
+        long long dead, ok;
+        char reason[200];
+        int errors;
+        PGresult *q;
+
+        fh_result_init(&res, "ak-dlq-topic-acl",
+                       "--dead-letter-topic that a DENY ACL forbids the relay's user to write "
+                       "(StandardAuthorizer): 10 rows without a route dead-lettered, their 10 "
+                       "records refused, beside 200 rows of an allowed topic; --max-attempts 2");
+        fx_apache_create_topic(ak, "sasl-dlt-ok", 2, NULL);
+        fx_apache_create_topic(ak, "sasl-dlq-denied", 1, NULL);
+        r = start_relay(ci, "PLAIN", RELAY_PASSWORD, ca_file, extra);
+        fx_sql(c, "INSERT INTO outbox.events (topic, key, event_type, payload) "
+                  "SELECT CASE WHEN g %% 21 = 0 THEN NULL ELSE 'sasl-dlt-ok' END,"
+                  "       CASE WHEN g %% 21 = 0 THEN 'dead-' || g ELSE 'k' || g %% 7 END,"
+                  "       CASE WHEN g %% 21 = 0 THEN 'no.route' ELSE 'ok' END,"
+                  "       jsonb_build_object('n', g)"
+                  " FROM generate_series(1, 210) g");
+        ok = fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE topic = 'sasl-dlt-ok'");
+        ck_assert_int_eq(ok, 200);
+        /* 10 dead letters of the rows, then 10 of their records. */
+        dead = fx_wait_sql(c, 20, 120000, "SELECT count(*) FROM outbox.dead_letters");
+        if (dead != 20 || fh_wait_sent(c, ok, 60000) != ok) {
+                char *tail = fh_relay_log_tail(r);
+
+                ck_abort_msg("%lld dead letters (of 20), %lld sent (of %lld); log: %s", dead,
+                             fx_sql_int(c, "SELECT count(*) FROM outbox.events"
+                                           " WHERE status = 'sent'"),
+                             ok, tail);
+        }
+        /* The records: each refused twice, its reason naming the topic and
+         * the refusal; the rows: dead at once, no route. */
+        q = PQexec(c, "SELECT topic, attempts, reason, event_type FROM outbox.dead_letters"
+                      " WHERE topic = 'sasl-dlq-denied' ORDER BY id");
+        ck_assert_int_eq(PQntuples(q), 10);
+        for (int i = 0; i < PQntuples(q); i++) {
+                const char *why = PQgetvalue(q, i, 2);
+
+                ck_assert_str_eq(PQgetvalue(q, i, 3), "outbox.dead_letter");
+                ck_assert_int_eq(atoi(PQgetvalue(q, i, 1)), 2);
+                ck_assert_msg(strstr(why, "uthorization") != NULL &&
+                                  strstr(why, "sasl-dlq-denied") != NULL,
+                              "reason \"%s\" does not name the authorization failure and the "
+                              "dead-letter topic",
+                              why);
+        }
+        snprintf(reason, sizeof(reason), "%s", PQgetvalue(q, 0, 2));
+        PQclear(q);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.dead_letters"
+                                       " WHERE topic IS NULL AND event_type = 'no.route'"),
+                         10);
+        /* No loop: nothing pending, no record of a record. */
+        ck_assert_int_eq(fx_wait_sql(c, 0, 10000,
+                                     "SELECT count(*) FROM outbox.events"
+                                     " WHERE status <> 'sent'"),
+                         0);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events"
+                                       " WHERE topic = 'sasl-dlq-denied'"),
+                         0);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE attempts > 0"), 0);
+        /* One error line per record, naming the topic and the refusal. */
+        errors = log_lines(r, "\"msg\":\"row dead-lettered\"");
+        ck_assert_int_eq(errors, 20);
+        ck_assert_int_eq(log_lines(r, "\"level\":\"error\",\"msg\":\"row dead-lettered\""), 20);
+        {
+                char *log = fx_relay_log(r), *line, *save = NULL;
+                int named = 0;
+
+                for (line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                        named += strstr(line, "\"msg\":\"row dead-lettered\"") != NULL &&
+                                 strstr(line, "sasl-dlq-denied") != NULL &&
+                                 strstr(line, "uthorization") != NULL;
+                free(log);
+                ck_assert_int_eq(named, 10);
+        }
+        assert_no_secret(r);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        snprintf(res.notes, sizeof(res.notes), "record's reason: %.160s", reason);
+        fh_check_topics(c, PLAIN, topics, &res);
+        fh_report(&res, res.lost == 0 && res.phantoms == 0 && res.order_violations == 0 &&
+                            res.key_mismatch == 0 && res.dead_letters == 20);
+        ck_assert_int_eq(res.lost, 0);
+        ck_assert_int_eq(res.phantoms, 0);
+        ck_assert_int_eq(res.order_violations, 0);
+        ck_assert_int_eq(res.key_mismatch, 0);
+        ck_assert_int_eq(res.dead_letters, 20);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* Each test a test case of its own (CK_RUN_CASE=<test>), the broker started
  * once for them all; the tag "sanitize" marks the cases the ASan build runs
  * (the refusal path and a denied topic, the code the sanitizers guard). */
@@ -565,5 +687,6 @@ Suite *test_suite(void)
         runner_add(s, wrong_ca_spends_no_attempt, "sanitize", &servers, 300);
         runner_add(s, scram_sha_512, NULL, &servers, 300);
         runner_add(s, acl_denied_topic_dead_lettered_others_flow, "sanitize", &servers, 300);
+        runner_add(s, dead_letter_topic_refused_by_acl, NULL, &servers, 300);
         return s;
 }

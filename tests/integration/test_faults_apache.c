@@ -7,7 +7,10 @@
  * in-sync replicas (every Produce answered NOT_ENOUGH_REPLICAS until it is
  * back). Writers keep committing and rolling back throughout; the checker
  * reads the topic back and compares it with the database, as in
- * test_faults.c, and each case adds its row to the fault report. */
+ * test_faults.c, and each case adds its row to the fault report. And the
+ * leader of some partitions of a topic without other replicas down: the
+ * other partitions flow, and no row is marked before its key's earlier rows
+ * (the marks-wait rule). */
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
@@ -176,6 +179,152 @@ static const struct fc_case cases[] = {
 
 static const struct runner_servers servers = {cluster_setup, fc_teardown};
 
+#define UNREACH_TOPIC "f-unreach"
+#define UNREACH_KEYS  24
+
+/* Rows marked sent while an earlier row of their key is still pending:
+ * what the marks-wait rule (relay_mark.c, batch_unsent_overtaken) forbids. */
+static long long marked_early(PGconn *c)
+{
+        return fx_sql_int(c, "SELECT count(*) FROM outbox.events s WHERE s.status = 'sent'"
+                             " AND EXISTS (SELECT 1 FROM outbox.events p WHERE p.key = s.key"
+                             " AND p.id < s.id AND p.status = 'pending')");
+}
+
+/* 2 rows of each key, one statement. */
+static void insert_round(PGconn *c)
+{
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload) SELECT '" UNREACH_TOPIC "',"
+               " 'u' || (g %% %d), jsonb_build_object('n', g) FROM generate_series(1, %d) g",
+               UNREACH_KEYS, 2 * UNREACH_KEYS);
+}
+
+/* Polls until `sql` (a count) is 0, checking marked_early at every poll;
+ * returns the polls, or aborts with the relay's log after timeout_ms. */
+static int wait_zero_marks_in_order(PGconn *c, const struct fx_relay *r, int timeout_ms,
+                                    const char *what, const char *sql)
+{
+        int64_t deadline = fx_now_ms() + timeout_ms;
+        int polls = 0;
+        long long left;
+
+        for (;; polls++) {
+                long long early = marked_early(c);
+
+                ck_assert_msg(early == 0,
+                              "%lld rows marked sent before an earlier row of their key", early);
+                if ((left = fx_sql_int(c, "%s", sql)) == 0)
+                        return polls;
+                if (fx_now_ms() > deadline)
+                        ck_abort_msg("%s: %lld rows left after %d ms; relay log:\n%s", what, left,
+                                     timeout_ms, fh_relay_log_tail(r));
+                poll(NULL, 0, 50);
+        }
+}
+
+/* A topic of 6 partitions with one replica each, so that no other broker
+ * takes over: the broker leading partition 0 (and others) killed while rows
+ * of 24 keys come in, then started again. With -X message.timeout.ms=2000
+ * the rows of its partitions time out and wait as pending (no attempt
+ * spent) while the rows of the other partitions are published and marked
+ * during the outage (with the default, no time-out, every mark waits for
+ * the first batch holding a row for the dead broker, relay_mark.c's
+ * earlier_unreported, and the pipeline fills: none of 340 rows of the
+ * other keys was marked in 60 s when tried); at every poll no row is
+ * marked sent while an earlier row of its key is pending; the broker back,
+ * nothing is lost, per-key order holds and nothing is dead-lettered. */
+START_TEST(partition_leader_unreachable_others_flow_marks_wait)
+{
+        static const char *const args[] = {FAST_RECOVERY, "-X", "message.timeout.ms=2000", NULL};
+        struct fx_apache *k = fc_cluster();
+        char *ci, dead[64] = "", affected[160];
+        size_t dlen = 0;
+        struct fh_result res;
+        struct fx_relay *r;
+        long long above, free_sent, n_affected;
+        int leader, n_dead = 0, polls;
+        PGconn *c;
+
+        fh_result_init(&res, "leader-unreachable",
+                       "3 brokers, a topic of 6 partitions with 1 replica each: the broker leading "
+                       "partition 0 killed with SIGKILL while 24 keys get rows (10 rounds), "
+                       "-X message.timeout.ms=2000; then restarted");
+        ci = fx_pg_create_db(fc_pg(), "funreach");
+        if (fx_apache_ensure_up(k) > 0)
+                fprintf(stderr, "funreach: a broker was down (left so by a failed case?)\n");
+        fx_migrate(ci, NULL);
+        fx_apache_create_topic_rf(k, UNREACH_TOPIC, 6, 1, NULL);
+        leader = fx_apache_leader(k, UNREACH_TOPIC, 0);
+        ck_assert_int_ge(leader, 1);
+        for (int p = 0; p < 6; p++)
+                if (fx_apache_leader(k, UNREACH_TOPIC, p) == leader) {
+                        dlen += (size_t)snprintf(dead + dlen, sizeof(dead) - dlen, "%s%d",
+                                                 n_dead++ ? "," : "", p);
+                }
+        ck_assert_msg(n_dead < 6, "every partition on broker %d", leader);
+        c = fx_db_connect(ci);
+        r = fx_relay_start(ci, BROKERS, args);
+        /* Where each key goes, from the rows marked before the outage. */
+        for (int i = 0; i < 5; i++)
+                insert_round(c);
+        fc_wait_sent(c, 10 * UNREACH_KEYS, 60000);
+        snprintf(affected, sizeof(affected),
+                 "(SELECT key FROM outbox.events WHERE kafka_partition IN (%s))", dead);
+        n_affected = fx_sql_int(c,
+                                "SELECT count(DISTINCT key) FROM outbox.events"
+                                " WHERE kafka_partition IN (%s)",
+                                dead);
+        ck_assert_msg(n_affected > 0 && n_affected < UNREACH_KEYS,
+                      "%lld of %d keys on partitions %s", n_affected, UNREACH_KEYS, dead);
+        above = fx_sql_int(c, "SELECT max(id) FROM outbox.events");
+        fx_apache_kill(k, leader);
+        for (int i = 0; i < 10; i++) {
+                insert_round(c);
+                ck_assert_int_eq(marked_early(c), 0);
+                poll(NULL, 0, 100);
+        }
+        {
+                char sql[512];
+
+                /* The other partitions flow while the broker is down. */
+                snprintf(sql, sizeof(sql),
+                         "SELECT count(*) FROM outbox.events WHERE id > %lld AND status ="
+                         " 'pending' AND key NOT IN %s",
+                         above, affected);
+                polls = wait_zero_marks_in_order(c, r, 60000, "rows of the live partitions", sql);
+                free_sent = fx_sql_int(c,
+                                       "SELECT count(*) FROM outbox.events WHERE id > %lld"
+                                       " AND status = 'sent'",
+                                       above);
+                /* None of the dead broker's: nothing can acknowledge them. */
+                ck_assert_int_eq(fx_sql_int(c,
+                                            "SELECT count(*) FROM outbox.events WHERE id > %lld"
+                                            " AND status = 'sent' AND key IN %s",
+                                            above, affected),
+                                 0);
+                ck_assert_int_eq(free_sent, 20LL * (UNREACH_KEYS - n_affected));
+                fx_apache_restart(k, leader);
+                polls += wait_zero_marks_in_order(c, r, 60000, "every row after the restart",
+                                                  "SELECT count(*) FROM outbox.events"
+                                                  " WHERE status = 'pending'");
+        }
+        res.faults = 1;
+        snprintf(res.notes, sizeof(res.notes),
+                 "partitions %s on broker %d (%lld of %d keys): %lld rows of the other keys "
+                 "sent during the outage, none of theirs; no row marked before its key's "
+                 "earlier rows in %d polls",
+                 dead, leader, n_affected, UNREACH_KEYS, free_sent, polls);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE attempts > 0"), 0);
+        fh_relay_stop(r, 30000);
+        fh_relay_free(r, res.name);
+        fh_check(c, BROKERS, UNREACH_TOPIC, &res);
+        fh_report_and_assert(&res);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("faults_apache");
@@ -183,5 +332,7 @@ Suite *test_suite(void)
         /* fault_cluster starts Apache Kafka for these, whatever the caller set. */
         setenv("OUTBOX_FAULT_KAFKA", "apache", 1);
         fc_add_cases(s, cases, sizeof(cases) / sizeof(cases[0]), &servers);
+        runner_add(s, partition_leader_unreachable_others_flow_marks_wait, "leader-unreachable",
+                   &servers, 300);
         return s;
 }

@@ -21,6 +21,15 @@ RATE_FUNCS = ("rate", "irate", "increase")
 # scrape; kubernetes_sd and a ServiceMonitor's namespace, pod, service,
 # endpoint, container): a query may use them though the relay exports none.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
+# Labels every relay series carries in some configurations though the metrics
+# table names them only where the alerts group by them: outbox="<name>" with
+# --outboxes-file (docs/operations.md, "Metrics and alerts").
+RELAY_LABELS = {"outbox"}
+# What each selector of a dashboard panel must match on: the dashboard's
+# variables, so that picking a namespace, job, instance or outbox filters
+# every panel alike.
+PANEL_MATCHERS = {"namespace": "$namespace", "job": "$job", "instance": "$instance",
+                  "outbox": "$outbox"}
 
 
 def exported_series(metrics_text):
@@ -137,6 +146,9 @@ def self_test(c):
     c.eq(variable_expr('label_values(outbox_relay_leader{namespace=~"$namespace"}, job)'),
          'outbox_relay_leader{namespace=~"$namespace"}', "label_values' series")
     c.eq(variable_expr("label_values(namespace)"), None, "label_values without a series")
+    c.eq(selectors('x(outbox_relay_a{outbox=~"$outbox", job="j"}) / outbox_relay_b'),
+         [("outbox_relay_a", {"outbox": ("=~", "$outbox"), "job": ("=", "j")}), ("outbox_relay_b", {})],
+         "selectors")
     c.eq(used_labels('sum by (topic, le) (rate(x{job="a", namespace=~"b|c"}[1m])) / on(pod) y', "{{ topic }} {{le}} {{ $labels.pod }}"),
          {"topic", "le", "job", "namespace", "pod"}, "labels used")
 
@@ -172,6 +184,8 @@ def check_expr(c, expr, series, what, documented=None, legend=""):
             c.check(not in_rate, f"{what}: gauge {m.group(1)} is not read through rate() or increase()")
     if documented is not None:
         allowed = set(TARGET_LABELS)
+        if any(n.startswith("outbox_relay_") for n in names):
+            allowed |= RELAY_LABELS
         for n in names:
             allowed |= documented.get(family_of(n, series), set())
             if n.endswith("_bucket"):
@@ -185,6 +199,50 @@ def check_expr(c, expr, series, what, documented=None, legend=""):
         c.check(re.search(r"\bby\s*\([^)]*\ble\b", expr),
                 f"{what}: histogram_quantile keeps the le label: {expr!r}")
     return names
+
+
+def selectors(expr):
+    """[(metric, {label: (op, value)})] of each relay metric selector of expr."""
+    out = []
+    for m in re.finditer(r"\b(outbox_relay_[A-Za-z0-9_:]+)\s*(?:\{([^{}]*)\})?", expr):
+        matchers = {}
+        for lm in re.finditer(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"', m.group(2) or ""):
+            matchers[lm.group(1)] = (lm.group(2), lm.group(3))
+        out.append((m.group(1), matchers))
+    return out
+
+
+def check_panel_selectors(c, what, expr):
+    """Every relay metric a panel reads is selected by each dashboard variable
+    (label=~"$variable"), so no panel ignores the namespace, job, instance or
+    outbox picked; a query that filtered only some of its selectors would mix
+    outboxes in one ratio."""
+    sels = selectors(expr)
+    c.check(sels, f"{what}: selects relay metrics: {expr!r}")
+    for metric, matchers in sels:
+        for label, var in PANEL_MATCHERS.items():
+            c.eq(matchers.get(label), ("=~", var), f"{what}: {metric} matches {label}=~\"{var}\"")
+
+
+def check_outbox_variable(c, v):
+    """The outbox variable: the outboxes of --outboxes-file, several at once,
+    All by default; All is .* because {outbox=~".*"} also matches series
+    without the label (an empty label value matches .*), so a relay with one
+    outbox, whose series have no outbox label, still shows. An empty or
+    missing allValue would make Grafana send the values it listed, (a|b),
+    which drops those series."""
+    q = variable_expr(v.get("query")) or ""
+    c.check(re.search(r",\s*outbox\s*\)\s*$", (v.get("query") or {}).get("query", "")),
+            f"outbox variable lists label_values(..., outbox): {v.get('query')!r}")
+    for label, var in PANEL_MATCHERS.items():
+        if label != "outbox":
+            c.check(f'{label}=~"{var}"' in q, f"outbox variable follows ${label}: {q!r}")
+    c.eq((v.get("includeAll"), v.get("allValue"), v.get("multi")), (True, ".*", True),
+         "outbox variable: includeAll, allValue .*, multi")
+    cur = v.get("current") or {}
+    c.check(cur.get("value") in ("$__all", ["$__all"]), f"outbox variable is All by default: {cur!r}")
+    c.check(re.fullmatch(v.get("allValue") or "^$", ""),
+            "the outbox variable's All value matches the empty label value (series without it)")
 
 
 def panels_of(dash):
@@ -223,8 +281,9 @@ def check_dashboard(c, r, chart, series, documented, label=("grafana_dashboard",
     variables = {v.get("name"): v for v in (dash.get("templating") or {}).get("list") or []}
     ds = variables.get("datasource") or {}
     c.eq((ds.get("type"), ds.get("query")), ("datasource", "prometheus"), "datasource variable")
-    for name in ("namespace", "instance"):
-        c.check(variables.get(name, {}).get("type") == "query", f"a {name} variable")
+    for name in ("namespace", "instance", "outbox"):
+        c.check(variables.get(name, {}).get("type") == "query", f"the {name} variable")
+    check_outbox_variable(c, variables.get("outbox") or {})
     ds_ref = {"type": "prometheus", "uid": "${datasource}"}
     exprs = []
     for name, v in variables.items():
@@ -251,11 +310,11 @@ def check_dashboard(c, r, chart, series, documented, label=("grafana_dashboard",
     for what, e, legend, var_label in exprs:
         names = check_expr(c, e, series, what, documented, legend)
         if var_label:
-            c.check(var_label in TARGET_LABELS, f"{what}: lists values of a label every series has")
+            c.check(var_label in TARGET_LABELS | RELAY_LABELS,
+                    f"{what}: lists values of a label every series has")
         used |= names
         if what.startswith("panel"):
-            for var in ("namespace", "instance"):
-                c.check(f"${var}" in e, f"{what}: filters by ${var}: {e!r}")
+            check_panel_selectors(c, what, e)
     # What an operator opens it for (issue 19, item 6).
     for need in ("outbox_relay_pending_rows", "outbox_relay_oldest_pending_age_seconds",
                  "outbox_relay_messages_published_total", "outbox_relay_messages_failed_total",
@@ -264,6 +323,14 @@ def check_dashboard(c, r, chart, series, documented, label=("grafana_dashboard",
                  "outbox_relay_dead_letter_rows", "outbox_relay_event_lag_seconds_bucket"):
         c.check(need in used, f"the dashboard shows {need}")
     c.check(any("histogram_quantile" in x[1] for x in exprs), "latency quantiles from histogram buckets")
+    # Per outbox where outboxes differ: one outbox's backlog, lag, leader or
+    # dead letters must not hide behind another's (a max or sum over all).
+    for need in ("outbox_relay_pending_rows", "outbox_relay_oldest_pending_age_seconds",
+                 "outbox_relay_leader", "outbox_relay_dead_letter_rows"):
+        c.check(any(need in promql_metrics(e) and re.search(r"\bby\s*\([^)]*\boutbox\b", e)
+                    and "outbox" in used_labels("", legend)
+                    for what, e, legend, _ in exprs if what.startswith("panel")),
+                f"a panel shows {need} by outbox, named in its legend")
 
 
 def strip_selectors(expr):
