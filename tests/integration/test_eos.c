@@ -440,7 +440,7 @@ static void marks_held(const char *db, int replay)
         }
         r = fx_relay_start(ci, fx_kafka_bootstraps(k), args);
         ck_assert_int_eq(fh_wait_sent(c, 2, 60000), 2);
-        ck_assert_int_eq(fh_relay_log_number(r, "recovered_rows"), replay ? 1 : 2);
+        ck_assert_int_eq(fh_relay_log_number(r, "recovered_rows"), (replay ? 1 : 2));
         n = fx_consume(fx_kafka_bootstraps(k), "eos-held", 4, 3000, &msgs);
         for (size_t i = 0; i < n; i++) {
                 const struct fx_header *h = fx_msg_header(&msgs[i], "outbox_id");
@@ -448,8 +448,8 @@ static void marks_held(const char *db, int replay)
                 copies_of_1 += h != NULL && h->value != NULL && strcmp(h->value, "1") == 0;
         }
         fx_msgs_free(msgs, n);
-        ck_assert_uint_eq(n, replay ? 3 : 2);
-        ck_assert_int_eq(copies_of_1, replay ? 2 : 1);
+        ck_assert_uint_eq(n, (replay ? 3 : 2));
+        ck_assert_int_eq(copies_of_1, (replay ? 2 : 1));
         if (replay)
                 ck_assert_int_eq(fx_sql_int(c, "SELECT count(*) FROM outbox.events WHERE id = 1"
                                                " AND status = 'sent' AND generation = 1"
