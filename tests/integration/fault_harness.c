@@ -444,15 +444,24 @@ static size_t eos_listed(const char *brokers, struct listed **out)
         const char *ptopic = getenv("OUTBOX_PROGRESS_TOPIC");
         struct fx_msg *pm = NULL, *early = NULL;
         struct listed *l = NULL;
-        size_t np, ne, n = 0, cap = 0;
+        size_t np, ne, n = 0, cap = 0, bytes = 0, records = 0;
         int64_t first;
+        int tapped = 0;
 
         ck_assert_msg(tid != NULL, "exactly-once check without OUTBOX_TRANSACTIONAL_ID");
         ptopic = ptopic ? ptopic : "outbox-relay-progress";
         np = fx_consume(brokers, ptopic, (size_t)-1, FH_CONSUME_IDLE, &pm);
         first = np > 0 && pm[0].partition == 0 ? pm[0].offset : 0;
-        ne = first > 0 ? fh_tap_before(ptopic, first, &early) : 0;
-        ck_assert_msg((int64_t)ne == first,
+        ne = first > 0 ? fh_tap_before(ptopic, first, &early, &tapped) : 0;
+        /* Untapped (a topic shared by a suite's cases): the records dropped
+         * may be earlier cases'; if they were this one's, its rows show as
+         * lost, and this line says why. */
+        if (first > 0 && !tapped)
+                fprintf(stderr,
+                        "checker: the dev Kafka dropped the first %lld progress records of %s (it "
+                        "keeps about 5 MB a partition): rows they listed count as lost\n",
+                        (long long)first, ptopic);
+        ck_assert_msg(!tapped || (int64_t)ne == first,
                       "the dev Kafka dropped the first %lld progress records of %s (it keeps about "
                       "5 MB a partition) and the tap has %zu of them: the checker cannot tell "
                       "which messages were committed",
@@ -466,9 +475,14 @@ static size_t eos_listed(const char *brokers, struct listed **out)
                 const struct fx_msg *m = i < ne ? &early[i] : &pm[i - ne];
 
                 if (m->key != NULL && m->key_len == strlen(tid) &&
-                    memcmp(m->key, tid, m->key_len) == 0)
+                    memcmp(m->key, tid, m->key_len) == 0) {
                         listed_add(m, &l, &n, &cap);
+                        bytes += m->value_len;
+                        records++;
+                }
         }
+        fprintf(stderr, "checker: %zu progress records of %s, %zu bytes, listing %zu messages\n",
+                records, tid, bytes, n);
         fx_msgs_free(early, ne);
         fx_msgs_free(pm, np);
         qsort(l, n, sizeof(*l), by_position);

@@ -116,13 +116,14 @@ void fh_tap_stop(void)
         tap.running = 0;
 }
 
-size_t fh_tap_before(const char *topic, int64_t first, struct fx_msg **out)
+size_t fh_tap_before(const char *topic, int64_t first, struct fx_msg **out, int *tapped)
 {
         size_t n = 0;
 
         *out = NULL;
         pthread_mutex_lock(&tap.mu);
-        if (tap.running && strcmp(topic, tap.topic) == 0) {
+        *tapped = tap.running && strcmp(topic, tap.topic) == 0;
+        if (*tapped) {
                 while (n < tap.n && tap.recs[n].offset < first)
                         n++;
                 *out = calloc(n ? n : 1, sizeof(**out));
