@@ -2,10 +2,11 @@
  * each carrying a progress record of its rows; rows are marked sent only
  * after the commit, and a new leader first marks the rows of the last
  * committed record sent, so a batch Kafka has is never published again.
- * Nothing here waits for Kafka: init, commit and abort run in short
- * resumable steps from the loop, and the progress record is read back by
- * the reader's own thread (progress_reader), so signals, probes and the
- * database are served while Kafka is slow or away. */
+ * Nothing here waits long for Kafka: init, commit and abort run in short
+ * resumable steps from the loop (a commit's first up to COMMIT_MS), and the
+ * progress record is read back by the reader's own thread
+ * (progress_reader), so signals, probes and the database are served while
+ * Kafka is slow or away. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

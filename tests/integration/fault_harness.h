@@ -145,7 +145,15 @@ void fh_report(const struct fh_result *r, int ok);
 /* Exactly-once runs: moves the messages a read_committed consumer would
  * see (those a progress record lists) to the front of msgs, keeping their
  * order, and returns how many; notes the others in r. */
+/* The dev Kafka's progress topic, read while a case runs (fault_tap.c):
+ * the mock drops a partition's oldest records past about 5 MB, which the
+ * checker needs. start stops the last tap; before copies the records of
+ * partition 0 of topic below offset first (malloc'ed, fx_msgs_free) and
+ * returns how many it has (*tapped: whether it reads topic at all). */
+void fh_tap_start(const char *brokers, const char *topic);
+void fh_tap_stop(void);
 struct fx_msg;
+size_t fh_tap_before(const char *topic, int64_t first, struct fx_msg **out, int *tapped);
 size_t fh_eos_visible(const char *brokers, const char *topic, struct fx_msg *msgs, size_t n,
                       struct fh_result *r);
 /* Per-key order under at-least-once: the first appearance of each event,
