@@ -12,6 +12,11 @@
 #include "compiler.h"
 #include "log.h"
 
+/* Rows one Kafka transaction carries at most with --exactly-once: its
+ * progress record names each row (about 60 bytes) and must stay well under
+ * Kafka's 1 MB message limit, so --batch-size is bounded by it too. */
+#define CONFIG_TXN_MAX_ROWS 8000
+
 /* A "name=value" pair kept in order (routing rules, librdkafka properties). */
 struct config_kv {
         char *name;

@@ -619,6 +619,15 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                 snprintf(errbuf, errsz, "--transactional-id must be 1 to 255 characters");
                 return -1;
         }
+        if (cfg->exactly_once && cfg->batch_size > CONFIG_TXN_MAX_ROWS) {
+                /* A larger batch's progress record would pass Kafka's 1 MB
+                 * message limit: refused, aborted and fetched again, forever. */
+                snprintf(errbuf, errsz,
+                         "--batch-size %d is too large for --exactly-once: at most %d rows, "
+                         "so that a transaction's progress record fits one Kafka message",
+                         cfg->batch_size, CONFIG_TXN_MAX_ROWS);
+                return -1;
+        }
         if (check_role(cfg->grant_writer, "--grant-writer", errbuf, errsz) != 0 ||
             check_role(cfg->grant_relay, "--grant-relay", errbuf, errsz) != 0)
                 return -1;

@@ -64,7 +64,9 @@ const struct setting config_settings[] = {
      "Whatever this says, names starting with __ (Kafka's internal topics) and the "
      "--progress-topic are always refused. Unset: any other topic."},
     {"batch-size", 0, "OUTBOX_BATCH_SIZE", T_INT, OFF(batch_size), 1, 100000, "1000", F_PER_OUTBOX,
-     C_RUN, 0, "N", "Rows fetched from the outbox per batch."},
+     C_RUN, 0, "N",
+     "Rows fetched from the outbox per batch; at most 8000 with --exactly-once (a transaction's "
+     "progress record names each row and must fit one Kafka message)."},
     {"pipeline-depth", 0, "OUTBOX_PIPELINE_DEPTH", T_INT, OFF(pipeline_depth), 1, 64, "4",
      F_PER_OUTBOX, C_RUN, 0, "N", "Batches being published to Kafka at once."},
     {"memory-budget-bytes", 0, "OUTBOX_MEMORY_BUDGET_BYTES", T_ID, OFF(memory_budget), 1048576,

@@ -44,10 +44,9 @@
  * consumer) every few seconds. */
 #define READ_TIMEOUT_MS 30000
 #define READ_POLL_MS    10 /* how often the loop looks for the read's result */
-/* Batches that waited join the next transaction up to this many rows: its
- * progress record names each row (about 60 bytes), and must stay well under
- * Kafka's 1 MB message limit. A batch larger than that goes alone. */
-#define TXN_MAX_ROWS 8000
+/* Batches that waited join the next transaction up to this many rows
+ * (config.h: --batch-size is at most that much with --exactly-once). */
+#define TXN_MAX_ROWS CONFIG_TXN_MAX_ROWS
 /* Batches fetched while a transaction's messages are on their way join it
  * up to this many times (may_join). */
 #define TXN_MAX_JOINS 4

@@ -258,6 +258,21 @@ START_TEST(test_retry_max_below_base)
 }
 END_TEST
 
+/* With --exactly-once a batch is one progress record's worth of rows at
+ * most: larger, the record would pass Kafka's message limit forever. */
+START_TEST(test_exactly_once_batch_size)
+{
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--exactly-once", "--batch-size", "8001")),
+                         -1);
+        ck_assert_str_eq(errbuf, "--batch-size 8001 is too large for --exactly-once: at most 8000 "
+                                 "rows, so that a transaction's progress record fits one Kafka "
+                                 "message");
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--exactly-once", "--batch-size", "8000")),
+                         0);
+        ck_assert_int_eq(validate_args(ARGS(DB, KAFKA, "--batch-size", "100000")), 0);
+}
+END_TEST
+
 /* The memory budget is a byte count past int's range: 1 MiB to 1 TiB,
  * from the flag or the variable, one clear line when wrong. */
 START_TEST(test_memory_budget)
@@ -1309,7 +1324,10 @@ START_TEST(test_help)
                         break;
         }
         ck_assert_ptr_nonnull(strstr(help, "--batch-size N OUTBOX_BATCH_SIZE Rows fetched from the "
-                                           "outbox per batch. Range 1 to 100000. Default: 1000."));
+                                           "outbox per batch; at most 8000 with --exactly-once (a "
+                                           "transaction's progress record names each row and "
+                                           "must fit one Kafka message). Range 1 to 100000. "
+                                           "Default: 1000."));
         ck_assert_ptr_nonnull(strstr(help, "Range 0 to 3600000. Default: 10000."));
         free(help);
 }
@@ -1355,6 +1373,7 @@ Suite *test_suite(void)
         tcase_add_loop_test(tc, test_int_bounds, 0,
                             (int)(sizeof(int_settings) / sizeof(int_settings[0])));
         tcase_add_test(tc, test_retry_max_below_base);
+        tcase_add_test(tc, test_exactly_once_batch_size);
         tcase_add_test(tc, test_memory_budget);
         tcase_add_test(tc, test_log_level);
         tcase_add_test(tc, test_routes);
