@@ -512,15 +512,16 @@ static void on_plans_set(void *arg, PGresult *res, const char *error)
         PQclear(res);
 }
 
-/* A generic plan is made once, from the statistics of the moment, and
- * kept until they change. Made from the statistics of an empty table (a
- * new or truncated outbox, until autovacuum analyzes it), it scans the
- * whole table on every fetch and joins every mark with the whole pending
- * index: fetches of 11 ms instead of 0.4 ms at 3,000 events/s. Planning
- * every execution avoids that but costs ~0.1 ms a statement (9% of a CPU
- * at 1,000 events/s), so it is only done while the statistics are stale:
- * until the table has been analyzed at 1 MB or more, and again when it has
- * outgrown them fourfold. */
+/* The writer sessions' plans: the mark, record_failure, the count of
+ * pending rows, retention (the reader's are generic, held to index scans:
+ * db_statements.c, session_sql). A generic plan is made once, from the
+ * statistics of the moment, and kept until they change. Made from the
+ * statistics of an empty table (a new or truncated outbox, until
+ * autovacuum analyzes it), it joins every mark with the whole pending
+ * index. Planning every execution avoids that but costs ~0.1 ms a
+ * statement (9% of a CPU at 1,000 events/s), so it is only done while the
+ * statistics are stale: until the table has been analyzed at 1 MB or
+ * more, and again when it has outgrown them fourfold. */
 int db_plan_for_statistics(struct db *db, int stale)
 {
         char *params[1] = {stale ? "force_custom_plan" : "auto"};
@@ -532,7 +533,7 @@ int db_plan_for_statistics(struct db *db, int stale)
         if (stale == db->custom_plans)
                 return first;
         db->custom_plans = stale;
-        for (int i = 0; i < DB_LANES; i++)
+        for (int i = DB_READER + 1; i < DB_LANES; i++)
                 db_enqueue(db, i, OP_EXECUTE, "outbox_plans", NULL, 1, params, 0, on_plans_set, db);
         return 1;
 }

@@ -273,8 +273,9 @@ static void on_setup(void *arg, PGresult *res, const char *error)
                 setup_next(l, now);
 }
 
-/* Every session is ready: the db is up. Sessions start planning every
- * execution until the first look at the statistics. */
+/* Every session is ready: the db is up. The writer sessions start
+ * planning every execution until the first look at the statistics (the
+ * reader keeps its generic plans: db_statements.c, session_sql). */
 static void lane_ready(struct db *db, struct lane *l)
 {
         l->state = LANE_READY;
@@ -299,8 +300,9 @@ static void setup_next(struct lane *l, int64_t now)
         for (;;) {
                 switch (l->step) {
                 case ST_SESSION:
-                        db_enqueue(db, l->index, OP_QUERY, NULL, db->session_sql, 0, NULL, 0,
-                                   on_setup, l);
+                        db_enqueue(db, l->index, OP_QUERY, NULL,
+                                   l->index == DB_READER ? db->reader_session_sql : db->session_sql,
+                                   0, NULL, 0, on_setup, l);
                         return;
                 case ST_PROBE:
                         db_enqueue(db, l->index, OP_QUERY, NULL, migrate_probe_sql, 1, schema, 0,

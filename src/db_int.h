@@ -70,12 +70,12 @@ struct db {
         struct lane lanes[DB_LANES];
         enum db_state state;
         char outbox_id[40]; /* relay_state.outbox_id, read at connect */
-        int custom_plans;   /* sessions plan every execution (stale statistics) */
+        int custom_plans;   /* writer sessions plan every execution (stale statistics) */
         int plans_checked;  /* db_plan_for_statistics ran since the connect */
         /* The setup statements, made once from the schema's name. */
         struct db_stmt *stmts;
         size_t n_stmts;
-        char *session_sql, *version_sql, *listen_sql, *outbox_id_sql;
+        char *session_sql, *reader_session_sql, *version_sql, *listen_sql, *outbox_id_sql;
         /* The attempt under way (DB_CONNECTING). */
         int schema_ok;       /* the reader found the schema at the right version */
         int failed;          /* the attempt failed: tear it down, report event */

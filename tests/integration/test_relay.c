@@ -637,6 +637,79 @@ START_TEST(plans_follow_the_statistics)
 }
 END_TEST
 
+/* Lines of the server's log that backend pid wrote starting with what
+ * (the fixture's server keeps the default log_line_prefix, "%m [%p] "). */
+static int count_server_log(int pid, const char *what)
+{
+        FILE *f = fopen(fx_pg_log_path(pg), "r");
+        char line[4096], prefix[64];
+        int n = 0;
+
+        ck_assert_ptr_nonnull(f);
+        snprintf(prefix, sizeof(prefix), "[%d] %s", pid, what);
+        while (fgets(line, sizeof(line), f) != NULL)
+                if (strstr(line, prefix) != NULL)
+                        n++;
+        fclose(f);
+        return n;
+}
+
+/* The fetch is planned once a session, not at each execution (~0.2 ms of
+ * its backend, more than running it, at one fetch an event at low rates),
+ * even while the statistics are stale: then a custom plan would be a
+ * bitmap scan of every pending row sorted by id, and a generic plan made
+ * from them a scan of the whole table. PostgreSQL logs every plan it makes
+ * for the relay's sessions (debug_print_plan); 40 rows published one at a
+ * time take at least 40 fetches on the reader's session. */
+START_TEST(fetch_planned_once)
+{
+        char *ci = fresh_db("plan_once");
+        PGconn *c = fx_db_connect(ci);
+        const char *args[] = {NO_POLL, NULL};
+        struct fx_relay *r;
+        PGresult *res;
+        int plans;
+
+        fx_sql(c, "ALTER TABLE outbox.events SET (autovacuum_enabled = false)");
+        fx_sql(c, "ANALYZE outbox.events");
+        fx_sql(c,
+               "INSERT INTO outbox.events (topic, key, payload, status, sent_at)"
+               " SELECT 'plan1', 'k', jsonb_build_object('pad', repeat('x', 1000)), 'sent', now()"
+               " FROM generate_series(1, 4000)");
+        fx_sql(c, "DO $$ BEGIN EXECUTE format('ALTER ROLE %%I IN DATABASE %%I SET debug_print_plan"
+                  " = on', '" FX_RELAY_ROLE "', current_database()); END $$");
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
+        for (int i = 1; i <= 40; i++) {
+                fx_sql(c,
+                       "INSERT INTO outbox.events (topic, key, payload)"
+                       " VALUES ('plan1', 'k', jsonb_build_object('n', %d))",
+                       i);
+                ck_assert_int_eq(fh_wait_sent(c, 4000 + i, 30000), 4000 + i);
+        }
+        /* The reader: outbox-relay/<instance>, the writers -writer/. */
+        res = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE usename = '" FX_RELAY_ROLE "'"
+                        " AND datname = current_database()"
+                        " AND application_name LIKE 'outbox-relay/%'");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        ck_assert_int_eq(PQntuples(res), 1);
+        plans = count_server_log(atoi(PQgetvalue(res, 0, 0)), "LOG:  plan:");
+        PQclear(res);
+        ck_assert_msg(plans > 0, "no plan in the server's log: debug_print_plan did not apply");
+        printf("fetch_planned_once: the reader made %d plans for 40 rows published one at a time\n",
+               plans);
+        /* Each of the reader's statements once (and the queries inside
+         * writers()): far fewer than the 40 fetches. */
+        ck_assert_msg(plans < 20, "the reader made %d plans for 40 rows published one at a time",
+                      plans);
+        fx_sql(c,
+               "DO $$ BEGIN EXECUTE format('ALTER ROLE %%I IN DATABASE %%I RESET debug_print_plan',"
+               " '" FX_RELAY_ROLE "', current_database()); END $$");
+        fx_relay_free(r);
+        PQfinish(c);
+        free(ci);
+}
+END_TEST
+
 /* Two replicas on one outbox: one leads, the other waits; SIGKILL the
  * leader mid-stream and the standby takes over with nothing lost and
  * per-key order kept. */
@@ -1100,6 +1173,7 @@ Suite *test_suite(void)
                                       kcat_reads_the_published_events,
                                       a_clean_run_logs_no_warning,
                                       plans_follow_the_statistics,
+                                      fetch_planned_once,
                                       NULL};
 
         return runner_suite("relay", "end_to_end", &servers, 240, tests);
