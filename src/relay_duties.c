@@ -535,11 +535,11 @@ static void on_stats(void *arg, const struct db_stats *st, const char *error)
                 metrics_set(r->metrics, METRICS_DEAD_LETTER_ROWS, st->dead_letters);
                 if (db_plan_for_statistics(r->db, stale))
                         log_info(r->lg,
-                                 stale ? "planning every statement until the outbox table is "
+                                 stale ? "planning each mark until the outbox table is "
                                          "analyzed: its statistics describe under 1 MB or under "
-                                         "a quarter of it"
-                                       : "reusing generic plans: the outbox table's statistics "
-                                         "are current",
+                                         "a quarter of it (the fetch keeps its one plan)"
+                                       : "reusing generic plans for the marks: the outbox "
+                                         "table's statistics are current",
                                  NULL);
         }
 }

@@ -616,8 +616,8 @@ START_TEST(plans_follow_the_statistics)
                " SELECT 'plans', 'k', jsonb_build_object('pad', repeat('x', 1000)), 'sent', now()"
                " FROM generate_series(1, 4000)");
         r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), args);
-        ck_assert_msg(wait_log(r, "planning every statement", 30000),
-                      "no 'planning every statement' in the log");
+        ck_assert_msg(wait_log(r, "planning each mark", 30000),
+                      "no 'planning each mark' in the log");
         fx_sql(c, "INSERT INTO outbox.events (topic, key, payload)"
                   " SELECT 'plans', 'k', jsonb_build_object('n', g) FROM generate_series(1, 20) g");
         n = fx_consume(fx_kafka_bootstraps(kafka), "plans", 20, 30000, &msgs);
