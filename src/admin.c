@@ -384,6 +384,28 @@ static void status_text(const struct config *cfg, PGresult *res, PGresult *leade
         }
 }
 
+/* One outbox's status: appended to list with --json, else printed. */
+static int status_say(const struct config *cfg, const char *outbox, json_t *list, PGresult *res,
+                      PGresult *leader, PGresult *who)
+{
+        json_t *v;
+
+        if (!cfg->json) {
+                if (outbox != NULL)
+                        printf("outbox:             %s\n", outbox);
+                status_text(cfg, res, leader, who);
+                return 0;
+        }
+        v = status_json(cfg, res, leader, who);
+        if (v != NULL && outbox != NULL)
+                json_object_set_new(v, "outbox", json_string(outbox));
+        if (v == NULL || json_array_append_new(list, v) != 0) {
+                fail("status", "out of memory");
+                return 1;
+        }
+        return 0;
+}
+
 /* One outbox's status: printed as text (under an "outbox:" line when
  * named), or with --json added to list (a JSON object, with "outbox" when
  * named). */
@@ -425,22 +447,7 @@ static int status_one(const struct config *cfg, const char *outbox, json_t *list
         who = query(conn, "status", relays_sql, 1, &params[2]);
         if (who == NULL)
                 goto out;
-        if (cfg->json) {
-                json_t *v = status_json(cfg, res, leader, who);
-
-                if (v != NULL && outbox != NULL)
-                        json_object_set_new(v, "outbox", json_string(outbox));
-                if (v == NULL || json_array_append_new(list, v) != 0) {
-                        fail("status", "out of memory");
-                        goto out;
-                }
-                rc = 0;
-                goto out;
-        }
-        if (outbox != NULL)
-                printf("outbox:             %s\n", outbox);
-        status_text(cfg, res, leader, who);
-        rc = 0;
+        rc = status_say(cfg, outbox, list, res, leader, who);
 out:
         PQclear(res);
         PQclear(leader);

@@ -589,6 +589,29 @@ static int check_strings(const struct config *cfg, int need, char *errbuf, size_
         return 0;
 }
 
+/* The relay's names for itself, and what exactly-once bounds. */
+static int check_ids(const struct config *cfg, char *errbuf, size_t errsz)
+{
+        if (cfg->instance_id == NULL || strlen(cfg->instance_id) > 255) {
+                snprintf(errbuf, errsz, "--instance-id must be 1 to 255 characters");
+                return -1;
+        }
+        if (cfg->transactional_id != NULL && strlen(cfg->transactional_id) > 255) {
+                snprintf(errbuf, errsz, "--transactional-id must be 1 to 255 characters");
+                return -1;
+        }
+        if (cfg->exactly_once && cfg->batch_size > CONFIG_TXN_MAX_ROWS) {
+                /* A larger batch's progress record would pass Kafka's 1 MB
+                 * message limit: refused, aborted and fetched again, forever. */
+                snprintf(errbuf, errsz,
+                         "--batch-size %d is too large for --exactly-once: at most %d rows, "
+                         "so that a transaction's progress record fits one Kafka message",
+                         cfg->batch_size, CONFIG_TXN_MAX_ROWS);
+                return -1;
+        }
+        return 0;
+}
+
 int config_validate(const struct config *cfg, int need, char *errbuf, size_t errsz)
 {
         struct sockaddr_storage listen_addr;
@@ -611,23 +634,8 @@ int config_validate(const struct config *cfg, int need, char *errbuf, size_t err
                          cfg->schema != NULL ? cfg->schema : "");
                 return -1;
         }
-        if (cfg->instance_id == NULL || strlen(cfg->instance_id) > 255) {
-                snprintf(errbuf, errsz, "--instance-id must be 1 to 255 characters");
+        if (check_ids(cfg, errbuf, errsz) != 0)
                 return -1;
-        }
-        if (cfg->transactional_id != NULL && strlen(cfg->transactional_id) > 255) {
-                snprintf(errbuf, errsz, "--transactional-id must be 1 to 255 characters");
-                return -1;
-        }
-        if (cfg->exactly_once && cfg->batch_size > CONFIG_TXN_MAX_ROWS) {
-                /* A larger batch's progress record would pass Kafka's 1 MB
-                 * message limit: refused, aborted and fetched again, forever. */
-                snprintf(errbuf, errsz,
-                         "--batch-size %d is too large for --exactly-once: at most %d rows, "
-                         "so that a transaction's progress record fits one Kafka message",
-                         cfg->batch_size, CONFIG_TXN_MAX_ROWS);
-                return -1;
-        }
         if (check_role(cfg->grant_writer, "--grant-writer", errbuf, errsz) != 0 ||
             check_role(cfg->grant_relay, "--grant-relay", errbuf, errsz) != 0)
                 return -1;

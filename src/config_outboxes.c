@@ -169,6 +169,42 @@ static int check_pair(const char *file, const struct config_outbox *a,
         return 0;
 }
 
+/* Outbox i of the file (item) as list[*count], checked against the ones
+ * before it; *count counts it as soon as it holds anything to free. */
+static int add_outbox(const char *file, int argc, char **argv, int need, struct config_outbox *list,
+                      size_t *count, size_t i, const json_t *item, char *errbuf, size_t errsz)
+{
+        const json_t *name = json_object_get(item, "name");
+        struct config_outbox *o = &list[*count];
+
+        if (!json_is_object(item) || !json_is_string(name) || !name_ok(json_string_value(name))) {
+                snprintf(errbuf, errsz,
+                         "%.200s: outbox %zu: key \"name\": expected a string of 1 to %d "
+                         "characters [a-z0-9_-]",
+                         file, i + 1, OUTBOX_NAME_MAX);
+                return -1;
+        }
+        o->name = strdup(json_string_value(name));
+        o->cfg = config_new();
+        (*count)++;
+        if (o->name == NULL || o->cfg == NULL) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        for (size_t k = 0; k + 1 < *count; k++)
+                if (strcmp(list[k].name, o->name) == 0) {
+                        snprintf(errbuf, errsz, "%.200s: two outboxes are named \"%s\"", file,
+                                 o->name);
+                        return -1;
+                }
+        if (load_one(argc, argv, need, file, o->name, item, o->cfg, errbuf, errsz) != 0)
+                return -1;
+        for (size_t k = 0; k + 1 < *count; k++)
+                if (check_pair(file, &list[k], o, errbuf, errsz) != 0)
+                        return -1;
+        return 0;
+}
+
 int config_outboxes_load(const struct config *cfg, int argc, char **argv, int need,
                          struct config_outbox **out, size_t *n, char *errbuf, size_t errsz)
 {
@@ -209,35 +245,8 @@ int config_outboxes_load(const struct config *cfg, int argc, char **argv, int ne
         }
         json_array_foreach(root, i, item)
         {
-                const json_t *name = json_object_get(item, "name");
-                struct config_outbox *o = &list[count];
-
-                if (!json_is_object(item) || !json_is_string(name) ||
-                    !name_ok(json_string_value(name))) {
-                        snprintf(errbuf, errsz,
-                                 "%.200s: outbox %zu: key \"name\": expected a string of 1 to %d "
-                                 "characters [a-z0-9_-]",
-                                 file, i + 1, OUTBOX_NAME_MAX);
+                if (add_outbox(file, argc, argv, need, list, &count, i, item, errbuf, errsz) != 0)
                         goto out;
-                }
-                o->name = strdup(json_string_value(name));
-                o->cfg = config_new();
-                count++;
-                if (o->name == NULL || o->cfg == NULL) {
-                        snprintf(errbuf, errsz, "out of memory");
-                        goto out;
-                }
-                for (size_t k = 0; k + 1 < count; k++)
-                        if (strcmp(list[k].name, o->name) == 0) {
-                                snprintf(errbuf, errsz, "%.200s: two outboxes are named \"%s\"",
-                                         file, o->name);
-                                goto out;
-                        }
-                if (load_one(argc, argv, need, file, o->name, item, o->cfg, errbuf, errsz) != 0)
-                        goto out;
-                for (size_t k = 0; k + 1 < count; k++)
-                        if (check_pair(file, &list[k], o, errbuf, errsz) != 0)
-                                goto out;
         }
         *out = list;
         *n = count;

@@ -242,6 +242,39 @@ static char *fleet_metrics(void *arg, size_t *len)
         return metrics_render_many(f->ms, f->names, f->n, len);
 }
 
+/* Member i of f, for outbox o: its log, metrics and stop eventfd. Once its
+ * lock is made f->n counts it, and fleet_free releases what it took. */
+static int member_init(struct fleet *f, size_t i, const struct config_outbox *o, char *errbuf,
+                       size_t errsz)
+{
+        struct member *m = &f->members[i];
+
+        m->stop_fd = -1;
+        m->fleet = f;
+        m->name = f->names[i] = o->name;
+        m->cfg = o->cfg;
+        snprintf(m->why, sizeof(m->why), "starting");
+        atomic_store(&m->last_turn_ms, mono_ms());
+        if (pthread_mutex_init(&m->lock, NULL) != 0) {
+                snprintf(errbuf, errsz, "pthread_mutex_init failed");
+                return -1;
+        }
+        f->n = i + 1; /* what fleet_free releases */
+        m->lg = log_new(stderr, m->cfg->log_level);
+        m->metrics = metrics_new();
+        if (m->lg == NULL || m->metrics == NULL || log_set_outbox(m->lg, m->name) != 0) {
+                snprintf(errbuf, errsz, "out of memory");
+                return -1;
+        }
+        metrics_share(m->metrics);
+        f->ms[i] = m->metrics;
+        if ((m->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+                snprintf(errbuf, errsz, "eventfd: %s", strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
 struct fleet *fleet_new(const struct config *cfg, const struct config_outbox *outboxes, size_t n,
                         struct log *lg, char *errbuf, size_t errsz)
 {
@@ -263,31 +296,8 @@ struct fleet *fleet_new(const struct config *cfg, const struct config_outbox *ou
                 goto fail;
         }
         for (size_t i = 0; i < n; i++) {
-                struct member *m = &f->members[i];
-
-                m->stop_fd = -1;
-                m->fleet = f;
-                m->name = f->names[i] = outboxes[i].name;
-                m->cfg = outboxes[i].cfg;
-                snprintf(m->why, sizeof(m->why), "starting");
-                atomic_store(&m->last_turn_ms, mono_ms());
-                if (pthread_mutex_init(&m->lock, NULL) != 0) {
-                        snprintf(errbuf, errsz, "pthread_mutex_init failed");
+                if (member_init(f, i, &outboxes[i], errbuf, errsz) != 0)
                         goto fail;
-                }
-                f->n = i + 1; /* what fleet_free releases */
-                m->lg = log_new(stderr, m->cfg->log_level);
-                m->metrics = metrics_new();
-                if (m->lg == NULL || m->metrics == NULL || log_set_outbox(m->lg, m->name) != 0) {
-                        snprintf(errbuf, errsz, "out of memory");
-                        goto fail;
-                }
-                metrics_share(m->metrics);
-                f->ms[i] = m->metrics;
-                if ((m->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-                        snprintf(errbuf, errsz, "eventfd: %s", strerror(errno));
-                        goto fail;
-                }
         }
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

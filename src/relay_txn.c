@@ -271,6 +271,31 @@ static void txn_ended(struct relay *r, int committed, const char *err)
         txn_next(r);
 }
 
+/* The transaction's progress record, queued in it. Returns 1, or 0 with
+ * r->tx->error saying why the transaction must abort. */
+static int send_record(struct relay *r, const struct progress_rows *rows,
+                       const struct progress_rows *unmarked)
+{
+        char *record =
+            progress_encode(r->tx->tid, r->cfg->schema, db_outbox_id(r->db), rows, unmarked);
+        rd_kafka_resp_err_t kerr;
+
+        if (record == NULL) {
+                snprintf(r->tx->error, sizeof(r->tx->error),
+                         "out of memory for the progress record");
+                return 0;
+        }
+        kerr = producer_send_progress(r->producer, r->cfg->progress_topic, r->tx->tid, record);
+        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+                snprintf(r->tx->error, sizeof(r->tx->error),
+                         "progress record of %zu rows (%zu bytes) refused: %s%s", rows->n,
+                         strlen(record), rd_kafka_err2str(kerr),
+                         kerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? " (lower --batch-size)"
+                                                                      : "");
+        free(record);
+        return kerr == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 /* Once every batch of the open transaction is reported, writes its
  * progress record and starts the commit; or starts the abort at once when
  * one of its messages failed (abort purges the rest: messages queued behind
@@ -279,7 +304,6 @@ static void txn_ended(struct relay *r, int committed, const char *err)
 static void txn_end_begin(struct relay *r, int64_t now)
 {
         struct progress_rows rows = {0}, unmarked = {0};
-        char *record = NULL;
         int clean = !r->tx->failed, open_rows = 0, unmarked_rows = 0;
         size_t own = 0;
 
@@ -308,34 +332,13 @@ static void txn_end_begin(struct relay *r, int64_t now)
                 clean = 0;
         }
         r->tx->rows = (int)own;
-        if (clean && own > 0) {
-                record = progress_encode(r->tx->tid, r->cfg->schema, db_outbox_id(r->db), &rows,
-                                         &unmarked);
-                if (record == NULL) {
-                        snprintf(r->tx->error, sizeof(r->tx->error),
-                                 "out of memory for the progress record");
-                        clean = 0;
-                } else {
-                        rd_kafka_resp_err_t kerr = producer_send_progress(
-                            r->producer, r->cfg->progress_topic, r->tx->tid, record);
-
-                        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                                snprintf(r->tx->error, sizeof(r->tx->error),
-                                         "progress record of %zu rows (%zu bytes) refused: %s%s",
-                                         rows.n, strlen(record), rd_kafka_err2str(kerr),
-                                         kerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
-                                             ? " (lower --batch-size)"
-                                             : "");
-                                clean = 0;
-                        }
-                }
-        }
+        if (clean && own > 0)
+                clean = send_record(r, &rows, &unmarked);
         r->tx->empty = clean && own == 0; /* every row was held back or refused locally */
         relay_txn_set_phase(r->tx, clean && own > 0 ? TXN_PHASE_COMMITTING : TXN_PHASE_ABORTING);
         r->tx->steps = 0;
         r->tx->step_at = now;
         r->tx->deadline = now + r->cfg->transaction_timeout_ms;
-        free(record);
         progress_rows_free(&rows);
         progress_rows_free(&unmarked);
 }
