@@ -119,7 +119,17 @@ static void kafka_down_10s(struct fc_run *run)
                  "backlog of %lld rows when the brokers came back", pending);
 }
 
-/* 4a. Retriable produce errors: librdkafka retries them itself. */
+/* 4a. Retriable produce errors: librdkafka retries them itself.
+ * NETWORK_EXCEPTION is not among them: librdkafka (2.0.2 and 2.8.0 alike,
+ * rd_kafka_err_action's default) takes it as permanent, which with
+ * enable.gapless.guarantee is a fatal error and a producer rebuild
+ * (produce-fatal's subject). On the dev Kafka that rebuild broke the order
+ * about once in 7 runs, as no real broker can: when it hit a request
+ * retried after an earlier error, the next request of the partition, built
+ * with it, went out too, and the mock appended it (base seq 1142 at offset
+ * 1140, the refused request's seq 1140 never appended) where a real broker
+ * answers OUT_OF_ORDER_SEQUENCE_NUMBER; the relay then republished the
+ * refused row after its later ones. */
 static void retriable_produce_errors(struct fc_run *run)
 {
         static const char *const errs[] = {
@@ -129,7 +139,6 @@ static void retriable_produce_errors(struct fc_run *run)
             "NOT_ENOUGH_REPLICAS,NOT_ENOUGH_REPLICAS,NOT_ENOUGH_REPLICAS",
             "NOT_ENOUGH_REPLICAS_AFTER_APPEND,NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             "KAFKA_STORAGE_ERROR,KAFKA_STORAGE_ERROR",
-            "NETWORK_EXCEPTION,NETWORK_EXCEPTION",
             "UNKNOWN_TOPIC_OR_PART,UNKNOWN_TOPIC_OR_PART",
             "_TRANSPORT,_TRANSPORT",
         };
@@ -611,7 +620,7 @@ static const struct fc_case cases[] = {
     {"retriable_produce_errors", "produce-retriable",
      "Produce answered with retriable errors: NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE, "
      "REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS(_AFTER_APPEND), KAFKA_STORAGE_ERROR, "
-     "NETWORK_EXCEPTION, UNKNOWN_TOPIC_OR_PART, connection closed",
+     "UNKNOWN_TOPIC_OR_PART, connection closed",
      FC_MOCK, "fretriable", "f-retriable", 8, WRITERS(4, 8, 12000, 3000, 10, 40),
      fast_mock_sequences, NULL, retriable_produce_errors, NULL, 300},
     {"fatal_idempotent_producer_errors", "produce-fatal",
