@@ -636,6 +636,64 @@ START_TEST(test_record_failure_retry_then_dead)
 }
 END_TEST
 
+/* The 7-argument form (010) names the copy by its generation; the
+ * 6-argument form, for relays of version 8, calls it with the row's current
+ * generation (011), so it counts as it always did, and shares its body. */
+START_TEST(test_record_failure_both_forms)
+{
+        PGconn *conn = fresh_db("record_failure_forms", "outbox");
+        const char *old_form = "'outbox.record_failure(bigint, integer, text, integer, integer,"
+                               " text)'::regprocedure";
+        const char *new_form = "'outbox.record_failure(bigint, integer, text, integer, integer,"
+                               " text, bigint)'::regprocedure";
+        char sql[512];
+
+        fx_sql(conn, "INSERT INTO outbox.events (topic, key) VALUES ('t', 'k1'), ('t', 'k2')");
+        /* An operator's edit of a pending row: generation 1. */
+        fx_sql(conn, "UPDATE outbox.events SET payload = '{}' WHERE id = 1");
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT generation FROM outbox.events WHERE id = 1"), 1);
+        /* The relay's session from here on: its failures bump nothing. */
+        fx_sql(conn, "SET outbox_relay.role = 'relay'");
+
+        /* The new form: a failure of generation 0 is stale, of 1 counted. */
+        assert_sql_text(conn, "SELECT outbox.record_failure(1, 0, 'e', 0, 5, NULL, 0)", "stale");
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT attempts FROM outbox.events WHERE id = 1"), 0);
+        assert_sql_text(conn, "SELECT outbox.record_failure(1, 0, 'e', 0, 5, NULL, 1)", "retry");
+
+        /* The old form counts against whatever copy the row holds. */
+        assert_sql_text(conn, "SELECT outbox.record_failure(1, 1, 'e old', 0, 5, NULL)", "retry");
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT attempts FROM outbox.events WHERE id = 1"
+                                          " AND last_error = 'e old' AND generation = 1"),
+                         2);
+        assert_sql_text(conn, "SELECT outbox.record_failure(1, 1, 'again', 0, 5, NULL)", "stale");
+        assert_sql_text(conn, "SELECT outbox.record_failure(999, 0, 'e', 0, 5, NULL)", "stale");
+        /* ... and dead-letters, announcing it on the dead-letter topic. */
+        assert_sql_text(conn, "SELECT outbox.record_failure(2, 0, 'boom', 0, 1, 'dlq')", "dead");
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.dead_letters"
+                                          " WHERE id = 2 AND reason = 'boom'"),
+                         1);
+        ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM outbox.events WHERE topic = 'dlq'"
+                                          " AND key = 'k2' AND event_type = 'outbox.dead_letter'"),
+                         1);
+        assert_sql_text(conn, "SELECT outbox.record_failure(2, 1, 'e', 0, 1, NULL)", "stale");
+
+        /* One body: the old form calls the new one, with the same rights
+         * (the caller's) and search_path. */
+        snprintf(sql, sizeof(sql),
+                 "SELECT (prosrc LIKE '%%record_failure(%%' AND prosrc NOT LIKE '%%dead_letters%%')"
+                 "::int FROM pg_proc WHERE oid = %s",
+                 old_form);
+        ck_assert_int_eq(fx_sql_int(conn, "%s", sql), 1);
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM pg_proc o, pg_proc n WHERE o.oid = %s AND n.oid = %s"
+                 " AND NOT o.prosecdef AND NOT n.prosecdef AND o.proconfig = n.proconfig"
+                 " AND NOT has_function_privilege('public', o.oid, 'EXECUTE')",
+                 old_form, new_form);
+        ck_assert_int_eq(fx_sql_int(conn, "%s", sql), 1);
+        PQfinish(conn);
+}
+END_TEST
+
 /* ---- replay ---- */
 
 /* Six sent rows: ids 1-6, created on 2024-01-0<id>, topics a,a,a,b,b,b, keys k1,k2,k1,k2,k1,k2. */
@@ -931,6 +989,7 @@ Suite *test_suite(void)
                                       test_update_back_to_pending_wakes,
                                       test_relay_role_does_not_notify,
                                       test_record_failure_retry_then_dead,
+                                      test_record_failure_both_forms,
                                       test_replay_by_id_range,
                                       test_replay_by_time_topic_key,
                                       test_replay_needs_a_filter,
