@@ -453,6 +453,104 @@ START_TEST(upgrade_keeps_an_existing_relay_role_running)
 }
 END_TEST
 
+/* The rewind count the relay reads (writers()). */
+static long long rewinds(PGconn *admin)
+{
+        return fx_sql_int(admin, "SELECT rewind_count FROM outbox.writers('{}')");
+}
+
+/* `SET outbox_relay.role = 'relay'` is open to every session; the triggers
+ * take it to mean "the relay's own update". An operator's session with it
+ * on (the relay's role, which replay and dlq run as) makes rows pending
+ * again: a sent row reset by hand, a pending row's payload fixed, dead
+ * letters requeued. Each must still count a rewind (else the relay's
+ * floor stays above the row: it waits for the minute's sweep behind later
+ * rows of its key) and bump the generation (else an acknowledgement or a
+ * progress record of the copy published before marks the new one sent:
+ * the replay, or the fix, is never published). What the relay itself
+ * does with the setting on (marks, record_failure) still counts nothing. */
+START_TEST(the_relay_setting_cannot_hide_a_replay)
+{
+        char *ci = fx_pg_create_db(pg, "sec_setting_op");
+        PGconn *admin = fx_db_connect(ci), *op;
+        long long rw;
+
+        fx_migrate(ci, NULL);
+        fx_sql(admin, "INSERT INTO outbox.events (topic, key, payload)"
+                      " SELECT 'sec', 'k' || g, '{}' FROM generate_series(1, 5) g");
+        fx_sql(admin, "UPDATE outbox.events SET status = 'sent', sent_at = now() WHERE id <= 2");
+        op = fx_db_connect_as(ci, FX_RELAY_ROLE);
+        fx_sql(op, "SET outbox_relay.role = 'relay'");
+
+        /* The relay's own updates: a failure counted, a mark. */
+        rw = rewinds(admin);
+        fx_sql_int(op, "SELECT count(*) FROM outbox.record_failure(3, 0, 'x', 0, 10, NULL, 0)");
+        fx_sql(op, "UPDATE outbox.events SET status = 'sent', sent_at = now() WHERE id = 4");
+        ck_assert_int_eq(rewinds(admin), rw);
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT sum(generation) FROM outbox.events"), 0);
+
+        /* A sent row reset by hand. */
+        fx_sql(op, "UPDATE outbox.events SET status = 'pending', sent_at = NULL WHERE id = 1");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT generation FROM outbox.events WHERE id = 1"), 1);
+        ck_assert_msg(rewinds(admin) > rw, "a reset to pending counted no rewind");
+
+        /* A pending row's content changed (it may be in flight as it was). */
+        rw = rewinds(admin);
+        fx_sql(op, "UPDATE outbox.events SET payload = '{\"fixed\": true}' WHERE id = 3");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT generation FROM outbox.events WHERE id = 3"), 1);
+        ck_assert_msg(rewinds(admin) > rw, "a changed pending row counted no rewind");
+
+        /* Dead letters requeued (their old ids: below the floor). */
+        ck_assert_int_eq(fx_sql_int(op, "SELECT (outbox.record_failure(5, 0, 'x', 0, 1, NULL, 0)"
+                                        " = 'dead')::int"),
+                         1);
+        rw = rewinds(admin);
+        ck_assert_int_eq(fx_sql_int(op, "SELECT outbox.requeue_dead(p_all => true)"), 1);
+        ck_assert_msg(rewinds(admin) > rw, "a requeue counted no rewind");
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT generation FROM outbox.events WHERE id = 5"), 1);
+
+        /* replay() in such a session. */
+        rw = rewinds(admin);
+        ck_assert_int_eq(fx_sql_int(op, "SELECT outbox.replay(p_from_id => 2, p_to_id => 2)"), 1);
+        ck_assert_int_eq(fx_sql_int(admin, "SELECT generation FROM outbox.events WHERE id = 2"), 1);
+        ck_assert_msg(rewinds(admin) > rw, "replay() counted no rewind");
+        PQfinish(op);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
+/* The writer role with the setting on: its INSERT sends no notification
+ * (001's notify_relay() skips the relay's own statements), which costs
+ * only latency: the relay finds the rows by its own polling. Nothing else
+ * of a writer's reads the setting. */
+START_TEST(a_writer_with_the_relay_setting_loses_nothing)
+{
+        char *ci = fx_pg_create_db(pg, "sec_setting_writer");
+        PGconn *admin = fx_db_connect(ci), *w;
+        struct fx_relay *r;
+        struct fx_msg *msgs = NULL;
+        size_t n;
+
+        fx_migrate(ci, NULL);
+        r = fx_relay_start(ci, fx_kafka_bootstraps(kafka), NULL);
+        w = fx_db_connect_as(ci, FX_WRITER_ROLE);
+        fx_sql(w, "SET outbox_relay.role = 'relay'");
+        fx_sql(w, "INSERT INTO outbox.events (topic, key, payload)"
+                  " SELECT 'sec-quiet', 'k' || (g %% 3), '{}' FROM generate_series(1, 20) g");
+        ck_assert_int_eq(fx_wait_sql(admin, 20, 30000,
+                                     "SELECT count(*) FROM outbox.events WHERE status = 'sent'"),
+                         20);
+        n = fx_consume(fx_kafka_bootstraps(kafka), "sec-quiet", 20, 30000, &msgs);
+        ck_assert_uint_eq(n, 20);
+        fx_msgs_free(msgs, n);
+        fx_relay_free(r);
+        PQfinish(w);
+        PQfinish(admin);
+        free(ci);
+}
+END_TEST
+
 static const struct runner_servers servers = {suite_setup, suite_teardown};
 
 Suite *test_suite(void)
@@ -463,6 +561,8 @@ Suite *test_suite(void)
                                       relay_role_runs_without_ddl,
                                       migrate_grant_names_a_missing_role,
                                       upgrade_keeps_an_existing_relay_role_running,
+                                      the_relay_setting_cannot_hide_a_replay,
+                                      a_writer_with_the_relay_setting_loses_nothing,
                                       NULL};
 
         return runner_suite("security", "roles", &servers, 180, tests);
