@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "config_table.h"
 
@@ -140,6 +141,94 @@ static int load_one(int argc, char **argv, int need, const char *file, const cha
         return 0;
 }
 
+/* Where a database URL leads, as far as can be told without connecting:
+ * the server (hostaddr, else host, with the loopback names made one),
+ * the port and the database, each with libpq's default where the URL
+ * gives none, and the service file entry if one is named. */
+struct db_place {
+        char host[256], port[32], dbname[128], service[128];
+};
+
+/* libpq's value for keyword in opts, else env's, else dflt. */
+static const char *opt_or(const PQconninfoOption *opts, const char *keyword, const char *env,
+                          const char *dflt)
+{
+        const char *v = NULL;
+
+        for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+                if (strcmp(o->keyword, keyword) == 0 && o->val != NULL && o->val[0] != '\0')
+                        v = o->val;
+        if (v == NULL && env != NULL)
+                v = getenv(env);
+        return v != NULL && v[0] != '\0' ? v : dflt;
+}
+
+/* 127.0.0.1, ::1 and localhost are one server to a process: the outboxes
+ * share its network namespace. Each host of a list is folded alike. */
+static void fold_hosts(const char *hosts, char *out, size_t outsz)
+{
+        size_t used = 0;
+        const char *p = hosts;
+
+        out[0] = '\0';
+        while (*p != '\0' && used + 1 < outsz) {
+                size_t len = strcspn(p, ",");
+                const char *h = p;
+                int n;
+
+                if ((len == 9 && strncmp(h, "localhost", 9) == 0) ||
+                    (len == 9 && strncmp(h, "127.0.0.1", 9) == 0) ||
+                    (len == 3 && strncmp(h, "::1", 3) == 0))
+                        h = "loopback", len = 8;
+                n = snprintf(out + used, outsz - used, "%s%.*s", used ? "," : "", (int)len, h);
+                if (n < 0 || (size_t)n >= outsz - used)
+                        break;
+                used += (size_t)n;
+                p += strcspn(p, ",");
+                if (*p == ',')
+                        p++;
+        }
+}
+
+/* 0 and *place filled, or -1 when url does not parse (it was validated
+ * before: then the URLs are compared as they are written). */
+static int db_place_of(const char *url, struct db_place *place)
+{
+        PQconninfoOption *opts = PQconninfoParse(url, NULL);
+        const char *user;
+
+        if (opts == NULL)
+                return -1;
+        fold_hosts(opt_or(opts, "hostaddr", "PGHOSTADDR", opt_or(opts, "host", "PGHOST", "")),
+                   place->host, sizeof(place->host));
+        snprintf(place->port, sizeof(place->port), "%s", opt_or(opts, "port", "PGPORT", "5432"));
+        /* libpq's dbname defaults to the user name. */
+        user = opt_or(opts, "user", "PGUSER", "");
+        snprintf(place->dbname, sizeof(place->dbname), "%s",
+                 opt_or(opts, "dbname", "PGDATABASE", user));
+        snprintf(place->service, sizeof(place->service), "%s",
+                 opt_or(opts, "service", "PGSERVICE", ""));
+        PQconninfoFree(opts);
+        return 0;
+}
+
+/* Whether two URLs lead to one database: written alike, or the same
+ * server, port, database and service once parsed. URLs that differ in a
+ * way this cannot see (two names of one host, a service file's entry)
+ * are told apart at startup, where the second outbox stays a standby of
+ * the first's leader lock (docs/outboxes.md). */
+static int same_database(const char *a, const char *b)
+{
+        struct db_place pa, pb;
+
+        if (strcmp(a, b) == 0)
+                return 1;
+        if (db_place_of(a, &pa) != 0 || db_place_of(b, &pb) != 0)
+                return 0;
+        return strcmp(pa.host, pb.host) == 0 && strcmp(pa.port, pb.port) == 0 &&
+               strcmp(pa.dbname, pb.dbname) == 0 && strcmp(pa.service, pb.service) == 0;
+}
+
 /* What two outboxes must not share. */
 static int check_pair(const char *file, const struct config_outbox *a,
                       const struct config_outbox *b, char *errbuf, size_t errsz)
@@ -158,8 +247,8 @@ static int check_pair(const char *file, const struct config_outbox *a,
         }
         /* The URL is not shown: it may hold a password. */
         if (a->cfg->database_url != NULL && b->cfg->database_url != NULL &&
-            strcmp(a->cfg->database_url, b->cfg->database_url) == 0 &&
-            strcmp(a->cfg->schema, b->cfg->schema) == 0) {
+            strcmp(a->cfg->schema, b->cfg->schema) == 0 &&
+            same_database(a->cfg->database_url, b->cfg->database_url)) {
                 snprintf(errbuf, errsz,
                          "%.200s: outboxes \"%s\" and \"%s\": key \"schema\": both serve schema "
                          "\"%s\" of one database: each outbox needs its own",

@@ -242,6 +242,20 @@ static const struct {
     {"[{\"name\": \"a\", \"database-url\": \"password=s3cret\", }]", "not valid JSON"},
     {"[{\"name\": \"a\", \"name\": \"b\"}]", "not valid JSON or a key given twice"},
     {"[{\"name\": \"a\"}, {\"name\": \"b\"}]", "both serve schema \"outbox\" of one database"},
+    /* One database written differently (the process's URL is "host=localhost
+     * dbname=app"): the loopback's names, a URL with its parameters in
+     * another order, libpq's default port written out. */
+    {"[{\"name\": \"a\", \"database-url\": \"host=127.0.0.1 port=5432 dbname=app\"},"
+     " {\"name\": \"b\"}]",
+     "outboxes \"a\" and \"b\": key \"schema\": both serve schema \"outbox\" of one database"},
+    {"[{\"name\": \"a\"}, {\"name\": \"b\", \"database-url\":"
+     " \"postgresql:///app?port=5432&host=%3A%3A1&sslmode=disable\"}]",
+     "both serve schema \"outbox\" of one database"},
+    {"[{\"name\": \"a\", \"schema\": \"s\", \"database-url\": "
+     "\"postgresql://u:s3cret@localhost/app\"},"
+     " {\"name\": \"b\", \"schema\": \"s\", \"database-url\":"
+     " \"dbname=app user=v password=s3cret hostaddr=127.0.0.1 host=db.example\"}]",
+     "both serve schema \"s\" of one database"},
     {"[{\"name\": \"a\", \"exactly-once\": true, \"transactional-id\": \"t\"},"
      " {\"name\": \"b\", \"schema\": \"s2\", \"exactly-once\": true, \"transactional-id\": \"t\"}]",
      "key \"transactional-id\": both use \"t\""},
@@ -269,6 +283,32 @@ START_TEST(test_outboxes_file_refused)
 }
 END_TEST
 
+/* Outboxes of one schema name in databases that differ (port, database,
+ * server, service) are accepted. */
+START_TEST(test_outboxes_other_databases)
+{
+        static const char *const ok[] = {
+            "[{\"name\": \"a\", \"database-url\": \"host=localhost port=5433 dbname=app\"},"
+            " {\"name\": \"b\"}]",
+            "[{\"name\": \"a\", \"database-url\": \"postgresql://127.0.0.1/other\"},"
+            " {\"name\": \"b\"}]",
+            "[{\"name\": \"a\", \"database-url\": \"host=db1 dbname=app\"}, {\"name\": \"b\"}]",
+            "[{\"name\": \"a\", \"database-url\": \"service=one\"},"
+            " {\"name\": \"b\", \"database-url\": \"service=two\"}]",
+        };
+
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                size_t n = 0;
+                int rc;
+                struct config_outbox *o = load_outboxes(ok[i], ARGS(DB, KAFKA), &n, &rc);
+
+                ck_assert_msg(rc == 0, "%s refused: %s", ok[i], ct_errbuf);
+                ck_assert_uint_eq(n, 2);
+                config_outboxes_free(o, n);
+        }
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("config_files");
@@ -282,6 +322,7 @@ Suite *test_suite(void)
         tcase_add_test(tc, test_outboxes_file);
         tcase_add_loop_test(tc, test_outboxes_file_refused, 0,
                             (int)(sizeof(bad_outboxes) / sizeof(bad_outboxes[0])));
+        tcase_add_test(tc, test_outboxes_other_databases);
         suite_add_tcase(s, tc);
         return s;
 }
