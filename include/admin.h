@@ -9,9 +9,14 @@
 #include "compiler.h"
 
 struct config;
+struct config_outbox;
 struct log;
 
 int admin_migrate(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
+/* migrate for each outbox of --outboxes-file, in the file's order (every
+ * one, also after one that fails), each error line naming its outbox. */
+int admin_migrate_outboxes(const struct config_outbox *o, size_t n,
+                           struct log *lg) OUTBOX_MUST_CHECK;
 /* Resets sent rows matching cfg->replay_* filters to pending (or, with
  * --dry-run, only counts them) through the outbox.replay() function. */
 int admin_replay(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
@@ -23,7 +28,6 @@ int admin_status(const struct config *cfg, struct log *lg) OUTBOX_MUST_CHECK;
  * admin_status prints, each with "outbox". An outbox that cannot be read
  * (its database down) says so on stderr and the others are still shown;
  * returns 1 then. */
-struct config_outbox;
 int admin_status_outboxes(const struct config_outbox *o, size_t n, int json,
                           struct log *lg) OUTBOX_MUST_CHECK;
 /* `dlq list` and `dlq requeue` (cfg->args[0]); 2 on a usage error. */

@@ -124,16 +124,27 @@ static int grant(PGconn *conn, const struct config *cfg, const char *role,
         return 0;
 }
 
-int admin_migrate(const struct config *cfg, struct log *lg)
+static int command(PGconn *conn, const char *cmd, const char *sql);
+
+/* One outbox's migrate; outbox names it in the error line (NULL: none). */
+static int migrate_one(const struct config *cfg, const char *outbox, struct log *lg)
 {
-        char errbuf[1024];
+        char errbuf[1024], msg[1200], sql[64];
         int applied = 0, rc = 1;
         PGconn *conn = connect_db(cfg, "migrate");
 
         if (conn == NULL)
                 return 1;
+        /* A lock held on the outbox's tables is said, rather than waited
+         * for: every writer would queue behind the DDL's lock, and with
+         * --outboxes-file it would hold back every later outbox. */
+        snprintf(sql, sizeof(sql), "SET lock_timeout = %d", cfg->lock_timeout_ms);
+        if (command(conn, "migrate", sql) != 0)
+                goto out;
         if (migrate_run(conn, cfg->schema, lg, &applied, errbuf, sizeof(errbuf)) != 0) {
-                fail("migrate", errbuf);
+                if (outbox != NULL)
+                        snprintf(msg, sizeof(msg), "outbox \"%s\": %s", outbox, errbuf);
+                fail("migrate", outbox != NULL ? msg : errbuf);
                 goto out;
         }
         if (applied > 0)
@@ -148,6 +159,25 @@ int admin_migrate(const struct config *cfg, struct log *lg)
         rc = 0;
 out:
         PQfinish(conn);
+        return rc;
+}
+
+int admin_migrate(const struct config *cfg, struct log *lg)
+{
+        return migrate_one(cfg, NULL, lg);
+}
+
+int admin_migrate_outboxes(const struct config_outbox *o, size_t n, struct log *lg)
+{
+        int rc = 0;
+
+        /* Every outbox, also after one that fails. */
+        for (size_t i = 0; i < n; i++) {
+                log_info(lg, "migrating outbox", "{s:s,s:s}", "outbox", o[i].name, "schema",
+                         o[i].cfg->schema);
+                if (migrate_one(o[i].cfg, o[i].name, lg) != 0)
+                        rc = 1;
+        }
         return rc;
 }
 

@@ -99,10 +99,12 @@ const struct setting config_settings[] = {
      "setup included, that runs longer fails and is retried. Keep it above the slowest "
      "fetch, mark and count of pending rows."},
     {"lock-timeout-ms", 0, "OUTBOX_LOCK_TIMEOUT_MS", T_INT, OFF(lock_timeout_ms), 100, 86400000,
-     "5000", F_PER_OUTBOX, C_RUN, 0, "MS",
+     "5000", F_PER_OUTBOX, C_RUN | C_MIGRATE, 0, "MS",
      "PostgreSQL's lock_timeout for the relay's sessions: a statement that waits longer for a "
      "lock (an ALTER TABLE or LOCK TABLE on the outbox, a row an operator's open transaction "
-     "has updated) fails and is retried, so the relay says what it waits for."},
+     "has updated) fails and is retried, so the relay says what it waits for. migrate's "
+     "changes wait no longer for the outbox's tables either (writers would queue behind "
+     "them): the file is rolled back and the holders named."},
     {"http-listen", 0, "OUTBOX_HTTP_LISTEN", T_STR, OFF(http_listen), 0, 0, NULL, 0, C_RUN, 0,
      "HOST:PORT",
      "Serve /metrics, /healthz and /readyz on this address: IPv4 (0.0.0.0:9400) or IPv6 in "

@@ -97,15 +97,8 @@ static int run_outboxes(const struct command *cmd, const struct config *cfg,
 
         if (cmd->handler == admin_status)
                 return admin_status_outboxes(o, n, cfg->json, lg);
-        if (cmd->handler == admin_migrate) {
-                for (size_t i = 0; i < n; i++) {
-                        log_info(lg, "migrating outbox", "{s:s,s:s}", "outbox", o[i].name, "schema",
-                                 o[i].cfg->schema);
-                        if (admin_migrate(o[i].cfg, lg) != 0)
-                                rc = EXIT_FAILURE_RUNTIME;
-                }
-                return rc;
-        }
+        if (cmd->handler == admin_migrate)
+                return admin_migrate_outboxes(o, n, lg) == 0 ? EXIT_OK : EXIT_FAILURE_RUNTIME;
         log_info(lg, "outbox-relay starting", "{s:s,s:s,s:i,s:s,s:i}", "version", OUTBOX_VERSION,
                  "librdkafka", rd_kafka_version_str(), "libpq", PQlibVersion(), "jansson",
                  JANSSON_VERSION, "outboxes", (int)n);

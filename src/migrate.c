@@ -267,6 +267,78 @@ out:
         return b.s;
 }
 
+/* The session's lock_timeout bounds the waits for the outbox's tables (a
+ * long transaction, a LOCK TABLE): waiting on, every writer queues behind
+ * the DDL's lock. The migration lock is another migrate at work: waited
+ * for without that bound, then the bound is set back for the file. */
+static int migration_lock(PGconn *conn, char *errbuf, size_t errsz)
+{
+        PGresult *res = PQexec(conn, "SELECT pg_catalog.current_setting('lock_timeout')");
+        const char *params[1];
+        char saved[64];
+        int rc = -1;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                snprintf(errbuf, errsz, "reading lock_timeout: ");
+                pq_failure(conn, res, errbuf + strlen(errbuf), errsz - strlen(errbuf));
+                goto out;
+        }
+        snprintf(saved, sizeof(saved), "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        res = NULL;
+        if (exec_cmd(conn, "SET LOCAL lock_timeout = 0", "setting up the migration", errbuf,
+                     errsz) != 0 ||
+            exec_cmd(conn, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")",
+                     "taking the migration lock", errbuf, errsz) != 0)
+                goto out;
+        params[0] = saved;
+        res = PQexecParams(conn, "SELECT pg_catalog.set_config('lock_timeout', $1, true)", 1, NULL,
+                           params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                snprintf(errbuf, errsz, "setting lock_timeout back: ");
+                pq_failure(conn, res, errbuf + strlen(errbuf), errsz - strlen(errbuf));
+                goto out;
+        }
+        rc = 0;
+out:
+        PQclear(res);
+        return rc;
+}
+
+/* After a file waited longer than lock_timeout (its transaction rolled
+ * back): who holds locks on the schema's tables now, appended to errbuf. */
+static void name_lock_holders(PGconn *conn, const char *schema, const char *file, char *errbuf,
+                              size_t errsz)
+{
+        const char *params[1] = {schema};
+        PGresult *res = PQexecParams(
+            conn,
+            "SELECT pg_catalog.current_setting('lock_timeout'),"
+            " pg_catalog.string_agg(pg_catalog.format('pid %s (role %s) holds %s on %s',"
+            " l.pid, coalesce(a.usename::text, '?'), l.mode, c.relname), '; '"
+            " ORDER BY l.pid, c.relname)"
+            " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'relation' AND l.granted AND n.nspname = $1"
+            " AND c.relkind IN ('r', 'p', 'S')"
+            " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+            " WHERE d.datname = pg_catalog.current_database())"
+            " AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()",
+            1, NULL, params, NULL, NULL, 0);
+        int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+        const char *timeout = ok ? PQgetvalue(res, 0, 0) : "?";
+        const char *who =
+            ok && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : "no session holds one any more";
+
+        snprintf(errbuf, errsz,
+                 "migration %s waited longer than lock_timeout (%s) for a lock on a table of "
+                 "schema \"%s\" and was rolled back: %.300s; end that transaction, or raise "
+                 "--lock-timeout-ms, and run migrate again",
+                 file, timeout, schema, who);
+        PQclear(res);
+}
+
 /* Applies one file in its own transaction. The version is read again under
  * the lock: a concurrent run may have applied the file while we waited.
  * *did is set when the file was applied here. Returns 0 or -1 with errbuf;
@@ -276,7 +348,7 @@ static int apply_file(PGconn *conn, const char *schema, const struct migrate_fil
 {
         PGresult *res = NULL;
         char *sql = NULL, msg[512], ignore[1024];
-        int version, rc = -1, in_tx = 0;
+        int version, rc = -1, in_tx = 0, lock_waited = 0;
 
         *did = 0;
         if (exec_cmd(conn, "BEGIN", "starting the migration transaction", errbuf, errsz) != 0)
@@ -285,8 +357,7 @@ static int apply_file(PGconn *conn, const char *schema, const struct migrate_fil
         /* Keeps NOTICEs such as "schema ... already exists, skipping" off stderr. */
         if (exec_cmd(conn, "SET LOCAL client_min_messages = warning", "setting up the migration",
                      errbuf, errsz) != 0 ||
-            exec_cmd(conn, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")",
-                     "taking the migration lock", errbuf, errsz) != 0 ||
+            migration_lock(conn, errbuf, errsz) != 0 ||
             read_version(conn, schema, &version, errbuf, errsz) != 0)
                 goto out;
         if (version >= f->version) {
@@ -299,8 +370,11 @@ static int apply_file(PGconn *conn, const char *schema, const struct migrate_fil
         /* Simple query protocol: the file's statements run one after another. */
         res = PQexec(conn, sql);
         if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
                 pq_failure(conn, res, msg, sizeof(msg));
                 snprintf(errbuf, errsz, "migration %s failed: %s", f->name, msg);
+                lock_waited = state != NULL && strcmp(state, "55P03") == 0; /* lock_not_available */
                 goto out;
         }
         if (read_version(conn, schema, &version, errbuf, errsz) != 0)
@@ -324,6 +398,8 @@ out:
         free(sql);
         if (in_tx) /* also ends the transaction when the file was already applied */
                 (void)exec_cmd(conn, "ROLLBACK", "rolling back", ignore, sizeof(ignore));
+        if (lock_waited)
+                name_lock_holders(conn, schema, f->name, errbuf, errsz);
         return rc;
 }
 

@@ -456,6 +456,62 @@ START_TEST(operator_output_is_escaped)
 }
 END_TEST
 
+/* migrate waits for a lock on an outbox's tables (a long transaction that
+ * read events) no longer than --lock-timeout-ms: it waited without end,
+ * every writer queued behind its DDL, and with --outboxes-file the later
+ * outboxes waited too. The error names the outbox, the file, the bound
+ * and the holder; the next outbox is migrated all the same. */
+START_TEST(migrate_does_not_wait_on_a_locked_outbox)
+{
+        char *ci = fx_pg_create_db(pg, "cli_locked");
+        char path[] = "/tmp/outbox-relay-outboxes-XXXXXX", json[1024], want[128];
+        PGconn *c, *holder;
+        char *out = NULL;
+        FILE *f;
+        int fd, pid;
+
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"migrate", "--database-url", ci, NULL}), 0);
+        free(out);
+        c = fx_db_connect(ci);
+        /* Back to version 8: 009 begins by replacing a trigger of events. */
+        fx_sql(c, "DELETE FROM outbox.schema_migrations WHERE version >= 9");
+        holder = fx_db_connect(ci);
+        fx_sql(holder, "BEGIN; SELECT count(*) FROM outbox.events");
+        pid = (int)fx_sql_int(holder, "SELECT pg_backend_pid()");
+        fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        f = fdopen(fd, "w");
+        ck_assert_ptr_nonnull(f);
+        snprintf(json, sizeof(json),
+                 "[{\"name\": \"locked\", \"database-url\": \"%s\"},"
+                 " {\"name\": \"free\", \"database-url\": \"%s\", \"schema\": \"other\"}]",
+                 ci, ci);
+        ck_assert_int_gt(fprintf(f, "%s", json), 0);
+        ck_assert_int_eq(fclose(f), 0);
+
+        ck_assert_int_eq(relay_cmd(&out, NULL,
+                                   (const char *[]){"migrate", "--outboxes-file", path,
+                                                    "--lock-timeout-ms", "300", NULL}),
+                         1);
+        ck_assert_msg(strstr(out, "outbox \"locked\": migration 009_quiet_marks.sql waited longer "
+                                  "than lock_timeout (300ms)") != NULL,
+                      "output: %s", out);
+        snprintf(want, sizeof(want), "pid %d (role ", pid);
+        ck_assert_msg(strstr(out, want) != NULL, "names no holder: %s", out);
+        ck_assert_msg(strstr(out, "AccessShareLock on events") != NULL, "output: %s", out);
+        free(out);
+        /* Nothing of 009 applied; the other outbox migrated meanwhile. */
+        ck_assert_int_eq(fx_sql_int(c, "SELECT max(version) FROM outbox.schema_migrations"), 8);
+        ck_assert_int_eq(fx_sql_int(c, "SELECT max(version) FROM other.schema_migrations"),
+                         migrate_latest_version());
+        PQfinish(holder);
+        PQfinish(c);
+        unlink(path);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("cli");
@@ -474,6 +530,7 @@ Suite *test_suite(void)
         tcase_add_test(db, migrate_twice_then_replay);
         tcase_add_test(db, status_and_dead_letters);
         tcase_add_test(db, operator_output_is_escaped);
+        tcase_add_test(db, migrate_does_not_wait_on_a_locked_outbox);
         suite_add_tcase(s, offline);
         suite_add_tcase(s, db);
         return s;
