@@ -298,6 +298,25 @@ static void foreign_clear(struct relay *r)
         metrics_set(r->metrics, METRICS_LEADER_LOCK_FOREIGN, 0);
 }
 
+/* A standby kept by a session of its own instance waits for ever: said
+ * as an error, since only a change of configuration ends it. */
+static void twin_holder(struct relay *r, const struct db_lock_holder *h, int64_t now)
+{
+        char own[300];
+
+        snprintf(own, sizeof(own), "outbox-relay/%s", r->cfg->instance_id);
+        if (strcmp(h->application_name, own) != 0 ||
+            (r->duty->twin_logged_at != 0 && now - r->duty->twin_logged_at < FOREIGN_LOG_MS))
+                return;
+        r->duty->twin_logged_at = now;
+        log_write(r->lg, LOG_LEVEL_ERROR,
+                  "the leader lock is held by a session of this same instance: another outbox of "
+                  "--outboxes-file serves this database and schema under a URL written otherwise, "
+                  "or another relay has the same --instance-id; this one publishes nothing",
+                  "{s:i,s:s,s:s}", "pid", h->pid, "application_name", h->application_name, "schema",
+                  r->cfg->schema);
+}
+
 static void on_holder(void *arg, const struct db_lock_holder *h, const char *error)
 {
         struct relay *r = arg;
@@ -319,6 +338,8 @@ static void on_holder(void *arg, const struct db_lock_holder *h, const char *err
                 foreign_clear(r);
                 if (h->found && h->relay)
                         d->holder_next_at = now + RELAY_HOLDER_LOOK_MS;
+                if (h->found && h->relay && !d->leader)
+                        twin_holder(r, h, now);
                 return;
         }
         if (h->pid != d->foreign_pid) {

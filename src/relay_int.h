@@ -72,6 +72,11 @@ struct relay_duties {
         int holder_queued, foreign_pid;
         int64_t foreign_since, foreign_logged_at;
         int64_t holder_next_at; /* another relay leads: its lock looked up again then */
+        /* The relay that leads is a session of this same instance (its
+         * application_name): another outbox of this process on the same
+         * database and schema under a URL written otherwise, or a relay
+         * given the same --instance-id. Logged at once, then every minute. */
+        int64_t twin_logged_at;
         char foreign_role[64], foreign_app[64];
         int busy; /* polling on its own; writers were told not to notify */
         /* Back to notifications: writers that inserted while the relay was

@@ -512,6 +512,67 @@ START_TEST(migrate_does_not_wait_on_a_locked_outbox)
 }
 END_TEST
 
+/* Two outboxes of one process on one database and schema, reached by
+ * two roads (TCP to 127.0.0.1, the server's Unix socket), which the file's
+ * check cannot tell apart without connecting: the second stays a standby
+ * of the first's leader lock for good, which is said as an error naming
+ * the cause, not logged as another relay leading. */
+START_TEST(outboxes_on_one_database_by_two_roads_are_named)
+{
+        char *ci = fx_pg_create_db(pg, "cli_twin"), *sock, *log = NULL;
+        char path[] = "/tmp/outbox-relay-outboxes-XXXXXX", json[2048];
+        const char *args[] = {"--outboxes-file", path, "--leader-poll-ms", "100", NULL};
+        struct fx_relay *r;
+        PGconn *c;
+        FILE *f;
+        int fd, named = 0;
+        int64_t deadline;
+        char *out = NULL;
+
+        ck_assert_int_eq(
+            relay_cmd(&out, NULL, (const char *[]){"migrate", "--database-url", ci, NULL}), 0);
+        free(out);
+        c = fx_db_connect(ci);
+        {
+                PGresult *res = PQexec(c, "SELECT split_part(current_setting("
+                                          "'unix_socket_directories'), ',', 1)");
+
+                ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+                sock = strdup(PQgetvalue(res, 0, 0));
+                PQclear(res);
+                ck_assert_ptr_nonnull(sock);
+        }
+        fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        f = fdopen(fd, "w");
+        ck_assert_ptr_nonnull(f);
+        snprintf(json, sizeof(json),
+                 "[{\"name\": \"tcp\", \"database-url\": \"%s\"},"
+                 " {\"name\": \"socket\", \"database-url\": \"%s host=%s\"}]",
+                 ci, ci, sock);
+        ck_assert_int_gt(fprintf(f, "%s", json), 0);
+        ck_assert_int_eq(fclose(f), 0);
+        r = fx_relay_start(NULL, "127.0.0.1:1", args);
+        for (deadline = fx_now_ms() + 20000; !named && fx_now_ms() < deadline;) {
+                free(log);
+                log = fx_relay_log(r);
+                named = strstr(log, "held by a session of this same instance") != NULL;
+                if (!named)
+                        usleep(100 * 1000);
+        }
+        ck_assert_msg(named, "log: %s", log);
+        ck_assert_msg(strstr(log, "\"level\":\"error\",\"msg\":\"the leader lock is held by a "
+                                  "session of this same instance") != NULL,
+                      "log: %s", log);
+        free(log);
+        fx_relay_free(r);
+        PQfinish(c);
+        unlink(path);
+        free(sock);
+        free(ci);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("cli");
@@ -531,6 +592,7 @@ Suite *test_suite(void)
         tcase_add_test(db, status_and_dead_letters);
         tcase_add_test(db, operator_output_is_escaped);
         tcase_add_test(db, migrate_does_not_wait_on_a_locked_outbox);
+        tcase_add_test(db, outboxes_on_one_database_by_two_roads_are_named);
         suite_add_tcase(s, offline);
         suite_add_tcase(s, db);
         return s;
