@@ -17,9 +17,10 @@
 -- changes while pending, is a return to pending whoever does it. The
 -- setting only spares the relay's marks and failures the trigger calls
 -- (009), as before.
--- The 6-argument record_failure. 010 kept it record_failure (relays of version 8, until they
--- are replaced) as a full copy of the 7-argument body: two bodies to keep
--- alike. It now calls the 7-argument form with the row's current
+
+-- The 6-argument record_failure, kept by 010 for relays of version 8 until
+-- they are replaced, was a full copy of the 7-argument body: two bodies
+-- to keep alike. It now calls the 7-argument form with the row's current
 -- generation. That is what the old form meant: it never looked at the
 -- generation, so a failure counted against whatever copy the row held.
 -- Naming the current generation makes the new generation test always
