@@ -93,10 +93,8 @@ CREATE TRIGGER events_generation BEFORE UPDATE ON :"schema".events
 
 -- The rewind count. note_rewind() no longer reads the setting: the
 -- statement-level events_rewind (009) skips the relay's session in its
--- WHEN, dead_letters_rewind counts every delete from dead_letters (the
--- relay never deletes one; requeue_dead() does), and the row-level
--- trigger below counts, in a session with the setting on, each row made
--- pending as above (none of the relay's own).
+-- WHEN, and dead_letters_rewind counts every delete from dead_letters
+-- (the relay never deletes one; requeue_dead() does).
 CREATE OR REPLACE FUNCTION :"schema".note_rewind() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = :"schema", pg_catalog, pg_temp AS $$
 BEGIN
@@ -105,16 +103,24 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER events_rewind_as_relay AFTER UPDATE ON :"schema".events
-    FOR EACH ROW
-    WHEN (NEW.status = 'pending'
-          AND pg_catalog.current_setting('outbox_relay.role', true) = 'relay'
-          AND (OLD.status IS DISTINCT FROM 'pending'
-               OR (OLD.event_id, OLD.topic, OLD.key, OLD.event_type, OLD.payload, OLD.payload_bytes,
-                OLD.headers, OLD.created_at)
-               IS DISTINCT FROM
-               (NEW.event_id, NEW.topic, NEW.key, NEW.event_type, NEW.payload, NEW.payload_bytes,
-                NEW.headers, NEW.created_at)))
-    EXECUTE FUNCTION :"schema".note_rewind();
+-- In a session with the setting on, events_rewind does not fire, so the
+-- generation's trigger counts the rewind of each row it bumps there (none
+-- of the relay's own: see its WHEN). In the row trigger that already
+-- exists rather than in an AFTER ROW trigger of its own, which would
+-- evaluate one more WHEN on every row the relay marks. Before the row is
+-- written, but after the statement took its lock
+-- on events, which is what the relay waits on (003). Security definer
+-- for the sequence, as note_rewind(); it reads nothing else.
+CREATE OR REPLACE FUNCTION :"schema".next_generation() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = :"schema", pg_catalog, pg_temp AS $$
+BEGIN
+    -- Never backwards, even if the UPDATE itself set the column.
+    NEW.generation := GREATEST(NEW.generation, OLD.generation + 1);
+    IF pg_catalog.current_setting('outbox_relay.role', true) = 'relay' THEN
+        PERFORM pg_catalog.nextval(pg_catalog.format('%I.rewinds', TG_TABLE_SCHEMA)::regclass);
+    END IF;
+    RETURN NEW;
+END
+$$;
 
 INSERT INTO :"schema".schema_migrations (version, name) VALUES (11, '011_trust_no_setting');

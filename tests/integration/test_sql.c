@@ -209,7 +209,6 @@ START_TEST(test_upgrade_from_version_1)
         ck_assert_int_eq(migrate_run(conn, "outbox", NULL, &applied, err, sizeof(err)), 0);
         fx_sql(conn, "ALTER TABLE outbox.relay_state DROP COLUMN outbox_id");
         fx_sql(conn, "DROP TRIGGER events_rewind ON outbox.events");
-        fx_sql(conn, "DROP TRIGGER events_rewind_as_relay ON outbox.events");
         fx_sql(conn, "DROP TRIGGER dead_letters_rewind ON outbox.dead_letters");
         fx_sql(conn, "DROP FUNCTION outbox.note_rewind()");
         fx_sql(conn, "DROP FUNCTION outbox.writers(text[])");
@@ -495,19 +494,18 @@ START_TEST(test_one_notification_per_statement)
                                           " 'outbox.events'::regclass AND NOT tgisinternal"
                                           " AND tgtype & 1 = 0"),
                          3);
-        /* The two row-level triggers (generations, migration 005, and the
-         * rewinds of a session with the relay's setting, 011) run their
-         * functions only when their WHEN clauses hold: never for the
-         * relay's marks, nor for inserts. */
+        /* The one row-level trigger (generations, migration 005; rewinds
+         * of a session with the relay's setting too, 011) runs its
+         * function only when its WHEN clause holds: never for the relay's
+         * marks, nor for inserts. */
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM pg_trigger WHERE tgrelid ="
                                           " 'outbox.events'::regclass AND NOT tgisinternal"),
-                         5);
+                         4);
         ck_assert_int_eq(fx_sql_int(conn, "SELECT count(*) FROM pg_trigger WHERE tgrelid ="
                                           " 'outbox.events'::regclass AND NOT tgisinternal"
                                           " AND tgtype & 1 = 1 AND tgqual IS NOT NULL"
-                                          " AND tgname IN ('events_generation',"
-                                          " 'events_rewind_as_relay')"),
-                         2);
+                                          " AND tgname = 'events_generation'"),
+                         1);
 
         /* Several statements in one transaction fold into one too. */
         fx_sql(conn, "BEGIN;"
