@@ -39,8 +39,8 @@ static const char *commands_text(unsigned cmds)
                 return "dlq";
         case C_REPLAY | C_DLQ:
                 return "replay and dlq";
-        case C_RUN | C_MIGRATE:
-                return "run and migrate";
+        case C_RUN | C_STATUS:
+                return "run and status";
         case C_RUN | C_MIGRATE | C_STATUS:
                 return "run, migrate and status";
         default:

@@ -94,17 +94,17 @@ const struct setting config_settings[] = {
     {"reconnect-max-ms", 0, "OUTBOX_RECONNECT_MAX_MS", T_INT, OFF(reconnect_max_ms), 100, 3600000,
      "30000", F_PER_OUTBOX, C_RUN, 0, "MS", "Longest wait between database reconnect attempts."},
     {"statement-timeout-ms", 0, "OUTBOX_STATEMENT_TIMEOUT_MS", T_INT, OFF(statement_timeout_ms),
-     100, 86400000, "30000", F_PER_OUTBOX, C_RUN, 0, "MS",
+     100, 86400000, "30000", F_PER_OUTBOX, C_RUN | C_STATUS, 0, "MS",
      "PostgreSQL's statement_timeout for the relay's sessions: any statement of the relay, "
      "setup included, that runs longer fails and is retried. Keep it above the slowest "
-     "fetch, mark and count of pending rows."},
+     "fetch, mark and count of pending rows. status's counts stop there too."},
     {"lock-timeout-ms", 0, "OUTBOX_LOCK_TIMEOUT_MS", T_INT, OFF(lock_timeout_ms), 100, 86400000,
-     "5000", F_PER_OUTBOX, C_RUN | C_MIGRATE, 0, "MS",
+     "5000", F_PER_OUTBOX, C_RUN | C_MIGRATE | C_STATUS, 0, "MS",
      "PostgreSQL's lock_timeout for the relay's sessions: a statement that waits longer for a "
      "lock (an ALTER TABLE or LOCK TABLE on the outbox, a row an operator's open transaction "
-     "has updated) fails and is retried, so the relay says what it waits for. migrate's "
-     "changes wait no longer for the outbox's tables either (writers would queue behind "
-     "them): the file is rolled back and the holders named."},
+     "has updated) fails and is retried, so the relay says what it waits for. status says "
+     "so rather than wait, and migrate's changes wait no longer for the outbox's tables "
+     "(writers would queue behind them): the file is rolled back and the holders named."},
     {"http-listen", 0, "OUTBOX_HTTP_LISTEN", T_STR, OFF(http_listen), 0, 0, NULL, 0, C_RUN, 0,
      "HOST:PORT",
      "Serve /metrics, /healthz and /readyz on this address: IPv4 (0.0.0.0:9400) or IPv6 in "
