@@ -357,7 +357,7 @@ static int fetch_size(struct relay *r, int *limit, int64_t *bytes)
 
 static void maybe_fetch(struct relay *r)
 {
-        int64_t *skip, now;
+        int64_t *skip, now, floor;
         const char **keys, *key;
         size_t n = 0, n_keys;
         json_t *v;
@@ -372,7 +372,10 @@ static void maybe_fetch(struct relay *r)
         /* Every row of the pipeline is left out, whatever its state: until
          * its batch is done it is either on its way or held back. So are
          * the rows of held keys: a row behind the one that holds its key
-         * must not be fetched ahead of it (and fetched again and again). */
+         * must not be fetched ahead of it (and fetched again and again).
+         * The fetch starts above the floor, so only the rows above it need
+         * naming: the batches waiting for a shared mark stay out of the
+         * list the server hashes at each fetch. */
         for (const struct batch *b = r->batches; b != NULL; b = b->next)
                 n += (size_t)b->n;
         n_keys = json_object_size(r->held);
@@ -383,18 +386,19 @@ static void maybe_fetch(struct relay *r)
                 free(keys);
                 return; /* want_fetch stays: tried again on the next turn */
         }
+        now = now_ms();
+        floor = relay_floor_for_fetch(r->floor, n_keys == 0 && !r->duty->failing, now);
         n = 0;
         for (const struct batch *b = r->batches; b != NULL; b = b->next)
                 for (int i = 0; i < b->n; i++)
-                        skip[n++] = b->rows[i].m.id;
+                        if (b->rows[i].m.id > floor)
+                                skip[n++] = b->rows[i].m.id;
         n_keys = 0;
         json_object_foreach(r->held, key, v) keys[n_keys++] = key;
         r->want_fetch = 0;
         r->fetch_queued = 1;
-        now = now_ms();
-        db_fetch(r->db, relay_floor_for_fetch(r->floor, n_keys == 0 && !r->duty->failing, now), n,
-                 skip, n_keys, keys, r->fetch_limit, r->fetch_bytes, r->duty->failing, on_fetched,
-                 r);
+        db_fetch(r->db, floor, n, skip, n_keys, keys, r->fetch_limit, r->fetch_bytes,
+                 r->duty->failing, on_fetched, r);
         relay_look_writers(r, now);
         free(skip);
         free(keys);

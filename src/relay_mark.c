@@ -74,11 +74,17 @@ void relay_marks_due(struct relay_marks *m, struct batch *b, int64_t now)
                 m->at = now + m->delay_ms;
 }
 
+int relay_marks_hold(int pipeline_depth)
+{
+        return 2 * pipeline_depth > RELAY_MARKS_HOLD ? 2 * pipeline_depth : RELAY_MARKS_HOLD;
+}
+
 int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stopping)
 {
         if (m->at == 0)
                 return INT64_MAX;
-        if (m->rows >= m->batch_size || n_batches >= 2 * m->pipeline_depth || stopping)
+        if (m->rows >= m->batch_size || n_batches >= relay_marks_hold(m->pipeline_depth) ||
+            stopping)
                 return 0;
         return m->at;
 }
@@ -89,7 +95,8 @@ int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pi
 
         for (const struct batch *b = batches; b != NULL; b = b->next)
                 marking += batch_marking(b);
-        return n_batches - marking >= pipeline_depth || n_batches >= 2 * pipeline_depth;
+        return n_batches - marking >= pipeline_depth ||
+               n_batches >= relay_marks_hold(pipeline_depth);
 }
 
 void relay_marks_postpone(struct relay_marks *m, int64_t until)

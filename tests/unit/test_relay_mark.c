@@ -86,8 +86,9 @@ START_TEST(test_due_and_when)
         relay_marks_due(m, &b1, 1000);
         ck_assert_int_eq(b1.state, BATCH_MARK_DUE);
         ck_assert_int_eq(relay_marks_next_at(m, 2, 0), 1010);
-        ck_assert_int_eq(relay_marks_next_at(m, 2, 1), 0); /* stopping */
-        ck_assert_int_eq(relay_marks_next_at(m, 8, 0), 0); /* fetching waits */
+        ck_assert_int_eq(relay_marks_next_at(m, 2, 1), 0);                /* stopping */
+        ck_assert_int_eq(relay_marks_next_at(m, 8, 0), 1010);             /* 8 held: still waits */
+        ck_assert_int_eq(relay_marks_next_at(m, RELAY_MARKS_HOLD, 0), 0); /* fetching waits */
         /* Again: nothing changes (due already). */
         relay_marks_due(m, &b1, 2000);
         ck_assert_int_eq(relay_marks_next_at(m, 2, 0), 1010);
@@ -127,7 +128,8 @@ START_TEST(test_due_only_when_reported)
 }
 END_TEST
 
-/* depth batches being published, or twice as many in all, stop fetching. */
+/* depth batches being published, or relay_marks_hold in all, stop
+ * fetching; published batches waiting for their shared mark do not. */
 START_TEST(test_pipeline_full)
 {
         struct batch b[4] = {{.state = BATCH_IN_FLIGHT},
@@ -141,7 +143,11 @@ START_TEST(test_pipeline_full)
         ck_assert(relay_marks_pipeline_full(b, 4, 2));  /* 2 publishing, depth 2 */
         b[3].state = BATCH_MARKED;
         ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 1 publishing, 4 in all */
-        ck_assert(relay_marks_pipeline_full(b, 4, 2));  /* 1 publishing, but 4 in all */
+        ck_assert(!relay_marks_pipeline_full(b, 4, 2)); /* 1 publishing, 4 in all: held */
+        ck_assert_int_eq(relay_marks_hold(2), RELAY_MARKS_HOLD);
+        ck_assert_int_eq(relay_marks_hold(64), 128);
+        /* As many in all as the hold (n_batches counts them). */
+        ck_assert(relay_marks_pipeline_full(b, RELAY_MARKS_HOLD, 2));
 }
 END_TEST
 
