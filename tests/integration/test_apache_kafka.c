@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "fault_harness.h"
 #include "fixture.h"
 #include "scenarios.h"
@@ -682,6 +684,60 @@ END_TEST
  * ASan build runs in full. */
 static const struct runner_servers servers = {suite_setup, suite_teardown};
 
+/* The relay publishes through two transactional producers taking turns,
+ * "<id>" and "<id>.1" (producer.c): a leader must fence both before it
+ * publishes, or a zombie of the second (a relay that lost its lease with a
+ * transaction open) could still commit after the new leader took over. The
+ * zombie here is a producer of "<id>.1" with a message in an open
+ * transaction when the relay starts: once the relay has published, the
+ * zombie's commit must be refused, and a read_committed consumer sees the
+ * rows once each and nothing of the zombie. */
+START_TEST(eos_second_transactional_id_is_fenced)
+{
+        const char *const topics[] = {"eos-fence", NULL};
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_error_t *error;
+        struct eos_case e;
+        struct fx_relay *r;
+        struct fh_result res;
+        rd_kafka_t *zombie;
+        char err[512];
+
+        eos_case_init(&e, "eos_fence", "eos-fence", "eos-fence-progress", 0);
+        fh_result_init(&res, "ak-eos-second-id-fenced",
+                       "--exactly-once: a producer of the relay's second transactional id "
+                       "(<id>.1) has a message in an open transaction as the relay starts; "
+                       "500 rows over 7 keys");
+        ck_assert_int_eq(rd_kafka_conf_set(conf, "bootstrap.servers", BROKERS, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        ck_assert_int_eq(
+            rd_kafka_conf_set(conf, "transactional.id", "eos_fence.1", err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+        zombie = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        ck_assert_msg(zombie != NULL, "%s", err);
+        ck_assert_ptr_null(rd_kafka_init_transactions(zombie, 60000));
+        ck_assert_ptr_null(rd_kafka_begin_transaction(zombie));
+        ck_assert_int_eq(
+            rd_kafka_producev(zombie, RD_KAFKA_V_TOPIC("eos-fence"), RD_KAFKA_V_VALUE("zombie", 6),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+        ck_assert_int_eq(rd_kafka_flush(zombie, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+        r = eos_start(&e);
+        insert_rows(e.c, "eos-fence", 500);
+        ck_assert_int_eq(wait_sent(e.c, 500), 500);
+        error = rd_kafka_commit_transaction(zombie, 60000);
+        ck_assert_msg(error != NULL, "a producer of eos_fence.1 begun before the relay started "
+                                     "committed after the relay published: the relay did not "
+                                     "fence its second transactional id");
+        snprintf(res.notes, sizeof(res.notes), "the zombie's commit: %s",
+                 rd_kafka_error_name(error));
+        rd_kafka_error_destroy(error);
+        rd_kafka_destroy(zombie);
+        check_and_report(r, e.c, e.ci, topics, &res, 0, 0);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
         Suite *s = suite_create("apache_kafka");
@@ -701,6 +757,7 @@ Suite *test_suite(void)
             {eos_progress_topic_creation_refused_by_kafka, "sanitize"},
             {eos_two_relays_create_one_progress_topic, "sanitize"},
             {eos_two_outboxes_in_one_process_kill_9, NULL},
+            {eos_second_transactional_id_is_fenced, NULL},
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
