@@ -352,19 +352,25 @@ enum producer_txn_result producer_txn_init(struct producer *p, int timeout_ms, c
                                            size_t errsz)
 {
         rd_kafka_error_t *error = NULL;
+        char tid[300], what[400];
+        size_t n = sizeof(tid);
 
         while (p->inited < p->n_rk && error == NULL)
                 if ((error = rd_kafka_init_transactions(p->rks[p->inited], timeout_ms)) == NULL)
                         p->inited++;
         if (error == NULL)
                 return PRODUCER_TXN_DONE;
+        /* Name the id: the second's may lack an ACL the first has. */
+        if (rd_kafka_conf_get(rd_kafka_conf(p->rks[p->inited]), "transactional.id", tid, &n) !=
+            RD_KAFKA_CONF_OK)
+                tid[0] = '\0';
+        snprintf(what, sizeof(what), "initialising transactions of transactional.id %s", tid);
         if (rd_kafka_error_is_retriable(error)) {
-                snprintf(errbuf, errsz, "initialising transactions: %s",
-                         rd_kafka_error_string(error));
+                snprintf(errbuf, errsz, "%s: %s", what, rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
                 return PRODUCER_TXN_RETRY;
         }
-        return txn_error(p, "initialising transactions", error, errbuf, errsz);
+        return txn_error(p, what, error, errbuf, errsz);
 }
 
 /* Called only once the last transaction ended (relay_txn.c): see
