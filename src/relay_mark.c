@@ -85,11 +85,14 @@ int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stop
 
 int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth)
 {
-        int marking = 0;
+        int marking = 0, sent_to_mark = 0;
 
-        for (const struct batch *b = batches; b != NULL; b = b->next)
+        for (const struct batch *b = batches; b != NULL; b = b->next) {
                 marking += batch_marking(b);
-        return n_batches - marking >= pipeline_depth || n_batches >= 2 * pipeline_depth;
+                sent_to_mark += b->state >= BATCH_MARKING;
+        }
+        return n_batches - marking >= pipeline_depth ||
+               n_batches - sent_to_mark >= 2 * pipeline_depth || n_batches >= 4 * pipeline_depth;
 }
 
 void relay_marks_postpone(struct relay_marks *m, int64_t until)

@@ -53,7 +53,10 @@ void relay_mark_set_free(struct relay_mark_set *set);
 /* Out of memory for a mark: the due rows wait until then. */
 void relay_marks_postpone(struct relay_marks *m, int64_t until);
 /* Whether a fetch must wait: pipeline_depth batches are being published,
- * or as many again wait for their mark (which is then sent at once). */
+ * or as many again wait for their mark to be sent (which it then is, at
+ * once), or four times pipeline_depth batches are held in all. Batches
+ * whose mark is on its way count only towards the last: a fetch does not
+ * wait for a mark's round trip while rows are waiting. */
 int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth);
 
 #endif
