@@ -36,7 +36,8 @@ int relay_marks_want_fetch(struct relay_marks *m);
 void relay_marks_due(struct relay_marks *m, struct batch *b, int64_t now);
 /* When the due rows are to be marked (INT64_MAX: none due); at once when
  * waiting would gain nothing (a batch's worth of rows), hold up fetching
- * (n_batches at twice the pipeline) or delay shutdown (stopping). */
+ * (n_batches, those whose mark is not on its way, at twice the pipeline)
+ * or delay shutdown (stopping). */
 int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stopping);
 /* Whether some due batch may be marked now: not one behind a batch still
  * awaiting reports, nor one holding a later row of a failed row's key
@@ -58,5 +59,7 @@ void relay_marks_postpone(struct relay_marks *m, int64_t until);
  * whose mark is on its way count only towards the last: a fetch does not
  * wait for a mark's round trip while rows are waiting. */
 int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth);
+/* The batches whose mark is not on its way yet (before BATCH_MARKING). */
+int relay_marks_unsent(const struct batch *batches);
 
 #endif

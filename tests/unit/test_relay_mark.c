@@ -175,6 +175,12 @@ START_TEST(test_pipeline_not_held_by_marks_on_their_way)
         ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2));
         b[4].state = BATCH_PRODUCING;
         ck_assert(relay_marks_pipeline_full(b, chain(b, 5), 2)); /* 2 publishing */
+        /* What the mark's timing counts (relay_mark_next_at): the batches
+         * finishing while a mark is on its way share the next one. */
+        ck_assert_int_eq(relay_marks_unsent(b), 4); /* MARK_DUE x2, IN_FLIGHT, PRODUCING */
+        b[0].state = BATCH_MARKED;
+        b[1].state = BATCH_MARKING;
+        ck_assert_int_eq(relay_marks_unsent(b), 3);
 }
 END_TEST
 
