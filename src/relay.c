@@ -385,7 +385,8 @@ static void trace_want(struct relay *r)
 {
         if (r->trace_want_us == 0)
                 r->trace_want_us = now_us();
-        if (relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth))
+        if (relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth,
+                                      r->cfg->batch_size))
                 r->trace_held |= r->n_batches >= 2 * r->cfg->pipeline_depth ? 2 : 1;
         if (r->fetch_queued)
                 r->trace_held |= 4;
@@ -412,7 +413,8 @@ static void maybe_fetch(struct relay *r)
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->duty->leader ||
             !relay_txn_ready(r->tx) || producer_fatal(r->producer, NULL, 0) ||
             !db_connected(r->db) ||
-            relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth) ||
+            relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth,
+                                      r->cfg->batch_size) ||
             now_ms() < r->duty->stmt[RELAY_STMT_FETCH].retry_at ||
             !fetch_size(r, &r->fetch_limit, &r->fetch_bytes))
                 return;

@@ -92,14 +92,19 @@ int relay_marks_unsent(const struct batch *batches)
         return n;
 }
 
-int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth)
+int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth,
+                              int batch_size)
 {
         int marking = 0;
+        int64_t rows = 0;
 
-        for (const struct batch *b = batches; b != NULL; b = b->next)
+        for (const struct batch *b = batches; b != NULL; b = b->next) {
                 marking += batch_marking(b);
+                rows += b->n;
+        }
         return n_batches - marking >= pipeline_depth ||
-               relay_marks_unsent(batches) >= 2 * pipeline_depth || n_batches >= 4 * pipeline_depth;
+               relay_marks_unsent(batches) >= 2 * pipeline_depth ||
+               n_batches >= 4 * pipeline_depth || rows >= (int64_t)2 * pipeline_depth * batch_size;
 }
 
 void relay_marks_postpone(struct relay_marks *m, int64_t until)

@@ -55,10 +55,13 @@ void relay_mark_set_free(struct relay_mark_set *set);
 void relay_marks_postpone(struct relay_marks *m, int64_t until);
 /* Whether a fetch must wait: pipeline_depth batches are being published,
  * or as many again wait for their mark to be sent (which it then is, at
- * once), or four times pipeline_depth batches are held in all. Batches
- * whose mark is on its way count only towards the last: a fetch does not
- * wait for a mark's round trip while rows are waiting. */
-int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth);
+ * once), or four times pipeline_depth batches, or twice pipeline_depth
+ * full batches' rows, are held in all. Batches whose mark is on its way
+ * count only towards the last two: a fetch does not wait for a mark's
+ * round trip while small batches come (a trickle of events), and a drain
+ * holds no more rows than before. */
+int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth,
+                              int batch_size);
 /* The batches whose mark is not on its way yet (before BATCH_MARKING). */
 int relay_marks_unsent(const struct batch *batches);
 

@@ -137,12 +137,13 @@ START_TEST(test_pipeline_full)
 
         for (int i = 0; i < 3; i++)
                 b[i].next = &b[i + 1];
-        ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 2 publishing */
-        ck_assert(relay_marks_pipeline_full(b, 4, 2));  /* 2 publishing, depth 2 */
+        ck_assert(!relay_marks_pipeline_full(b, 4, 3, 1000)); /* 2 publishing */
+        ck_assert(relay_marks_pipeline_full(b, 4, 2, 1000));  /* 2 publishing, depth 2 */
         b[3].state = BATCH_MARKED;
-        ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 1 publishing, 4 in all */
+        ck_assert(!relay_marks_pipeline_full(b, 4, 3, 1000)); /* 1 publishing, 4 in all */
         b[2].state = BATCH_MARK_DUE;
-        ck_assert(relay_marks_pipeline_full(b, 4, 1)); /* 3 waiting for their mark to be sent */
+        ck_assert(
+            relay_marks_pipeline_full(b, 4, 1, 1000)); /* 3 waiting for their mark to be sent */
 }
 END_TEST
 
@@ -165,22 +166,28 @@ START_TEST(test_pipeline_not_held_by_marks_on_their_way)
 
         for (int i = 0; i < 8; i++)
                 b[i] = (struct batch){.state = i % 2 ? BATCH_MARKED : BATCH_MARKING};
-        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2)); /* 4 marking, depth 2 */
-        ck_assert(!relay_marks_pipeline_full(b, chain(b, 7), 2));
-        ck_assert(relay_marks_pipeline_full(b, chain(b, 8), 2)); /* 8 in all: 4 * depth */
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2, 1000)); /* 4 marking, depth 2 */
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 7), 2, 1000));
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 8), 2, 1000)); /* 8 in all: 4 * depth */
         b[3].state = BATCH_IN_FLIGHT;
         b[2].state = b[1].state = b[0].state = BATCH_MARK_DUE;
-        ck_assert(relay_marks_pipeline_full(b, chain(b, 4), 2)); /* 3 due + 1 publishing */
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 4), 2, 1000)); /* 3 due + 1 publishing */
         b[0].state = BATCH_MARKING;
-        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2));
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2, 1000));
         b[4].state = BATCH_PRODUCING;
-        ck_assert(relay_marks_pipeline_full(b, chain(b, 5), 2)); /* 2 publishing */
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 5), 2, 1000)); /* 2 publishing */
         /* What the mark's timing counts (relay_mark_next_at): the batches
          * finishing while a mark is on its way share the next one. */
         ck_assert_int_eq(relay_marks_unsent(b), 4); /* MARK_DUE x2, IN_FLIGHT, PRODUCING */
         b[0].state = BATCH_MARKED;
         b[1].state = BATCH_MARKING;
         ck_assert_int_eq(relay_marks_unsent(b), 3);
+        /* A drain's full batches: no more rows held than 2 * depth batches'. */
+        for (int i = 0; i < 4; i++)
+                b[i] = (struct batch){.state = BATCH_MARKING, .n = 1000};
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 3), 2, 1000));
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 4), 2, 1000));
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2, 2000));
 }
 END_TEST
 
