@@ -383,11 +383,16 @@ static int fetch_size(struct relay *r, int *limit, int64_t *bytes)
  * pipeline held it back meanwhile. */
 static void trace_want(struct relay *r)
 {
+        int publishing = 0;
+
         if (r->trace_want_us == 0)
                 r->trace_want_us = now_us();
         if (relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth,
-                                      r->cfg->batch_size))
-                r->trace_held |= r->n_batches >= 2 * r->cfg->pipeline_depth ? 2 : 1;
+                                      r->cfg->batch_size)) {
+                for (const struct batch *b = r->batches; b != NULL; b = b->next)
+                        publishing += !batch_marking(b);
+                r->trace_held |= publishing >= r->cfg->pipeline_depth ? 1 : 2;
+        }
         if (r->fetch_queued)
                 r->trace_held |= 4;
 }
