@@ -80,6 +80,7 @@ int bench_cmd_kafka_ceiling(int argc, char **argv);
 int bench_cmd_hwm(int argc, char **argv);
 int bench_cmd_topics(int argc, char **argv);
 int bench_cmd_load(int argc, char **argv);
+int bench_cmd_split(int argc, char **argv);
 int bench_cmd_monitor(int argc, char **argv);
 int bench_cmd_waits(int argc, char **argv);
 int bench_cmd_kafka_latency(int argc, char **argv);

@@ -16,6 +16,7 @@ static const char usage_text[] =
     "  hwm             sum of a topic's high-water offsets\n"
     "  topics          create topics on a real broker (Apache Kafka) and wait for their leaders\n"
     "  load            writers at a fixed event rate plus a consumer: end-to-end latency\n"
+    "  split           load --dump joined with the relay's batch trace: the latency by step\n"
     "  monitor         a relay's CPU and RSS while it drains (or for a duration)\n"
     "  waits           what PostgreSQL client backends wait on, sampled\n"
     "  version         librdkafka and libpq versions in use\n";
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
             {"hwm", bench_cmd_hwm},
             {"topics", bench_cmd_topics},
             {"load", bench_cmd_load},
+            {"split", bench_cmd_split},
             {"monitor", bench_cmd_monitor},
             {"waits", bench_cmd_waits},
         };

@@ -426,6 +426,15 @@ cell_lat() {
     "$(f2 "$(get "$1.lat.max_ms")")" "$(n0 "$(get "$1.load.samples")")" \
     "$(n0 "$(get "$1.load.achieved_rate")")" "$(n0 "$(get "$1.load.missing")")" \
     "$(n0 "$(get "$1.load.duplicates")")" "$(get "$1.loadavg")" "$(gc_note "$1")"
+  split_note "$1"
+}
+# BENCH_LAT_TRACE=1: each step's p99 (outbox-bench split), where the latency went.
+split_note() {
+  [ -n "$(get "$1.split.total.p99_ms")" ] || return 0
+  printf '; p99 by step (ms): wake-up %s, fetch held %s, fetch %s, produce %s, delivery report %s, read %s' \
+    "$(f2 "$(get "$1.split.commit_to_wanted.p99_ms")")" "$(f2 "$(get "$1.split.wanted_to_sent.p99_ms")")" \
+    "$(f2 "$(get "$1.split.sent_to_fetched.p99_ms")")" "$(f2 "$(get "$1.split.fetched_to_produced.p99_ms")")" \
+    "$(f2 "$(get "$1.split.produced_to_report.p99_ms")")" "$(f2 "$(get "$1.split.report_to_read.p99_ms")")"
 }
 cell_klat() {
   [ -n "$(get "$1.klat.read.p50_ms")" ] || { echo —; return; }

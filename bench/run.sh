@@ -30,6 +30,9 @@ Sizes and settings (environment; full-run defaults, smoke in brackets):
   BENCH_PGBENCH_CLIENTS="1 8 32" [8]   BENCH_PGBENCH_SECONDS=15 [3]   BENCH_PGBENCH_ROUNDS=3 [1]
   BENCH_PARTITIONS=64   BENCH_KAFKA_BROKERS=3   BENCH_KEYS=1000
   BENCH_RELAY_ARGS=""      extra `outbox-relay run` options, e.g. "--batch-size 2000 --pipeline-depth 8"
+  BENCH_LAT_TRACE=0        1: the latency steps' relay logs at debug level and each step's latency is
+                           split by step (outbox-bench split: wake-up, fetch held, fetch, produce,
+                           delivery report, read); the debug log costs the relay some CPU
   BENCH_RELAY_BIN=""       another relay binary to measure (e.g. a build of an earlier commit), with
                            this tree's bench tools (before/after comparisons)
   BENCH_PG_SETTINGS=""     extra server options, e.g. "-c synchronous_commit=off"
@@ -75,6 +78,7 @@ fi
 : "${BENCH_PARTITIONS:=64}" "${BENCH_KAFKA_BROKERS:=3}" "${BENCH_KEYS:=1000}"
 : "${BENCH_RELAY_ARGS:=}" "${BENCH_PG_SETTINGS:=}" "${BENCH_BUILD_DIR:=build-bench}"
 : "${BENCH_BUILD_TYPE:=Release}" "${BENCH_PGSS:=1}" "${BENCH_PG_REFERENCE_ARGS:=}"
+: "${BENCH_LAT_TRACE:=0}"
 read -r -a relay_args <<<"$BENCH_RELAY_ARGS"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -373,9 +377,10 @@ drain_step() {
 
 # 3: latency at each offered load.
 lat_step() {
-  local r n
+  local r n trace=()
   sql -c "TRUNCATE outbox.events" -c "VACUUM ANALYZE outbox.events" -c "CHECKPOINT"
-  relay_start "${P}latency"
+  [ "$BENCH_LAT_TRACE" = 0 ] || trace=(--log-level debug)
+  relay_start "${P}latency" "${trace[@]}"
   for r in $BENCH_LAT_RATES; do
     n=${P}lat$r
     log "latency at $r events/s ($BENCH_LAT_SECONDS s, $BENCH_LAT_WRITERS writers, $1)"
@@ -388,7 +393,7 @@ lat_step() {
     pgss_begin "$n"
     "$OB" load --topic "lat-$r" --rate "$r" --seconds "$BENCH_LAT_SECONDS" \
       --writers "$BENCH_LAT_WRITERS" --keys "$BENCH_KEYS" --samples "$work/$n.samples" \
-      >"$work/$n.out" || die "load at $r/s"
+      --dump "$work/$n.dump" >"$work/$n.out" || die "load at $r/s"
     if ! wait "$mon_pid"; then
       relay_alive && die "monitor at $r/s"
       step_failed "$n" "${P}latency"
@@ -399,7 +404,14 @@ lat_step() {
     ingest "$n" "$work/$n.mon"
     pgss_end "$n" "$(get "$n.load.committed")"
     log "latency at $r events/s: p50 $(get "$n.lat.p50_ms") ms, p99 $(get "$n.lat.p99_ms") ms"
-    [ -n "$relay_pid" ] || relay_start "${P}latency"
+    if [ "$BENCH_LAT_TRACE" != 0 ]; then
+      # The relay's log so far holds this step's batches and the earlier steps' (other ids).
+      "$OB" split --dump "$work/$n.dump" --trace "$work/relay-${P}latency.log" >"$work/$n.split" ||
+        die "split at $r/s"
+      ingest "$n" "$work/$n.split"
+      log "latency at $r events/s, p99 by step: wake-up $(get "$n.split.commit_to_wanted.p99_ms"), held $(get "$n.split.wanted_to_sent.p99_ms"), fetch $(get "$n.split.sent_to_fetched.p99_ms"), produce $(get "$n.split.fetched_to_produced.p99_ms"), report $(get "$n.split.produced_to_report.p99_ms"), read $(get "$n.split.report_to_read.p99_ms") ms"
+    fi
+    [ -n "$relay_pid" ] || relay_start "${P}latency" "${trace[@]}"
   done
   # Idle: the same relay, no events at all (the load above has ended and every row it wrote
   # was read): what the relay and its backends cost while nothing happens.

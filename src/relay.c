@@ -106,6 +106,7 @@ struct relay *relay_new_opts(const struct config *cfg, struct log *lg,
         r->hooks.batch_reported = batch_reported;
         r->hooks.batch_check_done = batch_check_done;
         r->sig_fd = -1;
+        r->trace = log_enabled(lg, LOG_LEVEL_DEBUG);
         if (stop_source(r, opts, errbuf, errsz) != 0)
                 goto fail;
         r->route = route_new(cfg->routes, cfg->n_routes, cfg->default_topic, errbuf, errsz);
@@ -146,8 +147,26 @@ fail:
         return NULL;
 }
 
+/* One line per batch with its times and each row's (struct batch_trace):
+ * [id, produced_us, reported_us], 0 for a time not noted. */
+static void batch_trace_log(const struct batch *b)
+{
+        json_t *rows = json_array();
+
+        for (int i = 0; i < b->n && rows != NULL; i++)
+                json_array_append_new(rows, json_pack("[I,I,I]", (json_int_t)b->rows[i].m.id,
+                                                      (json_int_t)b->rows[i].produced_us,
+                                                      (json_int_t)b->rows[i].reported_us));
+        log_debug(b->relay->lg, "batch trace", "{s:I,s:I,s:I,s:i,s:o}", "want_us",
+                  (json_int_t)b->trace.want_us, "sent_us", (json_int_t)b->trace.sent_us,
+                  "fetched_us", (json_int_t)b->trace.fetched_us, "held", b->trace.held, "rows",
+                  rows != NULL ? rows : json_null());
+}
+
 static void batch_free(struct batch *b)
 {
+        if (b->relay != NULL && b->relay->trace)
+                batch_trace_log(b);
         if (b->relay != NULL)
                 b->relay->held_bytes -= b->bytes;
         for (int i = 0; i < b->n; i++)
@@ -312,6 +331,11 @@ static void fetched(struct relay *r, struct db_rows *res, const char *error)
         }
         relay_stmt_ok(r, RELAY_STMT_FETCH);
         append_batch(r, b, res, n);
+        if (r->trace)
+                b->trace = (struct batch_trace){.want_us = r->trace_sent_want_us,
+                                                .sent_us = r->trace_sent_us,
+                                                .fetched_us = now_us(),
+                                                .held = r->trace_sent_held};
         /* Stopped by its byte limit (the rows before its last one came to
          * less than the limit, the last one may have crossed it) or by its
          * row limit: more rows are likely waiting, and those above its last
@@ -355,6 +379,33 @@ static int fetch_size(struct relay *r, int *limit, int64_t *bytes)
         return 1;
 }
 
+/* --log-level debug: when a fetch was first wanted, and whether a full
+ * pipeline held it back meanwhile. */
+static void trace_want(struct relay *r)
+{
+        int publishing = 0;
+
+        if (r->trace_want_us == 0)
+                r->trace_want_us = now_us();
+        if (relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth,
+                                      r->cfg->batch_size)) {
+                for (const struct batch *b = r->batches; b != NULL; b = b->next)
+                        publishing += !batch_marking(b);
+                r->trace_held |= publishing >= r->cfg->pipeline_depth ? 1 : 2;
+        }
+        if (r->fetch_queued)
+                r->trace_held |= 4;
+}
+
+static void trace_sent(struct relay *r)
+{
+        r->trace_sent_want_us = r->trace_want_us;
+        r->trace_sent_held = r->trace_held;
+        r->trace_sent_us = now_us();
+        r->trace_want_us = 0;
+        r->trace_held = 0;
+}
+
 static void maybe_fetch(struct relay *r)
 {
         int64_t *skip, now, floor;
@@ -362,10 +413,13 @@ static void maybe_fetch(struct relay *r)
         size_t n = 0, n_keys;
         json_t *v;
 
+        if (r->trace && r->want_fetch)
+                trace_want(r);
         if (!r->want_fetch || r->fetch_queued || r->stopping || !r->duty->leader ||
             !relay_txn_ready(r->tx) || producer_fatal(r->producer, NULL, 0) ||
             !db_connected(r->db) ||
-            relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth) ||
+            relay_marks_pipeline_full(r->batches, r->n_batches, r->cfg->pipeline_depth,
+                                      r->cfg->batch_size) ||
             now_ms() < r->duty->stmt[RELAY_STMT_FETCH].retry_at ||
             !fetch_size(r, &r->fetch_limit, &r->fetch_bytes))
                 return;
@@ -399,6 +453,8 @@ static void maybe_fetch(struct relay *r)
         r->fetch_queued = 1;
         db_fetch(r->db, floor, n, skip, n_keys, keys, r->fetch_limit, r->fetch_bytes,
                  r->duty->failing, on_fetched, r);
+        if (r->trace)
+                trace_sent(r);
         relay_look_writers(r, now);
         free(skip);
         free(keys);

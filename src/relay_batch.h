@@ -67,16 +67,27 @@ struct relay_row {
         int64_t offset;
         const char *topic; /* where it was produced to (borrowed from route or result) */
         int64_t produced_us;
-        char *error;  /* why it failed (ROW_FAILED) */
-        int retry_ms; /* delay asked for when recording the failure */
-        int dead_now; /* ROW_FAILED for good: dead-lettered at its first failure */
-        int produced; /* handed to the producer (it is part of the transaction) */
+        int64_t reported_us; /* its delivery report came (the trace only, below) */
+        char *error;         /* why it failed (ROW_FAILED) */
+        int retry_ms;        /* delay asked for when recording the failure */
+        int dead_now;        /* ROW_FAILED for good: dead-lettered at its first failure */
+        int produced;        /* handed to the producer (it is part of the transaction) */
         /* An earlier row of its key went back unpublished while this one
          * was in flight: it stays pending whatever its report says. */
         int behind;
         /* The newest batch when it failed: the rows produced before the
          * failure are in it or before it (later rows of its key are held). */
         unsigned long wait_seq;
+};
+
+/* With --log-level debug, a batch's way, logged as it is freed ("batch
+ * trace"), to split each row's latency into the relay's steps (bench/README.md,
+ * "Where the latency goes"): CLOCK_MONOTONIC microseconds, 0 when not noted.
+ * held, while the fetch was wanted: 1 the pipeline was full of batches
+ * awaiting reports, 2 of batches awaiting marks, 4 a fetch was under way. */
+struct batch_trace {
+        int64_t want_us, sent_us, fetched_us;
+        int held;
 };
 
 struct batch {
@@ -94,6 +105,7 @@ struct batch {
         int left_pending;  /* some row stays pending (unsent): fetch again when done */
         int in_submit;     /* being submitted: not to be freed under the caller */
         int unrecorded;    /* failed rows whose failure is not recorded yet */
+        struct batch_trace trace;
 };
 
 /* The one transition function: an illegal move is a bug (assertion). */

@@ -136,6 +136,11 @@ struct relay {
         int64_t fetch_bytes; /* ... and byte limit */
         int fetch_queued;    /* a fetch is running */
         int want_fetch;
+        /* --log-level debug: batches are traced (struct batch_trace); the
+         * fetch wanted and the one under way. Nothing is noted otherwise. */
+        int trace;
+        int64_t trace_want_us, trace_sent_want_us, trace_sent_us;
+        int trace_held, trace_sent_held;
         int queue_full;        /* a batch waits for room in the producer's queue */
         long queue_full_count; /* times it filled since the last log line */
         int64_t queue_full_logged_at;

@@ -89,14 +89,34 @@ int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stop
         return m->at;
 }
 
-int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth)
+int relay_marks_unsent(const struct batch *batches)
 {
-        int marking = 0;
+        int n = 0;
 
         for (const struct batch *b = batches; b != NULL; b = b->next)
+                n += b->state < BATCH_MARKING;
+        return n;
+}
+
+int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth,
+                              int batch_size)
+{
+        int marking = 0;
+        int64_t rows = 0;
+
+        for (const struct batch *b = batches; b != NULL; b = b->next) {
                 marking += batch_marking(b);
+                rows += b->n;
+        }
+        /* Published batches waiting for a shared mark count towards the
+         * hold, not the depth; those whose mark is on its way count only
+         * towards twice the hold and the rows: a fetch does not wait for
+         * a mark's round trip, and a drain holds no more rows than
+         * before. */
         return n_batches - marking >= pipeline_depth ||
-               n_batches >= relay_marks_hold(pipeline_depth);
+               relay_marks_unsent(batches) >= relay_marks_hold(pipeline_depth) ||
+               n_batches >= 2 * relay_marks_hold(pipeline_depth) ||
+               rows >= (int64_t)2 * pipeline_depth * batch_size;
 }
 
 void relay_marks_postpone(struct relay_marks *m, int64_t until)
@@ -275,7 +295,11 @@ int64_t relay_mark_next_at(const struct relay *r)
 
         if (!db_connected(r->db))
                 return INT64_MAX;
-        at = relay_marks_next_at(r->marks, r->n_batches, r->stopping);
+        /* Batches whose mark is on its way do not count: while it is, the
+         * loop goes on fetching (relay_marks_pipeline_full), and the batches
+         * finishing meanwhile share the next mark instead of each taking
+         * one at once. */
+        at = relay_marks_next_at(r->marks, relay_marks_unsent(r->batches), r->stopping);
         /* Every due batch held back by an unrecorded failure: nothing to
          * do until it is recorded, no loop turning meanwhile. */
         if (at != INT64_MAX && !relay_marks_ready(r->batches))

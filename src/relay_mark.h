@@ -45,7 +45,8 @@ void relay_marks_due(struct relay_marks *m, struct batch *b, int64_t now);
 int relay_marks_hold(int pipeline_depth);
 /* When the due rows are to be marked (INT64_MAX: none due); at once when
  * waiting would gain nothing (a batch's worth of rows), hold up fetching
- * (n_batches at relay_marks_hold) or delay shutdown (stopping). */
+ * (relay_marks_hold batches whose mark is not on its way yet) or delay
+ * shutdown (stopping). */
 int64_t relay_marks_next_at(const struct relay_marks *m, int n_batches, int stopping);
 /* Whether some due batch may be marked now: not one behind a batch still
  * awaiting reports, nor one holding a later row of a failed row's key
@@ -62,8 +63,15 @@ void relay_mark_set_free(struct relay_mark_set *set);
 /* Out of memory for a mark: the due rows wait until then. */
 void relay_marks_postpone(struct relay_marks *m, int64_t until);
 /* Whether a fetch must wait: pipeline_depth batches are being published,
- * or relay_marks_hold batches are held in all (the due ones are then
- * marked at once). */
-int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth);
+ * or relay_marks_hold batches wait for their mark to be sent (which it
+ * then is, at once), or twice that many batches, or twice pipeline_depth
+ * full batches' rows, are held in all. Batches whose mark is on its way
+ * count only towards the last two: a fetch does not wait for a mark's
+ * round trip while small batches come (a trickle of events), and a drain
+ * holds no more rows than before. */
+int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth,
+                              int batch_size);
+/* The batches whose mark is not on its way yet (before BATCH_MARKING). */
+int relay_marks_unsent(const struct batch *batches);
 
 #endif

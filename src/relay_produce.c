@@ -142,9 +142,10 @@ void relay_on_delivery(void *arg, void *msg_opaque, rd_kafka_resp_err_t err, int
                 row->partition = partition;
                 row->offset = offset;
                 r->rebuild_attempt = 0;
+                row->reported_us = now_us(); /* the metric's time, and the trace's */
                 metrics_topic_add(r->metrics, METRICS_PUBLISHED, row->topic, 1);
                 metrics_observe(r->metrics, METRICS_ACK_SECONDS,
-                                (double)(now_us() - row->produced_us) / 1e6);
+                                (double)(row->reported_us - row->produced_us) / 1e6);
                 observe_lag(r, row);
         } else if (producer_err_is_permanent(err)) {
                 char reason[300];

@@ -139,15 +139,61 @@ START_TEST(test_pipeline_full)
 
         for (int i = 0; i < 3; i++)
                 b[i].next = &b[i + 1];
-        ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 2 publishing */
-        ck_assert(relay_marks_pipeline_full(b, 4, 2));  /* 2 publishing, depth 2 */
+        ck_assert(!relay_marks_pipeline_full(b, 4, 3, 1000)); /* 2 publishing */
+        ck_assert(relay_marks_pipeline_full(b, 4, 2, 1000));  /* 2 publishing, depth 2 */
         b[3].state = BATCH_MARKED;
-        ck_assert(!relay_marks_pipeline_full(b, 4, 3)); /* 1 publishing, 4 in all */
-        ck_assert(!relay_marks_pipeline_full(b, 4, 2)); /* 1 publishing, 4 in all: held */
+        ck_assert(!relay_marks_pipeline_full(b, 4, 3, 1000)); /* 1 publishing, 4 in all */
+        ck_assert(!relay_marks_pipeline_full(b, 4, 2, 1000)); /* 1 publishing, 4 in all: held */
         ck_assert_int_eq(relay_marks_hold(2), RELAY_MARKS_HOLD);
         ck_assert_int_eq(relay_marks_hold(64), 128);
-        /* As many in all as the hold (n_batches counts them). */
-        ck_assert(relay_marks_pipeline_full(b, RELAY_MARKS_HOLD, 2));
+}
+END_TEST
+
+/* The first n of b as the pipeline, in order. */
+static int chain(struct batch *b, int n)
+{
+        for (int i = 0; i < n; i++)
+                b[i].next = i + 1 < n ? &b[i + 1] : NULL;
+        return n;
+}
+
+/* Batches whose mark is on its way do not hold a fetch back: while rows
+ * wait, a fetch no longer waits for the round trip of a mark (a commit on
+ * the server). relay_marks_hold batches waiting for their mark to be sent
+ * do, and so do twice that many in all, so that slow marks bound the
+ * batches held, and twice the depth's full batches of rows. */
+START_TEST(test_pipeline_not_held_by_marks_on_their_way)
+{
+        enum { HOLD = RELAY_MARKS_HOLD };
+        static struct batch b[2 * HOLD];
+
+        for (int i = 0; i < 2 * HOLD; i++)
+                b[i] = (struct batch){.state = i % 2 ? BATCH_MARKED : BATCH_MARKING};
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 8), 2, 1000)); /* 8 marking, depth 2 */
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 2 * HOLD - 1), 2, 1000));
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 2 * HOLD), 2, 1000)); /* twice the hold */
+        b[3].state = BATCH_IN_FLIGHT;
+        b[2].state = b[1].state = b[0].state = BATCH_MARK_DUE;
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2, 1000)); /* 3 due + 1 publishing */
+        b[4].state = BATCH_PRODUCING;
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 5), 2, 1000)); /* 2 publishing */
+        /* What the mark's timing counts (relay_mark_next_at): the batches
+         * finishing while a mark is on its way share the next one. */
+        ck_assert_int_eq(relay_marks_unsent(b), 5); /* MARK_DUE x3, IN_FLIGHT, PRODUCING */
+        b[0].state = BATCH_MARKED;
+        b[1].state = BATCH_MARKING;
+        ck_assert_int_eq(relay_marks_unsent(b), 3);
+        /* The hold: batches waiting for their mark to be sent. */
+        for (int i = 0; i < HOLD; i++)
+                b[i] = (struct batch){.state = BATCH_MARK_DUE};
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, HOLD - 1), 2, 1000));
+        ck_assert(relay_marks_pipeline_full(b, chain(b, HOLD), 2, 1000));
+        /* A drain's full batches: no more rows held than 2 * depth batches'. */
+        for (int i = 0; i < 4; i++)
+                b[i] = (struct batch){.state = BATCH_MARKING, .n = 1000};
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 3), 2, 1000));
+        ck_assert(relay_marks_pipeline_full(b, chain(b, 4), 2, 1000));
+        ck_assert(!relay_marks_pipeline_full(b, chain(b, 4), 2, 2000));
 }
 END_TEST
 
@@ -264,6 +310,7 @@ static Suite *relay_mark_suite(void)
         tcase_add_test(tc, test_batch_size_marks_at_once);
         tcase_add_test(tc, test_due_only_when_reported);
         tcase_add_test(tc, test_pipeline_full);
+        tcase_add_test(tc, test_pipeline_not_held_by_marks_on_their_way);
         tcase_add_test(tc, test_later_row_of_unrecorded_failure_held_back);
         tcase_add_test(tc, test_later_batch_waits_for_earlier_reports);
         suite_add_tcase(s, tc);
