@@ -150,8 +150,7 @@ const struct setting config_settings[] = {
     {"transactional-id", 0, "OUTBOX_TRANSACTIONAL_ID", T_STR, OFF(transactional_id), 0, 0,
      "outbox-relay.<schema>", F_DYNAMIC_DEFAULT | F_PER_OUTBOX, C_RUN, 0, "ID",
      "Kafka transactional.id with --exactly-once: the same for every replica of one outbox, so "
-     "a new leader fences the old one, and different for each outbox. ID.1 is used too (a "
-     "second transactional producer)."},
+     "a new leader fences the old one, and different for each outbox."},
     {"progress-topic", 0, "OUTBOX_PROGRESS_TOPIC", T_STR, OFF(progress_topic), 0, 0,
      "outbox-relay-progress", F_PER_OUTBOX, C_RUN, 0, "TOPIC",
      "With --exactly-once, the topic for progress records (which rows each transaction "

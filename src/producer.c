@@ -1,8 +1,6 @@
 /* producer: wraps the idempotent librdkafka producer. Success is decided in
  * the delivery report only; librdkafka's own logs and errors are forwarded
- * to the main queue so that everything runs in the relay's thread. With
- * --exactly-once it holds two transactional producers that take turns (see
- * PRODUCER_TXN_HANDLES). */
+ * to the main queue so that everything runs in the relay's thread. */
 #include "producer.h"
 
 #include <errno.h>
@@ -14,36 +12,13 @@
 
 #include <jansson.h>
 
-#include "config.h"
 #include "kafka_conf.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
 
-/* --exactly-once: two transactional producers, "<id>" and "<id>.1", each
- * transaction on the one that did not run the last. A transaction begun on
- * the producer that just committed finds the coordinator still writing
- * that commit's markers: its AddPartitionsToTxn is refused with
- * CONCURRENT_TRANSACTIONS and librdkafka retries after a hard-coded 20 ms
- * (rdkafka_txnmgr.c, every release to 2.15; no setting reaches it), which
- * made the p99 at 1,000 events/s. The other producer's last transaction
- * ended a whole transaction earlier. Order is kept because a transaction
- * begins only after the last one's commit (or abort) returned, when all of
- * its messages are acknowledged: in every partition the next
- * transaction's messages get later offsets, and read_committed consumers
- * read in offset order. Both ids are fenced before recovery reads the
- * progress record, and both write it under the configured id, so the last
- * record is the last transaction's whichever producer ran it; the first
- * id is the configured one, so an older relay's producer is fenced too. */
-#define PRODUCER_TXN_HANDLES 2
-
 struct producer {
-        rd_kafka_t *rk; /* the current one: the open transaction's */
-        rd_kafka_t *rks[PRODUCER_TXN_HANDLES];
-        int n_rk;   /* 1, or PRODUCER_TXN_HANDLES with --exactly-once */
-        int cur;    /* rks[cur] == rk */
-        int inited; /* how many have done init_transactions */
-        int begun;  /* a transaction was begun: the next one on the other */
+        rd_kafka_t *rk;
         struct log *lg;
         struct metrics *metrics;
         producer_dr_cb cb;
@@ -197,50 +172,13 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_write(p->lg, lvl, "librdkafka", "{s:s,s:s}", "facility", fac, "detail", buf);
 }
 
-/* Creates handle i from conf (taken over on success); the second of an
- * exactly-once pair gets "<id>.1" and sends no statistics (the first's
- * stand for both: the gauges would otherwise alternate). */
-static int handle_new(struct producer *p, int i, rd_kafka_conf_t *conf, char *errbuf, size_t errsz)
-{
-        rd_kafka_queue_t *mainq;
-        char err[512], tid[300];
-        size_t n = sizeof(tid);
-
-        if (i > 0) {
-                if (rd_kafka_conf_get(conf, "transactional.id", tid, &n) != RD_KAFKA_CONF_OK ||
-                    strlen(tid) + 3 > sizeof(tid)) {
-                        snprintf(errbuf, errsz, "transactional.id too long");
-                        goto fail;
-                }
-                snprintf(tid + strlen(tid), sizeof(tid) - strlen(tid), ".%d", i);
-                if (rd_kafka_conf_set(conf, "transactional.id", tid, err, sizeof(err)) !=
-                        RD_KAFKA_CONF_OK ||
-                    rd_kafka_conf_set(conf, "statistics.interval.ms", "0", err, sizeof(err)) !=
-                        RD_KAFKA_CONF_OK) {
-                        snprintf(errbuf, errsz, "the second transactional producer: %s", err);
-                        goto fail;
-                }
-        }
-        p->rks[i] = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (p->rks[i] == NULL) {
-                snprintf(errbuf, errsz, "cannot create the Kafka producer: %s", err);
-                goto fail; /* conf is still ours when rd_kafka_new fails */
-        }
-        rd_kafka_set_log_queue(p->rks[i], NULL); /* logs to the main queue, served by poll */
-        mainq = rd_kafka_queue_get_main(p->rks[i]);
-        rd_kafka_queue_io_event_enable(mainq, p->pipe_fd[1], "1", 1);
-        rd_kafka_queue_destroy(mainq);
-        return 0;
-fail:
-        rd_kafka_conf_destroy(conf);
-        return -1;
-}
-
 struct producer *producer_new(const struct config *cfg, struct log *lg, struct metrics *metrics,
                               producer_dr_cb cb, void *arg, char *errbuf, size_t errsz)
 {
         struct producer *p = calloc(1, sizeof(*p));
-        rd_kafka_conf_t *conf = NULL, *dup;
+        rd_kafka_conf_t *conf = NULL;
+        rd_kafka_queue_t *mainq;
+        char err[512];
 
         if (p == NULL) {
                 snprintf(errbuf, errsz, "out of memory");
@@ -263,16 +201,16 @@ struct producer *producer_new(const struct config *cfg, struct log *lg, struct m
         rd_kafka_conf_set_error_cb(conf, error_cb);
         rd_kafka_conf_set_log_cb(conf, log_cb);
         rd_kafka_conf_set_stats_cb(conf, stats_cb);
-        p->n_rk = cfg->exactly_once ? PRODUCER_TXN_HANDLES : 1;
-        for (int i = p->n_rk - 1; i >= 0; i--) {
-                /* The last handle takes conf itself, the others a copy. */
-                dup = i > 0 ? rd_kafka_conf_dup(conf) : conf;
-                if (i == 0)
-                        conf = NULL;
-                if (handle_new(p, i, dup, errbuf, errsz) != 0)
-                        goto fail;
+        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (p->rk == NULL) {
+                snprintf(errbuf, errsz, "cannot create the Kafka producer: %s", err);
+                goto fail; /* conf is still ours when rd_kafka_new fails */
         }
-        p->rk = p->rks[0];
+        conf = NULL;
+        rd_kafka_set_log_queue(p->rk, NULL); /* logs to the main queue, served by poll */
+        mainq = rd_kafka_queue_get_main(p->rk);
+        rd_kafka_queue_io_event_enable(mainq, p->pipe_fd[1], "1", 1);
+        rd_kafka_queue_destroy(mainq);
         return p;
 fail:
         if (conf != NULL)
@@ -283,24 +221,19 @@ fail:
 
 void producer_purge(struct producer *p)
 {
-        for (int i = 0; i < p->n_rk; i++)
-                if (p->rks[i] != NULL)
-                        rd_kafka_purge(p->rks[i],
-                                       RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 }
 
 void producer_free(struct producer *p)
 {
         if (p == NULL)
                 return;
-        producer_purge(p);
-        for (int i = 0; i < p->n_rk; i++) {
-                if (p->rks[i] == NULL)
-                        continue;
+        if (p->rk != NULL) {
+                producer_purge(p);
                 /* Purged messages are reported at once; flush serves those
                  * reports so the relay sees every message end. */
-                rd_kafka_flush(p->rks[i], 5000);
-                rd_kafka_destroy(p->rks[i]);
+                rd_kafka_flush(p->rk, 5000);
+                rd_kafka_destroy(p->rk);
         }
         if (p->pipe_fd[0] >= 0)
                 close(p->pipe_fd[0]);
@@ -346,44 +279,25 @@ static enum producer_txn_result txn_error(struct producer *p, const char *what,
         return PRODUCER_TXN_FAILED;
 }
 
-/* Both producers, one after the other (a step each), before anything is
- * read or published: either id may have a zombie or an open transaction. */
 enum producer_txn_result producer_txn_init(struct producer *p, int timeout_ms, char *errbuf,
                                            size_t errsz)
 {
-        rd_kafka_error_t *error = NULL;
-        char tid[300], what[400];
-        size_t n = sizeof(tid);
+        rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, timeout_ms);
 
-        while (p->inited < p->n_rk && error == NULL)
-                if ((error = rd_kafka_init_transactions(p->rks[p->inited], timeout_ms)) == NULL)
-                        p->inited++;
         if (error == NULL)
                 return PRODUCER_TXN_DONE;
-        /* Name the id: the second's may lack an ACL the first has. */
-        if (rd_kafka_conf_get(rd_kafka_conf(p->rks[p->inited]), "transactional.id", tid, &n) !=
-            RD_KAFKA_CONF_OK)
-                tid[0] = '\0';
-        snprintf(what, sizeof(what), "initialising transactions of transactional.id %s", tid);
         if (rd_kafka_error_is_retriable(error)) {
-                snprintf(errbuf, errsz, "%s: %s", what, rd_kafka_error_string(error));
+                snprintf(errbuf, errsz, "initialising transactions: %s",
+                         rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
                 return PRODUCER_TXN_RETRY;
         }
-        return txn_error(p, what, error, errbuf, errsz);
+        return txn_error(p, "initialising transactions", error, errbuf, errsz);
 }
 
-/* Called only once the last transaction ended (relay_txn.c): see
- * PRODUCER_TXN_HANDLES for why the other producer. */
 enum producer_txn_result producer_txn_begin(struct producer *p, char *errbuf, size_t errsz)
 {
-        rd_kafka_error_t *error;
-
-        if (p->begun)
-                p->cur = (p->cur + 1) % p->n_rk;
-        p->rk = p->rks[p->cur];
-        p->begun = 1;
-        error = rd_kafka_begin_transaction(p->rk);
+        rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
 
         return error == NULL ? 0 : txn_error(p, "beginning a transaction", error, errbuf, errsz);
 }
@@ -506,13 +420,9 @@ int producer_fenced(const struct producer *p)
 
         if (!p->fatal)
                 return 0;
-        for (int i = 0; i < p->n_rk; i++) {
-                err = rd_kafka_fatal_error(p->rks[i], NULL, 0);
-                if (err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-                    err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
-                        return 1;
-        }
-        return 0;
+        err = rd_kafka_fatal_error(p->rk, NULL, 0);
+        return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+               err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
 }
 
 void producer_poll(struct producer *p)
@@ -521,9 +431,8 @@ void producer_poll(struct producer *p)
 
         while (read(p->pipe_fd[0], buf, sizeof(buf)) > 0)
                 ;
-        for (int i = 0; i < p->n_rk; i++)
-                while (rd_kafka_poll(p->rks[i], 0) > 0)
-                        ;
+        while (rd_kafka_poll(p->rk, 0) > 0)
+                ;
 }
 
 int producer_fd(const struct producer *p)
