@@ -229,18 +229,6 @@ static int same_database(const char *a, const char *b)
                strcmp(pa.dbname, pb.dbname) == 0 && strcmp(pa.service, pb.service) == 0;
 }
 
-/* Whether two exactly-once outboxes' producers would share a transactional
- * id: each also uses "<id>.1" for its second producer (producer.c). */
-static int ids_clash(const char *x, const char *y)
-{
-        size_t nx = strlen(x), ny = strlen(y);
-
-        if (nx > ny)
-                return ids_clash(y, x);
-        return strcmp(x, y) == 0 ||
-               (ny == nx + 2 && strncmp(x, y, nx) == 0 && strcmp(y + nx, ".1") == 0);
-}
-
 /* What two outboxes must not share. */
 static int check_pair(const char *file, const struct config_outbox *a,
                       const struct config_outbox *b, char *errbuf, size_t errsz)
@@ -250,11 +238,10 @@ static int check_pair(const char *file, const struct config_outbox *a,
                 return -1;
         }
         if (a->cfg->exactly_once && b->cfg->exactly_once &&
-            ids_clash(a->cfg->transactional_id, b->cfg->transactional_id)) {
+            strcmp(a->cfg->transactional_id, b->cfg->transactional_id) == 0) {
                 snprintf(errbuf, errsz,
                          "%.200s: outboxes \"%s\" and \"%s\": key \"transactional-id\": both use "
-                         "\"%.64s\" (or it followed by \".1\", the second producer's): each "
-                         "outbox needs its own (one would fence the other)",
+                         "\"%.64s\": each outbox needs its own (one would fence the other)",
                          file, a->name, b->name, a->cfg->transactional_id);
                 return -1;
         }

@@ -263,10 +263,6 @@ static const struct {
     {"[{\"name\": \"a\", \"exactly-once\": true, \"transactional-id\": \"outbox-relay.b\"},"
      " {\"name\": \"b\", \"schema\": \"s2\", \"exactly-once\": true}]",
      "both use \"outbox-relay.b\""},
-    /* Each outbox's second producer uses "<id>.1". */
-    {"[{\"name\": \"a\", \"exactly-once\": true, \"transactional-id\": \"t.1\"},"
-     " {\"name\": \"b\", \"schema\": \"s2\", \"exactly-once\": true, \"transactional-id\": \"t\"}]",
-     "second producer's"},
 };
 
 START_TEST(test_outboxes_file_refused)
