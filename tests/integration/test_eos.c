@@ -391,6 +391,7 @@ static void marks_held(const char *db, int replay)
         struct fx_relay *r;
         struct fx_msg *msgs;
         PGconn *c, *gate;
+        long long gate_pid;
         size_t n;
         int copies_of_1 = 0;
 
@@ -422,13 +423,22 @@ static void marks_held(const char *db, int replay)
         fx_relay_kill(r, SIGKILL);
         ck_assert_int_eq(fx_relay_wait(r, 10000), 128 + SIGKILL);
         fx_relay_free(r);
-        /* The killed relay's marks still wait on the lock: they end
-         * unapplied, as if the relay had died before sending them. */
-        fx_sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                  " WHERE wait_event = 'advisory' AND pid <> pg_backend_pid()");
+        /* The killed relay's sessions are ended before the lock is let go:
+         * its marks end unapplied, as if it had died before sending them.
+         * Not only those waiting on the lock: a mark sent just before the
+         * kill and not waiting yet went through once the lock was free
+         * (seen under ASan). */
+        gate_pid = fx_sql_int(gate, "SELECT pg_backend_pid()");
+        fx_sql(c,
+               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+               "current_database() AND backend_type = 'client backend' AND pid NOT IN "
+               "(pg_backend_pid(), %lld)",
+               gate_pid);
         ck_assert_int_eq(fx_wait_sql(c, 0, 10000,
-                                     "SELECT count(*) FROM pg_stat_activity"
-                                     " WHERE wait_event = 'advisory'"),
+                                     "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                     "current_database() AND backend_type = 'client backend' AND "
+                                     "pid NOT IN (pg_backend_pid(), %lld)",
+                                     gate_pid),
                          0);
         fx_sql(gate, "SELECT pg_advisory_unlock(4242)");
         ck_assert_int_eq(
