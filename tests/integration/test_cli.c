@@ -464,11 +464,10 @@ END_TEST
 START_TEST(migrate_does_not_wait_on_a_locked_outbox)
 {
         char *ci = fx_pg_create_db(pg, "cli_locked");
-        char path[] = "/tmp/outbox-relay-outboxes-XXXXXX", json[1024], want[128];
+        char dir[64], json[1024], want[128], *path;
         PGconn *c, *holder;
         char *out = NULL;
-        FILE *f;
-        int fd, pid;
+        int pid;
 
         ck_assert_int_eq(
             relay_cmd(&out, NULL, (const char *[]){"migrate", "--database-url", ci, NULL}), 0);
@@ -479,16 +478,12 @@ START_TEST(migrate_does_not_wait_on_a_locked_outbox)
         holder = fx_db_connect(ci);
         fx_sql(holder, "BEGIN; SELECT count(*) FROM outbox.events");
         pid = (int)fx_sql_int(holder, "SELECT pg_backend_pid()");
-        fd = mkstemp(path);
-        ck_assert_int_ge(fd, 0);
-        f = fdopen(fd, "w");
-        ck_assert_ptr_nonnull(f);
         snprintf(json, sizeof(json),
                  "[{\"name\": \"locked\", \"database-url\": \"%s\"},"
                  " {\"name\": \"free\", \"database-url\": \"%s\", \"schema\": \"other\"}]",
                  ci, ci);
-        ck_assert_int_gt(fprintf(f, "%s", json), 0);
-        ck_assert_int_eq(fclose(f), 0);
+        fx_tmpdir_new(dir, sizeof(dir), "cli-locked");
+        path = fx_write_secret(dir, "outboxes.json", json);
 
         ck_assert_int_eq(relay_cmd(&out, NULL,
                                    (const char *[]){"migrate", "--outboxes-file", path,
@@ -507,7 +502,8 @@ START_TEST(migrate_does_not_wait_on_a_locked_outbox)
                          migrate_latest_version());
         PQfinish(holder);
         PQfinish(c);
-        unlink(path);
+        fx_tmpdir_remove(dir);
+        free(path);
         free(ci);
 }
 END_TEST
@@ -520,12 +516,11 @@ END_TEST
 START_TEST(outboxes_on_one_database_by_two_roads_are_named)
 {
         char *ci = fx_pg_create_db(pg, "cli_twin"), *sock, *log = NULL;
-        char path[] = "/tmp/outbox-relay-outboxes-XXXXXX", json[2048];
-        const char *args[] = {"--outboxes-file", path, "--leader-poll-ms", "100", NULL};
+        char dir[64], json[2048], *path;
+        const char *args[] = {"--outboxes-file", NULL, "--leader-poll-ms", "100", NULL};
         struct fx_relay *r;
         PGconn *c;
-        FILE *f;
-        int fd, named = 0;
+        int named = 0;
         int64_t deadline;
         char *out = NULL;
 
@@ -542,16 +537,12 @@ START_TEST(outboxes_on_one_database_by_two_roads_are_named)
                 PQclear(res);
                 ck_assert_ptr_nonnull(sock);
         }
-        fd = mkstemp(path);
-        ck_assert_int_ge(fd, 0);
-        f = fdopen(fd, "w");
-        ck_assert_ptr_nonnull(f);
         snprintf(json, sizeof(json),
                  "[{\"name\": \"tcp\", \"database-url\": \"%s\"},"
                  " {\"name\": \"socket\", \"database-url\": \"%s host=%s\"}]",
                  ci, ci, sock);
-        ck_assert_int_gt(fprintf(f, "%s", json), 0);
-        ck_assert_int_eq(fclose(f), 0);
+        fx_tmpdir_new(dir, sizeof(dir), "cli-twin");
+        args[1] = path = fx_write_secret(dir, "outboxes.json", json);
         r = fx_relay_start(NULL, "127.0.0.1:1", args);
         for (deadline = fx_now_ms() + 20000; !named && fx_now_ms() < deadline;) {
                 free(log);
@@ -567,7 +558,8 @@ START_TEST(outboxes_on_one_database_by_two_roads_are_named)
         free(log);
         fx_relay_free(r);
         PQfinish(c);
-        unlink(path);
+        fx_tmpdir_remove(dir);
+        free(path);
         free(sock);
         free(ci);
 }
