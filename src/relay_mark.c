@@ -101,11 +101,12 @@ int relay_marks_unsent(const struct batch *batches)
 int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pipeline_depth,
                               int batch_size)
 {
-        int marking = 0;
+        int marking = 0, unsent = 0;
         int64_t rows = 0;
 
         for (const struct batch *b = batches; b != NULL; b = b->next) {
                 marking += batch_marking(b);
+                unsent += b->state < BATCH_MARKING;
                 rows += b->n;
         }
         /* Published batches waiting for a shared mark count towards the
@@ -114,7 +115,7 @@ int relay_marks_pipeline_full(const struct batch *batches, int n_batches, int pi
          * a mark's round trip, and a drain holds no more rows than
          * before. */
         return n_batches - marking >= pipeline_depth ||
-               relay_marks_unsent(batches) >= relay_marks_hold(pipeline_depth) ||
+               unsent >= relay_marks_hold(pipeline_depth) ||
                n_batches >= 2 * relay_marks_hold(pipeline_depth) ||
                rows >= (int64_t)2 * pipeline_depth * batch_size;
 }
